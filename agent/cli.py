@@ -1,0 +1,96 @@
+"""The ``iotids`` command: one entry point, a subcommand per job.
+
+Subcommands live beside the code they drive (``agent/features/cli.py``, ``training/cli.py`` ...)
+and are found through a registry of import paths, so an unused command's dependencies never
+load on the gateway. A command module imports only the standard library at top level and
+exposes ``configure(parser)`` and ``run(args) -> int``. Desktop commands that need TensorFlow
+print the one install line that fixes a gateway-only install and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import ModuleType
+
+INSTALL_TRAIN = "pip install 'iotids[train]'"
+
+
+@dataclass(frozen=True)
+class Command:
+    """A registered subcommand: where it lives and what it needs."""
+
+    module: str
+    help: str
+    needs_tensorflow: bool = False
+
+
+COMMANDS: dict[str, Command] = {
+    "features": Command("agent.features.cli", "decode a capture and compute feature windows"),
+    "synth": Command("training.synth.cli", "generate gateway traffic / telemetry with ground truth"),
+    "train": Command("training.cli_train", "train a CNN / LSTM / GRU / DNN model", True),
+    "evaluate": Command("training.cli_evaluate", "score a trained model on other data", True),
+    "convert": Command("converters.cli_convert", "quantize a model into a signed bundle", True),
+    "verify": Command("converters.cli_verify", "prove a bundle on the gateway's runtime"),
+    "keys": Command("converters.cli_keys", "make an Ed25519 signing key pair"),
+    "agent": Command("agent.__main__", "run the gateway agent (run, validate-config, replay)"),
+    "provision": Command("firmware_configs.provision", "render a gateway's first-boot files"),
+    "monitor": Command("agent.monitor", "watch a fleet of gateways through the broker"),
+    "demo": Command("training.demo", "the whole pipeline end to end on built-in data", True),
+}
+
+
+def _load(command: Command) -> ModuleType | None:
+    """Import a command module; None when it is not part of this checkout yet."""
+    try:
+        return importlib.import_module(command.module)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and command.module.startswith(exc.name):
+            return None
+        raise
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
+    """The top-level parser with every available subcommand configured."""
+    parser = argparse.ArgumentParser(prog="iotids", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    modules: dict[str, ModuleType] = {}
+    for name, command in COMMANDS.items():
+        module = _load(command)
+        if module is None:
+            continue
+        modules[name] = module
+        module.configure(sub.add_parser(name, help=command.help, description=command.help))
+    return parser, modules
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments, check the command's dependencies, run it; returns the exit code."""
+    parser, modules = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2) if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.command is None:
+        parser.print_help()
+        return 2
+    command = COMMANDS[args.command]
+    if command.needs_tensorflow and importlib.util.find_spec("tensorflow") is None:
+        print(  # noqa: T201 - the CLI talks to its user
+            f"iotids {args.command} needs TensorFlow, which this install lacks. Fix: {INSTALL_TRAIN}",
+            file=sys.stderr,
+        )
+        return 1
+    result: int = modules[args.command].run(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

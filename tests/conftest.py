@@ -1,0 +1,54 @@
+"""Suite-wide fixtures: where the shared datasets are, and no silent thread failures."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _datasets_dir() -> Path:
+    env = os.environ.get("IOTIDS_DATASETS")
+    return Path(env) if env else REPO.parent / "shared" / "datasets"
+
+
+@pytest.fixture(scope="session")
+def datasets() -> Path:
+    """../shared/datasets (or $IOTIDS_DATASETS): real public captures and tables, read-only."""
+    path = _datasets_dir()
+    if not path.is_dir():
+        pytest.fail(f"shared datasets not found at {path}; set IOTIDS_DATASETS")
+    return path
+
+
+class _ErrorRecorder(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info is not None:
+            self.records.append(record)
+
+
+@pytest.fixture(autouse=True)
+def fail_on_log_exception(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test in which a thread loop or callback logged an exception (Home Assistant's way).
+
+    Tests that provoke such a log on purpose mark themselves ``@pytest.mark.allow_log_exception``.
+    """
+    recorder = _ErrorRecorder()
+    root = logging.getLogger()
+    root.addHandler(recorder)
+    try:
+        yield
+    finally:
+        root.removeHandler(recorder)
+    if recorder.records and request.node.get_closest_marker("allow_log_exception") is None:
+        first = recorder.records[0]
+        pytest.fail(f"an exception was logged: {first.name}: {first.getMessage()}")
