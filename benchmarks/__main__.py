@@ -1,0 +1,86 @@
+"""Run every benchmark and print one table; also write it as JSON.
+
+Each benchmark module exposes ``run(quick: bool) -> list[dict]`` whose rows carry
+``benchmark``, ``case``, ``metric``, ``value``, ``unit`` and ``target``. Targets are
+printed beside what was measured; nothing here fails because a target was missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+MODULES = (
+    "benchmarks.feature_extraction",
+    "benchmarks.synth_speed",
+    "benchmarks.conversion",
+    "benchmarks.agent_replay",
+    "benchmarks.training_quality",
+)
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    import os
+
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+    }
+
+
+def format_value(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.3f}" if abs(value) < 100 else f"{value:,.0f}"
+    return str(value)
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    headers = ("benchmark", "case", "metric", "value", "unit", "target")
+    cells = [[format_value(r.get(h, "")) for h in headers] for r in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    line = " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    print(line)
+    print("-+-".join("-" * w for w in widths))
+    for c in cells:
+        print(" | ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller inputs, for a smoke run")
+    parser.add_argument("--only", action="append", default=[], help="run only these (module suffix)")
+    parser.add_argument("--json", type=Path, default=Path("benchmarks/results.json"))
+    args = parser.parse_args(argv)
+    rows: list[dict[str, Any]] = []
+    for name in MODULES:
+        if args.only and name.rsplit(".", 1)[-1] not in args.only:
+            continue
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            rows.append({"benchmark": name, "case": "import", "metric": "error", "value": str(exc)})
+            continue
+        started = time.perf_counter()
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        rows.extend(module.run(quick=args.quick))
+        print(f"  {name} took {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
+    print_table(rows)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2, default=str))
+    print(f"\nwritten: {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
