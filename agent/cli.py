@@ -32,7 +32,9 @@ class Command:
 
 COMMANDS: dict[str, Command] = {
     "features": Command("agent.features.cli", "decode a capture and compute feature windows"),
-    "synth": Command("training.synth.cli", "generate gateway traffic / telemetry with ground truth"),
+    "synth": Command(
+        "training.synth.cli", "generate gateway traffic / telemetry with ground truth"
+    ),
     "train": Command("training.cli_train", "train a CNN / LSTM / GRU / DNN model", True),
     "evaluate": Command("training.cli_evaluate", "score a trained model on other data", True),
     "convert": Command("converters.cli_convert", "quantize a model into a signed bundle", True),
@@ -84,7 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = COMMANDS[args.command]
     if command.needs_tensorflow and importlib.util.find_spec("tensorflow") is None:
         print(  # noqa: T201 - the CLI talks to its user
-            f"iotids {args.command} needs TensorFlow, which this install lacks. Fix: {INSTALL_TRAIN}",
+            f"iotids {args.command} needs TensorFlow, which this install lacks."
+            f" Fix: {INSTALL_TRAIN}",
             file=sys.stderr,
         )
         return 1

@@ -1,1 +1,1 @@
-"""Benchmarks: measured figures printed as one table (`python -m benchmarks`), never asserted in tests."""
+"""Benchmarks: measured figures printed as one table (`python -m benchmarks`), never asserted."""

@@ -46,7 +46,9 @@ def format_value(value: object) -> str:
 def print_table(rows: list[dict[str, Any]]) -> None:
     headers = ("benchmark", "case", "metric", "value", "unit", "target")
     cells = [[format_value(r.get(h, "")) for h in headers] for r in rows]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    widths = [
+        max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(headers)
+    ]
     line = " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
     print(line)
     print("-+-".join("-" * w for w in widths))
@@ -55,9 +57,13 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--quick", action="store_true", help="smaller inputs, for a smoke run")
-    parser.add_argument("--only", action="append", default=[], help="run only these (module suffix)")
+    parser.add_argument(
+        "--only", action="append", default=[], help="run only these (module suffix)"
+    )
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results.json"))
     args = parser.parse_args(argv)
     rows: list[dict[str, Any]] = []
