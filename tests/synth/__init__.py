@@ -1,0 +1,1 @@
+"""Tests of the built-in traffic and telemetry generator (training/synth)."""

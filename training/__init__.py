@@ -1,0 +1,1 @@
+"""Desktop training: datasets, preprocessing, CNN / LSTM / GRU / DNN models, evaluation."""
