@@ -12,6 +12,7 @@ command -v mcopy >/dev/null || need+=(mtools)
 command -v mkfs.vfat >/dev/null || [ -x /usr/sbin/mkfs.vfat ] || need+=(dosfstools)
 command -v tcpdump >/dev/null || [ -x /usr/bin/tcpdump ] || need+=(tcpdump)
 command -v ip >/dev/null || [ -x /usr/sbin/ip ] || need+=(iproute2)
+command -v shellcheck >/dev/null || need+=(shellcheck)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; else SUDO=""; fi
     if [ "$(id -u)" = 0 ] || [ -n "$SUDO" ]; then
