@@ -1,0 +1,556 @@
+"""Model bundles: the one file a gateway loads, verified on the device itself (issue 5).
+
+Format 1 is a zip archive, members stored uncompressed, holding exactly:
+
+- ``manifest.json`` — UTF-8 JSON, the ``Manifest`` below (``"format": 1``): feature set name,
+  schema id and columns, step and window, input/output shapes, dtypes and int8 scale / zero
+  point, quantization mode, scaler, labels and their categories, thresholds and their
+  calibration, training / float / post-quantization metrics, golden vectors, the model's
+  sha256 and size, tool and runtime versions, creation time and the signing key id.
+- ``model.tflite`` — the model; its sha256 is in the manifest.
+- ``manifest.sig`` — raw 64-byte Ed25519 signature over the exact bytes of ``manifest.json``.
+  The signature covers the model through ``model_sha256``. A key id is the first 16 hex
+  digits of sha256 over the raw 32-byte public key.
+
+Golden vectors are SCALED model inputs (base64 float32, little endian) with the outputs the
+converter measured on the real interpreter and an absolute tolerance: a device whose runtime
+disagrees (a broken kernel, an op version it mis-runs) refuses the bundle before it is used.
+
+``load_bundle`` checks, in order: the file is a zip with the expected members, the signature
+is by a trusted key, the manifest is sane, the model's hash matches, the runtime loads it with
+the manifest's shapes and dtypes, and the golden vectors reproduce. Every failure is one
+``BundleError`` line naming the part that failed. No TensorFlow here: this runs on the Pi.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import json
+import logging
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from agent.features.schema import FeatureSet
+from agent.features.steps import StepSpec
+from agent.runtime import Model, ModelLoadError, Quantization
+
+logger = logging.getLogger(__name__)
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+MODEL = "model.tflite"
+SIGNATURE = "manifest.sig"
+MEMBERS = frozenset({MANIFEST, MODEL, SIGNATURE})
+MAX_MEMBER_BYTES = 64 * 1024 * 1024  # a gateway model is KBs to a few MB; refuse zip bombs
+MODEL_TYPES = ("cnn", "lstm", "gru", "gru-anomaly", "dnn", "external")
+TASKS = ("classify", "anomaly")
+QUANTIZATIONS = ("float32", "float16", "dynamic", "int8", "external")
+
+
+class BundleError(ValueError):
+    """A bundle the agent must refuse; the message is one line naming the problem."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A model input or output: dtype, and int8/uint8 scale and zero point when quantized."""
+
+    dtype: str
+    scale: float | None = None
+    zero_point: int | None = None
+
+    @classmethod
+    def of(cls, dtype: str, quant: Quantization | None) -> TensorSpec:
+        """From a runtime tensor's dtype and quantization."""
+        if quant is None:
+            return cls(dtype)
+        return cls(dtype, quant.scale, quant.zero_point)
+
+
+@dataclass(frozen=True)
+class Scaler:
+    """Min-max scaling to 0..1 after clipping raw features to [clip_low, clip_high]."""
+
+    kind: str
+    min: tuple[float, ...]
+    max: tuple[float, ...]
+    clip_low: tuple[float, ...]
+    clip_high: tuple[float, ...]
+
+    def transform(self, raw: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+        """Scaled features, same shape as ``raw`` (last axis = features); 0 where max == min."""
+        lo = np.asarray(self.min, dtype=np.float64)
+        span = np.asarray(self.max, dtype=np.float64) - lo
+        x = np.clip(np.asarray(raw, dtype=np.float64), self.clip_low, self.clip_high)
+        safe = np.where(span > 0, span, 1.0)
+        scaled = np.where(span > 0, (x - lo) / safe, 0.0)
+        return np.clip(scaled, 0.0, 1.0).astype(np.float32)
+
+
+@dataclass(frozen=True, eq=False)
+class Golden:
+    """Scaled inputs with the outputs the converter measured, and the tolerance allowed."""
+
+    inputs: npt.NDArray[np.float32]
+    outputs: npt.NDArray[np.float32]
+    atol: float
+
+    def __eq__(self, other: object) -> bool:
+        """Equal arrays and tolerance (arrays make the generated ``__eq__`` ambiguous)."""
+        if not isinstance(other, Golden):
+            return NotImplemented
+        return (
+            self.atol == other.atol
+            and np.array_equal(self.inputs, other.inputs)
+            and np.array_equal(self.outputs, other.outputs)
+        )
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything a device needs to feed, run, judge and trust a model (format 1)."""
+
+    bundle_id: str
+    created: str
+    model_type: str
+    task: str
+    feature_set: str
+    schema_id: str
+    columns: tuple[str, ...]
+    step: StepSpec
+    window: int
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    input: TensorSpec
+    output: TensorSpec
+    quantization: str
+    scaler: Scaler
+    labels: tuple[str, ...]
+    categories: Mapping[str, str]
+    thresholds: Mapping[str, float]
+    threshold_calibration: Mapping[str, Any]
+    metrics: Mapping[str, Any]
+    golden: Golden
+    model_sha256: str
+    model_size: int
+    tools: Mapping[str, str]
+    runtimes: Mapping[str, str]
+    key_id: str | None = None
+    format: int = FORMAT
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def prepare(self, windows: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+        """Raw feature windows (N, T, F) -> scaled model inputs (N, *input_shape).
+
+        A model that reads one step (a DNN on a window of T > 1) gets the last step, as
+        training feeds it.
+        """
+        scaled = self.scaler.transform(windows)
+        if int(np.prod(self.input_shape)) == len(self.columns) and scaled.ndim == 3:
+            scaled = scaled[:, -1, :]
+        return scaled.reshape((len(scaled), *self.input_shape))
+
+    def to_json(self) -> bytes:
+        """The manifest as the UTF-8 JSON bytes that get signed."""
+        data = asdict(self)
+        data["step"] = self.step.to_dict()
+        data["golden"] = {
+            "inputs": _encode_array(self.golden.inputs),
+            "outputs": _encode_array(self.golden.outputs),
+            "atol": self.golden.atol,
+        }
+        return json.dumps(data, indent=1, sort_keys=True).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Manifest:
+        """Parse and validate; BundleError names the offending key."""
+        try:
+            raw = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BundleError(f"bundle manifest: not valid JSON ({exc})") from None
+        if not isinstance(raw, dict):
+            raise BundleError("bundle manifest: not a JSON object")
+        return _parse_manifest(raw)
+
+
+def _encode_array(array: npt.NDArray[np.float32]) -> dict[str, Any]:
+    """A float32 array as shape + base64 little-endian bytes (compact and exact)."""
+    data = np.ascontiguousarray(array, dtype="<f4").tobytes()
+    return {"shape": list(array.shape), "data": base64.b64encode(data).decode("ascii")}
+
+
+def _decode_array(value: Any, key: str) -> npt.NDArray[np.float32]:
+    """Inverse of ``_encode_array``; BundleError names ``key`` when malformed."""
+    try:
+        shape = tuple(int(d) for d in value["shape"])
+        data = base64.b64decode(value["data"], validate=True)
+        return np.frombuffer(data, dtype="<f4").reshape(shape).astype(np.float32)
+    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+        raise BundleError(f"bundle manifest: {key}: malformed array ({exc})") from None
+
+
+class _Reader:
+    """Typed access to the manifest's JSON object with errors that name the key."""
+
+    def __init__(self, raw: Mapping[str, Any], prefix: str = "") -> None:
+        self.raw = raw
+        self.prefix = prefix
+
+    def fail(self, key: str, why: str) -> BundleError:
+        return BundleError(f"bundle manifest: {self.prefix}{key}: {why}")
+
+    def get(self, key: str, kind: type | tuple[type, ...]) -> Any:
+        if key not in self.raw:
+            raise self.fail(key, "missing")
+        value = self.raw[key]
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            raise self.fail(key, f"expected {_kind_name(kind)}, got {type(value).__name__}")
+        return value
+
+    def text(self, key: str, choices: Sequence[str] | None = None) -> str:
+        value: str = self.get(key, str)
+        if choices is not None and value not in choices:
+            raise self.fail(key, f"must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def floats(self, key: str, length: int | None = None) -> tuple[float, ...]:
+        values = self.get(key, list)
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            raise self.fail(key, "expected a list of numbers")
+        if length is not None and len(values) != length:
+            raise self.fail(key, f"expected {length} values, got {len(values)}")
+        return tuple(float(v) for v in values)
+
+    def ints(self, key: str) -> tuple[int, ...]:
+        values = self.get(key, list)
+        if not values or not all(isinstance(v, int) and v > 0 for v in values):
+            raise self.fail(key, "expected a non-empty list of positive integers")
+        return tuple(values)
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        values = self.get(key, list)
+        if not all(isinstance(v, str) for v in values):
+            raise self.fail(key, "expected a list of strings")
+        return tuple(values)
+
+    def mapping(self, key: str, value_kind: type | tuple[type, ...] = object) -> dict[str, Any]:
+        value: dict[str, Any] = self.get(key, dict)
+        if not all(isinstance(v, value_kind) for v in value.values()):
+            raise self.fail(key, f"values must be {_kind_name(value_kind)}")
+        return value
+
+    def child(self, key: str) -> _Reader:
+        return _Reader(self.get(key, dict), f"{self.prefix}{key}.")
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(k.__name__ for k in kinds)
+
+
+def _tensor(reader: _Reader) -> TensorSpec:
+    dtype = reader.text("dtype", ("float32", "int8", "uint8", "int16"))
+    if dtype == "float32":
+        return TensorSpec(dtype)
+    scale = float(reader.get("scale", (int, float)))
+    if not scale > 0:
+        raise reader.fail("scale", f"must be > 0, got {scale}")
+    return TensorSpec(dtype, scale, int(reader.get("zero_point", int)))
+
+
+def _parse_manifest(raw: Mapping[str, Any]) -> Manifest:
+    """Build a Manifest from parsed JSON, checking types, lengths and shapes."""
+    r = _Reader(raw)
+    version = r.get("format", int)
+    if version != FORMAT:
+        raise r.fail("format", f"this agent reads format {FORMAT}, got {version}")
+    columns = r.strings("columns")
+    width = len(columns)
+    if width == 0:
+        raise r.fail("columns", "empty")
+    step_raw = r.child("step")
+    try:
+        size = float(step_raw.get("size", (int, float)))
+        packets = step_raw.text("kind", ("time", "packets")) == "packets"
+        step = StepSpec("packets", size) if packets else StepSpec("time", size)
+    except ValueError as exc:
+        raise r.fail("step", str(exc)) from None
+    window = r.get("window", int)
+    if window < 1:
+        raise r.fail("window", f"must be >= 1, got {window}")
+    input_shape = r.ints("input_shape")
+    if int(np.prod(input_shape)) not in (window * width, width):
+        raise r.fail(
+            "input_shape", f"{list(input_shape)} holds neither {window} x {width} nor 1 step"
+        )
+    s = r.child("scaler")
+    scaler = Scaler(
+        s.text("kind", ("minmax",)),
+        s.floats("min", width),
+        s.floats("max", width),
+        s.floats("clip_low", width),
+        s.floats("clip_high", width),
+    )
+    labels = r.strings("labels")
+    task = r.text("task", TASKS)
+    if task == "classify" and len(labels) < 2:
+        raise r.fail("labels", "a classifier needs at least two labels")
+    g = r.child("golden")
+    golden = Golden(
+        _decode_array(g.get("inputs", dict), "golden.inputs"),
+        _decode_array(g.get("outputs", dict), "golden.outputs"),
+        float(g.get("atol", (int, float))),
+    )
+    if golden.inputs.shape[1:] != input_shape or len(golden.inputs) != len(golden.outputs):
+        raise r.fail("golden", f"inputs {golden.inputs.shape} do not fit {list(input_shape)}")
+    key_id = raw.get("key_id")
+    if key_id is not None and not isinstance(key_id, str):
+        raise r.fail("key_id", "expected a string or null")
+    return Manifest(
+        bundle_id=r.text("bundle_id"),
+        created=r.text("created"),
+        model_type=r.text("model_type", MODEL_TYPES),
+        task=task,
+        feature_set=r.text("feature_set"),
+        schema_id=r.text("schema_id"),
+        columns=columns,
+        step=step,
+        window=window,
+        input_shape=input_shape,
+        output_shape=r.ints("output_shape"),
+        input=_tensor(r.child("input")),
+        output=_tensor(r.child("output")),
+        quantization=r.text("quantization", QUANTIZATIONS),
+        scaler=scaler,
+        labels=labels,
+        categories=r.mapping("categories", str),
+        thresholds={k: float(v) for k, v in r.mapping("thresholds", (int, float)).items()},
+        threshold_calibration=r.mapping("threshold_calibration"),
+        metrics=r.mapping("metrics"),
+        golden=golden,
+        model_sha256=r.text("model_sha256"),
+        model_size=r.get("model_size", int),
+        tools=r.mapping("tools", str),
+        runtimes=r.mapping("runtimes", str),
+        key_id=key_id,
+        extra=r.mapping("extra") if "extra" in raw else {},
+    )
+
+
+# --- keys -------------------------------------------------------------------------------------
+
+
+def key_id(public_key: Ed25519PublicKey) -> str:
+    """First 16 hex digits of sha256 over the raw 32-byte public key."""
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def load_public_key(source: str | Path | bytes) -> Ed25519PublicKey:
+    """An Ed25519 public key from a PEM file / bytes or a raw 32-byte file / bytes."""
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    if len(data) == 32:
+        return Ed25519PublicKey.from_public_bytes(data)
+    try:
+        key = serialization.load_pem_public_key(data)
+    except ValueError:
+        raise ValueError("public key: neither PEM nor 32 raw bytes") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError(f"public key: expected Ed25519, got {type(key).__name__}")
+    return key
+
+
+def _as_key(key: Ed25519PublicKey | bytes) -> Ed25519PublicKey:
+    return key if isinstance(key, Ed25519PublicKey) else load_public_key(key)
+
+
+# --- reading and checking ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RawBundle:
+    """The three members of a bundle, unverified."""
+
+    manifest_bytes: bytes
+    model_content: bytes
+    signature: bytes | None
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A verified bundle: its manifest, the loaded model, and who signed it."""
+
+    manifest: Manifest
+    model: Model
+    signer: str
+    raw: RawBundle
+
+
+def read_bundle(source: str | Path | bytes) -> RawBundle:
+    """Open the zip and take out its members; BundleError for anything but a bundle."""
+    if isinstance(source, bytes):
+        data = source
+    else:
+        try:
+            data = Path(source).read_bytes()
+        except OSError as exc:
+            raise BundleError(f"bundle file: cannot read {source}: {exc.strerror}") from None
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        raise BundleError("bundle file: not a zip archive (wrong file type?)") from None
+    with archive:
+        infos = {info.filename: info for info in archive.infolist()}
+        unexpected = sorted(set(infos) - MEMBERS)
+        if unexpected:
+            raise BundleError(f"bundle file: unexpected member {unexpected[0]!r}")
+        for name in (MANIFEST, MODEL):
+            if name not in infos:
+                raise BundleError(f"bundle file: missing {name}")
+        too_big = [n for n, i in infos.items() if i.file_size > MAX_MEMBER_BYTES]
+        if too_big:
+            raise BundleError(f"bundle file: {too_big[0]} larger than {MAX_MEMBER_BYTES} bytes")
+        try:
+            members = {name: archive.read(name) for name in infos}
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise BundleError(f"bundle file: corrupt archive ({exc})") from None
+    return RawBundle(members[MANIFEST], members[MODEL], members.get(SIGNATURE))
+
+
+def check_signature(raw: RawBundle, trusted_keys: Sequence[Ed25519PublicKey | bytes]) -> str:
+    """Key id of the trusted key that signed the manifest; BundleError otherwise."""
+    if raw.signature is None:
+        raise BundleError("bundle signature: unsigned bundle (no manifest.sig)")
+    if len(raw.signature) != 64:
+        raise BundleError(f"bundle signature: {len(raw.signature)} bytes, expected 64")
+    keys = [_as_key(k) for k in trusted_keys]
+    if not keys:
+        raise BundleError("bundle signature: no trusted keys configured")
+    for key in keys:
+        try:
+            key.verify(raw.signature, raw.manifest_bytes)
+        except InvalidSignature:
+            continue
+        return key_id(key)
+    claimed = _claimed_key_id(raw.manifest_bytes)
+    if claimed in {key_id(k) for k in keys}:
+        raise BundleError(
+            f"bundle signature: invalid for trusted key {claimed} (manifest or signature altered)"
+        )
+    raise BundleError(f"bundle signature: signed by untrusted key {claimed}")
+
+
+def _claimed_key_id(manifest_bytes: bytes) -> str:
+    """The key id an (unverified) manifest claims, for error messages only."""
+    try:
+        claimed = json.loads(manifest_bytes).get("key_id")
+    except (ValueError, AttributeError):
+        return "unknown (manifest unreadable)"
+    return claimed if isinstance(claimed, str) else "unknown"
+
+
+def check_model_hash(manifest: Manifest, model_content: bytes) -> None:
+    """The model bytes are the ones the (signed) manifest describes."""
+    digest = hashlib.sha256(model_content).hexdigest()
+    if digest != manifest.model_sha256:
+        raise BundleError(
+            f"bundle model: sha256 mismatch (manifest {manifest.model_sha256[:12]}…, "
+            f"file {digest[:12]}…)"
+        )
+    if len(model_content) != manifest.model_size:
+        raise BundleError(
+            f"bundle model: {len(model_content)} bytes, manifest says {manifest.model_size}"
+        )
+
+
+def load_model(manifest: Manifest, model_content: bytes, num_threads: int = 1) -> Model:
+    """Load the model on this device's runtime and check it against the manifest."""
+    try:
+        model = Model(model_content, num_threads=num_threads)
+    except ModelLoadError as exc:
+        raise BundleError(f"bundle model: {exc}") from None
+    checks = (
+        ("input shape", model.input_shape, manifest.input_shape),
+        ("output shape", model.output_shape, manifest.output_shape),
+        ("input", TensorSpec.of(model.input_dtype, model.input_quantization), manifest.input),
+        ("output", TensorSpec.of(model.output_dtype, model.output_quantization), manifest.output),
+    )
+    for what, actual, declared in checks:
+        if not _same(actual, declared):
+            raise BundleError(f"bundle model: {what} {actual} != manifest {declared}")
+    return model
+
+
+def _same(actual: object, declared: object) -> bool:
+    """Equality, with float scales compared to float32 precision."""
+    if isinstance(actual, TensorSpec) and isinstance(declared, TensorSpec):
+        return (
+            actual.dtype == declared.dtype
+            and actual.zero_point == declared.zero_point
+            and bool(np.isclose(actual.scale or 0.0, declared.scale or 0.0, rtol=1e-6))
+        )
+    return actual == declared
+
+
+def golden_error(manifest: Manifest, model: Model) -> float:
+    """Largest absolute difference between the golden outputs and this runtime's."""
+    outputs = model.predict(manifest.golden.inputs)
+    expected = manifest.golden.outputs.reshape(outputs.shape)
+    return float(np.max(np.abs(outputs - expected), initial=0.0))
+
+
+def check_golden(manifest: Manifest, model: Model) -> float:
+    """The golden vectors reproduce within tolerance; returns the largest error."""
+    error = golden_error(manifest, model)
+    if not error <= manifest.golden.atol:
+        raise BundleError(
+            f"bundle golden vectors: max error {error:.6g} > tolerance {manifest.golden.atol:.6g}"
+        )
+    return error
+
+
+def load_bundle(
+    source: str | Path | bytes,
+    trusted_keys: Sequence[Ed25519PublicKey | bytes],
+    num_threads: int = 1,
+) -> Bundle:
+    """Read, authenticate and prove a bundle on this device; BundleError says what failed."""
+    raw = read_bundle(source)
+    signer = check_signature(raw, trusted_keys)
+    manifest = Manifest.from_json(raw.manifest_bytes)
+    check_model_hash(manifest, raw.model_content)
+    model = load_model(manifest, raw.model_content, num_threads)
+    error = check_golden(manifest, model)
+    logger.info(
+        "bundle %s verified: signed by %s, golden max error %.3g", manifest.bundle_id, signer, error
+    )
+    return Bundle(manifest, model, signer, raw)
+
+
+def check_compatible(
+    manifest: Manifest, feature_set: FeatureSet, step: StepSpec, window: int
+) -> None:
+    """The agent's features fit the bundle: same schema, step and window; BundleError if not."""
+    if manifest.feature_set != feature_set.id or manifest.schema_id != feature_set.schema_id:
+        raise BundleError(
+            f"bundle schema: model wants {manifest.feature_set} ({manifest.schema_id}), "
+            f"agent computes {feature_set.id} ({feature_set.schema_id})"
+        )
+    if manifest.step != step:
+        raise BundleError(f"bundle step: model wants {manifest.step}, agent uses {step}")
+    if manifest.window != window:
+        raise BundleError(
+            f"bundle window: model wants {manifest.window} steps, agent uses {window}"
+        )

@@ -1,0 +1,280 @@
+"""The only TFLite import in the agent: LiteRT (``ai_edge_litert``), else ``tflite_runtime``.
+
+``Model`` wraps an interpreter so callers speak float32 only: int8/uint8 inputs are quantized
+with the input tensor's scale and zero point, quantized outputs are dequantized as pycoral does,
+``scale * (q.astype(np.int64) - zero_point)`` (int64 "to avoid overflow"). A model exported with
+a fixed batch of 1 (recurrent models, issue 5) is run one window at a time.
+
+``model_opcodes`` reads the operator table straight from the ``.tflite`` flatbuffer, so a model
+the runtime refuses (Flex ops, an operator version it is too old for) can still be described.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.metadata
+import logging
+import struct
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+logger = logging.getLogger(__name__)
+
+# (module, distribution) in order of preference (DESIGN.md, "runtime.py").
+RUNTIMES: tuple[tuple[str, str], ...] = (
+    ("ai_edge_litert.interpreter", "ai-edge-litert"),
+    ("tflite_runtime.interpreter", "tflite-runtime"),
+)
+TFLITE_IDENTIFIER = b"TFL3"
+BUILTIN_CUSTOM = 32  # BuiltinOperator.CUSTOM: Flex and other non-builtin ops
+
+
+class RuntimeUnavailableError(ImportError):
+    """Neither LiteRT nor tflite-runtime is installed."""
+
+
+class ModelLoadError(ValueError):
+    """The runtime refused the model bytes (not a .tflite, unsupported op or op version)."""
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """Affine int8/uint8 parameters of one tensor: ``real = scale * (q - zero_point)``."""
+
+    scale: float
+    zero_point: int
+
+
+@dataclass(frozen=True)
+class OpCode:
+    """One entry of a model's operator table, as stored in the flatbuffer."""
+
+    name: str
+    version: int
+    builtin: bool
+
+
+def _interpreter_class() -> tuple[Any, str]:
+    """The first available Interpreter class and the distribution it came from."""
+    for module_name, distribution in RUNTIMES:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        return module.Interpreter, distribution
+    raise RuntimeUnavailableError(
+        "no TFLite runtime: install ai-edge-litert (pip install ai-edge-litert) "
+        "or tflite-runtime (pip install tflite-runtime)"
+    )
+
+
+def runtime_name() -> str:
+    """Distribution name of the runtime in use: ``ai-edge-litert`` or ``tflite-runtime``."""
+    return _interpreter_class()[1]
+
+
+def runtime_version() -> str:
+    """Installed version of the runtime in use."""
+    return importlib.metadata.version(runtime_name())
+
+
+def load_interpreter(model_content: bytes, num_threads: int = 1) -> Any:
+    """An allocated interpreter for ``model_content``; ModelLoadError when it is refused."""
+    if model_content[4:8] != TFLITE_IDENTIFIER:
+        raise ModelLoadError("not a TFLite model (no TFL3 identifier)")
+    interpreter_class, distribution = _interpreter_class()
+    try:
+        interpreter = interpreter_class(model_content=model_content, num_threads=num_threads)
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"{distribution} cannot load the model: {reason}") from exc
+    return interpreter
+
+
+def _quantization(detail: dict[str, Any]) -> Quantization | None:
+    """Scale and zero point of an integer tensor, None for float tensors."""
+    if np.dtype(detail["dtype"]).kind == "f":
+        return None
+    scale, zero_point = detail["quantization"]
+    return Quantization(float(scale), int(zero_point))
+
+
+class Model:
+    """A TFLite model that takes and returns float32, whatever its tensors' types."""
+
+    def __init__(self, model_content: bytes, num_threads: int = 1) -> None:
+        self.content = model_content
+        self._interpreter = load_interpreter(model_content, num_threads)
+        self._lock = threading.Lock()
+        self._input = self._interpreter.get_input_details()[0]
+        self._output = self._interpreter.get_output_details()[0]
+        signature = self._input.get("shape_signature", self._input["shape"])
+        self._fixed_batch = int(signature[0]) > 0
+        self._batch = int(self._input["shape"][0])
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one input sample, without the batch dimension."""
+        return tuple(int(d) for d in self._input["shape"][1:])
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """Shape of one output sample, without the batch dimension."""
+        return tuple(int(d) for d in self._output["shape"][1:])
+
+    @property
+    def input_dtype(self) -> str:
+        """Input tensor dtype name: ``float32``, ``int8`` ..."""
+        return str(np.dtype(self._input["dtype"]).name)
+
+    @property
+    def output_dtype(self) -> str:
+        """Output tensor dtype name."""
+        return str(np.dtype(self._output["dtype"]).name)
+
+    @property
+    def input_quantization(self) -> Quantization | None:
+        """Input scale / zero point for integer inputs, None for float."""
+        return _quantization(self._input)
+
+    @property
+    def output_quantization(self) -> Quantization | None:
+        """Output scale / zero point for integer outputs, None for float."""
+        return _quantization(self._output)
+
+    def predict(self, x: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float32]:
+        """Run a batch of scaled inputs (N, *input_shape); returns float32 (N, *output_shape)."""
+        batch = np.asarray(x, dtype=np.float32)
+        if batch.shape[1:] != self.input_shape:
+            raise ValueError(f"input shape {batch.shape[1:]} != model input {self.input_shape}")
+        if len(batch) == 0:
+            return np.zeros((0, *self.output_shape), dtype=np.float32)
+        with self._lock:
+            if self._fixed_batch:
+                parts = [self._invoke(batch[i : i + self._batch]) for i in range(len(batch))]
+                return np.concatenate(parts, axis=0)
+            if self._batch != len(batch):
+                self._interpreter.resize_tensor_input(self._input["index"], batch.shape)
+                self._interpreter.allocate_tensors()
+                self._batch = len(batch)
+                self._output = self._interpreter.get_output_details()[0]
+            return self._invoke(batch)
+
+    def _invoke(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Quantize, invoke, dequantize one batch that already fits the input tensor."""
+        self._interpreter.set_tensor(self._input["index"], self._to_input(batch))
+        self._interpreter.invoke()
+        raw = np.asarray(self._interpreter.get_tensor(self._output["index"]))
+        quant = _quantization(self._output)
+        if quant is None:
+            return raw.astype(np.float32)
+        return (quant.scale * (raw.astype(np.int64) - quant.zero_point)).astype(np.float32)
+
+    def _to_input(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[Any]:
+        """The input tensor's representation of a float batch (rounded and clipped when int)."""
+        dtype = np.dtype(self._input["dtype"])
+        quant = _quantization(self._input)
+        if quant is None:
+            return batch.astype(dtype)
+        info = np.iinfo(dtype)
+        q = np.round(batch / quant.scale + quant.zero_point)
+        return np.clip(q, info.min, info.max).astype(dtype)
+
+    def ops_used(self) -> list[str]:
+        """Sorted names of the operators in the model's operator table.
+
+        Read from the flatbuffer rather than ``_get_ops_details()``: once XNNPACK has taken
+        over part of the graph, the interpreter lists those nodes as ``DELEGATE``.
+        """
+        return sorted({op.name for op in model_opcodes(self.content)})
+
+
+def model_opcodes(model_content: bytes) -> list[OpCode]:
+    """The operator table of a ``.tflite`` flatbuffer (names, versions, builtin or custom)."""
+    if model_content[4:8] != TFLITE_IDENTIFIER:
+        raise ModelLoadError("not a TFLite model (no TFL3 identifier)")
+    try:
+        reader = _FlatBuffer(model_content)
+        model = reader.root()
+        opcodes = []
+        for table in reader.tables(model, 1):  # Model.operator_codes
+            deprecated = reader.scalar(table, 0, "b", 0)
+            code = max(deprecated, reader.scalar(table, 3, "i", 0))
+            version = reader.scalar(table, 2, "i", 1)
+            if code == BUILTIN_CUSTOM:
+                custom = reader.string(table, 1) or "CUSTOM"
+                opcodes.append(OpCode(custom, version, builtin=False))
+            else:
+                opcodes.append(OpCode(_builtin_name(code), version, builtin=True))
+    except (struct.error, IndexError) as exc:
+        raise ModelLoadError("corrupt TFLite flatbuffer") from exc
+    return opcodes
+
+
+def _builtin_name(code: int) -> str:
+    """Operator name for a builtin code, from the runtime's schema when it ships one."""
+    return _builtin_names().get(code, f"BUILTIN_{code}")
+
+
+@functools.cache
+def _builtin_names() -> dict[int, str]:
+    """Builtin code -> name from LiteRT's generated schema; empty when it is not installed."""
+    try:
+        schema = importlib.import_module("ai_edge_litert.schema_py_generated")
+    except ImportError:
+        return {}
+    enum = vars(schema.BuiltinOperator)
+    return {v: k for k, v in enum.items() if isinstance(v, int) and not k.startswith("_")}
+
+
+class _FlatBuffer:
+    """Just enough of the FlatBuffers wire format to read the TFLite operator table."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def _u32(self, pos: int) -> int:
+        value: int = struct.unpack_from("<I", self.data, pos)[0]
+        return value
+
+    def root(self) -> int:
+        return self._u32(0)
+
+    def _field(self, table: int, index: int) -> int:
+        """Absolute position of field ``index`` of ``table``, 0 when absent."""
+        vtable = table - struct.unpack_from("<i", self.data, table)[0]
+        vtable_len = struct.unpack_from("<H", self.data, vtable)[0]
+        slot = 4 + 2 * index
+        if slot >= vtable_len:
+            return 0
+        offset: int = struct.unpack_from("<H", self.data, vtable + slot)[0]
+        return table + offset if offset else 0
+
+    def scalar(self, table: int, index: int, fmt: str, default: int) -> int:
+        pos = self._field(table, index)
+        if not pos:
+            return default
+        value: int = struct.unpack_from("<" + fmt, self.data, pos)[0]
+        return value
+
+    def string(self, table: int, index: int) -> str | None:
+        pos = self._field(table, index)
+        if not pos:
+            return None
+        start = pos + self._u32(pos)
+        length = self._u32(start)
+        return self.data[start + 4 : start + 4 + length].decode("utf-8", "replace")
+
+    def tables(self, table: int, index: int) -> list[int]:
+        pos = self._field(table, index)
+        if not pos:
+            return []
+        vector = pos + self._u32(pos)
+        count = self._u32(vector)
+        return [vector + 4 + 4 * i + self._u32(vector + 4 + 4 * i) for i in range(count)]

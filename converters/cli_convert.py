@@ -1,0 +1,62 @@
+"""``iotids convert MODEL --quantize MODE --out BUNDLE``: a trained model into a signed bundle."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+MODES = ("int8", "float16", "dynamic", "float32")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``iotids convert``."""
+    parser.add_argument(
+        "model", nargs="?", type=Path, help="training output folder, .keras file or SavedModel dir"
+    )
+    parser.add_argument("--quantize", choices=MODES, default="int8", help="default: int8")
+    parser.add_argument("--out", required=True, type=Path, help="bundle file to write")
+    parser.add_argument(
+        "--representative", type=Path, help="scaled inputs .npz (x) for int8 calibration"
+    )
+    parser.add_argument("--sign-key", type=Path, help="Ed25519 private key (iotids keys generate)")
+    parser.add_argument(
+        "--manifest", type=Path, help="preprocess fields (JSON) for a bare .keras / SavedModel"
+    )
+    parser.add_argument("--tflite", type=Path, help="wrap this third-party .tflite instead")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Convert (or wrap), write the bundle atomically, and say what was written."""
+    from converters.quantize import quiet_tensorflow
+
+    quiet_tensorflow()
+    from converters.bundle import pack, wrap_tflite
+
+    try:
+        if args.tflite is not None:
+            if args.manifest is None:
+                raise ValueError("--tflite needs --manifest M.json (feature set, labels, scaler)")
+            result = wrap_tflite(args.tflite, args.manifest, args.out, sign_key=args.sign_key)
+        elif args.model is None:
+            raise ValueError("give MODEL (training folder, .keras or SavedModel) or --tflite")
+        else:
+            result = pack(
+                args.model,
+                args.quantize,
+                args.out,
+                sign_key=args.sign_key,
+                representative=args.representative,
+                manifest=args.manifest,
+            )
+    except (ValueError, OSError) as exc:
+        print(f"iotids convert: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    manifest = result.manifest
+    size = result.path.stat().st_size
+    print(f"wrote {result.path} ({size} bytes): {manifest.bundle_id}")  # noqa: T201
+    if not result.signed:
+        print(  # noqa: T201
+            "warning: bundle is UNSIGNED; agents will refuse it (use --sign-key)", file=sys.stderr
+        )
+    return 0

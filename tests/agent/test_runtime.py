@@ -1,0 +1,145 @@
+"""The TFLite wrapper on the real LiteRT interpreter: int8 in and out, fixed batches, op tables."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.runtime import (
+    Model,
+    ModelLoadError,
+    RuntimeUnavailableError,
+    load_interpreter,
+    model_opcodes,
+    runtime_name,
+    runtime_version,
+)
+from tests.agent.model_fixture import REPO, tiny_models
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_models(tmp_path_factory.getbasetemp())
+
+
+def _load(models: Path, name: str) -> Model:
+    return Model((models / f"{name}.tflite").read_bytes())
+
+
+def _samples(models: Path) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(models / "samples.npz") as data:
+        return data["x"], data["y"]
+
+
+def test_int8_model_takes_and_returns_float(models: Path) -> None:
+    x, _ = _samples(models)
+    int8 = _load(models, "cnn_int8")
+    reference = _load(models, "cnn_float32")
+    assert int8.input_dtype == "int8"
+    assert int8.output_dtype == "int8"
+    assert int8.input_quantization is not None
+    assert int8.output_quantization is not None
+    assert reference.input_quantization is None
+    assert int8.input_shape == (16, 8, 1)
+    batch = x[:50, ..., None]
+    quantized = int8.predict(batch)
+    floated = reference.predict(batch)
+    assert quantized.dtype == np.float32
+    assert quantized.shape == (50, 3)
+    assert np.allclose(quantized.sum(axis=1), 1.0, atol=0.05)
+    assert np.max(np.abs(quantized - floated)) < 0.1
+    assert np.mean(quantized.argmax(1) == floated.argmax(1)) >= 0.95
+    # dequantized outputs are whole multiples of the output scale away from the zero point
+    quant = int8.output_quantization
+    steps = quantized / quant.scale + quant.zero_point
+    assert np.allclose(steps, np.round(steps), atol=1e-3)
+
+
+def test_out_of_range_inputs_are_clipped_not_wrapped(models: Path) -> None:
+    int8 = _load(models, "cnn_int8")
+    quant = int8.input_quantization
+    assert quant is not None
+    top = (127 - quant.zero_point) * quant.scale
+    bottom = (-128 - quant.zero_point) * quant.scale
+    shape = (1, *int8.input_shape)
+    assert np.array_equal(int8.predict(np.full(shape, 50.0)), int8.predict(np.full(shape, top)))
+    assert np.array_equal(int8.predict(np.full(shape, -50.0)), int8.predict(np.full(shape, bottom)))
+
+
+def test_fixed_batch_model_runs_one_window_at_a_time(models: Path) -> None:
+    x, _ = _samples(models)
+    for name in ("gru_float32", "gru_int8"):
+        gru = _load(models, name)
+        together = gru.predict(x[:5])
+        apart = np.concatenate([gru.predict(x[i : i + 1]) for i in range(5)])
+        assert together.shape == (5, 3)
+        assert np.array_equal(together, apart)
+
+
+def test_dynamic_batch_resizes(models: Path) -> None:
+    x, _ = _samples(models)
+    cnn = _load(models, "cnn_float32")
+    big = cnn.predict(x[:7, ..., None])
+    small = cnn.predict(x[:2, ..., None])
+    assert np.allclose(big[:2], small, atol=1e-6)
+    assert cnn.predict(x[:0, ..., None]).shape == (0, 3)
+
+
+def test_wrong_input_shape_is_refused(models: Path) -> None:
+    cnn = _load(models, "cnn_float32")
+    with pytest.raises(ValueError, match="input shape"):
+        cnn.predict(np.zeros((1, 8, 16, 1), np.float32))
+
+
+def test_op_table_names_and_versions(models: Path) -> None:
+    cnn = _load(models, "cnn_int8")
+    assert {"CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D"} <= set(cnn.ops_used())
+    assert "DELEGATE" not in cnn.ops_used()
+    opcodes = model_opcodes((models / "cnn_dynamic.tflite").read_bytes())
+    assert all(op.builtin and op.version >= 1 for op in opcodes)
+    int8_fc = {op.name: op.version for op in model_opcodes(cnn.content)}["FULLY_CONNECTED"]
+    float_table = model_opcodes((models / "cnn_float32.tflite").read_bytes())
+    float_fc = {op.name: op.version for op in float_table}["FULLY_CONNECTED"]
+    assert int8_fc > float_fc == 1  # int8 kernels are a newer op version than float
+
+
+def test_bytes_that_are_not_a_model_are_refused(models: Path) -> None:
+    with pytest.raises(ModelLoadError, match="not a TFLite model"):
+        Model(b"PK\x03\x04 certainly not a flatbuffer")
+    content = (models / "cnn_float32.tflite").read_bytes()
+    with pytest.raises(ModelLoadError):
+        Model(content[:64])
+
+
+def test_missing_runtime_names_both_packages(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
+    monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", None)
+    with pytest.raises(RuntimeUnavailableError, match=r"ai-edge-litert.*tflite-runtime"):
+        load_interpreter(b"\0\0\0\0TFL3")
+
+
+def test_runtime_identity() -> None:
+    assert runtime_name() == "ai-edge-litert"
+    assert runtime_version()[0].isdigit()
+
+
+def test_agent_inference_runs_with_tensorflow_absent(models: Path) -> None:
+    script = (
+        "import sys; sys.modules['tensorflow'] = None; sys.modules['keras'] = None\n"
+        "import numpy as np\n"
+        "from agent.runtime import Model\n"
+        f"m = Model(open({str(models / 'cnn_int8.tflite')!r}, 'rb').read())\n"
+        "print(m.predict(np.zeros((2, 16, 8, 1), np.float32)).shape)\n"
+        "heavy = ('tensorflow', 'keras')\n"
+        "loaded = [k for k, v in sys.modules.items() if v and k.startswith(heavy)]\n"
+        "assert not loaded, loaded\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "(2, 3)"
