@@ -66,7 +66,7 @@ def _load_builtin() -> None:
     """Import the modules that define the built-in sets, so lookup() finds them."""
     import importlib
 
-    for module in ("agent.features.traffic", "agent.features.telemetry"):
+    for module in ("agent.features.traffic", "agent.features.telemetry", "agent.features.host"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:  # a set still being written is simply absent

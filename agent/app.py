@@ -1,0 +1,546 @@
+"""The agent process: sources -> bounded queue -> one inference thread -> sinks.
+
+Built from the config: one thread per source, one inference thread that owns every model
+slot, a stats thread, and a model-update thread that verifies bundles arriving on
+``model/set`` away from the hot path. One stop Event ends them all; SIGTERM/SIGINT only set
+it (STYLE.md, "Threads and shutdown"). Under a flood the queue drops its oldest batch and
+counts it, and the inference thread scores only every n-th window while it is behind.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, Generic, TypeVar
+
+from agent.bundle import Bundle, BundleError, load_bundle, load_public_key
+from agent.config import AgentConfig, ConfigError, ModelConfig
+from agent.decide import Event
+from agent.health import Health
+from agent.inference import Debounce, ModelSlot, describe
+from agent.report import Sink
+from agent.sources import FeatureSource, SourceStats, StepBatch, open_source
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+JOIN_TIMEOUT = 5.0
+DRAIN_SECONDS = 2.0  # on stop, keep scoring what is already queued for at most this long
+MODEL_QUEUE = 8  # bundles waiting for verification; the oldest go first
+
+
+class DropOldestQueue(Generic[T]):
+    """A FIFO bounded by total weight: ``put`` drops the oldest when full, ``put_wait`` blocks.
+
+    The weight of an item is ``weigh(item)`` (1 by default; the step queue weighs batches by
+    their steps, so memory stays bounded however many steps one batch carries). An item heavier
+    than the whole capacity is still accepted into an empty queue.
+    """
+
+    def __init__(self, maxsize: int, weigh: Callable[[T], int] | None = None) -> None:
+        self.maxsize = maxsize
+        self._weigh = weigh or (lambda item: 1)
+        self._items: deque[tuple[T, int]] = deque()
+        self._cond = threading.Condition()
+        self._weight = 0
+        self.dropped = 0
+
+    def put(self, item: T) -> int:
+        """Add ``item``; returns how many old items were dropped to make room."""
+        weight = self._weigh(item)
+        with self._cond:
+            dropped = 0
+            while self._items and self._weight + weight > self.maxsize:
+                self._weight -= self._items.popleft()[1]
+                dropped += 1
+            self.dropped += dropped
+            self._append(item, weight)
+            return dropped
+
+    def put_wait(self, item: T, stop: threading.Event) -> bool:
+        """Add ``item`` once there is room (file replay never drops); False if stopped first."""
+        weight = self._weigh(item)
+        with self._cond:
+            while self._items and self._weight + weight > self.maxsize:
+                if stop.is_set():
+                    return False
+                self._cond.wait(0.2)
+            self._append(item, weight)
+            return True
+
+    def _append(self, item: T, weight: int) -> None:
+        self._items.append((item, weight))
+        self._weight += weight
+        self._cond.notify_all()
+
+    def get(self, timeout: float) -> T | None:
+        """The oldest item, or None after ``timeout`` seconds."""
+        with self._cond:
+            if not self._items:
+                self._cond.wait(timeout)
+            if not self._items:
+                return None
+            item, weight = self._items.popleft()
+            self._weight -= weight
+            self._cond.notify_all()
+            return item
+
+    @property
+    def weight(self) -> int:
+        """Total weight queued (steps, for the step queue)."""
+        with self._cond:
+            return self._weight
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._items)
+
+
+def sample_every(depth: int, maxsize: int) -> int:
+    """Score every n-th window: 1 while the queue is under a quarter full, then 2, 4, 8 ..."""
+    quarter = max(maxsize // 4, 1)
+    n = 1
+    while depth >= quarter * n and n < 64:
+        n *= 2
+    return n
+
+
+@dataclass
+class Pipeline:
+    """What happens to one batch of steps: every model on that source scores it, sinks hear."""
+
+    slots: dict[str, list[ModelSlot]]
+    sinks: Sequence[Sink]
+    sink_failures: dict[int, int] = field(default_factory=dict)
+    events: int = 0
+    windows_seen: int = 0
+    windows_scored: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def process(self, source: str, batch: StepBatch, sample: int = 1) -> list[Event]:
+        """Score ``batch`` with every slot on ``source``; publishes and returns the events."""
+        events: list[Event] = []
+        with self._lock:  # slots are not thread-safe; one inference thread normally owns them
+            for slot in self.slots.get(source, ()):
+                seen, scored = slot.windows_seen, slot.windows_scored
+                events += slot.push(batch, sample)
+                self.windows_seen += slot.windows_seen - seen
+                self.windows_scored += slot.windows_scored - scored
+        self.publish(events)
+        return events
+
+    def finish(self, time_ns: int | None = None) -> list[Event]:
+        """End every open detection (shutdown or end of a replay) and publish the ends."""
+        with self._lock:
+            events = [e for slots in self.slots.values() for s in slots for e in s.close(time_ns)]
+        self.publish(events)
+        return events
+
+    def publish(self, events: Iterable[Event]) -> None:
+        """Hand events to every sink; a failing sink is logged and counted, never fatal."""
+        for event in events:
+            self.events += 1
+            payload = event.to_dict()
+
+            def send(sink: Sink, p: Mapping[str, object] = payload) -> None:
+                sink.publish_event(p)
+
+            self._each_sink(send)
+
+    def publish_stats(self, stats: Mapping[str, object]) -> None:
+        """Stats to every sink."""
+        self._each_sink(lambda sink: sink.publish_stats(stats))
+
+    def publish_model(self, state: Mapping[str, object]) -> None:
+        """Model state to every sink."""
+        self._each_sink(lambda sink: sink.publish_model(state))
+
+    def _each_sink(self, call: Callable[[Sink], None]) -> None:
+        for index, sink in enumerate(self.sinks):
+            try:
+                call(sink)
+            except Exception:
+                self.sink_failures[index] = self.sink_failures.get(index, 0) + 1
+                logger.exception("sink %s failed", type(sink).__name__)
+
+    @property
+    def active_models(self) -> dict[str, str]:
+        """Slot name -> bundle id."""
+        return {s.name: s.bundle_id for slots in self.slots.values() for s in slots}
+
+    def slot_list(self) -> list[ModelSlot]:
+        return [s for slots in self.slots.values() for s in slots]
+
+
+def trusted_keys(config: AgentConfig) -> list[bytes]:
+    """The public keys listed in ``agent.trusted_keys``; ConfigError names a bad one."""
+    keys: list[bytes] = []
+    for i, path in enumerate(config.agent.trusted_keys):
+        try:
+            data = Path(path).read_bytes()
+            load_public_key(data)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"agent.trusted_keys[{i}]: {path}: {exc}") from None
+        keys.append(data)
+    return keys
+
+
+def persisted_bundle(state_dir: str, model: str) -> Path:
+    """Where the active bundle of model ``model`` survives restarts."""
+    return Path(state_dir) / "models" / f"{model}.bundle"
+
+
+def persist_bundle(path: Path, data: bytes) -> None:
+    """Write a bundle atomically (temp file, fsync, rename): a power cut leaves old or new."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+
+
+class App:
+    """The running agent: owns the stop Event, the threads, the slots and the sinks."""
+
+    def __init__(self, config: AgentConfig, *, sinks: Sequence[Sink] | None = None) -> None:
+        self.config = config
+        self.stop = threading.Event()
+        self.health = Health()
+        self.queue: DropOldestQueue[tuple[str, StepBatch]] = DropOldestQueue(
+            config.agent.queue_size, weigh=lambda item: len(item[1])
+        )
+        self._keys = trusted_keys(config)
+        self.sources = self._build_sources()
+        slots = self._build_slots()
+        self._outbox: Any = None
+        self.pipeline = Pipeline(slots, list(sinks) if sinks is not None else self._build_sinks())
+        self._updates: DropOldestQueue[bytes] = DropOldestQueue(MODEL_QUEUE)
+        self._threads: list[threading.Thread] = []
+        self._last_sample = 1
+        self._lossy = any(not s.lossless for s in self.sources.values())
+        self._drained: set[str] = set()  # sources whose thread has put its last batch
+        self._interval_seen = self._interval_scored = 0
+
+    # -- building -----------------------------------------------------------------------------
+
+    def _build_sources(self) -> dict[str, FeatureSource]:
+        sources: dict[str, FeatureSource] = {}
+        for i, source in enumerate(self.config.sources):
+            try:
+                sources[source.name] = open_source(source, self.config)
+            except (OSError, ValueError) as exc:
+                for opened in sources.values():
+                    opened.close()
+                raise ConfigError(f"sources[{i}] ({source.name}): {exc}") from None
+        return sources
+
+    def _build_slots(self) -> dict[str, list[ModelSlot]]:
+        slots: dict[str, list[ModelSlot]] = {}
+        for i, model in enumerate(self.config.models):
+            if not model.enabled:
+                continue
+            source = self.sources[model.source]
+            bundle = self._startup_bundle(i, model, source)
+            slot = ModelSlot(
+                model.name,
+                model.source,
+                source.feature_set,
+                source.step,
+                bundle,
+                Debounce(model.raise_k, model.raise_n, model.clear_m),
+                on_latency=self.health.record_latency,
+            )
+            slots.setdefault(model.source, []).append(slot)
+        return slots
+
+    def _startup_bundle(self, index: int, model: ModelConfig, source: FeatureSource) -> Bundle:
+        """The bundle a model starts with: the last one activated remotely, else the config's."""
+        saved = persisted_bundle(self.config.agent.state_dir, model.name)
+        if saved.is_file():
+            try:
+                bundle = load_bundle(saved, self._keys, model.threads)
+                self._check(bundle, source)
+                logger.info("%s: resuming with bundle %s", model.name, bundle.manifest.bundle_id)
+                return bundle
+            except BundleError as exc:
+                logger.warning("%s: saved bundle %s unusable (%s)", model.name, saved, exc)
+        try:
+            bundle = load_bundle(model.bundle, self._keys, model.threads)
+            self._check(bundle, source)
+        except BundleError as exc:
+            raise ConfigError(f"models[{index}].bundle: {exc}") from None
+        return bundle
+
+    @staticmethod
+    def _check(bundle: Bundle, source: FeatureSource) -> None:
+        from agent.bundle import check_compatible
+
+        m = bundle.manifest
+        check_compatible(m, source.feature_set, source.step, m.window)
+
+    def _build_sinks(self) -> list[Sink]:
+        if not self.config.mqtt.enabled:
+            return []
+        from agent.report.mqtt import MqttSink
+        from agent.report.outbox import Outbox
+
+        outbox_config = self.config.outbox
+        self._outbox = Outbox(
+            outbox_config.resolved_path(self.config.agent.state_dir),
+            outbox_config.max_messages,
+            outbox_config.max_bytes,
+        )
+        sink = MqttSink(
+            self.config.mqtt,
+            self.config.agent.device_id,
+            self._outbox,
+            on_model_set=self.on_model_set,
+        )
+        return [sink]
+
+    # -- running ------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Start everything, wait for the stop Event (or the end of every file), shut down."""
+        self._install_signals()
+        for sink in self.pipeline.sinks:
+            sink.start()
+        for slot in self.pipeline.slot_list():
+            self.pipeline.publish_model({**describe(slot.bundle), "name": slot.name})
+        self._start(self._inference_loop, "inference")
+        self._start(self._stats_loop, "stats")
+        self._start(self._update_loop, "model-update")
+        for name, source in self.sources.items():
+            self._start(functools.partial(self._source_loop, source), f"source-{name}")
+        logger.info(
+            "agent %s running: %d sources, %d models",
+            self.config.agent.device_id,
+            len(self.sources),
+            len(self.pipeline.slot_list()),
+        )
+        while not self.stop.wait(0.5):
+            if self._threads and not self._threads[0].is_alive():
+                break  # the inference thread ended: every finite source is done
+        self.shutdown()
+        return 0
+
+    def shutdown(self) -> None:
+        """Stop -> join threads (with a timeout) -> end open detections -> close sinks."""
+        self.stop.set()
+        for thread in self._threads:
+            thread.join(JOIN_TIMEOUT)
+            if thread.is_alive():
+                logger.warning("thread %s did not stop within %.0f s", thread.name, JOIN_TIMEOUT)
+        self.pipeline.finish()
+        self._publish_stats()
+        for source in self.sources.values():
+            source.close()
+        for sink in self.pipeline.sinks:
+            try:
+                sink.close()
+            except Exception:
+                logger.exception("closing sink %s failed", type(sink).__name__)
+        if self._outbox is not None:
+            self._outbox.close()
+        logger.info("agent stopped")
+
+    def on_model_set(self, data: bytes) -> None:
+        """A bundle arrived on ``model/set`` (paho's thread): queue it, verify it elsewhere."""
+        self._updates.put(data)
+
+    def _start(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def _handle(signum: int, frame: FrameType | None) -> None:
+            logger.info("signal %s: stopping", signal.Signals(signum).name)
+            self.stop.set()
+
+        signal.signal(signal.SIGTERM, _handle)
+        signal.signal(signal.SIGINT, _handle)
+
+    def _source_loop(self, source: FeatureSource) -> None:
+        """Read batches into the queue until stopped or the source runs dry."""
+        while not self.stop.is_set() and not source.finished:
+            try:
+                batch = source.read(timeout=0.5)
+            except Exception:
+                if source.lossless:  # a file that cannot be read will not get better
+                    logger.exception("source %s failed; it stops", source.name)
+                    source.close()
+                    break
+                logger.exception("source %s failed; retrying in 1 s", source.name)
+                self.stop.wait(1.0)
+                continue
+            if batch is None or len(batch) == 0:
+                continue
+            if source.lossless:
+                self.queue.put_wait((source.name, batch), self.stop)
+            else:
+                self.health.queue_drops += self.queue.put((source.name, batch))
+        self._drained.add(source.name)
+
+    def _inference_loop(self) -> None:
+        """Score queued batches; after stop, drain what is queued for a moment, then end."""
+        drain_until: float | None = None
+        while True:
+            if self.stop.is_set() and drain_until is None:
+                drain_until = time.monotonic() + DRAIN_SECONDS
+            if drain_until is not None and time.monotonic() > drain_until:
+                break
+            item = self.queue.get(timeout=0.5)
+            if item is None:
+                if drain_until is not None or self._all_finished():
+                    break
+                continue
+            name, batch = item
+            # Falling behind matters only when a live source would drop; files just wait.
+            if self._lossy:
+                self._last_sample = sample_every(self.queue.weight, self.queue.maxsize)
+            try:
+                self.pipeline.process(name, batch, self._last_sample)
+            except Exception:
+                logger.exception("scoring a batch of %s failed", name)
+
+    def _all_finished(self) -> bool:
+        return bool(self.sources) and self._drained >= set(self.sources)
+
+    def _stats_loop(self) -> None:
+        while not self.stop.wait(self.config.agent.stats_interval):
+            self._publish_stats()
+
+    def _publish_stats(self) -> None:
+        try:
+            self.pipeline.publish_stats(self.stats())
+        except Exception:
+            logger.exception("stats failed")
+
+    def stats(self) -> dict[str, Any]:
+        """The current health figures (sampling ratio over the last interval)."""
+        seen = self.pipeline.windows_seen - self._interval_seen
+        scored = self.pipeline.windows_scored - self._interval_scored
+        self._interval_seen, self._interval_scored = (
+            self.pipeline.windows_seen,
+            self.pipeline.windows_scored,
+        )
+        ratio = scored / seen if seen else 1.0
+        return self.health.snapshot(
+            {name: s.stats for name, s in self.sources.items()},
+            queue_depths={"steps": self.queue.weight, "model_updates": len(self._updates)},
+            sampling_ratio=ratio,
+            active_models=self.pipeline.active_models,
+        )
+
+    def _update_loop(self) -> None:
+        while not self.stop.is_set():
+            data = self._updates.get(timeout=0.5)
+            if data is not None:
+                self._apply_update(data)
+
+    def _apply_update(self, data: bytes) -> None:
+        """Verify a received bundle; stage it on the slot it fits, or report why not."""
+        slots = self.pipeline.slot_list()
+        try:
+            bundle = load_bundle(data, self._keys)
+            slot = _fitting_slot(bundle, slots)
+        except BundleError as exc:
+            logger.warning("model update refused: %s", exc)
+            current = describe(slots[0].bundle) if slots else {}
+            self.pipeline.publish_model({**current, "last_update": _result("refused", str(exc))})
+            return
+        threads = next((m.threads for m in self.config.models if m.name == slot.name), 1)
+        if threads != 1:  # verified on one thread; run on as many as the config gives it
+            bundle = load_bundle(data, self._keys, threads)
+        persist_bundle(persisted_bundle(self.config.agent.state_dir, slot.name), data)
+        slot.stage(bundle)
+        logger.info("model update: %s staged on %s", bundle.manifest.bundle_id, slot.name)
+        self.pipeline.publish_model(
+            {**describe(bundle), "name": slot.name, "last_update": _result("activated", "")}
+        )
+
+
+def _fitting_slot(bundle: Bundle, slots: Sequence[ModelSlot]) -> ModelSlot:
+    """The first slot whose source computes the bundle's features; BundleError otherwise."""
+    if not slots:
+        raise BundleError("bundle: this agent runs no models to replace")
+    first_error: BundleError | None = None
+    for slot in slots:
+        try:
+            slot.check(bundle)
+        except BundleError as exc:
+            first_error = first_error or exc
+            continue
+        return slot
+    assert first_error is not None
+    raise first_error
+
+
+def _result(result: str, reason: str) -> dict[str, object]:
+    return {"result": result, "reason": reason, "time": time.time()}
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """What an offline replay saw and raised."""
+
+    events: list[Event]
+    source: SourceStats
+    windows_scored: int
+    bundle_id: str
+    seconds: float
+
+    @property
+    def packets_per_s(self) -> float:
+        """Decoded packets per wall-clock second, end to end."""
+        return self.source.packets / self.seconds if self.seconds > 0 else 0.0
+
+
+def replay_capture(
+    bundle: Bundle,
+    capture: str | Path,
+    *,
+    realtime: bool = False,
+    debounce: Debounce | None = None,
+    sinks: Sequence[Sink] = (),
+) -> ReplayResult:
+    """Single thread: capture -> steps -> windows -> model -> events (forensics, benchmarks)."""
+    from agent.config import PcapOptions, SourceConfig
+    from agent.sources.pcap import PcapSource
+
+    step = bundle.manifest.step
+    step_text = f"{int(step.size)}p" if step.kind == "packets" else f"{step.size}s"
+    options = PcapOptions(str(capture), realtime=realtime)
+    source = PcapSource(SourceConfig("capture", "pcap", options, step_text))
+    slot = ModelSlot("replay", source.name, source.feature_set, source.step, bundle, debounce)
+    pipeline = Pipeline({source.name: [slot]}, sinks)
+    events: list[Event] = []
+    began = time.perf_counter()
+    last_ns: int | None = None
+    try:
+        while not source.finished:
+            batch = source.read(timeout=1.0)
+            if batch is not None and len(batch):
+                events += pipeline.process(source.name, batch)
+                last_ns = int(batch.start_ns[-1]) + source.step.size_ns
+    finally:
+        source.close()
+    events += pipeline.finish(last_ns)
+    seconds = time.perf_counter() - began
+    return ReplayResult(events, source.stats, slot.windows_scored, slot.bundle_id, seconds)

@@ -1,0 +1,231 @@
+"""A model slot: one verified bundle on one source's windows, scored and debounced into events.
+
+The slot keeps the last ``window - 1`` steps so windows slide by one step across batches, and
+the evidence of those steps so an event can say what was on the wire. A replacement bundle
+(remote update) is staged and swapped in between two windows: no step is lost in the swap,
+and a bundle that does not fit this source's features never gets staged (issue 7).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from agent.bundle import Bundle, BundleError, check_compatible
+from agent.decide import Decider, DecisionPolicy, Event, Evidence
+from agent.features.schema import FeatureSet
+from agent.features.steps import StepSpec, sliding_windows
+from agent.sources import StepBatch
+
+logger = logging.getLogger(__name__)
+
+MAX_BATCH = 32  # windows per interpreter call
+
+
+@dataclass(frozen=True)
+class Debounce:
+    """k of n windows to raise, m clean windows to clear."""
+
+    raise_k: int = 2
+    raise_n: int = 3
+    clear_m: int = 3
+
+
+def anomaly_scores(
+    inputs: npt.NDArray[np.float32], outputs: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float64]:
+    """One anomaly score per window from an anomaly model's output.
+
+    A reconstruction (output shaped like the input) scores its mean squared error; a forecast
+    of one step scores its error against the window's last step; a single output is the score.
+    """
+    n = len(inputs)
+    out = outputs.reshape(n, -1).astype(np.float64)
+    x = inputs.reshape(n, -1).astype(np.float64)
+    if out.shape[1] == x.shape[1]:
+        return np.asarray(np.mean((out - x) ** 2, axis=1), np.float64)
+    if out.shape[1] == 1:
+        return out[:, 0]
+    last = inputs.reshape(n, -1, out.shape[1])[:, -1, :].astype(np.float64)
+    return np.asarray(np.mean((out - last) ** 2, axis=1), np.float64)
+
+
+def policy_for(bundle: Bundle, debounce: Debounce) -> DecisionPolicy:
+    """The decision policy a bundle's manifest implies (anomaly: one label, one threshold)."""
+    m = bundle.manifest
+    if m.task == "anomaly":
+        label = m.labels[0] if len(m.labels) == 1 else "anomaly"
+        threshold = m.thresholds.get("anomaly", m.thresholds.get(label))
+        if threshold is None:
+            raise BundleError("bundle thresholds: an anomaly model needs thresholds['anomaly']")
+        return DecisionPolicy(
+            (label,),
+            (str(m.categories.get(label, "anomaly")),),
+            (float(threshold),),
+            debounce.raise_k,
+            debounce.raise_n,
+            debounce.clear_m,
+        )
+    return DecisionPolicy.from_manifest(
+        m.labels,
+        m.categories,
+        m.thresholds,
+        raise_k=debounce.raise_k,
+        raise_n=debounce.raise_n,
+        clear_m=debounce.clear_m,
+    )
+
+
+class ModelSlot:
+    """Runs one model on one source's steps; ``push`` returns the events of the new windows."""
+
+    def __init__(
+        self,
+        name: str,
+        source: str,
+        feature_set: FeatureSet,
+        step: StepSpec,
+        bundle: Bundle,
+        debounce: Debounce | None = None,
+        *,
+        on_latency: Callable[[float], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.source = source
+        self.feature_set = feature_set
+        self.step = step
+        self.debounce = debounce or Debounce()
+        self._on_latency = on_latency
+        self._lock = threading.Lock()
+        self._staged: Bundle | None = None
+        self._tail: npt.NDArray[np.float32] = np.zeros((0, feature_set.width), np.float32)
+        self._evidence: list[Evidence | None] = []
+        self._activate(bundle)
+        self.windows_seen = 0
+        self.windows_scored = 0
+
+    @property
+    def bundle_id(self) -> str:
+        """Id of the bundle scoring windows now."""
+        return self.bundle.manifest.bundle_id
+
+    def check(self, bundle: Bundle) -> None:
+        """BundleError unless ``bundle`` fits this slot's source (schema, step, window)."""
+        check_compatible(bundle.manifest, self.feature_set, self.step, bundle.manifest.window)
+        policy_for(bundle, self.debounce)
+
+    def stage(self, bundle: Bundle) -> None:
+        """Queue a verified, compatible bundle to take over at the next window boundary."""
+        self.check(bundle)
+        with self._lock:
+            self._staged = bundle
+
+    def push(self, batch: StepBatch, sample_every: int = 1) -> list[Event]:
+        """Score the windows these steps complete (every ``sample_every``-th when behind)."""
+        events = self._swap_if_staged(batch)
+        if len(batch) == 0:
+            return events
+        held = len(self._tail)
+        rows = np.concatenate((self._tail, batch.values), axis=0)
+        evidence = self._evidence + list(batch.evidence or (None,) * len(batch))
+        windows = sliding_windows(rows, self.window)
+        keep = max(rows.shape[0] - (self.window - 1), 0)
+        self._tail, self._evidence = rows[keep:].copy(), evidence[keep:]
+        if len(windows) == 0:
+            return events
+        first = self.windows_seen
+        self.windows_seen += len(windows)
+        # Deterministic sampling: window number i is scored when i % sample_every == 0.
+        picked = np.nonzero((np.arange(first, first + len(windows)) % sample_every) == 0)[0]
+        if len(picked) == 0:
+            return events
+        scores = self._score(np.ascontiguousarray(windows[picked]))
+        self.windows_scored += len(picked)
+        for row, j in zip(scores, picked.tolist(), strict=True):
+            end_ns = int(batch.start_ns[j + self.window - 1 - held]) + self._step_ns
+            covered = evidence[j : j + self.window]
+            events += self.decider.observe(end_ns, row, functools.partial(Evidence.merge, covered))
+        return events
+
+    def close(self, time_ns: int | None = None) -> list[Event]:
+        """End the open detections (shutdown, end of a replay)."""
+        return self.decider.close(time_ns if time_ns is not None else time.time_ns())
+
+    def _score(self, windows: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+        """Scale, run the model, turn its outputs into one score per label.
+
+        In bounded chunks: scaling works in float64 and a conv net's activations grow with
+        the batch, so a backlog of windows must not become one huge allocation (RSS, issue 6).
+        """
+        parts = [
+            self._score_chunk(windows[i : i + MAX_BATCH]) for i in range(0, len(windows), MAX_BATCH)
+        ]
+        return np.concatenate(parts)
+
+    def _score_chunk(self, windows: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+        manifest = self.bundle.manifest
+        x = manifest.prepare(windows)
+        began = time.perf_counter()
+        out = self.bundle.model.predict(x)
+        if self._on_latency is not None:
+            self._on_latency((time.perf_counter() - began) / len(x))
+        if manifest.task == "anomaly":
+            return anomaly_scores(x, out).reshape(-1, 1)
+        return out.reshape(len(x), -1).astype(np.float64)
+
+    def _swap_if_staged(self, batch: StepBatch) -> list[Event]:
+        """Between windows: adopt a staged bundle, ending the old model's open detections."""
+        with self._lock:
+            staged, self._staged = self._staged, None
+        if staged is None:
+            return []
+        when = int(batch.start_ns[0]) if len(batch) else time.time_ns()
+        ended = self.decider.close(when)
+        old = self.bundle_id
+        self._activate(staged, keep_tail=True)
+        logger.info("%s: bundle %s replaced %s", self.name, self.bundle_id, old)
+        return ended
+
+    def _activate(self, bundle: Bundle, *, keep_tail: bool = False) -> None:
+        """Make ``bundle`` the scoring model (its window may differ from the last one's)."""
+        policy = policy_for(bundle, self.debounce)
+        self.check(bundle)
+        window = bundle.manifest.window
+        old_tail, old_evidence = self._tail, self._evidence
+        self.bundle = bundle
+        self.window = window
+        self._step_ns = self.step.size_ns if self.step.kind == "time" else 0
+        self.decider = Decider(policy, bundle.manifest.bundle_id, self.source)
+        keep = window - 1
+        if keep_tail and keep > 0:
+            self._tail = old_tail[-keep:].copy()
+            self._evidence = old_evidence[-keep:]
+        else:
+            self._tail = np.zeros((0, self.feature_set.width), np.float32)
+            self._evidence = []
+
+
+def describe(bundle: Bundle) -> dict[str, Any]:
+    """The model-state fields a sink publishes on ``.../model``."""
+    m = bundle.manifest
+    return {
+        "bundle_id": m.bundle_id,
+        "feature_set": m.feature_set,
+        "schema_id": m.schema_id,
+        "model_type": m.model_type,
+        "task": m.task,
+        "quantization": m.quantization,
+        "window": m.window,
+        "step": m.step.to_dict(),
+        "labels": list(m.labels),
+        "signer": bundle.signer,
+        "metrics": dict(m.metrics),
+    }

@@ -1,0 +1,569 @@
+"""The MQTT sink: the gateway's contract with its operators (DESIGN.md, issue 7).
+
+Topics, with ``<p>`` = ``mqtt.topic_prefix`` (default ``iotids``) and ``<d>`` = the device id:
+
+==========================  =========  ==============  ==========================================
+topic                       direction  QoS / retain    payload
+==========================  =========  ==============  ==========================================
+``<p>/<d>/status``          agent ->   1, retained     ``online`` after a successful CONNACK;
+                                                       ``offline`` as last will and on shutdown
+``<p>/<d>/events``          agent ->   1               event JSON (below)
+``<p>/<d>/stats``           agent ->   ``stats_qos``   stats JSON (below)
+``<p>/<d>/model``           agent ->   1, retained     model JSON (below)
+``<p>/<d>/model/set``       -> agent   1               a bundle (raw bytes) handed to
+                                                       ``on_model_set``; the app verifies it
+``<discovery>/...``         agent ->   1, retained     Home Assistant discovery
+                                                       (``agent.report.homeassistant``)
+==========================  =========  ==============  ==========================================
+
+Every JSON payload is an object with at least these keys, added by the sink when the caller did
+not set them; the caller's other keys pass through unchanged:
+
+* ``schema`` — ``"iotids.event/1"``, ``"iotids.stats/1"`` or ``"iotids.model/1"``; a consumer
+  checks the name and major version before reading further.
+* ``device`` — the device id; ``time`` — Unix seconds (float) when the payload was queued.
+
+Event (``iotids.event/1``), one message per lifecycle step of a detection:
+``id`` (str, unique per message: a uuid4 hex unless the caller gave one — consumers drop
+duplicates by it, since QoS 1 is at-least-once and the outbox replays after a crash),
+``type`` (``"new"`` | ``"update"`` | ``"end"``), ``detection`` (str, the id shared by the
+``new``/``update``/``end`` of one detection), ``active_events`` (int, detections active on this
+device after this message; drives the Home Assistant ``intrusion`` sensor), and from the
+decider: ``label``, ``category``, ``score``, ``peak_score``, ``model``, ``start`` / ``end``
+(Unix s), ``evidence`` (``top_sources``, ``top_ports``, ``packets``, ``bytes``).
+
+Stats (``iotids.stats/1``): the app's figures (``packets_per_s``, ``drops``, ``malformed``,
+``sampling_ratio``, ``latency_ms_p50`` / ``latency_ms_p99``, ``queue_depth``, ``cpu_percent``,
+``rss_bytes``, ``temperature_c``, ``uptime_s``, ``active_model``) plus, from the sink,
+``outbox``: ``{"depth": int, "bytes": int, "dropped": {kind: int}}`` — messages waiting for the
+broker and those the outbox caps dropped since start.
+
+Model (``iotids.model/1``, retained): ``bundle_id``, ``feature_set``, ``schema_id``, ``metrics``
+and ``last_update`` (``{"result": "activated" | "refused", "reason": str, "time": float}``).
+
+Status: the plain strings ``online`` / ``offline`` (retained), matching the HA availability topic.
+
+Delivery: ``publish_*`` only write to the durable outbox and return; a publisher thread drains
+it in order while connected, at most ``replay_rate`` messages/s once the burst allowance is spent,
+and deletes a row only when the broker acknowledges it (PUBACK/PUBCOMP; QoS 0 rows once handed
+to paho).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import queue
+import socket
+import sqlite3
+import ssl
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from agent.config import MqttConfig, TlsConfig
+from agent.report import homeassistant
+from agent.report.outbox import Kind, Outbox
+from agent.tls import ClosingSSLSocket
+
+logger = logging.getLogger(__name__)
+
+EVENT_SCHEMA: Final = "iotids.event/1"
+STATS_SCHEMA: Final = "iotids.stats/1"
+MODEL_SCHEMA: Final = "iotids.model/1"
+
+ONLINE: Final = b"online"
+OFFLINE: Final = b"offline"
+
+# Rows handed to paho and not yet acknowledged; matches paho's default max_inflight_messages so
+# paho never holds a queue of its own: the outbox stays the one source of truth.
+_WINDOW: Final = 20
+# CONNACK reasons that mean "your credentials are wrong" (3.1.1 codes 4/5 map to 0x86/0x87).
+_AUTH_REFUSED: Final = frozenset({0x86, 0x87, 0x8C})
+_EVENT_KINDS: Final[Mapping[str, Kind]] = {
+    "new": "event_new",
+    "update": "event_update",
+    "end": "event_end",
+}
+
+
+@dataclass(frozen=True)
+class Topics:
+    """One device's topics under the configured prefix."""
+
+    status: str
+    events: str
+    stats: str
+    model: str
+    model_set: str
+
+    @classmethod
+    def for_device(cls, prefix: str, device_id: str) -> Topics:
+        """The topics of ``device_id`` under ``prefix``."""
+        base = f"{prefix}/{device_id}"
+        return cls(
+            f"{base}/status",
+            f"{base}/events",
+            f"{base}/stats",
+            f"{base}/model",
+            f"{base}/model/set",
+        )
+
+
+def resolve_credentials(
+    config: MqttConfig, environ: Mapping[str, str] | None = None
+) -> tuple[str | None, str | None]:
+    """Username and password from systemd's credentials dir (wins) or the environment."""
+    env = os.environ if environ is None else environ
+    username = env.get(config.username_env) or None
+    password = env.get(config.password_env) or None
+    cred_dir = env.get(config.credentials_dir_env)
+    if cred_dir:
+        user_file = Path(cred_dir) / "mqtt-username"
+        pass_file = Path(cred_dir) / "mqtt-password"
+        if user_file.is_file():
+            username = user_file.read_text(encoding="utf-8").rstrip("\r\n")
+        if pass_file.is_file():
+            password = pass_file.read_text(encoding="utf-8").rstrip("\r\n")
+    return username, password
+
+
+class _ClientContext(ssl.SSLContext):
+    """A client context that can check the certificate against a name other than the host."""
+
+    server_name: str = ""
+
+    def wrap_socket(
+        self,
+        sock: socket.socket,
+        server_side: bool = False,
+        do_handshake_on_connect: bool = True,
+        suppress_ragged_eofs: bool = True,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLSocket:
+        """Wrap with ``server_name`` (when set) as SNI and the name the certificate must match."""
+        return super().wrap_socket(
+            sock,
+            server_side=server_side,
+            do_handshake_on_connect=do_handshake_on_connect,
+            suppress_ragged_eofs=suppress_ragged_eofs,
+            server_hostname=self.server_name or server_hostname,
+            session=session,
+        )
+
+
+def tls_context(tls: TlsConfig) -> ssl.SSLContext:
+    """A client context: the CA file or the system store, optional client cert, hostname checked."""
+    ctx = _ClientContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.server_name = tls.server_hostname
+    # Without this every refused handshake (wrong CA, retried with backoff) leaks a socket.
+    ctx.sslsocket_class = ClosingSSLSocket
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.check_hostname = True
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    if tls.ca_file:
+        ctx.load_verify_locations(cafile=tls.ca_file)
+    else:
+        ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
+    if tls.cert_file:
+        ctx.load_cert_chain(tls.cert_file, tls.key_file)
+    return ctx
+
+
+def _jsonable(value: object) -> object:
+    """Make numpy scalars/arrays and other odd values JSON-serialisable without importing numpy."""
+    for method in ("tolist", "item"):
+        convert = getattr(value, method, None)
+        if callable(convert):
+            return convert()
+    return str(value)
+
+
+def _encode(payload: Mapping[str, object]) -> bytes:
+    """Compact JSON bytes for one payload."""
+    return json.dumps(payload, separators=(",", ":"), default=_jsonable).encode()
+
+
+def _set_backoff(client: mqtt.Client, low: float, high: float) -> None:
+    """paho's capped exponential reconnect delay, in whole seconds (at least 1: no busy loop)."""
+    client.reconnect_delay_set(max(1, math.ceil(low)), max(1, math.ceil(high)))
+
+
+class _RateLimiter:
+    """A token bucket: bursts up to ``rate`` messages, then ``rate`` messages per second."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.capacity = max(1.0, rate)
+        self.tokens = self.capacity
+        self.stamp = time.monotonic()
+
+    def delay(self) -> float:
+        """Take a token for the next message; seconds to wait before sending it (0: send now)."""
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        self.tokens -= 1.0  # may go negative: the debt is the wait
+        return max(0.0, -self.tokens / self.rate)
+
+
+class MqttSink:
+    """Reports to an MQTT broker through a durable outbox; never blocks the caller on the network.
+
+    The outbox belongs to the caller, who closes it after :meth:`close`. ``on_model_set`` runs on
+    paho's network thread: it must only hand the bytes over (e.g. put them on a queue).
+    """
+
+    def __init__(
+        self,
+        config: MqttConfig,
+        device_id: str,
+        outbox: Outbox,
+        *,
+        on_model_set: Callable[[bytes], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.device_id = device_id
+        self.outbox = outbox
+        self.topics = Topics.for_device(config.topic_prefix, device_id)
+        self._on_model_set = on_model_set
+        self._username, password = resolve_credentials(config)
+        self._client_id = config.resolved_client_id(device_id)
+        self._connected = threading.Event()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._acks: queue.SimpleQueue[tuple[int, ReasonCode]] = queue.SimpleQueue()
+        self._active: set[str] = set()
+        self._active_lock = threading.Lock()
+        self._last_failure = ""
+        self._in_auth_backoff = False
+        self._online_mid = -1
+        self._failures = 0
+        self._thread: threading.Thread | None = None
+        ha = config.homeassistant
+        self._birth_topic = homeassistant.birth_topic(ha.discovery_prefix) if ha.enabled else ""
+        self._client = self._make_client(password)
+
+    # -- Sink -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect in the background and start draining the outbox."""
+        self._client.connect_async(self.config.host, self.config.port, self.config.keepalive)
+        self._client.loop_start()
+        self._thread = threading.Thread(
+            target=self._drain_loop, name=f"iotids-mqtt-outbox-{self.device_id}", daemon=True
+        )
+        self._thread.start()
+
+    def publish_event(self, event: Mapping[str, object]) -> None:
+        """Queue a detection event (QoS 1) durably; never raises."""
+        payload = self._stamp(event, EVENT_SCHEMA)
+        payload.setdefault("id", uuid.uuid4().hex)
+        event_type = str(payload.get("type", ""))
+        kind = _EVENT_KINDS.get(event_type)
+        if kind is None:
+            # Unknown lifecycle step: keep it with the never-dropped-early detections.
+            logger.warning("mqtt: event %s has unknown type %r", payload["id"], event_type)
+            kind = "event_new"
+        payload.setdefault("active_events", self._track_active(payload, event_type))
+        self._queue(kind, self.topics.events, payload, 1, retain=False)
+
+    def publish_stats(self, stats: Mapping[str, object]) -> None:
+        """Queue a stats payload (``stats_qos``) with the outbox depth and drops; never raises."""
+        payload = self._stamp(stats, STATS_SCHEMA)
+        payload["outbox"] = {
+            "depth": self.outbox.depth(),
+            "bytes": self.outbox.size_bytes(),
+            "dropped": self.outbox.dropped(),
+        }
+        self._queue("stats", self.topics.stats, payload, self.config.stats_qos, retain=False)
+
+    def publish_model(self, state: Mapping[str, object]) -> None:
+        """Queue the active model state (QoS 1, retained); never raises."""
+        self._queue("model", self.topics.model, self._stamp(state, MODEL_SCHEMA), 1, retain=True)
+
+    def close(self) -> None:
+        """Stop draining, publish ``offline`` when connected, disconnect; rows stay queued."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+        if self._connected.is_set():
+            info = self._client.publish(self.topics.status, OFFLINE, qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout=2.0)
+            except (RuntimeError, ValueError) as exc:
+                logger.warning("mqtt: could not publish offline on shutdown: %s", exc)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    # -- observability -----------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """True from the broker's ack of ``online`` until the next disconnect."""
+        return self._connected.is_set()
+
+    @property
+    def failures(self) -> int:
+        """Payloads that could not be queued (encoding or disk errors) since start."""
+        return self._failures
+
+    # -- building ----------------------------------------------------------------------------
+
+    def _make_client(self, password: str | None) -> mqtt.Client:
+        """A paho client with will, credentials, TLS, backoff and callbacks set."""
+        protocol = (
+            MQTTProtocolVersion.MQTTv5
+            if self.config.protocol == "5"
+            else MQTTProtocolVersion.MQTTv311
+        )
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=self._client_id, protocol=protocol
+        )
+        client.will_set(self.topics.status, OFFLINE, qos=1, retain=True)
+        if self._username is not None:
+            client.username_pw_set(self._username, password)
+        if self.config.tls is not None:
+            client.tls_set_context(tls_context(self.config.tls))
+        _set_backoff(client, self.config.backoff_min, self.config.backoff_max)
+        # Room for our window plus `online` and the discovery configs, so paho never has to
+        # queue a row behind its in-flight limit.
+        client.max_inflight_messages_set(_WINDOW + 8)
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        return client
+
+    def _stamp(self, data: Mapping[str, object], schema: str) -> dict[str, object]:
+        """A copy of ``data`` with the schema, device and time keys the contract promises."""
+        payload = dict(data)
+        payload.setdefault("schema", schema)
+        payload.setdefault("device", self.device_id)
+        payload.setdefault("time", time.time())
+        return payload
+
+    def _track_active(self, payload: Mapping[str, object], event_type: str) -> int:
+        """Detections active after this event, keyed by ``detection`` (else the message id)."""
+        key = str(payload.get("detection", payload["id"]))
+        with self._active_lock:
+            if event_type == "end":
+                self._active.discard(key)
+            elif event_type in ("new", "update"):
+                self._active.add(key)
+            return len(self._active)
+
+    def _queue(
+        self, kind: Kind, topic: str, payload: Mapping[str, object], qos: int, *, retain: bool
+    ) -> None:
+        """Encode and store one message, then wake the publisher; errors are logged, not raised."""
+        try:
+            self.outbox.put(kind, topic, _encode(payload), qos, retain)
+        except (sqlite3.Error, TypeError, ValueError, OSError) as exc:
+            # A sink never takes the app down (STYLE.md): count it, say it, carry on.
+            self._failures += 1
+            logger.error("mqtt: could not queue a %s for %s: %s", kind, topic, exc)
+            return
+        self._wake.set()
+
+    # -- the publisher thread ----------------------------------------------------------------
+
+    def _drain_loop(self) -> None:
+        """Hand outbox rows to paho in order while connected; delete them when acknowledged."""
+        inflight: dict[int, int] = {}  # paho mid -> outbox seq
+        last = 0  # highest seq handed to paho by this process
+        limiter = _RateLimiter(self.config.replay_rate)
+        while not self._stop.is_set():
+            try:
+                self._settle_acks(inflight)
+                if not self._connected.is_set() or len(inflight) >= _WINDOW:
+                    self._wait()
+                    continue
+                rows = self.outbox.peek(_WINDOW - len(inflight), after=last)
+                if not rows:
+                    self._wait()
+                    continue
+                for row in rows:
+                    pause = limiter.delay()
+                    if pause and self._stop.wait(pause):
+                        break
+                    info = self._client.publish(row.topic, row.payload, row.qos, row.retain)
+                    if row.qos == 0 and info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                        break  # not connected any more: QoS 0 was not kept, retry the row later
+                    if row.qos > 0 and info.rc not in (
+                        MQTTErrorCode.MQTT_ERR_SUCCESS,
+                        MQTTErrorCode.MQTT_ERR_NO_CONN,  # paho keeps QoS>0 and sends on reconnect
+                    ):
+                        logger.warning("mqtt: paho refused row %d: %s", row.seq, info.rc)
+                        break
+                    last = row.seq
+                    if row.qos == 0:
+                        self.outbox.ack(row.seq)
+                    else:
+                        inflight[info.mid] = row.seq
+            except Exception:
+                logger.exception("mqtt: outbox publisher failed; retrying")
+                self._stop.wait(1.0)
+        self._settle_acks(inflight)
+
+    def _wait(self) -> None:
+        """Sleep until something changes (a put, an ack, a connect) or a second passes."""
+        self._wake.wait(1.0)
+        self._wake.clear()
+
+    def _settle_acks(self, inflight: dict[int, int]) -> None:
+        """Delete the rows whose PUBACK/PUBCOMP arrived, in one transaction."""
+        done: list[int] = []
+        while True:
+            try:
+                mid, reason = self._acks.get_nowait()
+            except queue.Empty:
+                break
+            seq = inflight.pop(mid, None)
+            if seq is None:
+                continue
+            if reason.is_failure:
+                # A broker that refuses a message (MQTT 5 reason) would refuse it forever.
+                logger.warning("mqtt: broker refused row %d (%s); dropping it", seq, reason)
+            done.append(seq)
+        if done:
+            self.outbox.ack_many(done)
+
+    # -- paho callbacks (paho's network thread) ----------------------------------------------
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        """Announce ``online`` only on a successful CONNACK; back off long on bad credentials."""
+        if reason.is_failure:
+            self._refused(client, reason)
+            return
+        if self._in_auth_backoff:
+            _set_backoff(client, self.config.backoff_min, self.config.backoff_max)
+            self._in_auth_backoff = False
+        self._last_failure = ""
+        logger.info(
+            "mqtt: connected to %s:%d as %r", self.config.host, self.config.port, self._client_id
+        )
+        # Rows flow again only once `online` is acknowledged: paho re-sends the messages that
+        # were in flight before the drop right after this callback, so waiting for this PUBACK
+        # keeps new rows behind them and the topic in order.
+        self._online_mid = client.publish(self.topics.status, ONLINE, qos=1, retain=True).mid
+        client.subscribe(self.topics.model_set, qos=1)
+        if self.config.homeassistant.enabled:
+            client.subscribe(self._birth_topic, qos=1)
+            self._announce(client)
+
+    def _refused(self, client: mqtt.Client, reason: ReasonCode) -> None:
+        """Log a refused CONNACK once and pick the backoff it deserves."""
+        if reason.value in _AUTH_REFUSED:
+            backoff = self.config.auth_backoff
+            _set_backoff(client, backoff, backoff)
+            self._in_auth_backoff = True
+            self._report_failure(
+                f"mqtt: broker refused the credentials for user {self._username!r} ({reason}); "
+                f"retrying in {backoff:g} s"
+            )
+        else:
+            self._report_failure(
+                f"mqtt: broker {self.config.host}:{self.config.port} refused the connection "
+                f"({reason}); retrying with backoff up to {self.config.backoff_max:g} s"
+            )
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
+        """Say why the TCP or TLS connection failed (paho calls this inside its except block)."""
+        exc = sys.exc_info()[1]
+        where = f"{self.config.host}:{self.config.port}"
+        if isinstance(exc, ssl.SSLError):
+            what = f"TLS handshake with {where} failed: {exc}"
+        else:
+            what = f"cannot connect to {where}: {exc}"
+        self._report_failure(
+            f"mqtt: {what}; retrying with backoff up to {self.config.backoff_max:g} s"
+        )
+
+    def _report_failure(self, message: str) -> None:
+        """Log a connection failure at ERROR once; identical repeats go to DEBUG."""
+        if message == self._last_failure:
+            logger.debug("%s", message)
+            return
+        self._last_failure = message
+        logger.error("%s", message)
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        """Stop handing rows to paho; paho keeps in-flight QoS 1 messages for the reconnect."""
+        if self._connected.is_set():
+            self._connected.clear()
+            if not self._stop.is_set():
+                logger.warning(
+                    "mqtt: lost the connection to %s:%d (%s); reconnecting with backoff up to %g s",
+                    self.config.host,
+                    self.config.port,
+                    reason,
+                    self.config.backoff_max,
+                )
+
+    def _on_publish(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        """Hand the ack to the publisher thread (paho holds its own locks here: do no I/O)."""
+        if mid == self._online_mid:
+            self._connected.set()
+        else:
+            self._acks.put((mid, reason))
+        self._wake.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        """Route ``model/set`` bundles to the app and re-announce when Home Assistant restarts."""
+        try:
+            if message.topic == self.topics.model_set:
+                logger.info(
+                    "mqtt: received a bundle of %d bytes on model/set", len(message.payload)
+                )
+                if self._on_model_set is not None:
+                    self._on_model_set(bytes(message.payload))
+            elif message.topic == self._birth_topic and message.payload == ONLINE:
+                logger.info("mqtt: Home Assistant is online; re-announcing discovery")
+                self._announce(client)
+        except Exception:
+            logger.exception("mqtt: handling a message on %s failed", message.topic)
+
+    def _announce(self, client: mqtt.Client) -> None:
+        """Publish the retained Home Assistant discovery configs."""
+        ha = self.config.homeassistant
+        for topic, payload in homeassistant.discovery_messages(
+            self.device_id, self.config.topic_prefix, ha.discovery_prefix
+        ):
+            client.publish(topic, payload, qos=1, retain=True)

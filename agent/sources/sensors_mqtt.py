@@ -1,0 +1,153 @@
+"""Sensor telemetry from MQTT topics on the (local) broker: topic -> sensor, number or JSON field.
+
+Messages arrive on paho's thread and only land in a bounded buffer; the source thread turns
+them into telemetry-v1 steps as the wall clock passes each step's end. A payload that is not a
+number (or lacks the configured JSON field) is skipped and counted, never raised.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from agent.features.telemetry import TelemetryFeaturizer
+from agent.sources import SourceStats, StepBatch, empty_batch
+
+if TYPE_CHECKING:
+    from agent.config import AgentConfig, MqttSensorsOptions, SensorTopic, SourceConfig
+
+logger = logging.getLogger(__name__)
+
+BUFFER = 100_000  # readings held between two reads; the oldest go first (and are counted)
+
+
+def reading_value(payload: bytes, field: str) -> float:
+    """The number in a payload: the whole payload, or ``field`` (dotted path) of a JSON object."""
+    text = payload.decode("utf-8").strip()
+    if not field:
+        if text.lower() in ("true", "on", "open"):
+            return 1.0
+        if text.lower() in ("false", "off", "closed"):
+            return 0.0
+        return float(text)
+    node: Any = json.loads(text)
+    for part in field.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(f"no field {field!r}")
+        node = node[part]
+    if isinstance(node, bool):
+        return float(node)
+    if not isinstance(node, int | float):
+        raise ValueError(f"field {field!r} is not a number")
+    return float(node)
+
+
+class MqttSensorSource:
+    """Subscribes to the configured topics and steps their readings on the wall clock."""
+
+    lossless = False
+    finished = False
+
+    def __init__(self, config: SourceConfig, agent: AgentConfig) -> None:
+        from agent.config import MqttSensorsOptions
+
+        options = config.options
+        if not isinstance(options, MqttSensorsOptions):
+            raise TypeError(f"{config.name}: mqtt-sensors source needs MqttSensorsOptions")
+        self.name = config.name
+        self.step = config.step_spec
+        self.options: MqttSensorsOptions = options
+        self._featurizer = TelemetryFeaturizer(options.sensors, self.step)
+        self.feature_set = self._featurizer.feature_set
+        self.stats = SourceStats()
+        self._buffer: deque[tuple[int, int, float]] = deque(maxlen=BUFFER)
+        self._lock = threading.Lock()
+        self._client = self._connect(agent)
+
+    def _connect(self, agent: AgentConfig) -> Any:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        from agent.report.mqtt import resolve_credentials
+
+        host = self.options.host or agent.mqtt.host
+        port = self.options.port or agent.mqtt.port
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"iotids-{agent.agent.device_id}-sensors-{self.name}",
+        )
+        username, password = resolve_credentials(agent.mqtt)
+        if username:
+            client.username_pw_set(username, password)
+        client.on_connect = self._on_connect
+        client.on_message = self._on_message
+        client.reconnect_delay_set(
+            max(1, int(agent.mqtt.backoff_min)), max(1, int(agent.mqtt.backoff_max))
+        )
+        client.connect_async(host, port, keepalive=agent.mqtt.keepalive)
+        client.loop_start()
+        return client
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            logger.error("sensor source %s: broker refused the connection: %s", self.name, reason)
+            return
+        client.subscribe([(t.topic, 1) for t in self.options.topics])
+        logger.info("sensor source %s subscribed to %d topics", self.name, len(self.options.topics))
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        import paho.mqtt.client as mqtt
+
+        now = time.time_ns()
+        for index, topic in enumerate(self.options.topics):
+            if mqtt.topic_matches_sub(topic.topic, message.topic):
+                self._accept(now, index, topic, message.payload)
+
+    def _accept(self, now: int, index: int, topic: SensorTopic, payload: bytes) -> None:
+        try:
+            value = reading_value(payload, topic.field)
+        except (ValueError, KeyError, UnicodeDecodeError) as exc:
+            self.stats.malformed["bad_payload"] += 1
+            logger.debug("sensor %s: skipped payload %r (%s)", topic.sensor, payload[:40], exc)
+            return
+        if not math.isfinite(value):
+            self.stats.malformed["non_finite"] += 1
+            return
+        with self._lock:
+            if len(self._buffer) == self._buffer.maxlen:
+                self.stats.drops += 1
+            self._buffer.append((now, index, value))
+        self.stats.readings += 1
+
+    def read(self, timeout: float) -> StepBatch | None:
+        """Steps finished by now, after waiting up to ``timeout`` for the next step's end."""
+        size = self.step.size_ns
+        next_end = (time.time_ns() // size + 1) * size
+        wait = (next_end - time.time_ns()) / 1e9
+        time.sleep(max(min(wait, timeout), 0.0))
+        with self._lock:
+            readings = list(self._buffer)
+            self._buffer.clear()
+        if readings:
+            arr = np.asarray(readings, np.float64)
+            ts = np.asarray([r[0] for r in readings], np.int64)
+            for index in np.unique(arr[:, 1]).astype(int).tolist():
+                mine = arr[:, 1] == index
+                self._featurizer.push(ts[mine], index, arr[mine, 2])
+        steps = self._featurizer.advance(time.time_ns())
+        self.stats.steps += len(steps)
+        if not len(steps):
+            return None if not readings else empty_batch(self.feature_set.width)
+        return StepBatch(steps.start_ns, steps.values)
+
+    def close(self) -> None:
+        """Disconnect from the broker."""
+        self._client.disconnect()
+        self._client.loop_stop()

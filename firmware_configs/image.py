@@ -1,0 +1,196 @@
+"""Write provisioned files into the FAT boot partition of a disk image, unprivileged.
+
+No loop device and no mount: the MBR is parsed here to find the first FAT partition's byte
+offset, and mtools addresses the file system inside the image as ``FILE.img@@OFFSET``. That is
+how a build machine or CI job without root prepares an SD card image for a gateway.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+SECTOR = 512
+# MBR partition type ids of FAT file systems; Raspberry Pi OS images use 0x0C (FAT32 LBA).
+FAT_TYPES = {
+    0x01: "FAT12",
+    0x04: "FAT16 (<32 MB)",
+    0x06: "FAT16",
+    0x0B: "FAT32 (CHS)",
+    0x0C: "FAT32 (LBA)",
+    0x0E: "FAT16 (LBA)",
+}
+GPT_PROTECTIVE = 0xEE
+# Raspberry Pi Imager's hook: run firstrun.sh once, then reboot (Bookworm: /boot/firmware).
+FIRSTRUN_HOOK = (
+    "systemd.run=/boot/firmware/firstrun.sh systemd.run_success_action=reboot "
+    "systemd.unit=kernel-command-line.target"
+)
+USER_DATA_MARKER = "iotids-provision"
+
+
+class ImageError(Exception):
+    """The image cannot take the files: no MBR, no FAT partition, or mtools refused."""
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One primary MBR partition entry."""
+
+    number: int
+    type_id: int
+    start_lba: int
+    sectors: int
+
+    @property
+    def offset(self) -> int:
+        """Byte offset of the partition inside the image."""
+        return self.start_lba * SECTOR
+
+    @property
+    def is_fat(self) -> bool:
+        return self.type_id in FAT_TYPES
+
+
+def read_partitions(image: Path) -> tuple[Partition, ...]:
+    """The non-empty primary partitions of an MBR disk image, in table order."""
+    try:
+        with image.open("rb") as fh:
+            mbr = fh.read(SECTOR)
+            size = os.fstat(fh.fileno()).st_size
+    except OSError as exc:
+        raise ImageError(f"{image}: cannot read: {exc.strerror or exc}") from None
+    if len(mbr) < SECTOR or mbr[510:512] != b"\x55\xaa":
+        raise ImageError(f"{image}: no MBR partition table (boot signature 55 AA missing)")
+    parts = []
+    for i in range(4):
+        entry = mbr[446 + 16 * i : 446 + 16 * (i + 1)]
+        type_id = entry[4]
+        start, count = struct.unpack_from("<II", entry, 8)
+        if type_id == 0 or count == 0:
+            continue
+        if type_id == GPT_PROTECTIVE:
+            raise ImageError(f"{image}: a GPT disk; Raspberry Pi OS images use MBR")
+        if (start + count) * SECTOR > size:
+            raise ImageError(f"{image}: partition {i + 1} runs past the end of the image")
+        parts.append(Partition(i + 1, type_id, start, count))
+    return tuple(parts)
+
+
+def boot_partition(image: Path) -> Partition:
+    """The first FAT partition: where the Raspberry Pi firmware and cmdline.txt live."""
+    for part in read_partitions(image):
+        if part.is_fat:
+            return part
+    raise ImageError(f"{image}: no FAT partition in the MBR (the boot partition is FAT32)")
+
+
+def _mtools(image: Path, part: Partition, *args: str) -> subprocess.CompletedProcess[bytes]:
+    """Run one mtools command against the partition; ImageError with mtools' own words."""
+    tool = args[0]
+    if shutil.which(tool) is None:
+        raise ImageError(f"{tool} not found: install mtools (apt-get install mtools)")
+    target = f"{image}@@{part.offset}"
+    env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
+    result = subprocess.run([tool, "-i", target, *args[1:]], capture_output=True, env=env)
+    if result.returncode != 0:
+        reason = result.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise ImageError(f"{tool} on {target}: {reason[-1] if reason else 'failed'}")
+    return result
+
+
+def check_fat(image: Path, part: Partition) -> None:
+    """Prove mtools can read the partition's file system before anything is written."""
+    _mtools(image, part, "mdir", "-b", "::/")
+
+
+def root_names(image: Path, part: Partition) -> frozenset[str]:
+    """Lower-cased names in the partition's root directory (FAT names are case-insensitive)."""
+    listing = _mtools(image, part, "mdir", "-b", "::/").stdout.decode("utf-8", "replace")
+    return frozenset(line.rstrip("/").rsplit("/", 1)[-1].lower() for line in listing.splitlines())
+
+
+def read_file(image: Path, part: Partition, name: str) -> bytes | None:
+    """A file from the partition's root directory, byte for byte; None when there is none."""
+    if name.lower() not in root_names(image, part):
+        return None
+    return _mtools(image, part, "mtype", f"::/{name}").stdout
+
+
+def write_file(image: Path, part: Partition, name: str, data: bytes) -> None:
+    """Create or replace a file in the partition's root directory."""
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / name
+        local.write_bytes(data)
+        _mtools(image, part, "mcopy", "-o", str(local), f"::/{name}")
+
+
+def copy_tree(
+    image: Path, part: Partition, folder: Path, skip: frozenset[str] = frozenset()
+) -> None:
+    """Copy every entry of ``folder`` (recursively) into the partition's root, replacing files."""
+    entries = sorted(str(p) for p in folder.iterdir() if p.name not in skip)
+    if entries:
+        _mtools(image, part, "mcopy", "-s", "-o", "-Q", *entries, "::/")
+
+
+def hook_firstrun(cmdline: str) -> str | None:
+    """``cmdline.txt`` with Imager's firstrun hook appended; None when it cannot be added.
+
+    Already hooked to our firstrun.sh: returned unchanged. Hooked to another ``systemd.run=``
+    (Imager's own customisation): None, since one kernel command line runs one script.
+    """
+    line = cmdline.strip()
+    if FIRSTRUN_HOOK in line:
+        return line + "\n"
+    if "systemd.run=" in line:
+        return None
+    return f"{line} {FIRSTRUN_HOOK}\n"
+
+
+def install_into_image(image: Path, rendered: Path) -> None:
+    """Write a folder rendered by ``iotids provision`` into the image's boot partition.
+
+    Everything goes in but ``user-data`` when the image already has one that is not ours
+    (Imager writes its own for the default user; replacing it would lose that user). The
+    kernel command line gets the firstrun hook unless another one is already there.
+    """
+    part = boot_partition(image)
+    if "iotids" in root_names(image, part):
+        # A previous device's keys, bundle or credentials must not linger beside the new ones.
+        _mtools(image, part, "mdeltree", "::/iotids")
+    existing = read_file(image, part, "user-data")
+    keep_user_data = existing is not None and USER_DATA_MARKER.encode() not in existing
+    copy_tree(image, part, rendered, frozenset({"user-data"}) if keep_user_data else frozenset())
+    if keep_user_data:
+        logger.warning(
+            "%s already has a user-data; kept it. For cloud-init first boot add to its runcmd: "
+            "- [bash, /boot/firmware/iotids/install.sh]",
+            image,
+        )
+    _hook_cmdline(image, part)
+    logger.info("wrote %s into partition %d of %s", rendered, part.number, image)
+
+
+def _hook_cmdline(image: Path, part: Partition) -> None:
+    """Make the next boot run firstrun.sh, the way Raspberry Pi Imager does."""
+    cmdline = read_file(image, part, "cmdline.txt")
+    if cmdline is None:
+        logger.warning("%s has no cmdline.txt: firstrun.sh will not run, only cloud-init", image)
+        return
+    hooked = hook_firstrun(cmdline.decode("utf-8", "replace"))
+    if hooked is None:
+        logger.warning(
+            "%s: cmdline.txt already runs another systemd.run= script; firstrun.sh not hooked",
+            image,
+        )
+        return
+    write_file(image, part, "cmdline.txt", hooked.encode("utf-8"))

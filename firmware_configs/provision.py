@@ -1,0 +1,613 @@
+"""``iotids provision``: render one gateway's first-boot files, optionally into an SD card image.
+
+The rendered folder mirrors the Raspberry Pi boot partition (``/boot/firmware``)::
+
+    firstrun.sh  user-data                       first boot: Imager's hook / cloud-init
+    iotids/install.sh iotids-install.service     the installer both of them run
+    iotids/agent.toml iotids-agent.service journald-iotids.conf
+    iotids/credentials/mqtt-{username,password}  0600, consumed through LoadCredential=
+    iotids/keys/*  iotids/bundles/*  iotids/ca.crt  iotids/wheelhouse/*.whl
+
+Everything is checked and read before anything is written, rendered into a temporary folder
+beside ``--out`` and renamed into place at the end: a bad input leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import re
+import shutil
+import string
+import sys
+import tempfile
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from agent.features.steps import StepSpec
+    from firmware_configs.profiles import BoardProfile
+
+logger = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+ETC = PurePosixPath("/etc/iotids")
+STATE_DIR = "/var/lib/iotids"
+USERNAME_ENV = "IOTIDS_MQTT_USERNAME"
+PASSWORD_ENV = "IOTIDS_MQTT_PASSWORD"  # noqa: S105 - the variable's name, not a secret
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+
+# A file to write: its bytes, or a path to copy (wheels can be large), and its mode.
+Content = bytes | Path
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """One file of the rendered tree."""
+
+    content: Content
+    mode: int = 0o644
+
+
+class ProvisionError(Exception):
+    """Bad input to provisioning: one line for the user, exit status 2."""
+
+
+@dataclass(frozen=True)
+class Broker:
+    """Where the gateway reports: from ``mqtt://host[:port]`` or ``mqtts://host[:port]``."""
+
+    host: str
+    port: int
+    tls: bool
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """MQTT login for the device; written only as 0600 credential files, never into agent.toml."""
+
+    username: str
+    password: str | None
+
+
+@dataclass(frozen=True)
+class BundleFacts:
+    """What a verified bundle decides about the config: which source feeds it, at what step."""
+
+    bundle_id: str
+    source_kind: str  # "live" (traffic-v1) or "host" (host-v1)
+    step: str  # as [[sources]].step spells it: "1s", "0.5s", "100p"
+    quantization: str
+    signer: str
+
+
+@dataclass(frozen=True)
+class Request:
+    """Everything one device's files are rendered from, already checked and read."""
+
+    profile: BoardProfile
+    device_id: str
+    broker: Broker
+    bundle: tuple[str, bytes]
+    facts: BundleFacts
+    trust_keys: tuple[tuple[str, bytes], ...]
+    ca: bytes | None
+    wheels: tuple[Path, ...]
+    credentials: Credentials | None
+    interface: str
+    promiscuous: bool
+
+
+# ---------------------------------------------------------------------------------------------
+# checking and reading the inputs
+
+
+def parse_broker(url: str) -> Broker:
+    """``mqtt://host:1883`` or ``mqtts://host:8883`` (default ports 1883 / 8883)."""
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        # Never echo the URL: it holds a secret.
+        raise ProvisionError(
+            f"--broker: credentials do not go in the URL; use {USERNAME_ENV} / {PASSWORD_ENV} "
+            "or --password-file"
+        )
+    if parts.scheme not in ("mqtt", "mqtts"):
+        raise ProvisionError(
+            f"--broker: must be mqtt://HOST[:PORT] or mqtts://HOST[:PORT], got {url!r}"
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        raise ProvisionError(f"--broker: port must be 1..65535, got {url!r}") from None
+    if not parts.hostname or parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ProvisionError(
+            f"--broker: must be mqtt://HOST[:PORT] or mqtts://HOST[:PORT], got {url!r}"
+        )
+    tls = parts.scheme == "mqtts"
+    if port == 0:
+        raise ProvisionError(f"--broker: port must be 1..65535, got {url!r}")
+    return Broker(parts.hostname, port or (8883 if tls else 1883), tls)
+
+
+def check_device_id(device_id: str) -> str:
+    """The device id, checked by the agent's own rule (one MQTT topic level)."""
+    from agent.config import AgentSection, FieldError
+
+    try:
+        AgentSection(device_id=device_id)
+    except FieldError as exc:
+        raise ProvisionError(f"--device-id: {exc}") from None
+    return device_id
+
+
+def read_input(option: str, path: Path) -> bytes:
+    """A file the user named, whole; ProvisionError names the option when it cannot be read."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ProvisionError(f"{option}: cannot read {path}: {exc.strerror or exc}") from None
+    if not data:
+        raise ProvisionError(f"{option}: {path} is empty")
+    return data
+
+
+def read_credentials(
+    password_file: Path | None, username: str | None, device_id: str
+) -> Credentials | None:
+    """MQTT login from --username / --password-file, else the environment; None when anonymous.
+
+    With a password and no user name the device id is the user name: the broker examples give
+    each gateway a user named after it, so the ACL's ``%u`` is its topic level.
+    """
+    user = username or os.environ.get(USERNAME_ENV, "")
+    password: str | None = os.environ.get(PASSWORD_ENV) or None
+    if password_file is not None:
+        try:
+            password = read_input("--password-file", password_file).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProvisionError("--password-file: the password is not UTF-8 text") from None
+        password = password.rstrip("\r\n")
+        if not password:
+            raise ProvisionError("--password-file: the password is empty")
+    if password is not None and not user:
+        user = device_id
+    if not user:
+        return None
+    return Credentials(user, password)
+
+
+def read_wheelhouse(folder: Path | None) -> tuple[Path, ...]:
+    """The wheels to ship on the boot partition; the iotids wheel itself must be one of them."""
+    if folder is None:
+        return ()
+    if not folder.is_dir():
+        raise ProvisionError(f"--wheelhouse: {folder} is not a directory")
+    wheels = tuple(sorted(folder.glob("*.whl")))
+    unreadable = [w.name for w in wheels if not (w.is_file() and os.access(w, os.R_OK))]
+    if unreadable:
+        raise ProvisionError(f"--wheelhouse: cannot read {', '.join(unreadable)} in {folder}")
+    if not any(w.name.startswith("iotids-") for w in wheels):
+        raise ProvisionError(
+            f"--wheelhouse: no iotids-*.whl in {folder} (make one: iotids provision wheelhouse)"
+        )
+    return wheels
+
+
+def safe_name(name: str) -> str:
+    """A file name that FAT and the shell take as is."""
+    return _SAFE_NAME.sub("_", name)
+
+
+def read_keys(paths: list[Path]) -> tuple[tuple[str, bytes], ...]:
+    """The trusted signing keys, each under a distinct safe file name."""
+    keys = tuple((safe_name(p.name), read_input("--trust-key", p)) for p in paths)
+    names = [name for name, _ in keys]
+    if len(set(names)) != len(names):
+        raise ProvisionError(f"--trust-key: two keys share a file name: {names}")
+    return keys
+
+
+def _step_text(step: StepSpec) -> str:
+    """A bundle's step as ``[[sources]].step`` spells it."""
+    from agent.features.steps import StepSpec
+
+    text = f"{int(step.size)}p" if step.kind == "packets" else f"{step.size:g}s"
+    if StepSpec.parse(text) != step:
+        raise ProvisionError(f"--bundle: step {step} has no exact spelling in agent.toml")
+    return text
+
+
+def inspect_bundle(data: bytes, keys: tuple[tuple[str, bytes], ...]) -> BundleFacts:
+    """The checks a gateway makes before it loads the model, made here before it is flashed.
+
+    Signature by one of the trusted keys, a sane manifest, the model's hash, and a feature set
+    the rendered source computes with the same schema. Only the golden vectors are left to the
+    device: they need its runtime.
+    """
+    from agent.bundle import (
+        BundleError,
+        Manifest,
+        check_compatible,
+        check_model_hash,
+        check_signature,
+        load_public_key,
+        read_bundle,
+    )
+    from agent.features.host import HOST_V1
+    from agent.features.traffic import TRAFFIC_V1
+
+    public = []
+    for name, key in keys:
+        try:
+            public.append(load_public_key(key))
+        except ValueError as exc:
+            raise ProvisionError(f"--trust-key: {name}: {exc}") from None
+    sources = {TRAFFIC_V1.id: ("live", TRAFFIC_V1), HOST_V1.id: ("host", HOST_V1)}
+    try:
+        raw = read_bundle(data)
+        signer = check_signature(raw, public)
+        manifest = Manifest.from_json(raw.manifest_bytes)
+        check_model_hash(manifest, raw.model_content)
+        if manifest.feature_set not in sources:
+            raise ProvisionError(
+                f"--bundle: feature set {manifest.feature_set} needs sensor sources, which "
+                f"provision cannot guess (it renders: {', '.join(sources)}); "
+                "write [[sources]] by hand"
+            )
+        kind, feature_set = sources[manifest.feature_set]
+        check_compatible(manifest, feature_set, manifest.step, manifest.window)
+    except BundleError as exc:
+        raise ProvisionError(f"--bundle: {exc}") from None
+    step = _step_text(manifest.step)
+    return BundleFacts(manifest.bundle_id, kind, step, manifest.quantization, signer)
+
+
+# ---------------------------------------------------------------------------------------------
+# rendering
+
+
+def _toml_str(value: str) -> str:
+    """A TOML basic string (JSON's escapes are TOML's)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _model_supports(field: str) -> bool:
+    """Whether the agent's ``[[models]]`` table has ``field`` (threads: requested in issue 8)."""
+    from agent.config import ModelConfig
+
+    return field in {f.name for f in dataclasses.fields(ModelConfig)}
+
+
+def bundle_path(request: Request) -> PurePosixPath:
+    """Where the factory bundle lives on the gateway (read-only; updates go to the state dir)."""
+    return ETC / "bundles" / request.bundle[0]
+
+
+def _source_name(request: Request) -> str:
+    return "lan" if request.facts.source_kind == "live" else "host"
+
+
+def _model_name(request: Request) -> str:
+    return "traffic" if request.facts.source_kind == "live" else "host"
+
+
+def _source_table(request: Request) -> list[str]:
+    """``[[sources]]`` feeding the bundle: live capture for traffic, psutil for host."""
+    lines = [
+        "[[sources]]",
+        f"name = {_toml_str(_source_name(request))}",
+        f"kind = {_toml_str(request.facts.source_kind)}",
+        f"step = {_toml_str(request.facts.step)}  # the bundle's step",
+    ]
+    if request.facts.source_kind == "live":
+        lines.append(f"interface = {_toml_str(request.interface)}")
+        lines.append(f"promiscuous = {'true' if request.promiscuous else 'false'}")
+    return lines
+
+
+def capabilities(request: Request) -> str:
+    """Only what capture needs: none for host metrics, NET_ADMIN only for promiscuous mode."""
+    if request.facts.source_kind != "live":
+        return ""
+    return "CAP_NET_RAW CAP_NET_ADMIN" if request.promiscuous else "CAP_NET_RAW"
+
+
+def render_agent_config(request: Request) -> str:
+    """``agent.toml``: the profile's limits, the broker, the bundle's source and the model."""
+    profile, broker = request.profile, request.broker
+    keys = ", ".join(_toml_str(str(ETC / "keys" / name)) for name, _ in request.trust_keys)
+    lines = [
+        f"# Rendered by `iotids provision` for {request.device_id} "
+        f"(profile {profile.name}: {profile.board}).",
+        "# MQTT credentials are not in this file: systemd passes them in (LoadCredential=).",
+        "",
+        "[agent]",
+        f"device_id = {_toml_str(request.device_id)}",
+        f"state_dir = {_toml_str(STATE_DIR)}",
+        f"queue_size = {profile.queues.queue_size}",
+        f"trusted_keys = [{keys}]",
+        "",
+        "[mqtt]",
+        f"host = {_toml_str(broker.host)}",
+        f"port = {broker.port}",
+    ]
+    if broker.tls:
+        ca = _toml_str(str(ETC / "ca.crt")) if request.ca is not None else '""'
+        lines += ["", "[mqtt.tls]", f"ca_file = {ca}  # empty: the system trust store"]
+    lines += [
+        "",
+        "[outbox]",
+        f"max_messages = {profile.queues.outbox_max_messages}",
+        f"max_bytes = {profile.queues.outbox_max_bytes}",
+        "",
+        *_source_table(request),
+        "",
+        "[[models]]",
+        f"name = {_toml_str(_model_name(request))}",
+        f"bundle = {_toml_str(str(bundle_path(request)))}",
+        f"source = {_toml_str(_source_name(request))}",
+    ]
+    if _model_supports("threads"):
+        lines.append(f"threads = {profile.service.threads}")
+    return "\n".join(lines) + "\n"
+
+
+def _template(name: str, values: Mapping[str, object]) -> str:
+    """Fill a shipped template; a missing value is a bug here, so KeyError propagates."""
+    text = (HERE / name).read_text(encoding="utf-8")
+    return string.Template(text).substitute({k: str(v) for k, v in values.items()})
+
+
+def render_unit(request: Request) -> str:
+    """``iotids-agent.service`` with the profile's budget and only the capabilities needed."""
+    profile = request.profile
+    credentials = []
+    if request.credentials is not None:
+        credentials.append(f"LoadCredential=mqtt-username:{ETC}/credentials/mqtt-username")
+        if request.credentials.password is not None:
+            credentials.append(f"LoadCredential=mqtt-password:{ETC}/credentials/mqtt-password")
+    return _template(
+        "systemd/iotids-agent.service",
+        {
+            "device_id": request.device_id,
+            "profile": profile.name,
+            "board": profile.board,
+            "restart_sec": "5s",
+            "credentials": "\n".join(credentials) or "# no MQTT credentials: anonymous broker",
+            "capabilities": capabilities(request),
+            "memory_high_mb": profile.service.memory_max_mb * 4 // 5,
+            "memory_max_mb": profile.service.memory_max_mb,
+            "cpu_quota_percent": profile.service.cpu_quota_percent,
+        },
+    )
+
+
+def render_journald(profile: BoardProfile) -> str:
+    """The journald drop-in: the profile's caps, files small enough to rotate often."""
+    journal = profile.journal
+    return _template(
+        "journald/iotids.conf",
+        {
+            "profile": profile.name,
+            "system_max_mb": journal.system_max_mb,
+            "system_max_file_mb": max(1, journal.system_max_mb // 8),
+            "runtime_max_mb": journal.runtime_max_mb,
+        },
+    )
+
+
+def plan(request: Request) -> dict[PurePosixPath, FileSpec]:
+    """Every file of the rendered tree, relative to the boot partition's root."""
+    from agent.config import parse_config
+
+    agent_toml = render_agent_config(request)
+    parse_config(tomllib.loads(agent_toml))  # the agent must accept what we ship
+    root, sub = PurePosixPath("."), PurePosixPath("iotids")
+    files = {
+        root / "firstrun.sh": FileSpec(HERE / "firstboot/firstrun.sh", 0o755),
+        root / "user-data": FileSpec(HERE / "firstboot/user-data"),
+        sub / "install.sh": FileSpec(HERE / "firstboot/install.sh", 0o755),
+        sub / "iotids-install.service": FileSpec(HERE / "firstboot/iotids-install.service"),
+        sub / "agent.toml": FileSpec(agent_toml.encode("utf-8")),
+        sub / "iotids-agent.service": FileSpec(render_unit(request).encode("utf-8")),
+        sub / "journald-iotids.conf": FileSpec(render_journald(request.profile).encode("utf-8")),
+        sub / "bundles" / request.bundle[0]: FileSpec(request.bundle[1]),
+    }
+    files.update({sub / "keys" / name: FileSpec(data) for name, data in request.trust_keys})
+    files.update({sub / "wheelhouse" / w.name: FileSpec(w) for w in request.wheels})
+    if request.ca is not None:
+        files[sub / "ca.crt"] = FileSpec(request.ca)
+    if request.credentials is not None:
+        creds = sub / "credentials"
+        files[creds / "mqtt-username"] = FileSpec(request.credentials.username.encode(), 0o600)
+        if request.credentials.password is not None:
+            password = request.credentials.password.encode("utf-8")
+            files[creds / "mqtt-password"] = FileSpec(password, 0o600)
+    return files
+
+
+def _write(path: Path, spec: FileSpec) -> None:
+    """Create one file with its final mode from the start (secrets are never briefly 0644)."""
+    path.parent.mkdir(mode=0o700 if spec.mode == 0o600 else 0o755, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, spec.mode)
+    with os.fdopen(fd, "wb") as fh:
+        if isinstance(spec.content, Path):
+            with spec.content.open("rb") as src:
+                shutil.copyfileobj(src, fh)
+        else:
+            fh.write(spec.content)
+    os.chmod(path, spec.mode)  # O_CREAT's mode is filtered by the umask
+
+
+def check_out(out: Path) -> None:
+    """``--out`` must be new (or an empty folder) inside an existing folder."""
+    if not out.parent.is_dir():
+        raise ProvisionError(f"--out: the folder {out.parent} does not exist")
+    if out.exists() and not (out.is_dir() and not any(out.iterdir())):
+        raise ProvisionError(f"--out: {out} already exists and is not an empty folder")
+
+
+def write_tree(files: Mapping[PurePosixPath, FileSpec], out: Path) -> None:
+    """Write ``files`` into a temporary folder beside ``out``, then rename it to ``out``.
+
+    The folder keeps mkdtemp's 0700: it holds the device's credentials.
+    """
+    check_out(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for rel, spec in sorted(files.items()):
+            _write(tmp / rel, spec)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+# ---------------------------------------------------------------------------------------------
+# the command
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Options of ``iotids provision`` and its ``wheelhouse`` subcommand."""
+    from firmware_configs.profiles import available_profiles
+
+    add = parser.add_argument
+    add("--profile", metavar="NAME", help=f"board profile: {', '.join(available_profiles())}")
+    add("--device-id", metavar="ID", help="the gateway's id: one MQTT topic level")
+    add("--broker", metavar="URL", help="mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
+    add("--bundle", metavar="FILE", type=Path, help="the signed model bundle to start with")
+    add(
+        "--trust-key",
+        metavar="FILE",
+        type=Path,
+        action="append",
+        default=[],
+        help="public key the bundles are signed with (repeatable)",
+    )
+    add("--ca-file", metavar="FILE", type=Path, help="CA certificate of an mqtts:// broker")
+    add("--wheelhouse", metavar="DIR", type=Path, help="wheels for an offline install")
+    add("--username", help=f"MQTT user name (default: ${USERNAME_ENV}, else the device id)")
+    add(
+        "--password-file",
+        metavar="FILE",
+        type=Path,
+        help=f"file holding the MQTT password (default: ${PASSWORD_ENV})",
+    )
+    add("--interface", metavar="IFACE", help="capture interface (default: the profile's)")
+    add("--promiscuous", action="store_true", help="promiscuous capture (adds CAP_NET_ADMIN)")
+    add("--out", metavar="DIR", type=Path, help="folder to create with the rendered files")
+    add(
+        "--image",
+        metavar="FILE",
+        type=Path,
+        help="also write them into this image's boot partition",
+    )
+    sub = parser.add_subparsers(dest="provision_command", metavar="{wheelhouse}")
+    wheels = sub.add_parser("wheelhouse", help="download the agent's wheels for Pi OS 64-bit")
+    wheels.add_argument(
+        "--out", dest="wheelhouse_out", metavar="DIR", type=Path, required=True, help="wheel folder"
+    )
+    wheels.add_argument("--no-self", action="store_true", help="skip building the iotids wheel")
+
+
+def build_request(args: argparse.Namespace) -> Request:
+    """Check and read every input; nothing is written here."""
+    from agent.config import ConfigError
+    from firmware_configs.profiles import load_profile
+
+    for option in ("profile", "device_id", "broker", "bundle", "out"):
+        if getattr(args, option) is None:
+            raise ProvisionError(f"--{option.replace('_', '-')} is required")
+    if not args.trust_key:
+        raise ProvisionError("--trust-key is required (the key the bundle is signed with)")
+    try:
+        profile = load_profile(args.profile)
+    except ConfigError as exc:
+        raise ProvisionError(f"--profile: {exc}") from None
+    broker = parse_broker(args.broker)
+    if args.ca_file is not None and not broker.tls:
+        raise ProvisionError("--ca-file: only an mqtts:// broker uses a CA certificate")
+    interface = args.interface or profile.capture.interface
+    bundle = read_input("--bundle", args.bundle)
+    keys = read_keys(args.trust_key)
+    facts = inspect_bundle(bundle, keys)
+    if facts.quantization != profile.model.bundle_variant:
+        logger.warning(
+            "bundle %s is %s; the %s profile expects %s (RAM and speed on %s)",
+            facts.bundle_id,
+            facts.quantization,
+            profile.name,
+            profile.model.bundle_variant,
+            profile.board,
+        )
+    return Request(
+        profile=profile,
+        device_id=check_device_id(args.device_id),
+        broker=broker,
+        bundle=(safe_name(args.bundle.name), bundle),
+        facts=facts,
+        trust_keys=keys,
+        ca=None if args.ca_file is None else read_input("--ca-file", args.ca_file),
+        wheels=read_wheelhouse(args.wheelhouse),
+        credentials=read_credentials(args.password_file, args.username, args.device_id),
+        interface=interface,
+        promiscuous=args.promiscuous or profile.capture.promiscuous,
+    )
+
+
+def provision(args: argparse.Namespace) -> None:
+    """Render one device's files into ``--out`` and, with ``--image``, into the image."""
+    from agent.config import ConfigError
+    from firmware_configs.image import boot_partition, check_fat, install_into_image
+
+    request = build_request(args)
+    if args.image is not None:
+        check_fat(args.image, boot_partition(args.image))
+    try:
+        files = plan(request)
+    except ConfigError as exc:
+        raise ProvisionError(f"the rendered agent.toml does not validate: {exc}") from None
+    write_tree(files, args.out)
+    logger.info("rendered %d files for %s into %s", len(files), request.device_id, args.out)
+    if args.image is not None:
+        install_into_image(args.image, args.out)
+    if request.credentials is None:
+        logger.warning(
+            "no MQTT credentials given (%s): the broker must allow anonymous", USERNAME_ENV
+        )
+
+
+def wheelhouse(args: argparse.Namespace) -> None:
+    """Fill ``--out`` with the agent's aarch64 wheels, and the iotids wheel when it builds."""
+    from firmware_configs.wheelhouse import build_self, download
+
+    wheels = download(args.wheelhouse_out)
+    logger.info("downloaded %d wheels into %s", len(wheels), args.wheelhouse_out)
+    if not args.no_self and build_self(args.wheelhouse_out) is None:
+        logger.warning("add an iotids wheel to %s before provisioning with it", args.wheelhouse_out)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Exit 0 when done, 2 on bad input (one line on stderr), 1 when writing or download failed."""
+    from firmware_configs.image import ImageError
+    from firmware_configs.wheelhouse import WheelhouseError
+
+    try:
+        if args.provision_command == "wheelhouse":
+            wheelhouse(args)
+        else:
+            provision(args)
+    except (ProvisionError, ImageError) as exc:
+        print(f"iotids provision: {exc}", file=sys.stderr)  # noqa: T201 - the CLI's one line
+        return 2
+    except (WheelhouseError, OSError) as exc:
+        print(f"iotids provision: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
+    return 0

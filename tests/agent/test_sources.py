@@ -1,0 +1,256 @@
+"""Sources on real bytes: a generated pcap, a CSV, a real broker, a real veth pair."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.config import ConfigError, parse_config
+from agent.features.telemetry import telemetry_feature_set
+from agent.features.traffic import TRAFFIC_V1
+from agent.sources import SOURCES, StepBatch, open_source, source_class
+from agent.sources.sensors_mqtt import reading_value
+from tests.agent.broker import mosquitto  # noqa: F401 - a fixture
+from tests.agent.bundles import ethernet, flood_frames, ipv4, pcap_bytes, udp
+
+
+def _config(*sources: dict[str, object]):  # type: ignore[no-untyped-def]
+    return parse_config({"agent": {"device_id": "gw"}, "sources": list(sources)})
+
+
+def _drain(source, limit_s: float = 10.0) -> list[StepBatch]:  # type: ignore[no-untyped-def]
+    batches = []
+    began = time.monotonic()
+    while not source.finished and time.monotonic() - began < limit_s:
+        batch = source.read(timeout=1.0)
+        if batch is not None and len(batch):
+            batches.append(batch)
+    return batches
+
+
+def test_unknown_kind_lists_the_valid_ones() -> None:
+    with pytest.raises(ConfigError, match=r"unknown source 'pcapp' \(valid: csv, host, live"):
+        source_class("pcapp")
+    assert all(":" in target for target in SOURCES.values())
+
+
+def test_pcap_replay_gives_steps_with_evidence(tmp_path: Path) -> None:
+    frames, flood_start = flood_frames(calm_s=3, flood_s=2, calm_after_s=2, flood_rate=500)
+    frames.append((frames[-1][0] + 0.1, b"\x00" * 10))  # a runt frame: counted, not raised
+    path = tmp_path / "flood.pcap"
+    path.write_bytes(pcap_bytes(frames))
+    config = _config({"name": "cap", "kind": "pcap", "path": str(path)})
+    source = open_source(config.sources[0], config)
+    batches = _drain(source)
+    source.close()
+    starts = np.concatenate([b.start_ns for b in batches])
+    values = np.concatenate([b.values for b in batches])
+    evidence = [e for b in batches for e in b.evidence]
+    assert len(starts) == 7  # 3 calm + 2 flood + 2 calm seconds
+    assert np.all(np.diff(starts) == 1_000_000_000)
+    assert values.shape == (7, TRAFFIC_V1.width)
+    packets = values[:, TRAFFIC_V1.index("packets")]
+    assert packets.tolist()[:3] == [5, 5, 5]
+    assert packets.sum() == 7 * 5 + 1000
+    assert packets[3] > 400
+    assert packets[4] > 400
+    flood = evidence[4]
+    assert flood is not None
+    assert flood.packets == packets[4]
+    assert flood.top_ports[0] == (80, packets[4] - 5)
+    assert source.stats.packets == len(frames) - 1
+    assert source.stats.malformed.total() == 1
+    assert flood_start > starts[3] / 1e9
+
+
+def test_pcap_realtime_is_paced_by_capture_time(tmp_path: Path) -> None:
+    packet = ethernet(ipv4("10.0.0.1", "10.0.0.2", 17, udp(1, 2)))
+    path = tmp_path / "slow.pcap"
+    path.write_bytes(pcap_bytes([(1000.0 + i * 0.25, packet) for i in range(5)]))
+    config = _config({"name": "cap", "kind": "pcap", "path": str(path), "realtime": True})
+    source = open_source(config.sources[0], config)
+    began = time.monotonic()
+    _drain(source)
+    assert time.monotonic() - began >= 0.95  # the capture spans 1.0 s
+
+
+def test_pcap_loop_keeps_time_moving_forward(tmp_path: Path) -> None:
+    packet = ethernet(ipv4("10.0.0.1", "10.0.0.2", 17, udp(1, 2)))
+    path = tmp_path / "short.pcap"
+    path.write_bytes(pcap_bytes([(1000.0 + i * 0.5, packet) for i in range(4)]))
+    config = _config({"name": "cap", "kind": "pcap", "path": str(path), "loop": True})
+    source = open_source(config.sources[0], config)
+    starts: list[int] = []
+    for _ in range(20):
+        batch = source.read(timeout=0.5)
+        if batch is not None:
+            starts += batch.start_ns.tolist()
+        if len(starts) >= 6:
+            break
+    source.close()
+    assert len(starts) >= 6
+    assert all(b > a for a, b in itertools.pairwise(starts))
+
+
+def test_csv_replay_forward_fills_and_counts_bad_cells(tmp_path: Path) -> None:
+    path = tmp_path / "plant.csv"
+    rows = ["timestamp,temp,door"]
+    rows += [f"{1000 + t},{20 + t},{t % 2}" for t in range(6)]
+    rows += ["1006,oops,1", "not-a-time,1,1", "1007.5,30,0"]
+    path.write_text("\n".join(rows) + "\n")
+    config = _config(
+        {"name": "plant", "kind": "csv", "path": str(path), "sensors": ["temp", "door"]}
+    )
+    source = open_source(config.sources[0], config)
+    assert source.feature_set == telemetry_feature_set(["temp", "door"])
+    batches = _drain(source)
+    source.close()
+    values = np.concatenate([b.values for b in batches])
+    temp = values[:, source.feature_set.index("temp.value")]
+    assert temp.tolist()[:6] == [20, 21, 22, 23, 24, 25]
+    assert temp[6] == 25  # the bad cell at 1006 is skipped, the last value carries forward
+    assert temp[-1] == 30
+    assert source.stats.malformed == {"bad_value": 1, "bad_timestamp": 1}
+
+
+def test_csv_missing_column_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "plant.csv"
+    path.write_text("timestamp,temp\n1,2\n")
+    config = _config({"name": "p", "kind": "csv", "path": str(path), "sensors": ["pressure"]})
+    with pytest.raises(ValueError, match="no column 'pressure'"):
+        open_source(config.sources[0], config)
+
+
+def test_reading_values_from_payloads() -> None:
+    assert reading_value(b" 21.5 ", "") == 21.5
+    assert reading_value(b"ON", "") == 1.0
+    assert reading_value(b'{"state": {"bar": 3}}', "state.bar") == 3.0
+    with pytest.raises(KeyError):
+        reading_value(b'{"x": 1}', "bar")
+    with pytest.raises(ValueError, match="could not convert"):
+        reading_value(b"hot", "")
+
+
+@pytest.mark.broker
+def test_mqtt_sensor_source_steps_real_messages(
+    mosquitto: int,  # noqa: F811 - the fixture imported above
+) -> None:
+    import paho.mqtt.publish as publish
+
+    config = parse_config(
+        {
+            "agent": {"device_id": "gw"},
+            "mqtt": {"port": mosquitto, "host": "127.0.0.1"},
+            "sources": [
+                {
+                    "name": "plant",
+                    "kind": "mqtt-sensors",
+                    "step": "0.5s",
+                    "topics": [
+                        {"topic": "plant/+/temp", "sensor": "temp"},
+                        {"topic": "plant/boiler/state", "sensor": "bar", "field": "bar"},
+                    ],
+                }
+            ],
+        }
+    )
+    source = open_source(config.sources[0], config)
+    try:
+        time.sleep(0.5)  # let the subscription land
+        publish.single("plant/boiler/temp", "71.5", hostname="127.0.0.1", port=mosquitto)
+        publish.single("plant/boiler/state", '{"bar": 2.5}', hostname="127.0.0.1", port=mosquitto)
+        publish.single("plant/boiler/temp", "garbage", hostname="127.0.0.1", port=mosquitto)
+        rows = []
+        began = time.monotonic()
+        while time.monotonic() - began < 5:
+            batch = source.read(timeout=0.5)
+            if batch is not None and len(batch):
+                rows.append(batch.values)
+                if np.concatenate(rows)[:, 0].max() > 0 and np.concatenate(rows)[:, 3].max() > 0:
+                    break
+    finally:
+        source.close()
+    values = np.concatenate(rows)
+    assert values[-1, source.feature_set.index("temp.value")] == pytest.approx(71.5)
+    assert values[-1, source.feature_set.index("bar.value")] == pytest.approx(2.5)
+    assert source.stats.readings == 2
+    assert source.stats.malformed["bad_payload"] == 1
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+@pytest.fixture
+def veth_pair() -> Iterator[tuple[str, str]]:
+    """A veth pair: one end here (10.77.0.1), the peer inside a fresh namespace (10.77.0.2)."""
+    if os.geteuid() != 0:
+        pytest.skip("live capture needs root (CAP_NET_RAW) to open AF_PACKET and make a netns")
+    if shutil.which("ip") is None:
+        pytest.skip("the ip command (iproute2) is missing")
+    tag = f"{os.getpid() % 100000}"
+    ns, host_if, peer_if = f"iotids{tag}", f"iot{tag}a", f"iot{tag}b"
+    try:
+        _ip("netns", "add", ns)
+    except subprocess.CalledProcessError as exc:
+        pytest.skip(f"cannot create a network namespace here: {exc.stderr.decode().strip()}")
+    try:
+        _ip("link", "add", host_if, "type", "veth", "peer", "name", peer_if)
+        _ip("link", "set", peer_if, "netns", ns)
+        _ip("addr", "add", "10.77.0.1/24", "dev", host_if)
+        _ip("link", "set", host_if, "up")
+        _ip("netns", "exec", ns, "ip", "addr", "add", "10.77.0.2/24", "dev", peer_if)
+        _ip("netns", "exec", ns, "ip", "link", "set", peer_if, "up")
+        yield ns, host_if
+    finally:
+        subprocess.run(["ip", "link", "del", host_if], capture_output=True, check=False)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+
+
+SENDER = """
+import socket, time
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(20):
+    u.sendto(b"reading %d" % i, ("10.77.0.1", 5683))
+t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+t.settimeout(0.5)
+try:
+    t.connect(("10.77.0.1", 2323))
+except OSError:
+    pass
+"""
+
+
+def test_live_capture_on_a_veth_pair(veth_pair: tuple[str, str]) -> None:
+    ns, host_if = veth_pair
+    config = _config(
+        {"name": "lan", "kind": "live", "interface": host_if, "promiscuous": True, "step": "0.5s"}
+    )
+    source = open_source(config.sources[0], config)
+    try:
+        subprocess.run(["ip", "netns", "exec", ns, "python3", "-c", SENDER], check=True, timeout=20)
+        batches = []
+        began = time.monotonic()
+        while time.monotonic() - began < 3:
+            batch = source.read(timeout=0.5)
+            if batch is not None:
+                batches.append(batch)
+    finally:
+        source.close()
+    values = np.concatenate([b.values for b in batches])
+    udp_packets = values[:, TRAFFIC_V1.index("udp")].sum()
+    tcp_packets = values[:, TRAFFIC_V1.index("tcp")].sum()
+    assert udp_packets >= 20
+    assert tcp_packets >= 1  # the SYN (and our RST back)
+    ports = {p for b in batches for e in b.evidence if e is not None for p, _ in e.top_ports}
+    assert {5683, 2323} <= ports
+    assert source.stats.packets >= 21
+    assert source.stats.drops == 0

@@ -1,0 +1,91 @@
+"""First-boot scripts: shell-clean, consistent with the rendered tree, firstrun runs once."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from agent.cli import main
+from firmware_configs.image import FIRSTRUN_HOOK
+from firmware_configs.provision import HERE
+from tests.firmware.fixtures import Inputs
+
+SCRIPTS = (HERE / "firstboot/install.sh", HERE / "firstboot/firstrun.sh")
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_bash_parses_the_script(script: Path) -> None:
+    result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_shellcheck_is_silent(script: Path) -> None:
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
+    result = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True)
+    assert (result.returncode, result.stdout) == (0, "")
+
+
+def test_user_data_runs_the_installer() -> None:
+    yaml = pytest.importorskip("yaml")
+    text = (HERE / "firstboot/user-data").read_text()
+    assert text.startswith("#cloud-config\n")
+    assert yaml.safe_load(text) == {"runcmd": [["bash", "/boot/firmware/iotids/install.sh"]]}
+
+
+def test_installer_reads_only_files_the_render_makes(inputs: Inputs, tmp_path: Path) -> None:
+    ca = tmp_path / "ca.crt"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    (wheels / "iotids-0.1.0-py3-none-any.whl").write_bytes(b"PK")
+    out = tmp_path / "gw"
+    args = [
+        "provision", "--profile", "cm4", "--device-id", "gw-9", "--broker", "mqtts://b",
+        "--bundle", str(inputs.bundle), "--trust-key", str(inputs.key), "--username", "gw-9",
+        "--password-file", str(inputs.password_file), "--ca-file", str(ca),
+        "--wheelhouse", str(wheels), "--out", str(out),
+    ]  # fmt: skip
+    assert main(args) == 0
+    wanted = set(re.findall(r'"\$SRC/([A-Za-z0-9._/-]+)"', SCRIPTS[0].read_text()))
+    assert wanted == {
+        "agent.toml", "keys", "bundles", "ca.crt", "credentials", "iotids-agent.service",
+        "iotids-install.service", "journald-iotids.conf", "wheelhouse",
+    }  # fmt: skip
+    for name in wanted:
+        assert (out / "iotids" / name).exists(), name
+
+
+def _boot_dir(tmp_path: Path, install_status: int) -> Path:
+    """A stand-in /boot/firmware: firstrun.sh, a hooked cmdline.txt, an installer stub."""
+    boot = tmp_path / "boot"
+    (boot / "iotids").mkdir(parents=True)
+    shutil.copy(SCRIPTS[1], boot / "firstrun.sh")
+    cmdline = f"console=tty1 root=PARTUUID=x {FIRSTRUN_HOOK} rootwait quiet\n"
+    (boot / "cmdline.txt").write_text(cmdline)
+    stub = f'#!/bin/bash\necho "$0 ran" > "$(dirname "$0")/ran"\nexit {install_status}\n'
+    (boot / "iotids/install.sh").write_text(stub)
+    return boot
+
+
+@pytest.mark.parametrize("install_status", [0, 1])
+def test_firstrun_unhooks_itself_whatever_the_install_did(
+    tmp_path: Path, install_status: int
+) -> None:
+    boot = _boot_dir(tmp_path, install_status)
+    result = subprocess.run(
+        ["bash", str(boot / "firstrun.sh")],
+        env={"IOTIDS_BOOT_DIR": str(boot), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0
+    assert (boot / "iotids/ran").exists()
+    assert (boot / "cmdline.txt").read_text() == "console=tty1 root=PARTUUID=x rootwait quiet\n"
+    assert not (boot / "firstrun.sh").exists()
+    assert ("install.sh failed with status 1" in result.stderr) == bool(install_status)
