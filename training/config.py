@@ -1,0 +1,117 @@
+"""Training configuration: a frozen dataclass from flags or a TOML file, validated at load."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from training.models import MODEL_TYPES
+
+SPLIT_METHODS = ("auto", "time-block", "blocks", "stratified", "by-file")
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message names the key."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything ``iotids train`` needs; TOML keys and long flags share these names."""
+
+    dataset: str
+    path: str
+    model: str
+    out: str
+    window: int = 16
+    step: str = "1s"
+    epochs: int = 30
+    batch_size: int = 64
+    patience: int = 4
+    seed: int = 0
+    units: int = 32
+    dropout: float = 0.2
+    learning_rate: float = 1e-3
+    target_fpr: float = 0.01
+    split: str = "auto"
+    blocks: int = 10  # contiguous blocks per group for the "blocks" split
+    test_files: tuple[str, ...] = ()
+    val_files: tuple[str, ...] = ()
+    label_mode: str | None = None
+    label_column: str | None = None
+    drop_columns: tuple[str, ...] = ()
+    max_rows: int | None = None
+    part: str | None = None  # synthetic: traffic or telemetry
+    stream: bool = False
+    representative: int = 300
+    baseline_trees: int = 100
+    verbose: int = 2
+
+    def __post_init__(self) -> None:
+        if self.model not in MODEL_TYPES:
+            raise ConfigError(f"train.model: must be one of {MODEL_TYPES}, got {self.model!r}")
+        if self.split not in SPLIT_METHODS:
+            raise ConfigError(f"train.split: must be one of {SPLIT_METHODS}, got {self.split!r}")
+        for key in (
+            "window",
+            "epochs",
+            "batch_size",
+            "units",
+            "representative",
+            "baseline_trees",
+            "blocks",
+        ):
+            if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
+                raise ConfigError(
+                    f"train.{key}: must be a whole number >= 1, got {getattr(self, key)!r}"
+                )
+        if not 0 < self.target_fpr < 1:
+            raise ConfigError(f"train.target_fpr: must be in (0, 1), got {self.target_fpr!r}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"train.dropout: must be in [0, 1), got {self.dropout!r}")
+        if self.split == "by-file" and not self.test_files:
+            raise ConfigError("train.test_files: a by-file split needs the test files named")
+
+    def loader_options(self) -> dict[str, Any]:
+        """The dataset options the user set (a loader rejects those it does not take)."""
+        options: dict[str, Any] = {}
+        if self.label_mode is not None:
+            options["label_mode"] = self.label_mode
+        if self.label_column is not None:
+            options["label_column"] = self.label_column
+        if self.drop_columns:
+            options["drop_columns"] = list(self.drop_columns)
+        if self.max_rows is not None:
+            options["max_rows"] = self.max_rows
+        if self.dataset in ("captures", "synthetic"):
+            options["step"] = self.step
+        if self.part is not None:
+            options["part"] = self.part
+        return options
+
+
+def load_config(path: str | Path | None, overrides: dict[str, Any]) -> TrainConfig:
+    """Values from the ``[train]`` table of a TOML file, then the flags that were given."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        with Path(path).open("rb") as handle:
+            data = tomllib.load(handle)
+        values = data.get("train", data)
+        unknown = set(data) - {"train"} if "train" in data else set()
+        if unknown:
+            raise ConfigError(f"{path}: unknown tables {sorted(unknown)} (only [train])")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    known = {f.name for f in fields(TrainConfig)}
+    unknown_keys = set(values) - known
+    if unknown_keys:
+        raise ConfigError(f"train: unknown keys {sorted(unknown_keys)}")
+    for key in ("dataset", "path", "model", "out"):
+        if key not in values:
+            raise ConfigError(f"train.{key}: required (flag --{key.replace('_', '-')})")
+    for key in ("test_files", "val_files", "drop_columns"):
+        if key in values:
+            values[key] = tuple(values[key])
+    return replace(
+        TrainConfig(**{k: values[k] for k in ("dataset", "path", "model", "out")}), **values
+    )

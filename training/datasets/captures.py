@@ -1,0 +1,188 @@
+"""A folder of pcap / pcapng files -> traffic-v1 steps per file, labelled per file or by rules.
+
+Steps come from the agent's own reader and featurizer (``agent.features.capture`` and
+``agent.features.traffic``), so training sees exactly what the gateway computes, at the IP
+layer: the link type (MQTTset mixes Linux cooked capture and Ethernet) never reaches a
+feature. Each file is a group, so windows never straddle two files.
+
+Labels: the file name's part before the first ``-`` (``bruteforce-train.pcapng`` ->
+``bruteforce``), or a TOML mapping file of ``[[rule]]`` tables with ``glob``, ``label`` and
+optional ``start`` / ``end`` (epoch seconds) and ``address`` (an IPv4/IPv6 address, source or
+destination). A rule without an address labels the steps that start inside its time range;
+address rules label packets, and a step holding packets of such rules takes the rule label
+with most packets (mixed captures: mark the attacker, the rest keeps the file's label).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import logging
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from agent.features.packets import PacketTable
+from agent.features.steps import StepSpec
+from training.datasets.base import Dataset
+
+logger = logging.getLogger(__name__)
+
+PATTERNS = ("*.pcap", "*.pcapng", "*.cap")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Label the steps of files matching ``glob`` (inside ``[start, end)`` when given)."""
+
+    glob: str
+    label: str
+    start: float | None = None
+    end: float | None = None
+    address: str | None = None
+
+    def address_words(self) -> tuple[int, int] | None:
+        """The address as the packet table's (hi, lo) 64-bit words, IPv4 mapped to ::ffff:."""
+        if self.address is None:
+            return None
+        ip = ipaddress.ip_address(self.address)
+        value = int(ip) | (0xFFFF << 32) if ip.version == 4 else int(ip)
+        return value >> 64, value & 0xFFFF_FFFF_FFFF_FFFF
+
+
+def read_rules(path: str | Path) -> list[Rule]:
+    """``[[rule]]`` tables of a TOML mapping file; an unknown key names the rule."""
+    with Path(path).open("rb") as handle:
+        data = tomllib.load(handle)
+    rules = []
+    for i, table in enumerate(data.get("rule", [])):
+        unknown = set(table) - {"glob", "label", "start", "end", "address"}
+        if unknown:
+            raise ValueError(f"rule[{i}]: unknown keys {sorted(unknown)}")
+        if "glob" not in table or "label" not in table:
+            raise ValueError(f"rule[{i}]: needs glob and label")
+        rules.append(Rule(**table))
+    return rules
+
+
+def label_from_name(file: Path) -> str:
+    """The part of the file name before the first ``-`` (the whole stem when there is none)."""
+    return file.name.split("-", 1)[0] if "-" in file.name else file.stem
+
+
+def capture_files(path: str | Path) -> list[Path]:
+    """``path`` itself, or every capture in the folder in name order."""
+    root = Path(path)
+    if root.is_file():
+        return [root]
+    files = sorted({f for pattern in PATTERNS for f in root.glob(pattern)})
+    if not files:
+        raise FileNotFoundError(f"no pcap/pcapng files in {root}")
+    return files
+
+
+def step_labels(
+    file: Path, start_ns: npt.NDArray[np.int64], rules: list[Rule]
+) -> npt.NDArray[np.str_]:
+    """Each step's label: the name label, overridden by matching rules in order."""
+    labels = np.full(len(start_ns), label_from_name(file), dtype=object)
+    seconds = start_ns / 1e9
+    for rule in rules:
+        if rule.address is not None or not fnmatch.fnmatch(file.name, rule.glob):
+            continue
+        inside = np.ones(len(start_ns), bool)
+        if rule.start is not None:
+            inside &= seconds >= rule.start
+        if rule.end is not None:
+            inside &= seconds < rule.end
+        labels[inside] = rule.label
+    return labels.astype(np.str_)
+
+
+def address_labels(
+    file: Path,
+    table: PacketTable,
+    step_start_ns: npt.NDArray[np.int64],
+    spec: StepSpec,
+    labels: npt.NDArray[np.str_],
+    rules: list[Rule],
+) -> npt.NDArray[np.str_]:
+    """Step labels overridden by the address rules' labels of the packets inside each step."""
+    mine = [r for r in rules if r.address is not None and fnmatch.fnmatch(file.name, r.glob)]
+    if not mine or not len(step_start_ns):
+        return labels
+    packet_label = np.full(len(table), "", dtype=object)
+    seconds = table.ts_ns / 1e9
+    for rule in mine:
+        words = rule.address_words()
+        assert words is not None
+        hi, lo = np.uint64(words[0]), np.uint64(words[1])
+        hit = ((table.src_hi == hi) & (table.src_lo == lo)) | (
+            (table.dst_hi == hi) & (table.dst_lo == lo)
+        )
+        if rule.start is not None:
+            hit &= seconds >= rule.start
+        if rule.end is not None:
+            hit &= seconds < rule.end
+        packet_label[hit] = rule.label
+    if spec.kind == "time":
+        step = table.ts_ns // spec.size_ns - step_start_ns[0] // spec.size_ns
+    else:
+        step = np.arange(len(table), dtype=np.int64) // int(spec.size)
+    out = labels.astype(object)
+    tagged = packet_label != ""
+    for k in np.unique(step[tagged]):
+        if 0 <= k < len(out):
+            names, counts = np.unique(packet_label[tagged & (step == k)], return_counts=True)
+            out[k] = names[counts.argmax()]
+    return out.astype(np.str_)
+
+
+def load(
+    path: str,
+    step: str = "1s",
+    mapping: str | None = None,
+    max_rows: int | None = None,
+) -> Dataset:
+    """traffic-v1 steps of every capture under ``path``, one group per file."""
+    from agent.features.capture import read_capture
+    from agent.features.traffic import TRAFFIC_V1, featurize
+
+    spec = StepSpec.parse(step)
+    rules = read_rules(mapping) if mapping else []
+    xs, ys, gs, names = [], [], [], []
+    malformed = 0
+    for g, file in enumerate(capture_files(path)):
+        capture = read_capture(file)
+        malformed += capture.malformed_total
+        steps = featurize(capture.packets, spec)
+        values = steps.values[:max_rows]
+        xs.append(values)
+        labels = step_labels(file, steps.start_ns, rules)
+        labels = address_labels(file, capture.packets, steps.start_ns, spec, labels, rules)
+        ys.append(labels[: len(values)])
+        gs.append(np.full(len(values), g, np.int64))
+        names.append(file.name)
+        logger.info("%s: %d packets -> %d steps", file.name, len(capture.packets), len(values))
+    options: dict[str, Any] = {"step": step}
+    if mapping:
+        options["mapping"] = mapping
+    dataset = Dataset(
+        kind="captures",
+        name=TRAFFIC_V1.name,
+        version=TRAFFIC_V1.version,
+        columns=list(TRAFFIC_V1.columns),
+        x=np.concatenate(xs).astype(np.float32),
+        label_names=np.concatenate(ys),
+        sequential=True,
+        groups=np.concatenate(gs),
+        group_names=names,
+        dropped={"malformed_frames": malformed} if malformed else {},
+        step=spec.to_dict(),
+        options=options,
+    )
+    return dataset.drop_nonfinite()

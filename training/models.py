@@ -1,0 +1,142 @@
+"""The model zoo (Keras 3 functional): cnn, lstm, gru, gru-anomaly, dnn.
+
+Every model takes the SCALED input the device feeds: (T, F, 1) for cnn, (T, F) for the
+recurrent models, (F,) for dnn. Classifiers end in a softmax over the labels; gru-anomaly
+outputs one anomaly score per window (the reconstruction's mean squared error, computed in
+the graph from built-in layers only, so the device compares one number with a threshold).
+
+Recurrent models are also rebuilt for export with a fixed batch of 1 and ``unroll=True``:
+Keras GRU/LSTM with a dynamic batch do not convert to TFLite, the unrolled fixed-batch graph
+converts to float, dynamic-range and full int8 and matches Keras (issue 4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+MODEL_TYPES = ("cnn", "lstm", "gru", "gru-anomaly", "dnn")
+RECURRENT = ("lstm", "gru", "gru-anomaly")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What to build: the type, the window and feature count, and the size knobs."""
+
+    model_type: str
+    window: int
+    features: int
+    n_classes: int
+    units: int = 32
+    dropout: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.model_type not in MODEL_TYPES:
+            raise ValueError(f"model: must be one of {MODEL_TYPES}, got {self.model_type!r}")
+        if self.model_type == "dnn" and self.window != 1:
+            raise ValueError(f"window: dnn reads one step, got window {self.window}")
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The model's input shape without the batch axis."""
+        if self.model_type == "cnn":
+            return (self.window, self.features, 1)
+        if self.model_type == "dnn":
+            return (self.features,)
+        return (self.window, self.features)
+
+    @property
+    def task(self) -> str:
+        """``anomaly`` for gru-anomaly, ``classify`` otherwise."""
+        return "anomaly" if self.model_type == "gru-anomaly" else "classify"
+
+
+def build(spec: ModelSpec, batch_size: int | None = None, unroll: bool = False) -> Any:
+    """The Keras model for ``spec``; ``batch_size=1, unroll=True`` gives the export graph."""
+    import keras
+
+    inputs = keras.Input(spec.input_shape, batch_size=batch_size, name="window")
+    if spec.model_type == "cnn":
+        outputs = _cnn(keras, inputs, spec)
+    elif spec.model_type == "dnn":
+        outputs = _dnn(keras, inputs, spec)
+    elif spec.model_type == "gru-anomaly":
+        return _anomaly_scorer(keras, inputs, spec, unroll)
+    else:
+        outputs = _recurrent(keras, inputs, spec, unroll)
+    return keras.Model(inputs, outputs, name=spec.model_type.replace("-", "_"))
+
+
+def _cnn(keras: Any, inputs: Any, spec: ModelSpec) -> Any:
+    """Parallel 3×3 and 5×5 convolutions, stacked blocks, 2×2 pooling, ReLU dense, softmax."""
+    layers = keras.layers
+    b3 = layers.Conv2D(8, 3, padding="same", activation="relu", name="conv3x3")(inputs)
+    b5 = layers.Conv2D(8, 5, padding="same", activation="relu", name="conv5x5")(inputs)
+    x = layers.Concatenate(name="multiscale")([b3, b5])
+    x = layers.MaxPooling2D(2, strides=2, padding="same")(x)
+    x = layers.Conv2D(16, 3, padding="same", activation="relu", name="block2")(x)
+    x = layers.MaxPooling2D(2, strides=2, padding="same")(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(spec.units, activation="relu")(x)
+    x = layers.Dropout(spec.dropout)(x)
+    return layers.Dense(spec.n_classes, activation="softmax", name="probabilities")(x)
+
+
+def _dnn(keras: Any, inputs: Any, spec: ModelSpec) -> Any:
+    """A multi-layer perceptron for flow-feature tables."""
+    layers = keras.layers
+    x = layers.Dense(spec.units * 2, activation="relu")(inputs)
+    x = layers.Dropout(spec.dropout)(x)
+    x = layers.Dense(spec.units, activation="relu")(x)
+    x = layers.Dropout(spec.dropout)(x)
+    return layers.Dense(spec.n_classes, activation="softmax", name="probabilities")(x)
+
+
+def _recurrent(keras: Any, inputs: Any, spec: ModelSpec, unroll: bool) -> Any:
+    """Two stacked LSTM or GRU layers and a softmax."""
+    cell = keras.layers.LSTM if spec.model_type == "lstm" else keras.layers.GRU
+    x = cell(spec.units, return_sequences=True, unroll=unroll, name="rnn1")(inputs)
+    x = keras.layers.Dropout(spec.dropout)(x)
+    x = cell(spec.units, unroll=unroll, name="rnn2")(x)
+    return keras.layers.Dense(spec.n_classes, activation="softmax", name="probabilities")(x)
+
+
+def _anomaly_scorer(keras: Any, inputs: Any, spec: ModelSpec, unroll: bool) -> Any:
+    """A GRU autoencoder wrapped so the graph outputs its mean squared error, shape (1,)."""
+    layers = keras.layers
+    auto = autoencoder(spec, inputs.shape[0], unroll)
+    recon = auto(inputs)
+    diff = layers.Subtract(name="error")([recon, inputs])
+    squared = layers.Multiply(name="squared")([diff, diff])
+    per_feature = layers.GlobalAveragePooling1D(name="mean_over_time")(squared)
+    column = layers.Reshape((spec.features, 1))(per_feature)
+    score = layers.GlobalAveragePooling1D(name="anomaly_score")(column)
+    return keras.Model(inputs, score, name="gru_anomaly")
+
+
+def autoencoder(spec: ModelSpec, batch_size: int | None = None, unroll: bool = False) -> Any:
+    """The trainable part of gru-anomaly: encode the window, repeat, decode every step."""
+    import keras
+
+    layers = keras.layers
+    inputs = keras.Input(spec.input_shape, batch_size=batch_size, name="ae_in")
+    code = layers.GRU(spec.units, unroll=unroll, name="encoder")(inputs)
+    x = layers.RepeatVector(spec.window)(code)
+    x = layers.GRU(spec.units, return_sequences=True, unroll=unroll, name="decoder")(x)
+    recon = layers.Dense(spec.features, activation="sigmoid", name="reconstruction")(x)
+    return keras.Model(inputs, recon, name="autoencoder")
+
+
+def trainable_part(model: Any) -> Any:
+    """The sub-model to fit: the autoencoder inside a scorer, else the model itself."""
+    for layer in model.layers:
+        if layer.name == "autoencoder":
+            return layer
+    return model
+
+
+def export_model(spec: ModelSpec, trained: Any) -> Any:
+    """The trained weights in a fixed-batch-1, unrolled graph that converts to int8 TFLite."""
+    exported = build(spec, batch_size=1, unroll=True)
+    exported.set_weights(trained.get_weights())
+    return exported

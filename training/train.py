@@ -1,0 +1,471 @@
+"""Training end to end: load, split, scale, fit, calibrate, evaluate, and write the model dir.
+
+``iotids train ... --out DIR`` writes what the converters read (issue 4's contract):
+``model.keras``, ``export.keras`` (recurrent models, batch 1, unrolled), ``preprocess.json``,
+``metrics.json``, ``baseline.json``, ``report.md`` with plots, ``data/representative.npz`` and
+``data/test.npz`` (scaled inputs in the model's input shape).
+
+Multi-worker training: wrap model building and ``fit`` in a
+``tf.distribute.MultiWorkerMirroredStrategy().scope()`` and start the same command on every
+worker with its ``TF_CONFIG`` (``{"cluster": {"worker": [...]}, "task": {"type": "worker",
+"index": i}}``); with ``--stream`` each worker reads the CSV chunks through tf.data, which shards
+them by the strategy's auto-shard policy. Nothing here distributes work by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from training import evaluate, split
+from training.config import ConfigError, TrainConfig
+from training.datasets import Dataset, load
+from training.models import RECURRENT, ModelSpec, build, export_model, trainable_part
+from training.preprocess import Scaler, class_weights
+
+logger = logging.getLogger(__name__)
+
+MIN_CALIBRATION_NORMALS = 20
+
+
+@dataclass
+class Prepared:
+    """Model-ready inputs per split, and everything needed to explain how they were made."""
+
+    dataset: Dataset
+    spec: ModelSpec
+    labels: list[str]  # the model's output classes
+    benign: int | None
+    scaler: Scaler
+    split: split.Split
+    x: dict[str, npt.NDArray[np.float32]] = field(default_factory=dict)
+    y: dict[str, npt.NDArray[np.int64]] = field(default_factory=dict)
+    block: dict[str, npt.NDArray[np.int64]] = field(default_factory=dict)  # window -> class run
+    block_label: dict[str, npt.NDArray[np.int64]] = field(default_factory=dict)  # run -> class
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    too_few: list[str] = field(default_factory=list)
+
+
+def window_for(config: TrainConfig, dataset: Dataset) -> int:
+    """The window length: 1 for dnn and for independent rows, else the configured T."""
+    return 1 if config.model == "dnn" or not dataset.sequential else config.window
+
+
+def make_split(config: TrainConfig, dataset: Dataset) -> split.Split:
+    """Time blocks (or whole files) for time-ordered data, stratified rows otherwise."""
+    assert dataset.groups is not None
+    method = config.split
+    window = window_for(config, dataset)
+    if method == "auto" and dataset.sequential:
+        # per-class-run cuts need runs several windows long; short bursts go by blocks
+        long_runs = split.median_run(dataset.groups, dataset.label_names) >= 5 * window
+        method = "time-block" if long_runs else "blocks"
+    elif method == "auto":
+        method = "stratified"
+    if method == "stratified" and dataset.sequential:
+        raise ConfigError(
+            "train.split: time-ordered data must not be split by shuffled rows "
+            "(windows overlap and scores inflate); use time-block or by-file"
+        )
+    if method == "by-file":
+        ids = {name: g for g, name in enumerate(dataset.group_names)}
+        missing = set(config.test_files + config.val_files) - set(ids)
+        if missing:
+            raise ConfigError(f"train.test_files: {sorted(missing)} not in {sorted(ids)}")
+        return split.file_split(
+            dataset.groups,
+            [ids[n] for n in config.test_files],
+            [ids[n] for n in config.val_files],
+        )
+    if method == "time-block":
+        return split.time_block_split(dataset.groups, dataset.label_names)
+    if method == "blocks":
+        return split.block_split(dataset.groups, config.blocks, seed=config.seed)
+    return split.stratified_split(dataset.x, dataset.label_names, seed=config.seed)
+
+
+def to_model_input(spec: ModelSpec, windows: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """(N, T, F) windows reshaped to the model's input: add a channel or take the one step."""
+    if spec.model_type == "cnn":
+        return windows[..., None]
+    if spec.model_type == "dnn":
+        return windows[:, -1, :]
+    return windows
+
+
+def _encode(dataset: Dataset, labels: list[str], anomaly: bool) -> npt.NDArray[np.int64]:
+    """Class indexes of every row (anomaly models: 0 benign, 1 attack)."""
+    if anomaly:
+        flags: npt.NDArray[np.int64] = (dataset.label_names != labels[0]).astype(np.int64)
+        return flags
+    index = {label: i for i, label in enumerate(labels)}
+    return np.array([index[name] for name in dataset.label_names.tolist()], np.int64)
+
+
+def model_labels(dataset: Dataset, model_type: str) -> list[str]:
+    """Output classes: the dataset's, or benign / attack for the anomaly model."""
+    if model_type != "gru-anomaly":
+        return dataset.labels
+    if dataset.benign is None:
+        raise ConfigError("train.model: gru-anomaly needs a benign/normal class to learn")
+    return [dataset.benign, "attack"]
+
+
+def windows_of(
+    prepared: Prepared,
+    x_scaled: npt.NDArray[np.float32],
+    y_all: npt.NDArray[np.int64],
+    ranges: list[tuple[int, int]],
+    rows: npt.NDArray[np.int64],
+    name: str,
+) -> None:
+    """Fill one split's model inputs, labels and per-window block ids."""
+    spec, ds = prepared.spec, prepared.dataset
+    if ds.sequential:
+        assert ds.groups is not None
+        w, y, last = split.windows(x_scaled, y_all, ranges, spec.window)
+        run, starts = split.run_of_rows(last, ds.groups, ds.label_names)
+        prepared.block[name], prepared.block_label[name] = run, y_all[starts]
+    else:
+        w, y = x_scaled[rows][:, None, :], y_all[rows]
+        prepared.block[name] = np.zeros(len(rows), np.int64)
+        prepared.block_label[name] = np.zeros(0, np.int64)
+    prepared.x[name] = to_model_input(spec, w)
+    prepared.y[name] = y
+
+
+def prepare(config: TrainConfig, dataset: Dataset) -> Prepared:
+    """Split, fit the scaler on the training rows only, build the windows of every split."""
+    labels = model_labels(dataset, config.model)
+    spec = ModelSpec(
+        config.model,
+        window_for(config, dataset),
+        len(dataset.columns),
+        len(labels),
+        config.units,
+        config.dropout,
+    )
+    the_split = make_split(config, dataset)
+    scaler = Scaler.fit(dataset.x[the_split.rows["train"]])
+    benign = 0 if labels[0] == dataset.benign else None
+    prepared = Prepared(dataset, spec, labels, benign, scaler, the_split)
+    x_scaled = scaler.transform(dataset.x)
+    y_all = _encode(dataset, labels, spec.task == "anomaly")
+    for name in split.SPLITS:
+        ranges = the_split.ranges.get(name, [])
+        windows_of(prepared, x_scaled, y_all, ranges, the_split.rows[name], name)
+    prepared.counts = {n: split.per_class_counts(prepared.y[n], labels) for n in split.SPLITS}
+    prepared.too_few = split.warn_small(prepared.counts)
+    _log_split(prepared)
+    return prepared
+
+
+def _log_split(prepared: Prepared) -> None:
+    """Say what was split how, and how many samples each class has in each split."""
+    logger.info(
+        "%s split of %s: removed %s; %s windows of %d step(s)",
+        prepared.split.method,
+        prepared.dataset.kind,
+        prepared.split.removed,
+        {n: len(prepared.y[n]) for n in split.SPLITS},
+        prepared.spec.window,
+    )
+    for label in prepared.labels:
+        logger.info(
+            "  %-14s train %7d  val %6d  test %6d",
+            label,
+            *(prepared.counts[n][label] for n in split.SPLITS),
+        )
+
+
+def training_callbacks(config: TrainConfig, monitor: str) -> list[Any]:
+    """Early stopping on the validation loss (training loss when there is no validation)."""
+    import keras
+
+    class EpochLog(keras.callbacks.Callback):  # type: ignore[misc]
+        """One progress line per epoch through logging (Keras' own bar is lost off a tty)."""
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+            shown = " ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
+            logger.info("epoch %d/%d: %s", epoch + 1, config.epochs, shown)
+
+    stop = keras.callbacks.EarlyStopping(
+        monitor=monitor, patience=config.patience, restore_best_weights=True
+    )
+    return [stop, EpochLog()] if config.verbose else [stop]
+
+
+def fit_classifier(config: TrainConfig, prepared: Prepared, model: Any) -> dict[str, list[float]]:
+    """Fit a softmax classifier with class weights; returns the Keras history."""
+    import keras
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    has_val = len(prepared.y["val"]) > 0
+    history = model.fit(
+        prepared.x["train"],
+        prepared.y["train"],
+        validation_data=(prepared.x["val"], prepared.y["val"]) if has_val else None,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        class_weight=class_weights(prepared.y["train"], len(prepared.labels)),
+        callbacks=training_callbacks(config, "val_loss" if has_val else "loss"),
+        verbose=0,
+    )
+    return {k: [float(v) for v in vals] for k, vals in history.history.items()}
+
+
+def fit_anomaly(
+    config: TrainConfig, prepared: Prepared, model: Any
+) -> tuple[dict[str, list[float]], dict[str, float], dict[str, Any]]:
+    """Fit the autoencoder on normal windows only; threshold at the target FPR on held-out ones."""
+    import keras
+
+    auto = trainable_part(model)
+    auto.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mse")
+    normal_train = prepared.x["train"][prepared.y["train"] == 0]
+    normal_val = prepared.x["val"][prepared.y["val"] == 0]
+    has_val = len(normal_val) > 0
+    history = auto.fit(
+        normal_train,
+        normal_train,
+        validation_data=(normal_val, normal_val) if has_val else None,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        callbacks=training_callbacks(config, "val_loss" if has_val else "loss"),
+        verbose=0,
+    )
+    held_out = len(normal_val) >= MIN_CALIBRATION_NORMALS
+    calibration_set = normal_val if held_out else normal_train
+    if not held_out:
+        logger.warning(
+            "only %d held-out normal windows: calibrating on training normals", len(normal_val)
+        )
+    scores = model.predict(calibration_set, batch_size=256, verbose=0).reshape(-1)
+    threshold = float(np.quantile(scores, 1.0 - config.target_fpr))
+    calibration = {
+        "method": "quantile of normal scores" + ("" if held_out else " (TRAINING normals)"),
+        "target_fpr": config.target_fpr,
+        "n_normal": len(calibration_set),
+        "split": "val" if held_out else "train",
+    }
+    curves = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    return curves, {"anomaly": threshold}, calibration
+
+
+def score(
+    prepared: Prepared, model: Any, x: npt.NDArray[np.float32], thresholds: dict[str, float]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """Predicted classes and an attack score per sample (1 - p(benign) for classifiers)."""
+    if len(x) == 0:
+        return np.zeros(0, np.int64), np.zeros(0)
+    out = np.asarray(model.predict(x, batch_size=256, verbose=0), np.float64)
+    if prepared.spec.task == "anomaly":
+        attack_score = out.reshape(-1)
+        return (attack_score > thresholds["anomaly"]).astype(np.int64), attack_score
+    predicted = out.argmax(axis=1).astype(np.int64)
+    attack_score = 1.0 - out[:, prepared.benign] if prepared.benign is not None else out.max(axis=1)
+    return predicted, attack_score
+
+
+def split_metrics(
+    prepared: Prepared, predicted: npt.NDArray[np.int64], name: str = "test"
+) -> dict[str, Any]:
+    """The figures of one split, with detection delay for time-ordered data."""
+    result = evaluate.classification_metrics(
+        prepared.y[name], predicted, prepared.labels, prepared.benign
+    )
+    if prepared.dataset.sequential and prepared.benign is not None and len(predicted):
+        result["detection_delay"] = evaluate.detection_delay(
+            predicted != prepared.benign,
+            prepared.block[name],
+            prepared.block_label[name] != prepared.benign,
+        )
+    return result
+
+
+def representative(
+    prepared: Prepared, count: int, seed: int
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """Up to ``count`` training inputs stratified by class, for int8 calibration."""
+    rng = np.random.default_rng(seed)
+    y = prepared.y["train"]
+    classes = np.unique(y)
+    per_class = max(1, count // max(1, len(classes)))
+    picks = [rng.permutation(np.nonzero(y == c)[0])[:per_class] for c in classes]
+    chosen = np.sort(np.concatenate(picks)) if picks else np.zeros(0, np.int64)
+    return prepared.x["train"][chosen].astype(np.float32), y[chosen]
+
+
+def categories(labels: list[str], benign: int | None) -> dict[str, str]:
+    """Each label's attack category (benign for the benign class)."""
+    return {label: "benign" if i == benign else label.lower() for i, label in enumerate(labels)}
+
+
+def preprocess_state(
+    config: TrainConfig,
+    prepared: Prepared,
+    thresholds: dict[str, float],
+    calibration: dict[str, Any],
+) -> dict[str, Any]:
+    """The preprocess.json document (the converters' and the agent's contract)."""
+    ds = prepared.dataset
+    fs = ds.feature_set
+    return {
+        "feature_set": fs.id,
+        "schema_id": fs.schema_id,
+        "columns": list(fs.columns),
+        "step": ds.step,
+        "window": prepared.spec.window,
+        "input_shape": list(prepared.spec.input_shape),
+        "model_type": prepared.spec.model_type,
+        "task": prepared.spec.task,
+        "scaler": prepared.scaler.to_dict(),
+        "labels": prepared.labels,
+        "categories": categories(prepared.labels, prepared.benign),
+        "thresholds": thresholds,
+        "threshold_calibration": calibration,
+        "encoders": ds.encoders,
+        "split": {
+            **prepared.split.summary(),
+            "counts": prepared.counts,
+            "too_few": prepared.too_few,
+        },
+        "dataset": {
+            "kind": ds.kind,
+            "path": config.path,
+            "options": ds.options,
+            "dropped": ds.dropped,
+        },
+    }
+
+
+def classifier_thresholds(prepared: Prepared) -> tuple[dict[str, float], dict[str, Any]]:
+    """Softmax classifiers decide by argmax; 0.5 per attack label is the debounce floor."""
+    attacks = [label for i, label in enumerate(prepared.labels) if i != prepared.benign]
+    return {label: 0.5 for label in attacks}, {
+        "method": "argmax of the softmax (fixed 0.5 per attack label)",
+        "target_fpr": None,
+        "n_normal": int(prepared.counts["val"][prepared.labels[prepared.benign]])
+        if prepared.benign is not None
+        else 0,
+    }
+
+
+def train(config: TrainConfig) -> dict[str, Any]:
+    """Run the whole training and write the model directory; returns metrics.json's content."""
+    import keras
+
+    keras.utils.set_random_seed(config.seed)
+    out = Path(config.out)
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    dataset = load(config.dataset, config.path, **config.loader_options())
+    logger.info(
+        "loaded %s: %d rows, %d features, classes %s",
+        dataset.kind,
+        len(dataset.x),
+        len(dataset.columns),
+        dataset.class_counts(),
+    )
+    prepared = prepare(config, dataset)
+    if len(prepared.y["train"]) == 0 or len(prepared.y["test"]) == 0:
+        raise ConfigError("train: the split left no training or no test windows (window too long?)")
+    model = build(prepared.spec)
+    started = time.perf_counter()
+    if prepared.spec.task == "anomaly":
+        history, thresholds, calibration = fit_anomaly(config, prepared, model)
+    else:
+        history = fit_classifier(config, prepared, model)
+        thresholds, calibration = classifier_thresholds(prepared)
+    train_seconds = time.perf_counter() - started
+    predicted, attack_score = score(prepared, model, prepared.x["test"], thresholds)
+    metrics = split_metrics(prepared, predicted)
+    baseline = _baseline(config, prepared)
+    save(config, prepared, model, history, thresholds, calibration, metrics, baseline, attack_score)
+    summary = {
+        "model": metrics,
+        "baseline": {k: baseline[k] for k in ("accuracy", "macro_f1", "weighted_f1")},
+        "history": history,
+        "train_seconds": round(train_seconds, 2),
+        "parameters": int(model.count_params()),
+        "windows": {n: len(prepared.y[n]) for n in split.SPLITS},
+        "thresholds": thresholds,
+    }
+    (out / "metrics.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return summary
+
+
+def _baseline(config: TrainConfig, prepared: Prepared) -> dict[str, Any]:
+    """The RandomForest on the same training windows and test windows."""
+    from training.baseline import random_forest
+
+    return random_forest(
+        prepared.x["train"],
+        prepared.y["train"],
+        prepared.x["test"],
+        prepared.y["test"],
+        prepared.labels,
+        prepared.benign,
+        trees=config.baseline_trees,
+        seed=config.seed,
+    )
+
+
+def save(
+    config: TrainConfig,
+    prepared: Prepared,
+    model: Any,
+    history: dict[str, list[float]],
+    thresholds: dict[str, float],
+    calibration: dict[str, Any],
+    metrics: dict[str, Any],
+    baseline: dict[str, Any],
+    attack_score: npt.NDArray[np.float64],
+) -> None:
+    """Write the model directory (every file of the converters' contract)."""
+    from training import report
+
+    out = Path(config.out)
+    model.save(out / "model.keras")
+    if prepared.spec.model_type in RECURRENT:
+        export_model(prepared.spec, model).save(out / "export.keras")
+    state = preprocess_state(config, prepared, thresholds, calibration)
+    (out / "preprocess.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
+    (out / "baseline.json").write_text(json.dumps(baseline, indent=2), encoding="utf-8")
+    rep_x, rep_y = representative(prepared, config.representative, config.seed)
+    np.savez_compressed(out / "data" / "representative.npz", x=rep_x, y=rep_y)
+    np.savez_compressed(
+        out / "data" / "test.npz", x=prepared.x["test"].astype(np.float32), y=prepared.y["test"]
+    )
+    report.plot_history(history, out / "training_curves.png")
+    report.plot_confusion(
+        metrics["confusion_matrix"], prepared.labels, out / "confusion_matrix.png"
+    )
+    if prepared.benign is not None and (
+        len(prepared.labels) == 2 or prepared.spec.task == "anomaly"
+    ):
+        metrics["curves"] = report.plot_roc_pr(
+            prepared.y["test"] != prepared.benign, attack_score, out
+        )
+    summary = {
+        "model_type": prepared.spec.model_type,
+        "dataset": prepared.dataset.kind,
+        "path": config.path,
+        "dropped": prepared.dataset.dropped,
+        **{k: state[k] for k in ("feature_set", "schema_id", "columns", "window", "split")},
+        "counts": prepared.counts,
+        "too_few": prepared.too_few,
+        "thresholds": thresholds,
+        "threshold_calibration": calibration,
+    }
+    report.write_report(out, summary, metrics, baseline)
