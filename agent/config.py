@@ -152,6 +152,7 @@ class MqttConfig:
     backoff_max: float = 60.0
     auth_backoff: float = 300.0
     replay_rate: float = 50.0
+    drain_on_close: float = 2.0  # seconds to keep delivering queued rows at shutdown
     tls: TlsConfig | None = None
     homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
 
@@ -173,6 +174,11 @@ class MqttConfig:
         )
         check(self.auth_backoff > 0, "auth_backoff", f"must be > 0, got {self.auth_backoff}")
         check(self.replay_rate > 0, "replay_rate", f"must be > 0, got {self.replay_rate}")
+        check(
+            0 <= self.drain_on_close <= 60,
+            "drain_on_close",
+            f"must be 0..60 seconds, got {self.drain_on_close}",
+        )
 
     def resolved_client_id(self, device_id: str) -> str:
         """The client id to connect with: the configured one, else ``iotids-<device_id>``."""
@@ -207,9 +213,11 @@ class PcapOptions:
     path: str
     realtime: bool = False
     loop: bool = False
+    speed: float = 1.0  # with realtime: capture seconds per wall second (a demo replays at 15)
 
     def __post_init__(self) -> None:
         check(self.path != "", "path", "must not be empty")
+        check(0 < self.speed <= 10_000, "speed", f"must be in (0, 10000], got {self.speed}")
 
 
 @dataclass(frozen=True)
@@ -296,9 +304,11 @@ class CsvOptions:
     sensors: tuple[str, ...]
     timestamp: str = "timestamp"
     realtime: bool = False
+    speed: float = 1.0  # with realtime: recorded seconds per wall second
 
     def __post_init__(self) -> None:
         check(self.path != "", "path", "must not be empty")
+        check(0 < self.speed <= 10_000, "speed", f"must be in (0, 10000], got {self.speed}")
         check(len(self.sensors) > 0, "sensors", "must list at least one column")
         check(
             self.timestamp not in self.sensors,

@@ -59,11 +59,12 @@ class DemoPlan:
     baseline_trees: int  # the RandomForest reference every training report carries
     latency_runs: int  # invocations verify times per bundle
     agent_timeout: float  # seconds the agent may take to replay the test data
+    replay_seconds: float  # wall time the replay is paced to (0: as fast as possible)
 
 
 PLANS = {
-    "full": DemoPlan(720.0, 4, 8, 40, 32, 7200.0, 3600.0, 30, 300, 90.0),
-    "quick": DemoPlan(480.0, 4, 8, 20, 16, 7200.0, 3600.0, 10, 50, 60.0),
+    "full": DemoPlan(720.0, 4, 8, 40, 32, 7200.0, 3600.0, 30, 300, 90.0, 15.0),
+    "quick": DemoPlan(480.0, 4, 8, 20, 16, 7200.0, 3600.0, 10, 50, 60.0, 0.0),
 }
 
 
@@ -209,7 +210,7 @@ def _demo(out: Path, broker_url: str | None, plan: DemoPlan, seed: int) -> int:
     with contextlib.ExitStack() as stack:
         try:
             host, port, tls, label = _broker(stack, broker_url, progress)
-            config = _write_agent_config(layout, truth, host, port, tls)
+            config = _write_agent_config(layout, truth, host, port, tls, plan.replay_seconds)
             with progress.stage(f"agent on the test scenario, reporting to {label}") as result:
                 events, stats = _run_agent(
                     stack, layout, config, truth.packets, plan, host, port, tls
@@ -242,6 +243,8 @@ class RunTruth:
     sensors: tuple[str, ...]
     attacks: tuple[tuple[str, float, float], ...]  # label, start, stop (Unix seconds)
     faults: tuple[tuple[str, float, float], ...]
+    traffic_seconds: float = 0.0  # how long the test capture and telemetry span
+    telemetry_seconds: float = 0.0
 
     def describe(self) -> str:
         """One line for the progress output."""
@@ -285,6 +288,8 @@ def _generate(layout: Layout, plan: DemoPlan, seed: int) -> RunTruth:
         sensors=telemetry.sensors,
         attacks=tuple((a.name, t0 + a.start, t0 + a.stop) for a in test.attacks),
         faults=tuple((f.kind, s0 + f.start, s0 + f.stop) for f in tele_scenario.faults),
+        traffic_seconds=test.duration,
+        telemetry_seconds=tele_scenario.duration,
     )
 
 
@@ -417,11 +422,20 @@ def _toml(value: Any) -> str:
     return json.dumps(value)
 
 
-def agent_config_text(layout: Layout, truth: RunTruth, host: str, port: int, tls: bool) -> str:
+def agent_config_text(
+    layout: Layout,
+    truth: RunTruth,
+    host: str,
+    port: int,
+    tls: bool,
+    replay_seconds: float = 0.0,
+) -> str:
     """The agent's TOML: pcap + csv replay, both bundles, a host source, MQTT to the broker.
 
-    The host source never ends, so the agent keeps running (and its outbox keeps draining)
-    after both files are replayed; the demo stops it once every event has arrived.
+    With ``replay_seconds`` both files are paced (``realtime`` with a ``speed``) so that they
+    take about that long, and detections arrive as a stream a person can watch. The host
+    source never ends, so the agent keeps running (and its outbox keeps draining) after both
+    files are replayed; the demo stops it once every event has arrived.
     """
     lines = [
         "# written by `iotids demo`",
@@ -449,6 +463,7 @@ def agent_config_text(layout: Layout, truth: RunTruth, host: str, port: int, tls
         'kind = "pcap"',
         f"path = {_toml(str(truth.pcap))}",
         'step = "1s"',
+        *_pacing(truth.traffic_seconds, replay_seconds),
         "",
         "[[sources]]",
         'name = "telemetry"',
@@ -456,6 +471,7 @@ def agent_config_text(layout: Layout, truth: RunTruth, host: str, port: int, tls
         f"path = {_toml(str(truth.telemetry_csv))}",
         f"sensors = {_toml(list(truth.sensors))}",
         'step = "1s"',
+        *_pacing(truth.telemetry_seconds, replay_seconds),
         "",
         "[[sources]]",
         'name = "host"',
@@ -473,9 +489,19 @@ def agent_config_text(layout: Layout, truth: RunTruth, host: str, port: int, tls
     return "\n".join(lines)
 
 
-def _write_agent_config(layout: Layout, truth: RunTruth, host: str, port: int, tls: bool) -> Path:
+def _pacing(span_seconds: float, replay_seconds: float) -> list[str]:
+    """TOML lines that replay ``span_seconds`` of data in about ``replay_seconds``."""
+    if replay_seconds <= 0 or span_seconds <= 0:
+        return []
+    return ["realtime = true", f"speed = {max(span_seconds / replay_seconds, 1.0):.3f}"]
+
+
+def _write_agent_config(
+    layout: Layout, truth: RunTruth, host: str, port: int, tls: bool, replay_seconds: float
+) -> Path:
     path = layout.root / "agent.toml"
-    path.write_text(agent_config_text(layout, truth, host, port, tls), encoding="utf-8")
+    text = agent_config_text(layout, truth, host, port, tls, replay_seconds)
+    path.write_text(text, encoding="utf-8")
     return path
 
 

@@ -296,7 +296,16 @@ class MqttSink:
         self._queue("model", self.topics.model, self._stamp(state, MODEL_SCHEMA), 1, retain=True)
 
     def close(self) -> None:
-        """Stop draining, publish ``offline`` when connected, disconnect; rows stay queued."""
+        """Deliver what is queued for up to ``drain_on_close`` s, publish ``offline``, disconnect.
+
+        Rows still queued after that stay in the outbox and go out after the next start: the
+        final ``end`` events a shutdown produces should not wait for a restart when the broker
+        is there to take them.
+        """
+        deadline = time.monotonic() + self.config.drain_on_close
+        while self.outbox.depth() > 0 and time.monotonic() < deadline:
+            self._wake.set()
+            time.sleep(0.05)
         self._stop.set()
         self._wake.set()
         if self._thread is not None:

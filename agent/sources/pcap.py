@@ -42,6 +42,7 @@ class PcapSource:
         with open(self.path, "rb"):  # fail at start-up (one config error), not in a thread
             pass
         self.realtime = options.realtime
+        self.speed = options.speed
         self.loop = options.loop
         self.step = config.step_spec
         self._stepper = TrafficStepper(self.step)
@@ -125,10 +126,10 @@ class PcapSource:
             self._held = None
             return self._stepper.push(held)
         assert self._first_ts is not None
-        now_ts = self._first_ts + int((time.monotonic() - self._wall0) * 1e9)
+        now_ts = self._first_ts + int((time.monotonic() - self._wall0) * self.speed * 1e9)
         due = int(np.searchsorted(held.ts_ns, now_ts, side="right"))
         if due == 0:
-            wait = (int(held.ts_ns[0]) - now_ts) / 1e9
+            wait = (int(held.ts_ns[0]) - now_ts) / 1e9 / self.speed
             time.sleep(max(min(wait, deadline - time.monotonic()), 0.0))
             return self._stepper.advance(now_ts)
         self._held = held.take(slice(due, None)) if due < len(held) else None

@@ -56,6 +56,7 @@ class CsvSensorSource:
         self.sensors = options.sensors
         self.timestamp = options.timestamp
         self.realtime = options.realtime
+        self.speed = options.speed
         self._featurizer = TelemetryFeaturizer(self.sensors, self.step)
         self.feature_set = self._featurizer.feature_set
         self.stats = SourceStats()
@@ -131,7 +132,7 @@ class CsvSensorSource:
         if self._first is None:
             self._first = (ts_ns, time.monotonic())
             return
-        due = self._first[1] + (ts_ns - self._first[0]) / 1e9
+        due = self._first[1] + (ts_ns - self._first[0]) / 1e9 / self.speed
         delay = due - time.monotonic()
         if delay > 0:
             time.sleep(delay)

@@ -137,8 +137,12 @@ def test_defaults_fill_absent_tables() -> None:
             "sources[0].path: required",
         ),
         (
-            _base(sources=[{"name": "a", "kind": "pcap", "path": "x", "speed": 2}]),
-            "sources[0].speed: unknown key (valid: loop, path, realtime)",
+            _base(sources=[{"name": "a", "kind": "pcap", "path": "x", "sped": 2}]),
+            "sources[0].sped: unknown key (valid: loop, path, realtime, speed)",
+        ),
+        (
+            _base(sources=[{"name": "a", "kind": "pcap", "path": "x", "speed": 0}]),
+            "sources[0].speed: must be in (0, 10000], got 0",
         ),
         (
             _base(sources=[{"name": "a", "kind": "pcap", "path": "x", "step": "fast"}]),

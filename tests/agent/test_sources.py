@@ -18,8 +18,8 @@ from agent.features.telemetry import telemetry_feature_set
 from agent.features.traffic import TRAFFIC_V1
 from agent.sources import SOURCES, StepBatch, open_source, source_class
 from agent.sources.sensors_mqtt import reading_value
-from tests.agent.broker import mosquitto  # noqa: F401 - a fixture
 from tests.agent.bundles import ethernet, flood_frames, ipv4, pcap_bytes, udp
+from tests.broker import Broker
 
 
 def _config(*sources: dict[str, object]):  # type: ignore[no-untyped-def]
@@ -82,6 +82,20 @@ def test_pcap_realtime_is_paced_by_capture_time(tmp_path: Path) -> None:
     assert time.monotonic() - began >= 0.95  # the capture spans 1.0 s
 
 
+def test_pcap_realtime_speed_divides_the_pacing(tmp_path: Path) -> None:
+    packet = ethernet(ipv4("10.0.0.1", "10.0.0.2", 17, udp(1, 2)))
+    path = tmp_path / "long.pcap"
+    path.write_bytes(pcap_bytes([(1000.0 + i * 1.0, packet) for i in range(9)]))  # spans 8 s
+    config = _config(
+        {"name": "cap", "kind": "pcap", "path": str(path), "realtime": True, "speed": 8.0}
+    )
+    source = open_source(config.sources[0], config)
+    began = time.monotonic()
+    _drain(source)
+    elapsed = time.monotonic() - began
+    assert 0.9 <= elapsed < 6.0  # about 1 s of wall time, far from the capture's 8 s
+
+
 def test_pcap_loop_keeps_time_moving_forward(tmp_path: Path) -> None:
     packet = ethernet(ipv4("10.0.0.1", "10.0.0.2", 17, udp(1, 2)))
     path = tmp_path / "short.pcap"
@@ -141,14 +155,14 @@ def test_reading_values_from_payloads() -> None:
 
 @pytest.mark.broker
 def test_mqtt_sensor_source_steps_real_messages(
-    mosquitto: int,  # noqa: F811 - the fixture imported above
+    mosquitto: Broker,
 ) -> None:
     import paho.mqtt.publish as publish
 
     config = parse_config(
         {
             "agent": {"device_id": "gw"},
-            "mqtt": {"port": mosquitto, "host": "127.0.0.1"},
+            "mqtt": {"port": mosquitto.port, "host": mosquitto.host},
             "sources": [
                 {
                     "name": "plant",
@@ -165,9 +179,11 @@ def test_mqtt_sensor_source_steps_real_messages(
     source = open_source(config.sources[0], config)
     try:
         time.sleep(0.5)  # let the subscription land
-        publish.single("plant/boiler/temp", "71.5", hostname="127.0.0.1", port=mosquitto)
-        publish.single("plant/boiler/state", '{"bar": 2.5}', hostname="127.0.0.1", port=mosquitto)
-        publish.single("plant/boiler/temp", "garbage", hostname="127.0.0.1", port=mosquitto)
+        publish.single("plant/boiler/temp", "71.5", hostname=mosquitto.host, port=mosquitto.port)
+        publish.single(
+            "plant/boiler/state", '{"bar": 2.5}', hostname=mosquitto.host, port=mosquitto.port
+        )
+        publish.single("plant/boiler/temp", "garbage", hostname=mosquitto.host, port=mosquitto.port)
         rows = []
         began = time.monotonic()
         while time.monotonic() - began < 5:
