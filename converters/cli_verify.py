@@ -21,7 +21,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, help=".npz with scaled inputs x and labels y")
     parser.add_argument("--dataset", help="dataset kind for training's loaders (needs [train])")
     parser.add_argument("--path", type=Path, help="dataset path for --dataset")
-    parser.add_argument("--float-model", type=Path, help="float .tflite to measure on the data")
+    parser.add_argument(
+        "--float-model",
+        type=Path,
+        help="float reference run on the same data: a .tflite, or (needs [train]) a .keras file "
+        "or the training folder; without it only the quantized side is measured on new data",
+    )
     parser.add_argument(
         "--budget-f1-drop", type=float, default=0.01, help="max macro-F1 drop (default 0.01)"
     )
