@@ -13,7 +13,10 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agent.inference import Debounce
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +43,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     replay_p.add_argument("--realtime", action="store_true", help="pace by capture timestamps")
     replay_p.add_argument("--json", action="store_true", help="events as JSON lines on stdout")
-    replay_p.add_argument("--raise-k", type=int, default=2, help="windows to raise (of n)")
-    replay_p.add_argument("--raise-n", type=int, default=3, help="window span for raising")
-    replay_p.add_argument("--clear-m", type=int, default=3, help="clean windows to end")
+    # defaults (None) are the agent's own, from agent.inference.Debounce
+    replay_p.add_argument("--raise-k", type=int, help="windows to raise (of n; 2)")
+    replay_p.add_argument("--raise-n", type=int, help="window span for raising (3)")
+    replay_p.add_argument("--clear-m", type=int, help="clean windows to end (3)")
+    replay_p.add_argument(
+        "--raise-score", type=float, help="one window this sure raises at once (off by default)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -102,7 +109,7 @@ def _replay(args: argparse.Namespace) -> int:
             bundle,
             args.capture,
             realtime=args.realtime,
-            debounce=Debounce(args.raise_k, args.raise_n, args.clear_m),
+            debounce=_debounce(args, Debounce),
             sinks=[sink],
         )
     except (OSError, ValueError) as exc:
@@ -159,3 +166,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _debounce(args: argparse.Namespace, debounce: type[Debounce]) -> Debounce:
+    """The replay's debounce: the agent's defaults, overridden by the flags that were given."""
+    given = {
+        name: getattr(args, name)
+        for name in ("raise_k", "raise_n", "clear_m", "raise_score")
+        if getattr(args, name) is not None
+    }
+    return debounce(**given)

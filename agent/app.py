@@ -259,7 +259,7 @@ class App:
                 source.feature_set,
                 source.step,
                 bundle,
-                Debounce(model.raise_k, model.raise_n, model.clear_m),
+                Debounce(model.raise_k, model.raise_n, model.clear_m, model.raise_score),
                 on_latency=self.health.record_latency,
             )
             slots.setdefault(model.source, []).append(slot)

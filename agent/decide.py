@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import ipaddress
 import logging
+import math
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -196,6 +197,9 @@ class DecisionPolicy:
     raise_n: int = 3
     clear_m: int = 3
     update_every: int = 5
+    # A single window at or above this score raises at once: a flood the model is sure of
+    # should not wait k windows (issue 6: time to detect <= 2 steps). inf disables it.
+    raise_score: float = math.inf
 
     def __post_init__(self) -> None:
         if not len(self.labels) == len(self.categories) == len(self.thresholds):
@@ -218,6 +222,7 @@ class DecisionPolicy:
         raise_k: int = 2,
         raise_n: int = 3,
         clear_m: int = 3,
+        raise_score: float = math.inf,
     ) -> DecisionPolicy:
         """Per-class thresholds by label name; ``default`` (else 0.5) for labels not listed."""
         default = float(thresholds.get("default", 0.5))
@@ -232,6 +237,7 @@ class DecisionPolicy:
             raise_k,
             raise_n,
             clear_m,
+            raise_score=raise_score,
         )
 
     def watched(self) -> list[int]:
@@ -315,7 +321,7 @@ class Decider:
         recent.append(hit)
         active = self._active.get(i)
         if active is None:
-            if hit and sum(recent) >= self.policy.raise_k:
+            if hit and (sum(recent) >= self.policy.raise_k or score >= self.policy.raise_score):
                 active = _Active(str(uuid.uuid4()), time_ns, score)
                 self._active[i] = active
                 return self._event("new", i, active, time_ns, score)

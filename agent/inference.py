@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -37,6 +38,7 @@ class Debounce:
     raise_k: int = 2
     raise_n: int = 3
     clear_m: int = 3
+    raise_score: float = math.inf  # classifiers: one window this sure raises at once
 
 
 def anomaly_scores(
@@ -81,6 +83,7 @@ def policy_for(bundle: Bundle, debounce: Debounce) -> DecisionPolicy:
         raise_k=debounce.raise_k,
         raise_n=debounce.raise_n,
         clear_m=debounce.clear_m,
+        raise_score=debounce.raise_score,
     )
 
 

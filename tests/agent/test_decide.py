@@ -44,6 +44,18 @@ def test_a_single_spike_does_not_raise() -> None:
     assert _feed(decider, [hit, clean, clean, hit, clean, clean]) == [[]] * 6
 
 
+def test_a_window_above_raise_score_raises_at_once() -> None:
+    sure, unsure, clean = (0.0, 0.99, 0.01), (0.3, 0.7, 0.0), (0.9, 0.1, 0.0)
+    fast = DecisionPolicy.from_manifest(
+        LABELS, {"ddos": "dos", "scan": "recon"}, {"ddos": 0.6}, raise_score=0.98
+    )
+    assert _feed(Decider(fast, "m-1", "lan"), [sure]) == [["new:ddos"]]
+    # below raise_score the k-of-n rule still applies
+    assert _feed(Decider(fast, "m-2", "lan"), [unsure, clean]) == [[], []]
+    # the default policy has no fast path: one sure window is still a single spike
+    assert _feed(_decider(raise_k=2, raise_n=3), [sure, clean]) == [[], []]
+
+
 def test_per_class_thresholds_and_benign_never_raises() -> None:
     decider = _decider(raise_k=1, raise_n=1)
     # scan at 0.7 is below its 0.8 threshold; benign at 1.0 never raises
