@@ -151,6 +151,16 @@ class _TextSink:
         """Nothing to close."""
 
 
+def _debounce(args: argparse.Namespace, debounce: type[Debounce]) -> Debounce:
+    """The replay's debounce: the agent's defaults, overridden by the flags that were given."""
+    given = {
+        name: getattr(args, name)
+        for name in ("raise_k", "raise_n", "clear_m", "raise_score")
+        if getattr(args, name) is not None
+    }
+    return debounce(**given)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m agent ...``: the same as ``iotids agent ...``."""
     parser = argparse.ArgumentParser(prog="python -m agent", description=__doc__.splitlines()[0])
@@ -166,13 +176,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-def _debounce(args: argparse.Namespace, debounce: type[Debounce]) -> Debounce:
-    """The replay's debounce: the agent's defaults, overridden by the flags that were given."""
-    given = {
-        name: getattr(args, name)
-        for name in ("raise_k", "raise_n", "clear_m", "raise_score")
-        if getattr(args, name) is not None
-    }
-    return debounce(**given)

@@ -1,13 +1,16 @@
-"""Suite-wide fixtures: where the shared datasets are, and no silent thread failures."""
+"""Suite-wide fixtures: the shared datasets, real Mosquitto brokers, no silent thread failures."""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from tests.broker import Broker
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,6 +27,31 @@ def datasets() -> Path:
     if not path.is_dir():
         pytest.fail(f"shared datasets not found at {path}; set IOTIDS_DATASETS")
     return path
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
+    """Start real brokers (``broker(tls=..., users=..., acl_file=...)``); all die at teardown."""
+    started: list[Broker] = []
+
+    def make(**kwargs: Any) -> Broker:
+        instance = Broker(tmp_path / f"broker{len(started)}", **kwargs)
+        started.append(instance)
+        instance.start()
+        return instance
+
+    yield make
+    for instance in started:
+        instance.kill()
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Broker]:
+    """A plain anonymous Mosquitto (no persistence) on a free loopback port; killed afterwards."""
+    instance = Broker(tmp_path / "mosquitto", persistence=False)
+    instance.start()
+    yield instance
+    instance.kill()
 
 
 class _ErrorRecorder(logging.Handler):

@@ -24,9 +24,9 @@ from agent.features.traffic import TRAFFIC_V1
 from agent.inference import Debounce, ModelSlot, anomaly_scores
 from agent.report.memory import MemorySink
 from agent.sources import StepBatch
-from tests.agent.broker import mosquitto  # noqa: F401 - a fixture
 from tests.agent.bundles import bundle_bytes, manifest_for, tampered, with_fields
 from tests.agent.flood_bundle import REPO, FloodKit, flood_kit
+from tests.broker import Broker
 
 NO_TF = """
 import importlib.abc, runpy, sys
@@ -382,7 +382,7 @@ def test_agent_run_with_a_bad_config_exits_2(tmp_path: Path) -> None:
 def test_agent_run_reports_over_mqtt(
     kit: FloodKit,
     tmp_path: Path,
-    mosquitto: int,  # noqa: F811 - the fixture imported above
+    mosquitto: Broker,
 ) -> None:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
@@ -390,14 +390,14 @@ def test_agent_run_reports_over_mqtt(
     received: list[tuple[str, bytes]] = []
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="watcher")
     client.on_message = lambda c, u, m: received.append((m.topic, bytes(m.payload)))
-    client.connect("127.0.0.1", mosquitto)
+    client.connect(mosquitto.host, mosquitto.port)
     client.subscribe("iotids/#", qos=1)
     client.loop_start()
     config = tmp_path / "agent.toml"
     config.write_text(
         f'[agent]\ndevice_id = "gw-mqtt"\nstate_dir = "{tmp_path}"\n'
         f'trusted_keys = ["{kit.public_key}"]\n'
-        f'[mqtt]\nhost = "127.0.0.1"\nport = {mosquitto}\n'
+        f'[mqtt]\nhost = "{mosquitto.host}"\nport = {mosquitto.port}\n'
         f'[[sources]]\nname = "cap"\nkind = "pcap"\npath = "{kit.capture}"\n'
         f'[[models]]\nname = "cnn"\nbundle = "{kit.bundle}"\nsource = "cap"\n'
     )

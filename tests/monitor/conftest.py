@@ -1,26 +1,19 @@
-"""Fixtures for the monitor tests: a real Mosquitto, the embedded amqtt broker, a fake gateway."""
+"""Fixtures for the monitor tests: the embedded amqtt broker and a fake gateway.
+
+The real Mosquitto (``mosquitto``) comes from tests/conftest.py.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.broker import Broker
 from tests.monitor.gateway import FakeGateway
 from training.embedded_broker import EmbeddedBroker
-
-
-@pytest.fixture
-def mosquitto(tmp_path: Path) -> Iterator[Broker]:
-    """A plain anonymous Mosquitto on a free loopback port."""
-    broker = Broker(tmp_path / "mosquitto", persistence=False)
-    broker.start()
-    yield broker
-    broker.kill()
 
 
 @pytest.fixture

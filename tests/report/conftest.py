@@ -1,4 +1,4 @@
-"""Fixtures for the reporting tests: a real Mosquitto factory and sink configurations."""
+"""Fixtures for the reporting tests: sink configurations (brokers come from tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -12,22 +12,6 @@ from agent.config import MqttConfig
 from agent.report.mqtt import MqttSink
 from agent.report.outbox import Outbox
 from tests.broker import Broker
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
-    """Start real brokers (``broker(tls=..., users=..., acl_file=...)``); all die at teardown."""
-    started: list[Broker] = []
-
-    def make(**kwargs: Any) -> Broker:
-        instance = Broker(tmp_path / f"broker{len(started)}", **kwargs)
-        started.append(instance)
-        instance.start()
-        return instance
-
-    yield make
-    for instance in started:
-        instance.kill()
 
 
 def sink_config(broker: Broker, **overrides: Any) -> MqttConfig:
