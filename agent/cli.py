@@ -72,6 +72,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
     return parser, modules
 
 
+def _has_tensorflow() -> bool:
+    """Whether TensorFlow can be imported here, without importing it (that takes seconds)."""
+    try:
+        return importlib.util.find_spec("tensorflow") is not None
+    except (ImportError, ValueError):  # blocked, or a broken half-installed package
+        return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, check the command's dependencies, run it; returns the exit code."""
     parser, modules = build_parser()
@@ -84,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     command = COMMANDS[args.command]
-    if command.needs_tensorflow and importlib.util.find_spec("tensorflow") is None:
+    if command.needs_tensorflow and not _has_tensorflow():
         print(  # noqa: T201 - the CLI talks to its user
             f"iotids {args.command} needs TensorFlow, which this install lacks."
             f" Fix: {INSTALL_TRAIN}",
