@@ -1,7 +1,14 @@
 """Model quality on the shared data (issue 4, "Quality"): measured, printed, never asserted.
 
-* MQTTset captures, ``cnn`` on a time-block split: macro-F1, target >= 0.95.
-* CICIoT2023 sample, ``dnn`` on a stratified split, 10 families: macro-F1 vs a RandomForest.
+* MQTTset captures, ``cnn`` on a time-block split: macro-F1, target >= 0.95. What the figure
+  means is printed with it: which classes the test split holds at all (``flood`` is 58 packets,
+  3 steps of 20, no window of 8), and how far single features and a RandomForest without the
+  host-identity features (TTL, distinct hosts and their entropies) separate the files. Each
+  class is one recording of one tool, and the time-block test piece comes from the same
+  recording: a perfect score says the recordings are distinguishable, not that the model finds
+  these attacks in other traffic.
+* CICIoT2023 sample, ``dnn`` on a stratified split, 10 families: macro-F1 vs a RandomForest,
+  over several seeds (one seed's figures move by about a point either way on 1,922 test rows).
 * TON_IoT telemetry, ``gru`` per device on a time-block split, next to a RandomForest.
 
 Run ``python -m benchmarks.training_quality [--quick]``.
@@ -21,6 +28,9 @@ DATASETS = Path(
     os.environ.get("IOTIDS_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets")
 )
 DEVICES = ("Fridge", "Garage_Door", "Motion_Light", "Thermostat")
+SEEDS = (0, 1, 2)
+MIN_SUPPORT = 10  # fewer test windows of a class than this make its F1 noise
+HOST_IDENTITY = ("ttl_", "distinct_src", "distinct_dst", "entropy_src", "entropy_dst")
 
 
 def _row(
@@ -63,11 +73,73 @@ def _case_rows(
         _row(case, "test_windows", summary["windows"]["test"], "windows"),
         _row(case, "train_time", round(seconds, 1), "s"),
     ]
+    support = {label: c["support"] for label, c in model["per_class"].items()}
+    absent = [label for label, n in support.items() if n == 0]
+    thin = [f"{label} {n}" for label, n in support.items() if 0 < n < MIN_SUPPORT]
+    rows.append(
+        _row(
+            case,
+            "classes_in_test",
+            f"{len(support) - len(absent)}/{len(support)}",
+            "",
+            f"absent: {', '.join(absent) or '-'}; under {MIN_SUPPORT}: {', '.join(thin) or '-'}",
+        )
+    )
     if "benign_vs_attack" in model:
         rows.append(_row(case, "benign_vs_attack_fpr", round(model["benign_vs_attack"]["fpr"], 4)))
     delay = model.get("detection_delay")
     if delay and delay.get("median_steps") is not None:
         rows.append(_row(case, "detection_delay_median", delay["median_steps"], "steps"))
+    return rows
+
+
+def _separability(case: str, **options: Any) -> list[dict[str, object]]:
+    """How the classes of a capture set separate: best single features, RF without host ids."""
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.metrics import f1_score
+    from sklearn.tree import DecisionTreeClassifier
+
+    from training.config import TrainConfig
+    from training.datasets import load
+    from training.train import prepare
+
+    config = TrainConfig(out="unused", verbose=0, **options)
+    dataset = load(config.dataset, config.path, **config.loader_options())
+    prepared = prepare(config, dataset)
+    train, test = prepared.x["train"][..., 0], prepared.x["test"][..., 0]
+    y_train, y_test = prepared.y["train"], prepared.y["test"]
+    rows = []
+    singles = []
+    for f, column in enumerate(dataset.columns):
+        tree = DecisionTreeClassifier(max_depth=4, random_state=0)
+        tree.fit(train[:, -1, [f]], y_train)
+        predicted = tree.predict(test[:, -1, [f]])
+        singles.append((f1_score(y_test, predicted, average="macro"), column))
+    for score, column in sorted(singles, reverse=True)[:3]:
+        rows.append(_row(case, f"one_feature {column}", round(float(score), 4), "", "depth-4 tree"))
+    keep = [i for i, c in enumerate(dataset.columns) if not c.startswith(HOST_IDENTITY)]
+    forest = RandomForestClassifier(100, random_state=0, n_jobs=1, class_weight="balanced")
+    forest.fit(train[:, :, keep].reshape(len(train), -1), y_train)
+    predicted = forest.predict(test[:, :, keep].reshape(len(test), -1))
+    score = f1_score(y_test, predicted, average="macro")
+    rows.append(
+        _row(case, "rf_macro_f1_no_host_ids", round(float(score), 4), "", "no TTL/distinct hosts")
+    )
+    return rows
+
+
+def _seeded(case: str, quick: bool, **options: Any) -> list[dict[str, object]]:
+    """One case over SEEDS: every seed's model and RF figures, then their means."""
+    models, forests = [], []
+    rows: list[dict[str, object]] = []
+    for seed in SEEDS[:1] if quick else SEEDS:
+        summary, seconds = _train(f"{case}-{seed}", quick, seed=seed, **dict(options))
+        models.append(summary["model"]["macro_f1"])
+        forests.append(summary["baseline"]["macro_f1"])
+        rows += _case_rows(f"{case} seed {seed}", summary, seconds, f">= RF {forests[-1]:.4f}")
+    mean_model, mean_forest = sum(models) / len(models), sum(forests) / len(forests)
+    rows.append(_row(case, "mean_macro_f1", round(mean_model, 4), "", f">= RF {mean_forest:.4f}"))
+    rows.append(_row(case, "mean_rf_macro_f1", round(mean_forest, 4), "", "reference"))
     return rows
 
 
@@ -89,18 +161,25 @@ def run(quick: bool = False) -> list[dict[str, object]]:
         patience=6,
     )
     rows += _case_rows("mqttset-cnn 20p T8 time-block", summary, seconds, ">= 0.95")
-    summary, seconds = _train(
-        "ciciot-dnn",
+    rows += _separability(
+        "mqttset-cnn 20p T8 time-block",
+        dataset="captures",
+        path=str(DATASETS / "mqttset_reduced_pcap"),
+        model="cnn",
+        step="20p",
+        window=8,
+    )
+    rows += _seeded(
+        "ciciot2023-dnn 10 families",
         quick,
         dataset="ciciot2023",
         path=str(DATASETS / "ciciot2023_sample"),
         model="dnn",
-        units=64,
-        epochs=60,
-        patience=8,
+        units=128,
+        dropout=0.3,
+        epochs=120,
+        patience=15,
     )
-    forest = summary["baseline"]["macro_f1"]
-    rows += _case_rows("ciciot2023-dnn 10 families", summary, seconds, f">= RF {forest:.4f}")
     for device in DEVICES[:1] if quick else DEVICES:
         summary, seconds = _train(
             f"ton-{device}",
@@ -109,7 +188,8 @@ def run(quick: bool = False) -> list[dict[str, object]]:
             path=str(DATASETS / "ton_iot_telemetry" / f"Train_Test_IoT_{device}.csv"),
             model="gru",
             window=16,
-            epochs=15,
+            epochs=40,
+            patience=8,
         )
         rows += _case_rows(f"ton-iot-gru {device.lower()}", summary, seconds, "vs RF")
     return rows
@@ -122,10 +202,10 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     rows = run(quick=args.quick)
-    print(f"{'case':40s} {'metric':24s} {'value':>10s} {'unit':6s} target")
+    print(f"{'case':40s} {'metric':30s} {'value':>10s} {'unit':6s} target")
     for r in rows:
         case, metric, value, unit = (str(r[k]) for k in ("case", "metric", "value", "unit"))
-        print(f"{case:40s} {metric:24s} {value:>10s} {unit:6s} {r['target']}")
+        print(f"{case:40s} {metric:30s} {value:>10s} {unit:6s} {r['target']}")
 
 
 if __name__ == "__main__":

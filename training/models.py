@@ -8,15 +8,34 @@ the graph from built-in layers only, so the device compares one number with a th
 Recurrent models are also rebuilt for export with a fixed batch of 1 and ``unroll=True``:
 Keras GRU/LSTM with a dynamic batch do not convert to TFLite, the unrolled fixed-batch graph
 converts to float, dynamic-range and full int8 and matches Keras (issue 4).
+
+The dnn and the recurrent classifiers can start with a fixed piecewise-linear encoding of the
+scaled features (``encoding`` > 0 units, applied to every step): per feature, quantile knots of
+the training data snapped to the int8 input grid (1/255), and one unit per bin between two
+knots that rises from 0 to 1 across it (Gorishniy et al. 2022, "On Embeddings for Numerical
+Features in Tabular Deep Learning"). Flow features are heavy-tailed (Rate, Header_Length,
+Tot sum, IAT...) and so is TON_IoT's reading interval, so min-max squeezes most rows into a
+few input levels; the encoding spreads them out the way a tree's thresholds do. It is a
+non-trainable Dense plus ``ReLU(max_value=1)``: built-in layers only, so model.keras loads
+without custom code and converts to builtin int8 TFLite, and knots on the grid keep the int8
+input faithful (knots finer than 1/255 would be lost to input quantization on the device).
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 MODEL_TYPES = ("cnn", "lstm", "gru", "gru-anomaly", "dnn")
 RECURRENT = ("lstm", "gru", "gru-anomaly")
+DNN_BINS = 32  # piecewise-linear bins per feature (at most) for ``iotids train``
+INPUT_LEVELS = 255  # int8 input steps over the scaled 0..1 range
+ENCODING_LAYER = "piecewise_linear"
+ENCODED = ("dnn", "lstm", "gru")  # the models that may read binned inputs
 
 
 @dataclass(frozen=True)
@@ -29,12 +48,18 @@ class ModelSpec:
     n_classes: int
     units: int = 32
     dropout: float = 0.2
+    encoding: int = 0  # piecewise-linear units in total (ENCODED models), 0: the scaled input
 
     def __post_init__(self) -> None:
         if self.model_type not in MODEL_TYPES:
             raise ValueError(f"model: must be one of {MODEL_TYPES}, got {self.model_type!r}")
         if self.model_type == "dnn" and self.window != 1:
             raise ValueError(f"window: dnn reads one step, got window {self.window}")
+        if self.encoding < 0 or (self.encoding and self.model_type not in ENCODED):
+            raise ValueError(
+                f"encoding: only {ENCODED} take an encoding >= 0, "
+                f"got {self.encoding} for {self.model_type}"
+            )
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -82,10 +107,22 @@ def _cnn(keras: Any, inputs: Any, spec: ModelSpec) -> Any:
     return layers.Dense(spec.n_classes, activation="softmax", name="probabilities")(x)
 
 
+def _encoded(keras: Any, inputs: Any, spec: ModelSpec) -> Any:
+    """The fixed piecewise-linear encoding of every step's features (or the input as is)."""
+    if not spec.encoding:
+        return inputs
+    # the weights come from the training data through fit_encoding; zeros until then
+    x = keras.layers.Dense(
+        spec.encoding, trainable=False, kernel_initializer="zeros", name=ENCODING_LAYER
+    )(inputs)
+    return keras.layers.ReLU(max_value=1.0, name="bin_fill")(x)
+
+
 def _dnn(keras: Any, inputs: Any, spec: ModelSpec) -> Any:
-    """A multi-layer perceptron for flow-feature tables."""
+    """A multi-layer perceptron for flow-feature tables, optionally on binned inputs."""
     layers = keras.layers
-    x = layers.Dense(spec.units * 2, activation="relu")(inputs)
+    x = _encoded(keras, inputs, spec)
+    x = layers.Dense(spec.units * 2, activation="relu")(x)
     x = layers.Dropout(spec.dropout)(x)
     x = layers.Dense(spec.units, activation="relu")(x)
     x = layers.Dropout(spec.dropout)(x)
@@ -95,7 +132,8 @@ def _dnn(keras: Any, inputs: Any, spec: ModelSpec) -> Any:
 def _recurrent(keras: Any, inputs: Any, spec: ModelSpec, unroll: bool) -> Any:
     """Two stacked LSTM or GRU layers and a softmax."""
     cell = keras.layers.LSTM if spec.model_type == "lstm" else keras.layers.GRU
-    x = cell(spec.units, return_sequences=True, unroll=unroll, name="rnn1")(inputs)
+    x = _encoded(keras, inputs, spec)
+    x = cell(spec.units, return_sequences=True, unroll=unroll, name="rnn1")(x)
     x = keras.layers.Dropout(spec.dropout)(x)
     x = cell(spec.units, unroll=unroll, name="rnn2")(x)
     return keras.layers.Dense(spec.n_classes, activation="softmax", name="probabilities")(x)
@@ -125,6 +163,40 @@ def autoencoder(spec: ModelSpec, batch_size: int | None = None, unroll: bool = F
     x = layers.GRU(spec.units, return_sequences=True, unroll=unroll, name="decoder")(x)
     recon = layers.Dense(spec.features, activation="sigmoid", name="reconstruction")(x)
     return keras.Model(inputs, recon, name="autoencoder")
+
+
+Knots = list[npt.NDArray[np.float64]]
+
+
+def encoding_knots(x: npt.NDArray[np.float32], bins: int = DNN_BINS) -> Knots:
+    """Per feature of scaled training rows (..., F), its distinct quantiles on the int8 grid."""
+    rows = x.reshape(-1, x.shape[-1]).astype(np.float64)
+    quantiles = np.quantile(rows, np.linspace(0.0, 1.0, bins + 1), axis=0)
+    snapped = np.round(quantiles * INPUT_LEVELS) / INPUT_LEVELS
+    return [np.unique(snapped[:, f]) for f in range(rows.shape[1])]
+
+
+def encoding_width(knots: Knots) -> int:
+    """Units of the encoding: one per bin between two knots (a constant feature has none)."""
+    return sum(len(edges) - 1 for edges in knots)
+
+
+def encoding_weights(knots: Knots) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """Kernel (F, units) and bias: the unit of bin (k_j, k_j+1) computes (x - k_j) / width."""
+    kernel = np.zeros((len(knots), encoding_width(knots)), np.float32)
+    bias = np.zeros(kernel.shape[1], np.float32)
+    unit = 0
+    for f, edges in enumerate(knots):
+        for low, high in itertools.pairwise(edges):
+            kernel[f, unit] = 1.0 / (high - low)
+            bias[unit] = -low / (high - low)
+            unit += 1
+    return kernel, bias
+
+
+def fit_encoding(model: Any, knots: Knots) -> None:
+    """Load the encoding's fixed weights into a model built with ``encoding_width(knots)``."""
+    model.get_layer(ENCODING_LAYER).set_weights(list(encoding_weights(knots)))
 
 
 def trainable_part(model: Any) -> Any:

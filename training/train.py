@@ -27,12 +27,25 @@ import numpy.typing as npt
 from training import evaluate, split
 from training.config import ConfigError, TrainConfig
 from training.datasets import Dataset, load
-from training.models import RECURRENT, ModelSpec, build, export_model, trainable_part
+from training.models import (
+    RECURRENT,
+    Knots,
+    ModelSpec,
+    build,
+    encoding_knots,
+    encoding_width,
+    export_model,
+    fit_encoding,
+    trainable_part,
+)
 from training.preprocess import Scaler, class_weights
 
 logger = logging.getLogger(__name__)
 
 MIN_CALIBRATION_NORMALS = 20
+# models that read the piecewise-linear input encoding (models.py); measured on the shared
+# data (benchmarks/training_quality.py): dnn on CICIoT2023, gru on TON_IoT telemetry
+ENCODE_MODELS = ("dnn", "gru")
 
 
 @dataclass
@@ -51,6 +64,7 @@ class Prepared:
     block_label: dict[str, npt.NDArray[np.int64]] = field(default_factory=dict)  # run -> class
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     too_few: list[str] = field(default_factory=list)
+    knots: Knots = field(default_factory=list)  # input encoding, fit on training rows
 
 
 def window_for(config: TrainConfig, dataset: Dataset) -> int:
@@ -144,6 +158,11 @@ def windows_of(
 def prepare(config: TrainConfig, dataset: Dataset) -> Prepared:
     """Split, fit the scaler on the training rows only, build the windows of every split."""
     labels = model_labels(dataset, config.model)
+    the_split = make_split(config, dataset)
+    scaler = Scaler.fit(dataset.x[the_split.rows["train"]])
+    x_scaled = scaler.transform(dataset.x)
+    encode = config.model in ENCODE_MODELS
+    knots = encoding_knots(x_scaled[the_split.rows["train"]]) if encode else []
     spec = ModelSpec(
         config.model,
         window_for(config, dataset),
@@ -151,12 +170,10 @@ def prepare(config: TrainConfig, dataset: Dataset) -> Prepared:
         len(labels),
         config.units,
         config.dropout,
+        encoding_width(knots),
     )
-    the_split = make_split(config, dataset)
-    scaler = Scaler.fit(dataset.x[the_split.rows["train"]])
     benign = 0 if labels[0] == dataset.benign else None
-    prepared = Prepared(dataset, spec, labels, benign, scaler, the_split)
-    x_scaled = scaler.transform(dataset.x)
+    prepared = Prepared(dataset, spec, labels, benign, scaler, the_split, knots=knots)
     y_all = _encode(dataset, labels, spec.task == "anomaly")
     for name in split.SPLITS:
         ranges = the_split.ranges.get(name, [])
@@ -186,7 +203,7 @@ def _log_split(prepared: Prepared) -> None:
 
 
 def training_callbacks(config: TrainConfig, monitor: str) -> list[Any]:
-    """Early stopping on the validation loss (training loss when there is no validation)."""
+    """Early stopping on ``monitor`` (a loss, or ``val_macro_f1`` which must rise)."""
     import keras
 
     class EpochLog(keras.callbacks.Callback):  # type: ignore[misc]
@@ -197,13 +214,40 @@ def training_callbacks(config: TrainConfig, monitor: str) -> list[Any]:
             logger.info("epoch %d/%d: %s", epoch + 1, config.epochs, shown)
 
     stop = keras.callbacks.EarlyStopping(
-        monitor=monitor, patience=config.patience, restore_best_weights=True
+        monitor=monitor,
+        mode="max" if monitor.endswith("macro_f1") else "min",
+        patience=config.patience,
+        restore_best_weights=True,
     )
     return [stop, EpochLog()] if config.verbose else [stop]
 
 
+def val_macro_f1(prepared: Prepared) -> Any:
+    """A callback adding ``val_macro_f1`` to each epoch's logs (before early stopping reads it).
+
+    The loss keeps falling on confidently right majority rows while small classes trade places;
+    the score the report leads with is macro-F1, so the kept weights are its best epoch's.
+    """
+    import keras
+    from sklearn.metrics import f1_score
+
+    x, y = prepared.x["val"], prepared.y["val"]
+
+    class ValMacroF1(keras.callbacks.Callback):  # type: ignore[misc]
+        """Macro-F1 of the argmax on the validation split."""
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+            predicted = self.model.predict(x, batch_size=1024, verbose=0).argmax(axis=1)
+            if logs is not None:
+                logs["val_macro_f1"] = float(
+                    f1_score(y, predicted, average="macro", zero_division=0)
+                )
+
+    return ValMacroF1()
+
+
 def fit_classifier(config: TrainConfig, prepared: Prepared, model: Any) -> dict[str, list[float]]:
-    """Fit a softmax classifier with class weights; returns the Keras history."""
+    """Fit a softmax classifier with class weights, stopping on validation macro-F1."""
     import keras
 
     model.compile(
@@ -219,7 +263,9 @@ def fit_classifier(config: TrainConfig, prepared: Prepared, model: Any) -> dict[
         epochs=config.epochs,
         batch_size=config.batch_size,
         class_weight=class_weights(prepared.y["train"], len(prepared.labels)),
-        callbacks=training_callbacks(config, "val_loss" if has_val else "loss"),
+        callbacks=[val_macro_f1(prepared), *training_callbacks(config, "val_macro_f1")]
+        if has_val
+        else training_callbacks(config, "loss"),
         verbose=0,
     )
     return {k: [float(v) for v in vals] for k, vals in history.history.items()}
@@ -381,6 +427,13 @@ def train(config: TrainConfig) -> dict[str, Any]:
     if len(prepared.y["train"]) == 0 or len(prepared.y["test"]) == 0:
         raise ConfigError("train: the split left no training or no test windows (window too long?)")
     model = build(prepared.spec)
+    if prepared.spec.encoding:
+        fit_encoding(model, prepared.knots)
+        logger.info(
+            "input encoding: %d piecewise-linear bins over %d features",
+            prepared.spec.encoding,
+            prepared.spec.features,
+        )
     started = time.perf_counter()
     if prepared.spec.task == "anomaly":
         history, thresholds, calibration = fit_anomaly(config, prepared, model)
