@@ -1,10 +1,10 @@
 """Conversion benchmark: float32 vs int8 bundle size, LiteRT latency and metric change.
 
-Per model type (cnn on a 16 x 60 window, gru on 16 x 60, dnn on 60 features) a small model
-is trained for a few epochs on synthetic windows (class c shifts its own group of features,
-with noise), written as a training output folder, packed as float32 and int8 bundles with the
-real converter, and measured on the real interpreter. Targets (issue 5): int8 CNN bundle
-< 100 KB and < 200 µs per window; macro-F1 drop < 1 point.
+Per model type (cnn, lstm and gru on a 16 x 60 window, dnn on 60 features), the product's own
+architecture from ``training.models`` is trained for a few epochs on synthetic windows (class c
+shifts its own group of features, with noise), written as a training output folder, packed as
+float32 and int8 bundles with the real converter, and measured on the real interpreter.
+Targets (issue 5): int8 CNN bundle < 100 KB and < 200 µs per window; macro-F1 drop < 1 point.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from converters.signing import generate_keypair
 from converters.verify import latency_us
 
 WINDOW, WIDTH, CLASSES = 16, 60, 5
+MODEL_TYPES = ("cnn", "lstm", "gru", "dnn")
+RECURRENT = ("lstm", "gru")
 FEATURES = FeatureSet("bench", 1, tuple(f"c{i}" for i in range(WIDTH)))
 
 
@@ -39,40 +41,25 @@ def _windows(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(x, 0.0, 1.0), y
 
 
-def _model(model_type: str) -> tuple[Any, tuple[int, ...]]:
-    """The DESIGN.md architectures, kept small."""
+def _model(model_type: str) -> tuple[Any, Any, tuple[int, ...]]:
+    """The product's own architecture (training.models) for ``model_type``, compiled."""
     import keras
 
+    from training.models import ModelSpec, build
+
     keras.utils.set_random_seed(0)
-    layers = keras.layers
-    if model_type == "cnn":
-        shape: tuple[int, ...] = (WINDOW, WIDTH, 1)
-        inp = keras.Input(shape)
-        a = layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
-        b = layers.Conv2D(8, 5, padding="same", activation="relu")(inp)
-        h = layers.MaxPooling2D(2, 2)(layers.Concatenate()([a, b]))
-        h = layers.Conv2D(16, 3, padding="same", activation="relu")(h)
-        h = layers.MaxPooling2D(2, 2)(h)
-        h = layers.Dense(32, activation="relu")(layers.Flatten()(h))
-    elif model_type == "gru":
-        shape = (WINDOW, WIDTH)
-        inp = keras.Input(shape)
-        h = layers.GRU(32)(inp)
-    else:
-        shape = (WIDTH,)
-        inp = keras.Input(shape)
-        h = layers.Dense(64, activation="relu")(inp)
-        h = layers.Dense(32, activation="relu")(h)
-    model = keras.Model(inp, layers.Dense(CLASSES, activation="softmax")(h))
+    window = 1 if model_type == "dnn" else WINDOW
+    spec = ModelSpec(model_type, window, WIDTH, CLASSES)
+    model = build(spec)
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    return model, shape
+    return model, spec, spec.input_shape
 
 
 def _training_folder(root: Path, model_type: str, quick: bool) -> Path:
     """Train and write a folder in the training output format (issue 5 contract)."""
     folder = root / model_type
     (folder / "data").mkdir(parents=True)
-    model, shape = _model(model_type)
+    model, spec, shape = _model(model_type)
     x, y = _windows(600 if quick else 3000, seed=1)
     test_x, test_y = _windows(300 if quick else 1000, seed=2)
     if model_type == "dnn":  # tabular: the mean of the window's steps
@@ -80,6 +67,10 @@ def _training_folder(root: Path, model_type: str, quick: bool) -> Path:
     x, test_x = x.reshape((-1, *shape)), test_x.reshape((-1, *shape))
     model.fit(x, y, epochs=3 if quick else 8, batch_size=32, verbose=0)
     model.save(folder / "model.keras")
+    if model_type in RECURRENT:  # what `iotids train` writes: the int8-convertible graph
+        from training.models import export_model
+
+        export_model(spec, model).save(folder / "export.keras")
     np.savez(folder / "data" / "representative.npz", x=x[:300], y=y[:300])
     np.savez(folder / "data" / "test.npz", x=test_x, y=test_y)
     (folder / "metrics.json").write_text(json.dumps({"note": "benchmark model"}))
@@ -141,7 +132,7 @@ def run(quick: bool = False) -> list[dict[str, object]]:
     with tempfile.TemporaryDirectory(prefix="iotids-bench-") as tmp, keras_numpy_quiet():
         root = Path(tmp)
         private, public, _ = generate_keypair(root / "bench")
-        for model_type in ("cnn", "gru", "dnn"):
+        for model_type in MODEL_TYPES:
             folder = _training_folder(root, model_type, quick)
             for mode in ("float32", "int8"):
                 out = root / f"{model_type}-{mode}.bundle"
