@@ -23,12 +23,13 @@ def _pyplot() -> Any:
 
 
 def plot_history(history: dict[str, list[float]], path: Path) -> None:
-    """Loss (and accuracy when there is one) per epoch, training and validation."""
+    """Loss, accuracy and validation macro-F1 (what early stopping watches) per epoch."""
     plt = _pyplot()
-    keys = [k for k in ("loss", "accuracy") if k in history]
+    keys = [k for k in ("loss", "accuracy", "macro_f1") if k in history or f"val_{k}" in history]
     fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.5), squeeze=False)
     for ax, key in zip(axes[0], keys, strict=True):
-        ax.plot(history[key], label="train")
+        if key in history:
+            ax.plot(history[key], label="train")
         if f"val_{key}" in history:
             ax.plot(history[f"val_{key}"], label="validation")
         ax.set_xlabel("epoch")
