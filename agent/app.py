@@ -22,7 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Generic, TypeVar
 
-from agent.bundle import Bundle, BundleError, load_bundle, load_public_key
+from agent.bundle import MAX_BUNDLE_BYTES, Bundle, BundleError, load_bundle, load_public_key
 from agent.config import AgentConfig, ConfigError, ModelConfig
 from agent.decide import Event
 from agent.health import Health
@@ -36,7 +36,9 @@ T = TypeVar("T")
 
 JOIN_TIMEOUT = 5.0
 DRAIN_SECONDS = 2.0  # on stop, keep scoring what is already queued for at most this long
-MODEL_QUEUE = 8  # bundles waiting for verification; the oldest go first
+# Bytes of bundles waiting for verification (the oldest go first): eight 64 MB pushes must not
+# take a 512 MB Pi Zero 2 W's memory; one oversized bundle still gets in, to be refused.
+MODEL_QUEUE_BYTES = MAX_BUNDLE_BYTES
 
 
 class DropOldestQueue(Generic[T]):
@@ -222,11 +224,12 @@ class App:
             config.agent.queue_size, weigh=lambda item: len(item[1])
         )
         self._keys = trusted_keys(config)
+        self.update_failures = 0  # bundles (saved or received) that failed in an unexpected way
         self.sources = self._build_sources()
         slots = self._build_slots()
         self._outbox: Any = None
         self.pipeline = Pipeline(slots, list(sinks) if sinks is not None else self._build_sinks())
-        self._updates: DropOldestQueue[bytes] = DropOldestQueue(MODEL_QUEUE)
+        self._updates: DropOldestQueue[bytes] = DropOldestQueue(MODEL_QUEUE_BYTES, weigh=len)
         self._threads: list[threading.Thread] = []
         self._last_sample = 1
         self._lossy = any(not s.lossless for s in self.sources.values())
@@ -276,6 +279,9 @@ class App:
                 return bundle
             except BundleError as exc:
                 logger.warning("%s: saved bundle %s unusable (%s)", model.name, saved, exc)
+            except Exception:  # whatever else is wrong with it, the config's bundle remains
+                self.update_failures += 1
+                logger.exception("%s: saved bundle %s failed to load", model.name, saved)
         try:
             bundle = load_bundle(model.bundle, self._keys, model.threads)
             self._check(bundle, source)
@@ -449,10 +455,16 @@ class App:
         )
 
     def _update_loop(self) -> None:
+        """Verify queued bundles; nothing a bundle does may end this thread (STYLE.md)."""
         while not self.stop.is_set():
             data = self._updates.get(timeout=0.5)
-            if data is not None:
+            if data is None:
+                continue
+            try:
                 self._apply_update(data)
+            except Exception:
+                self.update_failures += 1
+                logger.exception("model update: unexpected failure; the current model stays")
 
     def _apply_update(self, data: bytes) -> None:
         """Verify a received bundle; stage it on the slot it fits, or report why not."""
@@ -465,14 +477,24 @@ class App:
             current = describe(slots[0].bundle) if slots else {}
             self.pipeline.publish_model({**current, "last_update": _result("refused", str(exc))})
             return
+        if bundle.raw == slot.bundle.raw:
+            # A retained model/set comes back on every reconnect: swapping in the same bundle
+            # would end and re-raise every open detection each time the link flaps.
+            logger.info("model update: %s is already active on %s", slot.bundle_id, slot.name)
+            return
         threads = next((m.threads for m in self.config.models if m.name == slot.name), 1)
         if threads != 1:  # verified on one thread; run on as many as the config gives it
             bundle = load_bundle(data, self._keys, threads)
-        persist_bundle(persisted_bundle(self.config.agent.state_dir, slot.name), data)
+        reason = ""
+        try:
+            persist_bundle(persisted_bundle(self.config.agent.state_dir, slot.name), data)
+        except OSError as exc:  # a full or read-only SD card must not block a verified model
+            reason = f"not saved, the previous bundle returns after a restart: {exc}"
+            logger.error("model update: %s", reason)
         slot.stage(bundle)
         logger.info("model update: %s staged on %s", bundle.manifest.bundle_id, slot.name)
         self.pipeline.publish_model(
-            {**describe(bundle), "name": slot.name, "last_update": _result("activated", "")}
+            {**describe(bundle), "name": slot.name, "last_update": _result("activated", reason)}
         )
 
 

@@ -31,6 +31,7 @@ import io
 import json
 import logging
 import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -54,6 +55,7 @@ MODEL = "model.tflite"
 SIGNATURE = "manifest.sig"
 MEMBERS = frozenset({MANIFEST, MODEL, SIGNATURE})
 MAX_MEMBER_BYTES = 64 * 1024 * 1024  # a gateway model is KBs to a few MB; refuse zip bombs
+MAX_BUNDLE_BYTES = 2 * MAX_MEMBER_BYTES  # manifest and model at their caps, plus the signature
 MODEL_TYPES = ("cnn", "lstm", "gru", "gru-anomaly", "dnn", "external")
 TASKS = ("classify", "anomaly")
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8", "external")
@@ -178,7 +180,7 @@ class Manifest:
         """Parse and validate; BundleError names the offending key."""
         try:
             raw = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise BundleError(f"bundle manifest: not valid JSON ({exc})") from None
         if not isinstance(raw, dict):
             raise BundleError("bundle manifest: not a JSON object")
@@ -404,12 +406,17 @@ def read_bundle(source: str | Path | bytes) -> RawBundle:
         data = source
     else:
         try:
+            size = Path(source).stat().st_size
+            if size > MAX_BUNDLE_BYTES:  # say so before reading it all into memory
+                raise BundleError(f"bundle file: {size} bytes, larger than {MAX_BUNDLE_BYTES}")
             data = Path(source).read_bytes()
         except OSError as exc:
             raise BundleError(f"bundle file: cannot read {source}: {exc.strerror}") from None
+    if len(data) > MAX_BUNDLE_BYTES:
+        raise BundleError(f"bundle file: {len(data)} bytes, larger than {MAX_BUNDLE_BYTES}")
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
         raise BundleError("bundle file: not a zip archive (wrong file type?)") from None
     with archive:
         infos = {info.filename: info for info in archive.infolist()}
@@ -424,8 +431,12 @@ def read_bundle(source: str | Path | bytes) -> RawBundle:
             raise BundleError(f"bundle file: {too_big[0]} larger than {MAX_MEMBER_BYTES} bytes")
         try:
             members = {name: archive.read(name) for name in infos}
-        except (zipfile.BadZipFile, OSError) as exc:
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
             raise BundleError(f"bundle file: corrupt archive ({exc})") from None
+        except (RuntimeError, NotImplementedError) as exc:
+            # zipfile's words for an encrypted member or an unknown compression method: a
+            # crafted bundle on model/set must be refused, not kill the thread reading it.
+            raise BundleError(f"bundle file: unreadable member ({exc})") from None
     return RawBundle(members[MANIFEST], members[MODEL], members.get(SIGNATURE))
 
 
@@ -456,7 +467,7 @@ def _claimed_key_id(manifest_bytes: bytes) -> str:
     """The key id an (unverified) manifest claims, for error messages only."""
     try:
         claimed = json.loads(manifest_bytes).get("key_id")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):  # unsigned bytes: anything goes
         return "unknown (manifest unreadable)"
     return claimed if isinstance(claimed, str) else "unknown"
 
@@ -506,8 +517,11 @@ def _same(actual: object, declared: object) -> bool:
 
 def golden_error(manifest: Manifest, model: Model) -> float:
     """Largest absolute difference between the golden outputs and this runtime's."""
-    outputs = model.predict(manifest.golden.inputs)
-    expected = manifest.golden.outputs.reshape(outputs.shape)
+    try:
+        outputs = model.predict(manifest.golden.inputs)
+        expected = manifest.golden.outputs.reshape(outputs.shape)
+    except (ValueError, RuntimeError) as exc:  # the runtime failed, or outputs of another shape
+        raise BundleError(f"bundle golden vectors: cannot check them ({exc})") from None
     return float(np.max(np.abs(outputs - expected), initial=0.0))
 
 

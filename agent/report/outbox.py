@@ -72,19 +72,18 @@ class Outbox:
         self.max_bytes = max_bytes
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        # One connection guarded by a lock: writes are tiny and rare, so threads never contend
-        # for long, and one connection keeps the cached counts below exact.
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # FULL, not NORMAL: in WAL mode NORMAL survives a process crash (SIGKILL) but a power cut
-        # can roll back the last commits, because the WAL is only fsynced at checkpoints. A
-        # detection must survive a gateway losing power on an SD card, and events are a few per
-        # minute (stats one per interval), so one fsync per commit costs nothing that matters.
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(_SCHEMA)
-        count, size = self._db.execute(
-            "SELECT count(*), coalesce(sum(length(payload)), 0) FROM outbox"
-        ).fetchone()
+        try:
+            self._db, count, size = _open(self.path)
+        except sqlite3.DatabaseError as exc:
+            # An SD card can corrupt the file; refusing to start would lose every detection
+            # from now on to save none of the old ones. Keep it aside for forensics, start empty.
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+            logger.error("outbox: %s is unreadable (%s); moved to %s", self.path, exc, aside)
+            for suffix in ("", "-wal", "-shm"):
+                part = self.path.with_name(self.path.name + suffix)
+                if part.exists():
+                    part.replace(aside.with_name(aside.name + suffix))
+            self._db, count, size = _open(self.path)
         self._count: int = count
         self._bytes: int = size
         self._dropped: dict[str, int] = dict.fromkeys(KINDS, 0)
@@ -188,3 +187,25 @@ class Outbox:
                 self._bytes -= row[1]
                 self._dropped[row[0]] = self._dropped.get(row[0], 0) + 1
                 logger.debug("outbox: full, dropped the oldest %s", row[0])
+
+
+def _open(path: Path) -> tuple[sqlite3.Connection, int, int]:
+    """Open (or create) the outbox database; returns it with its row count and payload bytes."""
+    # One connection guarded by a lock: writes are tiny and rare, so threads never contend
+    # for long, and one connection keeps the cached counts exact.
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        # FULL, not NORMAL: in WAL mode NORMAL survives a process crash (SIGKILL) but a power cut
+        # can roll back the last commits, because the WAL is only fsynced at checkpoints. A
+        # detection must survive a gateway losing power on an SD card, and events are a few per
+        # minute (stats one per interval), so one fsync per commit costs nothing that matters.
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute(_SCHEMA)
+        count, size = db.execute(
+            "SELECT count(*), coalesce(sum(length(payload)), 0) FROM outbox"
+        ).fetchone()
+    except sqlite3.DatabaseError:
+        db.close()
+        raise
+    return db, int(count), int(size)

@@ -31,19 +31,32 @@ class HostSource:
         agent: AgentConfig | None = None,
         *,
         snapshot: Callable[[], HostSnapshot] = take_snapshot,
+        clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self.name = config.name
         self.feature_set = HOST_V1
         self.step = config.step_spec
         self.stats = SourceStats()
         self._snapshot = snapshot
+        self._clock = clock
         self._size_ns = self.step.size_ns
         self._previous: HostSnapshot | None = snapshot()
-        self._next_ns = (time.time_ns() // self._size_ns + 1) * self._size_ns
+        self._next_ns = (clock() // self._size_ns + 1) * self._size_ns
 
     def read(self, timeout: float) -> StepBatch | None:
         """Wait for the next step boundary (up to ``timeout`` s) and return that step's row."""
-        wait = (self._next_ns - time.time_ns()) / 1e9
+        now = self._clock()
+        if self._next_ns - now > 2 * self._size_ns:
+            # The next boundary is never two steps away unless the wall clock went back
+            # (NTP correcting a Pi without RTC): waiting for the old boundary would stop this
+            # source for as long as the jump, so steps restart from the clock as it is now.
+            logger.warning(
+                "host source %s: the clock went back %.1f s; steps restart from now",
+                self.name,
+                (self._next_ns - now) / 1e9,
+            )
+            self._next_ns = (now // self._size_ns + 1) * self._size_ns
+        wait = (self._next_ns - now) / 1e9
         if wait > timeout:
             time.sleep(max(timeout, 0.0))
             return None
@@ -54,7 +67,7 @@ class HostSource:
         start = self._next_ns - self._size_ns
         self._previous = current
         self._next_ns += self._size_ns
-        behind = (time.time_ns() - self._next_ns) // self._size_ns
+        behind = (self._clock() - self._next_ns) // self._size_ns
         if behind > 0:  # we slept through steps (suspended VM, overloaded Pi): skip, not burst
             self._next_ns += int(behind + 1) * self._size_ns
         self.stats.steps += 1

@@ -12,6 +12,7 @@ import logging
 import socket
 import struct
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -60,7 +61,13 @@ class LiveSource:
     lossless = False
     finished = False
 
-    def __init__(self, config: SourceConfig, agent: AgentConfig | None = None) -> None:
+    def __init__(
+        self,
+        config: SourceConfig,
+        agent: AgentConfig | None = None,
+        *,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
         from agent.config import LiveOptions
 
         options = config.options
@@ -71,6 +78,8 @@ class LiveSource:
         self.step = config.step_spec
         self._stepper = TrafficStepper(self.step)
         self.feature_set = self._stepper.feature_set
+        self._clock = clock
+        self._latest_ns = 0  # newest time stamped so far: a clock that goes back is caught
         self.stats = SourceStats()
         self._batch_frames = options.batch_frames
         self._batch_timeout = options.batch_timeout
@@ -101,7 +110,11 @@ class LiveSource:
         deadline = time.monotonic() + min(timeout, self._batch_timeout)
         offsets, caplens, wires, stamps = self._receive(deadline)
         self._kernel_drops()
-        now = time.time_ns()
+        now = self._clock()
+        if now + self.step.size_ns < self._latest_ns:
+            self._clock_went_back(now)
+            stamps = [min(t, now) for t in stamps]
+        self._latest_ns = max(now, self._latest_ns)
         n = len(offsets)
         if n:
             table, malformed = decode_frames(
@@ -123,6 +136,21 @@ class LiveSource:
         merged = _concat(batch, late)
         self.stats.steps += len(merged)
         return merged if len(merged) else None
+
+    def _clock_went_back(self, now: int) -> None:
+        """Restart the steps at ``now``: the featurizer never steps back in time.
+
+        Left alone, every packet until the clock caught up again (an hour after NTP corrects a
+        Pi's clock by an hour) would join one open step: no windows scored, and its evidence
+        held in memory packet by packet.
+        """
+        logger.warning(
+            "live source %s: the clock went back %.1f s; steps restart from now",
+            self.name,
+            (self._latest_ns - now) / 1e9,
+        )
+        self._stepper = TrafficStepper(self.step)
+        self._latest_ns = now
 
     def _receive(self, deadline: float) -> tuple[list[int], list[int], list[int], list[int]]:
         """Frames into the buffer until it is full or the deadline passes."""
@@ -148,7 +176,7 @@ class LiveSource:
             offsets.append(pos)
             caplens.append(min(wire, SNAPLEN))
             wires.append(wire)
-            stamps.append(time.time_ns())
+            stamps.append(self._clock())
             pos += SNAPLEN
         return offsets, caplens, wires, stamps
 

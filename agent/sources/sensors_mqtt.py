@@ -7,12 +7,14 @@ number (or lacks the configured JSON field) is skipped and counted, never raised
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import math
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 BUFFER = 100_000  # readings held between two reads; the oldest go first (and are counted)
+CLOCK_JUMP_NS = 2_000_000_000  # wall clock moving this much more (or less) than monotonic time
 
 
 def reading_value(payload: bytes, field: str) -> float:
@@ -55,7 +58,13 @@ class MqttSensorSource:
     lossless = False
     finished = False
 
-    def __init__(self, config: SourceConfig, agent: AgentConfig) -> None:
+    def __init__(
+        self,
+        config: SourceConfig,
+        agent: AgentConfig,
+        *,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
         from agent.config import MqttSensorsOptions
 
         options = config.options
@@ -69,13 +78,15 @@ class MqttSensorSource:
         self.stats = SourceStats()
         self._buffer: deque[tuple[int, int, float]] = deque(maxlen=BUFFER)
         self._lock = threading.Lock()
+        self._clock = clock
+        self._last_clock = (clock(), time.monotonic_ns())
         self._client = self._connect(agent)
 
     def _connect(self, agent: AgentConfig) -> Any:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
-        from agent.report.mqtt import resolve_credentials
+        from agent.report.mqtt import resolve_credentials, tls_context
 
         host = self.options.host or agent.mqtt.host
         port = self.options.port or agent.mqtt.port
@@ -83,9 +94,20 @@ class MqttSensorSource:
             CallbackAPIVersion.VERSION2,
             client_id=f"iotids-{agent.agent.device_id}-sensors-{self.name}",
         )
+        # The report broker's TLS and credentials go only to that broker: to any other one they
+        # would travel in clear text (and the agent's password to a broker that is not its own).
+        same_broker = (host, port) == (agent.mqtt.host, agent.mqtt.port)
+        if same_broker and agent.mqtt.tls is not None:
+            client.tls_set_context(tls_context(agent.mqtt.tls))
         username, password = resolve_credentials(agent.mqtt)
-        if username:
+        if username and (same_broker or _is_loopback(host)):
             client.username_pw_set(username, password)
+        elif username:
+            logger.warning(
+                "sensor source %s: not sending the [mqtt] credentials to %s (another broker)",
+                self.name,
+                host,
+            )
         client.on_connect = self._on_connect
         client.on_message = self._on_message
         client.reconnect_delay_set(
@@ -105,7 +127,7 @@ class MqttSensorSource:
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         import paho.mqtt.client as mqtt
 
-        now = time.time_ns()
+        now = self._clock()
         for index, topic in enumerate(self.options.topics):
             if mqtt.topic_matches_sub(topic.topic, message.topic):
                 self._accept(now, index, topic, message.payload)
@@ -129,9 +151,11 @@ class MqttSensorSource:
     def read(self, timeout: float) -> StepBatch | None:
         """Steps finished by now, after waiting up to ``timeout`` for the next step's end."""
         size = self.step.size_ns
-        next_end = (time.time_ns() // size + 1) * size
-        wait = (next_end - time.time_ns()) / 1e9
+        now = self._clock()
+        next_end = (now // size + 1) * size
+        wait = (next_end - now) / 1e9
         time.sleep(max(min(wait, timeout), 0.0))
+        self._check_clock()
         with self._lock:
             readings = list(self._buffer)
             self._buffer.clear()
@@ -141,13 +165,45 @@ class MqttSensorSource:
             for index in np.unique(arr[:, 1]).astype(int).tolist():
                 mine = arr[:, 1] == index
                 self._featurizer.push(ts[mine], index, arr[mine, 2])
-        steps = self._featurizer.advance(time.time_ns())
+        steps = self._featurizer.advance(self._clock())
         self.stats.steps += len(steps)
         if not len(steps):
             return None if not readings else empty_batch(self.feature_set.width)
         return StepBatch(steps.start_ns, steps.values)
 
+    def _check_clock(self) -> None:
+        """Restart the steps when the wall clock jumps (NTP setting a Pi that has no RTC).
+
+        Steps follow the wall clock from the first reading: after a jump forward the featurizer
+        would build one step per interval of the jump at once (1970 -> now is 1.7e9 of them), and
+        after a jump back it would drop every reading as late until the clock caught up.
+        """
+        wall, mono = self._clock(), time.monotonic_ns()
+        last_wall, last_mono = self._last_clock
+        self._last_clock = (wall, mono)
+        jump = (wall - last_wall) - (mono - last_mono)
+        if abs(jump) <= max(CLOCK_JUMP_NS, self.step.size_ns):
+            return
+        logger.warning(
+            "sensor source %s: the clock jumped %+.1f s; steps restart from now",
+            self.name,
+            jump / 1e9,
+        )
+        self._featurizer = TelemetryFeaturizer(self.options.sensors, self.step)
+        with self._lock:  # readings stamped on the old clock count as read now
+            self._buffer = deque(((wall, i, v) for _, i, v in self._buffer), maxlen=BUFFER)
+
     def close(self) -> None:
         """Disconnect from the broker."""
         self._client.disconnect()
         self._client.loop_stop()
+
+
+def _is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (traffic that never leaves the gateway)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

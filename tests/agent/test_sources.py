@@ -19,7 +19,7 @@ from agent.features.traffic import TRAFFIC_V1
 from agent.sources import SOURCES, StepBatch, open_source, source_class
 from agent.sources.sensors_mqtt import reading_value
 from tests.agent.bundles import ethernet, flood_frames, ipv4, pcap_bytes, udp
-from tests.broker import Broker
+from tests.broker import Broker, Probe, make_pki
 
 
 def _config(*sources: dict[str, object]):  # type: ignore[no-untyped-def]
@@ -270,3 +270,141 @@ def test_live_capture_on_a_veth_pair(veth_pair: tuple[str, str]) -> None:
     assert {5683, 2323} <= ports
     assert source.stats.packets >= 21
     assert source.stats.drops == 0
+
+
+class _Clock:
+    """The wall clock plus an offset a test can change: NTP stepping a Pi's clock back."""
+
+    def __init__(self) -> None:
+        self.offset_ns = 0
+
+    def __call__(self) -> int:
+        return time.time_ns() + self.offset_ns
+
+
+HOUR_NS = 3600 * 1_000_000_000
+
+
+def _read_for(source, seconds: float) -> list[StepBatch]:  # type: ignore[no-untyped-def]
+    batches = []
+    began = time.monotonic()
+    while time.monotonic() - began < seconds:
+        batch = source.read(timeout=0.2)
+        if batch is not None and len(batch):
+            batches.append(batch)
+    return batches
+
+
+def test_host_source_keeps_stepping_when_the_clock_goes_back() -> None:
+    from agent.sources.host import HostSource
+
+    clock = _Clock()
+    config = _config({"name": "host", "kind": "host", "step": "0.2s"})
+    source = HostSource(config.sources[0], config, clock=clock)
+    assert _read_for(source, 0.6)
+    clock.offset_ns = -HOUR_NS
+    after = _read_for(source, 0.6)
+    assert after, "no host step for as long as the clock jump"
+    assert abs(int(after[-1].start_ns[-1]) - clock()) < 2 * 10**9
+
+
+def test_live_capture_keeps_stepping_when_the_clock_goes_back(
+    veth_pair: tuple[str, str],
+) -> None:
+    from agent.sources.live import LiveSource
+
+    ns, host_if = veth_pair
+    clock = _Clock()
+    config = _config({"name": "lan", "kind": "live", "interface": host_if, "step": "0.2s"})
+    source = LiveSource(config.sources[0], config, clock=clock)
+    send = ["ip", "netns", "exec", ns, "python3", "-c", SENDER]
+    try:
+        subprocess.run(send, check=True, timeout=20)
+        before = _read_for(source, 0.8)
+        clock.offset_ns = -HOUR_NS
+        subprocess.run(send, check=True, timeout=20)
+        after = _read_for(source, 1.5)
+    finally:
+        source.close()
+    assert sum(b.values[:, TRAFFIC_V1.index("udp")].sum() for b in before) >= 20
+    assert after, "no step for as long as the clock jump: every packet joined one open step"
+    starts = np.concatenate([b.start_ns for b in after])
+    assert abs(int(starts[-1]) - clock()) < 2 * 10**9  # steps follow the clock as it is now
+    udp_after = sum(b.values[:, TRAFFIC_V1.index("udp")].sum() for b in after)
+    assert udp_after >= 20  # the packets sent after the jump were counted in closed steps
+
+
+def _sensor_config(broker: Broker, **mqtt: object):  # type: ignore[no-untyped-def]
+    return parse_config(
+        {
+            "agent": {"device_id": "gw"},
+            "mqtt": {"port": broker.port, "host": broker.host, **mqtt},
+            "sources": [
+                {
+                    "name": "plant",
+                    "kind": "mqtt-sensors",
+                    "step": "0.5s",
+                    "topics": [{"topic": "plant/temp", "sensor": "temp"}],
+                }
+            ],
+        }
+    )
+
+
+def _temperatures(source, probe: Probe, value: bytes, seconds: float) -> list[float]:  # type: ignore[no-untyped-def]
+    """Publish ``value`` every read; the source's ``temp.value`` column until ``value`` shows."""
+    column = source.feature_set.index("temp.value")
+    seen: list[float] = []
+    began = time.monotonic()
+    while time.monotonic() - began < seconds and float(value) not in seen:
+        probe.publish("plant/temp", value)
+        batch = source.read(timeout=0.5)
+        if batch is not None and len(batch):
+            seen += batch.values[:, column].tolist()
+    return seen
+
+
+@pytest.mark.broker
+def test_mqtt_sensor_source_uses_the_report_brokers_tls_and_credentials(
+    broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    pki = make_pki(tmp_path / "pki")
+    tls_broker = broker(tls=pki, users={"gw": "s3cret"})
+    monkeypatch.setenv("IOTIDS_MQTT_USERNAME", "gw")
+    monkeypatch.setenv("IOTIDS_MQTT_PASSWORD", "s3cret")
+    config = _sensor_config(tls_broker, tls={"ca_file": str(pki.ca_cert)})
+    source = open_source(config.sources[0], config)
+    try:
+        with Probe(tls_broker, username="gw", password="s3cret") as probe:
+            seen = _temperatures(source, probe, b"21.5", 4.0)
+    finally:
+        source.close()
+    assert 21.5 in seen, "the sensor source never reached the TLS broker"
+
+
+@pytest.mark.broker
+def test_mqtt_sensor_source_keeps_stepping_when_the_clock_jumps(mosquitto: Broker) -> None:
+    from agent.sources.sensors_mqtt import MqttSensorSource
+
+    clock = _Clock()
+    config = _sensor_config(mosquitto)
+    source = MqttSensorSource(config.sources[0], config, clock=clock)
+    try:
+        with Probe(mosquitto) as probe:
+            time.sleep(0.5)
+            assert 20.0 in _temperatures(source, probe, b"20.0", 1.5)
+            clock.offset_ns = -HOUR_NS  # back: readings looked late, no step for an hour
+            assert 30.0 in _temperatures(source, probe, b"30.0", 2.0)
+            clock.offset_ns = 0  # and forward again: one step per 0.5 s of the hour at once
+            after = []
+            began = time.monotonic()
+            while time.monotonic() - began < 1.2:
+                probe.publish("plant/temp", b"40.0")
+                batch = source.read(timeout=0.5)
+                if batch is not None and len(batch):
+                    after.append(batch)
+    finally:
+        source.close()
+    rows = sum(len(b) for b in after)
+    assert 0 < rows <= 10  # steps of the last two seconds, not 7,200 of the jumped hour
+    assert after[-1].values[-1, source.feature_set.index("temp.value")] == 40.0

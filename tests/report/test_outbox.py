@@ -151,3 +151,17 @@ def test_from_config_defaults_under_the_state_dir(tmp_path: Path) -> None:
     assert (box.max_messages, box.max_bytes) == (7, 50_000_000)
     assert box.path.exists()
     box.close()
+
+
+def test_a_corrupt_outbox_file_is_moved_aside_and_the_agent_starts(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite"
+    garbage = b"not a database, an SD card ate it " * 200
+    path.write_bytes(garbage)
+    box = Outbox(path, 100, 100_000)
+    try:
+        seq = box.put("event_new", "t/events", b"{}", 1, False)
+        assert [r.seq for r in box.peek(10)] == [seq]
+    finally:
+        box.close()
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("outbox.sqlite.corrupt-")]
+    assert [p.read_bytes() for p in aside] == [garbage]  # kept for forensics, not deleted
