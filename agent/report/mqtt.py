@@ -357,6 +357,10 @@ class MqttSink:
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
+        # A bug in one of our callbacks must not end paho's network thread, and with it all
+        # delivery: paho then logs the exception (to our logger) and carries on.
+        client.suppress_exceptions = True
+        client.enable_logger(logging.getLogger(f"{__name__}.paho"))
         return client
 
     def _stamp(self, data: Mapping[str, object], schema: str) -> dict[str, object]:

@@ -270,6 +270,27 @@ def test_model_set_reaches_the_callback(
         assert bundles.get(timeout=5) == bundle
 
 
+@pytest.mark.allow_log_exception
+def test_a_failing_model_hand_over_is_logged_and_delivery_goes_on(
+    broker: BrokerFactory, sinks: SinkFactory
+) -> None:
+    mosq = broker()
+
+    def broken(payload: bytes) -> None:
+        raise RuntimeError("a bug in the model-update hand-over")
+
+    sink, _ = sinks(sink_config(mosq), on_model_set=broken)
+    with Probe(mosq, [STATUS, EVENTS]) as operator:
+        sink.start()
+        assert operator.wait_for(_is(STATUS, b"online")) is not None
+        operator.publish(f"iotids/{DEVICE}/model/set", b"not a bundle")
+        time.sleep(0.5)  # paho runs the failing callback on its network thread
+        sink.publish_event({"type": "new", "label": "syn_flood"})
+        got = operator.wait_for(_is(EVENTS))
+        assert got is not None
+        assert json.loads(got.payload)["label"] == "syn_flood"
+
+
 def _tls_sink(
     sinks: SinkFactory,
     mosq: Broker,
