@@ -34,6 +34,13 @@ class TrainConfig:
     dropout: float = 0.2
     learning_rate: float = 1e-3
     target_fpr: float = 0.01
+    # per-attack-label thresholds at ``target_fpr`` on benign validation windows (not 0.5)
+    calibrate_thresholds: bool = False
+    threshold_floor: float = 0.2  # calibrated thresholds never go below this
+    # weight x on windows whose last step is one of an attack run's first ``onset_steps``
+    # (the windows the gateway must call to detect within 2 steps; rare among all windows)
+    onset_weight: float = 1.0
+    onset_steps: int = 2
     split: str = "auto"
     blocks: int = 10  # contiguous blocks per group for the "blocks" split
     test_files: tuple[str, ...] = ()
@@ -61,6 +68,7 @@ class TrainConfig:
             "representative",
             "baseline_trees",
             "blocks",
+            "onset_steps",
         ):
             if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
                 raise ConfigError(
@@ -68,6 +76,12 @@ class TrainConfig:
                 )
         if not 0 < self.target_fpr < 1:
             raise ConfigError(f"train.target_fpr: must be in (0, 1), got {self.target_fpr!r}")
+        if not 0 < self.threshold_floor < 1:
+            raise ConfigError(
+                f"train.threshold_floor: must be in (0, 1), got {self.threshold_floor!r}"
+            )
+        if not isinstance(self.onset_weight, int | float) or self.onset_weight < 1:
+            raise ConfigError(f"train.onset_weight: must be >= 1, got {self.onset_weight!r}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"train.dropout: must be in [0, 1), got {self.dropout!r}")
         if self.split == "by-file" and not self.test_files:
