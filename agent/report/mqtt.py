@@ -183,6 +183,12 @@ def tls_context(tls: TlsConfig) -> ssl.SSLContext:
     return ctx
 
 
+def _log_callback_failures(client: mqtt.Client, userdata: object, level: int, text: str) -> None:
+    """paho's on_log: surface the exceptions it suppressed in our callbacks, nothing else."""
+    if text.startswith("Caught exception in"):
+        logger.error("mqtt: %s", text)
+
+
 def _jsonable(value: object) -> object:
     """Make numpy scalars/arrays and other odd values JSON-serialisable without importing numpy."""
     for method in ("tolist", "item"):
@@ -358,9 +364,10 @@ class MqttSink:
         client.on_publish = self._on_publish
         client.on_message = self._on_message
         # A bug in one of our callbacks must not end paho's network thread, and with it all
-        # delivery: paho then logs the exception (to our logger) and carries on.
+        # delivery: paho then reports the exception through on_log and carries on. Only that
+        # report is forwarded; paho's other chatter would repeat what we already log once.
         client.suppress_exceptions = True
-        client.enable_logger(logging.getLogger(f"{__name__}.paho"))
+        client.on_log = _log_callback_failures
         return client
 
     def _stamp(self, data: Mapping[str, object], schema: str) -> dict[str, object]:
