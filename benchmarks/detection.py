@@ -22,7 +22,6 @@ Run: ``python -m benchmarks.detection [--quick]``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import os
 import statistics
@@ -190,13 +189,7 @@ def training_scenario(plan: Plan) -> TrafficScenario:
     from training.synth.scenario import preset
 
     once = preset(TRAIN_PRESET).with_overrides(duration=plan.train_seconds / plan.train_repeats)
-    attacks = tuple(
-        dataclasses.replace(a, start=a.start + k * once.duration, stop=a.stop + k * once.duration)
-        for k in range(plan.train_repeats)
-        for a in once.attacks
-    )
-    duration = plan.train_seconds + plan.benign_tail
-    return dataclasses.replace(once, duration=duration, attacks=attacks)
+    return once.repeated(plan.train_repeats, plan.benign_tail)
 
 
 def steps_to_detect(

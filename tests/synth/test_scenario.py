@@ -145,3 +145,21 @@ def test_the_documented_example_is_a_valid_scenario() -> None:
     doc = module.__doc__ or ""
     example = json.loads(doc[doc.index('{"seed"') :])
     assert scenario_from_dict(example).label_names() == ("benign", "syn_flood", "slow_scan")
+
+
+def test_repeated_runs_the_attack_sequence_again_then_benign() -> None:
+    from training.synth.scenario import ScenarioError, preset
+
+    once = preset("demo-train").with_overrides(duration=240.0)
+    thrice = once.repeated(3, benign_tail=100.0)
+    assert thrice.duration == pytest.approx(3 * 240.0 + 100.0)
+    assert len(thrice.attacks) == 3 * len(once.attacks)
+    first, third = once.attacks[0], thrice.attacks[2 * len(once.attacks)]
+    assert (third.name, third.start, third.stop) == (
+        first.name,
+        first.start + 480.0,
+        first.stop + 480.0,
+    )
+    assert max(a.stop for a in thrice.attacks) <= 3 * 240.0  # the tail is benign only
+    with pytest.raises(ScenarioError, match="times: must be >= 1"):
+        once.repeated(0)

@@ -117,6 +117,26 @@ class TrafficScenario:
             result = dataclasses.replace(result, duration=duration, attacks=attacks)
         return result
 
+    def repeated(self, times: int, benign_tail: float = 0.0) -> TrafficScenario:
+        """The attack sequence ``times`` over, back to back, then ``benign_tail`` s of benign.
+
+        Training data for detectors: with one run per attack kind a block split can leave a
+        kind out of training, and an attack-heavy timeline teaches too little everyday traffic.
+        """
+        if times < 1:
+            raise ScenarioError(f"times: must be >= 1, got {times}")
+        if benign_tail < 0:
+            raise ScenarioError(f"benign_tail: must be >= 0, got {benign_tail}")
+        attacks = tuple(
+            dataclasses.replace(
+                a, start=a.start + k * self.duration, stop=a.stop + k * self.duration
+            )
+            for k in range(times)
+            for a in self.attacks
+        )
+        duration = self.duration * times + benign_tail
+        return dataclasses.replace(self, duration=duration, attacks=attacks)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready form (what ``scenario.json`` holds)."""
         data = dataclasses.asdict(self)
