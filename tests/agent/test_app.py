@@ -27,26 +27,7 @@ from agent.sources import StepBatch
 from tests.agent.bundles import bundle_bytes, manifest_for, tampered, with_fields
 from tests.agent.flood_bundle import REPO, FloodKit, flood_kit
 from tests.broker import Broker
-
-NO_TF = """
-import importlib.abc, runpy, sys
-
-class _NoTensorFlow(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("tensorflow", "keras"):
-            raise ImportError(f"{name} is blocked: the agent must run without it")
-        return None
-
-sys.meta_path.insert(0, _NoTensorFlow())
-sys.argv = ["iotids", *sys.argv[1:]]
-try:
-    runpy.run_module("agent.cli", run_name="__main__")
-except SystemExit as exc:
-    code = exc.code
-loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
-print("LOADED=" + ",".join(loaded), file=sys.stderr)
-sys.exit(code)
-"""
+from tests.gateway import iotids_without_tensorflow
 
 
 @pytest.fixture(scope="module")
@@ -74,14 +55,7 @@ def _config(kit: FloodKit, state: Path, **source: Any) -> Any:
 def test_replay_cli_runs_with_tensorflow_blocked(kit: FloodKit) -> None:
     args = ["agent", "replay", "--bundle", str(kit.bundle), "--capture", str(kit.capture)]
     args += ["--trust-key", str(kit.public_key), "--json"]
-    done = subprocess.run(
-        [sys.executable, "-c", NO_TF, *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = iotids_without_tensorflow(*args)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "LOADED=\n" in done.stderr or done.stderr.rstrip().endswith("LOADED=")
     events = [json.loads(line) for line in done.stdout.splitlines()]

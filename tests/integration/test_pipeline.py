@@ -9,8 +9,6 @@ is a trained model generalising, not a model replaying its own training data.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,34 +16,12 @@ from typing import Any
 import pytest
 
 from agent.cli import main as iotids
+from tests.gateway import iotids_without_tensorflow
 from training.synth.scenario import load_scenario
 
 pytestmark = [pytest.mark.tf, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
 WINDOW = 4
-
-# Runs ``iotids`` with every TensorFlow / Keras import refused, and reports what got loaded.
-NO_TF = """
-import importlib.abc, runpy, sys
-
-class _NoTensorFlow(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("tensorflow", "keras"):
-            raise ImportError(f"{name} is blocked: the gateway has no TensorFlow")
-        return None
-
-sys.meta_path.insert(0, _NoTensorFlow())
-sys.argv = ["iotids", *sys.argv[1:]]
-code = 0
-try:
-    runpy.run_module("agent.cli", run_name="__main__")
-except SystemExit as exc:
-    code = exc.code
-loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
-print("LOADED=" + ",".join(loaded), file=sys.stderr)
-sys.exit(code)
-"""
 
 
 @dataclass(frozen=True)
@@ -150,26 +126,16 @@ def _attack_windows(test_dir: Path) -> dict[str, tuple[float, float]]:
 
 def test_agent_replay_without_tensorflow_detects_flood_and_scan(chain: Chain) -> None:
     capture = chain.test_dir / "traffic.pcap"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            NO_TF,
-            "agent",
-            "replay",
-            "--bundle",
-            str(chain.bundle),
-            "--capture",
-            str(capture),
-            "--trust-key",
-            str(chain.public_key),
-            "--json",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    done = iotids_without_tensorflow(
+        "agent",
+        "replay",
+        "--bundle",
+        str(chain.bundle),
+        "--capture",
+        str(capture),
+        "--trust-key",
+        str(chain.public_key),
+        "--json",
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stderr.rstrip().endswith("LOADED="), done.stderr[-500:]
@@ -244,29 +210,19 @@ def test_verify_dataset_with_training_folder_compares_on_the_same_rows(
 
 
 def test_keras_float_model_without_tensorflow_is_one_clear_line(chain: Chain) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            NO_TF,
-            "verify",
-            str(chain.bundle),
-            "--trust-key",
-            str(chain.public_key),
-            "--dataset",
-            "synthetic",
-            "--path",
-            str(chain.test_dir),
-            "--float-model",
-            str(chain.model_dir),
-            "--latency-runs",
-            "5",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    done = iotids_without_tensorflow(
+        "verify",
+        str(chain.bundle),
+        "--trust-key",
+        str(chain.public_key),
+        "--dataset",
+        "synthetic",
+        "--path",
+        str(chain.test_dir),
+        "--float-model",
+        str(chain.model_dir),
+        "--latency-runs",
+        "5",
     )
     assert done.returncode == 2, done.stderr[-2000:]
     assert "a Keras model needs TensorFlow; install: pip install 'iotids[train]'" in done.stderr
