@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import os
 import shutil
 import struct
@@ -22,6 +21,7 @@ from agent.bundle import Golden, Manifest, Scaler, TensorSpec, key_id
 from agent.features.schema import FeatureSet
 from agent.features.steps import StepSpec
 from agent.features.traffic import TRAFFIC_V1
+from tests.agent.bundles import bundle_bytes
 
 SECTOR = 512
 IMAGE_MB = 40
@@ -82,14 +82,7 @@ def signed_bundle(
         runtimes={},
         key_id=None if signer is None else key_id(signer.public_key()),
     )
-    manifest_json = manifest.to_json()
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
-        archive.writestr("manifest.json", manifest_json)
-        archive.writestr("model.tflite", model)
-        if signer is not None:
-            archive.writestr("manifest.sig", signer.sign(manifest_json))
-    return out.getvalue()
+    return bundle_bytes(manifest, model, signer)
 
 
 def make_inputs(folder: Path) -> Inputs:
