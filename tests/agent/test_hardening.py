@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 
 from agent.app import App
-from agent.bundle import MAX_BUNDLE_BYTES, BundleError, Golden, load_bundle, read_bundle
+from agent.bundle import (
+    DEFAULT_MAX_BUNDLE_BYTES,
+    MAX_BUNDLE_BYTES,
+    BundleError,
+    Golden,
+    load_bundle,
+    read_bundle,
+)
 from agent.config import parse_config
 from agent.features.traffic import TRAFFIC_V1
 from agent.report.memory import MemorySink
@@ -91,7 +98,9 @@ def _config(kit: FloodKit, state: Path) -> Any:
 
 
 def _v2(kit: FloodKit) -> bytes:
-    manifest = manifest_for(kit.model, TRAFFIC_V1, bundle_id="flood-v2", signer=kit.signer)  # type: ignore[arg-type]
+    manifest = manifest_for(
+        kit.model, TRAFFIC_V1, bundle_id="flood-v2", signer=kit.signer, version=1
+    )  # type: ignore[arg-type]
     return bundle_bytes(manifest, kit.model, kit.signer)  # type: ignore[arg-type]
 
 
@@ -199,7 +208,7 @@ def test_a_huge_bundle_file_is_refused_before_it_is_read(tmp_path: Path) -> None
 def test_queued_model_updates_are_bounded_by_bytes(kit: FloodKit, tmp_path: Path) -> None:
     app = App(_config(kit, tmp_path), sinks=[MemorySink()])
     try:
-        push = bytes(MAX_BUNDLE_BYTES // 2 - 1)  # one object: the test itself holds 64 MB once
+        push = bytes(DEFAULT_MAX_BUNDLE_BYTES // 2 - 1)  # two fit the queue, the oldest go
         for _ in range(5):
             app.on_model_set(push)
         assert app.stats()["queue_depth"]["model_updates"] == 2
