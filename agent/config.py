@@ -24,7 +24,8 @@ from agent.bundle_archive import DEFAULT_MAX_BUNDLE_BYTES, MAX_BUNDLE_BYTES
 
 T = TypeVar("T")
 
-MIN_BUNDLE_BYTES = 64 * 1024  # below this not even our smallest (18 KiB model) bundles fit well
+# ``agent.max_bundle_bytes`` floor: a limit smaller than this would refuse our own bundles
+MIN_BUNDLE_BYTES = 64 * 1024
 
 _DEVICE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
