@@ -33,6 +33,7 @@ MEMBERS = frozenset({MANIFEST, MODEL, SIGNATURE})
 # The default of ``agent.max_bundle_bytes``: our int8 bundles are 18-260 KiB, float32 ones a few
 # hundred KiB; 4 MiB leaves room for bigger models while a Pi Zero 2 W barely notices it.
 DEFAULT_MAX_BUNDLE_BYTES = 4 * 1024 * 1024
+MIN_BUNDLE_BYTES = 64 * 1024  # the lowest it may go: less would refuse our own bundles
 # The highest ``agent.max_bundle_bytes`` may go, and the cap of the desktop tools.
 MAX_BUNDLE_BYTES = 128 * 1024 * 1024
 MAX_MODEL_BYTES = 64 * 1024 * 1024  # inflated model.tflite, whatever the manifest says

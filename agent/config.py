@@ -20,12 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
-from agent.bundle_archive import DEFAULT_MAX_BUNDLE_BYTES, MAX_BUNDLE_BYTES
+from agent.bundle_archive import DEFAULT_MAX_BUNDLE_BYTES, MAX_BUNDLE_BYTES, MIN_BUNDLE_BYTES
 
 T = TypeVar("T")
-
-# ``agent.max_bundle_bytes`` floor: a limit smaller than this would refuse our own bundles
-MIN_BUNDLE_BYTES = 64 * 1024
 
 _DEVICE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
