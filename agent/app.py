@@ -292,9 +292,12 @@ class App:
             if saved is None:
                 raise ConfigError(f"models[{index}].bundle: {exc}") from None
             logger.warning(
-                "%s: the config's bundle is unusable (%s); the saved one runs", model.name, exc
+                "%s: the config's bundle is unusable (%s); resuming with the saved bundle %s",
+                model.name,
+                exc,
+                saved.manifest.bundle_id,
             )
-            configured = saved
+            return saved
         bundle, why = startup_choice(saved, configured)
         logger.info("%s: %s", model.name, why)
         return bundle

@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -230,3 +231,21 @@ def test_a_deeply_nested_unsigned_manifest_is_refused_in_one_line(tmp_path: Path
         archive.writestr("manifest.sig", bytes(64))
     with pytest.raises(BundleError, match="untrusted key unknown"):
         load_bundle(out.getvalue(), [public.read_bytes()])
+
+
+@pytest.mark.tf
+def test_a_broken_configured_bundle_with_a_good_saved_one_resumes_the_saved(
+    kit: FloodKit, tmp_path: Path
+) -> None:
+    saved = tmp_path / "models" / "cnn.bundle"
+    saved.parent.mkdir()
+    saved.write_bytes(_v2(kit))
+    broken = tmp_path / "broken.bundle"
+    broken.write_bytes(tampered(kit.bundle.read_bytes()))
+    config = _config(kit, tmp_path)
+    config = replace(config, models=(replace(config.models[0], bundle=str(broken)),))
+    app = App(config, sinks=[MemorySink()])
+    try:
+        assert app.pipeline.slot_list()[0].bundle_id == "flood-v2"
+    finally:
+        app.shutdown()
