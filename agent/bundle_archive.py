@@ -131,6 +131,8 @@ class BundleArchive:
             self._zip = zipfile.ZipFile(io.BytesIO(data))
         except (zipfile.BadZipFile, OSError, EOFError, ValueError, struct.error):
             raise BundleError("bundle file: not a zip archive (wrong file type?)") from None
+        except (RuntimeError, NotImplementedError) as exc:  # e.g. "zip file version 15.8"
+            raise BundleError(f"bundle file: unreadable archive ({exc})") from None
         self._members = _check_members(self._zip.infolist())
         self.manifest_bytes = self._read(MANIFEST, MAX_MANIFEST_BYTES)
         self.signature = (
@@ -154,12 +156,16 @@ class BundleArchive:
                 while chunk := stream.read(CHUNK):
                     out += chunk
                     if len(out) > cap:
-                        raise BundleError(f"bundle file: {name} inflates past {cap} bytes")
+                        break
         except (zipfile.BadZipFile, OSError, EOFError, zlib.error, struct.error) as exc:
+            raise BundleError(f"bundle file: corrupt archive ({exc})") from None
+        except ValueError as exc:  # a header offset that seeks before the start
             raise BundleError(f"bundle file: corrupt archive ({exc})") from None
         except (RuntimeError, NotImplementedError) as exc:
             # zipfile's words for what _check_members should already have refused
             raise BundleError(f"bundle file: unreadable member ({exc})") from None
+        if len(out) > cap:
+            raise BundleError(f"bundle file: {name} inflates past {cap} bytes")
         return bytes(out)
 
     def close(self) -> None:

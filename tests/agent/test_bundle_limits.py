@@ -226,3 +226,40 @@ def test_bundle_keys_default_to_4_mib_and_no_downgrade() -> None:
     config = parse_config(_agent()).agent
     assert (config.max_bundle_bytes, config.allow_downgrade) == (4 * 2**20, False)
     assert parse_config(_agent(allow_downgrade=True)).agent.allow_downgrade
+
+
+# --- fuzz ---------------------------------------------------------------------------------------
+
+FUZZ_CASES = 1000
+
+
+@pytest.mark.tf
+def test_mutated_bundles_are_either_valid_or_one_bundle_error(kit: FloodKit) -> None:
+    import random
+
+    good = kit.bundle.read_bytes()
+    keys = [kit.public_key.read_bytes()]
+    rng = random.Random(13)
+    outcomes = {"refused": 0, "loaded": 0}
+    messages: list[str] = []
+    for _ in range(FUZZ_CASES):
+        data = bytearray(good)
+        kind = rng.randrange(3)
+        if kind == 0:  # flip a few bytes anywhere, headers included
+            for _ in range(rng.randint(1, 8)):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+        elif kind == 1:  # cut it short
+            del data[rng.randrange(len(data)) :]
+        else:  # flip bytes in the last 200: the central directory and end record
+            for _ in range(rng.randint(1, 4)):
+                data[len(data) - 1 - rng.randrange(200)] = rng.randrange(256)
+        try:
+            load_bundle(bytes(data), keys, max_bytes=DEFAULT_MAX_BUNDLE_BYTES)
+        except BundleError as exc:
+            messages.append(str(exc))
+        else:
+            outcomes["loaded"] += 1  # a flip in a byte nothing reads (e.g. a header timestamp)
+    outcomes["refused"] = len(messages)
+    assert not [m for m in messages if "\n" in m]
+    assert outcomes["refused"] > FUZZ_CASES * 0.9
+    assert sum(outcomes.values()) == FUZZ_CASES
