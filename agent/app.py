@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import signal
 import threading
 import time
@@ -22,11 +21,19 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Generic, TypeVar
 
-from agent.bundle import MAX_BUNDLE_BYTES, Bundle, BundleError, load_bundle, load_public_key
+from agent.bundle import Bundle, BundleError, check_compatible, load_public_key
 from agent.config import AgentConfig, ConfigError, ModelConfig
 from agent.decide import Event
 from agent.health import Health
-from agent.inference import Debounce, ModelSlot, describe
+from agent.inference import Debounce, ModelSlot, describe, policy_for
+from agent.model_update import (
+    BundlePolicy,
+    SlotSpec,
+    bundle_for_slot,
+    persist_bundle,
+    persisted_bundle,
+    startup_choice,
+)
 from agent.report import Sink
 from agent.sources import FeatureSource, SourceStats, StepBatch, open_source
 
@@ -36,9 +43,6 @@ T = TypeVar("T")
 
 JOIN_TIMEOUT = 5.0
 DRAIN_SECONDS = 2.0  # on stop, keep scoring what is already queued for at most this long
-# Bytes of bundles waiting for verification (the oldest go first): eight 64 MB pushes must not
-# take a 512 MB Pi Zero 2 W's memory; one oversized bundle still gets in, to be refused.
-MODEL_QUEUE_BYTES = MAX_BUNDLE_BYTES
 
 
 class DropOldestQueue(Generic[T]):
@@ -197,22 +201,6 @@ def trusted_keys(config: AgentConfig) -> list[bytes]:
     return keys
 
 
-def persisted_bundle(state_dir: str, model: str) -> Path:
-    """Where the active bundle of model ``model`` survives restarts."""
-    return Path(state_dir) / "models" / f"{model}.bundle"
-
-
-def persist_bundle(path: Path, data: bytes) -> None:
-    """Write a bundle atomically (temp file, fsync, rename): a power cut leaves old or new."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(path)
-
-
 class App:
     """The running agent: owns the stop Event, the threads, the slots and the sinks."""
 
@@ -223,13 +211,23 @@ class App:
         self.queue: DropOldestQueue[tuple[str, StepBatch]] = DropOldestQueue(
             config.agent.queue_size, weigh=lambda item: len(item[1])
         )
-        self._keys = trusted_keys(config)
+        self._policy = BundlePolicy(
+            tuple(trusted_keys(config)),
+            config.agent.max_bundle_bytes,
+            config.agent.allow_downgrade,
+        )
         self.update_failures = 0  # bundles (saved or received) that failed in an unexpected way
+        self.update_results: dict[str, int] = {}  # "activated" / "refused: <why>" -> count
         self.sources = self._build_sources()
         slots = self._build_slots()
         self._outbox: Any = None
         self.pipeline = Pipeline(slots, list(sinks) if sinks is not None else self._build_sinks())
-        self._updates: DropOldestQueue[bytes] = DropOldestQueue(MODEL_QUEUE_BYTES, weigh=len)
+        # Bytes of bundles waiting for verification, the oldest dropped first; a payload over
+        # the limit is queued as its length only, to be refused without holding it.
+        self._updates: DropOldestQueue[bytes | int] = DropOldestQueue(
+            config.agent.max_bundle_bytes,
+            weigh=lambda item: len(item) if isinstance(item, bytes) else 1,
+        )
         self._threads: list[threading.Thread] = []
         self._last_sample = 1
         self._lossy = any(not s.lossless for s in self.sources.values())
@@ -269,32 +267,40 @@ class App:
         return slots
 
     def _startup_bundle(self, index: int, model: ModelConfig, source: FeatureSource) -> Bundle:
-        """The bundle a model starts with: the last one activated remotely, else the config's."""
-        saved = persisted_bundle(self.config.agent.state_dir, model.name)
-        if saved.is_file():
+        """The bundle a model starts with: the saved one or the config's, the higher version."""
+        debounce = Debounce(model.raise_k, model.raise_n, model.clear_m, model.raise_score)
+
+        def fits(bundle: Bundle) -> None:
+            m = bundle.manifest
+            check_compatible(m, source.feature_set, source.step, m.window)
+            policy_for(bundle, debounce)
+
+        spec = [SlotSpec(model.name, fits, model.threads)]
+        path = persisted_bundle(self.config.agent.state_dir, model.name)
+        saved: Bundle | None = None
+        if path.is_file():
             try:
-                bundle = load_bundle(saved, self._keys, model.threads)
-                self._check(bundle, source)
-                logger.info("%s: resuming with bundle %s", model.name, bundle.manifest.bundle_id)
-                return bundle
+                saved = bundle_for_slot(path, spec, self._policy)[1]
             except BundleError as exc:
-                logger.warning("%s: saved bundle %s unusable (%s)", model.name, saved, exc)
+                logger.warning("%s: saved bundle %s unusable (%s)", model.name, path, exc)
             except Exception:  # whatever else is wrong with it, the config's bundle remains
                 self.update_failures += 1
-                logger.exception("%s: saved bundle %s failed to load", model.name, saved)
+                logger.exception("%s: saved bundle %s failed to load", model.name, path)
         try:
-            bundle = load_bundle(model.bundle, self._keys, model.threads)
-            self._check(bundle, source)
+            configured = bundle_for_slot(model.bundle, spec, self._policy)[1]
         except BundleError as exc:
-            raise ConfigError(f"models[{index}].bundle: {exc}") from None
+            if saved is None:
+                raise ConfigError(f"models[{index}].bundle: {exc}") from None
+            logger.warning(
+                "%s: the config's bundle is unusable (%s); resuming with the saved bundle %s",
+                model.name,
+                exc,
+                saved.manifest.bundle_id,
+            )
+            return saved
+        bundle, why = startup_choice(saved, configured)
+        logger.info("%s: %s", model.name, why)
         return bundle
-
-    @staticmethod
-    def _check(bundle: Bundle, source: FeatureSource) -> None:
-        from agent.bundle import check_compatible
-
-        m = bundle.manifest
-        check_compatible(m, source.feature_set, source.step, m.window)
 
     def _build_sinks(self) -> list[Sink]:
         if not self.config.mqtt.enabled:
@@ -364,7 +370,8 @@ class App:
 
     def on_model_set(self, data: bytes) -> None:
         """A bundle arrived on ``model/set`` (paho's thread): queue it, verify it elsewhere."""
-        self._updates.put(data)
+        too_big = len(data) > self._policy.max_bundle_bytes
+        self._updates.put(len(data) if too_big else data)
 
     def _start(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -447,12 +454,14 @@ class App:
             self.pipeline.windows_scored,
         )
         ratio = scored / seen if seen else 1.0
-        return self.health.snapshot(
+        snapshot = self.health.snapshot(
             {name: s.stats for name, s in self.sources.items()},
             queue_depths={"steps": self.queue.weight, "model_updates": len(self._updates)},
             sampling_ratio=ratio,
             active_models=self.pipeline.active_models,
         )
+        snapshot["model_updates"] = dict(self.update_results)
+        return snapshot
 
     def _update_loop(self) -> None:
         """Verify queued bundles; nothing a bundle does may end this thread (STYLE.md)."""
@@ -466,25 +475,30 @@ class App:
                 self.update_failures += 1
                 logger.exception("model update: unexpected failure; the current model stays")
 
-    def _apply_update(self, data: bytes) -> None:
+    def _apply_update(self, data: bytes | int) -> None:
         """Verify a received bundle; stage it on the slot it fits, or report why not."""
-        slots = self.pipeline.slot_list()
+        slots = {s.name: s for s in self.pipeline.slot_list()}
+        threads = {m.name: m.threads for m in self.config.models}
+        specs = [SlotSpec(n, s.check, threads.get(n, 1), s.latest) for n, s in slots.items()]
         try:
-            bundle = load_bundle(data, self._keys)
-            slot = _fitting_slot(bundle, slots)
+            if isinstance(data, int):  # refused on arrival, so that it was never held
+                limit = self._policy.max_bundle_bytes
+                raise BundleError(f"bundle file: {data} bytes, larger than {limit}")
+            spec, bundle = bundle_for_slot(data, specs, self._policy)
         except BundleError as exc:
             logger.warning("model update refused: %s", exc)
-            current = describe(slots[0].bundle) if slots else {}
+            kind = "refused: " + str(exc).split(":", 1)[0]
+            self.update_results[kind] = self.update_results.get(kind, 0) + 1
+            current = describe(next(iter(slots.values())).latest) if slots else {}
             self.pipeline.publish_model({**current, "last_update": _result("refused", str(exc))})
             return
-        if bundle.raw == slot.bundle.raw:
+        slot = slots[spec.name]
+        if bundle.raw == slot.latest.raw:
             # A retained model/set comes back on every reconnect: swapping in the same bundle
             # would end and re-raise every open detection each time the link flaps.
             logger.info("model update: %s is already active on %s", slot.bundle_id, slot.name)
             return
-        threads = next((m.threads for m in self.config.models if m.name == slot.name), 1)
-        if threads != 1:  # verified on one thread; run on as many as the config gives it
-            bundle = load_bundle(data, self._keys, threads)
+        self.update_results["activated"] = self.update_results.get("activated", 0) + 1
         reason = ""
         try:
             persist_bundle(persisted_bundle(self.config.agent.state_dir, slot.name), data)
@@ -496,22 +510,6 @@ class App:
         self.pipeline.publish_model(
             {**describe(bundle), "name": slot.name, "last_update": _result("activated", reason)}
         )
-
-
-def _fitting_slot(bundle: Bundle, slots: Sequence[ModelSlot]) -> ModelSlot:
-    """The first slot whose source computes the bundle's features; BundleError otherwise."""
-    if not slots:
-        raise BundleError("bundle: this agent runs no models to replace")
-    first_error: BundleError | None = None
-    for slot in slots:
-        try:
-            slot.check(bundle)
-        except BundleError as exc:
-            first_error = first_error or exc
-            continue
-        return slot
-    assert first_error is not None
-    raise first_error
 
 
 def _result(result: str, reason: str) -> dict[str, object]:

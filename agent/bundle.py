@@ -6,7 +6,10 @@ Format 1 is a zip archive, members stored uncompressed, holding exactly:
   schema id and columns, step and window, input/output shapes, dtypes and int8 scale / zero
   point, quantization mode, scaler, labels and their categories, thresholds and their
   calibration, training / float / post-quantization metrics, golden vectors, the model's
-  sha256 and size, tool and runtime versions, creation time and the signing key id.
+  sha256 and size, tool and runtime versions, creation time, the signing key id and the
+  bundle's ``version``: a monotonic integer set at convert time that lets a device refuse a
+  downgrade. It was added to format 1 compatibly: a manifest without it is version 0, and an
+  older agent ignores the key (as it ignores every key it does not read).
 - ``model.tflite`` — the model; its sha256 is in the manifest.
 - ``manifest.sig`` — raw 64-byte Ed25519 signature over the exact bytes of ``manifest.json``.
   The signature covers the model through ``model_sha256``. A key id is the first 16 hex
@@ -16,8 +19,10 @@ Golden vectors are SCALED model inputs (base64 float32, little endian) with the 
 converter measured on the real interpreter and an absolute tolerance: a device whose runtime
 disagrees (a broken kernel, an op version it mis-runs) refuses the bundle before it is used.
 
-``load_bundle`` checks, in order: the file is a zip with the expected members, the signature
-is by a trusted key, the manifest is sane, the model's hash matches, the runtime loads it with
+``load_bundle`` checks, in order: the payload is not over the size limit, the file is a zip with
+the expected members, the signature is by a trusted key (read under small caps, see
+``agent.bundle_archive``), the manifest is sane, the model inflates within the signed
+``model_size``, its hash matches, the runtime loads it with
 the manifest's shapes and dtypes, and the golden vectors reproduce. Every failure is one
 ``BundleError`` line naming the part that failed. No TensorFlow here: this runs on the Pi.
 """
@@ -27,15 +32,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import io
 import json
 import logging
-import zipfile
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -43,6 +45,17 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from agent.bundle_archive import DEFAULT_MAX_BUNDLE_BYTES as DEFAULT_MAX_BUNDLE_BYTES
+from agent.bundle_archive import MANIFEST as MANIFEST
+from agent.bundle_archive import MAX_BUNDLE_BYTES as MAX_BUNDLE_BYTES
+from agent.bundle_archive import MAX_MODEL_BYTES as MAX_MODEL_BYTES
+from agent.bundle_archive import MEMBERS as MEMBERS
+from agent.bundle_archive import MODEL as MODEL
+from agent.bundle_archive import SIGNATURE as SIGNATURE
+from agent.bundle_archive import BundleError as BundleError
+from agent.bundle_archive import RawBundle as RawBundle
+from agent.bundle_archive import open_archive
+from agent.bundle_archive import read_bundle as read_bundle
 from agent.features.schema import FeatureSet
 from agent.features.steps import StepSpec
 from agent.runtime import Model, ModelLoadError, Quantization
@@ -50,19 +63,10 @@ from agent.runtime import Model, ModelLoadError, Quantization
 logger = logging.getLogger(__name__)
 
 FORMAT = 1
-MANIFEST = "manifest.json"
-MODEL = "model.tflite"
-SIGNATURE = "manifest.sig"
-MEMBERS = frozenset({MANIFEST, MODEL, SIGNATURE})
-MAX_MEMBER_BYTES = 64 * 1024 * 1024  # a gateway model is KBs to a few MB; refuse zip bombs
-MAX_BUNDLE_BYTES = 2 * MAX_MEMBER_BYTES  # manifest and model at their caps, plus the signature
+MAX_VERSION = 2**63 - 1  # fits every consumer's integer type
 MODEL_TYPES = ("cnn", "lstm", "gru", "gru-anomaly", "dnn", "external")
 TASKS = ("classify", "anomaly")
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8", "external")
-
-
-class BundleError(ValueError):
-    """A bundle the agent must refuse; the message is one line naming the problem."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,7 @@ class Manifest:
     tools: Mapping[str, str]
     runtimes: Mapping[str, str]
     key_id: str | None = None
+    version: int = 0  # monotonic, set at convert time; absent from older manifests = 0
     format: int = FORMAT
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -180,7 +185,7 @@ class Manifest:
         """Parse and validate; BundleError names the offending key."""
         try:
             raw = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        except (ValueError, RecursionError) as exc:  # also integers of more than 4300 digits
             raise BundleError(f"bundle manifest: not valid JSON ({exc})") from None
         if not isinstance(raw, dict):
             raise BundleError("bundle manifest: not a JSON object")
@@ -320,6 +325,9 @@ def _parse_manifest(raw: Mapping[str, Any]) -> Manifest:
     key_id = raw.get("key_id")
     if key_id is not None and not isinstance(key_id, str):
         raise r.fail("key_id", "expected a string or null")
+    bundle_version = r.get("version", int) if "version" in raw else 0
+    if not 0 <= bundle_version <= MAX_VERSION:
+        raise r.fail("version", f"must be 0..{MAX_VERSION}, got {bundle_version}")
     return Manifest(
         bundle_id=r.text("bundle_id"),
         created=r.text("created"),
@@ -347,6 +355,7 @@ def _parse_manifest(raw: Mapping[str, Any]) -> Manifest:
         tools=r.mapping("tools", str),
         runtimes=r.mapping("runtimes", str),
         key_id=key_id,
+        version=bundle_version,
         extra=r.mapping("extra") if "extra" in raw else {},
     )
 
@@ -382,15 +391,6 @@ def _as_key(key: Ed25519PublicKey | bytes) -> Ed25519PublicKey:
 
 
 @dataclass(frozen=True)
-class RawBundle:
-    """The three members of a bundle, unverified."""
-
-    manifest_bytes: bytes
-    model_content: bytes
-    signature: bytes | None
-
-
-@dataclass(frozen=True)
 class Bundle:
     """A verified bundle: its manifest, the loaded model, and who signed it."""
 
@@ -400,47 +400,17 @@ class Bundle:
     raw: RawBundle
 
 
-def read_bundle(source: str | Path | bytes) -> RawBundle:
-    """Open the zip and take out its members; BundleError for anything but a bundle."""
-    if isinstance(source, bytes):
-        data = source
-    else:
-        try:
-            size = Path(source).stat().st_size
-            if size > MAX_BUNDLE_BYTES:  # say so before reading it all into memory
-                raise BundleError(f"bundle file: {size} bytes, larger than {MAX_BUNDLE_BYTES}")
-            data = Path(source).read_bytes()
-        except OSError as exc:
-            raise BundleError(f"bundle file: cannot read {source}: {exc.strerror}") from None
-    if len(data) > MAX_BUNDLE_BYTES:
-        raise BundleError(f"bundle file: {len(data)} bytes, larger than {MAX_BUNDLE_BYTES}")
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
-        raise BundleError("bundle file: not a zip archive (wrong file type?)") from None
-    with archive:
-        infos = {info.filename: info for info in archive.infolist()}
-        unexpected = sorted(set(infos) - MEMBERS)
-        if unexpected:
-            raise BundleError(f"bundle file: unexpected member {unexpected[0]!r}")
-        for name in (MANIFEST, MODEL):
-            if name not in infos:
-                raise BundleError(f"bundle file: missing {name}")
-        too_big = [n for n, i in infos.items() if i.file_size > MAX_MEMBER_BYTES]
-        if too_big:
-            raise BundleError(f"bundle file: {too_big[0]} larger than {MAX_MEMBER_BYTES} bytes")
-        try:
-            members = {name: archive.read(name) for name in infos}
-        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
-            raise BundleError(f"bundle file: corrupt archive ({exc})") from None
-        except (RuntimeError, NotImplementedError) as exc:
-            # zipfile's words for an encrypted member or an unknown compression method: a
-            # crafted bundle on model/set must be refused, not kill the thread reading it.
-            raise BundleError(f"bundle file: unreadable member ({exc})") from None
-    return RawBundle(members[MANIFEST], members[MODEL], members.get(SIGNATURE))
+class _Signed(Protocol):
+    """What a signature check needs: the manifest's bytes and the signature over them."""
+
+    @property
+    def manifest_bytes(self) -> bytes: ...
+
+    @property
+    def signature(self) -> bytes | None: ...
 
 
-def check_signature(raw: RawBundle, trusted_keys: Sequence[Ed25519PublicKey | bytes]) -> str:
+def check_signature(raw: _Signed, trusted_keys: Sequence[Ed25519PublicKey | bytes]) -> str:
     """Key id of the trusted key that signed the manifest; BundleError otherwise."""
     if raw.signature is None:
         raise BundleError("bundle signature: unsigned bundle (no manifest.sig)")
@@ -539,11 +509,22 @@ def load_bundle(
     source: str | Path | bytes,
     trusted_keys: Sequence[Ed25519PublicKey | bytes],
     num_threads: int = 1,
+    max_bytes: int = MAX_BUNDLE_BYTES,
 ) -> Bundle:
-    """Read, authenticate and prove a bundle on this device; BundleError says what failed."""
-    raw = read_bundle(source)
-    signer = check_signature(raw, trusted_keys)
-    manifest = Manifest.from_json(raw.manifest_bytes)
+    """Read, authenticate and prove a bundle on this device; BundleError says what failed.
+
+    Nothing is inflated past a small cap before the signature checks out: the model is read
+    only then, capped at the size the signed manifest gives it.
+    """
+    archive = open_archive(source, max_bytes)
+    try:
+        signer = check_signature(archive, trusted_keys)
+        manifest = Manifest.from_json(archive.manifest_bytes)
+        raw = RawBundle(
+            archive.manifest_bytes, archive.model(manifest.model_size), archive.signature
+        )
+    finally:
+        archive.close()
     check_model_hash(manifest, raw.model_content)
     model = load_model(manifest, raw.model_content, num_threads)
     error = check_golden(manifest, model)

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
+from agent.bundle_archive import DEFAULT_MAX_BUNDLE_BYTES, MAX_BUNDLE_BYTES, MIN_BUNDLE_BYTES
+
 T = TypeVar("T")
 
 _DEVICE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -66,6 +68,9 @@ class AgentSection:
     log_level: str = "info"
     queue_size: int = 256
     trusted_keys: tuple[str, ...] = ()
+    # model/set payloads (and the bundles loaded at start) larger than this are refused unread
+    max_bundle_bytes: int = DEFAULT_MAX_BUNDLE_BYTES
+    allow_downgrade: bool = False  # accept a bundle whose version is not above the active one
 
     def __post_init__(self) -> None:
         check(
@@ -89,6 +94,11 @@ class AgentSection:
             2 <= self.queue_size <= 1_000_000,
             "queue_size",
             f"must be 2..1000000, got {self.queue_size}",
+        )
+        check(
+            MIN_BUNDLE_BYTES <= self.max_bundle_bytes <= MAX_BUNDLE_BYTES,
+            "max_bundle_bytes",
+            f"must be {MIN_BUNDLE_BYTES}..{MAX_BUNDLE_BYTES}, got {self.max_bundle_bytes}",
         )
 
 

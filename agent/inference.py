@@ -120,6 +120,12 @@ class ModelSlot:
         """Id of the bundle scoring windows now."""
         return self.bundle.manifest.bundle_id
 
+    @property
+    def latest(self) -> Bundle:
+        """The bundle staged to take over, else the one scoring now (what updates compare to)."""
+        with self._lock:
+            return self._staged or self.bundle
+
     def check(self, bundle: Bundle) -> None:
         """BundleError unless ``bundle`` fits this slot's source (schema, step, window)."""
         check_compatible(bundle.manifest, self.feature_set, self.step, bundle.manifest.window)
@@ -221,6 +227,7 @@ def describe(bundle: Bundle) -> dict[str, Any]:
     m = bundle.manifest
     return {
         "bundle_id": m.bundle_id,
+        "version": m.version,
         "feature_set": m.feature_set,
         "schema_id": m.schema_id,
         "model_type": m.model_type,

@@ -235,13 +235,19 @@ def build_manifest(
     metrics: Mapping[str, Any],
     tools: Mapping[str, str],
     signer: str | None,
+    version: int | None = None,
 ) -> Manifest:
-    """The manifest for a converted model; shapes are taken from the model as loaded."""
+    """The manifest for a converted model; shapes are taken from the model as loaded.
+
+    ``version`` defaults to the UTC conversion time as the integer YYYYMMDDHHMMSS: later
+    conversions get higher versions without anyone keeping a counter.
+    """
     scaler = dict(preprocess["scaler"])
     digest = hashlib.sha256(model.content).hexdigest()
+    now = dt.datetime.now(dt.UTC)
     manifest = Manifest(
         bundle_id=f"{preprocess['model_type']}-{mode}-{digest[:12]}",
-        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        created=now.isoformat(timespec="seconds"),
         model_type=str(preprocess["model_type"]),
         task=str(preprocess["task"]),
         feature_set=str(preprocess["feature_set"]),
@@ -269,6 +275,7 @@ def build_manifest(
         tools=dict(tools),
         runtimes={runtime_name(): runtime_version()},
         key_id=signer,
+        version=default_version(now) if version is None else version,
         extra={k: preprocess[k] for k in EXTRA_KEYS if k in preprocess},
     )
     # Round-trip through the agent's own parser: a manifest the agent would refuse is never packed.
@@ -276,6 +283,11 @@ def build_manifest(
         return Manifest.from_json(manifest.to_json())
     except ValueError as exc:
         raise PackError(str(exc).replace("bundle manifest", "training metadata", 1)) from None
+
+
+def default_version(when: dt.datetime) -> int:
+    """A bundle version from a UTC time: 2026-12-04 15:03:01 -> 20261204150301."""
+    return int(when.astimezone(dt.UTC).strftime("%Y%m%d%H%M%S"))
 
 
 def write_bundle(out: Path, manifest_bytes: bytes, model: bytes, signature: bytes | None) -> None:
@@ -316,11 +328,12 @@ def _finish(
     tools: Mapping[str, str],
     out: Path,
     private: Ed25519PrivateKey | None,
+    version: int | None = None,
 ) -> PackResult:
     """Golden vectors, manifest, signature, atomic write."""
     signer = key_id(private.public_key()) if private is not None else None
     golden = _golden(model, golden_inputs, mode)
-    manifest = build_manifest(preprocess, model, mode, golden, metrics, tools, signer)
+    manifest = build_manifest(preprocess, model, mode, golden, metrics, tools, signer, version)
     manifest_bytes = manifest.to_json()
     signature = sign(manifest_bytes, private) if private is not None else None
     write_bundle(out, manifest_bytes, model.content, signature)
@@ -336,6 +349,7 @@ def pack(
     sign_key: Path | None = None,
     representative: Path | None = None,
     manifest: Path | None = None,
+    version: int | None = None,
 ) -> PackResult:
     """Convert MODEL with ``mode``, prove it on the real interpreter and write the bundle."""
     from converters.quantize import convert
@@ -369,11 +383,18 @@ def pack(
         "converter": "tf.lite.TFLiteConverter",
     }
     golden_inputs = _golden_inputs(source, shape)
-    return _finish(source.preprocess, model, mode, golden_inputs, metrics, tools, out, private)
+    return _finish(
+        source.preprocess, model, mode, golden_inputs, metrics, tools, out, private, version
+    )
 
 
 def wrap_tflite(
-    tflite: Path, manifest: Path, out: Path, *, sign_key: Path | None = None
+    tflite: Path,
+    manifest: Path,
+    out: Path,
+    *,
+    sign_key: Path | None = None,
+    version: int | None = None,
 ) -> PackResult:
     """Bundle a third-party ``.tflite`` with the preprocessing fields the user supplies."""
     private = load_private_key(sign_key) if sign_key is not None else None
@@ -397,4 +418,4 @@ def wrap_tflite(
     tools = {"iotids": agent.__version__, "converter": "third-party .tflite"}
     rng = np.random.default_rng(0)
     golden_inputs = rng.random((GOLDEN_COUNT, *model.input_shape), dtype=np.float32)
-    return _finish(preprocess, model, mode, golden_inputs, metrics, tools, out, private)
+    return _finish(preprocess, model, mode, golden_inputs, metrics, tools, out, private, version)

@@ -24,6 +24,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--manifest", type=Path, help="preprocess fields (JSON) for a bare .keras / SavedModel"
     )
     parser.add_argument("--tflite", type=Path, help="wrap this third-party .tflite instead")
+    parser.add_argument(
+        "--version",
+        type=_version,
+        help="bundle version, an integer agents use to refuse downgrades "
+        "(default: the UTC time as YYYYMMDDHHMMSS)",
+    )
+
+
+def _version(text: str) -> int:
+    """A bundle version: an integer 0 .. 2**63-1."""
+    from agent.bundle import MAX_VERSION
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= value <= MAX_VERSION:
+        raise argparse.ArgumentTypeError(f"must be 0..{MAX_VERSION}, got {value}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
         if args.tflite is not None:
             if args.manifest is None:
                 raise ValueError("--tflite needs --manifest M.json (feature set, labels, scaler)")
-            result = wrap_tflite(args.tflite, args.manifest, args.out, sign_key=args.sign_key)
+            result = wrap_tflite(
+                args.tflite, args.manifest, args.out, sign_key=args.sign_key, version=args.version
+            )
         elif args.model is None:
             raise ValueError("give MODEL (training folder, .keras or SavedModel) or --tflite")
         else:
@@ -48,13 +69,16 @@ def run(args: argparse.Namespace) -> int:
                 sign_key=args.sign_key,
                 representative=args.representative,
                 manifest=args.manifest,
+                version=args.version,
             )
     except (ValueError, OSError) as exc:
         print(f"iotids convert: {exc}", file=sys.stderr)  # noqa: T201
         return 2
     manifest = result.manifest
     size = result.path.stat().st_size
-    print(f"wrote {result.path} ({size} bytes): {manifest.bundle_id}")  # noqa: T201
+    print(  # noqa: T201
+        f"wrote {result.path} ({size} bytes): {manifest.bundle_id} version {manifest.version}"
+    )
     if not result.signed:
         print(  # noqa: T201
             "warning: bundle is UNSIGNED; agents will refuse it (use --sign-key)", file=sys.stderr

@@ -296,6 +296,7 @@ def verify(
     report: dict[str, Any] = {
         "bundle": str(path),
         "bundle_id": manifest.bundle_id,
+        "version": manifest.version,
         "file_size": path.stat().st_size,
         "model_size": len(raw.model_content),
         "model_type": manifest.model_type,

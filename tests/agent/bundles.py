@@ -183,6 +183,7 @@ def manifest_for(
     categories: dict[str, str] | None = None,
     thresholds: dict[str, float] | None = None,
     maxima: np.ndarray | None = None,
+    version: int = 0,
 ) -> Manifest:
     """A manifest (the flood model's by default), golden vectors measured on the interpreter."""
     model = Model(model_content)
@@ -225,6 +226,7 @@ def manifest_for(
         tools={"test": "1"},
         runtimes={},
         key_id=key_id(signer.public_key()) if signer is not None else None,
+        version=version,
     )
 
 

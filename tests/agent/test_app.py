@@ -163,7 +163,9 @@ def test_model_updates_refuse_bad_bundles_and_activate_a_good_one(
 ) -> None:
     from tests.agent.bundles import new_key
 
-    good_manifest = manifest_for(kit.model, TRAFFIC_V1, bundle_id="flood-v2", signer=kit.signer)  # type: ignore[arg-type]
+    good_manifest = manifest_for(
+        kit.model, TRAFFIC_V1, bundle_id="flood-v2", signer=kit.signer, version=1
+    )  # type: ignore[arg-type]
     good = bundle_bytes(good_manifest, kit.model, kit.signer)  # type: ignore[arg-type]
     telemetry = FeatureSet("telemetry", 1, TRAFFIC_V1.columns)
     wrong = with_fields(good_manifest, feature_set=telemetry.id, schema_id=telemetry.schema_id)

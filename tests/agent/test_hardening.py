@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,14 @@ import numpy as np
 import pytest
 
 from agent.app import App
-from agent.bundle import MAX_BUNDLE_BYTES, BundleError, Golden, load_bundle, read_bundle
+from agent.bundle import (
+    DEFAULT_MAX_BUNDLE_BYTES,
+    MAX_BUNDLE_BYTES,
+    BundleError,
+    Golden,
+    load_bundle,
+    read_bundle,
+)
 from agent.config import parse_config
 from agent.features.traffic import TRAFFIC_V1
 from agent.report.memory import MemorySink
@@ -91,7 +99,9 @@ def _config(kit: FloodKit, state: Path) -> Any:
 
 
 def _v2(kit: FloodKit) -> bytes:
-    manifest = manifest_for(kit.model, TRAFFIC_V1, bundle_id="flood-v2", signer=kit.signer)  # type: ignore[arg-type]
+    manifest = manifest_for(
+        kit.model, TRAFFIC_V1, bundle_id="flood-v2", signer=kit.signer, version=1
+    )  # type: ignore[arg-type]
     return bundle_bytes(manifest, kit.model, kit.signer)  # type: ignore[arg-type]
 
 
@@ -199,7 +209,7 @@ def test_a_huge_bundle_file_is_refused_before_it_is_read(tmp_path: Path) -> None
 def test_queued_model_updates_are_bounded_by_bytes(kit: FloodKit, tmp_path: Path) -> None:
     app = App(_config(kit, tmp_path), sinks=[MemorySink()])
     try:
-        push = bytes(MAX_BUNDLE_BYTES // 2 - 1)  # one object: the test itself holds 64 MB once
+        push = bytes(DEFAULT_MAX_BUNDLE_BYTES // 2 - 1)  # two fit the queue, the oldest go
         for _ in range(5):
             app.on_model_set(push)
         assert app.stats()["queue_depth"]["model_updates"] == 2
@@ -221,3 +231,21 @@ def test_a_deeply_nested_unsigned_manifest_is_refused_in_one_line(tmp_path: Path
         archive.writestr("manifest.sig", bytes(64))
     with pytest.raises(BundleError, match="untrusted key unknown"):
         load_bundle(out.getvalue(), [public.read_bytes()])
+
+
+@pytest.mark.tf
+def test_a_broken_configured_bundle_with_a_good_saved_one_resumes_the_saved(
+    kit: FloodKit, tmp_path: Path
+) -> None:
+    saved = tmp_path / "models" / "cnn.bundle"
+    saved.parent.mkdir()
+    saved.write_bytes(_v2(kit))
+    broken = tmp_path / "broken.bundle"
+    broken.write_bytes(tampered(kit.bundle.read_bytes()))
+    config = _config(kit, tmp_path)
+    config = replace(config, models=(replace(config.models[0], bundle=str(broken)),))
+    app = App(config, sinks=[MemorySink()])
+    try:
+        assert app.pipeline.slot_list()[0].bundle_id == "flood-v2"
+    finally:
+        app.shutdown()

@@ -39,6 +39,7 @@ class AgentSetup:
     loop: bool = True
     ca_file: Path | None = None
     stats_interval: float = 1.0
+    agent_extra: tuple[str, ...] = ()  # more ``[agent]`` lines, e.g. 'allow_downgrade = true'
 
 
 def agent_toml(setup: AgentSetup, broker: Broker, state_dir: Path) -> str:
@@ -49,6 +50,7 @@ def agent_toml(setup: AgentSetup, broker: Broker, state_dir: Path) -> str:
         f'state_dir = "{state_dir}"',
         f'trusted_keys = ["{setup.trusted_key}"]',
         f"stats_interval = {setup.stats_interval}",
+        *setup.agent_extra,
         "[mqtt]",
         f'host = "{broker.host}"',
         f"port = {broker.port}",
@@ -154,6 +156,14 @@ class AgentProcess:
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
         return self.wait_exit(timeout)
+
+    def peak_rss_kb(self) -> int:
+        """The running agent's peak resident memory so far (VmHWM), in KiB."""
+        assert self.process is not None
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmHWM in /proc/<pid>/status")
 
     def kill(self) -> int:
         """SIGKILL, as a power cut or the OOM killer would; the exit code."""

@@ -345,7 +345,9 @@ def test_model_set_refuses_bad_bundles_while_detecting_and_keeps_a_good_one(
     mosquitto: Broker, agents: AgentFactory, kit: FloodKit
 ) -> None:
     signer: Any = kit.signer
-    good_manifest = manifest_for(kit.model, TRAFFIC_V1, bundle_id="flood-v2", signer=signer)
+    good_manifest = manifest_for(
+        kit.model, TRAFFIC_V1, bundle_id="flood-v2", signer=signer, version=1
+    )
     good = bundle_bytes(good_manifest, kit.model, signer)
     telemetry = FeatureSet("telemetry", 1, TRAFFIC_V1.columns)
     wrong_schema = with_fields(
