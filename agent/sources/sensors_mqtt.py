@@ -2,15 +2,14 @@
 
 Messages arrive on paho's thread and only land in a bounded buffer; the source thread turns
 them into telemetry-v1 steps as the wall clock passes each step's end. A payload that is not a
-number (or lacks the configured JSON field) is skipped and counted, never raised.
+number (or lacks the configured JSON field) is skipped and counted by reason, never raised
+(``agent.sources.sensors_payload``).
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
-import math
 import threading
 import time
 from collections import deque
@@ -21,6 +20,7 @@ import numpy as np
 
 from agent.features.telemetry import TelemetryFeaturizer
 from agent.sources import SourceStats, StepBatch, empty_batch
+from agent.sources.sensors_payload import PayloadError, reading_value
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig, MqttSensorsOptions, SensorTopic, SourceConfig
@@ -29,27 +29,6 @@ logger = logging.getLogger(__name__)
 
 BUFFER = 100_000  # readings held between two reads; the oldest go first (and are counted)
 CLOCK_JUMP_NS = 2_000_000_000  # wall clock moving this much more (or less) than monotonic time
-
-
-def reading_value(payload: bytes, field: str) -> float:
-    """The number in a payload: the whole payload, or ``field`` (dotted path) of a JSON object."""
-    text = payload.decode("utf-8").strip()
-    if not field:
-        if text.lower() in ("true", "on", "open"):
-            return 1.0
-        if text.lower() in ("false", "off", "closed"):
-            return 0.0
-        return float(text)
-    node: Any = json.loads(text)
-    for part in field.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise KeyError(f"no field {field!r}")
-        node = node[part]
-    if isinstance(node, bool):
-        return float(node)
-    if not isinstance(node, int | float):
-        raise ValueError(f"field {field!r} is not a number")
-    return float(node)
 
 
 class MqttSensorSource:
@@ -125,22 +104,30 @@ class MqttSensorSource:
         logger.info("sensor source %s subscribed to %d topics", self.name, len(self.options.topics))
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        # paho's network thread: an exception escaping here would end that thread for good
+        # (every later reading lost while the agent still says online), so nothing may.
+        try:
+            self._dispatch(message.topic, message.payload)
+        except Exception as exc:  # a bug, not a bad payload: count it, keep the thread
+            self.stats.malformed["unexpected"] += 1
+            logger.warning(
+                "sensor source %s: message on %r skipped: %r", self.name, message.topic, exc
+            )
+
+    def _dispatch(self, topic_name: str, payload: bytes) -> None:
         import paho.mqtt.client as mqtt
 
         now = self._clock()
         for index, topic in enumerate(self.options.topics):
-            if mqtt.topic_matches_sub(topic.topic, message.topic):
-                self._accept(now, index, topic, message.payload)
+            if mqtt.topic_matches_sub(topic.topic, topic_name):
+                self._accept(now, index, topic, payload)
 
     def _accept(self, now: int, index: int, topic: SensorTopic, payload: bytes) -> None:
         try:
-            value = reading_value(payload, topic.field)
-        except (ValueError, KeyError, UnicodeDecodeError) as exc:
-            self.stats.malformed["bad_payload"] += 1
+            value = reading_value(payload, topic.field, topic.values)
+        except PayloadError as exc:
+            self.stats.malformed[exc.reason] += 1
             logger.debug("sensor %s: skipped payload %r (%s)", topic.sensor, payload[:40], exc)
-            return
-        if not math.isfinite(value):
-            self.stats.malformed["non_finite"] += 1
             return
         with self._lock:
             if len(self._buffer) == self._buffer.maxlen:
