@@ -13,12 +13,19 @@ import argparse
 import importlib
 import importlib.util
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
+from typing import TypeVar
 
 INSTALL_TRAIN = "pip install 'iotids[train]'"
+# A reader that closed our stdout early (``iotids features X --json | head``): exit quietly with
+# the status a shell reports for a process SIGPIPE ended (128 + 13), as ``cat`` or ``yes`` do.
+EXIT_CLOSED_PIPE = 141
+
+A = TypeVar("A")
 
 
 @dataclass(frozen=True)
@@ -99,7 +106,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    result: int = modules[args.command].run(args)
+    return closed_pipe_safe(modules[args.command].run, args)
+
+
+def closed_pipe_safe(run: Callable[[A], int], args: A) -> int:
+    """``run(args)``, but a closed stdout ends the command quietly with EXIT_CLOSED_PIPE."""
+    try:
+        result = run(args)
+        sys.stdout.flush()  # what is still buffered must meet the closed pipe here, not at exit
+    except BrokenPipeError:
+        # Point stdout at /dev/null so the interpreter's own flush at exit cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):  # a stdout without a descriptor (a test's capture)
+            pass
+        finally:
+            os.close(devnull)
+        return EXIT_CLOSED_PIPE
     return result
 
 
