@@ -129,7 +129,8 @@ topics = [
     assert sum(malformed.values()) == 2 * len(HOSTILE_PAYLOADS) + 1, malformed
     assert "unexpected" not in malformed
     text = log.read_text(errors="replace")
-    assert "Traceback" not in text and "RecursionError" not in text
+    assert "Traceback" not in text
+    assert "RecursionError" not in text
 
 
 def _stats_until(probe: Probe, topic: str, done, timeout: float) -> dict:  # type: ignore[no-untyped-def, type-arg]
@@ -280,5 +281,6 @@ def test_a_replay_that_fails_mid_run_ends_the_agent_non_zero(tmp_path: Path) -> 
             process.wait()
     text = log.read_text()
     assert code == 1, text
-    assert "file source lan failed" in text and "exits with status 1" in text
+    assert "file source lan failed" in text
+    assert "exits with status 1" in text
     assert "Traceback" not in text
