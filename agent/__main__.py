@@ -177,6 +177,12 @@ def _debounce(args: argparse.Namespace, debounce: type[Debounce]) -> Debounce:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m agent ...``: the same as ``iotids agent ...``."""
+    from agent.cli import closed_pipe_safe
+
+    return closed_pipe_safe(_main, argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="python -m agent", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     configure(parser)
@@ -185,9 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from agent.cli import closed_pipe_safe
-
-    return closed_pipe_safe(run, args)
+    return run(args)
 
 
 if __name__ == "__main__":

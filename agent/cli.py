@@ -14,6 +14,7 @@ import importlib
 import importlib.util
 import logging
 import os
+import select
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -89,6 +90,10 @@ def _has_tensorflow() -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, check the command's dependencies, run it; returns the exit code."""
+    return closed_pipe_safe(_main, argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser, modules = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -106,13 +111,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    return closed_pipe_safe(modules[args.command].run, args)
+    result: int = modules[args.command].run(args)
+    return result
+
+
+def _stdout_closed() -> bool:
+    """True when stdout is a pipe whose reader has gone (poll reports an error on it)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no descriptor (a test's capture), no poll
+        return False
 
 
 def closed_pipe_safe(run: Callable[[A], int], args: A) -> int:
     """``run(args)``, but a closed stdout ends the command quietly with EXIT_CLOSED_PIPE."""
     try:
-        result = run(args)
+        try:
+            result = run(args)
+        except SystemExit:  # argparse's --help exits from inside, swallowing a write error
+            sys.stdout.flush()
+            if _stdout_closed():
+                raise BrokenPipeError from None
+            raise
         sys.stdout.flush()  # what is still buffered must meet the closed pipe here, not at exit
     except BrokenPipeError:
         # Point stdout at /dev/null so the interpreter's own flush at exit cannot fail again.

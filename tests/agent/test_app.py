@@ -285,7 +285,10 @@ def test_anomaly_scores_for_reconstruction_forecast_and_scalar() -> None:
 
 def test_validate_config_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     good = tmp_path / "good.toml"
-    good.write_text('[agent]\ndevice_id = "gw"\n[[sources]]\nname = "h"\nkind = "host"\n')
+    good.write_text(
+        f'[agent]\ndevice_id = "gw"\nstate_dir = "{tmp_path}"\n'
+        '[[sources]]\nname = "h"\nkind = "host"\n'
+    )
     assert iotids(["agent", "validate-config", str(good)]) == 0
     assert "ok (device gw, 1 sources, 0 models)" in capsys.readouterr().out
     bad = tmp_path / "bad.toml"
