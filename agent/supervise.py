@@ -65,14 +65,14 @@ class SourceRunner:
         _close_quietly(source)
         while not self.stop.is_set():
             if source.lossless or failures >= MAX_FAILURES:
-                what = (
-                    "file source" if source.lossless else f"source ({failures} failures in a row)"
-                )
-                self.fail(f"{what} {name} failed: {error!r}")
+                if source.lossless:
+                    self.fail(f"file source {name} failed: {error!r}")
+                else:
+                    self.fail(f"source {name} failed {failures} times in a row: {error!r}")
                 return None, failures
             delay = min(BACKOFF_S[0] * 2 ** (failures - 1), BACKOFF_S[1])
             logger.warning(
-                "source %s failed (%r); restart %d of at most %d in %.0f s",
+                "source %s failed (%r); restart %d of at most %d in %.1f s",
                 name,
                 error,
                 failures,
