@@ -86,11 +86,18 @@ class SensorTopic:
             "values",
             f"at most {MAX_MAPPED_VALUES} entries, got {len(self.values)}",
         )
-        for text in self.values:
+        from agent.features.telemetry import MAX_READING
+
+        for text, number in self.values.items():
             check(
                 0 < len(text) <= 64 and text == text.strip(),
                 f"values.{text}",
                 "a mapped text is 1..64 characters without surrounding spaces",
+            )
+            check(
+                abs(number) <= MAX_READING,
+                f"values.{text}",
+                f"must be within ±{MAX_READING:g}, got {number}",
             )
         check(
             _NAME.fullmatch(self.sensor) is not None,

@@ -28,6 +28,9 @@ SUFFIXES = ("value", "delta", "staleness_s")
 # jumps, or a recording with a gap of 1e8 s, would otherwise build one row per step of the gap
 # at once (gigabytes). A longer stretch is shortened to this many, with true ``start_ns`` values.
 MAX_IDLE_STEPS = 3600
+# Readings beyond this magnitude are refused like NaN: no sensor reads 1e30, and a larger value
+# (or the change between two of them) would overflow the float32 features to inf.
+MAX_READING = 1e30
 
 
 def telemetry_feature_set(sensors: Sequence[str]) -> FeatureSet:
@@ -70,7 +73,8 @@ class TelemetryFeaturizer:
     that holds the oldest reading queued before the first ``advance``/``flush``. A step is
     emitted once ``advance(now_ns)`` passes its end; readings older than the last emitted
     step arrive too late and are counted in ``late``.
-    NaN / inf readings are skipped and counted in ``skipped_nonfinite``. A stretch of more than
+    NaN / inf readings (and any beyond ±MAX_READING) are skipped and counted in
+    ``skipped_nonfinite``. A stretch of more than
     ``MAX_IDLE_STEPS`` steps without a reading is shortened to that many (their staleness still
     grows with the true time), so memory stays bounded whatever the timestamps.
     """
@@ -115,7 +119,7 @@ class TelemetryFeaturizer:
         if ts.shape != vals.shape:
             raise ValueError(f"timestamps {ts.shape} and values {vals.shape} differ in shape")
         index = self.sensor_index(sensor)
-        finite = np.isfinite(vals)
+        finite = np.isfinite(vals) & (np.abs(vals) <= MAX_READING)
         bad = int((~finite).sum())
         if bad:
             self.skipped_nonfinite += bad

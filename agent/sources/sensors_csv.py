@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
 
-from agent.features.telemetry import TelemetryFeaturizer
+from agent.features.telemetry import MAX_READING, TelemetryFeaturizer
 from agent.sources import SourceStats, StepBatch, empty_batch
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ def _cell_value(text: str | None) -> float:
     if len(text) > 64 or _NUMBER.fullmatch(text) is None:
         return math.nan
     value = float(text)
-    return value if math.isfinite(value) else math.nan
+    return value if math.isfinite(value) and abs(value) <= MAX_READING else math.nan
 
 
 class CsvSensorSource:

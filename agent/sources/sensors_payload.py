@@ -16,6 +16,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from agent.features.telemetry import MAX_READING
+
 MAX_PAYLOAD_BYTES = 16 * 1024  # a sensor reading is a number or a small JSON object
 MAX_JSON_DEPTH = 32  # arrays and objects nested in one another
 
@@ -134,6 +136,6 @@ def _finite(value: float) -> float:
         number = float(value)
     except OverflowError:
         raise PayloadError("out_of_range", "number too large for a float") from None
-    if not math.isfinite(number):
-        raise PayloadError("out_of_range", f"{str(value)[:40]} is out of a float's range")
+    if not (math.isfinite(number) and abs(number) <= MAX_READING):
+        raise PayloadError("out_of_range", f"{str(value)[:40]} is beyond ±{MAX_READING:g}")
     return number
