@@ -151,6 +151,13 @@ def test_reading_values_from_payloads() -> None:
         reading_value(b'{"x": 1}', "bar")
     with pytest.raises(PayloadError, match="not a number"):
         reading_value(b"hot", "")
+    door = {"true": 1.0, "false": 0.0, "open": 1.0}
+    assert reading_value(b'{"contact": false}', "contact", door) == 0.0
+    assert reading_value(b'{"contact": "open"}', "contact", door) == 1.0
+    for payload, field in ((b"true", ""), (b'{"c": true}', "c"), (b"1_0", ""), (b"0x10", "")):
+        with pytest.raises(PayloadError) as refused:
+            reading_value(payload, field)
+        assert refused.value.reason == "not_a_number"
 
 
 @pytest.mark.broker
