@@ -284,3 +284,34 @@ def test_a_replay_that_fails_mid_run_ends_the_agent_non_zero(tmp_path: Path) -> 
     assert "file source lan failed" in text
     assert "exits with status 1" in text
     assert "Traceback" not in text
+
+
+def test_a_realtime_csv_replay_holds_a_far_row_without_blocking(tmp_path: Path) -> None:
+    from agent.config import parse_config
+    from agent.sources import open_source
+
+    path = tmp_path / "gap.csv"
+    path.write_text("timestamp,temp\n1700000000,20\n1700000000.2,21\n1800000000,22\n")
+    config = parse_config(
+        {
+            "agent": {"device_id": "gw"},
+            "sources": [
+                {
+                    "name": "p",
+                    "kind": "csv",
+                    "path": str(path),
+                    "sensors": ["temp"],
+                    "realtime": True,
+                    "step": "0.1s",
+                }
+            ],
+        }
+    )
+    source = open_source(config.sources[0], config)
+    began = time.monotonic()
+    results = [source.read(timeout=0.3) for _ in range(5)]
+    elapsed = time.monotonic() - began
+    source.close()
+    assert elapsed < 3.0  # each read returns within about its timeout: the thread can stop
+    assert source.stats.readings == 2  # the row 1e8 s later is held, not slept on
+    assert results[-1] is None
