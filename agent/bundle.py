@@ -431,7 +431,8 @@ def read_bundle(source: str | Path | bytes) -> RawBundle:
             raise BundleError(f"bundle file: {too_big[0]} larger than {MAX_MEMBER_BYTES} bytes")
         try:
             members = {name: archive.read(name) for name in infos}
-        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error, ValueError) as exc:
+            # ValueError: a member offset that points before the archive ("negative seek")
             raise BundleError(f"bundle file: corrupt archive ({exc})") from None
         except (RuntimeError, NotImplementedError) as exc:
             # zipfile's words for an encrypted member or an unknown compression method: a
