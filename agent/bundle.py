@@ -416,7 +416,8 @@ def read_bundle(source: str | Path | bytes) -> RawBundle:
         raise BundleError(f"bundle file: {len(data)} bytes, larger than {MAX_BUNDLE_BYTES}")
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError):
+        # NotImplementedError: zipfile's word for a directory entry claiming a newer zip version
         raise BundleError("bundle file: not a zip archive (wrong file type?)") from None
     with archive:
         infos = {info.filename: info for info in archive.infolist()}

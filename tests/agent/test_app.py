@@ -417,5 +417,6 @@ def test_a_missing_capture_is_one_config_line_at_start(
     )
     assert iotids(["agent", "run", "--config", str(config)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("iotids agent: sources[0] (cap): [Errno 2] No such file")
+    assert err.startswith("iotids agent: sources[0].path: ")
+    assert err.endswith("none.pcap: no such file")
     assert "\n" not in err
