@@ -9,7 +9,6 @@ cannot go on ends the agent with a non-zero status (so ``Restart=on-failure`` ac
 from __future__ import annotations
 
 import json
-import resource
 import signal
 import subprocess
 import sys
@@ -22,6 +21,16 @@ from tests.agent.bundles import flood_frames, pcap_bytes
 from tests.broker import REPO, Broker, Probe
 
 RSS_LIMIT_KB = 400 * 1024  # the agent with numpy loaded is ~60 MB; a runaway allocation is GBs
+# ``python -m agent`` that also prints its own peak RSS on exit (RUSAGE_CHILDREN would mix in
+# every other child this test session waited for).
+AGENT_WITH_PEAK = (
+    "import resource, sys\n"
+    "from agent.__main__ import main\n"
+    "code = main(sys.argv[1:])\n"
+    "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+    "sys.stderr.write(f'PEAK_RSS_KB={peak}\\n')\n"
+    "sys.exit(code)\n"
+)
 
 
 def _start_agent(tmp_path: Path, body: str) -> tuple[subprocess.Popen[bytes], Path]:
@@ -30,7 +39,7 @@ def _start_agent(tmp_path: Path, body: str) -> tuple[subprocess.Popen[bytes], Pa
     log = tmp_path / "agent.log"
     with log.open("wb") as err:
         process = subprocess.Popen(
-            [sys.executable, "-m", "agent", "run", "--config", str(config)],
+            [sys.executable, "-c", AGENT_WITH_PEAK, "run", "--config", str(config)],
             cwd=REPO,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -174,12 +183,11 @@ def test_hostile_csv_rows_are_counted_and_memory_stays_bounded(tmp_path: Path) -
     ]
     path = tmp_path / "plant.csv"
     path.write_text("timestamp,temp\n" + "\n".join(rows) + "\n")
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     code, log = _run_agent(tmp_path, 'log_level = "debug"\n' + _csv_body(path))
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     assert code == 0, log
     assert "Traceback" not in log
-    assert max(peak, before) < RSS_LIMIT_KB, f"peak RSS {peak} KB"
+    peak = int(log.rsplit("PEAK_RSS_KB=", 1)[1].split()[0])
+    assert peak < RSS_LIMIT_KB, f"peak RSS {peak} KB"
 
 
 def test_csv_source_counts_each_hostile_row(tmp_path: Path) -> None:
@@ -252,7 +260,7 @@ def test_a_pcap_source_given_a_non_capture_is_one_line_and_exit_2(tmp_path: Path
     body = _no_mqtt() + f'[[sources]]\nname = "lan"\nkind = "pcap"\npath = "{notes}"\n'
     code, log = _run_agent(tmp_path, body)
     assert code == 2
-    lines = log.strip().splitlines()
+    lines = [line for line in log.strip().splitlines() if not line.startswith("PEAK_RSS_KB=")]
     assert len(lines) == 1, log
     assert lines[0].startswith("iotids agent: sources[0] (lan): ")
     assert "not a pcap or pcapng capture" in lines[0]
