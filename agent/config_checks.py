@@ -5,6 +5,8 @@ directory must be a directory the agent can create and write, and every file the
 open (TLS files, trusted keys, capture/CSV replays, model bundles) must be a readable file. Each
 problem is one ``ConfigError`` naming the key, so ``validate-config`` and ``run`` refuse the
 same config with the same line (exit 2) instead of ``run`` dying in a thread later.
+``check_contents`` goes further for ``validate-config``: it opens the replay files and verifies
+the bundles as ``run`` does at start (``run`` itself does that while building, once).
 """
 
 from __future__ import annotations
@@ -73,3 +75,30 @@ def check_state_dir(key: str, path: str, *, create: bool) -> None:
         target.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"{key}: {path}: cannot create: {exc.strerror or exc}") from None
+
+
+def check_contents(config: AgentConfig) -> None:
+    """Open each file source and verify each enabled model's bundle, as ``run`` does at start.
+
+    Messages match the ones ``run`` gives for the same problem. Live sources are not opened:
+    that needs the service's capabilities and would touch the network.
+    """
+    from agent.app import trusted_keys
+    from agent.bundle import BundleError, load_bundle
+    from agent.sources import open_source
+
+    for i, source in enumerate(config.sources):
+        if source.kind not in ("pcap", "csv"):
+            continue
+        try:
+            open_source(source, config).close()
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"sources[{i}] ({source.name}): {exc}") from None
+    keys = trusted_keys(config)
+    for i, model in enumerate(config.models):
+        if not model.enabled:
+            continue
+        try:
+            load_bundle(model.bundle, keys)
+        except BundleError as exc:
+            raise ConfigError(f"models[{i}].bundle: {exc}") from None

@@ -154,3 +154,37 @@ def test_oversized_config_file_is_refused(
     path.write_text(_toml(tmp_path) + "# " + "x" * (2 * 1024 * 1024) + "\n")
     assert iotids(["agent", "validate-config", str(path)]) == 2
     assert "larger than" in capsys.readouterr().err
+
+
+def test_validate_config_opens_replays_and_verifies_bundles_as_run_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    notes = tmp_path / "notes.pcap"
+    notes.write_text("not a capture\n")
+    plant = tmp_path / "plant.csv"
+    plant.write_text("time,temp\n1,2\n")
+    junk = tmp_path / "model.bundle"
+    junk.write_bytes(b"PK not really a zip")
+    cases = {
+        f'[[sources]]\nname = "lan"\nkind = "pcap"\npath = "{notes}"\n': (
+            "sources[0] (lan): ",
+            "not a pcap or pcapng capture",
+        ),
+        f'[[sources]]\nname = "p"\nkind = "csv"\npath = "{plant}"\nsensors = ["temp"]\n': (
+            "sources[0] (p): ",
+            "no column 'timestamp'",
+        ),
+        (
+            '[[sources]]\nname = "h"\nkind = "host"\n'
+            f'[[models]]\nname = "m"\nbundle = "{junk}"\nsource = "h"\n'
+        ): ("models[0].bundle: ", "not a zip archive"),
+    }
+    for rest, (key, reason) in cases.items():
+        path = tmp_path / "agent.toml"
+        path.write_text(_toml(tmp_path, "", "[mqtt]\nenabled = false\n" + rest))
+        for command in (["validate-config", str(path)], ["run", "--config", str(path)]):
+            assert iotids(["agent", *command]) == 2, (rest, command)
+            err = capsys.readouterr().err.strip()
+            assert err.startswith(f"iotids agent: {key}"), err
+            assert reason in err
+            assert len(err.splitlines()) == 1
