@@ -188,3 +188,21 @@ def test_validate_config_opens_replays_and_verifies_bundles_as_run_does(
             assert err.startswith(f"iotids agent: {key}"), err
             assert reason in err
             assert len(err.splitlines()) == 1
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_a_deployable_config_with_a_signed_bundle_validates(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.agent.flood_bundle import flood_kit
+
+    kit = flood_kit(tmp_path / "kit")
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        _toml(tmp_path, f'trusted_keys = ["{kit.public_key}"]', "[mqtt]\nenabled = false\n")
+        + f'[[sources]]\nname = "lan"\nkind = "pcap"\npath = "{kit.capture}"\n'
+        + f'[[models]]\nname = "cnn"\nbundle = "{kit.bundle}"\nsource = "lan"\n'
+    )
+    assert iotids(["agent", "validate-config", str(path)]) == 0
+    assert "ok (device gw, 1 sources, 1 models)" in capsys.readouterr().out
