@@ -20,7 +20,7 @@ import numpy as np
 
 from agent.features.telemetry import TelemetryFeaturizer
 from agent.sources import SourceStats, StepBatch, empty_batch
-from agent.sources.sensors_payload import PayloadError, reading_value
+from agent.sources.sensors_payload import MAX_PAYLOAD_BYTES, PayloadError, reading_value
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig, MqttSensorsOptions, SensorTopic, SourceConfig
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 BUFFER = 100_000  # readings held between two reads; the oldest go first (and are counted)
+# Fixed header, topic and properties of a PUBLISH, beside its payload (topics are <= 1 KiB).
+MAX_PACKET_OVERHEAD = 4096
 CLOCK_JUMP_NS = 2_000_000_000  # wall clock moving this much more (or less) than monotonic time
 
 
@@ -69,9 +71,11 @@ class MqttSensorSource:
 
         host = self.options.host or agent.mqtt.host
         port = self.options.port or agent.mqtt.port
+        v5 = agent.mqtt.protocol == "5"
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=f"iotids-{agent.agent.device_id}-sensors-{self.name}",
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
         )
         # The report broker's TLS and credentials go only to that broker: to any other one they
         # would travel in clear text (and the agent's password to a broker that is not its own).
@@ -92,7 +96,12 @@ class MqttSensorSource:
         client.reconnect_delay_set(
             max(1, int(agent.mqtt.backoff_min)), max(1, int(agent.mqtt.backoff_max))
         )
-        client.connect_async(host, port, keepalive=agent.mqtt.keepalive)
+        client.connect_async(
+            host,
+            port,
+            keepalive=agent.mqtt.keepalive,
+            properties=_connect_properties() if v5 else None,
+        )
         client.loop_start()
         return client
 
@@ -184,6 +193,17 @@ class MqttSensorSource:
         """Disconnect from the broker."""
         self._client.disconnect()
         self._client.loop_stop()
+
+
+def _connect_properties() -> Any:
+    """MQTT 5 lets a client refuse big messages before they are sent: the broker drops a PUBLISH
+    larger than Maximum Packet Size for us, so a 200 MB payload never reaches this process."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    properties.MaximumPacketSize = MAX_PAYLOAD_BYTES + MAX_PACKET_OVERHEAD
+    return properties
 
 
 def _is_loopback(host: str) -> bool:

@@ -323,3 +323,48 @@ def test_a_realtime_csv_replay_holds_a_far_row_without_blocking(tmp_path: Path) 
     assert elapsed < 3.0  # each read returns within about its timeout: the thread can stop
     assert source.stats.readings == 2  # the row 1e8 s later is held, not slept on
     assert results[-1] is None
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+def test_a_huge_sensor_payload_is_refused_and_with_mqtt5_never_sent(
+    mosquitto: Broker, protocol: str
+) -> None:
+    from agent.config import parse_config
+    from agent.sources import open_source
+
+    config = parse_config(
+        {
+            "agent": {"device_id": "gw"},
+            "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "protocol": protocol},
+            "sources": [
+                {
+                    "name": "plant",
+                    "kind": "mqtt-sensors",
+                    "step": "0.5s",
+                    "topics": [{"topic": "plant/temp", "sensor": "temp"}],
+                }
+            ],
+        }
+    )
+    source = open_source(config.sources[0], config)
+    try:
+        with Probe(mosquitto) as probe:
+            deadline = time.monotonic() + 10
+            while source.stats.readings == 0 and time.monotonic() < deadline:
+                probe.publish("plant/temp", b"1.0")  # until the subscription is in place
+                source.read(timeout=0.2)
+            before = source.stats.readings
+            probe.publish("plant/temp", b"9" * 5_000_000)
+            probe.publish("plant/temp", b"21.5")
+            deadline = time.monotonic() + 10
+            while source.stats.readings == before and time.monotonic() < deadline:
+                source.read(timeout=0.2)
+    finally:
+        source.close()
+    assert source.stats.readings == before + 1  # the good reading after the huge one counts
+    if protocol == "5":  # Maximum Packet Size: the broker dropped it instead of sending it
+        assert "too_large" not in source.stats.malformed
+        assert mosquitto.count("too large outgoing PUBLISH for iotids-gw-sensors-plant") == 1
+    else:
+        assert source.stats.malformed["too_large"] == 1
