@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 CHUNK_ROWS = 4096
 MAX_LINE_CHARS = 64 * 1024  # far below csv's own 128 KiB field limit, which raises instead
 MAX_TIMESTAMP_S = 7_258_118_400  # 2200-01-01: int64 nanoseconds end in 2262
-_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")  # no 1_0, inf or nan
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)  # no 1_0, inf or nan
 
 
 def parse_timestamp(text: str) -> int:

@@ -22,8 +22,8 @@ MAX_PAYLOAD_BYTES = 16 * 1024  # a sensor reading is a number or a small JSON ob
 MAX_JSON_DEPTH = 32  # arrays and objects nested in one another
 
 # A plain decimal number: no underscores (``1_0``), no ``inf``/``nan``, no hex, no spaces inside.
-_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-_JSON_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?")
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?", re.ASCII)
 
 
 class PayloadError(ValueError):
