@@ -29,8 +29,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="agent_command", metavar="ACTION", required=True)
     run_p = sub.add_parser("run", help="run the agent (the systemd service)")
     run_p.add_argument("--config", required=True, help="agent TOML file")
-    check_p = sub.add_parser("validate-config", help="check a config file and exit")
+    check_p = sub.add_parser(
+        "validate-config", help="check a config file and the paths it names, and exit"
+    )
     check_p.add_argument("config", help="agent TOML file")
+    check_p.add_argument(
+        "--file-only",
+        action="store_true",
+        help="check the file alone, not the paths it names (on a machine other than the gateway)",
+    )
     replay_p = sub.add_parser("replay", help="run a bundle over a capture, print detections")
     replay_p.add_argument("--bundle", required=True, help="signed model bundle")
     replay_p.add_argument("--capture", required=True, help="pcap / pcapng file")
@@ -69,8 +76,10 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from agent.app import App
     from agent.config import load_config
+    from agent.config_checks import check_deployment
 
     config = load_config(args.config)
+    check_deployment(config, create=True)
     if not getattr(args, "verbose", 0):
         logging.getLogger().setLevel(config.agent.log_level.upper())
     return App(config).run()
@@ -78,8 +87,12 @@ def _run(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     from agent.config import load_config
+    from agent.config_checks import check_contents, check_deployment
 
     config = load_config(args.config)
+    if not args.file_only:
+        check_deployment(config)
+        check_contents(config)
     models = sum(1 for m in config.models if m.enabled)
     print(  # noqa: T201 - the CLI talks to its user
         f"{args.config}: ok (device {config.agent.device_id}, "
@@ -112,6 +125,8 @@ def _replay(args: argparse.Namespace) -> int:
             debounce=_debounce(args, Debounce),
             sinks=[sink],
         )
+    except BrokenPipeError:
+        raise  # stdout closed by the reader: the CLI's entry point ends quietly
     except (OSError, ValueError) as exc:
         raise ConfigError(f"--capture {args.capture}: {exc}") from None
     stats = result.source
@@ -163,6 +178,12 @@ def _debounce(args: argparse.Namespace, debounce: type[Debounce]) -> Debounce:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m agent ...``: the same as ``iotids agent ...``."""
+    from agent.cli import closed_pipe_safe
+
+    return closed_pipe_safe(_main, argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="python -m agent", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     configure(parser)

@@ -36,6 +36,7 @@ from agent.model_update import (
 )
 from agent.report import Sink
 from agent.sources import FeatureSource, SourceStats, StepBatch, open_source
+from agent.supervise import EXIT_FAILED, SourceRunner
 
 logger = logging.getLogger(__name__)
 
@@ -231,8 +232,11 @@ class App:
         self._threads: list[threading.Thread] = []
         self._last_sample = 1
         self._lossy = any(not s.lossless for s in self.sources.values())
-        self._drained: set[str] = set()  # sources whose thread has put its last batch
+        self._runner = SourceRunner(
+            config, self.sources, self.health, self.stop, self._deliver, self._fail
+        )
         self._interval_seen = self._interval_scored = 0
+        self.exit_code = 0
 
     # -- building -----------------------------------------------------------------------------
 
@@ -335,7 +339,7 @@ class App:
         self._start(self._stats_loop, "stats")
         self._start(self._update_loop, "model-update")
         for name, source in self.sources.items():
-            self._start(functools.partial(self._source_loop, source), f"source-{name}")
+            self._start(functools.partial(self._runner.run, source), f"source-{name}")
         logger.info(
             "agent %s running: %d sources, %d models",
             self.config.agent.device_id,
@@ -346,7 +350,7 @@ class App:
             if self._threads and not self._threads[0].is_alive():
                 break  # the inference thread ended: every finite source is done
         self.shutdown()
-        return 0
+        return self.exit_code
 
     def shutdown(self) -> None:
         """Stop -> join threads (with a timeout) -> end open detections -> close sinks."""
@@ -374,9 +378,26 @@ class App:
         self._updates.put(len(data) if too_big else data)
 
     def _start(self, target: Callable[[], None], name: str) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread = threading.Thread(target=self._guarded(target, name), name=name, daemon=True)
         self._threads.append(thread)
         thread.start()
+
+    def _guarded(self, target: Callable[[], None], name: str) -> Callable[[], None]:
+        """``target``, but an exception escaping it ends the agent non-zero instead of a thread."""
+
+        def guarded() -> None:
+            try:
+                target()
+            except Exception as exc:
+                self._fail(f"thread {name} died: {exc!r}")
+
+        return guarded
+
+    def _fail(self, message: str) -> None:
+        """Log one line and end the agent with EXIT_FAILED (systemd restarts it)."""
+        logger.error("%s; the agent exits with status %d", message, EXIT_FAILED)
+        self.exit_code = EXIT_FAILED
+        self.stop.set()
 
     def _install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -389,26 +410,12 @@ class App:
         signal.signal(signal.SIGTERM, _handle)
         signal.signal(signal.SIGINT, _handle)
 
-    def _source_loop(self, source: FeatureSource) -> None:
-        """Read batches into the queue until stopped or the source runs dry."""
-        while not self.stop.is_set() and not source.finished:
-            try:
-                batch = source.read(timeout=0.5)
-            except Exception:
-                if source.lossless:  # a file that cannot be read will not get better
-                    logger.exception("source %s failed; it stops", source.name)
-                    source.close()
-                    break
-                logger.exception("source %s failed; retrying in 1 s", source.name)
-                self.stop.wait(1.0)
-                continue
-            if batch is None or len(batch) == 0:
-                continue
-            if source.lossless:
-                self.queue.put_wait((source.name, batch), self.stop)
-            else:
-                self.health.queue_drops += self.queue.put((source.name, batch))
-        self._drained.add(source.name)
+    def _deliver(self, source: FeatureSource, batch: StepBatch) -> None:
+        """Queue a source's batch: a file waits for room, a live source drops the oldest."""
+        if source.lossless:
+            self.queue.put_wait((source.name, batch), self.stop)
+        else:
+            self.health.queue_drops += self.queue.put((source.name, batch))
 
     def _inference_loop(self) -> None:
         """Score queued batches; after stop, drain what is queued for a moment, then end."""
@@ -433,7 +440,7 @@ class App:
                 logger.exception("scoring a batch of %s failed", name)
 
     def _all_finished(self) -> bool:
-        return bool(self.sources) and self._drained >= set(self.sources)
+        return bool(self.sources) and self._runner.drained >= set(self.sources)
 
     def _stats_loop(self) -> None:
         while not self.stop.wait(self.config.agent.stats_interval):

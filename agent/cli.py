@@ -13,12 +13,20 @@ import argparse
 import importlib
 import importlib.util
 import logging
+import os
+import select
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
+from typing import TypeVar
 
 INSTALL_TRAIN = "pip install 'iotids[train]'"
+# A reader that closed our stdout early (``iotids features X --json | head``): exit quietly with
+# the status a shell reports for a process SIGPIPE ended (128 + 13), as ``cat`` or ``yes`` do.
+EXIT_CLOSED_PIPE = 141
+
+A = TypeVar("A")
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,10 @@ def _has_tensorflow() -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, check the command's dependencies, run it; returns the exit code."""
+    return closed_pipe_safe(_main, argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser, modules = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -100,6 +112,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     result: int = modules[args.command].run(args)
+    return result
+
+
+def _stdout_closed() -> bool:
+    """True when stdout is a pipe whose reader has gone (poll reports an error on it)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no descriptor (a test's capture), no poll
+        return False
+
+
+def closed_pipe_safe(run: Callable[[A], int], args: A) -> int:
+    """``run(args)``, but a closed stdout ends the command quietly with EXIT_CLOSED_PIPE."""
+    try:
+        try:
+            result = run(args)
+        except SystemExit:  # argparse's --help exits from inside, swallowing a write error
+            sys.stdout.flush()
+            if _stdout_closed():
+                raise BrokenPipeError from None
+            raise
+        sys.stdout.flush()  # what is still buffered must meet the closed pipe here, not at exit
+    except BrokenPipeError:
+        # Point stdout at /dev/null so the interpreter's own flush at exit cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):  # a stdout without a descriptor (a test's capture)
+            pass
+        finally:
+            os.close(devnull)
+        return EXIT_CLOSED_PIPE
     return result
 
 

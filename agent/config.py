@@ -3,51 +3,74 @@
 Every table mirrors a dataclass (``[mqtt]`` -> ``MqttConfig``). A generic loader, ``build``,
 turns a dict into any of these dataclasses from its type hints, rejects unknown keys, and
 turns every mistake into one ``ConfigError`` line that names the key path
-(``mqtt.port: must be 1..65535, got 70000``). Secrets never live in this file: MQTT
-credentials come from the environment or systemd's credentials directory (issue 7).
+(``mqtt.port: must be 1..65535, got 70000``); it lives in ``agent.config_loader``. Secrets
+never live in this file: MQTT credentials come from the environment or systemd's credentials
+directory.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import re
 import tomllib
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal
 
 from agent.bundle_archive import DEFAULT_MAX_BUNDLE_BYTES, MAX_BUNDLE_BYTES, MIN_BUNDLE_BYTES
+from agent.config_loader import (
+    MAX_CLIENT_ID_BYTES,
+    MAX_TOPIC_BYTES,
+    ConfigError,
+    FieldError,
+    build,
+    check,
+    utf8_len,
+    valid_topic_prefix,
+)
+from agent.config_loader import join_key as _join
+from agent.config_loader import type_name as _type_name
+from agent.config_sources import (
+    SOURCE_OPTIONS,
+    CsvOptions,
+    HostOptions,
+    LiveOptions,
+    MqttSensorsOptions,
+    PcapOptions,
+    SensorTopic,
+    SourceOptions,
+)
 
-T = TypeVar("T")
+__all__ = [  # names that moved out stay importable from here, where callers always found them
+    "SOURCE_OPTIONS",
+    "AgentConfig",
+    "ConfigError",
+    "CsvOptions",
+    "FieldError",
+    "HostOptions",
+    "LiveOptions",
+    "MqttSensorsOptions",
+    "PcapOptions",
+    "SensorTopic",
+    "SourceOptions",
+    "build",
+    "check",
+    "load_config",
+    "parse_config",
+]
 
 _DEVICE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+# Periods and rates are bounded where the agent turns them into waits and sleeps: Event.wait
+# raises OverflowError past ~2.9e8 s (the thread dies), and a period of 1e-300 s is a busy loop
+# that fills the outbox with stats rows.
+MAX_PERIOD_S = 86_400.0
+MIN_STATS_INTERVAL_S = 0.1
+MAX_CONFIG_BYTES = 1024 * 1024  # a config file is a few KB; anything larger is not one
 _CREDENTIALS_ELSEWHERE = (
     "secrets come from the environment or systemd credentials, not the config file"
 )
-
-
-class ConfigError(ValueError):
-    """A bad configuration: one line that names the key path and what is wrong."""
-
-
-class FieldError(ValueError):
-    """Raised by a dataclass check about one of its own fields; the loader adds the path."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(message)
-        self.key = key
-
-
-def check(condition: bool, key: str, message: str) -> None:
-    """Raise FieldError(key, message) unless ``condition`` holds (for __post_init__ checks)."""
-    if not condition:
-        raise FieldError(key, message)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -81,9 +104,10 @@ class AgentSection:
         )
         check(self.state_dir != "", "state_dir", "must not be empty")
         check(
-            self.stats_interval > 0,
+            MIN_STATS_INTERVAL_S <= self.stats_interval <= MAX_PERIOD_S,
             "stats_interval",
-            f"must be > 0 seconds, got {self.stats_interval}",
+            f"must be {MIN_STATS_INTERVAL_S}..{MAX_PERIOD_S:.0f} seconds,"
+            f" got {self.stats_interval}",
         )
         check(
             self.log_level in _LOG_LEVELS,
@@ -132,9 +156,10 @@ class HomeAssistantConfig:
 
     def __post_init__(self) -> None:
         check(
-            _valid_topic_prefix(self.discovery_prefix),
+            valid_topic_prefix(self.discovery_prefix),
             "discovery_prefix",
-            f"must be a non-empty topic without '+', '#' or NUL, got {self.discovery_prefix!r}",
+            f"must be a topic of 1..{MAX_TOPIC_BYTES} bytes without '+', '#', NUL or a leading '$',"
+            f" got {self.discovery_prefix[:40]!r}",
         )
 
 
@@ -171,19 +196,44 @@ class MqttConfig:
         check(1 <= self.port <= 65535, "port", f"must be 1..65535, got {self.port}")
         check(5 <= self.keepalive <= 65535, "keepalive", f"must be 5..65535, got {self.keepalive}")
         check(
-            _valid_topic_prefix(self.topic_prefix),
+            valid_topic_prefix(self.topic_prefix),
             "topic_prefix",
-            f"must be a non-empty topic without '+', '#' or NUL, got {self.topic_prefix!r}",
+            f"must be a topic of 1..{MAX_TOPIC_BYTES} bytes without '+', '#', NUL or a leading '$',"
+            f" got {self.topic_prefix[:40]!r}",
         )
         check(self.stats_qos in (0, 1, 2), "stats_qos", f"must be 0, 1 or 2, got {self.stats_qos}")
-        check(self.backoff_min > 0, "backoff_min", f"must be > 0, got {self.backoff_min}")
+        check(
+            utf8_len(self.client_id) <= MAX_CLIENT_ID_BYTES
+            and not any(c in self.client_id for c in "\x00+#/"),
+            "client_id",
+            f"must be at most {MAX_CLIENT_ID_BYTES} bytes without NUL, '+', '#' or '/',"
+            f" got {self.client_id[:40]!r}",
+        )
+        check(
+            0 < self.backoff_min <= 3600,
+            "backoff_min",
+            f"must be in (0, 3600] seconds, got {self.backoff_min}",
+        )
         check(
             self.backoff_max >= self.backoff_min,
             "backoff_max",
             f"must be >= backoff_min ({self.backoff_min}), got {self.backoff_max}",
         )
-        check(self.auth_backoff > 0, "auth_backoff", f"must be > 0, got {self.auth_backoff}")
-        check(self.replay_rate > 0, "replay_rate", f"must be > 0, got {self.replay_rate}")
+        check(
+            self.backoff_max <= MAX_PERIOD_S,
+            "backoff_max",
+            f"must be at most {MAX_PERIOD_S:.0f} seconds, got {self.backoff_max}",
+        )
+        check(
+            0 < self.auth_backoff <= MAX_PERIOD_S,
+            "auth_backoff",
+            f"must be in (0, {MAX_PERIOD_S:.0f}] seconds, got {self.auth_backoff}",
+        )
+        check(
+            0.1 <= self.replay_rate <= 100_000,
+            "replay_rate",
+            f"must be 0.1..100000 messages per second, got {self.replay_rate}",
+        )
         check(
             0 <= self.drain_on_close <= 60,
             "drain_on_close",
@@ -213,134 +263,7 @@ class OutboxConfig:
 
 
 # ---------------------------------------------------------------------------------------------
-# [[sources]]: one options dataclass per kind
-
-
-@dataclass(frozen=True)
-class PcapOptions:
-    """``kind = "pcap"``: replay a pcap/pcapng file, as fast as possible or paced by timestamps."""
-
-    path: str
-    realtime: bool = False
-    loop: bool = False
-    speed: float = 1.0  # with realtime: capture seconds per wall second (a demo replays at 15)
-
-    def __post_init__(self) -> None:
-        check(self.path != "", "path", "must not be empty")
-        check(0 < self.speed <= 10_000, "speed", f"must be in (0, 10000], got {self.speed}")
-
-
-@dataclass(frozen=True)
-class LiveOptions:
-    """``kind = "live"``: an AF_PACKET raw socket on one interface (Linux, CAP_NET_RAW)."""
-
-    interface: str
-    promiscuous: bool = False
-    batch_frames: int = 4096
-    batch_timeout: float = 0.05
-    buffer_bytes: int = 8 * 1024 * 1024
-
-    def __post_init__(self) -> None:
-        check(
-            0 < len(self.interface) < 16 and "/" not in self.interface,
-            "interface",
-            f"must be an interface name (1..15 characters), got {self.interface!r}",
-        )
-        check(
-            1 <= self.batch_frames <= 1_000_000,
-            "batch_frames",
-            f"must be 1..1000000, got {self.batch_frames}",
-        )
-        check(
-            0 < self.batch_timeout <= 10,
-            "batch_timeout",
-            f"must be in (0, 10] seconds, got {self.batch_timeout}",
-        )
-        check(
-            self.buffer_bytes >= 65536,
-            "buffer_bytes",
-            f"must be >= 65536, got {self.buffer_bytes}",
-        )
-
-
-@dataclass(frozen=True)
-class SensorTopic:
-    """One MQTT topic feeding one sensor: the payload is a number, or ``field`` of a JSON object."""
-
-    topic: str
-    sensor: str
-    field: str = ""
-
-    def __post_init__(self) -> None:
-        check(
-            self.topic != "" and "\x00" not in self.topic,
-            "topic",
-            f"must be a non-empty MQTT topic filter, got {self.topic!r}",
-        )
-        check(
-            _NAME.fullmatch(self.sensor) is not None,
-            "sensor",
-            f"must be 1..64 characters of [A-Za-z0-9._-], got {self.sensor!r}",
-        )
-
-
-@dataclass(frozen=True)
-class MqttSensorsOptions:
-    """``kind = "mqtt-sensors"``: readings from topics on a (local) broker."""
-
-    topics: tuple[SensorTopic, ...]
-    host: str = ""
-    port: int = 0
-
-    def __post_init__(self) -> None:
-        check(len(self.topics) > 0, "topics", "must list at least one topic")
-        check(
-            0 <= self.port <= 65535, "port", f"must be 0..65535 (0: [mqtt].port), got {self.port}"
-        )
-        names = [t.sensor for t in self.topics]
-        check(len(set(names)) == len(names), "topics", f"sensor names must be unique: {names}")
-
-    @property
-    def sensors(self) -> tuple[str, ...]:
-        """Sensor names in the order they were configured (the feature columns' order)."""
-        return tuple(t.sensor for t in self.topics)
-
-
-@dataclass(frozen=True)
-class CsvOptions:
-    """``kind = "csv"``: replay sensor readings from a CSV file (one row per reading time)."""
-
-    path: str
-    sensors: tuple[str, ...]
-    timestamp: str = "timestamp"
-    realtime: bool = False
-    speed: float = 1.0  # with realtime: recorded seconds per wall second
-
-    def __post_init__(self) -> None:
-        check(self.path != "", "path", "must not be empty")
-        check(0 < self.speed <= 10_000, "speed", f"must be in (0, 10000], got {self.speed}")
-        check(len(self.sensors) > 0, "sensors", "must list at least one column")
-        check(
-            self.timestamp not in self.sensors,
-            "timestamp",
-            f"the timestamp column {self.timestamp!r} cannot also be a sensor",
-        )
-
-
-@dataclass(frozen=True)
-class HostOptions:
-    """``kind = "host"``: psutil metrics of the gateway itself, one snapshot per time step."""
-
-
-SourceOptions = PcapOptions | LiveOptions | MqttSensorsOptions | CsvOptions | HostOptions
-
-SOURCE_OPTIONS: dict[str, type[Any]] = {
-    "csv": CsvOptions,
-    "host": HostOptions,
-    "live": LiveOptions,
-    "mqtt-sensors": MqttSensorsOptions,
-    "pcap": PcapOptions,
-}
+# [[sources]]: the options of each kind live in agent.config_sources
 
 
 @dataclass(frozen=True)
@@ -489,11 +412,18 @@ def load_config(path: str | Path) -> AgentConfig:
     path = Path(path)
     try:
         with path.open("rb") as fh:
-            data = tomllib.load(fh)
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes; not a config file")
+        data = tomllib.loads(raw.decode("utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: not UTF-8 at byte {exc.start}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise ConfigError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
     return parse_config(data, source=str(path))
 
 
@@ -505,113 +435,6 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<dict>") -> AgentCon
     return build(AgentConfig, data)
 
 
-# ---------------------------------------------------------------------------------------------
-# the generic loader
-
-
-def build(cls: type[T], data: Any, path: str = "") -> T:
-    """Build dataclass ``cls`` from a dict using its type hints; errors name the key path.
-
-    Handles str, int, float, bool, Literal, tuple[X, ...], nested dataclasses and ``X | None``.
-    A class may list ``REJECTED_KEYS`` (key -> reason) and may take over its own parsing with a
-    ``from_table(data, path)`` classmethod. Checks in ``__post_init__`` raise ValueError
-    (prefixed with this table's path) or FieldError (prefixed with the path of its key).
-    """
-    if isinstance(data, cls):
-        return data
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{path or 'config'}: must be a table, got {_type_name(data)}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    rejected: Mapping[str, str] = getattr(cls, "REJECTED_KEYS", {})
-    for key in data:
-        if key in rejected:
-            raise ConfigError(f"{_join(path, key)}: {rejected[key]}")
-        if key not in known:
-            valid = ", ".join(sorted(known))
-            raise ConfigError(f"{_join(path, key)}: unknown key (valid: {valid})")
-    kwargs: dict[str, Any] = {}
-    for name, f in known.items():
-        if name in data:
-            kwargs[name] = _convert(hints[name], data[name], _join(path, name))
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{_join(path, name)}: required")
-    try:
-        return cls(**kwargs)
-    except FieldError as exc:
-        raise ConfigError(f"{_join(path, exc.key)}: {exc}") from None
-    except ConfigError:
-        raise
-    except ValueError as exc:
-        raise ConfigError(f"{path or 'config'}: {exc}") from None
-
-
-def _convert(hint: Any, value: Any, path: str) -> Any:
-    """Check ``value`` against one type hint, converting tables and arrays as it goes."""
-    origin = typing.get_origin(hint)
-    if origin is typing.Union or origin is types.UnionType:
-        return _convert_union(typing.get_args(hint), value, path)
-    if origin is Literal:
-        choices = typing.get_args(hint)
-        if value not in choices or type(value) is not type(choices[0]):
-            shown = ", ".join(repr(c) for c in choices)
-            raise ConfigError(f"{path}: must be one of {shown}, got {value!r}")
-        return value
-    if origin is tuple:
-        return _convert_tuple(typing.get_args(hint), value, path)
-    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
-        from_table = getattr(hint, "from_table", None)
-        if from_table is not None:
-            return from_table(value, path)
-        return build(hint, value, path)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{path}: must be true or false, got {_type_name(value)}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{path}: must be an integer, got {_type_name(value)}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{path}: must be a number, got {_type_name(value)}")
-        if not math.isfinite(value):
-            raise ConfigError(f"{path}: must be a finite number, got {value}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{path}: must be a string, got {_type_name(value)}")
-        return value
-    if hint is Any:
-        return value
-    raise TypeError(f"{path}: the loader cannot handle type {hint!r}")
-
-
-def _convert_union(args: tuple[Any, ...], value: Any, path: str) -> Any:
-    """``X | None`` (an absent key keeps the default) and unions of dataclasses."""
-    members = [a for a in args if a is not type(None)]
-    if len(members) == 1:
-        return _convert(members[0], value, path)
-    for member in members:
-        if isinstance(value, member):
-            return value
-    raise ConfigError(f"{path}: must be a table, got {_type_name(value)}")
-
-
-def _convert_tuple(args: tuple[Any, ...], value: Any, path: str) -> tuple[Any, ...]:
-    """``tuple[X, ...]`` from a TOML array (or array of tables)."""
-    if not isinstance(value, list | tuple):
-        raise ConfigError(f"{path}: must be an array, got {_type_name(value)}")
-    if len(args) == 2 and args[1] is Ellipsis:
-        return tuple(_convert(args[0], item, f"{path}[{i}]") for i, item in enumerate(value))
-    if len(args) != len(value):
-        raise ConfigError(f"{path}: must have {len(args)} items, got {len(value)}")
-    return tuple(
-        _convert(a, item, f"{path}[{i}]")
-        for i, (a, item) in enumerate(zip(args, value, strict=True))
-    )
-
-
 def _check_unique(key: str, names: list[str]) -> None:
     seen: set[str] = set()
     for i, name in enumerate(names):
@@ -620,25 +443,5 @@ def _check_unique(key: str, names: list[str]) -> None:
         seen.add(name)
 
 
-def _valid_topic_prefix(topic: str) -> bool:
-    return topic != "" and not any(c in topic for c in "+#\x00")
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
 def _kinds() -> str:
     return ", ".join(sorted(SOURCE_OPTIONS))
-
-
-def _type_name(value: Any) -> str:
-    names = {
-        bool: "a boolean",
-        int: "an integer",
-        float: "a number",
-        str: "a string",
-        list: "an array",
-        dict: "a table",
-    }
-    return names.get(type(value), type(value).__name__)

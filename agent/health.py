@@ -59,6 +59,7 @@ class Health:
         self._last_time = self._started
         self._last_packets: dict[str, int] = {}
         self.queue_drops = 0
+        self.source_restarts: Counter[str] = Counter()  # by source, since start
 
     def record_latency(self, seconds: float) -> None:
         """One window's inference time (called from the inference thread)."""
@@ -89,11 +90,13 @@ class Health:
         return {
             "packets_per_s": round(rate, 1),
             "packets": sum(packets.values()),
+            "readings": sum(s.readings for s in sources.values()),
             "drops": {
                 "kernel": sum(s.drops for s in sources.values()),
                 "queue": self.queue_drops,
             },
             "malformed": dict(malformed),
+            "source_restarts": dict(self.source_restarts),
             "sampling_ratio": round(sampling_ratio, 4),
             "latency_ms_p50": _percentile(latency, 50),
             "latency_ms_p99": _percentile(latency, 99),

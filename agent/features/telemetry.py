@@ -24,6 +24,13 @@ logger = logging.getLogger(__name__)
 NAME = "telemetry"
 VERSION = 1
 SUFFIXES = ("value", "delta", "staleness_s")
+# Steps without any reading emitted for one quiet stretch at most (as traffic does): a clock that
+# jumps, or a recording with a gap of 1e8 s, would otherwise build one row per step of the gap
+# at once (gigabytes). A longer stretch is shortened to this many, with true ``start_ns`` values.
+MAX_IDLE_STEPS = 3600
+# Readings beyond this magnitude are refused like NaN: no sensor reads 1e30, and a larger value
+# (or the change between two of them) would overflow the float32 features to inf.
+MAX_READING = 1e30
 
 
 def telemetry_feature_set(sensors: Sequence[str]) -> FeatureSet:
@@ -66,7 +73,10 @@ class TelemetryFeaturizer:
     that holds the oldest reading queued before the first ``advance``/``flush``. A step is
     emitted once ``advance(now_ns)`` passes its end; readings older than the last emitted
     step arrive too late and are counted in ``late``.
-    NaN / inf readings are skipped and counted in ``skipped_nonfinite``.
+    NaN / inf readings (and any beyond ±MAX_READING) are skipped and counted in
+    ``skipped_nonfinite``. A stretch of more than
+    ``MAX_IDLE_STEPS`` steps without a reading is shortened to that many (their staleness still
+    grows with the true time), so memory stays bounded whatever the timestamps.
     """
 
     def __init__(self, sensors: Sequence[str], step: StepSpec | None = None) -> None:
@@ -109,7 +119,7 @@ class TelemetryFeaturizer:
         if ts.shape != vals.shape:
             raise ValueError(f"timestamps {ts.shape} and values {vals.shape} differ in shape")
         index = self.sensor_index(sensor)
-        finite = np.isfinite(vals)
+        finite = np.isfinite(vals) & (np.abs(vals) <= MAX_READING)
         bad = int((~finite).sum())
         if bad:
             self.skipped_nonfinite += bad
@@ -149,15 +159,15 @@ class TelemetryFeaturizer:
         return self._origin is not None
 
     def _emit(self, count: int) -> TelemetrySteps:
-        """Build ``count`` steps from the origin and consume the readings inside them."""
+        """Build the steps of the next ``count`` (idle stretches capped); consume their readings."""
         assert self._origin is not None
         width = self.feature_set.width
         if count <= 0:
             return TelemetrySteps.concat([], width)
-        starts = self._origin + np.arange(count, dtype=np.int64) * self._size
+        horizon = self._origin + count * self._size
+        starts = self._origin + self._kept_steps(count, horizon) * self._size
         ends = starts + self._size
-        horizon = int(ends[-1])
-        values = np.zeros((count, width), np.float32)
+        values = np.zeros((len(starts), width), np.float32)
         keep: list[tuple[npt.NDArray[np.int64], int, npt.NDArray[np.float64]]] = []
         for j in range(len(self.sensors)):
             ts, vals = self._take_sensor(j, horizon, keep)
@@ -165,6 +175,24 @@ class TelemetryFeaturizer:
         self._pending = keep
         self._origin = horizon
         return TelemetrySteps(starts, values)
+
+    def _kept_steps(self, count: int, horizon: int) -> npt.NDArray[np.int64]:
+        """Indexes (from the origin) of the steps to emit: every step holding a reading, and
+        after each one (and after the previous emit) at most MAX_IDLE_STEPS empty ones."""
+        assert self._origin is not None
+        stamps = [ts[ts < horizon] for ts, _, _ in self._pending]
+        occupied = np.unique(
+            (np.concatenate([np.zeros(0, np.int64), *stamps]) - self._origin) // self._size
+        )
+        anchors = np.concatenate(([-1], occupied))  # -1: the step before this emit
+        following = np.append(occupied, count)
+        idle = np.minimum(following - anchors - 1, MAX_IDLE_STEPS)
+        lengths = 1 + idle  # each anchor, then its idle steps
+        offsets = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(
+            np.cumsum(lengths) - lengths, lengths
+        )
+        kept: npt.NDArray[np.int64] = (np.repeat(anchors, lengths) + offsets)[1:]
+        return kept
 
     def _take_sensor(
         self,

@@ -39,8 +39,7 @@ class PcapSource:
             raise TypeError(f"{config.name}: pcap source needs PcapOptions")
         self.name = config.name
         self.path = options.path
-        with open(self.path, "rb"):  # fail at start-up (one config error), not in a thread
-            pass
+        _check_capture(self.path)
         self.realtime = options.realtime
         self.speed = options.speed
         self.loop = options.loop
@@ -139,3 +138,14 @@ class PcapSource:
         """Stop reading (the file is closed when its iterator is dropped)."""
         self._chunks = iter(())
         self._finished = True
+
+
+def _check_capture(path: str) -> None:
+    """Fail at start-up (one config error, exit 2) rather than in the source's thread.
+
+    Decoding the first frame reads the header: a file that is missing, unreadable, empty or
+    not a capture at all raises OSError or ValueError (CaptureFormatError) here.
+    """
+    from agent.features.capture import iter_capture
+
+    next(iter_capture(path, chunk_frames=1), None)

@@ -2,15 +2,14 @@
 
 Messages arrive on paho's thread and only land in a bounded buffer; the source thread turns
 them into telemetry-v1 steps as the wall clock passes each step's end. A payload that is not a
-number (or lacks the configured JSON field) is skipped and counted, never raised.
+number (or lacks the configured JSON field) is skipped and counted by reason, never raised
+(``agent.sources.sensors_payload``).
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
-import math
 import threading
 import time
 from collections import deque
@@ -21,6 +20,7 @@ import numpy as np
 
 from agent.features.telemetry import TelemetryFeaturizer
 from agent.sources import SourceStats, StepBatch, empty_batch
+from agent.sources.sensors_payload import MAX_PAYLOAD_BYTES, PayloadError, reading_value
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig, MqttSensorsOptions, SensorTopic, SourceConfig
@@ -28,28 +28,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 BUFFER = 100_000  # readings held between two reads; the oldest go first (and are counted)
+# Fixed header, topic and properties of a PUBLISH, beside its payload (topics are <= 1 KiB).
+MAX_PACKET_OVERHEAD = 4096
 CLOCK_JUMP_NS = 2_000_000_000  # wall clock moving this much more (or less) than monotonic time
-
-
-def reading_value(payload: bytes, field: str) -> float:
-    """The number in a payload: the whole payload, or ``field`` (dotted path) of a JSON object."""
-    text = payload.decode("utf-8").strip()
-    if not field:
-        if text.lower() in ("true", "on", "open"):
-            return 1.0
-        if text.lower() in ("false", "off", "closed"):
-            return 0.0
-        return float(text)
-    node: Any = json.loads(text)
-    for part in field.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise KeyError(f"no field {field!r}")
-        node = node[part]
-    if isinstance(node, bool):
-        return float(node)
-    if not isinstance(node, int | float):
-        raise ValueError(f"field {field!r} is not a number")
-    return float(node)
 
 
 class MqttSensorSource:
@@ -90,9 +71,11 @@ class MqttSensorSource:
 
         host = self.options.host or agent.mqtt.host
         port = self.options.port or agent.mqtt.port
+        v5 = agent.mqtt.protocol == "5"
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=f"iotids-{agent.agent.device_id}-sensors-{self.name}",
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
         )
         # The report broker's TLS and credentials go only to that broker: to any other one they
         # would travel in clear text (and the agent's password to a broker that is not its own).
@@ -113,7 +96,12 @@ class MqttSensorSource:
         client.reconnect_delay_set(
             max(1, int(agent.mqtt.backoff_min)), max(1, int(agent.mqtt.backoff_max))
         )
-        client.connect_async(host, port, keepalive=agent.mqtt.keepalive)
+        client.connect_async(
+            host,
+            port,
+            keepalive=agent.mqtt.keepalive,
+            properties=_connect_properties() if v5 else None,
+        )
         client.loop_start()
         return client
 
@@ -125,22 +113,30 @@ class MqttSensorSource:
         logger.info("sensor source %s subscribed to %d topics", self.name, len(self.options.topics))
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        # paho's network thread: an exception escaping here would end that thread for good
+        # (every later reading lost while the agent still says online), so nothing may.
+        try:
+            self._dispatch(message.topic, message.payload)
+        except Exception as exc:  # a bug, not a bad payload: count it, keep the thread
+            self.stats.malformed["unexpected"] += 1
+            logger.warning(
+                "sensor source %s: message on %r skipped: %r", self.name, message.topic, exc
+            )
+
+    def _dispatch(self, topic_name: str, payload: bytes) -> None:
         import paho.mqtt.client as mqtt
 
         now = self._clock()
         for index, topic in enumerate(self.options.topics):
-            if mqtt.topic_matches_sub(topic.topic, message.topic):
-                self._accept(now, index, topic, message.payload)
+            if mqtt.topic_matches_sub(topic.topic, topic_name):
+                self._accept(now, index, topic, payload)
 
     def _accept(self, now: int, index: int, topic: SensorTopic, payload: bytes) -> None:
         try:
-            value = reading_value(payload, topic.field)
-        except (ValueError, KeyError, UnicodeDecodeError) as exc:
-            self.stats.malformed["bad_payload"] += 1
+            value = reading_value(payload, topic.field, topic.values)
+        except PayloadError as exc:
+            self.stats.malformed[exc.reason] += 1
             logger.debug("sensor %s: skipped payload %r (%s)", topic.sensor, payload[:40], exc)
-            return
-        if not math.isfinite(value):
-            self.stats.malformed["non_finite"] += 1
             return
         with self._lock:
             if len(self._buffer) == self._buffer.maxlen:
@@ -197,6 +193,17 @@ class MqttSensorSource:
         """Disconnect from the broker."""
         self._client.disconnect()
         self._client.loop_stop()
+
+
+def _connect_properties() -> Any:
+    """MQTT 5 lets a client refuse big messages before they are sent: the broker drops a PUBLISH
+    larger than Maximum Packet Size for us, so a 200 MB payload never reaches this process."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    properties.MaximumPacketSize = MAX_PAYLOAD_BYTES + MAX_PACKET_OVERHEAD
+    return properties
 
 
 def _is_loopback(host: str) -> bool:

@@ -287,7 +287,10 @@ def test_anomaly_scores_for_reconstruction_forecast_and_scalar() -> None:
 
 def test_validate_config_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     good = tmp_path / "good.toml"
-    good.write_text('[agent]\ndevice_id = "gw"\n[[sources]]\nname = "h"\nkind = "host"\n')
+    good.write_text(
+        f'[agent]\ndevice_id = "gw"\nstate_dir = "{tmp_path}"\n'
+        '[[sources]]\nname = "h"\nkind = "host"\n'
+    )
     assert iotids(["agent", "validate-config", str(good)]) == 0
     assert "ok (device gw, 1 sources, 0 models)" in capsys.readouterr().out
     bad = tmp_path / "bad.toml"
@@ -416,5 +419,6 @@ def test_a_missing_capture_is_one_config_line_at_start(
     )
     assert iotids(["agent", "run", "--config", str(config)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("iotids agent: sources[0] (cap): [Errno 2] No such file")
+    assert err.startswith("iotids agent: sources[0].path: ")
+    assert err.endswith("none.pcap: no such file")
     assert "\n" not in err

@@ -17,7 +17,7 @@ from agent.config import ConfigError, parse_config
 from agent.features.telemetry import telemetry_feature_set
 from agent.features.traffic import TRAFFIC_V1
 from agent.sources import SOURCES, StepBatch, open_source, source_class
-from agent.sources.sensors_mqtt import reading_value
+from agent.sources.sensors_payload import PayloadError, reading_value
 from tests.agent.bundles import ethernet, flood_frames, ipv4, pcap_bytes, udp
 from tests.broker import Broker, Probe, make_pki
 
@@ -145,12 +145,19 @@ def test_csv_missing_column_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_reading_values_from_payloads() -> None:
     assert reading_value(b" 21.5 ", "") == 21.5
-    assert reading_value(b"ON", "") == 1.0
+    assert reading_value(b"ON", "", {"ON": 1.0}) == 1.0
     assert reading_value(b'{"state": {"bar": 3}}', "state.bar") == 3.0
-    with pytest.raises(KeyError):
+    with pytest.raises(PayloadError, match="no field"):
         reading_value(b'{"x": 1}', "bar")
-    with pytest.raises(ValueError, match="could not convert"):
+    with pytest.raises(PayloadError, match="not a number"):
         reading_value(b"hot", "")
+    door = {"true": 1.0, "false": 0.0, "open": 1.0}
+    assert reading_value(b'{"contact": false}', "contact", door) == 0.0
+    assert reading_value(b'{"contact": "open"}', "contact", door) == 1.0
+    for payload, field in ((b"true", ""), (b'{"c": true}', "c"), (b"1_0", ""), (b"0x10", "")):
+        with pytest.raises(PayloadError) as refused:
+            reading_value(payload, field)
+        assert refused.value.reason == "not_a_number"
 
 
 @pytest.mark.broker
@@ -198,7 +205,7 @@ def test_mqtt_sensor_source_steps_real_messages(
     assert values[-1, source.feature_set.index("temp.value")] == pytest.approx(71.5)
     assert values[-1, source.feature_set.index("bar.value")] == pytest.approx(2.5)
     assert source.stats.readings == 2
-    assert source.stats.malformed["bad_payload"] == 1
+    assert source.stats.malformed["not_a_number"] == 1
 
 
 def _ip(*args: str) -> None:
