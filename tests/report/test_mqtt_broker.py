@@ -210,8 +210,14 @@ def test_queued_events_survive_sigkill_while_the_broker_is_down(
         processes.append(second)
         out, _ = second.communicate(timeout=30)
         assert second.returncode == 0, out
-        assert _wait(lambda: len(_unique_in_order(probe.seen)) == 25, 10)
-    assert _unique_in_order(probe.seen) == [f"{DEVICE}-{n}" for n in range(25)]
+        assert _wait(lambda: len(_unique_in_order(probe.seen)) == 50, 10)
+    order = _unique_in_order(probe.seen)
+    assert order[:25] == [f"{DEVICE}-{n}" for n in range(25)]
+    # The killed publisher left 25 detections open: the next start ends each, after them.
+    ends = [json.loads(m.payload) for m in probe.seen if json.loads(m.payload)["id"] in order[25:]]
+    assert sorted({e["detection"] for e in ends}) == sorted(f"d{n}" for n in range(25))
+    assert {(e["type"], e["end_reason"]) for e in ends} == {("end", "agent-restart")}
+    assert ends[-1]["active_events"] == 0
 
 
 def test_sigkill_makes_the_broker_publish_offline(
