@@ -20,8 +20,9 @@ from typing import Any
 
 import pytest
 
+from agent.report.homeassistant import discovery_messages
 from tests.agent.bundles import flood_frames, pcap_bytes
-from tests.broker import Broker, Probe, Received
+from tests.broker import EXAMPLE_ACL, Broker, Probe, Received, example_listener_options
 from tests.e2e.agent_process import AgentProcess, agent_toml
 from tests.e2e.conftest import AgentFactory
 
@@ -172,3 +173,142 @@ def test_an_unusable_outbox_path_exits_2_with_one_line_and_touches_nothing(
     assert "nothing was changed" in lines[0]
     assert _snapshot(tmp_path) == before
     assert not list(tmp_path.rglob("*.corrupt-*"))
+
+
+# --- the example broker: no impersonation -----------------------------------------------------
+
+_USERS = {"gw-a": "pa", "gw-b": "pb", "iotids-operator": "op", "homeassistant": "ha"}
+_OPERATOR = {"username": "iotids-operator", "password": "op"}
+
+
+def _fake_entities() -> list[tuple[str, bytes]]:
+    """What a compromised gw-a would plant: a sensor under gw-b's device, one over gw-b's own."""
+    fake = {
+        "name": "Intrusion",
+        "state_topic": "iotids/gw-a/state",
+        "value_template": "OFF",
+        "unique_id": "iotids_gw-b_planted",
+        "device": {"identifiers": ["iotids_gw-b"]},
+    }
+    body = json.dumps(fake).encode()
+    return [
+        ("homeassistant/binary_sensor/gw-a/planted/config", body),
+        ("homeassistant/binary_sensor/gw-b/intrusion/config", body),
+        ("homeassistant/binary_sensor/iotids_gw-b/planted/config", body),
+    ]
+
+
+def _impersonate(broker: Broker, rounds: int) -> None:
+    """Log in as gw-a ``rounds`` times asking for gw-b's client id, planting discovery configs."""
+    for _ in range(rounds):
+        rogue = Probe(broker, client_id="iotids-gw-b", username="gw-a", password="pa")
+        with rogue:
+            for topic, payload in _fake_entities():
+                rogue.publish(topic, payload, retain=True)
+            time.sleep(0.3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("example_options", [True, False], ids=["example-conf", "without-it"])
+def test_on_the_example_broker_a_gateway_cannot_pass_for_another(
+    broker: BrokerFactory, agents: AgentFactory, example_options: bool
+) -> None:
+    options = example_listener_options() if example_options else []
+    if example_options:
+        assert options == ["use_username_as_clientid true"]
+    mosq = broker(users=_USERS, acl_file=EXAMPLE_ACL, options=options)
+    victim = agents(mosq, device="gw-b", credentials=("gw-b", "pb"), homeassistant=False)
+    status_b = _topic("status", "gw-b")
+    with Probe(mosq, [status_b, "homeassistant/#"], client_id="ops", **_OPERATOR) as ops:
+        victim.start()
+        assert ops.wait_for(lambda m: m.topic == status_b and m.payload == b"online", 30)
+        # The operator publishes gw-b's discovery, as `iotids provision` renders it.
+        genuine = discovery_messages("gw-b", "iotids", "homeassistant")
+        for topic, payload in genuine:
+            ops.publish(topic, payload, retain=True)
+        _impersonate(mosq, rounds=8)
+        time.sleep(2.0)  # room for the victim's reconnects to show
+        flaps = [m for m in ops.seen if m.topic == status_b and m.payload == b"offline"]
+    with Probe(
+        mosq, ["homeassistant/#"], client_id="hass", username="homeassistant", password="ha"
+    ) as hass:
+        _wait(lambda: len(hass.seen) >= len(genuine), 5)
+        time.sleep(0.5)
+        retained = {m.topic: m.payload for m in hass.seen if m.retain}
+    assert victim.terminate() == 0
+    if not example_options:
+        # Control: the same broker without the example's identity option shows the defect.
+        assert flaps, victim.log()
+        assert "lost the connection" in victim.log()
+        return
+    assert flaps == [], "gw-a knocked gw-b offline"
+    assert "lost the connection" not in victim.log()
+    assert retained == dict(genuine)  # nothing planted, nothing overwritten
+    assert mosq.count("Denied PUBLISH from gw-a") == 8 * len(_fake_entities())
+    assert mosq.count("Denied PUBLISH from gw-b") == 0  # the victim stays in its lane
+
+
+# --- produced vs delivered across an outage with a SIGKILL ----------------------------------
+
+
+def _produced(log: str) -> list[tuple[str, str]]:
+    """(type, detection) of every new/end the agent's decider and restart logged, in order."""
+    produced = []
+    for line in log.splitlines():
+        words = line.split()
+        if "agent.decide:" in words and len(words) > 6 and words[4] in ("new", "end"):
+            produced.append((words[4], words[6]))
+        elif "was open when the agent last stopped" in line:
+            produced.append(("end", words[words.index("detection") + 1]))
+    return produced
+
+
+@pytest.mark.slow
+def test_every_new_and_end_arrives_in_order_across_an_outage_and_a_sigkill(
+    broker: BrokerFactory, agents: AgentFactory
+) -> None:
+    mosq = broker()  # persistent: the operator's session outlives the outage
+    agent = agents(mosq)  # default outbox caps, a flood every 9 s of capture
+    produced: list[tuple[str, str]] = []
+    with Probe(mosq, [EVENTS, STATS], client_id="operator", clean=False) as probe:
+        agent.start()
+        assert _wait(lambda: any(e["type"] == "end" for e in _events(probe.seen)), 40)
+        mosq.stop()
+        time.sleep(15.0)  # the attacks go on while nobody listens
+        assert agent.kill() == -signal.SIGKILL
+        produced += _produced(agent.log())
+        held = agent.queued_events()
+        mosq.start()
+        agent.start()
+        time.sleep(15.0)
+        assert agent.terminate() == 0
+        produced += _produced(agent.log())
+        assert _wait(lambda: len(_events(probe.seen)) >= len(held), 20)
+        time.sleep(1.0)
+        stats = [json.loads(m.payload) for m in list(probe.seen) if m.topic == STATS]
+    delivered = [(e["type"], e["detection"]) for e in _events(probe.seen) if e["type"] != "update"]
+    restarts = sum(1 for e in _events(probe.seen) if e.get("end_reason") == "agent-restart")
+    updates = sum(1 for e in _events(probe.seen) if e["type"] == "update")
+    held_kinds = [e["type"] for e in held]
+    print(  # the figures the report quotes
+        f"\nproduced new/end {len(produced)}, delivered new/end {len(delivered)} "
+        f"(new {sum(t == 'new' for t, _ in delivered)}, end {sum(t == 'end' for t, _ in delivered)}"
+        f", of which agent-restart {restarts}); updates delivered {updates}; held in the outbox "
+        f"at SIGKILL {len(held)} ({', '.join(held_kinds)})"
+    )
+    assert delivered == produced  # every new and end, in the order it was produced
+    assert [e["id"] for e in _events(probe.seen) if e["id"] in {h["id"] for h in held}] == [
+        h["id"] for h in held
+    ]
+    opened: set[str] = set()
+    for kind, detection in delivered:  # each detection: one new, then one end
+        if kind == "new":
+            assert detection not in opened
+            opened.add(detection)
+        else:
+            opened.remove(detection)
+    assert opened == set()  # SIGTERM ended the last one
+    assert held, "the outage should have left events on disk"
+    assert all(s["outbox"]["dropped"]["event_new"] == 0 for s in stats)
+    assert all(s["outbox"]["dropped"]["event_end"] == 0 for s in stats)
+    assert agent.queued_events() == []

@@ -425,7 +425,7 @@ def test_example_acl_confines_each_device(broker: BrokerFactory, sinks: SinkFact
         assert not [m for m in operator.seen if m.topic in forged]
         assert not [m for m in rogue.seen if m.topic == "iotids/gw-b/model/set"]
         # (Mosquitto grants the subscription and filters on delivery: the check is what arrives.)
-        # the real sink works inside the same rules: will, online, events, discovery
+        # the real sink works inside the same rules: will, online, events, state
         config = sink_config(
             mosq,
             username_env="IOTIDS_TEST_ACL_USER",
@@ -439,9 +439,13 @@ def test_example_acl_confines_each_device(broker: BrokerFactory, sinks: SinkFact
         assert operator.wait_for(_is("iotids/gw-a/status", b"online"), 10) is not None
         sink.publish_event({"type": "new", "label": "scan"})
         assert operator.wait_for(_is("iotids/gw-a/events"), 5) is not None
+        assert operator.wait_for(_is("iotids/gw-a/state"), 5) is not None
         assert _wait(lambda: box.depth() == 0, 5)
         configs = [m.topic for m in operator.seen if m.topic.startswith("homeassistant/")]
-    assert len(configs) == 4
+    # Discovery is the operator's to publish: the example ACL keeps gateways out of it (a
+    # config names its device in the payload, which no ACL can check).
+    assert configs == []
+    assert mosq.count("Denied PUBLISH from iotids-gw-a") == 4  # the four discovery configs
 
 
 def test_concurrent_producers_and_a_flaky_broker(broker: BrokerFactory, sinks: SinkFactory) -> None:
