@@ -3,10 +3,12 @@
 The rendered folder mirrors the Raspberry Pi boot partition (``/boot/firmware``)::
 
     firstrun.sh  user-data                       first boot: Imager's hook / cloud-init
+    iotids/imager-firstrun.sh                    (--image only) Imager's firstrun.sh, run first
     iotids/install.sh iotids-install.service     the installer both of them run
     iotids/agent.toml iotids-agent.service journald-iotids.conf
     iotids/credentials/mqtt-{username,password}  0600, consumed through LoadCredential=
     iotids/keys/*  iotids/bundles/*  iotids/ca.crt  iotids/wheelhouse/*.whl
+    operator/publish-discovery.sh                for the operator, never written to the card
 
 Everything is checked and read before anything is written, rendered into a temporary folder
 beside ``--out`` and renamed into place at the end: a bad input leaves nothing half-written.
@@ -15,7 +17,6 @@ beside ``--out`` and renamed into place at the end: a bad input leaves nothing h
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
@@ -29,7 +30,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+
+from agent.broker_url import PASSWORD_ENV, USERNAME_ENV, BrokerUrl, BrokerUrlError, parse_broker_url
 
 if TYPE_CHECKING:
     from agent.features.steps import StepSpec
@@ -40,8 +42,7 @@ logger = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 ETC = PurePosixPath("/etc/iotids")
 STATE_DIR = "/var/lib/iotids"
-USERNAME_ENV = "IOTIDS_MQTT_USERNAME"
-PASSWORD_ENV = "IOTIDS_MQTT_PASSWORD"  # noqa: S105 - the variable's name, not a secret
+OPERATOR_DIR = "operator"  # rendered for the operator; install_into_image leaves it out
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 # A file to write: its bytes, or a path to copy (wheels can be large), and its mode.
@@ -58,15 +59,6 @@ class FileSpec:
 
 class ProvisionError(Exception):
     """Bad input to provisioning: one line for the user, exit status 2."""
-
-
-@dataclass(frozen=True)
-class Broker:
-    """Where the gateway reports: from ``mqtt://host[:port]`` or ``mqtts://host[:port]``."""
-
-    host: str
-    port: int
-    tls: bool
 
 
 @dataclass(frozen=True)
@@ -94,7 +86,7 @@ class Request:
 
     profile: BoardProfile
     device_id: str
-    broker: Broker
+    broker: BrokerUrl
     bundle: tuple[str, bytes]
     facts: BundleFacts
     trust_keys: tuple[tuple[str, bytes], ...]
@@ -109,31 +101,12 @@ class Request:
 # checking and reading the inputs
 
 
-def parse_broker(url: str) -> Broker:
-    """``mqtt://host:1883`` or ``mqtts://host:8883`` (default ports 1883 / 8883)."""
-    parts = urlsplit(url)
-    if "@" in parts.netloc:
-        # Never echo the URL: it holds a secret.
-        raise ProvisionError(
-            f"--broker: credentials do not go in the URL; use {USERNAME_ENV} / {PASSWORD_ENV} "
-            "or --password-file"
-        )
-    if parts.scheme not in ("mqtt", "mqtts"):
-        raise ProvisionError(
-            f"--broker: must be mqtt://HOST[:PORT] or mqtts://HOST[:PORT], got {url!r}"
-        )
+def parse_broker(url: str) -> BrokerUrl:
+    """``mqtt://host:1883`` or ``mqtts://host:8883``, parsed as every iotids command does."""
     try:
-        port = parts.port
-    except ValueError:
-        raise ProvisionError(f"--broker: port must be 1..65535, got {url!r}") from None
-    if not parts.hostname or parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ProvisionError(
-            f"--broker: must be mqtt://HOST[:PORT] or mqtts://HOST[:PORT], got {url!r}"
-        )
-    tls = parts.scheme == "mqtts"
-    if port == 0:
-        raise ProvisionError(f"--broker: port must be 1..65535, got {url!r}")
-    return Broker(parts.hostname, port or (8883 if tls else 1883), tls)
+        return parse_broker_url(url)
+    except BrokerUrlError as exc:
+        raise ProvisionError(f"--broker: {exc}") from None
 
 
 def check_device_id(device_id: str) -> str:
@@ -278,13 +251,6 @@ def _toml_str(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _model_supports(field: str) -> bool:
-    """Whether the agent's ``[[models]]`` table has ``field`` (threads: requested in issue 8)."""
-    from agent.config import ModelConfig
-
-    return field in {f.name for f in dataclasses.fields(ModelConfig)}
-
-
 def bundle_path(request: Request) -> PurePosixPath:
     """Where the factory bundle lives on the gateway (read-only; updates go to the state dir)."""
     return ETC / "bundles" / request.bundle[0]
@@ -343,6 +309,13 @@ def render_agent_config(request: Request) -> str:
         lines += ["", "[mqtt.tls]", f"ca_file = {ca}  # empty: the system trust store"]
     lines += [
         "",
+        "[mqtt.homeassistant]",
+        "# The operator publishes this gateway's discovery (operator/publish-discovery.sh): the",
+        "# example broker keeps gateways out of homeassistant/. true: the agent announces itself.",
+        "enabled = false",
+    ]
+    lines += [
+        "",
         "[outbox]",
         f"max_messages = {profile.queues.outbox_max_messages}",
         f"max_bytes = {profile.queues.outbox_max_bytes}",
@@ -354,8 +327,7 @@ def render_agent_config(request: Request) -> str:
         f"bundle = {_toml_str(str(bundle_path(request)))}",
         f"source = {_toml_str(_source_name(request))}",
     ]
-    if _model_supports("threads"):
-        lines.append(f"threads = {profile.service.threads}")
+    lines.append(f"threads = {profile.service.threads}")
     return "\n".join(lines) + "\n"
 
 
@@ -406,6 +378,7 @@ def render_journald(profile: BoardProfile) -> str:
 def plan(request: Request) -> dict[PurePosixPath, FileSpec]:
     """Every file of the rendered tree, relative to the boot partition's root."""
     from agent.config import parse_config
+    from firmware_configs.discovery import SCRIPT, render_publish_script
 
     agent_toml = render_agent_config(request)
     parse_config(tomllib.loads(agent_toml))  # the agent must accept what we ship
@@ -419,6 +392,9 @@ def plan(request: Request) -> dict[PurePosixPath, FileSpec]:
         sub / "iotids-agent.service": FileSpec(render_unit(request).encode("utf-8")),
         sub / "journald-iotids.conf": FileSpec(render_journald(request.profile).encode("utf-8")),
         sub / "bundles" / request.bundle[0]: FileSpec(request.bundle[1]),
+        PurePosixPath(OPERATOR_DIR) / SCRIPT: FileSpec(
+            render_publish_script(request.device_id).encode("utf-8"), 0o755
+        ),
     }
     files.update({sub / "keys" / name: FileSpec(data) for name, data in request.trust_keys})
     files.update({sub / "wheelhouse" / w.name: FileSpec(w) for w in request.wheels})

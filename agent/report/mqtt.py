@@ -382,7 +382,7 @@ class MqttSink:
         try:
             self.outbox.put(kind, topic, _encode(payload), qos, retain, track=track)
         except (sqlite3.Error, TypeError, ValueError, OSError) as exc:
-            # A sink never takes the app down (STYLE.md): count it, say it, carry on.
+            # A sink never takes the app down: count it, say it, carry on.
             self._failures += 1
             logger.error("mqtt: could not queue a %s for %s: %s", kind, topic, exc)
             return
