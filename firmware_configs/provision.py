@@ -32,6 +32,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from agent.broker_url import PASSWORD_ENV, USERNAME_ENV, BrokerUrl, BrokerUrlError, parse_broker_url
+from firmware_configs.image import OPERATOR_DIR
 
 if TYPE_CHECKING:
     from agent.features.steps import StepSpec
@@ -42,7 +43,6 @@ logger = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 ETC = PurePosixPath("/etc/iotids")
 STATE_DIR = "/var/lib/iotids"
-OPERATOR_DIR = "operator"  # rendered for the operator; install_into_image leaves it out
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 # A file to write: its bytes, or a path to copy (wheels can be large), and its mode.
@@ -541,11 +541,18 @@ def build_request(args: argparse.Namespace) -> Request:
 def provision(args: argparse.Namespace) -> None:
     """Render one device's files into ``--out`` and, with ``--image``, into the image."""
     from agent.config import ConfigError
-    from firmware_configs.image import boot_partition, check_fat, install_into_image
+    from firmware_configs.image import (
+        boot_partition,
+        check_fat,
+        install_into_image,
+        plan_first_boot,
+    )
 
     request = build_request(args)
     if args.image is not None:
-        check_fat(args.image, boot_partition(args.image))
+        part = boot_partition(args.image)
+        check_fat(args.image, part)
+        plan_first_boot(args.image, part)  # refuses a first boot it cannot chain, now
     try:
         files = plan(request)
     except ConfigError as exc:
