@@ -312,3 +312,34 @@ def test_every_new_and_end_arrives_in_order_across_an_outage_and_a_sigkill(
     assert all(s["outbox"]["dropped"]["event_new"] == 0 for s in stats)
     assert all(s["outbox"]["dropped"]["event_end"] == 0 for s in stats)
     assert agent.queued_events() == []
+
+
+@pytest.mark.slow
+def test_at_a_small_cap_a_long_outage_costs_stats_and_updates_never_a_new_or_end(
+    broker: BrokerFactory, agents: AgentFactory
+) -> None:
+    mosq = broker()
+    # 40 rows for a 20 s outage with stats 5 times a second: the cap is hit within seconds.
+    agent = agents(mosq, outbox_max_messages=40, stats_interval=0.2)
+    with Probe(mosq, [EVENTS, STATS], client_id="operator", clean=False) as probe:
+        agent.start()
+        assert probe.wait_for(lambda m: m.topic == STATS, 30) is not None, agent.log()
+        mosq.stop()
+        time.sleep(20.0)
+        held = agent.queued_events()
+        mosq.start()
+        time.sleep(5.0)
+        assert agent.terminate() == 0
+        assert _wait(lambda: not agent.queued_events(), 10)
+        time.sleep(1.0)
+        stats = [json.loads(m.payload) for m in list(probe.seen) if m.topic == STATS]
+    produced = _produced(agent.log())
+    delivered = [(e["type"], e["detection"]) for e in _events(probe.seen) if e["type"] != "update"]
+    dropped = stats[-1]["outbox"]["dropped"]
+    print(  # the figures the report quotes
+        f"\ncap 40, 20 s outage, stats every 0.2 s: dropped {dropped}; new/end produced "
+        f"{len(produced)}, delivered {len(delivered)}; events held at reconnect {len(held)}"
+    )
+    assert dropped["stats"] > 0  # the cap was hit
+    assert dropped["event_new"] == dropped["event_end"] == 0
+    assert delivered == produced
