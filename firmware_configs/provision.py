@@ -21,10 +21,8 @@ import json
 import logging
 import os
 import re
-import shutil
 import string
 import sys
-import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,6 +31,8 @@ from typing import TYPE_CHECKING
 
 from agent.broker_url import PASSWORD_ENV, USERNAME_ENV, BrokerUrl, BrokerUrlError, parse_broker_url
 from firmware_configs.image import OPERATOR_DIR
+from firmware_configs.tree import FileSpec as FileSpec
+from firmware_configs.tree import write_files
 
 if TYPE_CHECKING:
     from agent.features.steps import StepSpec
@@ -44,17 +44,6 @@ HERE = Path(__file__).resolve().parent
 ETC = PurePosixPath("/etc/iotids")
 STATE_DIR = "/var/lib/iotids"
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
-
-# A file to write: its bytes, or a path to copy (wheels can be large), and its mode.
-Content = bytes | Path
-
-
-@dataclass(frozen=True)
-class FileSpec:
-    """One file of the rendered tree."""
-
-    content: Content
-    mode: int = 0o644
 
 
 class ProvisionError(Exception):
@@ -409,19 +398,6 @@ def plan(request: Request) -> dict[PurePosixPath, FileSpec]:
     return files
 
 
-def _write(path: Path, spec: FileSpec) -> None:
-    """Create one file with its final mode from the start (secrets are never briefly 0644)."""
-    path.parent.mkdir(mode=0o700 if spec.mode == 0o600 else 0o755, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, spec.mode)
-    with os.fdopen(fd, "wb") as fh:
-        if isinstance(spec.content, Path):
-            with spec.content.open("rb") as src:
-                shutil.copyfileobj(src, fh)
-        else:
-            fh.write(spec.content)
-    os.chmod(path, spec.mode)  # O_CREAT's mode is filtered by the umask
-
-
 def check_out(out: Path) -> None:
     """``--out`` must be new (or an empty folder) inside an existing folder."""
     if not out.parent.is_dir():
@@ -431,19 +407,9 @@ def check_out(out: Path) -> None:
 
 
 def write_tree(files: Mapping[PurePosixPath, FileSpec], out: Path) -> None:
-    """Write ``files`` into a temporary folder beside ``out``, then rename it to ``out``.
-
-    The folder keeps mkdtemp's 0700: it holds the device's credentials.
-    """
+    """Check ``--out``, then write ``files`` there all at once (see ``firmware_configs.tree``)."""
     check_out(out)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        for rel, spec in sorted(files.items()):
-            _write(tmp / rel, spec)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    write_files(files, out)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -479,12 +445,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add("--interface", metavar="IFACE", help="capture interface (default: the profile's)")
     add("--promiscuous", action="store_true", help="promiscuous capture (adds CAP_NET_ADMIN)")
     add("--out", metavar="DIR", type=Path, help="folder to create with the rendered files")
-    add(
-        "--image",
-        metavar="FILE",
-        type=Path,
-        help="also write them into this image's boot partition",
-    )
+    add("--image", metavar="FILE", type=Path, help="also write them into this image's boot FAT")
     sub = parser.add_subparsers(dest="provision_command", metavar="{wheelhouse}")
     wheels = sub.add_parser("wheelhouse", help="download the agent's wheels for Pi OS 64-bit")
     wheels.add_argument(
@@ -564,6 +525,13 @@ def provision(args: argparse.Namespace) -> None:
     if request.credentials is None:
         logger.warning(
             "no MQTT credentials given (%s): the broker must allow anonymous", USERNAME_ENV
+        )
+    elif request.credentials.username != request.device_id:
+        logger.warning(
+            "MQTT user %r is not the device id %r: the example broker's ACL lets a gateway "
+            "publish only under iotids/<its user name>/",
+            request.credentials.username,
+            request.device_id,
         )
 
 
