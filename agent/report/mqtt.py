@@ -21,8 +21,7 @@ Every JSON payload is an object with at least these keys, added by the sink when
 not set them; the caller's other keys pass through unchanged:
 
 * ``schema`` — ``"iotids.event/1"``, ``"iotids.stats/1"``, ``"iotids.model/1"`` or
-  ``"iotids.state/1"``; a consumer
-  checks the name and major version before reading further.
+  ``"iotids.state/1"``; a consumer checks the name and major version before reading further.
 * ``device`` — the device id; ``time`` — Unix seconds (float) when the payload was queued.
 
 Event (``iotids.event/1``), one message per lifecycle step of a detection:
@@ -30,7 +29,7 @@ Event (``iotids.event/1``), one message per lifecycle step of a detection:
 duplicates by it, since QoS 1 is at-least-once and the outbox replays after a crash),
 ``type`` (``"new"`` | ``"update"`` | ``"end"``), ``detection`` (str, the id shared by the
 ``new``/``update``/``end`` of one detection), ``active_events`` (int, detections active on this
-device after this message; drives the Home Assistant ``intrusion`` sensor), and from the
+device after this message, as in the retained state), and from the
 decider: ``label``, ``category``, ``score``, ``peak_score``, ``model``, ``start`` / ``end``
 (Unix s), ``evidence`` (``top_sources``, ``top_ports``, ``packets``, ``bytes``). An ``end``
 the agent made at start for a detection a crash left open carries ``end_reason``
