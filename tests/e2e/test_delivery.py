@@ -80,11 +80,11 @@ def _calm_capture(path: Path) -> Path:
 
 
 def _snapshot(root: Path) -> list[tuple[str, bytes | None]]:
-    """Every path under ``root`` with its bytes (None for folders), the agent's log aside."""
+    """Every path under ``root`` with its bytes (None for folders), logs aside (the broker's)."""
     return [
         (str(p.relative_to(root)), p.read_bytes() if p.is_file() else None)
         for p in sorted(root.rglob("*"))
-        if p.name != "agent.log"
+        if p.suffix != ".log"
     ]
 
 
