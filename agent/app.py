@@ -312,12 +312,9 @@ class App:
         from agent.report.mqtt import MqttSink
         from agent.report.outbox import Outbox
 
-        outbox_config = self.config.outbox
-        self._outbox = Outbox(
-            outbox_config.resolved_path(self.config.agent.state_dir),
-            outbox_config.max_messages,
-            outbox_config.max_bytes,
-        )
+        # A ConfigError (exit 2) when the path is unusable; only a corrupt SQLite file is
+        # moved aside.
+        self._outbox = Outbox.from_config(self.config.outbox, self.config.agent.state_dir)
         sink = MqttSink(
             self.config.mqtt,
             self.config.agent.device_id,

@@ -14,7 +14,7 @@ import struct
 import subprocess
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +35,11 @@ FIRSTRUN_HOOK = (
     "systemd.unit=kernel-command-line.target"
 )
 USER_DATA_MARKER = "iotids-provision"
+FIRSTRUN_MARKER = b"iotids-provision"  # in our firstrun.sh; Imager's has no such line
+# Where a firstrun.sh found in the image (Raspberry Pi Imager's settings: user, SSH, Wi-Fi)
+# is kept; our firstrun.sh runs it first.
+CHAINED_FIRSTRUN = "iotids/imager-firstrun.sh"
+OPERATOR_DIR = "operator"  # the operator's files: rendered beside, never written to the card
 
 
 class ImageError(Exception):
@@ -125,10 +130,20 @@ def read_file(image: Path, part: Partition, name: str) -> bytes | None:
     return _mtools(image, part, "mtype", f"::/{name}").stdout
 
 
+def read_dir_file(image: Path, part: Partition, path: str) -> bytes | None:
+    """A file at ``path`` (``folder/name``) in the partition; None when there is none."""
+    folder, _, name = path.rpartition("/")
+    found = _mtools(image, part, "mdir", "-b", f"::/{folder}").stdout.decode("utf-8", "replace")
+    names = {line.rstrip("/").rsplit("/", 1)[-1].lower() for line in found.splitlines()}
+    if name.lower() not in names:
+        return None
+    return _mtools(image, part, "mtype", f"::/{path}").stdout
+
+
 def write_file(image: Path, part: Partition, name: str, data: bytes) -> None:
-    """Create or replace a file in the partition's root directory."""
+    """Create or replace a file (``name`` may be ``folder/file``, the folder existing)."""
     with tempfile.TemporaryDirectory() as tmp:
-        local = Path(tmp) / name
+        local = Path(tmp) / PurePosixPath(name).name
         local.write_bytes(data)
         _mtools(image, part, "mcopy", "-o", str(local), f"::/{name}")
 
@@ -143,54 +158,101 @@ def copy_tree(
 
 
 def hook_firstrun(cmdline: str) -> str | None:
-    """``cmdline.txt`` with Imager's firstrun hook appended; None when it cannot be added.
+    """``cmdline.txt`` hooked to run ``firstrun.sh`` once; None when another script is hooked.
 
-    Already hooked to our firstrun.sh: returned unchanged. Hooked to another ``systemd.run=``
-    (Imager's own customisation): None, since one kernel command line runs one script.
+    Already hooked to a ``firstrun.sh`` (ours, or Raspberry Pi Imager's ``/boot/firstrun.sh``,
+    which ours then replaces and chains): returned unchanged. Hooked to any other script: None,
+    since one kernel command line runs one script.
     """
     line = cmdline.strip()
-    if FIRSTRUN_HOOK in line:
+    hooked = [w.split("=", 1)[1] for w in line.split() if w.startswith("systemd.run=")]
+    if not hooked:
+        return f"{line} {FIRSTRUN_HOOK}\n"
+    if all(PurePosixPath(path).name == "firstrun.sh" for path in hooked):
         return line + "\n"
-    if "systemd.run=" in line:
-        return None
-    return f"{line} {FIRSTRUN_HOOK}\n"
+    return None
+
+
+@dataclass(frozen=True)
+class FirstBoot:
+    """What the image's first boot runs once ours is in: the kernel command line and the
+    Imager script to chain (None: none, or the one already kept in ``iotids/``)."""
+
+    cmdline: bytes | None
+    chained: bytes | None
+
+
+def plan_first_boot(image: Path, part: Partition) -> FirstBoot:
+    """Decide, before anything is written, how our firstrun.sh takes over the first boot.
+
+    A ``firstrun.sh`` that is not ours is Raspberry Pi Imager's (user, SSH, Wi-Fi): it is kept
+    and run first, never replaced. ImageError when the first boot cannot be chained: another
+    ``systemd.run=`` script, or a foreign firstrun.sh that cmdline.txt does not run.
+    """
+    current = read_file(image, part, "firstrun.sh")
+    foreign = current is not None and FIRSTRUN_MARKER not in current
+    raw = read_file(image, part, "cmdline.txt")
+    cmdline = None if raw is None else raw.decode("utf-8", "replace")
+    hooked = None if cmdline is None else hook_firstrun(cmdline)
+    if cmdline is not None and hooked is None:
+        raise ImageError(
+            f"{image}: cmdline.txt already runs another script at first boot "
+            f"({_hooked_script(cmdline)}); iotids cannot chain it. Remove its systemd.run= "
+            "parameters or write the image without it, then provision again"
+        )
+    if foreign and (cmdline is None or "systemd.run=" not in cmdline):
+        raise ImageError(
+            f"{image}: it has a firstrun.sh that cmdline.txt does not run; iotids will not "
+            "replace it. Remove it (or re-run Raspberry Pi Imager), then provision again"
+        )
+    chained = current if foreign else None
+    return FirstBoot(None if hooked is None else hooked.encode("utf-8"), chained)
+
+
+def _hooked_script(cmdline: str) -> str:
+    return ", ".join(w.split("=", 1)[1] for w in cmdline.split() if w.startswith("systemd.run="))
 
 
 def install_into_image(image: Path, rendered: Path) -> None:
     """Write a folder rendered by ``iotids provision`` into the image's boot partition.
 
-    Everything goes in but ``user-data`` when the image already has one that is not ours
-    (Imager writes its own for the default user; replacing it would lose that user). The
-    kernel command line gets the firstrun hook unless another one is already there.
+    Everything goes in but ``operator/`` (for the operator, not the gateway) and ``user-data``
+    when the image already has one that is not ours (Imager writes its own for the default
+    user; replacing it would lose that user). A ``firstrun.sh`` from Raspberry Pi Imager is
+    kept as ``iotids/imager-firstrun.sh`` and run first by ours; the kernel command line gets
+    the firstrun hook unless it already runs a firstrun.sh. Nothing is written when the first
+    boot cannot be chained (ImageError).
     """
     part = boot_partition(image)
-    if "iotids" in root_names(image, part):
+    first_boot = plan_first_boot(image, part)
+    chained = first_boot.chained
+    names = root_names(image, part)
+    if "iotids" in names:
+        # Keep an Imager script chained by an earlier provisioning: it has not run yet.
+        if chained is None and read_dir_file(image, part, CHAINED_FIRSTRUN) is not None:
+            chained = read_dir_file(image, part, CHAINED_FIRSTRUN)
         # A previous device's keys, bundle or credentials must not linger beside the new ones.
         _mtools(image, part, "mdeltree", "::/iotids")
     existing = read_file(image, part, "user-data")
     keep_user_data = existing is not None and USER_DATA_MARKER.encode() not in existing
-    copy_tree(image, part, rendered, frozenset({"user-data"}) if keep_user_data else frozenset())
+    skip = {OPERATOR_DIR, *(["user-data"] if keep_user_data else [])}
+    copy_tree(image, part, rendered, frozenset(skip))
+    if chained is not None:
+        write_file(image, part, CHAINED_FIRSTRUN, chained)
+        logger.warning(
+            "%s: kept Raspberry Pi Imager's firstrun.sh as %s; it runs first at first boot, "
+            "then the iotids install",
+            image,
+            CHAINED_FIRSTRUN,
+        )
     if keep_user_data:
         logger.warning(
             "%s already has a user-data; kept it. For cloud-init first boot add to its runcmd: "
             "- [bash, /boot/firmware/iotids/install.sh]",
             image,
         )
-    _hook_cmdline(image, part)
-    logger.info("wrote %s into partition %d of %s", rendered, part.number, image)
-
-
-def _hook_cmdline(image: Path, part: Partition) -> None:
-    """Make the next boot run firstrun.sh, the way Raspberry Pi Imager does."""
-    cmdline = read_file(image, part, "cmdline.txt")
-    if cmdline is None:
+    if first_boot.cmdline is None:
         logger.warning("%s has no cmdline.txt: firstrun.sh will not run, only cloud-init", image)
-        return
-    hooked = hook_firstrun(cmdline.decode("utf-8", "replace"))
-    if hooked is None:
-        logger.warning(
-            "%s: cmdline.txt already runs another systemd.run= script; firstrun.sh not hooked",
-            image,
-        )
-        return
-    write_file(image, part, "cmdline.txt", hooked.encode("utf-8"))
+    else:
+        write_file(image, part, "cmdline.txt", first_boot.cmdline)
+    logger.info("wrote %s into partition %d of %s", rendered, part.number, image)

@@ -3,10 +3,12 @@
 The rendered folder mirrors the Raspberry Pi boot partition (``/boot/firmware``)::
 
     firstrun.sh  user-data                       first boot: Imager's hook / cloud-init
+    iotids/imager-firstrun.sh                    (--image only) Imager's firstrun.sh, run first
     iotids/install.sh iotids-install.service     the installer both of them run
     iotids/agent.toml iotids-agent.service journald-iotids.conf
     iotids/credentials/mqtt-{username,password}  0600, consumed through LoadCredential=
     iotids/keys/*  iotids/bundles/*  iotids/ca.crt  iotids/wheelhouse/*.whl
+    operator/publish-discovery.sh                for the operator, never written to the card
 
 Everything is checked and read before anything is written, rendered into a temporary folder
 beside ``--out`` and renamed into place at the end: a bad input leaves nothing half-written.
@@ -15,21 +17,22 @@ beside ``--out`` and renamed into place at the end: a bad input leaves nothing h
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
 import re
-import shutil
 import string
 import sys
-import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+
+from agent.broker_url import PASSWORD_ENV, USERNAME_ENV, BrokerUrl, BrokerUrlError, parse_broker_url
+from firmware_configs.image import OPERATOR_DIR
+from firmware_configs.tree import FileSpec as FileSpec
+from firmware_configs.tree import write_files
 
 if TYPE_CHECKING:
     from agent.features.steps import StepSpec
@@ -40,33 +43,11 @@ logger = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 ETC = PurePosixPath("/etc/iotids")
 STATE_DIR = "/var/lib/iotids"
-USERNAME_ENV = "IOTIDS_MQTT_USERNAME"
-PASSWORD_ENV = "IOTIDS_MQTT_PASSWORD"  # noqa: S105 - the variable's name, not a secret
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
-
-# A file to write: its bytes, or a path to copy (wheels can be large), and its mode.
-Content = bytes | Path
-
-
-@dataclass(frozen=True)
-class FileSpec:
-    """One file of the rendered tree."""
-
-    content: Content
-    mode: int = 0o644
 
 
 class ProvisionError(Exception):
     """Bad input to provisioning: one line for the user, exit status 2."""
-
-
-@dataclass(frozen=True)
-class Broker:
-    """Where the gateway reports: from ``mqtt://host[:port]`` or ``mqtts://host[:port]``."""
-
-    host: str
-    port: int
-    tls: bool
 
 
 @dataclass(frozen=True)
@@ -94,7 +75,7 @@ class Request:
 
     profile: BoardProfile
     device_id: str
-    broker: Broker
+    broker: BrokerUrl
     bundle: tuple[str, bytes]
     facts: BundleFacts
     trust_keys: tuple[tuple[str, bytes], ...]
@@ -109,31 +90,12 @@ class Request:
 # checking and reading the inputs
 
 
-def parse_broker(url: str) -> Broker:
-    """``mqtt://host:1883`` or ``mqtts://host:8883`` (default ports 1883 / 8883)."""
-    parts = urlsplit(url)
-    if "@" in parts.netloc:
-        # Never echo the URL: it holds a secret.
-        raise ProvisionError(
-            f"--broker: credentials do not go in the URL; use {USERNAME_ENV} / {PASSWORD_ENV} "
-            "or --password-file"
-        )
-    if parts.scheme not in ("mqtt", "mqtts"):
-        raise ProvisionError(
-            f"--broker: must be mqtt://HOST[:PORT] or mqtts://HOST[:PORT], got {url!r}"
-        )
+def parse_broker(url: str) -> BrokerUrl:
+    """``mqtt://host:1883`` or ``mqtts://host:8883``, parsed as every iotids command does."""
     try:
-        port = parts.port
-    except ValueError:
-        raise ProvisionError(f"--broker: port must be 1..65535, got {url!r}") from None
-    if not parts.hostname or parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ProvisionError(
-            f"--broker: must be mqtt://HOST[:PORT] or mqtts://HOST[:PORT], got {url!r}"
-        )
-    tls = parts.scheme == "mqtts"
-    if port == 0:
-        raise ProvisionError(f"--broker: port must be 1..65535, got {url!r}")
-    return Broker(parts.hostname, port or (8883 if tls else 1883), tls)
+        return parse_broker_url(url)
+    except BrokerUrlError as exc:
+        raise ProvisionError(f"--broker: {exc}") from None
 
 
 def check_device_id(device_id: str) -> str:
@@ -278,13 +240,6 @@ def _toml_str(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _model_supports(field: str) -> bool:
-    """Whether the agent's ``[[models]]`` table has ``field`` (threads: requested in issue 8)."""
-    from agent.config import ModelConfig
-
-    return field in {f.name for f in dataclasses.fields(ModelConfig)}
-
-
 def bundle_path(request: Request) -> PurePosixPath:
     """Where the factory bundle lives on the gateway (read-only; updates go to the state dir)."""
     return ETC / "bundles" / request.bundle[0]
@@ -343,6 +298,13 @@ def render_agent_config(request: Request) -> str:
         lines += ["", "[mqtt.tls]", f"ca_file = {ca}  # empty: the system trust store"]
     lines += [
         "",
+        "[mqtt.homeassistant]",
+        "# The operator publishes this gateway's discovery (operator/publish-discovery.sh): the",
+        "# example broker keeps gateways out of homeassistant/. true: the agent announces itself.",
+        "enabled = false",
+    ]
+    lines += [
+        "",
         "[outbox]",
         f"max_messages = {profile.queues.outbox_max_messages}",
         f"max_bytes = {profile.queues.outbox_max_bytes}",
@@ -354,8 +316,7 @@ def render_agent_config(request: Request) -> str:
         f"bundle = {_toml_str(str(bundle_path(request)))}",
         f"source = {_toml_str(_source_name(request))}",
     ]
-    if _model_supports("threads"):
-        lines.append(f"threads = {profile.service.threads}")
+    lines.append(f"threads = {profile.service.threads}")
     return "\n".join(lines) + "\n"
 
 
@@ -406,6 +367,7 @@ def render_journald(profile: BoardProfile) -> str:
 def plan(request: Request) -> dict[PurePosixPath, FileSpec]:
     """Every file of the rendered tree, relative to the boot partition's root."""
     from agent.config import parse_config
+    from firmware_configs.discovery import SCRIPT, render_publish_script
 
     agent_toml = render_agent_config(request)
     parse_config(tomllib.loads(agent_toml))  # the agent must accept what we ship
@@ -419,6 +381,9 @@ def plan(request: Request) -> dict[PurePosixPath, FileSpec]:
         sub / "iotids-agent.service": FileSpec(render_unit(request).encode("utf-8")),
         sub / "journald-iotids.conf": FileSpec(render_journald(request.profile).encode("utf-8")),
         sub / "bundles" / request.bundle[0]: FileSpec(request.bundle[1]),
+        PurePosixPath(OPERATOR_DIR) / SCRIPT: FileSpec(
+            render_publish_script(request.device_id).encode("utf-8"), 0o755
+        ),
     }
     files.update({sub / "keys" / name: FileSpec(data) for name, data in request.trust_keys})
     files.update({sub / "wheelhouse" / w.name: FileSpec(w) for w in request.wheels})
@@ -433,19 +398,6 @@ def plan(request: Request) -> dict[PurePosixPath, FileSpec]:
     return files
 
 
-def _write(path: Path, spec: FileSpec) -> None:
-    """Create one file with its final mode from the start (secrets are never briefly 0644)."""
-    path.parent.mkdir(mode=0o700 if spec.mode == 0o600 else 0o755, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, spec.mode)
-    with os.fdopen(fd, "wb") as fh:
-        if isinstance(spec.content, Path):
-            with spec.content.open("rb") as src:
-                shutil.copyfileobj(src, fh)
-        else:
-            fh.write(spec.content)
-    os.chmod(path, spec.mode)  # O_CREAT's mode is filtered by the umask
-
-
 def check_out(out: Path) -> None:
     """``--out`` must be new (or an empty folder) inside an existing folder."""
     if not out.parent.is_dir():
@@ -455,19 +407,9 @@ def check_out(out: Path) -> None:
 
 
 def write_tree(files: Mapping[PurePosixPath, FileSpec], out: Path) -> None:
-    """Write ``files`` into a temporary folder beside ``out``, then rename it to ``out``.
-
-    The folder keeps mkdtemp's 0700: it holds the device's credentials.
-    """
+    """Check ``--out``, then write ``files`` there all at once (see ``firmware_configs.tree``)."""
     check_out(out)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        for rel, spec in sorted(files.items()):
-            _write(tmp / rel, spec)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    write_files(files, out)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -503,12 +445,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add("--interface", metavar="IFACE", help="capture interface (default: the profile's)")
     add("--promiscuous", action="store_true", help="promiscuous capture (adds CAP_NET_ADMIN)")
     add("--out", metavar="DIR", type=Path, help="folder to create with the rendered files")
-    add(
-        "--image",
-        metavar="FILE",
-        type=Path,
-        help="also write them into this image's boot partition",
-    )
+    add("--image", metavar="FILE", type=Path, help="also write them into this image's boot FAT")
     sub = parser.add_subparsers(dest="provision_command", metavar="{wheelhouse}")
     wheels = sub.add_parser("wheelhouse", help="download the agent's wheels for Pi OS 64-bit")
     wheels.add_argument(
@@ -565,11 +502,18 @@ def build_request(args: argparse.Namespace) -> Request:
 def provision(args: argparse.Namespace) -> None:
     """Render one device's files into ``--out`` and, with ``--image``, into the image."""
     from agent.config import ConfigError
-    from firmware_configs.image import boot_partition, check_fat, install_into_image
+    from firmware_configs.image import (
+        boot_partition,
+        check_fat,
+        install_into_image,
+        plan_first_boot,
+    )
 
     request = build_request(args)
     if args.image is not None:
-        check_fat(args.image, boot_partition(args.image))
+        part = boot_partition(args.image)
+        check_fat(args.image, part)
+        plan_first_boot(args.image, part)  # refuses a first boot it cannot chain, now
     try:
         files = plan(request)
     except ConfigError as exc:
@@ -581,6 +525,13 @@ def provision(args: argparse.Namespace) -> None:
     if request.credentials is None:
         logger.warning(
             "no MQTT credentials given (%s): the broker must allow anonymous", USERNAME_ENV
+        )
+    elif request.credentials.username != request.device_id:
+        logger.warning(
+            "MQTT user %r is not the device id %r: the example broker's ACL lets a gateway "
+            "publish only under iotids/<its user name>/",
+            request.credentials.username,
+            request.device_id,
         )
 
 

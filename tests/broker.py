@@ -36,7 +36,16 @@ REPO = Path(__file__).resolve().parents[1]
 MOSQUITTO = "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
 EXAMPLE_ACL = REPO / "firmware_configs" / "mosquitto" / "acl"
+EXAMPLE_CONF = REPO / "firmware_configs" / "mosquitto" / "mosquitto.conf"
 HOST = "127.0.0.1"
+# Lines of the example mosquitto.conf that shape who may connect as whom (not its paths).
+_IDENTITY_OPTIONS = ("use_username_as_clientid",)
+
+
+def example_listener_options() -> list[str]:
+    """The identity options the example mosquitto.conf sets, as written there."""
+    lines = EXAMPLE_CONF.read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip().split(" ")[0] in _IDENTITY_OPTIONS]
 
 
 def free_port() -> int:
@@ -154,6 +163,7 @@ class Broker:
         users: Mapping[str, str] | None = None,
         acl_file: Path | None = None,
         persistence: bool = True,
+        options: Iterable[str] = (),
     ) -> None:
         if not Path(MOSQUITTO).is_file():
             pytest.skip(f"{MOSQUITTO} is not installed (Debian package mosquitto)")
@@ -165,6 +175,7 @@ class Broker:
         self.users = dict(users or {})
         self.acl_file = acl_file
         self.persistence = persistence
+        self.options = tuple(options)  # listener lines, e.g. from example_listener_options()
         self.log_path = workdir / "mosquitto.log"
         self.config_path = workdir / "mosquitto.conf"
         self.process: subprocess.Popen[bytes] | None = None
@@ -174,6 +185,7 @@ class Broker:
         """Write mosquitto.conf (and the password file) for this broker."""
         lines = [
             f"listener {self.port} {self.host}",
+            *self.options,
             # As root, mosquitto would switch to user 'mosquitto', who cannot read tmp_path.
             f"user {pwd.getpwuid(os.getuid()).pw_name}",
             f"log_dest file {self.log_path}",

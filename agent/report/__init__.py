@@ -1,4 +1,4 @@
-"""Sinks: where the agent's detections, health stats and model state go (issue 7).
+"""Sinks: where the agent's detections, health stats and model state go.
 
 The app calls every sink through :class:`Sink`. ``publish_*`` never block on the network and
 never raise: a failing sink is logged and counted and never holds up the others. The real sink

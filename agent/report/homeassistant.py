@@ -1,22 +1,30 @@
-"""Home Assistant MQTT discovery for one gateway (issue 7).
+"""Home Assistant MQTT discovery for one gateway.
 
 Each gateway announces four entities, all retained at QoS 1 under
 ``<discovery_prefix>/<component>/<node>/<object>/config``, where ``<node>`` is the device id with
 any character outside ``[A-Za-z0-9_-]`` replaced by ``_`` (Home Assistant's rule for node ids):
 
 * ``binary_sensor/<node>/intrusion`` — device class ``problem``; ``ON`` while a detection is
-  active, read from ``active_events`` in the events payload.
-* ``sensor/<node>/last_attack`` — the ``label`` of the last detection event.
+  open, read from ``active_events`` in the retained state payload (``<prefix>/<device>/state``),
+  so a Home Assistant that restarts reads the truth from the broker; the open detections are
+  its attributes.
+* ``sensor/<node>/last_attack`` — the ``label`` of the last detection, from the same retained
+  state; that detection's summary (family, scores, evidence: top sources and ports) are its
+  attributes.
 * ``sensor/<node>/packets_per_s`` — ``packets_per_s`` from the stats payload (state class
-  ``measurement``, unit ``packets/s``).
-* ``sensor/<node>/active_model`` — ``bundle_id`` from the retained model payload.
+  ``measurement``, unit ``packets/s``, entity category ``diagnostic``).
+* ``sensor/<node>/active_model`` — ``bundle_id`` from the retained model payload (entity
+  category ``diagnostic``).
 
 Every config carries ``availability_topic`` = ``<prefix>/<device>/status`` with
 ``payload_available`` ``online`` / ``payload_not_available`` ``offline`` (the agent's last will),
-a ``unique_id`` ``iotids_<node>_<object>`` and a shared ``device`` block
-(``identifiers: ["iotids_<node>"]``, name, manufacturer, model), so Home Assistant groups them
-under one device. The agent re-announces when ``<discovery_prefix>/status`` says ``online``
-(Home Assistant restarted and may have lost non-retained state).
+a ``unique_id`` ``iotids_<node>_<object>``, a shared ``device`` block
+(``identifiers: ["iotids_<node>"]``, name, manufacturer, model, software version) and an
+``origin`` (``name``, ``sw_version``), so Home Assistant groups them under one
+device and says where they came from. The agent re-announces when ``<discovery_prefix>/status``
+says ``online``. On a broker whose ACL keeps gateways out of the discovery prefix (the example in
+``firmware_configs/mosquitto``), the operator publishes these same configs instead
+(``iotids provision`` renders them).
 """
 
 from __future__ import annotations
@@ -25,8 +33,15 @@ import json
 import re
 from typing import Final
 
+from agent import __version__
+
 _NODE_UNSAFE: Final = re.compile(r"[^A-Za-z0-9_-]")
 _INTRUSION_TEMPLATE: Final = "{{ 'ON' if (value_json.active_events | int(0)) > 0 else 'OFF' }}"
+_LAST_ATTACK_TEMPLATE: Final = (
+    "{{ value_json.last_attack.label if value_json.last_attack else 'none' }}"
+)
+_OPEN_ATTRIBUTES: Final = "{{ {'detections': value_json.detections} | tojson }}"
+_LAST_ATTRIBUTES: Final = "{{ (value_json.last_attack or {}) | tojson }}"
 
 
 def node_id(device_id: str) -> str:
@@ -37,6 +52,60 @@ def node_id(device_id: str) -> str:
 def birth_topic(discovery_prefix: str) -> str:
     """Where Home Assistant announces ``online`` after it (re)starts."""
     return f"{discovery_prefix}/status"
+
+
+def _entities(base: str) -> list[tuple[str, str, dict[str, object]]]:
+    """(component, object id, fields) of the four entities, reading topics under ``base``."""
+    state = f"{base}/state"
+    return [
+        (
+            "binary_sensor",
+            "intrusion",
+            {
+                "name": "Intrusion",
+                "device_class": "problem",
+                "state_topic": state,
+                "value_template": _INTRUSION_TEMPLATE,
+                "json_attributes_topic": state,
+                "json_attributes_template": _OPEN_ATTRIBUTES,
+            },
+        ),
+        (
+            "sensor",
+            "last_attack",
+            {
+                "name": "Last attack",
+                "icon": "mdi:shield-alert",
+                "state_topic": state,
+                "value_template": _LAST_ATTACK_TEMPLATE,
+                "json_attributes_topic": state,
+                "json_attributes_template": _LAST_ATTRIBUTES,
+            },
+        ),
+        (
+            "sensor",
+            "packets_per_s",
+            {
+                "name": "Packets per second",
+                "state_topic": f"{base}/stats",
+                "value_template": "{{ value_json.packets_per_s }}",
+                "unit_of_measurement": "packets/s",
+                "state_class": "measurement",
+                "entity_category": "diagnostic",
+            },
+        ),
+        (
+            "sensor",
+            "active_model",
+            {
+                "name": "Active model",
+                "icon": "mdi:brain",
+                "state_topic": f"{base}/model",
+                "value_template": "{{ value_json.bundle_id }}",
+                "entity_category": "diagnostic",
+            },
+        ),
+    ]
 
 
 def discovery_messages(
@@ -54,53 +123,12 @@ def discovery_messages(
             "name": f"iotids {device_id}",
             "manufacturer": "iotids",
             "model": "iotids gateway agent",
+            "sw_version": __version__,
         },
+        "origin": {"name": "iotids", "sw_version": __version__},
     }
-    entities: list[tuple[str, str, dict[str, object]]] = [
-        (
-            "binary_sensor",
-            "intrusion",
-            {
-                "name": "Intrusion",
-                "device_class": "problem",
-                "state_topic": f"{base}/events",
-                "value_template": _INTRUSION_TEMPLATE,
-            },
-        ),
-        (
-            "sensor",
-            "last_attack",
-            {
-                "name": "Last attack",
-                "icon": "mdi:shield-alert",
-                "state_topic": f"{base}/events",
-                "value_template": "{{ value_json.label }}",
-            },
-        ),
-        (
-            "sensor",
-            "packets_per_s",
-            {
-                "name": "Packets per second",
-                "state_topic": f"{base}/stats",
-                "value_template": "{{ value_json.packets_per_s }}",
-                "unit_of_measurement": "packets/s",
-                "state_class": "measurement",
-            },
-        ),
-        (
-            "sensor",
-            "active_model",
-            {
-                "name": "Active model",
-                "icon": "mdi:brain",
-                "state_topic": f"{base}/model",
-                "value_template": "{{ value_json.bundle_id }}",
-            },
-        ),
-    ]
     messages: list[tuple[str, bytes]] = []
-    for component, obj, fields in entities:
+    for component, obj, fields in _entities(base):
         payload = {**fields, "unique_id": f"iotids_{node}_{obj}", **common}
         topic = f"{discovery_prefix}/{component}/{node}/{obj}/config"
         messages.append((topic, json.dumps(payload, sort_keys=True).encode()))

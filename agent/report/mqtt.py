@@ -1,4 +1,4 @@
-"""The MQTT sink: the gateway's contract with its operators (DESIGN.md, issue 7).
+"""The MQTT sink: the gateway's contract with its operators (the README's "MQTT contract").
 
 Topics, with ``<p>`` = ``mqtt.topic_prefix`` (default ``iotids``) and ``<d>`` = the device id:
 
@@ -10,6 +10,7 @@ topic                       direction  QoS / retain    payload
 ``<p>/<d>/events``          agent ->   1               event JSON (below)
 ``<p>/<d>/stats``           agent ->   ``stats_qos``   stats JSON (below)
 ``<p>/<d>/model``           agent ->   1, retained     model JSON (below)
+``<p>/<d>/state``           agent ->   1, retained     state JSON (below)
 ``<p>/<d>/model/set``       -> agent   1               a bundle (raw bytes) handed to
                                                        ``on_model_set``; the app verifies it
 ``<discovery>/...``         agent ->   1, retained     Home Assistant discovery
@@ -19,8 +20,8 @@ topic                       direction  QoS / retain    payload
 Every JSON payload is an object with at least these keys, added by the sink when the caller did
 not set them; the caller's other keys pass through unchanged:
 
-* ``schema`` — ``"iotids.event/1"``, ``"iotids.stats/1"`` or ``"iotids.model/1"``; a consumer
-  checks the name and major version before reading further.
+* ``schema`` — ``"iotids.event/1"``, ``"iotids.stats/1"``, ``"iotids.model/1"`` or
+  ``"iotids.state/1"``; a consumer checks the name and major version before reading further.
 * ``device`` — the device id; ``time`` — Unix seconds (float) when the payload was queued.
 
 Event (``iotids.event/1``), one message per lifecycle step of a detection:
@@ -28,9 +29,11 @@ Event (``iotids.event/1``), one message per lifecycle step of a detection:
 duplicates by it, since QoS 1 is at-least-once and the outbox replays after a crash),
 ``type`` (``"new"`` | ``"update"`` | ``"end"``), ``detection`` (str, the id shared by the
 ``new``/``update``/``end`` of one detection), ``active_events`` (int, detections active on this
-device after this message; drives the Home Assistant ``intrusion`` sensor), and from the
+device after this message, as in the retained state), and from the
 decider: ``label``, ``category``, ``score``, ``peak_score``, ``model``, ``start`` / ``end``
-(Unix s), ``evidence`` (``top_sources``, ``top_ports``, ``packets``, ``bytes``).
+(Unix s), ``evidence`` (``top_sources``, ``top_ports``, ``packets``, ``bytes``). An ``end``
+the agent made at start for a detection a crash left open carries ``end_reason``
+``"agent-restart"`` (``agent.report.detections``).
 
 Stats (``iotids.stats/1``): the app's figures (``packets_per_s``, ``drops``, ``malformed``,
 ``sampling_ratio``, ``latency_ms_p50`` / ``latency_ms_p99``, ``queue_depth``, ``cpu_percent``,
@@ -40,6 +43,10 @@ broker and those the outbox caps dropped since start.
 
 Model (``iotids.model/1``, retained): ``bundle_id``, ``feature_set``, ``schema_id``, ``metrics``
 and ``last_update`` (``{"result": "activated" | "refused", "reason": str, "time": float}``).
+
+State (``iotids.state/1``, retained, after every event and at start): ``active_events``,
+``detections`` (a summary of each open detection) and ``last_attack`` (a summary of the last
+event, or null); what Home Assistant's entities read.
 
 Status: the plain strings ``online`` / ``offline`` (retained), matching the HA availability topic.
 
@@ -56,7 +63,6 @@ import logging
 import math
 import os
 import queue
-import socket
 import sqlite3
 import ssl
 import sys
@@ -73,10 +79,11 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from agent.config import MqttConfig, TlsConfig
+from agent.config import MqttConfig
 from agent.report import homeassistant
-from agent.report.outbox import Kind, Outbox
-from agent.tls import ClosingSSLSocket
+from agent.report.detections import STATE_SCHEMA, Detections
+from agent.report.outbox import Kind, Outbox, Track
+from agent.tls import tls_context as tls_context  # re-exported: the sensor source uses it
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +115,7 @@ class Topics:
     stats: str
     model: str
     model_set: str
+    state: str
 
     @classmethod
     def for_device(cls, prefix: str, device_id: str) -> Topics:
@@ -119,6 +127,7 @@ class Topics:
             f"{base}/stats",
             f"{base}/model",
             f"{base}/model/set",
+            f"{base}/state",
         )
 
 
@@ -138,49 +147,6 @@ def resolve_credentials(
         if pass_file.is_file():
             password = pass_file.read_text(encoding="utf-8").rstrip("\r\n")
     return username, password
-
-
-class _ClientContext(ssl.SSLContext):
-    """A client context that can check the certificate against a name other than the host."""
-
-    server_name: str = ""
-
-    def wrap_socket(
-        self,
-        sock: socket.socket,
-        server_side: bool = False,
-        do_handshake_on_connect: bool = True,
-        suppress_ragged_eofs: bool = True,
-        server_hostname: str | bytes | None = None,
-        session: ssl.SSLSession | None = None,
-    ) -> ssl.SSLSocket:
-        """Wrap with ``server_name`` (when set) as SNI and the name the certificate must match."""
-        return super().wrap_socket(
-            sock,
-            server_side=server_side,
-            do_handshake_on_connect=do_handshake_on_connect,
-            suppress_ragged_eofs=suppress_ragged_eofs,
-            server_hostname=self.server_name or server_hostname,
-            session=session,
-        )
-
-
-def tls_context(tls: TlsConfig) -> ssl.SSLContext:
-    """A client context: the CA file or the system store, optional client cert, hostname checked."""
-    ctx = _ClientContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.server_name = tls.server_hostname
-    # Without this every refused handshake (wrong CA, retried with backoff) leaks a socket.
-    ctx.sslsocket_class = ClosingSSLSocket
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.check_hostname = True
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    if tls.ca_file:
-        ctx.load_verify_locations(cafile=tls.ca_file)
-    else:
-        ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
-    if tls.cert_file:
-        ctx.load_cert_chain(tls.cert_file, tls.key_file)
-    return ctx
 
 
 def _log_callback_failures(client: mqtt.Client, userdata: object, level: int, text: str) -> None:
@@ -252,8 +218,8 @@ class MqttSink:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._acks: queue.SimpleQueue[tuple[int, ReasonCode]] = queue.SimpleQueue()
-        self._active: set[str] = set()
-        self._active_lock = threading.Lock()
+        self._detections = Detections(outbox.open_detections(), outbox.last_event())
+        self._events_lock = threading.Lock()  # an event and the state after it stay in order
         self._last_failure = ""
         self._in_auth_backoff = False
         self._online_mid = -1
@@ -266,7 +232,16 @@ class MqttSink:
     # -- Sink -------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Connect in the background and start draining the outbox."""
+        """Close what a crash left open, then connect in the background and drain the outbox."""
+        for end in self._detections.restart_ends():
+            logger.warning(
+                "mqtt: detection %s (%s) was open when the agent last stopped; ending it (%s)",
+                end.get("detection"),
+                end.get("label"),
+                end.get("end_reason"),
+            )
+            self.publish_event(end)
+        self._queue_state()  # the retained state tells the truth from this start on
         self._client.connect_async(self.config.host, self.config.port, self.config.keepalive)
         self._client.loop_start()
         self._thread = threading.Thread(
@@ -275,7 +250,7 @@ class MqttSink:
         self._thread.start()
 
     def publish_event(self, event: Mapping[str, object]) -> None:
-        """Queue a detection event (QoS 1) durably; never raises."""
+        """Queue a detection event (QoS 1) and the state after it durably; never raises."""
         payload = self._stamp(event, EVENT_SCHEMA)
         payload.setdefault("id", uuid.uuid4().hex)
         event_type = str(payload.get("type", ""))
@@ -284,8 +259,17 @@ class MqttSink:
             # Unknown lifecycle step: keep it with the never-dropped-early detections.
             logger.warning("mqtt: event %s has unknown type %r", payload["id"], event_type)
             kind = "event_new"
-        payload.setdefault("active_events", self._track_active(payload, event_type))
-        self._queue(kind, self.topics.events, payload, 1, retain=False)
+        key = str(payload.get("detection", payload["id"]))
+        opened = event_type in ("new", "update")
+        track = Track(key, opened) if opened or event_type == "end" else None
+        with self._events_lock:
+            if track is not None:
+                active = self._detections.record(key, payload, opened)
+            else:
+                active = self._detections.active
+            payload.setdefault("active_events", active)
+            self._queue(kind, self.topics.events, payload, 1, retain=False, track=track)
+            self._queue_state()
 
     def publish_stats(self, stats: Mapping[str, object]) -> None:
         """Queue a stats payload (``stats_qos``) with the outbox depth and drops; never raises."""
@@ -378,24 +362,26 @@ class MqttSink:
         payload.setdefault("time", time.time())
         return payload
 
-    def _track_active(self, payload: Mapping[str, object], event_type: str) -> int:
-        """Detections active after this event, keyed by ``detection`` (else the message id)."""
-        key = str(payload.get("detection", payload["id"]))
-        with self._active_lock:
-            if event_type == "end":
-                self._active.discard(key)
-            elif event_type in ("new", "update"):
-                self._active.add(key)
-            return len(self._active)
+    def _queue_state(self) -> None:
+        """Queue the retained state (it replaces a state still waiting in the outbox)."""
+        state = self._stamp(self._detections.state(), STATE_SCHEMA)
+        self._queue("state", self.topics.state, state, 1, retain=True)
 
     def _queue(
-        self, kind: Kind, topic: str, payload: Mapping[str, object], qos: int, *, retain: bool
+        self,
+        kind: Kind,
+        topic: str,
+        payload: Mapping[str, object],
+        qos: int,
+        *,
+        retain: bool,
+        track: Track | None = None,
     ) -> None:
         """Encode and store one message, then wake the publisher; errors are logged, not raised."""
         try:
-            self.outbox.put(kind, topic, _encode(payload), qos, retain)
+            self.outbox.put(kind, topic, _encode(payload), qos, retain, track=track)
         except (sqlite3.Error, TypeError, ValueError, OSError) as exc:
-            # A sink never takes the app down (STYLE.md): count it, say it, carry on.
+            # A sink never takes the app down: count it, say it, carry on.
             self._failures += 1
             logger.error("mqtt: could not queue a %s for %s: %s", kind, topic, exc)
             return

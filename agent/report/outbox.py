@@ -1,18 +1,26 @@
-"""The durable outbox: every message waits on disk until the broker acknowledges it (issue 7).
+"""The durable outbox: every message waits on disk until the broker acknowledges it.
 
-One SQLite file in WAL mode, one table. The MQTT publisher drains it in ``seq`` order and deletes
-a row only when the broker ACKs it, so a broker outage, an agent restart or a SIGKILL loses
-nothing; consumers de-duplicate by the event ``id`` (QoS 1 is at-least-once).
+One SQLite file in WAL mode. The MQTT publisher drains the ``outbox`` table in ``seq`` order and
+deletes a row only when the broker ACKs it, so a broker outage, an agent restart or a SIGKILL
+loses nothing; consumers de-duplicate by the event ``id`` (QoS 1 is at-least-once).
 
-Bounded: when a put would exceed ``max_messages`` or ``max_bytes`` the oldest ``stats`` rows go
-first, then the oldest ``event_update`` rows; ``event_new`` / ``event_end`` / ``model`` rows are
-dropped (oldest first) only when nothing cheaper is left, i.e. at the hard cap. Every drop is
-counted per kind; the MQTT sink reports the counts in its stats payload.
+Bounded: when a put would exceed ``max_messages`` or ``max_bytes``, a message may only evict
+rows that rank no higher than itself, oldest first: a ``stats`` row evicts only older stats, an
+``event_update`` stats then older updates, and ``event_new`` / ``event_end`` / ``model`` /
+``state`` rows evict stats, then updates, then (the hard cap: nothing cheaper is left) the oldest
+of their own rank. A message that finds nothing it may evict is itself dropped, so a stats row
+never costs an event. Every drop is counted per kind; the MQTT sink reports the counts.
+
+``state`` rows are superseded: a new one replaces the queued ones (only the latest retained
+state matters). Beside the queue the file keeps the detections that are open (the last event
+payload of each) and the last event, written in the same transaction as that event's row, so
+a restarted agent knows which detections a crash left open.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -21,19 +29,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
-from agent.config import OutboxConfig
+from agent.config import ConfigError, OutboxConfig
 
 logger = logging.getLogger(__name__)
 
-Kind = Literal["event_new", "event_update", "event_end", "stats", "model"]
-KINDS: Final[tuple[Kind, ...]] = ("event_new", "event_update", "event_end", "stats", "model")
+Kind = Literal["event_new", "event_update", "event_end", "stats", "model", "state"]
+KINDS: Final[tuple[Kind, ...]] = (
+    "event_new",
+    "event_update",
+    "event_end",
+    "stats",
+    "model",
+    "state",
+)
 
-# Cheapest first: what the cap sacrifices before anything else (issue 7: stats, then updates).
-_DROP_ORDER: Final[tuple[tuple[str, ...], ...]] = (
+# What the cap sacrifices, cheapest first: stats, then updates, then (hard cap) the rest.
+_RANKS: Final[tuple[tuple[str, ...], ...]] = (
     ("stats",),
     ("event_update",),
-    KINDS,  # the hard cap: detections and model state go last, oldest first
+    ("event_new", "event_end", "model", "state"),
 )
+_RANK: Final[dict[str, int]] = {kind: i for i, kinds in enumerate(_RANKS) for kind in kinds}
+_SUPERSEDED: Final = frozenset({"state"})
+# The first 16 bytes of every SQLite 3 database file.
+_SQLITE_MAGIC: Final = b"SQLite format 3\x00"
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -44,8 +63,28 @@ CREATE TABLE IF NOT EXISTS outbox (
     qos INTEGER NOT NULL,
     retain INTEGER NOT NULL,
     created REAL NOT NULL
-)
+);
+CREATE TABLE IF NOT EXISTS open_detections (
+    detection TEXT PRIMARY KEY,
+    payload BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS memo (
+    key TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
 """
+
+
+class OutboxError(Exception):
+    """The outbox path cannot be used (a directory, no permission, not an SQLite file ...)."""
+
+
+@dataclass(frozen=True)
+class Track:
+    """What an event row does to the open detections: opens/refreshes or closes ``detection``."""
+
+    detection: str
+    open: bool
 
 
 @dataclass(frozen=True)
@@ -70,18 +109,20 @@ class Outbox:
         self.path = Path(path)
         self.max_messages = max_messages
         self.max_bytes = max_bytes
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        _check_path(self.path)
         try:
             self._db, count, size = _open(self.path)
-        except sqlite3.DatabaseError as exc:
+        except _Corrupt as exc:
             # An SD card can corrupt the file; refusing to start would lose every detection
             # from now on to save none of the old ones. Keep it aside for forensics, start empty.
+            # Only a real SQLite file that failed its check gets here: anything else the path
+            # names (a directory, somebody's file) is refused before, untouched.
             aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
-            logger.error("outbox: %s is unreadable (%s); moved to %s", self.path, exc, aside)
+            logger.error("outbox: %s is corrupt (%s); moved to %s", self.path, exc, aside)
             for suffix in ("", "-wal", "-shm"):
                 part = self.path.with_name(self.path.name + suffix)
-                if part.exists():
+                if part.is_file():
                     part.replace(aside.with_name(aside.name + suffix))
             self._db, count, size = _open(self.path)
         self._count: int = count
@@ -92,32 +133,68 @@ class Outbox:
 
     @classmethod
     def from_config(cls, config: OutboxConfig, state_dir: str) -> Outbox:
-        """The outbox ``[outbox]`` describes (default path: ``<state_dir>/outbox.sqlite``)."""
-        return cls(config.resolved_path(state_dir), config.max_messages, config.max_bytes)
+        """The outbox ``[outbox]`` describes (default path: ``<state_dir>/outbox.sqlite``).
 
-    def put(self, kind: Kind, topic: str, payload: bytes, qos: int, retain: bool) -> int:
-        """Queue a message durably and return its sequence number (0 when it cannot fit)."""
+        A path that cannot be used is a ConfigError naming the key that chose it.
+        """
+        try:
+            return cls(config.resolved_path(state_dir), config.max_messages, config.max_bytes)
+        except OutboxError as exc:
+            key = "outbox.path" if config.path else "agent.state_dir"
+            raise ConfigError(f"{key}: {exc}") from None
+
+    def put(
+        self,
+        kind: Kind,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        retain: bool,
+        *,
+        track: Track | None = None,
+    ) -> int:
+        """Queue a message durably and return its sequence number (0 when it was dropped).
+
+        With ``track`` the open detections and the last event change in the same transaction,
+        whether or not the message itself fits.
+        """
         if kind not in KINDS:
             raise ValueError(f"unknown outbox kind {kind!r} (valid: {', '.join(KINDS)})")
         size = len(payload)
         with self._lock:
-            if size > self.max_bytes:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if track is not None:
+                    self._track(track, payload)
+                seq = self._insert(kind, topic, payload, qos, retain)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                self._reload_counts()
+                raise
+            self._db.execute("COMMIT")
+            if seq == 0:
                 self._dropped[kind] += 1
-                logger.warning(
-                    "outbox: dropped a %s of %d bytes (cap %d)", kind, size, self.max_bytes
+                # Stats are expected to go during a long outage: one warning per interval
+                # would fill an SD card's journal with noise.
+                logger.log(
+                    logging.DEBUG if kind == "stats" else logging.WARNING,
+                    "outbox: full, dropped a new %s of %d bytes (nothing cheaper to evict)",
+                    kind,
+                    size,
                 )
-                return 0
-            self._make_room(size)
-            cursor = self._db.execute(
-                "INSERT INTO outbox (kind, topic, payload, qos, retain, created) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (kind, topic, payload, qos, int(retain), time.time()),
-            )
-            self._count += 1
-            self._bytes += size
-            seq = cursor.lastrowid
-        assert seq is not None  # an INSERT always sets lastrowid
         return seq
+
+    def open_detections(self) -> dict[str, bytes]:
+        """The last event payload of every detection that was open when it was written."""
+        with self._lock:
+            rows = self._db.execute("SELECT detection, payload FROM open_detections").fetchall()
+        return {str(d): bytes(p) for d, p in rows}
+
+    def last_event(self) -> bytes | None:
+        """The payload of the last tracked event (any type), None before the first one."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM memo WHERE key = 'last_event'").fetchone()
+        return None if row is None else bytes(row[0])
 
     def peek(self, n: int, after: int = 0) -> list[Row]:
         """The oldest ``n`` rows with ``seq > after``, in order (nothing is removed)."""
@@ -171,41 +248,133 @@ class Outbox:
         with self._lock:
             self._db.close()
 
-    def _make_room(self, incoming: int) -> None:
-        """Drop the cheapest oldest rows until one more message of ``incoming`` bytes fits."""
-        for kinds in _DROP_ORDER:
+    def _track(self, track: Track, payload: bytes) -> None:
+        """Open/refresh or close one detection and remember the event (inside a transaction)."""
+        if track.open:
+            self._db.execute(
+                "INSERT OR REPLACE INTO open_detections (detection, payload) VALUES (?, ?)",
+                (track.detection, payload),
+            )
+        else:
+            self._db.execute("DELETE FROM open_detections WHERE detection = ?", (track.detection,))
+        self._db.execute(
+            "INSERT OR REPLACE INTO memo (key, value) VALUES ('last_event', ?)", (payload,)
+        )
+
+    def _insert(self, kind: Kind, topic: str, payload: bytes, qos: int, retain: bool) -> int:
+        """Make room and insert one row (inside a transaction); 0 when it cannot fit."""
+        size = len(payload)
+        if size > self.max_bytes:
+            return 0
+        if kind in _SUPERSEDED:
+            self._evict("DELETE FROM outbox WHERE kind = ? RETURNING kind, length(payload)", kind)
+        if not self._make_room(kind, size):
+            return 0
+        cursor = self._db.execute(
+            "INSERT INTO outbox (kind, topic, payload, qos, retain, created) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (kind, topic, payload, qos, int(retain), time.time()),
+        )
+        self._count += 1
+        self._bytes += size
+        seq = cursor.lastrowid
+        assert seq is not None  # an INSERT always sets lastrowid
+        return seq
+
+    def _full(self, incoming: int) -> bool:
+        return self._count + 1 > self.max_messages or self._bytes + incoming > self.max_bytes
+
+    def _make_room(self, kind: Kind, incoming: int) -> bool:
+        """Evict the oldest rows ranked no higher than ``kind``; False when it still cannot fit."""
+        for kinds in _RANKS[: _RANK[kind] + 1]:
             marks = ",".join("?" * len(kinds))
-            while self._count + 1 > self.max_messages or self._bytes + incoming > self.max_bytes:
-                row = self._db.execute(
-                    f"DELETE FROM outbox WHERE seq = (SELECT min(seq) FROM outbox "  # noqa: S608
-                    f"WHERE kind IN ({marks})) RETURNING kind, length(payload)",
-                    kinds,
-                ).fetchone()
-                if row is None:
-                    break
-                self._count -= 1
-                self._bytes -= row[1]
-                self._dropped[row[0]] = self._dropped.get(row[0], 0) + 1
-                logger.debug("outbox: full, dropped the oldest %s", row[0])
+            query = (
+                f"DELETE FROM outbox WHERE seq = (SELECT min(seq) FROM outbox "  # noqa: S608
+                f"WHERE kind IN ({marks})) RETURNING kind, length(payload)"
+            )
+            while self._full(incoming) and self._evict(query, *kinds, counted=True):
+                pass
+        return not self._full(incoming)
+
+    def _evict(self, query: str, *args: str, counted: bool = False) -> bool:
+        """Run one DELETE ... RETURNING kind, length; keep the counts; False if nothing went."""
+        rows = self._db.execute(query, args).fetchall()
+        for kind, length in rows:
+            self._count -= 1
+            self._bytes -= length
+            if counted:
+                self._dropped[kind] = self._dropped.get(kind, 0) + 1
+                logger.debug("outbox: full, dropped the oldest %s", kind)
+        return bool(rows)
+
+    def _reload_counts(self) -> None:
+        """Re-read the cached counts after a rolled-back transaction."""
+        count, size = self._db.execute(
+            "SELECT count(*), coalesce(sum(length(payload)), 0) FROM outbox"
+        ).fetchone()
+        self._count, self._bytes = int(count), int(size)
+
+
+class _Corrupt(Exception):
+    """An SQLite outbox file that fails its integrity check: the one thing moved aside."""
+
+
+def _check_path(path: Path) -> None:
+    """Refuse, untouched, anything at ``path`` that is not an SQLite file (or nothing yet)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutboxError(
+            f"cannot create the folder {path.parent}: {exc.strerror or exc}"
+        ) from None
+    if not path.parent.is_dir():
+        raise OutboxError(f"{path.parent} is not a directory")
+    if not path.exists() and not path.is_symlink():
+        if not os.access(path.parent, os.W_OK | os.X_OK):
+            raise OutboxError(f"cannot create {path}: {path.parent} is not writable")
+        return
+    if not path.is_file():
+        raise OutboxError(f"{path} is not a regular file (a directory?); nothing was changed")
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(len(_SQLITE_MAGIC))
+    except OSError as exc:
+        raise OutboxError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if head and head != _SQLITE_MAGIC:
+        raise OutboxError(f"{path} is not an SQLite database; nothing was changed")
+    if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK | os.X_OK):
+        raise OutboxError(f"{path} (or its folder) is not writable")
 
 
 def _open(path: Path) -> tuple[sqlite3.Connection, int, int]:
     """Open (or create) the outbox database; returns it with its row count and payload bytes."""
     # One connection guarded by a lock: writes are tiny and rare, so threads never contend
     # for long, and one connection keeps the cached counts exact.
-    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
     try:
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise OutboxError(f"cannot open {path}: {exc}") from None
+    try:
+        check = db.execute("PRAGMA quick_check(1)").fetchone()
+        if check is None or check[0] != "ok":
+            raise _Corrupt(f"integrity check: {check[0] if check else 'no answer'}")
         db.execute("PRAGMA journal_mode=WAL")
         # FULL, not NORMAL: in WAL mode NORMAL survives a process crash (SIGKILL) but a power cut
         # can roll back the last commits, because the WAL is only fsynced at checkpoints. A
         # detection must survive a gateway losing power on an SD card, and events are a few per
         # minute (stats one per interval), so one fsync per commit costs nothing that matters.
         db.execute("PRAGMA synchronous=FULL")
-        db.execute(_SCHEMA)
+        db.executescript(_SCHEMA)
         count, size = db.execute(
             "SELECT count(*), coalesce(sum(length(payload)), 0) FROM outbox"
         ).fetchone()
-    except sqlite3.DatabaseError:
+    except _Corrupt:
         db.close()
         raise
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+            raise _Corrupt(str(exc)) from None
+        raise OutboxError(f"cannot use {path}: {exc}") from None
     return db, int(count), int(size)

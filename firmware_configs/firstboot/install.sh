@@ -1,10 +1,11 @@
 #!/bin/bash
 # Install the iotids agent from the files `iotids provision` put on the boot partition.
 #
-# Run as root once at first boot, by firstrun.sh (Raspberry Pi Imager convention) or by
-# cloud-init's runcmd. Safe to run again: every step checks what is already there.
-#   install.sh          everything: user, config, credentials, keys, bundle, unit, venv
-#   install.sh venv     only the venv (iotids-install.service, once the network is up)
+# Run as root at first boot, by firstrun.sh (Raspberry Pi Imager convention) or by cloud-init's
+# runcmd; then by iotids-install.service at every boot (and every minute while it fails) until
+# one run succeeds. Safe to run again: every step checks what is already there.
+#   install.sh          everything: retry unit, user, config, credentials, keys, bundle, units, venv
+#   install.sh retry    the same, from iotids-install.service (starts the agent when done)
 set -euo pipefail
 
 BOOT_DIR="${IOTIDS_BOOT_DIR:-/boot/firmware}"
@@ -20,9 +21,30 @@ OPT="$ROOT/opt/iotids"
 VENV="$OPT/venv"
 UNITS="$ROOT/etc/systemd/system"
 PYTHON="${IOTIDS_PYTHON:-python3.11}"
+# Written last, by a run that installed everything: iotids-install.service stops retrying.
+STAMP="$ETC/installed"
 
 log() {
     echo "iotids-install: $*" >&2
+}
+
+on_exit() {
+    local status=$?
+    if [ "$status" -ne 0 ]; then
+        log "install failed (status $status); iotids-install.service retries at every boot and" \
+            "every minute until it succeeds"
+    fi
+}
+
+install_retry_unit() {
+    # First of all, so that whatever fails below is retried: at every boot, and every minute
+    # while the system is up (Restart=on-failure), until one run writes $STAMP.
+    install -d -m 0755 -o root -g root "$UNITS" "$OPT"
+    if [ ! "$0" -ef "$OPT/install.sh" ]; then
+        install -m 0755 -o root -g root "$0" "$OPT/install.sh"
+    fi
+    install -m 0644 -o root -g root "$SRC/iotids-install.service" "$UNITS/"
+    systemctl "${ROOT_ARGS[@]}" enable iotids-install.service
 }
 
 create_user() {
@@ -64,10 +86,8 @@ install_files() {
 install_units() {
     install -d -m 0755 "$UNITS" "$ROOT/etc/systemd/journald.conf.d"
     install -m 0644 -o root -g root "$SRC/iotids-agent.service" "$UNITS/"
-    install -m 0644 -o root -g root "$SRC/iotids-install.service" "$UNITS/"
     install -m 0644 -o root -g root "$SRC/journald-iotids.conf" \
         "$ROOT/etc/systemd/journald.conf.d/iotids.conf"
-    install -m 0755 -o root -g root "$0" "$OPT/install.sh"
     systemctl "${ROOT_ARGS[@]}" enable iotids-agent.service
 }
 
@@ -91,21 +111,28 @@ have_network() {
     ip -4 route show default 2>/dev/null | grep -q default
 }
 
+mark_installed() {
+    install -m 0644 -o root -g root /dev/null "$STAMP"
+    systemctl "${ROOT_ARGS[@]}" disable iotids-install.service >/dev/null 2>&1 || true
+    log "the agent is installed; iotids-install.service is disabled"
+}
+
 main() {
-    if [ "${1:-all}" = venv ]; then
-        install_venv
-        systemctl start iotids-agent.service
-        return
-    fi
+    local mode="${1:-all}"
+    trap on_exit EXIT
+    install_retry_unit
     create_user
     install_files
     install_units
     if [ -d "$SRC/wheelhouse" ] || have_network; then
         install_venv
-        systemctl "${ROOT_ARGS[@]}" disable iotids-install.service >/dev/null 2>&1 || true
+        mark_installed
+        if [ "$mode" = retry ] && [ -z "$ROOT" ]; then
+            systemctl start --no-block iotids-agent.service
+        fi
     else
-        # No wheelhouse and no network yet: install from the index once the network is up.
-        systemctl "${ROOT_ARGS[@]}" enable iotids-install.service
+        # No wheelhouse and no network yet (first boot under systemd.run has none): not a
+        # failure, iotids-install.service installs from the index once the network is up.
         log "no wheelhouse: the venv is installed by iotids-install.service when online"
     fi
 }

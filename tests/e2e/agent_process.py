@@ -40,6 +40,9 @@ class AgentSetup:
     ca_file: Path | None = None
     stats_interval: float = 1.0
     agent_extra: tuple[str, ...] = ()  # more ``[agent]`` lines, e.g. 'allow_downgrade = true'
+    homeassistant: bool = True
+    outbox_path: Path | None = None
+    outbox_max_messages: int | None = None
 
 
 def agent_toml(setup: AgentSetup, broker: Broker, state_dir: Path) -> str:
@@ -65,6 +68,15 @@ def agent_toml(setup: AgentSetup, broker: Broker, state_dir: Path) -> str:
     ]
     if setup.ca_file is not None:
         lines += ["[mqtt.tls]", f'ca_file = "{setup.ca_file}"']
+    if not setup.homeassistant:
+        lines += ["[mqtt.homeassistant]", "enabled = false"]
+    outbox = []
+    if setup.outbox_path is not None:
+        outbox.append(f'path = "{setup.outbox_path}"')
+    if setup.outbox_max_messages is not None:
+        outbox.append(f"max_messages = {setup.outbox_max_messages}")
+    if outbox:
+        lines += ["[outbox]", *outbox]
     lines += [
         "[[sources]]",
         'name = "lan"',

@@ -306,7 +306,8 @@ def test_with_the_example_acl_a_device_cannot_publish_under_another_device(
     users = {"gw-a": "pa", "gw-b": "pb", "iotids-operator": "op"}
     mosq = broker(users=users, acl_file=EXAMPLE_ACL)
     login = ("iotids-operator", "op")
-    agent = agents(mosq, device="gw-a", credentials=("gw-a", "pa"))
+    # As provisioned for this broker: the operator, not the gateway, publishes discovery.
+    agent = agents(mosq, device="gw-a", credentials=("gw-a", "pa"), homeassistant=False)
     with Probe(
         mosq,
         ["iotids/#", "homeassistant/#"],
@@ -333,8 +334,9 @@ def test_with_the_example_acl_a_device_cannot_publish_under_another_device(
     assert mosq.count("Denied PUBLISH from gw-b") == 3
     assert mosq.count("Denied PUBLISH from iotids-gw-a") == 0  # the agent stays in its lane
     topics = {m.topic for m in probe.seen}
-    assert {_topic(leaf, "gw-a") for leaf in ("status", "events", "stats", "model")} <= topics
-    assert len([t for t in topics if t.startswith("homeassistant/")]) == 4  # discovery allowed
+    leaves = ("status", "events", "stats", "model", "state")
+    assert {_topic(leaf, "gw-a") for leaf in leaves} <= topics
+    assert not [t for t in topics if t.startswith("homeassistant/")]
 
 
 # --- 7. remote model update ---------------------------------------------------------------------

@@ -143,33 +143,85 @@ def make_boot_image(image: Path, fat_bits: int, cmdline: str | None) -> Path:
     return image
 
 
+IMAGER_START_LBA = 8192  # Raspberry Pi OS images put the FAT32 boot partition at 4 MiB
+IMAGER_HOOK = (
+    "systemd.run=/boot/firstrun.sh systemd.run_success_action=reboot "
+    "systemd.unit=kernel-command-line.target"
+)
+IMAGER_CMDLINE = (
+    "console=serial0,115200 console=tty1 root=PARTUUID=5e3da3da-02 rootfstype=ext4 "
+    f"fsck.repair=yes rootwait quiet init=/usr/lib/raspberrypi-sys-mods/firstboot {IMAGER_HOOK}\n"
+)
+
+
+def imager_firstrun(boot: Path, order: Path) -> str:
+    """A stand-in for the firstrun.sh Raspberry Pi Imager writes: its settings, then its cleanup.
+
+    The settings are replaced by a line appended to ``order``; the cleanup is Imager's own
+    (remove /boot/firstrun.sh, cut the hook off cmdline.txt), aimed at ``boot``.
+    """
+    return (
+        "#!/bin/bash\n\nset +e\n\n"
+        "# user, SSH, Wi-Fi and locale settings would be applied here\n"
+        f'echo imager >> "{order}"\n'
+        f'rm -f "{boot}/firstrun.sh"\n'
+        f"sed -i 's| systemd.run.*||g' \"{boot}/cmdline.txt\"\n"
+        "exit 0\n"
+    )
+
+
+def make_imager_image(image: Path, boot: Path, order: Path) -> Path:
+    """A disk image as Raspberry Pi Imager leaves it: MBR, FAT32 at sector 8192, cmdline.txt
+    hooked to /boot/firstrun.sh, and Imager's firstrun.sh (aimed at ``boot`` once extracted)."""
+    if shutil.which("mkfs.vfat") is None or shutil.which("mcopy") is None:
+        pytest.skip("needs dosfstools and mtools")
+    size = 64 * 1024 * 1024
+    sectors = size // SECTOR - IMAGER_START_LBA
+    write_mbr(image, 0x0C, IMAGER_START_LBA, sectors, size)
+    subprocess.run(
+        ["mkfs.vfat", "-F", "32", "-n", "bootfs", "--offset", str(IMAGER_START_LBA), str(image),
+         str(sectors * SECTOR // 1024)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    for name, text in (
+        ("cmdline.txt", IMAGER_CMDLINE),
+        ("firstrun.sh", imager_firstrun(boot, order)),
+    ):
+        local = image.parent / name
+        local.write_text(text)
+        mcopy(image, str(local), f"::/{name}", start=IMAGER_START_LBA)
+        local.unlink()
+    return image
+
+
 def mtools_env() -> dict[str, str]:
     return {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
 
 
-def mcopy(image: Path, *args: str) -> None:
+def mcopy(image: Path, *args: str, start: int = START_LBA) -> None:
     subprocess.run(
-        ["mcopy", "-o", "-i", f"{image}@@{START_LBA * SECTOR}", *args],
+        ["mcopy", "-o", "-i", f"{image}@@{start * SECTOR}", *args],
         check=True,
         capture_output=True,
         env=mtools_env(),
     )
 
 
-def mtype(image: Path, name: str) -> bytes:
+def mtype(image: Path, name: str, start: int = START_LBA) -> bytes:
     """A file read back from the image's boot partition."""
     return subprocess.run(
-        ["mtype", "-i", f"{image}@@{START_LBA * SECTOR}", f"::/{name}"],
+        ["mtype", "-i", f"{image}@@{start * SECTOR}", f"::/{name}"],
         check=True,
         capture_output=True,
         env=mtools_env(),
     ).stdout
 
 
-def mdir(image: Path) -> set[str]:
+def mdir(image: Path, start: int = START_LBA) -> set[str]:
     """Every path in the image's boot partition."""
     out = subprocess.run(
-        ["mdir", "-/", "-b", "-i", f"{image}@@{START_LBA * SECTOR}", "::/"],
+        ["mdir", "-/", "-b", "-i", f"{image}@@{start * SECTOR}", "::/"],
         check=True,
         capture_output=True,
         env=mtools_env(),

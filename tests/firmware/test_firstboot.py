@@ -12,7 +12,7 @@ import pytest
 from agent.cli import main
 from firmware_configs.image import FIRSTRUN_HOOK
 from firmware_configs.provision import HERE
-from tests.firmware.fixtures import Inputs
+from tests.firmware.fixtures import Inputs, imager_firstrun
 
 SCRIPTS = (HERE / "firstboot/install.sh", HERE / "firstboot/firstrun.sh")
 
@@ -61,31 +61,62 @@ def test_installer_reads_only_files_the_render_makes(inputs: Inputs, tmp_path: P
         assert (out / "iotids" / name).exists(), name
 
 
-def _boot_dir(tmp_path: Path, install_status: int) -> Path:
-    """A stand-in /boot/firmware: firstrun.sh, a hooked cmdline.txt, an installer stub."""
+def _boot_dir(tmp_path: Path, install_status: int, retry_unit: bool = True) -> Path:
+    """A stand-in /boot/firmware: firstrun.sh, a hooked cmdline.txt, an installer stub.
+
+    The stub appends ``install`` to ``order`` and, like the real one, puts the retry unit in
+    the scratch root first (unless ``retry_unit`` is False: it failed before that).
+    """
     boot = tmp_path / "boot"
     (boot / "iotids").mkdir(parents=True)
     shutil.copy(SCRIPTS[1], boot / "firstrun.sh")
     cmdline = f"console=tty1 root=PARTUUID=x {FIRSTRUN_HOOK} rootwait quiet\n"
     (boot / "cmdline.txt").write_text(cmdline)
-    stub = f'#!/bin/bash\necho "$0 ran" > "$(dirname "$0")/ran"\nexit {install_status}\n'
+    unit = tmp_path / "root/etc/systemd/system/iotids-install.service"
+    make_unit = f'mkdir -p "{unit.parent}"; touch "{unit}"\n' if retry_unit else ""
+    stub = f'#!/bin/bash\n{make_unit}echo install >> "{tmp_path}/order"\nexit {install_status}\n'
     (boot / "iotids/install.sh").write_text(stub)
     return boot
 
 
+def _firstrun(tmp_path: Path, boot: Path) -> subprocess.CompletedProcess[str]:
+    env = {"IOTIDS_ROOT": str(tmp_path / "root"), "PATH": "/usr/bin:/bin"}
+    return subprocess.run(
+        ["bash", str(boot / "firstrun.sh")], env=env, capture_output=True, text=True, check=False
+    )
+
+
 @pytest.mark.parametrize("install_status", [0, 1])
-def test_firstrun_unhooks_itself_whatever_the_install_did(
+def test_firstrun_unhooks_itself_once_the_install_or_its_retry_unit_is_in_place(
     tmp_path: Path, install_status: int
 ) -> None:
     boot = _boot_dir(tmp_path, install_status)
-    result = subprocess.run(
-        ["bash", str(boot / "firstrun.sh")],
-        env={"IOTIDS_BOOT_DIR": str(boot), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-    )
+    result = _firstrun(tmp_path, boot)  # the boot folder is found from the script's own path
     assert result.returncode == 0
-    assert (boot / "iotids/ran").exists()
+    assert (tmp_path / "order").read_text() == "install\n"
     assert (boot / "cmdline.txt").read_text() == "console=tty1 root=PARTUUID=x rootwait quiet\n"
     assert not (boot / "firstrun.sh").exists()
-    assert ("install.sh failed with status 1" in result.stderr) == bool(install_status)
+    retried = "iotids-install.service retries at every boot until it succeeds"
+    assert (retried in result.stderr) == bool(install_status)
+
+
+def test_firstrun_keeps_its_hook_when_nothing_else_would_retry(tmp_path: Path) -> None:
+    boot = _boot_dir(tmp_path, install_status=1, retry_unit=False)
+    hooked = (boot / "cmdline.txt").read_text()
+    result = _firstrun(tmp_path, boot)
+    assert result.returncode == 0  # the system still reboots, into the same first boot
+    assert (boot / "cmdline.txt").read_text() == hooked
+    assert (boot / "firstrun.sh").exists()
+    assert "keeping the first-boot hook: the next boot tries again" in result.stderr
+
+
+def test_firstrun_runs_imagers_settings_first_then_the_install(tmp_path: Path) -> None:
+    boot = _boot_dir(tmp_path, install_status=0)
+    imager = imager_firstrun(boot, tmp_path / "order")
+    (boot / "iotids/imager-firstrun.sh").write_text(imager)
+    result = _firstrun(tmp_path, boot)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "order").read_text() == "imager\ninstall\n"
+    assert "applied Raspberry Pi Imager's settings" in result.stderr
+    assert not (boot / "iotids/imager-firstrun.sh").exists()  # it runs once
+    assert "systemd.run" not in (boot / "cmdline.txt").read_text()

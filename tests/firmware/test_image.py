@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,12 +18,16 @@ from firmware_configs.image import (
     read_partitions,
 )
 from tests.firmware.fixtures import (
+    IMAGER_CMDLINE,
+    IMAGER_START_LBA,
     SECTOR,
     START_LBA,
     Inputs,
     make_boot_image,
+    make_imager_image,
     mcopy,
     mdir,
+    mtools_env,
     mtype,
     write_mbr,
 )
@@ -48,7 +53,11 @@ def test_files_land_in_the_boot_partition(inputs: Inputs, tmp_path: Path, fat_bi
     out = tmp_path / "gw-01"
     assert provision(inputs, out, image) == 0
     rendered = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
+    operator = {name for name in rendered if name.startswith("operator/")}
+    assert operator == {"operator/publish-discovery.sh"}
+    rendered -= operator  # the operator's, never the gateway's
     assert rendered <= mdir(image)
+    assert not [name for name in mdir(image) if name.startswith("operator")]
     for name in rendered:
         assert mtype(image, name) == (out / name).read_bytes(), name
     assert mtype(image, "cmdline.txt").decode() == CMDLINE.strip() + " " + FIRSTRUN_HOOK + "\n"
@@ -96,6 +105,81 @@ def test_hook_leaves_another_systemd_run_alone() -> None:
     hooked = hook_firstrun(CMDLINE)
     assert hooked is not None
     assert hook_firstrun(hooked) == hooked
+    assert hook_firstrun(IMAGER_CMDLINE) == IMAGER_CMDLINE  # Imager's hook: ours chains it
+
+
+def _extract(image: Path, folder: Path) -> Path:
+    """The boot partition's files, as the Pi sees them under /boot at first boot."""
+    folder.mkdir()
+    target = f"{image}@@{IMAGER_START_LBA * SECTOR}"
+    subprocess.run(
+        ["mcopy", "-s", "-n", "-i", target, "::/*", str(folder)],
+        check=True,
+        capture_output=True,
+        env=mtools_env(),
+    )
+    return folder
+
+
+def test_imagers_firstrun_is_chained_never_replaced(inputs: Inputs, tmp_path: Path) -> None:
+    boot, order = tmp_path / "boot", tmp_path / "order"
+    image = make_imager_image(tmp_path / "raspios.img", boot, order)
+    theirs = mtype(image, "firstrun.sh", start=IMAGER_START_LBA)
+    assert provision(inputs, tmp_path / "gw", image) == 0
+    ours = (tmp_path / "gw/firstrun.sh").read_bytes()
+    assert mtype(image, "firstrun.sh", start=IMAGER_START_LBA) == ours
+    assert mtype(image, "iotids/imager-firstrun.sh", start=IMAGER_START_LBA) == theirs
+    # Imager's hook stays as Imager wrote it: /boot/firstrun.sh is ours now.
+    assert mtype(image, "cmdline.txt", start=IMAGER_START_LBA).decode() == IMAGER_CMDLINE
+    # Provisioning again (another device) keeps Imager's script: it has not run yet.
+    assert provision(inputs, tmp_path / "gw-again", image, "gw-02") == 0
+    assert mtype(image, "iotids/imager-firstrun.sh", start=IMAGER_START_LBA) == theirs
+    # First boot, from the card's own files: Imager's settings, then our install.
+    _extract(image, boot)
+    (boot / "iotids/install.sh").write_text(f'#!/bin/bash\necho install >> "{order}"\n')
+    result = subprocess.run(
+        ["bash", str(boot / "firstrun.sh")],
+        env={"PATH": "/usr/bin:/bin", "IOTIDS_ROOT": str(tmp_path / "root")},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert order.read_text() == "imager\ninstall\n"
+    assert "systemd.run" not in (boot / "cmdline.txt").read_text()
+    assert (boot / "cmdline.txt").read_text().startswith("console=serial0,115200")
+    assert not (boot / "firstrun.sh").exists()
+
+
+@pytest.mark.parametrize(
+    ("cmdline", "firstrun", "message"),
+    [
+        ("root=x systemd.run=/boot/custom.sh\n", None, "already runs another script"),
+        (CMDLINE, b"#!/bin/bash\necho not hooked\n", "a firstrun.sh that cmdline.txt does not"),
+    ],
+    ids=["another-script", "unhooked-firstrun"],
+)
+def test_a_first_boot_that_cannot_be_chained_is_refused_untouched(
+    inputs: Inputs,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    cmdline: str,
+    firstrun: bytes | None,
+    message: str,
+) -> None:
+    image = make_boot_image(tmp_path / "pi.img", 32, cmdline)
+    if firstrun is not None:
+        (tmp_path / "firstrun.sh").write_bytes(firstrun)
+        mcopy(image, str(tmp_path / "firstrun.sh"), "::/firstrun.sh")
+    before = image.read_bytes()
+    out = tmp_path / "gw"
+    assert provision(inputs, out, image) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("iotids provision: ")
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+    assert image.read_bytes() == before
+    assert not out.exists()
 
 
 def _broken_image(tmp_path: Path, case: str) -> Path:

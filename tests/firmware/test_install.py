@@ -33,7 +33,12 @@ def _boot(inputs: Inputs, tmp_path: Path, wheelhouse: bool) -> Path:
 
 
 def _run(
-    tmp_path: Path, boot: Path, *stubs: str, python: str = sys.executable
+    tmp_path: Path,
+    boot: Path,
+    *stubs: str,
+    python: str = sys.executable,
+    script: Path | None = None,
+    mode: tuple[str, ...] = (),
 ) -> tuple[subprocess.CompletedProcess[str], str]:
     """Run install.sh with useradd / systemctl (and ``stubs``) replaced by loggers."""
     bin_dir = tmp_path / "bin"
@@ -52,7 +57,10 @@ def _run(
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
     }
     result = subprocess.run(
-        ["bash", str(boot / "iotids/install.sh")], env=env, capture_output=True, text=True
+        ["bash", str(script or boot / "iotids/install.sh"), *mode],
+        env=env,
+        capture_output=True,
+        text=True,
     )
     return result, log.read_text() if log.exists() else ""
 
@@ -86,7 +94,12 @@ def test_install_from_the_wheelhouse(inputs: Inputs, tmp_path: Path) -> None:
     assert subprocess.run([root / "opt/iotids/venv/bin/iotids"], check=False).returncode == 0
     assert f"useradd --root {root} --system" in calls
     assert f"systemctl --root {root} enable iotids-agent.service" in calls
-    assert "enable iotids-install.service" not in calls
+    # The retry unit is enabled before anything else and disabled once everything worked.
+    enable = calls.index(f"systemctl --root {root} enable iotids-install.service")
+    assert enable < calls.index("useradd")
+    assert enable < calls.index(f"systemctl --root {root} disable iotids-install.service")
+    assert (root / "etc/iotids/installed").is_file()
+    assert "the agent is installed; iotids-install.service is disabled" in result.stderr
 
     again, _ = _run(tmp_path, boot)  # idempotent: a second boot changes nothing
     assert again.returncode == 0, again.stderr
@@ -113,4 +126,31 @@ def test_a_python_without_venv_fails_loudly(inputs: Inputs, tmp_path: Path) -> N
     no_venv.chmod(0o755)
     result, _ = _run(tmp_path, boot, python=str(no_venv))
     assert result.returncode != 0
-    assert result.stderr.strip().endswith("is python3-venv installed?")
+    assert "is python3-venv installed?" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].endswith("every minute until it succeeds")
+
+
+@pytest.mark.slow
+def test_a_failed_install_is_retried_by_its_unit_until_it_succeeds(
+    inputs: Inputs, tmp_path: Path
+) -> None:
+    boot = _boot(inputs, tmp_path, wheelhouse=True)
+    root = tmp_path / "root"
+    broken = tmp_path / "python3.11"
+    broken.write_text("#!/bin/sh\nexit 1\n")  # the first boot's install fails
+    broken.chmod(0o755)
+    first, calls = _run(tmp_path, boot, python=str(broken))
+    assert first.returncode != 0
+    assert f"systemctl --root {root} enable iotids-install.service" in calls
+    assert "disable iotids-install.service" not in calls
+    assert not (root / "etc/iotids/installed").exists()  # the unit's condition: keep retrying
+    unit = (root / "etc/systemd/system/iotids-install.service").read_text()
+    assert "ExecStart=/opt/iotids/install.sh retry" in unit
+    assert "ConditionPathExists=!/etc/iotids/installed" in unit
+    assert "Restart=on-failure" in unit
+    # A later boot: the unit runs the installed copy, which now succeeds.
+    second, calls = _run(tmp_path, boot, script=root / "opt/iotids/install.sh", mode=("retry",))
+    assert second.returncode == 0, second.stderr
+    assert f"systemctl --root {root} disable iotids-install.service" in calls
+    assert (root / "etc/iotids/installed").is_file()
+    assert subprocess.run([root / "opt/iotids/venv/bin/iotids"], check=False).returncode == 0

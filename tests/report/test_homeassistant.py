@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -30,13 +31,63 @@ def test_discovery_announces_four_entities_with_availability() -> None:
         )
         assert config["unique_id"] == f"iotids_gw_kitchen-1_{name}"
         assert config["device"]["identifiers"] == ["iotids_gw_kitchen-1"]
+        assert config["origin"]["name"] == "iotids"
+        assert config["origin"]["sw_version"] == config["device"]["sw_version"]
     intrusion = configs["intrusion"]
     assert intrusion["device_class"] == "problem"
-    assert intrusion["state_topic"] == "iotids/gw.kitchen-1/events"
+    # Retained state, not the events stream: a restarted Home Assistant reads the truth.
+    for name in ("intrusion", "last_attack"):
+        assert configs[name]["state_topic"] == "iotids/gw.kitchen-1/state"
+        assert configs[name]["json_attributes_topic"] == "iotids/gw.kitchen-1/state"
+        assert "entity_category" not in configs[name]
     assert "active_events" in intrusion["value_template"]
     assert configs["packets_per_s"]["state_topic"] == "iotids/gw.kitchen-1/stats"
     assert configs["active_model"]["state_topic"] == "iotids/gw.kitchen-1/model"
-    assert configs["last_attack"]["value_template"] == "{{ value_json.label }}"
+    for name in ("packets_per_s", "active_model"):
+        assert configs[name]["entity_category"] == "diagnostic"
+
+
+_OPEN = {
+    "schema": "iotids.state/1",
+    "active_events": 1,
+    "detections": [{"detection": "d1", "label": "flood", "family": "flood", "score": 0.9}],
+    "last_attack": {
+        "detection": "d1",
+        "label": "flood",
+        "family": "flood",
+        "evidence": {"top_sources": [{"address": "10.0.0.9", "packets": 900}]},
+    },
+}
+_CALM = {"schema": "iotids.state/1", "active_events": 0, "detections": [], "last_attack": None}
+
+
+@pytest.mark.parametrize(
+    ("state", "intrusion", "last", "attributes"),
+    [
+        (_OPEN, "ON", "flood", _OPEN["last_attack"]),
+        ({**_OPEN, "active_events": 0, "detections": []}, "OFF", "flood", _OPEN["last_attack"]),
+        (_CALM, "OFF", "none", {}),
+    ],
+    ids=["open", "ended", "never-attacked"],
+)
+def test_the_templates_give_home_assistant_the_state_and_the_evidence(
+    state: dict[str, Any], intrusion: str, last: str, attributes: dict[str, Any]
+) -> None:
+    jinja2 = pytest.importorskip("jinja2", reason="renders HA's templates (the dev extra)")
+    env = jinja2.Environment(autoescape=False)  # JSON, not HTML
+
+    def render(config: dict[str, Any], key: str) -> str:
+        return env.from_string(config[key]).render(value_json=state, value=json.dumps(state))
+
+    configs = {
+        topic.split("/")[-2]: json.loads(p)
+        for topic, p in discovery_messages("gw-1", "iotids", "homeassistant")
+    }
+    assert render(configs["intrusion"], "value_template") == intrusion
+    assert render(configs["last_attack"], "value_template") == last
+    assert json.loads(render(configs["last_attack"], "json_attributes_template")) == attributes
+    opened = json.loads(render(configs["intrusion"], "json_attributes_template"))
+    assert opened == {"detections": state["detections"]}
 
 
 def test_node_id_keeps_only_what_home_assistant_accepts() -> None:

@@ -210,8 +210,14 @@ def test_queued_events_survive_sigkill_while_the_broker_is_down(
         processes.append(second)
         out, _ = second.communicate(timeout=30)
         assert second.returncode == 0, out
-        assert _wait(lambda: len(_unique_in_order(probe.seen)) == 25, 10)
-    assert _unique_in_order(probe.seen) == [f"{DEVICE}-{n}" for n in range(25)]
+        assert _wait(lambda: len(_unique_in_order(probe.seen)) == 50, 10)
+    order = _unique_in_order(probe.seen)
+    assert order[:25] == [f"{DEVICE}-{n}" for n in range(25)]
+    # The killed publisher left 25 detections open: the next start ends each, after them.
+    ends = [json.loads(m.payload) for m in probe.seen if json.loads(m.payload)["id"] in order[25:]]
+    assert sorted({e["detection"] for e in ends}) == sorted(f"d{n}" for n in range(25))
+    assert {(e["type"], e["end_reason"]) for e in ends} == {("end", "agent-restart")}
+    assert ends[-1]["active_events"] == 0
 
 
 def test_sigkill_makes_the_broker_publish_offline(
@@ -419,7 +425,7 @@ def test_example_acl_confines_each_device(broker: BrokerFactory, sinks: SinkFact
         assert not [m for m in operator.seen if m.topic in forged]
         assert not [m for m in rogue.seen if m.topic == "iotids/gw-b/model/set"]
         # (Mosquitto grants the subscription and filters on delivery: the check is what arrives.)
-        # the real sink works inside the same rules: will, online, events, discovery
+        # the real sink works inside the same rules: will, online, events, state
         config = sink_config(
             mosq,
             username_env="IOTIDS_TEST_ACL_USER",
@@ -433,9 +439,13 @@ def test_example_acl_confines_each_device(broker: BrokerFactory, sinks: SinkFact
         assert operator.wait_for(_is("iotids/gw-a/status", b"online"), 10) is not None
         sink.publish_event({"type": "new", "label": "scan"})
         assert operator.wait_for(_is("iotids/gw-a/events"), 5) is not None
+        assert operator.wait_for(_is("iotids/gw-a/state"), 5) is not None
         assert _wait(lambda: box.depth() == 0, 5)
         configs = [m.topic for m in operator.seen if m.topic.startswith("homeassistant/")]
-    assert len(configs) == 4
+    # Discovery is the operator's to publish: the example ACL keeps gateways out of it (a
+    # config names its device in the payload, which no ACL can check).
+    assert configs == []
+    assert mosq.count("Denied PUBLISH from iotids-gw-a") == 4  # the four discovery configs
 
 
 def test_concurrent_producers_and_a_flaky_broker(broker: BrokerFactory, sinks: SinkFactory) -> None:

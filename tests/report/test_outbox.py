@@ -7,10 +7,13 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
-from agent.config import OutboxConfig
-from agent.report.outbox import Outbox
+import pytest
+
+from agent.config import ConfigError, OutboxConfig
+from agent.report.outbox import Outbox, OutboxError, Track
 from tests.broker import REPO
 
 
@@ -72,8 +75,95 @@ def test_count_cap_drops_stats_then_updates_then_oldest_detections(tmp_path: Pat
         "event_end": 0,
         "stats": 2,
         "model": 0,
+        "state": 0,
     }
     box.close()
+
+
+def test_a_stats_row_never_evicts_an_event_and_an_update_never_a_new(tmp_path: Path) -> None:
+    box = _open(tmp_path, max_messages=3)
+    box.put("event_new", "e", b"new0", 1, False)
+    box.put("event_update", "e", b"up0", 1, False)
+    box.put("event_end", "e", b"end0", 1, False)
+    assert box.put("stats", "s", b"st0", 0, False) == 0  # nothing cheaper: the stats goes
+    assert box.put("event_update", "e", b"up1", 1, False) > 0  # evicts the older update
+    assert box.put("event_update", "e", b"up2", 1, False) > 0
+    assert [r.payload for r in box.peek(10)] == [b"new0", b"end0", b"up2"]
+    box.put("event_new", "e", b"new1", 1, False)  # the update goes before any detection
+    assert [r.payload for r in box.peek(10)] == [b"new0", b"end0", b"new1"]
+    assert box.put("event_update", "e", b"up3", 1, False) == 0  # only new/end left
+    assert box.put("stats", "s", b"st1", 0, False) == 0
+    assert [r.payload for r in box.peek(10)] == [b"new0", b"end0", b"new1"]
+    assert box.dropped() == {
+        "event_new": 0,
+        "event_update": 4,
+        "event_end": 0,
+        "stats": 2,
+        "model": 0,
+        "state": 0,
+    }
+    box.close()
+
+
+def test_a_long_outage_at_the_cap_keeps_every_new_and_end(tmp_path: Path) -> None:
+    """24 h without a broker: stats every 10 s, an attack per hour with updates every 5 s."""
+    cap = 600
+    box = _open(tmp_path, max_messages=cap)
+    produced = dict.fromkeys(("event_new", "event_update", "event_end", "stats"), 0)
+    detections: list[bytes] = []
+    for second in range(0, 24 * 3600, 5):
+        in_attack = second % 3600 < 600  # a 10-minute attack at the top of every hour
+        if second % 3600 == 0:
+            kind = "event_new"
+            detections.append(f"new{second}".encode())
+        elif second % 3600 == 600:
+            kind = "event_end"
+            detections.append(f"end{second}".encode())
+        else:
+            kind = "event_update" if in_attack else ""
+        if kind:
+            box.put(kind, "e", f"{kind[6:]}{second}".encode(), 1, False)  # type: ignore[arg-type]
+            produced[kind] += 1
+        if second % 10 == 0:
+            box.put("stats", "s", b"stats%d" % second, 0, False)
+            produced["stats"] += 1
+    rows = box.peek(cap + 1)
+    kept = {kind: sum(r.kind == kind for r in rows) for kind in produced}
+    dropped = box.dropped()
+    print(  # the figures the report quotes
+        f"\n24 h outage, cap {cap} messages: produced {produced}, kept {kept}, dropped {dropped}"
+    )
+    assert len(rows) == cap
+    assert [r.payload for r in rows if r.kind in ("event_new", "event_end")] == detections
+    assert dropped["event_new"] == dropped["event_end"] == 0
+    assert dropped["stats"] == produced["stats"]  # stats went first, every one of them
+    assert kept["event_update"] == cap - len(detections)  # the newest updates fill the rest
+    assert all(kept[k] + dropped[k] == produced[k] for k in produced)
+    box.close()
+
+
+def test_a_state_row_replaces_the_queued_one(tmp_path: Path) -> None:
+    box = _open(tmp_path)
+    box.put("state", "t/state", b"s0", 1, True)
+    box.put("event_new", "t/events", b"new", 1, False)
+    box.put("state", "t/state", b"s1", 1, True)
+    assert [r.payload for r in box.peek(10)] == [b"new", b"s1"]
+    assert (box.depth(), box.dropped()["state"]) == (2, 0)  # superseded, not dropped
+    box.close()
+
+
+def test_open_detections_follow_their_events_across_a_reopen(tmp_path: Path) -> None:
+    box = _open(tmp_path)
+    assert (box.open_detections(), box.last_event()) == ({}, None)
+    box.put("event_new", "e", b"a-new", 1, False, track=Track("a", open=True))
+    box.put("event_new", "e", b"b-new", 1, False, track=Track("b", open=True))
+    box.put("event_update", "e", b"a-up", 1, False, track=Track("a", open=True))
+    box.put("event_end", "e", b"b-end", 1, False, track=Track("b", open=False))
+    box.close()
+    again = _open(tmp_path)
+    assert again.open_detections() == {"a": b"a-up"}
+    assert again.last_event() == b"b-end"
+    again.close()
 
 
 def test_byte_cap_and_oversized_message(tmp_path: Path) -> None:
@@ -153,10 +243,23 @@ def test_from_config_defaults_under_the_state_dir(tmp_path: Path) -> None:
     box.close()
 
 
+def _corrupt_sqlite(path: Path) -> bytes:
+    """A real outbox file whose table pages an SD card then garbled (the header survives)."""
+    box = Outbox(path, 1000, 1_000_000)
+    for i in range(200):
+        box.put("event_new", "t/events", b"x" * 200 + str(i).encode(), 1, False)
+    box.close()
+    data = bytearray(path.read_bytes())
+    page = int.from_bytes(data[16:18], "big")
+    for at in range(page, len(data), page):  # every page but the first: the schema survives
+        data[at + 8 : at + 64] = b"\xff" * 56
+    path.write_bytes(bytes(data))
+    return bytes(data)
+
+
 def test_a_corrupt_outbox_file_is_moved_aside_and_the_agent_starts(tmp_path: Path) -> None:
     path = tmp_path / "outbox.sqlite"
-    garbage = b"not a database, an SD card ate it " * 200
-    path.write_bytes(garbage)
+    garbled = _corrupt_sqlite(path)
     box = Outbox(path, 100, 100_000)
     try:
         seq = box.put("event_new", "t/events", b"{}", 1, False)
@@ -164,4 +267,41 @@ def test_a_corrupt_outbox_file_is_moved_aside_and_the_agent_starts(tmp_path: Pat
     finally:
         box.close()
     aside = [p for p in tmp_path.iterdir() if p.name.startswith("outbox.sqlite.corrupt-")]
-    assert [p.read_bytes() for p in aside] == [garbage]  # kept for forensics, not deleted
+    assert [p.read_bytes() for p in aside] == [garbled]  # kept for forensics, not deleted
+
+
+def _tree(root: Path) -> dict[str, bytes | None]:
+    return {
+        str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None)
+        for p in sorted(root.rglob("*"))
+    }
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda p: p.mkdir(), "not a regular file"),
+        (lambda p: p.write_bytes(b"[agent]\ndevice_id = 'gw'\n" * 50), "not an SQLite database"),
+        (lambda p: (p.parent / "blocker").write_bytes(b"x"), "cannot create the folder"),
+    ],
+    ids=["directory", "not-sqlite", "parent-is-a-file"],
+)
+def test_an_unusable_outbox_path_is_one_error_and_nothing_is_touched(
+    tmp_path: Path, make: Callable[[Path], object], reason: str
+) -> None:
+    path = tmp_path / "outbox.sqlite"
+    make(path)
+    if reason.startswith("cannot create"):
+        path = tmp_path / "blocker" / "outbox.sqlite"
+    before = _tree(tmp_path)
+    with pytest.raises(OutboxError, match=reason):
+        Outbox(path, 100, 100_000)
+    assert _tree(tmp_path) == before
+    with pytest.raises(ConfigError, match=r"^outbox\.path: "):
+        Outbox.from_config(OutboxConfig(path=str(path)), str(tmp_path))
+    assert _tree(tmp_path) == before
+
+
+def test_an_unopenable_outbox_is_one_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^agent\.state_dir: cannot"):
+        Outbox.from_config(OutboxConfig(), "/proc/iotids-no-such-dir")

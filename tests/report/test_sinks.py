@@ -45,10 +45,13 @@ def test_mqtt_sink_queues_without_a_broker(tmp_path: Path) -> None:
     sink.publish_event({"type": "end", "detection": "d1"})
     sink.publish_stats({"packets_per_s": 1.0})
     rows = box.peek(10)
-    assert [r.kind for r in rows] == ["event_new", "event_update", "event_end", "stats"]
-    assert [json.loads(r.payload)["active_events"] for r in rows[:3]] == [1, 1, 0]
+    # one retained state follows the events; each new one replaced the one still queued
+    assert [r.kind for r in rows] == ["event_new", "event_update", "event_end", "state", "stats"]
+    assert [json.loads(r.payload)["active_events"] for r in rows[:4]] == [1, 1, 0, 0]
     assert rows[0].topic == "iotids/gw-9/events"
-    assert (rows[0].qos, rows[3].qos) == (1, 0)
+    assert (rows[3].topic, rows[3].retain) == ("iotids/gw-9/state", True)
+    assert json.loads(rows[3].payload)["last_attack"]["type"] == "end"
+    assert (rows[0].qos, rows[4].qos) == (1, 0)
     sink.close()
     box.close()
 
@@ -63,8 +66,9 @@ def test_publish_never_raises(tmp_path: Path, caplog: pytest.LogCaptureFixture) 
         box.close()  # a broken disk looks like this to the sink
         sink.publish_event({"type": "new"})
         sink.publish_stats({"packets_per_s": 1.0})
-    assert sink.failures == 3
-    assert len([r for r in caplog.records if "could not queue" in r.getMessage()]) == 3
+    # the circular event; then, disk gone, the event, the state after it and the stats
+    assert sink.failures == 4
+    assert len([r for r in caplog.records if "could not queue" in r.getMessage()]) == 4
 
 
 def test_credentials_directory_wins_over_environment(tmp_path: Path) -> None:
