@@ -416,6 +416,9 @@ class ModelConfig:
     # a classifier window scoring at least this raises at once; off unless set (> 1 is off):
     # measured on generated traffic it did not cut time to detect but raised false alarms
     raise_score: float = 2.0
+    # another attack label on the same targets joins an open detection this young (seconds);
+    # 0 makes every label its own detection
+    merge_horizon: float = 300.0
     enabled: bool = True
     threads: int = 1  # interpreter threads (a Pi 4/5 has 4 cores; the capture needs one)
 
@@ -437,6 +440,11 @@ class ModelConfig:
             self.raise_score >= 0.5,
             "raise_score",
             f"must be >= 0.5 (a softmax score; > 1 disables it), got {self.raise_score}",
+        )
+        check(
+            0 <= self.merge_horizon <= 86_400,
+            "merge_horizon",
+            f"must be 0..86400 seconds, got {self.merge_horizon}",
         )
         check(1 <= self.threads <= 16, "threads", f"must be 1..16, got {self.threads}")
 

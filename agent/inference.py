@@ -39,6 +39,7 @@ class Debounce:
     raise_n: int = 3
     clear_m: int = 3
     raise_score: float = math.inf  # classifiers: one window this sure raises at once
+    merge_horizon: float = 300.0  # seconds an incident absorbs other labels on its targets
 
 
 def anomaly_scores(
@@ -75,6 +76,7 @@ def policy_for(bundle: Bundle, debounce: Debounce) -> DecisionPolicy:
             debounce.raise_k,
             debounce.raise_n,
             debounce.clear_m,
+            merge_horizon_s=debounce.merge_horizon,
         )
     return DecisionPolicy.from_manifest(
         m.labels,
@@ -84,6 +86,7 @@ def policy_for(bundle: Bundle, debounce: Debounce) -> DecisionPolicy:
         raise_n=debounce.raise_n,
         clear_m=debounce.clear_m,
         raise_score=debounce.raise_score,
+        merge_horizon_s=debounce.merge_horizon,
     )
 
 
