@@ -34,6 +34,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-files", nargs="*", help="group names for a by-file split")
     parser.add_argument("--val-files", nargs="*", help="group names held for validation")
     parser.add_argument("--label-mode", help="loader label mode (family/binary, category...)")
+    parser.add_argument(
+        "--mapping", help="TOML file: [[rule]] labels for captures, [families] label = family"
+    )
     parser.add_argument("--label-column", help="csv: the label column")
     parser.add_argument("--drop-columns", nargs="*", help="csv: columns to ignore")
     parser.add_argument(

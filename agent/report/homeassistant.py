@@ -6,7 +6,8 @@ any character outside ``[A-Za-z0-9_-]`` replaced by ``_`` (Home Assistant's rule
 
 * ``binary_sensor/<node>/intrusion`` — device class ``problem``; ``ON`` while a detection is
   active, read from ``active_events`` in the events payload.
-* ``sensor/<node>/last_attack`` — the ``label`` of the last detection event.
+* ``sensor/<node>/last_attack`` — the attack family (``category``) of the last detection event,
+  then its model ``label`` in parentheses.
 * ``sensor/<node>/packets_per_s`` — ``packets_per_s`` from the stats payload (state class
   ``measurement``, unit ``packets/s``).
 * ``sensor/<node>/active_model`` — ``bundle_id`` from the retained model payload.
@@ -74,7 +75,7 @@ def discovery_messages(
                 "name": "Last attack",
                 "icon": "mdi:shield-alert",
                 "state_topic": f"{base}/events",
-                "value_template": "{{ value_json.label }}",
+                "value_template": "{{ value_json.category }} ({{ value_json.label }})",
             },
         ),
         (

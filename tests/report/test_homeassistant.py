@@ -36,7 +36,10 @@ def test_discovery_announces_four_entities_with_availability() -> None:
     assert "active_events" in intrusion["value_template"]
     assert configs["packets_per_s"]["state_topic"] == "iotids/gw.kitchen-1/stats"
     assert configs["active_model"]["state_topic"] == "iotids/gw.kitchen-1/model"
-    assert configs["last_attack"]["value_template"] == "{{ value_json.label }}"
+    # the family first: what an operator acts on
+    assert configs["last_attack"]["value_template"] == (
+        "{{ value_json.category }} ({{ value_json.label }})"
+    )
 
 
 def test_node_id_keeps_only_what_home_assistant_accepts() -> None:
