@@ -30,6 +30,7 @@ class TrainConfig:
     batch_size: int = 64
     patience: int = 4
     seed: int = 0
+    seeds: int = 1  # train seeds seed..seed+N-1, report the spread, keep the best on validation
     units: int = 32
     dropout: float = 0.2
     learning_rate: float = 1e-3
@@ -72,6 +73,7 @@ class TrainConfig:
             "baseline_trees",
             "blocks",
             "onset_steps",
+            "seeds",
         ):
             if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
                 raise ConfigError(
