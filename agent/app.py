@@ -268,6 +268,7 @@ class App:
                     model.clear_m,
                     model.raise_score,
                     model.merge_horizon,
+                    model.quiet,
                 ),
                 on_latency=self.health.record_latency,
             )

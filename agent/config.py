@@ -419,6 +419,9 @@ class ModelConfig:
     # another attack label on the same targets joins an open detection this young (seconds);
     # 0 makes every label its own detection
     merge_horizon: float = 300.0
+    # seconds without a hit before a detection ends (besides clear_m clean windows): with
+    # packet steps clear_m windows of a flood last milliseconds; 3 s = clear_m default 1 s steps
+    quiet: float = 3.0
     enabled: bool = True
     threads: int = 1  # interpreter threads (a Pi 4/5 has 4 cores; the capture needs one)
 
@@ -446,6 +449,7 @@ class ModelConfig:
             "merge_horizon",
             f"must be 0..86400 seconds, got {self.merge_horizon}",
         )
+        check(0 <= self.quiet <= 3600, "quiet", f"must be 0..3600 seconds, got {self.quiet}")
         check(1 <= self.threads <= 16, "threads", f"must be 1..16, got {self.threads}")
 
 

@@ -264,6 +264,11 @@ class DecisionPolicy:
     raise_score: float = math.inf
     # A label raising inside an incident younger than this joins it (same targets); 0: never.
     merge_horizon_s: float = 300.0
+    # An incident ends after clear_m clean windows AND this long without a hit: with packet
+    # steps, clear_m windows of a flood last milliseconds, and a pause is not an attack's end.
+    quiet_s: float = 0.0
+    # Updates come every update_every windows but at most once per update_s (packet steps).
+    update_s: float = 0.0
 
     def __post_init__(self) -> None:
         if not len(self.labels) == len(self.categories) == len(self.thresholds):
@@ -275,8 +280,9 @@ class DecisionPolicy:
             raise ValueError(f"raise_k must be 1..raise_n, got {self.raise_k}/{self.raise_n}")
         if self.clear_m < 1 or self.update_every < 1:
             raise ValueError("clear_m and update_every must be >= 1")
-        if not self.merge_horizon_s >= 0:
-            raise ValueError(f"merge_horizon_s must be >= 0, got {self.merge_horizon_s}")
+        for name in ("merge_horizon_s", "quiet_s", "update_s"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
     @classmethod
     def from_manifest(
@@ -290,6 +296,8 @@ class DecisionPolicy:
         clear_m: int = 3,
         raise_score: float = math.inf,
         merge_horizon_s: float = 300.0,
+        quiet_s: float = 0.0,
+        update_s: float = 0.0,
     ) -> DecisionPolicy:
         """Per-class thresholds by label name; ``default`` (else 0.5) for labels not listed."""
         default = float(thresholds.get("default", 0.5))
@@ -306,6 +314,8 @@ class DecisionPolicy:
             clear_m,
             raise_score=raise_score,
             merge_horizon_s=merge_horizon_s,
+            quiet_s=quiet_s,
+            update_s=update_s,
         )
 
     def watched(self) -> list[int]:
@@ -327,6 +337,8 @@ class _Incident:
     label: int  # the label of the latest hit, reported as the event's label
     labels: Counter[int]  # hit windows per label
     targets: Targets
+    last_hit_ns: int
+    last_update_ns: int
     windows: int = 1
     clean: int = 0
     since_update: int = 0
@@ -339,8 +351,9 @@ class Decider:
     ``update`` event naming it, instead of opening a new detection, when the incident is
     younger than ``merge_horizon_s`` and the window's targets overlap the incident's
     (``Targets.overlaps``). Otherwise it raises a new incident after ``raise_k`` of ``raise_n``
-    windows. An incident ends after ``clear_m`` windows in which none of its labels hit; a
-    benign label is never watched, so it neither opens nor extends one.
+    windows. An incident ends after ``clear_m`` windows in which none of its labels hit, once
+    ``quiet_s`` have passed since its last hit; a benign label is never watched, so it neither
+    opens nor extends one.
     """
 
     def __init__(self, policy: DecisionPolicy, model_id: str, source: str) -> None:
@@ -432,14 +445,20 @@ class Decider:
                 inc.label = best
                 inc.labels.update(mine)
                 inc.peak = max(inc.peak, float(flat[best]))
-                if inc.since_update >= self.policy.update_every:
+                inc.last_hit_ns = time_ns
+                if (
+                    inc.since_update >= self.policy.update_every
+                    and time_ns - inc.last_update_ns >= self.policy.update_s * 1e9
+                ):
                     inc.since_update = 0
+                    inc.last_update_ns = time_ns
                     shown = window_evidence()
                     inc.targets = inc.targets.add(shown)
                     events.append(self._event("update", inc, time_ns, float(flat[best]), shown))
                 continue
             inc.clean += 1
-            if inc.clean >= self.policy.clear_m:
+            quiet = time_ns - inc.last_hit_ns >= self.policy.quiet_s * 1e9
+            if inc.clean >= self.policy.clear_m and quiet:
                 self._end(inc)
                 score = float(flat[inc.label])
                 events.append(self._event("end", inc, time_ns, score, window_evidence(), time_ns))
@@ -467,6 +486,7 @@ class Decider:
                     inc.peak = max(inc.peak, score)
                     inc.clean = 0
                     inc.since_update = 0
+                    inc.last_hit_ns = inc.last_update_ns = time_ns
                     inc.targets = inc.targets.add(shown)
                     return self._event("update", inc, time_ns, score, shown)
         k = self.policy.raise_k
@@ -480,6 +500,8 @@ class Decider:
             i,
             Counter({i: sum(self._recent[i])}),
             Targets.of(shown),
+            last_hit_ns=time_ns,
+            last_update_ns=time_ns,
         )
         self._incidents.append(inc)
         self._owner[i] = inc

@@ -129,3 +129,37 @@ def test_targets_overlap_is_by_address_then_port_then_no_evidence() -> None:
     assert grown.addresses == ("10.0.0.9", "10.0.0.5")
     many = Evidence(top_ports=tuple((p, 1) for p in range(100)))
     assert len(Targets().add(many).add(many).ports) <= Targets.MAX_TARGETS
+
+
+def _packet_decider(quiet: float, update_s: float) -> Decider:
+    """Windows 10 ms apart, as 20-packet steps of a 2,000 packet/s flood."""
+    policy = DecisionPolicy.from_manifest(
+        LABELS, {}, {}, clear_m=3, quiet_s=quiet, update_s=update_s
+    )
+    return Decider(policy, "m-1", "lan")
+
+
+def _fast(decider: Decider, plan: list[str | None]) -> list[Event]:
+    events: list[Event] = []
+    for t, label in enumerate(plan):
+        events += decider.observe(t * 10_000_000, _row(label), VICTIM)
+    return events
+
+
+def test_a_pause_shorter_than_quiet_does_not_end_the_detection() -> None:
+    # 1 s of flood, a 0.5 s pause (50 clean windows), 1 s of flood, then 4 s of calm
+    plan = ["syn_flood"] * 100 + [None] * 50 + ["syn_flood"] * 100 + [None] * 400
+    quiet = [e.kind for e in _fast(_packet_decider(quiet=3.0, update_s=0.0), plan)]
+    assert quiet.count("new") == 1
+    assert quiet.count("end") == 1
+    eager = [e.kind for e in _fast(_packet_decider(quiet=0.0, update_s=0.0), plan)]
+    assert eager.count("new") == 2  # clear_m windows alone end it during the pause
+
+
+def test_updates_are_bounded_in_time_under_packet_steps() -> None:
+    plan: list[str | None] = ["syn_flood"] * 3000  # 30 s of 10 ms windows
+    events = _fast(_packet_decider(quiet=3.0, update_s=5.0), plan)
+    updates = [e for e in events if e.kind == "update"]
+    assert 5 <= len(updates) <= 6  # one per 5 s, not one per 5 windows (600)
+    unbounded = _fast(_packet_decider(quiet=3.0, update_s=0.0), plan)
+    assert len(unbounded) > 500
