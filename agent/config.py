@@ -416,12 +416,8 @@ class ModelConfig:
     # a classifier window scoring at least this raises at once; off unless set (> 1 is off):
     # measured on generated traffic it did not cut time to detect but raised false alarms
     raise_score: float = 2.0
-    # another attack label on the same targets joins an open detection this young (seconds);
-    # 0 makes every label its own detection
-    merge_horizon: float = 300.0
-    # seconds without a hit before a detection ends (besides clear_m clean windows): with
-    # packet steps clear_m windows of a flood last milliseconds; 3 s = clear_m default 1 s steps
-    quiet: float = 3.0
+    merge_horizon: float = 300.0  # s: other labels on its targets join a detection this young
+    quiet: float = 3.0  # s without a hit before a detection ends, besides clear_m clean windows
     enabled: bool = True
     threads: int = 1  # interpreter threads (a Pi 4/5 has 4 cores; the capture needs one)
 
@@ -444,12 +440,9 @@ class ModelConfig:
             "raise_score",
             f"must be >= 0.5 (a softmax score; > 1 disables it), got {self.raise_score}",
         )
-        check(
-            0 <= self.merge_horizon <= 86_400,
-            "merge_horizon",
-            f"must be 0..86400 seconds, got {self.merge_horizon}",
-        )
-        check(0 <= self.quiet <= 3600, "quiet", f"must be 0..3600 seconds, got {self.quiet}")
+        for key, top in (("merge_horizon", 86_400), ("quiet", 3600)):
+            value = getattr(self, key)
+            check(0 <= value <= top, key, f"must be 0..{top} seconds, got {value}")
         check(1 <= self.threads <= 16, "threads", f"must be 1..16, got {self.threads}")
 
 

@@ -4,7 +4,9 @@ time (``merge_horizon_s``) and by evidence (same destination addresses or ports)
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from agent.config import ConfigError, parse_config
 from agent.decide import Decider, DecisionPolicy, Event, Evidence, Targets
 
 LABELS = ("benign", "syn_flood", "mqtt_bruteforce", "snmpamp")
@@ -163,3 +165,35 @@ def test_updates_are_bounded_in_time_under_packet_steps() -> None:
     assert 5 <= len(updates) <= 6  # one per 5 s, not one per 5 windows (600)
     unbounded = _fast(_packet_decider(quiet=3.0, update_s=0.0), plan)
     assert len(unbounded) > 500
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("merge_horizon", -1, "models[0].merge_horizon: must be 0..86400 seconds, got -1"),
+        ("quiet", float("nan"), "models[0].quiet: must be a finite number, got nan"),
+        ("quiet", "3s", "models[0].quiet: must be a number, got a string"),
+    ],
+)
+def test_merge_settings_are_checked_at_load(key: str, value: object, message: str) -> None:
+    model = {"name": "m", "bundle": "b.bundle", "source": "lan", key: value}
+    data = {
+        "agent": {"device_id": "gw-1"},
+        "sources": [{"name": "lan", "kind": "pcap", "path": "x.pcap"}],
+        "models": [model],
+    }
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data)
+    assert str(caught.value).startswith(message), str(caught.value)
+
+
+def test_the_agent_config_reaches_the_policy() -> None:
+    data = {
+        "agent": {"device_id": "gw-1"},
+        "sources": [{"name": "lan", "kind": "pcap", "path": "x.pcap"}],
+        "models": [
+            {"name": "m", "bundle": "b", "source": "lan", "merge_horizon": 60, "quiet": 0.5}
+        ],
+    }
+    model = parse_config(data).models[0]
+    assert (model.merge_horizon, model.quiet) == (60.0, 0.5)
