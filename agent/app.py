@@ -264,7 +264,14 @@ class App:
                 source.feature_set,
                 source.step,
                 bundle,
-                Debounce(model.raise_k, model.raise_n, model.clear_m, model.raise_score),
+                Debounce(
+                    model.raise_k,
+                    model.raise_n,
+                    model.clear_m,
+                    model.raise_score,
+                    model.merge_horizon,
+                    model.quiet,
+                ),
                 on_latency=self.health.record_latency,
             )
             slots.setdefault(model.source, []).append(slot)

@@ -349,6 +349,8 @@ class ModelConfig:
     # a classifier window scoring at least this raises at once; off unless set (> 1 is off):
     # measured on generated traffic it did not cut time to detect but raised false alarms
     raise_score: float = 2.0
+    merge_horizon: float = 300.0  # s: other labels on its targets join a detection this young
+    quiet: float = 3.0  # s without a hit before a detection ends, besides clear_m clean windows
     enabled: bool = True
     threads: int = 1  # interpreter threads (a Pi 4/5 has 4 cores; the capture needs one)
 
@@ -371,6 +373,9 @@ class ModelConfig:
             "raise_score",
             f"must be >= 0.5 (a softmax score; > 1 disables it), got {self.raise_score}",
         )
+        for key, top in (("merge_horizon", 86_400), ("quiet", 3600)):
+            value = getattr(self, key)
+            check(0 <= value <= top, key, f"must be 0..{top} seconds, got {value}")
         check(1 <= self.threads <= 16, "threads", f"must be 1..16, got {self.threads}")
 
 

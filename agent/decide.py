@@ -1,14 +1,16 @@
 """Turning per-window model scores into detection events with a debounced lifecycle.
 
 A window "hits" a label when its score reaches the label's threshold from the bundle manifest.
-An event is raised (``new``) when ``raise_k`` of the last ``raise_n`` windows hit, updated while
-hits continue, and ended after ``clear_m`` clean windows in a row (issue 6, "Decisions"). Every
-event carries a uuid4 so consumers can drop the duplicates QoS 1 allows (DESIGN.md, MQTT).
+A detection (an incident) is raised (``new``) when ``raise_k`` of a label's last ``raise_n``
+windows hit, updated while hits continue, and ended after ``clear_m`` clean windows in a row.
+One attack is one incident: a model that names a flood by two labels in turn gives one detection
+whose events carry the label histogram, not one detection per label (see ``Decider``). The
+event's ``category`` is the label's attack family (``agent.families``). Every event carries a
+uuid4 so consumers can drop the duplicates QoS 1 allows.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import ipaddress
 import logging
@@ -22,13 +24,13 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from agent.families import family_for, is_benign
 from agent.features.packets import PacketTable
 
 logger = logging.getLogger(__name__)
 
 EVENT_SCHEMA = "iotids.event/1"
 TOP_K = 5
-BENIGN = frozenset({"benign", "normal", "none"})
 _V4_MAPPED_HI = 0
 _V4_MAPPED_MARK = 0xFFFF_0000_0000
 _V4_MAPPED_MASK = 0xFFFF_FFFF_0000_0000
@@ -44,6 +46,7 @@ class Evidence:
     bytes: int = 0
     top_sources: tuple[tuple[str, int], ...] = ()
     top_ports: tuple[tuple[int, int], ...] = ()
+    top_destinations: tuple[tuple[str, int], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, as carried in an event."""
@@ -51,6 +54,7 @@ class Evidence:
             "packets": self.packets,
             "bytes": self.bytes,
             "top_sources": [{"address": a, "packets": n} for a, n in self.top_sources],
+            "top_destinations": [{"address": a, "packets": n} for a, n in self.top_destinations],
             "top_ports": [{"port": p, "packets": n} for p, n in self.top_ports],
         }
 
@@ -60,6 +64,7 @@ class Evidence:
         packets = byte_count = 0
         sources: Counter[str] = Counter()
         ports: Counter[int] = Counter()
+        destinations: Counter[str] = Counter()
         for part in parts:
             if part is None:
                 continue
@@ -67,8 +72,13 @@ class Evidence:
             byte_count += part.bytes
             sources.update(dict(part.top_sources))
             ports.update(dict(part.top_ports))
+            destinations.update(dict(part.top_destinations))
         return Evidence(
-            packets, byte_count, tuple(sources.most_common(k)), tuple(ports.most_common(k))
+            packets,
+            byte_count,
+            tuple(sources.most_common(k)),
+            tuple(ports.most_common(k)),
+            tuple(destinations.most_common(k)),
         )
 
 
@@ -93,6 +103,8 @@ def step_evidence(
     # One 64-bit key per address (hi folded into lo): collisions only blur evidence, never counts.
     key = table.src_lo ^ (table.src_hi * np.uint64(0x9E3779B97F4A7C15))
     src_rows, src_counts = _top_per_step(step, key, k)
+    dst_key = table.dst_lo ^ (table.dst_hi * np.uint64(0x9E3779B97F4A7C15))
+    dst_rows, dst_counts = _top_per_step(step, dst_key, k)
     has_port = table.dport > 0
     port_rows, port_counts = _top_per_step(
         step[has_port], table.dport[has_port].astype(np.uint64), k
@@ -103,14 +115,61 @@ def step_evidence(
     for row, count in zip(src_rows.tolist(), src_counts.tolist(), strict=True):
         text = address_text(int(table.src_hi[row]), int(table.src_lo[row]))
         sources.setdefault(int(step[row]), []).append((text, count))
+    destinations: dict[int, list[tuple[str, int]]] = {}
+    for row, count in zip(dst_rows.tolist(), dst_counts.tolist(), strict=True):
+        text = address_text(int(table.dst_hi[row]), int(table.dst_lo[row]))
+        destinations.setdefault(int(step[row]), []).append((text, count))
     ports: dict[int, list[tuple[int, int]]] = {}
     for row, count in zip(port_rows.tolist(), port_counts.tolist(), strict=True):
         ports.setdefault(int(port_step[row]), []).append((int(dports[row]), count))
     for s in np.nonzero(packets)[0].tolist():
         out[s] = Evidence(
-            int(packets[s]), int(sizes[s]), tuple(sources.get(s, ())), tuple(ports.get(s, ()))
+            int(packets[s]),
+            int(sizes[s]),
+            tuple(sources.get(s, ())),
+            tuple(ports.get(s, ())),
+            tuple(destinations.get(s, ())),
         )
     return out
+
+
+@dataclass(frozen=True)
+class Targets:
+    """What an incident hit: destination addresses and ports from its events' evidence.
+
+    Bounded: the newest ``MAX_TARGETS`` of each are kept, so a long scan cannot grow it.
+    """
+
+    addresses: tuple[str, ...] = ()
+    ports: tuple[int, ...] = ()
+
+    MAX_TARGETS = 32
+
+    @classmethod
+    def of(cls, evidence: Evidence) -> Targets:
+        """The destinations and ports named in one window's evidence."""
+        return cls(
+            tuple(a for a, _ in evidence.top_destinations), tuple(p for p, _ in evidence.top_ports)
+        )
+
+    def add(self, evidence: Evidence) -> Targets:
+        """These targets plus the evidence's, newest first, each list capped."""
+        seen = Targets.of(evidence)
+        return Targets(
+            tuple(dict.fromkeys(seen.addresses + self.addresses))[: self.MAX_TARGETS],
+            tuple(dict.fromkeys(seen.ports + self.ports))[: self.MAX_TARGETS],
+        )
+
+    def overlaps(self, other: Targets) -> bool:
+        """Same targets: a shared destination address; when either side names no address, a
+        shared destination port; when either side names neither (telemetry and host sources
+        carry no packets), the gateway itself is the one target, so they overlap.
+        """
+        if not (self.addresses or self.ports) or not (other.addresses or other.ports):
+            return True
+        if self.addresses and other.addresses:
+            return not set(self.addresses).isdisjoint(other.addresses)
+        return not set(self.ports).isdisjoint(other.ports)
 
 
 def _top_per_step(
@@ -160,6 +219,8 @@ class Event:
     windows: int
     evidence: Evidence = field(default_factory=Evidence)
     ended_ns: int | None = None
+    # windows per label seen in this incident, most first (``label`` is the latest one)
+    labels: tuple[tuple[str, int], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The ``iotids.event/1`` payload (agent/report/mqtt.py documents it; times in Unix s).
@@ -176,6 +237,7 @@ class Event:
             "source": self.source,
             "label": self.label,
             "category": self.category,
+            "labels": dict(self.labels) if self.labels else {self.label: self.windows},
             "start": self.started_ns / 1e9,
             "window_end": self.time_ns / 1e9,
             "end": None if self.ended_ns is None else self.ended_ns / 1e9,
@@ -198,8 +260,15 @@ class DecisionPolicy:
     clear_m: int = 3
     update_every: int = 5
     # A single window at or above this score raises at once: a flood the model is sure of
-    # should not wait k windows (issue 6: time to detect <= 2 steps). inf disables it.
+    # should not wait k windows (time to detect <= 2 steps). inf disables it.
     raise_score: float = math.inf
+    # A label raising inside an incident younger than this joins it (same targets); 0: never.
+    merge_horizon_s: float = 300.0
+    # An incident ends after clear_m clean windows AND this long without a hit: with packet
+    # steps, clear_m windows of a flood last milliseconds, and a pause is not an attack's end.
+    quiet_s: float = 0.0
+    # Updates come every update_every windows but at most once per update_s (packet steps).
+    update_s: float = 0.0
 
     def __post_init__(self) -> None:
         if not len(self.labels) == len(self.categories) == len(self.thresholds):
@@ -211,6 +280,9 @@ class DecisionPolicy:
             raise ValueError(f"raise_k must be 1..raise_n, got {self.raise_k}/{self.raise_n}")
         if self.clear_m < 1 or self.update_every < 1:
             raise ValueError("clear_m and update_every must be >= 1")
+        for name in ("merge_horizon_s", "quiet_s", "update_s"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
     @classmethod
     def from_manifest(
@@ -223,6 +295,9 @@ class DecisionPolicy:
         raise_n: int = 3,
         clear_m: int = 3,
         raise_score: float = math.inf,
+        merge_horizon_s: float = 300.0,
+        quiet_s: float = 0.0,
+        update_s: float = 0.0,
     ) -> DecisionPolicy:
         """Per-class thresholds by label name; ``default`` (else 0.5) for labels not listed."""
         default = float(thresholds.get("default", 0.5))
@@ -238,6 +313,9 @@ class DecisionPolicy:
             raise_n,
             clear_m,
             raise_score=raise_score,
+            merge_horizon_s=merge_horizon_s,
+            quiet_s=quiet_s,
+            update_s=update_s,
         )
 
     def watched(self) -> list[int]:
@@ -245,40 +323,60 @@ class DecisionPolicy:
         return [
             i
             for i, (label, cat) in enumerate(zip(self.labels, self.categories, strict=True))
-            if label.lower() not in BENIGN and cat.lower() not in BENIGN
+            if not is_benign(label) and not is_benign(cat)
         ]
 
 
 @dataclass
-class _Active:
-    """An open detection."""
+class _Incident:
+    """An open detection: one attack, whatever labels the model gives it along the way."""
 
     id: str
     started_ns: int
     peak: float
+    label: int  # the label of the latest hit, reported as the event's label
+    labels: Counter[int]  # hit windows per label
+    targets: Targets
+    last_hit_ns: int
+    last_update_ns: int
     windows: int = 1
     clean: int = 0
     since_update: int = 0
 
 
 class Decider:
-    """Debounces one model's window scores into events, label by label."""
+    """Debounces one model's window scores into incidents and their events.
+
+    An attack label that hits while an incident is open joins that incident, with an
+    ``update`` event naming it, instead of opening a new detection, when the incident is
+    younger than ``merge_horizon_s`` and the window's targets overlap the incident's
+    (``Targets.overlaps``). Otherwise it raises a new incident after ``raise_k`` of ``raise_n``
+    windows. An incident ends after ``clear_m`` windows in which none of its labels hit, once
+    ``quiet_s`` have passed since its last hit; a benign label is never watched, so it neither
+    opens nor extends one.
+    """
 
     def __init__(self, policy: DecisionPolicy, model_id: str, source: str) -> None:
         self.policy = policy
         self.model_id = model_id
         self.source = source
         self._watched = policy.watched()
+        self._families = tuple(
+            family_for(label, cat)
+            for label, cat in zip(policy.labels, policy.categories, strict=True)
+        )
         self._thresholds = np.asarray(policy.thresholds, np.float64)
         self._recent: dict[int, deque[bool]] = {
             i: deque(maxlen=policy.raise_n) for i in self._watched
         }
-        self._active: dict[int, _Active] = {}
+        self._owner: dict[int, _Incident] = {}  # label -> the open incident it belongs to
+        self._loose: deque[bool] = deque(maxlen=policy.raise_n)  # windows with a loose hit
+        self._incidents: list[_Incident] = []
 
     @property
     def active_labels(self) -> list[str]:
-        """Labels with an open event."""
-        return [self.policy.labels[i] for i in sorted(self._active)]
+        """Labels that belong to an open incident."""
+        return [self.policy.labels[i] for i in sorted(self._owner)]
 
     def observe(
         self,
@@ -288,84 +386,160 @@ class Decider:
     ) -> list[Event]:
         """Feed one window's scores (one per label); returns the events it causes.
 
-        ``evidence`` may be a callable, computed only when an event is actually emitted.
+        ``evidence`` may be a callable, computed only when an event is emitted or a raising
+        label's targets must be compared with an open incident's.
         """
         flat = np.asarray(scores, np.float64).reshape(-1)
         if flat.shape[0] != len(self.policy.labels):
             raise ValueError(f"expected {len(self.policy.labels)} scores, got {flat.shape[0]}")
         hits = flat >= self._thresholds  # NaN compares False: a NaN score never hits
-        events: list[Event] = []
+        loose: list[int] = []  # labels that hit and belong to no open incident
         for i in self._watched:
-            event = self._step(i, bool(hits[i]), float(flat[i]), time_ns)
+            self._recent[i].append(bool(hits[i]))
+            if hits[i] and i not in self._owner:
+                loose.append(i)
+        self._loose.append(bool(loose))
+        shown: list[Evidence] = []
+
+        def window_evidence() -> Evidence:
+            if not shown:
+                shown.append(evidence() if callable(evidence) else evidence)
+            return shown[0]
+
+        events = self._advance(time_ns, flat, hits, window_evidence)
+        # The most confident label opens (or joins) first; the rest follow it.
+        for i in sorted(loose, key=lambda j: -flat[j]):
+            event = self._join_or_raise(i, float(flat[i]), time_ns, window_evidence)
             if event is not None:
                 events.append(event)
-        if events:
-            shown = evidence() if callable(evidence) else evidence
-            events = [dataclasses.replace(e, evidence=shown) for e in events]
         return events
 
     def close(self, time_ns: int, evidence: Evidence | None = None) -> list[Event]:
-        """End every open event (the stream ended or the model is being replaced)."""
+        """End every open incident (the stream ended or the model is being replaced)."""
         events = [
-            self._event("end", i, active, time_ns, active.peak, evidence, time_ns)
-            for i, active in sorted(self._active.items())
+            self._event("end", inc, time_ns, inc.peak, evidence, time_ns) for inc in self._incidents
         ]
-        self._active.clear()
+        self._incidents.clear()
+        self._owner.clear()
         for recent in self._recent.values():
             recent.clear()
+        self._loose.clear()
         return events
 
-    def _step(self, i: int, hit: bool, score: float, time_ns: int) -> Event | None:
-        """Advance label ``i``'s debounce state by one window."""
-        recent = self._recent[i]
-        recent.append(hit)
-        active = self._active.get(i)
-        if active is None:
-            if hit and (sum(recent) >= self.policy.raise_k or score >= self.policy.raise_score):
-                active = _Active(str(uuid.uuid4()), time_ns, score)
-                self._active[i] = active
-                return self._event("new", i, active, time_ns, score)
+    def _advance(
+        self,
+        time_ns: int,
+        flat: npt.NDArray[np.float64],
+        hits: npt.NDArray[np.bool_],
+        window_evidence: Callable[[], Evidence],
+    ) -> list[Event]:
+        """One window for every open incident: hits keep it alive, ``clear_m`` misses end it."""
+        events: list[Event] = []
+        for inc in list(self._incidents):
+            mine = [i for i, owner in self._owner.items() if owner is inc and hits[i]]
+            inc.windows += 1
+            inc.since_update += 1
+            if mine:
+                best = max(mine, key=lambda i: flat[i])
+                inc.clean = 0
+                inc.label = best
+                inc.labels.update(mine)
+                inc.peak = max(inc.peak, float(flat[best]))
+                inc.last_hit_ns = time_ns
+                if (
+                    inc.since_update >= self.policy.update_every
+                    and time_ns - inc.last_update_ns >= self.policy.update_s * 1e9
+                ):
+                    inc.since_update = 0
+                    inc.last_update_ns = time_ns
+                    shown = window_evidence()
+                    inc.targets = inc.targets.add(shown)
+                    events.append(self._event("update", inc, time_ns, float(flat[best]), shown))
+                continue
+            inc.clean += 1
+            quiet = time_ns - inc.last_hit_ns >= self.policy.quiet_s * 1e9
+            if inc.clean >= self.policy.clear_m and quiet:
+                self._end(inc)
+                score = float(flat[inc.label])
+                events.append(self._event("end", inc, time_ns, score, window_evidence(), time_ns))
+        return events
+
+    def _join_or_raise(
+        self, i: int, score: float, time_ns: int, window_evidence: Callable[[], Evidence]
+    ) -> Event | None:
+        """Label ``i`` hit outside any incident: join one on the same targets, or raise one.
+
+        Joining needs one hit (the incident is already debounced); raising needs ``raise_k`` of
+        the last ``raise_n`` windows with such hits, of this label or of any label, so an attack
+        the model names by alternating labels is still raised.
+        """
+        horizon_ns = self.policy.merge_horizon_s * 1e9
+        young = [inc for inc in self._incidents if time_ns - inc.started_ns <= horizon_ns]
+        if young:
+            shown = window_evidence()
+            here = Targets.of(shown)
+            for inc in young:
+                if inc.targets.overlaps(here):
+                    self._owner[i] = inc
+                    inc.label = i
+                    inc.labels[i] += 1
+                    inc.peak = max(inc.peak, score)
+                    inc.clean = 0
+                    inc.since_update = 0
+                    inc.last_hit_ns = inc.last_update_ns = time_ns
+                    inc.targets = inc.targets.add(shown)
+                    return self._event("update", inc, time_ns, score, shown)
+        k = self.policy.raise_k
+        if sum(self._recent[i]) < k and sum(self._loose) < k and score < self.policy.raise_score:
             return None
-        active.windows += 1
-        active.since_update += 1
-        if hit:
-            active.clean = 0
-            active.peak = max(active.peak, score)
-            if active.since_update >= self.policy.update_every:
-                active.since_update = 0
-                return self._event("update", i, active, time_ns, score)
-            return None
-        active.clean += 1
-        if active.clean >= self.policy.clear_m:
-            del self._active[i]
-            recent.clear()
-            return self._event("end", i, active, time_ns, score, ended_ns=time_ns)
-        return None
+        shown = window_evidence()
+        inc = _Incident(
+            str(uuid.uuid4()),
+            time_ns,
+            score,
+            i,
+            Counter({i: sum(self._recent[i])}),
+            Targets.of(shown),
+            last_hit_ns=time_ns,
+            last_update_ns=time_ns,
+        )
+        self._incidents.append(inc)
+        self._owner[i] = inc
+        self._loose.clear()  # these hits raised this incident; the next one needs its own
+        return self._event("new", inc, time_ns, score, shown)
+
+    def _end(self, inc: _Incident) -> None:
+        """Forget a finished incident; its labels debounce from scratch."""
+        self._incidents.remove(inc)
+        for i in [i for i, owner in self._owner.items() if owner is inc]:
+            del self._owner[i]
+            self._recent[i].clear()
 
     def _event(
         self,
         kind: EventKind,
-        i: int,
-        active: _Active,
+        inc: _Incident,
         time_ns: int,
         score: float,
         evidence: Evidence | None = None,
         ended_ns: int | None = None,
     ) -> Event:
+        labels = self.policy.labels
         event = Event(
             kind=kind,
-            id=active.id,
+            id=inc.id,
             model=self.model_id,
             source=self.source,
-            label=self.policy.labels[i],
-            category=self.policy.categories[i],
-            started_ns=active.started_ns,
+            label=labels[inc.label],
+            category=self._families[inc.label],
+            started_ns=inc.started_ns,
             time_ns=time_ns,
             score=score,
-            peak=active.peak,
-            windows=active.windows,
+            peak=inc.peak,
+            windows=inc.windows,
             evidence=evidence or Evidence(),
             ended_ns=ended_ns,
+            labels=tuple((labels[i], n) for i, n in inc.labels.most_common()),
         )
-        logger.info("%s %s %s score=%.3f", kind, event.label, event.id, score)
+        logger.info("%s %s (%s) %s score=%.3f", kind, event.label, event.category, event.id, score)
         return event

@@ -39,6 +39,9 @@ class Debounce:
     raise_n: int = 3
     clear_m: int = 3
     raise_score: float = math.inf  # classifiers: one window this sure raises at once
+    merge_horizon: float = 300.0  # seconds an incident absorbs other labels on its targets
+    quiet: float = 3.0  # seconds without a hit (and clear_m clean windows) before an end
+    update_s: float = 5.0  # at most one periodic update per this many seconds
 
 
 def anomaly_scores(
@@ -75,6 +78,9 @@ def policy_for(bundle: Bundle, debounce: Debounce) -> DecisionPolicy:
             debounce.raise_k,
             debounce.raise_n,
             debounce.clear_m,
+            merge_horizon_s=debounce.merge_horizon,
+            quiet_s=debounce.quiet,
+            update_s=debounce.update_s,
         )
     return DecisionPolicy.from_manifest(
         m.labels,
@@ -84,6 +90,9 @@ def policy_for(bundle: Bundle, debounce: Debounce) -> DecisionPolicy:
         raise_n=debounce.raise_n,
         clear_m=debounce.clear_m,
         raise_score=debounce.raise_score,
+        merge_horizon_s=debounce.merge_horizon,
+        quiet_s=debounce.quiet,
+        update_s=debounce.update_s,
     )
 
 

@@ -28,12 +28,13 @@ import sys
 import threading
 import time
 import uuid
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TextIO
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, Literal, Protocol, TextIO
 
 from agent.broker_url import PASSWORD_ENV, USERNAME_ENV, BrokerUrl, BrokerUrlError, parse_broker_url
+from agent.fleet import DEFAULT_PREFIX, Fleet, describe, fmt
 from agent.tls import ClosingSSLSocket
 
 if TYPE_CHECKING:
@@ -43,10 +44,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_PREFIX: Final = "iotids"
-KINDS: Final = ("status", "events", "stats", "model")
-# Bounded memory for de-duplication: far more ids than a fleet sends between two replays.
-SEEN_IDS: Final = 50_000
 CONNECT_TIMEOUT_S: Final = 10.0
 ACTIVITY_LINES: Final = 8
 EXIT_OK: Final = 0
@@ -60,277 +57,6 @@ _LEAVE_SCREEN: Final = "\x1b[?25h\x1b[?1049l"
 
 class MonitorError(Exception):
     """Why the monitor cannot run: printed as ``monitor: <message>``, exit 2."""
-
-
-# --- fleet state ----------------------------------------------------------------------------
-
-
-def _number(value: object) -> float | None:
-    """``value`` as a float when it is a real number (bools and strings are not)."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return None
-
-
-def _total(value: object) -> float | None:
-    """A figure that is either a number or a mapping of numbers (``drops``, ``malformed``)."""
-    if isinstance(value, Mapping):
-        parts = [n for n in (_number(v) for v in value.values()) if n is not None]
-        return sum(parts) if parts else None
-    return _number(value)
-
-
-@dataclass
-class Detection:
-    """One detection as the monitor last heard of it."""
-
-    detection: str
-    label: str
-    category: str
-    source: str
-    model: str
-    score: float | None
-    start: float | None
-    end: float | None = None
-
-    def refresh(self, event: Mapping[str, Any]) -> None:
-        """Take the newer figures of an ``update`` / ``end`` message."""
-        self.label = str(event.get("label", self.label))
-        self.category = str(event.get("category", self.category))
-        score, start = _number(event.get("score")), _number(event.get("start"))
-        self.score = self.score if score is None else score
-        self.start = self.start if start is None else start
-
-    def as_dict(self) -> dict[str, Any]:
-        """The JSON form used in ``--json`` snapshots."""
-        return {
-            "detection": self.detection,
-            "label": self.label,
-            "category": self.category,
-            "source": self.source,
-            "model": self.model,
-            "score": self.score,
-            "start": self.start,
-            "end": self.end,
-        }
-
-
-@dataclass
-class Gateway:
-    """What the monitor knows about one gateway."""
-
-    device: str
-    recent_size: int
-    status: str = "unknown"
-    last_seen: float | None = None
-    stats: dict[str, float | None] = field(default_factory=dict)
-    model: dict[str, Any] | None = None
-    active: dict[str, Detection] = field(default_factory=dict)
-    recent: OrderedDict[str, Detection] = field(default_factory=OrderedDict)
-    events: int = 0
-    duplicates: int = 0
-
-    def remember(self, detection: Detection) -> None:
-        """Put ``detection`` first among the recent ones, forgetting the oldest beyond N."""
-        self.recent[detection.detection] = detection
-        self.recent.move_to_end(detection.detection, last=False)
-        while len(self.recent) > self.recent_size:
-            self.recent.popitem(last=True)
-
-    def as_dict(self) -> dict[str, Any]:
-        """The JSON form used in ``--json`` snapshots."""
-        return {
-            "status": self.status,
-            "last_seen": self.last_seen,
-            **{name: self.stats.get(name) for name in STATS_KEYS},
-            "model": self.model,
-            "active_events": [d.as_dict() for d in self.active.values()],
-            "recent_detections": [d.as_dict() for d in self.recent.values()],
-            "events_received": self.events,
-            "duplicates_dropped": self.duplicates,
-        }
-
-
-STATS_FIGURES: Final[Mapping[str, Callable[[object], float | None]]] = {
-    "packets_per_s": _number,
-    "latency_ms_p50": _number,
-    "latency_ms_p99": _number,
-    "drops": _total,
-    "malformed": _total,
-    "cpu_percent": _number,
-    "rss_bytes": _number,
-    "temperature_c": _number,
-    "uptime_s": _number,
-}
-STATS_KEYS: Final = (*STATS_FIGURES, "outbox_depth")
-
-
-class Fleet:
-    """Every gateway under one topic prefix, updated message by message."""
-
-    def __init__(self, prefix: str = DEFAULT_PREFIX, recent: int = 10) -> None:
-        self.prefix = prefix.rstrip("/")
-        self.recent = recent
-        self.gateways: dict[str, Gateway] = {}
-        self.malformed = 0
-        self._seen: OrderedDict[str, None] = OrderedDict()
-
-    def subscriptions(self) -> list[str]:
-        """The topic filters that feed this fleet."""
-        return [f"{self.prefix}/+/{kind}" for kind in KINDS]
-
-    def apply(self, topic: str, payload: bytes, now: float, retained: bool = False) -> list[str]:
-        """Take one message; returns a line per visible change (empty for repeats)."""
-        parsed = self._split(topic)
-        if parsed is None:
-            return []
-        device, kind = parsed
-        gateway = self.gateways.get(device)
-        if gateway is None:
-            gateway = self.gateways[device] = Gateway(device, self.recent)
-        if kind == "status":
-            return self._status(gateway, payload, now, retained)
-        body = self._json(topic, payload)
-        if body is None:
-            return []
-        stamp = _number(body.get("time"))
-        if stamp is not None or not retained:
-            gateway.last_seen = max(gateway.last_seen or 0.0, stamp or now)
-        if kind == "events":
-            return self._event(gateway, body)
-        if kind == "stats":
-            return self._stats(gateway, body)
-        return self._model(gateway, body)
-
-    def snapshot(self, now: float) -> dict[str, Any]:
-        """Everything known, as JSON-ready data, gateways sorted by id."""
-        return {
-            "time": now,
-            "prefix": self.prefix,
-            "malformed_messages": self.malformed,
-            "gateways": {name: self.gateways[name].as_dict() for name in sorted(self.gateways)},
-        }
-
-    def _split(self, topic: str) -> tuple[str, str] | None:
-        """(device, kind) of a topic under the prefix, None for anything else."""
-        head = f"{self.prefix}/"
-        if not topic.startswith(head):
-            return None
-        device, _, kind = topic[len(head) :].partition("/")
-        if not device or kind not in KINDS:
-            return None
-        return device, kind
-
-    def _json(self, topic: str, payload: bytes) -> dict[str, Any] | None:
-        """A JSON object payload, or None (counted, DEBUG-logged) for anything else."""
-        try:
-            body = json.loads(payload)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            body = None
-        if not isinstance(body, dict):
-            self.malformed += 1
-            logger.debug("monitor: ignoring non-JSON-object on %s: %.80r", topic, payload)
-            return None
-        return body
-
-    def _status(self, gateway: Gateway, payload: bytes, now: float, retained: bool) -> list[str]:
-        """``online`` / ``offline`` (a retained one may arrive twice: only changes count)."""
-        status = payload.decode("utf-8", "replace").strip().lower() or "unknown"
-        if not retained:
-            gateway.last_seen = now
-        if status == gateway.status:
-            return []
-        gateway.status = status
-        return [f"{gateway.device} {status}"]
-
-    def _first_time(self, message_id: str) -> bool:
-        """True the first time an event message id is seen (bounded memory)."""
-        if message_id in self._seen:
-            return False
-        self._seen[message_id] = None
-        if len(self._seen) > SEEN_IDS:
-            self._seen.popitem(last=False)
-        return True
-
-    def _event(self, gateway: Gateway, event: dict[str, Any]) -> list[str]:
-        """Open, refresh or close a detection; a repeated message id changes nothing."""
-        message_id = event.get("id")
-        phase = event.get("type")
-        if not isinstance(message_id, str) or phase not in ("new", "update", "end"):
-            self.malformed += 1
-            logger.debug("monitor: event without id or type from %s", gateway.device)
-            return []
-        if not self._first_time(f"{gateway.device}/{message_id}"):
-            gateway.duplicates += 1
-            return []
-        gateway.events += 1
-        key = str(event.get("detection") or message_id)
-        detection = gateway.active.get(key) or gateway.recent.get(key)
-        if detection is None:
-            detection = Detection(
-                key,
-                label=str(event.get("label", "?")),
-                category=str(event.get("category", "?")),
-                source=str(event.get("source", "")),
-                model=str(event.get("model", "")),
-                score=_number(event.get("score")),
-                start=_number(event.get("start")),
-            )
-            gateway.remember(detection)
-        detection.refresh(event)
-        if phase == "end":
-            detection.end = _number(event.get("end")) or _number(event.get("time"))
-            gateway.active.pop(key, None)
-        else:
-            gateway.active[key] = detection
-        return [f"{gateway.device} detection {phase} {_describe(detection)}"]
-
-    def _stats(self, gateway: Gateway, stats: dict[str, Any]) -> list[str]:
-        """Latest figures; the outbox depth comes nested from the MQTT sink."""
-        figures = {name: read(stats.get(name)) for name, read in STATS_FIGURES.items()}
-        outbox = stats.get("outbox")
-        figures["outbox_depth"] = _number(outbox.get("depth")) if isinstance(outbox, dict) else None
-        if figures == gateway.stats:
-            return []
-        gateway.stats = figures
-        return [f"{gateway.device} stats {_stats_text(figures)}"]
-
-    def _model(self, gateway: Gateway, model: dict[str, Any]) -> list[str]:
-        """The active bundle and the result of the last update attempt (retained)."""
-        last = model.get("last_update")
-        summary = {
-            "bundle_id": model.get("bundle_id"),
-            "feature_set": model.get("feature_set"),
-            "last_update": last if isinstance(last, dict) else None,
-        }
-        if summary == gateway.model:
-            return []
-        gateway.model = summary
-        line = f"{gateway.device} model {summary['bundle_id']}"
-        if isinstance(last, dict):
-            line += f" (last update {last.get('result', '?')}"
-            line += f": {last['reason']})" if last.get("reason") else ")"
-        return [line]
-
-
-def _describe(detection: Detection) -> str:
-    """``label (category) score 0.97 [detection id]``."""
-    score = "?" if detection.score is None else f"{detection.score:.2f}"
-    return f"{detection.label} ({detection.category}) score {score} [{detection.detection[:12]}]"
-
-
-def _fmt(value: float | None, digits: int = 1) -> str:
-    """A figure for the table; ``-`` when the gateway did not report it."""
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def _stats_text(figures: Mapping[str, float | None]) -> str:
-    """One line of the figures an operator scans first."""
-    return (
-        f"{_fmt(figures.get('packets_per_s'))} pkt/s, latency p50 "
-        f"{_fmt(figures.get('latency_ms_p50'), 2)} ms p99 {_fmt(figures.get('latency_ms_p99'), 2)}"
-        f" ms, drops {_fmt(figures.get('drops'), 0)}, outbox {_fmt(figures.get('outbox_depth'), 0)}"
-    )
 
 
 # --- rendering ------------------------------------------------------------------------------
@@ -374,9 +100,9 @@ def render(fleet: Fleet, now: float, header: str, colour: bool = False) -> str:
         model = (gateway.model or {}).get("bundle_id") or "-"
         lines.append(
             f"{name[:20]:<20} {status} {_ago(gateway.last_seen, now):>5}"
-            f" {_fmt(gateway.stats.get('packets_per_s')):>9}"
-            f" {_fmt(gateway.stats.get('latency_ms_p50'), 2):>7}"
-            f" {_fmt(gateway.stats.get('latency_ms_p99'), 2):>7}"
+            f" {fmt(gateway.stats.get('packets_per_s')):>9}"
+            f" {fmt(gateway.stats.get('latency_ms_p50'), 2):>7}"
+            f" {fmt(gateway.stats.get('latency_ms_p99'), 2):>7}"
             f" {len(gateway.active):>6}  {model}"
         )
     active = [(g.device, d) for g in fleet.gateways.values() for d in g.active.values()]
@@ -384,7 +110,7 @@ def render(fleet: Fleet, now: float, header: str, colour: bool = False) -> str:
     for device, detection in sorted(active, key=lambda item: item[1].start or 0.0):
         lines.append(
             _paint(
-                f"  {device:<20} since {_clock(detection.start)}  {_describe(detection)}",
+                f"  {device:<20} since {_clock(detection.start)}  {describe(detection)}",
                 _YELLOW,
                 colour,
             )
@@ -395,7 +121,7 @@ def render(fleet: Fleet, now: float, header: str, colour: bool = False) -> str:
     for device, detection in recent[: fleet.recent]:
         ended = "active" if detection.end is None else f"ended {_clock(detection.end)}"
         when = _clock(detection.start or detection.end)
-        lines.append(f"  {when}  {device:<20} {_describe(detection)}  {ended}")
+        lines.append(f"  {when}  {device:<20} {describe(detection)}  {ended}")
     return "\n".join(lines)
 
 

@@ -23,6 +23,7 @@ MODULES = (
     "benchmarks.agent_replay",
     "benchmarks.bundle_pushes",
     "benchmarks.detection",
+    "benchmarks.incidents",
     "benchmarks.training_quality",
 )
 

@@ -36,6 +36,7 @@ from agent.bundle import (
     TensorSpec,
     key_id,
 )
+from agent.families import family_for
 from agent.features.schema import FeatureSet, lookup
 from agent.features.steps import StepSpec
 from agent.runtime import Model, ModelLoadError, model_opcodes, runtime_name, runtime_version
@@ -207,6 +208,12 @@ def _evaluate(model: Model, preprocess: Mapping[str, Any], x: np.ndarray, y: np.
     )
 
 
+def _families(preprocess: Mapping[str, Any]) -> dict[str, str]:
+    """Every label's attack family; a training folder from before families gets them by rule."""
+    given = dict(preprocess.get("categories") or {})
+    return {str(label): family_for(str(label), given.get(label)) for label in preprocess["labels"]}
+
+
 def _thresholds(preprocess: Mapping[str, Any]) -> dict[str, float]:
     """Decision thresholds: the anomaly threshold, or per label (default 0.5)."""
     given = {str(k): float(v) for k, v in dict(preprocess.get("thresholds") or {}).items()}
@@ -265,7 +272,7 @@ def build_manifest(
             *(tuple(float(v) for v in scaler[k]) for k in ("min", "max", "clip_low", "clip_high")),
         ),
         labels=tuple(preprocess["labels"]),
-        categories=dict(preprocess.get("categories") or {}),
+        categories=_families(preprocess),
         thresholds=_thresholds(preprocess),
         threshold_calibration=dict(preprocess.get("threshold_calibration") or {}),
         metrics=dict(metrics),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 
 logger = logging.getLogger(__name__)
@@ -25,6 +26,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--patience", type=int, help="early-stopping patience in epochs")
     parser.add_argument("--seed", type=int)
+    parser.add_argument(
+        "--seeds", type=int, help="train N seeds from --seed, report mean ± std, keep the best"
+    )
     parser.add_argument("--units", type=int, help="width of the hidden layers")
     parser.add_argument("--dropout", type=float, help="dropout rate (0.2)")
     parser.add_argument("--learning-rate", type=float)
@@ -34,6 +38,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-files", nargs="*", help="group names for a by-file split")
     parser.add_argument("--val-files", nargs="*", help="group names held for validation")
     parser.add_argument("--label-mode", help="loader label mode (family/binary, category...)")
+    parser.add_argument(
+        "--mapping", help="TOML file: [[rule]] labels for captures, [families] label = family"
+    )
     parser.add_argument("--label-column", help="csv: the label column")
     parser.add_argument("--drop-columns", nargs="*", help="csv: columns to ignore")
     parser.add_argument(
@@ -64,13 +71,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config, overrides)
         if config.stream:
-            from training.stream import train_streaming
-
-            summary = train_streaming(config)
+            from training.stream import train_streaming as runner
         else:
-            from training.train import train
+            from training.train import train as runner
+        if config.seeds > 1:
+            from training.seeds import train_seeds
 
-            summary = train(config)
+            summary = train_seeds(config, runner)
+        else:
+            summary = runner(config)
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         print(f"iotids train: {exc}", file=sys.stderr)  # noqa: T201 - the CLI talks to its user
         return 2
@@ -82,4 +91,11 @@ def run(args: argparse.Namespace) -> int:
             f"{config.model}: accuracy {model['accuracy']:.4f} macro-F1 {model['macro_f1']:.4f}; "
             f"RandomForest macro-F1 {base['macro_f1']:.4f}; wrote {config.out}"
         )
+        if "seeds" in summary:
+            f1 = summary["seeds"]["spread"].get("model.macro_f1", {})
+            print(  # noqa: T201
+                f"{config.seeds} seeds: macro-F1 {f1.get('mean', math.nan):.4f} ± "
+                f"{f1.get('std', math.nan):.4f}; kept seed {summary['seeds']['kept']} "
+                "(best on validation)"
+            )
     return 0

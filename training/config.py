@@ -30,6 +30,7 @@ class TrainConfig:
     batch_size: int = 64
     patience: int = 4
     seed: int = 0
+    seeds: int = 1  # train seeds seed..seed+N-1, report the spread, keep the best on validation
     units: int = 32
     dropout: float = 0.2
     learning_rate: float = 1e-3
@@ -46,6 +47,9 @@ class TrainConfig:
     test_files: tuple[str, ...] = ()
     val_files: tuple[str, ...] = ()
     label_mode: str | None = None
+    # TOML mapping file: [[rule]] tables label capture files (glob, label, start, end, address,
+    # family); a [families] table names any dataset's labels' families
+    mapping: str | None = None
     label_column: str | None = None
     drop_columns: tuple[str, ...] = ()
     max_rows: int | None = None
@@ -69,6 +73,7 @@ class TrainConfig:
             "baseline_trees",
             "blocks",
             "onset_steps",
+            "seeds",
         ):
             if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
                 raise ConfigError(
@@ -84,6 +89,8 @@ class TrainConfig:
             raise ConfigError(f"train.onset_weight: must be >= 1, got {self.onset_weight!r}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"train.dropout: must be in [0, 1), got {self.dropout!r}")
+        if self.mapping is not None:
+            _check_mapping(self.mapping)
         if self.split == "by-file" and not self.test_files:
             raise ConfigError("train.test_files: a by-file split needs the test files named")
 
@@ -100,9 +107,23 @@ class TrainConfig:
             options["max_rows"] = self.max_rows
         if self.dataset in ("captures", "synthetic"):
             options["step"] = self.step
+        if self.mapping is not None and self.dataset == "captures":
+            options["mapping"] = self.mapping
         if self.part is not None:
             options["part"] = self.part
         return options
+
+
+def _check_mapping(path: str) -> None:
+    """A mapping file's families are checked before training, not after it."""
+    from training.label_families import mapping_families
+
+    if not Path(path).is_file():
+        raise ConfigError(f"train.mapping: no such file {path!r}")
+    try:
+        mapping_families(path)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"train.mapping: {exc}") from None
 
 
 def load_config(path: str | Path | None, overrides: dict[str, Any]) -> TrainConfig:

@@ -64,20 +64,29 @@ def _overlaps(event: Mapping[str, Any], truth: Truth, window_s: float) -> bool:
 
 
 def _merged(events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One record per detection: its ``new`` event, ending where its last event ends.
+    """One record per detection and label: its ``new`` event, and the ``update`` where another
+    label joined it (one incident, several attacks on one target), ending where the detection's
+    last event ends.
 
-    A detection still open when the agent stopped ends at its last window.
+    A joined label's record starts at that update's window. A detection still open when the
+    agent stopped ends at its last window.
     """
     last: dict[str, float] = {}
     for e in events:
         end = e.get("end") if e.get("type") == "end" else e.get("window_end", e.get("start"))
         if end is not None:
             last[e["detection"]] = max(last.get(e["detection"], float(end)), float(end))
-    return [
-        {**e, "end": last.get(e["detection"], e["start"])}
-        for e in sorted(events, key=lambda e: float(e["start"]))
-        if e.get("type") == "new"
-    ]
+    opened = {e["detection"] for e in events if e.get("type") == "new"}
+    records: list[dict[str, Any]] = []
+    labelled: set[tuple[str, str]] = set()
+    for e in sorted(events, key=lambda e: float(e.get("window_end") or e["start"])):
+        kind, key = e.get("type"), (e["detection"], str(e.get("label")))
+        if kind not in ("new", "update") or e["detection"] not in opened or key in labelled:
+            continue
+        labelled.add(key)
+        start = e["start"] if kind == "new" else e.get("window_end", e["start"])
+        records.append({**e, "start": start, "end": last.get(e["detection"], start)})
+    return sorted(records, key=lambda e: float(e["start"]))
 
 
 def score_detections(
@@ -119,7 +128,8 @@ def score_detections(
                 detected_as=str((first or hits[0]).get("label", "")) if hits else "",
             )
         )
-    false_alarms = [d for d in detections if d["detection"] not in matched]
+    unmatched = [d for d in detections if d["detection"] not in matched]
+    false_alarms = list({d["detection"]: d for d in reversed(unmatched)}.values())[::-1]
     return results, false_alarms
 
 

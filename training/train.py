@@ -376,9 +376,11 @@ def representative(
     return prepared.x["train"][chosen].astype(np.float32), y[chosen]
 
 
-def categories(labels: list[str], benign: int | None) -> dict[str, str]:
-    """Each label's attack category (benign for the benign class)."""
-    return {label: "benign" if i == benign else label.lower() for i, label in enumerate(labels)}
+def categories(labels: list[str], benign: int | None, mapping: str | None = None) -> dict[str, str]:
+    """Each label's attack family (benign for the benign class): mapping file, then rules."""
+    from training.label_families import label_families
+
+    return label_families(labels, benign, mapping)
 
 
 def preprocess_state(
@@ -401,7 +403,7 @@ def preprocess_state(
         "task": prepared.spec.task,
         "scaler": prepared.scaler.to_dict(),
         "labels": prepared.labels,
-        "categories": categories(prepared.labels, prepared.benign),
+        "categories": categories(prepared.labels, prepared.benign, config.mapping),
         "thresholds": thresholds,
         "threshold_calibration": calibration,
         "encoders": ds.encoders,

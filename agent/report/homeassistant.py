@@ -8,7 +8,7 @@ any character outside ``[A-Za-z0-9_-]`` replaced by ``_`` (Home Assistant's rule
   open, read from ``active_events`` in the retained state payload (``<prefix>/<device>/state``),
   so a Home Assistant that restarts reads the truth from the broker; the open detections are
   its attributes.
-* ``sensor/<node>/last_attack`` — the ``label`` of the last detection, from the same retained
+* ``sensor/<node>/last_attack`` — ``family (label)`` of the last detection, from the same retained
   state; that detection's summary (family, scores, evidence: top sources and ports) are its
   attributes.
 * ``sensor/<node>/packets_per_s`` — ``packets_per_s`` from the stats payload (state class
@@ -37,8 +37,10 @@ from agent import __version__
 
 _NODE_UNSAFE: Final = re.compile(r"[^A-Za-z0-9_-]")
 _INTRUSION_TEMPLATE: Final = "{{ 'ON' if (value_json.active_events | int(0)) > 0 else 'OFF' }}"
+# The family first (what an operator acts on), then the model's own label.
 _LAST_ATTACK_TEMPLATE: Final = (
-    "{{ value_json.last_attack.label if value_json.last_attack else 'none' }}"
+    "{{ (value_json.last_attack.category ~ ' (' ~ value_json.last_attack.label ~ ')')"
+    " if value_json.last_attack else 'none' }}"
 )
 _OPEN_ATTRIBUTES: Final = "{{ {'detections': value_json.detections} | tojson }}"
 _LAST_ATTRIBUTES: Final = "{{ (value_json.last_attack or {}) | tojson }}"

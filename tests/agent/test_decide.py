@@ -81,7 +81,8 @@ def test_lifecycle_keeps_one_id_tracks_peak_and_updates() -> None:
     assert end.windows == 6
     payload = end.to_dict()
     assert payload["type"] == "end"
-    assert payload["category"] == "dos"
+    assert payload["category"] == "flood"  # the family of the old bundle's "dos"
+    assert payload["labels"] == {"ddos": 4}
     assert payload["model"] == "m-1"
     assert payload["end"] == 5.0
     assert payload["detection"] == end.id
@@ -98,9 +99,11 @@ def test_lifecycle_keeps_one_id_tracks_peak_and_updates() -> None:
 def test_close_ends_open_events() -> None:
     decider = _decider(raise_k=1, raise_n=1)
     _feed(decider, [(0.0, 0.9, 0.9)])
+    assert decider.active_labels == ["ddos", "scan"]
     ended = decider.close(42)
-    assert sorted(e.label for e in ended) == ["ddos", "scan"]
-    assert all(e.kind == "end" for e in ended)
+    # both labels raised on the same window and targets: one incident, one end
+    assert [e.kind for e in ended] == ["end"]
+    assert dict(ended[0].labels) == {"ddos": 1, "scan": 1}
     assert decider.active_labels == []
 
 

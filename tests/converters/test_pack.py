@@ -40,6 +40,8 @@ def test_int8_cnn_bundle_is_small_signed_and_accurate(
     assert manifest.input_shape == (16, 8, 1)
     assert manifest.tools["tensorflow"].startswith("2.")
     assert manifest.runtimes == {"ai-edge-litert": manifest.runtimes["ai-edge-litert"]}
+    # a training folder from before families ("recon", "dos") gets them by the built-in rules
+    assert manifest.categories == {"benign": "benign", "scan": "scan", "flood": "flood"}
     assert len(manifest.golden.inputs) == 4
     assert out.stat().st_size < 100_000
     metrics = manifest.metrics
@@ -75,6 +77,7 @@ def test_anomaly_model_scores_against_its_threshold(
     pack(folders["gru-anomaly"], "int8", out, sign_key=signer[0])
     manifest = load_bundle(out, [signer[1].read_bytes()]).manifest
     assert manifest.task == "anomaly"
+    assert manifest.categories == {"normal": "benign", "anomaly": "unknown"}
     assert manifest.output_shape == (1,)
     assert set(manifest.thresholds) == {"anomaly"}
     assert manifest.threshold_calibration["method"] == "percentile"

@@ -56,6 +56,27 @@ def test_time_to_detect_false_alarms_and_wrong_labels() -> None:
     assert false_alarms[0]["end"] == T0 + 104  # an open detection ends at its last window
 
 
+def test_an_attack_that_joins_an_open_detection_is_detected() -> None:
+    truths = [
+        Truth("syn_flood", T0 + 15, T0 + 27, "traffic"),
+        Truth("tcp_syn_scan", T0 + 30, T0 + 42, "traffic"),
+    ]
+    events = [
+        _event("new", "a", "syn_flood", T0 + 17),
+        _event("update", "a", "syn_flood", T0 + 17, window_end=T0 + 22),
+        _event("update", "a", "tcp_syn_scan", T0 + 17, window_end=T0 + 32),  # joined
+        _event("end", "a", "tcp_syn_scan", T0 + 17, end=T0 + 45),
+        _event("new", "z", "udp_flood", T0 + 100),
+        _event("update", "z", "mqtt_bruteforce", T0 + 100, window_end=T0 + 101),
+    ]
+    detections, false_alarms = score_detections(
+        truths, events, window_s={"traffic": 4.0}, step_s={"traffic": 1.0}
+    )
+    assert [d.detected for d in detections] == [True, True]
+    assert detections[1].seconds_to_detect == 2.0
+    assert [a["detection"] for a in false_alarms] == ["z"]  # one per detection, not per label
+
+
 def test_a_window_holding_the_attacks_last_steps_is_no_false_alarm() -> None:
     truths = [Truth("syn_flood", T0 + 15, T0 + 27, "traffic")]
     late = [_event("new", "a", "syn_flood", T0 + 30)]  # window (26, 30] still holds step 26

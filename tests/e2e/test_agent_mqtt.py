@@ -120,13 +120,17 @@ def test_events_arrive_with_the_documented_schema_and_online_is_retained(
         assert len(event["id"]) == 32
         assert event["detection"] == new["detection"]
         assert event["label"] == "flood"
-        assert event["category"] == "dos"
+        assert event["category"] == "flood"  # the family of the bundle's "dos"
         assert event["model"] == BUNDLE_ID
         assert 0.5 <= event["peak_score"] <= 1.0
         assert event["start"] <= event["window_end"]
         evidence = event["evidence"]
-        assert set(evidence) == {"packets", "bytes", "top_sources", "top_ports"}
+        assert set(evidence) == {
+            "packets", "bytes", "top_sources", "top_destinations", "top_ports"
+        }  # fmt: skip
         assert all(set(s) == {"address", "packets"} for s in evidence["top_sources"])
+        assert evidence["top_destinations"][0]["address"] == "192.168.1.1"
+        assert set(event["labels"]) == {"flood"}  # the detection's label histogram
     assert new["id"] != end["id"]
     assert new["type"] == "new"
     assert new["active_events"] == 1

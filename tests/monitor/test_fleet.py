@@ -24,10 +24,10 @@ def test_duplicates_by_id_are_dropped_and_end_closes_a_detection() -> None:
     again = fleet.apply("iotids/gw/events", _event("a", "new", "d1", label="scan"), NOW)
     closed = fleet.apply("iotids/gw/events", _event("b", "end", "d1", end=NOW + 5), NOW + 5)
     gateway = fleet.gateways["gw"]
-    assert first == ["gw detection new scan (?) score ? [d1]"]
+    assert first == ["gw detection new ?: scan score ? [d1]"]
     assert again == []
     assert closed
-    assert closed[0].startswith("gw detection end scan")
+    assert closed[0].startswith("gw detection end ?: scan")
     assert gateway.active == {}
     assert gateway.recent["d1"].end == NOW + 5
     assert (gateway.events, gateway.duplicates) == (2, 1)
@@ -169,3 +169,19 @@ def test_a_snapshot_names_every_figure_even_before_stats_arrive() -> None:
     assert state["outbox_depth"] is None
     assert state["active_events"] == []
     assert json.loads(json.dumps(state)) == state
+
+
+def test_a_detection_shows_its_family_first_then_its_labels() -> None:
+    fleet = Fleet()
+    fleet.apply(
+        "iotids/gw/events", _event("a", "new", "d1", label="syn_flood", category="flood"), NOW
+    )
+    labels = {"syn_flood": 40, "mqtt_bruteforce": 3, "junk": "many", "inf": float("inf")}
+    lines = fleet.apply(
+        "iotids/gw/events",
+        _event("b", "update", "d1", label="mqtt_bruteforce", category="flood", labels=labels),
+        NOW,
+    )
+    assert lines == ["gw detection update flood: mqtt_bruteforce (also syn_flood) score ? [d1]"]
+    detection = fleet.gateways["gw"].active["d1"]
+    assert detection.as_dict()["labels"] == {"syn_flood": 40, "mqtt_bruteforce": 3}

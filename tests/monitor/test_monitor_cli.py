@@ -120,10 +120,10 @@ def test_live_view_without_a_terminal_prints_one_line_per_change(
     assert not any("\x1b" in line for line in lines), "no ANSI escapes outside a terminal"
     bodies = [line.split(" ", 1)[1] for line in lines]
     assert bodies[0] == "gw-1 online"
-    news = [b for b in bodies if b.startswith("gw-1 detection new syn_flood")]
+    news = [b for b in bodies if b.startswith("gw-1 detection new ddos: syn_flood")]
     assert len(news) == 1, "the redelivered event must not print twice"
-    assert any(b.startswith("gw-1 detection update syn_flood (ddos) score 0.99") for b in bodies)
-    assert any(b.startswith("gw-1 detection end port_scan") for b in bodies)
+    assert any(b.startswith("gw-1 detection update ddos: syn_flood score 0.99") for b in bodies)
+    assert any(b.startswith("gw-1 detection end recon: port_scan") for b in bodies)
     assert any(b.startswith("gw-1 stats 1234.5 pkt/s") for b in bodies)
 
 

@@ -53,8 +53,8 @@ _OPEN = {
     "detections": [{"detection": "d1", "label": "flood", "family": "flood", "score": 0.9}],
     "last_attack": {
         "detection": "d1",
-        "label": "flood",
-        "family": "flood",
+        "label": "synflood",
+        "category": "flood",
         "evidence": {"top_sources": [{"address": "10.0.0.9", "packets": 900}]},
     },
 }
@@ -64,8 +64,13 @@ _CALM = {"schema": "iotids.state/1", "active_events": 0, "detections": [], "last
 @pytest.mark.parametrize(
     ("state", "intrusion", "last", "attributes"),
     [
-        (_OPEN, "ON", "flood", _OPEN["last_attack"]),
-        ({**_OPEN, "active_events": 0, "detections": []}, "OFF", "flood", _OPEN["last_attack"]),
+        (_OPEN, "ON", "flood (synflood)", _OPEN["last_attack"]),
+        (
+            {**_OPEN, "active_events": 0, "detections": []},
+            "OFF",
+            "flood (synflood)",
+            _OPEN["last_attack"],
+        ),
         (_CALM, "OFF", "none", {}),
     ],
     ids=["open", "ended", "never-attacked"],

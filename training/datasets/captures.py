@@ -44,6 +44,7 @@ class Rule:
     start: float | None = None
     end: float | None = None
     address: str | None = None
+    family: str | None = None  # the label's attack family (training.label_families reads it)
 
     def address_words(self) -> tuple[int, int] | None:
         """The address as the packet table's (hi, lo) 64-bit words, IPv4 mapped to ::ffff:."""
@@ -60,7 +61,7 @@ def read_rules(path: str | Path) -> list[Rule]:
         data = tomllib.load(handle)
     rules = []
     for i, table in enumerate(data.get("rule", [])):
-        unknown = set(table) - {"glob", "label", "start", "end", "address"}
+        unknown = set(table) - {"glob", "label", "start", "end", "address", "family"}
         if unknown:
             raise ValueError(f"rule[{i}]: unknown keys {sorted(unknown)}")
         if "glob" not in table or "label" not in table:

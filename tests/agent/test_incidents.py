@@ -1,0 +1,199 @@
+"""One incident per attack: labels that change inside an open detection update it, bounded in
+time (``merge_horizon_s``) and by evidence (same destination addresses or ports)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agent.config import ConfigError, parse_config
+from agent.decide import Decider, DecisionPolicy, Event, Evidence, Targets
+
+LABELS = ("benign", "syn_flood", "mqtt_bruteforce", "snmpamp")
+SECOND = 1_000_000_000
+VICTIM = Evidence(packets=50, top_destinations=(("10.0.0.5", 50),), top_ports=((1883, 50),))
+OTHER = Evidence(packets=50, top_destinations=(("10.0.0.9", 50),), top_ports=((22, 50),))
+
+
+def _decider(horizon: float = 300.0, clear_m: int = 3) -> Decider:
+    policy = DecisionPolicy.from_manifest(
+        LABELS,
+        {},  # an old bundle without categories: families come from the labels
+        {},
+        raise_k=2,
+        raise_n=3,
+        clear_m=clear_m,
+        merge_horizon_s=horizon,
+    )
+    return Decider(policy, "m-1", "lan")
+
+
+def _row(label: str | None) -> np.ndarray:
+    row = np.zeros(len(LABELS))
+    row[LABELS.index(label or "benign")] = 0.9
+    return row
+
+
+def _run(decider: Decider, plan: list[tuple[str | None, Evidence]], t0: int = 0) -> list[Event]:
+    events: list[Event] = []
+    for t, (label, evidence) in enumerate(plan, start=t0):
+        events += decider.observe(t * SECOND, _row(label), evidence)
+    return events
+
+
+def test_a_second_label_on_the_same_target_updates_the_open_detection() -> None:
+    decider = _decider()
+    plan = [("syn_flood", VICTIM)] * 4 + [("mqtt_bruteforce", VICTIM)] * 4 + [(None, VICTIM)] * 3
+    events = _run(decider, plan)
+    assert [e.kind for e in events] == ["new", "update", "end"]
+    assert len({e.id for e in events}) == 1
+    new, joined, end = events
+    assert (new.label, new.category) == ("syn_flood", "flood")
+    # the update carries the new label, its family and the histogram so far
+    assert (joined.label, joined.category) == ("mqtt_bruteforce", "bruteforce")
+    payload = joined.to_dict()
+    assert payload["labels"] == {"syn_flood": 4, "mqtt_bruteforce": 1}
+    assert payload["type"] == "update"
+    assert payload["detection"] == new.id
+    assert dict(end.labels) == {"syn_flood": 4, "mqtt_bruteforce": 4}
+    assert end.windows == len(plan) - 1
+
+
+def test_flapping_labels_are_one_detection_with_bounded_updates() -> None:
+    decider = _decider()
+    flap = ["snmpamp", "syn_flood", "mqtt_bruteforce"] * 40
+    events = _run(decider, [(label, VICTIM) for label in flap] + [(None, VICTIM)] * 3)
+    kinds = [e.kind for e in events]
+    assert kinds.count("new") == 1
+    assert kinds.count("end") == 1
+    # one update per label joining, then one every update_every windows: not one per window
+    assert kinds.count("update") <= 2 + len(flap) // 5 + 1
+    # raised on its second window (two windows with attack hits), every later hit counted
+    assert events[0].time_ns == SECOND
+    assert sum(dict(events[-1].labels).values()) == len(flap) - 1
+    # the histogram is bounded by the model's labels
+    assert len(events[-1].labels) == 3
+
+
+def test_another_target_opens_its_own_detection() -> None:
+    decider = _decider()
+    plan = [("syn_flood", VICTIM)] * 3 + [("mqtt_bruteforce", OTHER)] * 3
+    events = [e for e in _run(decider, plan) if e.kind == "new"]
+    assert [(e.label, e.time_ns // SECOND) for e in events] == [
+        ("syn_flood", 1),
+        ("mqtt_bruteforce", 4),  # debounced on its own: two hits
+    ]
+    assert events[0].id != events[1].id
+
+
+def test_past_the_horizon_a_new_label_opens_a_new_detection() -> None:
+    decider = _decider(horizon=5.0)
+    plan = [("syn_flood", VICTIM)] * 8 + [("mqtt_bruteforce", VICTIM)] * 3
+    events = _run(decider, plan)
+    assert [(e.kind, e.label) for e in events] == [
+        ("new", "syn_flood"),
+        ("update", "syn_flood"),
+        ("new", "mqtt_bruteforce"),
+        ("end", "syn_flood"),
+    ]
+    # merging off: every label is its own detection
+    off = _run(_decider(horizon=0.0), [("syn_flood", VICTIM)] * 3 + [("snmpamp", VICTIM)] * 3)
+    assert [(e.kind, e.label) for e in off] == [
+        ("new", "syn_flood"),
+        ("new", "snmpamp"),
+        ("end", "syn_flood"),
+    ]
+
+
+def test_an_idle_incident_ends_and_the_next_attack_is_new() -> None:
+    decider = _decider(clear_m=2)
+    plan = [("syn_flood", VICTIM)] * 3 + [(None, VICTIM)] * 2 + [("mqtt_bruteforce", VICTIM)] * 3
+    events = _run(decider, plan)
+    assert [e.kind for e in events] == ["new", "end", "new"]
+    assert events[0].id == events[1].id != events[2].id
+
+
+def test_benign_never_opens_or_extends_an_incident() -> None:
+    decider = _decider(clear_m=2)
+    assert _run(decider, [(None, VICTIM)] * 5) == []
+    events = _run(decider, [("syn_flood", VICTIM)] * 3 + [(None, VICTIM)] * 2)
+    assert [e.kind for e in events] == ["new", "end"]  # benign windows count as clean
+
+
+def test_targets_overlap_is_by_address_then_port_then_no_evidence() -> None:
+    a = Targets(("10.0.0.5",), (1883,))
+    assert a.overlaps(Targets(("10.0.0.5", "10.0.0.7"), (22,)))
+    assert not a.overlaps(Targets(("10.0.0.6",), (1883,)))  # addresses decide when both have one
+    assert a.overlaps(Targets((), (1883,)))  # no address on one side: ports decide
+    assert not a.overlaps(Targets((), (22,)))
+    assert a.overlaps(Targets())  # telemetry / host windows carry no packets
+    grown = Targets().add(VICTIM).add(OTHER)
+    assert grown.addresses == ("10.0.0.9", "10.0.0.5")
+    many = Evidence(top_ports=tuple((p, 1) for p in range(100)))
+    assert len(Targets().add(many).add(many).ports) <= Targets.MAX_TARGETS
+
+
+def _packet_decider(quiet: float, update_s: float) -> Decider:
+    """Windows 10 ms apart, as 20-packet steps of a 2,000 packet/s flood."""
+    policy = DecisionPolicy.from_manifest(
+        LABELS, {}, {}, clear_m=3, quiet_s=quiet, update_s=update_s
+    )
+    return Decider(policy, "m-1", "lan")
+
+
+def _fast(decider: Decider, plan: list[str | None]) -> list[Event]:
+    events: list[Event] = []
+    for t, label in enumerate(plan):
+        events += decider.observe(t * 10_000_000, _row(label), VICTIM)
+    return events
+
+
+def test_a_pause_shorter_than_quiet_does_not_end_the_detection() -> None:
+    # 1 s of flood, a 0.5 s pause (50 clean windows), 1 s of flood, then 4 s of calm
+    plan = ["syn_flood"] * 100 + [None] * 50 + ["syn_flood"] * 100 + [None] * 400
+    quiet = [e.kind for e in _fast(_packet_decider(quiet=3.0, update_s=0.0), plan)]
+    assert quiet.count("new") == 1
+    assert quiet.count("end") == 1
+    eager = [e.kind for e in _fast(_packet_decider(quiet=0.0, update_s=0.0), plan)]
+    assert eager.count("new") == 2  # clear_m windows alone end it during the pause
+
+
+def test_updates_are_bounded_in_time_under_packet_steps() -> None:
+    plan: list[str | None] = ["syn_flood"] * 3000  # 30 s of 10 ms windows
+    events = _fast(_packet_decider(quiet=3.0, update_s=5.0), plan)
+    updates = [e for e in events if e.kind == "update"]
+    assert 5 <= len(updates) <= 6  # one per 5 s, not one per 5 windows (600)
+    unbounded = _fast(_packet_decider(quiet=3.0, update_s=0.0), plan)
+    assert len(unbounded) > 500
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("merge_horizon", -1, "models[0].merge_horizon: must be 0..86400 seconds, got -1"),
+        ("quiet", float("nan"), "models[0].quiet: must be a finite number, got nan"),
+        ("quiet", "3s", "models[0].quiet: must be a number, got a string"),
+    ],
+)
+def test_merge_settings_are_checked_at_load(key: str, value: object, message: str) -> None:
+    model = {"name": "m", "bundle": "b.bundle", "source": "lan", key: value}
+    data = {
+        "agent": {"device_id": "gw-1"},
+        "sources": [{"name": "lan", "kind": "pcap", "path": "x.pcap"}],
+        "models": [model],
+    }
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data)
+    assert str(caught.value).startswith(message), str(caught.value)
+
+
+def test_the_agent_config_reaches_the_policy() -> None:
+    data = {
+        "agent": {"device_id": "gw-1"},
+        "sources": [{"name": "lan", "kind": "pcap", "path": "x.pcap"}],
+        "models": [
+            {"name": "m", "bundle": "b", "source": "lan", "merge_horizon": 60, "quiet": 0.5}
+        ],
+    }
+    model = parse_config(data).models[0]
+    assert (model.merge_horizon, model.quiet) == (60.0, 0.5)
