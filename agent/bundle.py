@@ -53,7 +53,9 @@ FORMAT = 1
 MANIFEST = "manifest.json"
 MODEL = "model.tflite"
 SIGNATURE = "manifest.sig"
-MEMBERS = frozenset({MANIFEST, MODEL, SIGNATURE})
+# Optional second model (the benign model, agent/openset.py); its hash is in the signed manifest.
+COMPANION = "anomaly.tflite"
+MEMBERS = frozenset({MANIFEST, MODEL, SIGNATURE, COMPANION})
 MAX_MEMBER_BYTES = 64 * 1024 * 1024  # a gateway model is KBs to a few MB; refuse zip bombs
 MAX_BUNDLE_BYTES = 2 * MAX_MEMBER_BYTES  # manifest and model at their caps, plus the signature
 MODEL_TYPES = ("cnn", "lstm", "gru", "gru-anomaly", "dnn", "external")
@@ -388,6 +390,7 @@ class RawBundle:
     manifest_bytes: bytes
     model_content: bytes
     signature: bytes | None
+    companion: bytes | None = None  # anomaly.tflite, checked by agent.openset
 
 
 @dataclass(frozen=True)
@@ -437,7 +440,9 @@ def read_bundle(source: str | Path | bytes) -> RawBundle:
             # zipfile's words for an encrypted member or an unknown compression method: a
             # crafted bundle on model/set must be refused, not kill the thread reading it.
             raise BundleError(f"bundle file: unreadable member ({exc})") from None
-    return RawBundle(members[MANIFEST], members[MODEL], members.get(SIGNATURE))
+    return RawBundle(
+        members[MANIFEST], members[MODEL], members.get(SIGNATURE), members.get(COMPANION)
+    )
 
 
 def check_signature(raw: RawBundle, trusted_keys: Sequence[Ed25519PublicKey | bytes]) -> str:
