@@ -23,11 +23,13 @@ from types import FrameType
 from typing import Any, Generic, TypeVar
 
 from agent.bundle import MAX_BUNDLE_BYTES, Bundle, BundleError, load_bundle, load_public_key
+from agent.calibration import SiteCalibration
 from agent.config import AgentConfig, ConfigError, ModelConfig
 from agent.decide import Event
 from agent.health import Health
-from agent.inference import Debounce, ModelSlot, describe
+from agent.inference import Debounce, ModelSlot, ScoreHook, calibration_state, describe
 from agent.report import Sink
+from agent.site import SiteCalibrator, saved_calibration
 from agent.sources import FeatureSource, SourceStats, StepBatch, open_source
 
 logger = logging.getLogger(__name__)
@@ -226,6 +228,7 @@ class App:
         self._keys = trusted_keys(config)
         self.update_failures = 0  # bundles (saved or received) that failed in an unexpected way
         self.sources = self._build_sources()
+        self._calibrators: dict[str, SiteCalibrator] = {}
         slots = self._build_slots()
         self._outbox: Any = None
         self.pipeline = Pipeline(slots, list(sinks) if sinks is not None else self._build_sinks())
@@ -264,8 +267,18 @@ class App:
                 bundle,
                 Debounce(model.raise_k, model.raise_n, model.clear_m, model.raise_score),
                 on_latency=self.health.record_latency,
+                calibration=saved_calibration(self.config.agent.state_dir, model.name),
             )
             slots.setdefault(model.source, []).append(slot)
+            calibrate = self.config.calibration
+            if calibrate is not None and slot.calibration is None:
+                self._calibrators[slot.name] = SiteCalibrator(
+                    slot,
+                    self.config.agent.state_dir,
+                    calibrate.seconds,
+                    calibrate.target_false_alarms_per_day,
+                    lambda state: self.pipeline.publish_model(state),
+                )
         return slots
 
     def _startup_bundle(self, index: int, model: ModelConfig, source: FeatureSource) -> Bundle:
@@ -324,7 +337,14 @@ class App:
         for sink in self.pipeline.sinks:
             sink.start()
         for slot in self.pipeline.slot_list():
-            self.pipeline.publish_model({**describe(slot.bundle), "name": slot.name})
+            collecting = slot.name in self._calibrators
+            self.pipeline.publish_model(
+                {
+                    **describe(slot.bundle),
+                    "name": slot.name,
+                    "calibration": calibration_state(slot, collecting),
+                }
+            )
         self._start(self._inference_loop, "inference")
         self._start(self._stats_loop, "stats")
         self._start(self._update_loop, "model-update")
@@ -541,6 +561,8 @@ def replay_capture(
     realtime: bool = False,
     debounce: Debounce | None = None,
     sinks: Sequence[Sink] = (),
+    calibration: SiteCalibration | None = None,
+    on_scores: ScoreHook | None = None,
 ) -> ReplayResult:
     """Single thread: capture -> steps -> windows -> model -> events (forensics, benchmarks)."""
     from agent.config import PcapOptions, SourceConfig
@@ -550,7 +572,16 @@ def replay_capture(
     step_text = f"{int(step.size)}p" if step.kind == "packets" else f"{step.size}s"
     options = PcapOptions(str(capture), realtime=realtime)
     source = PcapSource(SourceConfig("capture", "pcap", options, step_text))
-    slot = ModelSlot("replay", source.name, source.feature_set, source.step, bundle, debounce)
+    slot = ModelSlot(
+        "replay",
+        source.name,
+        source.feature_set,
+        source.step,
+        bundle,
+        debounce,
+        calibration=calibration,
+    )
+    slot.on_scores = on_scores  # offline calibration collects the windows' scores
     pipeline = Pipeline({source.name: [slot]}, sinks)
     events: list[Event] = []
     began = time.perf_counter()

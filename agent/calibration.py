@@ -9,16 +9,20 @@ the bundle's author measured, not more trigger-happy).
 
 Attacks during calibration must not teach the agent that they are normal:
 
-- the classifier stays armed: while calibrating, the agent detects with the signed thresholds,
-  and windows inside an open detection are not collected;
-- windows the bundle flags (a confident attack class, far from benign when the bundle has a
-  benign model) are excluded, as long as they are rare (at most ``MAX_EXCLUDED`` of the
-  period): when most of a site's traffic is flagged, that IS the site's normal, and it is
-  calibrated on (and reported as ``flagged_fraction``);
-- thresholds come from robust quantiles: the tail is extrapolated from the median and the
-  99th percentile (``CONTAMINATION``) assuming an exponential tail on a log / logit scale, so
-  the top 1 % of the collected windows — where an attack that slipped through would sit —
-  never sets a threshold.
+- the classifier stays armed: while calibrating, the agent detects (and reports) with the
+  signed thresholds;
+- windows inside an open detection, and windows the bundle flags (a confident attack class,
+  far from benign when the bundle has a benign model), are left out as long as they are rare
+  (at most ``MAX_EXCLUDED`` of the period). When more of a site's traffic is flagged, that IS
+  the site's normal (a classifier from another network alarming all day) and it is calibrated
+  on — reported as ``flagged_fraction``, with every alarm it raised published meanwhile;
+- thresholds come from robust quantiles: the tail is extrapolated from the 90th and 99th
+  percentiles (``CONTAMINATION``) assuming an exponential tail on a log / logit scale, so the
+  top 1 % of the collected windows — where an attack that slipped through would sit — never
+  sets a threshold.
+
+The per-window rate aimed at is ``target * window / windows per day``: an odd step stays in
+``window`` consecutive windows, which raise one alarm together.
 
 Numpy only. A calibration is a small JSON file naming the bundle it was made for; the agent
 keeps it in its state directory (written atomically) and ignores one made for another bundle.
@@ -61,7 +65,7 @@ class SiteCalibration:
     target_false_alarms_per_day: float
     windows: int  # windows the thresholds were computed from
     excluded: int  # flagged windows left out
-    flagged_fraction: float
+    flagged_fraction: float  # flagged or inside a detection
     seconds: float  # traffic time the windows span
     created: float = field(default_factory=time.time)
 
@@ -165,8 +169,9 @@ def tail_threshold(values: npt.NDArray[np.float64], exceed: float) -> float:
     """The value exceeded with probability ``exceed``, robust to a contaminated top 1 %.
 
     Where ``exceed`` is at least ``CONTAMINATION`` it is the empirical quantile. Beyond, the
-    tail is taken as exponential: from the median m and the 99th percentile u,
-    ``beta = (u - m) / ln(0.5 / 0.01)`` and the threshold is ``m + beta * ln(0.5 / exceed)``.
+    tail above the 90th percentile is taken as exponential (peaks over threshold) with its
+    scale from the 90th and 99th percentiles: ``beta = (q99 - q90) / ln 10`` and the threshold
+    is ``q99 + beta * ln(0.01 / exceed)``. The top 1 % is never looked at.
     """
     v = np.asarray(values, np.float64)
     v = v[np.isfinite(v)]
@@ -174,9 +179,9 @@ def tail_threshold(values: npt.NDArray[np.float64], exceed: float) -> float:
         raise CalibrationError("calibration: no finite scores")
     if exceed >= CONTAMINATION:
         return float(np.quantile(v, 1.0 - exceed))
-    median, upper = np.quantile(v, [0.5, 1.0 - CONTAMINATION])
-    beta = max(float(upper - median), 0.0) / math.log(0.5 / CONTAMINATION)
-    return float(median + beta * math.log(0.5 / exceed))
+    q90, q99 = np.quantile(v, [0.9, 1.0 - CONTAMINATION])
+    beta = max(float(q99 - q90), 0.0) / math.log(10.0)
+    return float(q99 + beta * math.log(CONTAMINATION / exceed))
 
 
 def _logit(p: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -199,7 +204,9 @@ def compute(
     anomaly_floor: float | None,
     seconds: float,
     target_per_day: float,
+    window: int = 1,
     total: int | None = None,
+    in_detection: npt.NDArray[np.bool_] | None = None,
 ) -> SiteCalibration:
     """Thresholds from the site's window scores (classifier probabilities, benign-model scores).
 
@@ -219,10 +226,13 @@ def compute(
     flagged = np.any(probs[:, watch] >= limits[watch], axis=1) if watch else np.zeros(n, bool)
     if anomaly is not None and anomaly_floor is not None:
         flagged &= np.asarray(anomaly, np.float64) >= anomaly_floor
+    if in_detection is not None:
+        flagged |= np.asarray(in_detection, bool)
     fraction = float(flagged.mean())
     keep = ~flagged if fraction <= MAX_EXCLUDED else np.ones(n, bool)
     windows_per_day = (total or n) / seconds * 86_400.0
-    exceed = min(target_per_day / windows_per_day, 0.5)
+    # one odd step stays in ``window`` consecutive windows: one alarm per run of that many hits
+    exceed = min(target_per_day * window / windows_per_day, 0.5)
     thresholds: dict[str, float] = {}
     for i in watch:
         site = _sigmoid(tail_threshold(_logit(probs[keep, i]), exceed))
@@ -251,6 +261,7 @@ class Collector:
         self.capacity = capacity
         self.probabilities = np.zeros((capacity, labels), np.float32)
         self.anomaly = np.zeros(capacity, np.float64)
+        self.in_detection = np.zeros(capacity, bool)
         self.seen = 0
         self.first_ns: int | None = None
         self.last_ns: int | None = None
@@ -261,6 +272,7 @@ class Collector:
         time_ns: int,
         probabilities: npt.NDArray[np.float64],
         anomaly: npt.NDArray[np.float64] | None,
+        in_detection: npt.NDArray[np.bool_],
     ) -> None:
         """Windows ending at ``time_ns``: probabilities (N, labels), raw anomaly (N,)."""
         if self.first_ns is None:
@@ -274,6 +286,7 @@ class Collector:
             if slot < self.capacity:
                 self.probabilities[slot] = probabilities[j]
                 self.anomaly[slot] = anomaly[j] if anomaly is not None else 0.0
+                self.in_detection[slot] = in_detection[j]
 
     @property
     def kept(self) -> int:

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
+from agent.config_calibration import CalibrationConfig
+
 T = TypeVar("T")
 
 _DEVICE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -454,6 +456,7 @@ class AgentConfig:
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     sources: tuple[SourceConfig, ...] = ()
     models: tuple[ModelConfig, ...] = ()
+    calibration: CalibrationConfig | None = None  # absent: the bundle's thresholds only
 
     def __post_init__(self) -> None:
         _check_unique("sources", [s.name for s in self.sources])

@@ -33,8 +33,16 @@ logger = logging.getLogger(__name__)
 
 MAX_BATCH = 32  # windows per interpreter call
 
+# window end times, classifier scores, benign-model scores (None: single model), and whether
+# a detection was open when each window came
 ScoreHook = Callable[
-    [npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64] | None], None
+    [
+        npt.NDArray[np.int64],
+        npt.NDArray[np.float64],
+        npt.NDArray[np.float64] | None,
+        npt.NDArray[np.bool_],
+    ],
+    None,
 ]
 
 
@@ -143,8 +151,7 @@ class ModelSlot:
     ) -> None:
         self.name = name
         self.calibration = calibration
-        # called with (window end times, classifier scores, benign-model scores or None) of
-        # every scored window outside an open detection: site calibration collects these
+        # called with every scored window's raw scores: site calibration collects these
         self.on_scores: ScoreHook | None = None
         self.source = source
         self.feature_set = feature_set
@@ -160,6 +167,11 @@ class ModelSlot:
         self._activate(bundle)
         self.windows_seen = 0
         self.windows_scored = 0
+
+    @property
+    def benign(self) -> openset.BenignModel | None:
+        """The bundle's benign model, None for a single-model bundle."""
+        return self._benign
 
     @property
     def bundle_id(self) -> str:
@@ -203,15 +215,15 @@ class ModelSlot:
             scores = self._fusion.fuse(probabilities, anomaly)
         self.windows_scored += len(picked)
         ends = np.asarray(batch.start_ns, np.int64)[picked + self.window - 1 - held] + self._step_ns
-        quiet = np.ones(len(picked), bool)
+        busy = np.zeros(len(picked), bool)
         for k, (row, j) in enumerate(zip(scores, picked.tolist(), strict=True)):
-            quiet[k] = not self.decider.active_labels
+            busy[k] = bool(self.decider.active_labels)
             covered = evidence[j : j + self.window]
             events += self.decider.observe(
                 int(ends[k]), row, functools.partial(Evidence.merge, covered)
             )
-        if self.on_scores is not None and quiet.any():
-            self.on_scores(ends[quiet], probabilities[quiet], _rows(anomaly, quiet))
+        if self.on_scores is not None:
+            self.on_scores(ends, probabilities, anomaly, busy)
         return events
 
     def calibrate(self, calibration: SiteCalibration | None) -> None:
@@ -287,7 +299,10 @@ class ModelSlot:
                 floor = max(floor, calibration.anomaly_threshold)
             n = len(bundle.manifest.labels)
             self._fusion = openset.Fusion(
-                tuple(i for i in policy.watched() if i < n), policy.thresholds[:n], floor
+                tuple(i for i in policy.watched() if i < n),
+                policy.thresholds[:n],
+                floor,
+                benign.spec.threshold,
             )
 
     def _swap_if_staged(self, batch: StepBatch) -> list[Event]:
@@ -322,12 +337,6 @@ class ModelSlot:
         else:
             self._tail = np.zeros((0, self.feature_set.width), np.float32)
             self._evidence = []
-
-
-def _rows(
-    values: npt.NDArray[np.float64] | None, keep: npt.NDArray[np.bool_]
-) -> npt.NDArray[np.float64] | None:
-    return None if values is None else values[keep]
 
 
 def describe(bundle: Bundle) -> dict[str, Any]:

@@ -43,7 +43,7 @@ SECTION_FORMAT = 1
 SUMMARY = "summary-v1"  # mean, max and last step of every feature of the scaled window
 UNKNOWN = "unknown"
 UNKNOWN_CATEGORY = "unknown"
-MIN_ERROR_SCALE = 1e-4  # a dimension benign traffic never moves still has a finite scale
+MIN_ERROR_SCALE = 1e-3  # a dimension benign traffic never moves still has a finite scale
 
 
 def summarize(scaled: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
@@ -231,12 +231,16 @@ class Fusion:
 
     ``watched`` are the indices of attack labels; ``thresholds`` the classifier's (possibly
     site-calibrated) per-label thresholds; ``anomaly_threshold`` the raw benign-model score at
-    the edge of benign (the signed floor, or a site calibration above it).
+    the edge of benign for ``unknown`` (the signed floor, or a site calibration above it);
+    ``gate_threshold`` the edge a known class must cross, always the signed floor: a site
+    calibration quiets the site's own novelty, it must not also silence the classes the
+    classifier knows (their thresholds are calibrated on their own).
     """
 
     watched: tuple[int, ...]
     thresholds: tuple[float, ...]
     anomaly_threshold: float
+    gate_threshold: float
 
     def fuse(
         self, probabilities: npt.NDArray[np.float64], anomaly: npt.NDArray[np.float64]
@@ -247,9 +251,10 @@ class Fusion:
         class is confident on a window far from benign (r >= 1), else 0: 0.5 at the edge of
         benign, below 1 like a softmax score, so ``raise_score`` means the same for it.
         """
-        ratio = np.asarray(anomaly, np.float64) / self.anomaly_threshold
+        raw = np.asarray(anomaly, np.float64)
+        ratio = raw / self.anomaly_threshold
         far = ratio >= 1.0  # NaN is not far: a broken score never raises
-        fused = np.where(far[:, None], probabilities, 0.0)
+        fused = np.where((raw >= self.gate_threshold)[:, None], probabilities, 0.0)
         watched = list(self.watched)
         if watched:
             limits = np.asarray(self.thresholds, np.float64)[watched]
