@@ -269,15 +269,17 @@ class Collector:
 
     def add(
         self,
-        time_ns: int,
+        ends_ns: npt.NDArray[np.int64],
         probabilities: npt.NDArray[np.float64],
         anomaly: npt.NDArray[np.float64] | None,
         in_detection: npt.NDArray[np.bool_],
     ) -> None:
-        """Windows ending at ``time_ns``: probabilities (N, labels), raw anomaly (N,)."""
+        """Windows ending at ``ends_ns``: probabilities (N, labels), raw anomaly (N,)."""
+        if len(ends_ns) == 0:
+            return
         if self.first_ns is None:
-            self.first_ns = time_ns
-        self.last_ns = time_ns
+            self.first_ns = int(ends_ns[0])
+        self.last_ns = int(ends_ns[-1])
         for j in range(len(probabilities)):
             slot = self.seen
             if slot >= self.capacity:

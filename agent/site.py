@@ -74,7 +74,7 @@ class SiteCalibrator:
         if self.slot.calibration is not None:
             return
         if self._pending is None:
-            self.collector.add(int(ends[-1]), probabilities, anomaly, busy)
+            self.collector.add(ends, probabilities, anomaly, busy)
             if self.collector.seconds < self.duration_s:
                 return
             self._pending = self._compute()
