@@ -1,4 +1,4 @@
-"""Site calibration: robust thresholds, the signed floor, persistence, the CLI and the live agent."""
+"""Site calibration: robust thresholds, the signed floor, persistence, CLI and live agent."""
 
 from __future__ import annotations
 
@@ -83,7 +83,8 @@ def test_a_noisy_site_raises_thresholds_and_rare_flags_are_left_out() -> None:
     flood[:100] = anomaly[:100] = 0.999  # 0.5 % confident and far: flagged
     anomaly[:100] = 500.0
     found = _compute(np.column_stack((1 - flood, flood)), anomaly)
-    assert found.excluded == 100 and found.flagged_fraction == pytest.approx(0.005)
+    assert found.excluded == 100
+    assert found.flagged_fraction == pytest.approx(0.005)
     assert 0.5 < found.thresholds["flood"] < 0.999
     assert 1.0 < (found.anomaly_threshold or 0) < 500.0
 
@@ -92,7 +93,8 @@ def test_a_site_flagged_most_of_the_time_is_calibrated_on_and_says_so() -> None:
     n = 2000
     probabilities = np.column_stack((np.full(n, 0.2), np.linspace(0.6, 0.9, n)))
     found = _compute(probabilities, np.full(n, 5.0))
-    assert found.flagged_fraction == 1.0 and found.excluded == 0
+    assert found.flagged_fraction == 1.0
+    assert found.excluded == 0
     assert found.thresholds["flood"] > 0.9
 
 
@@ -153,7 +155,8 @@ def test_offline_calibration_keeps_the_attack_it_was_made_during(
     bundle = load_bundle(pairs.paired, [load_public_key(kit.public_key)])
     assert found.bundle_id == bundle.manifest.bundle_id
     assert 0 < found.excluded <= 0.05 * (found.windows + found.excluded)  # the flood, left out
-    assert found.anomaly_threshold is not None and found.anomaly_threshold >= 0.005
+    assert found.anomaly_threshold is not None
+    assert found.anomaly_threshold >= 0.005
     capsys.readouterr()
     code = iotids(
         [

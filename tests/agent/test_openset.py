@@ -57,7 +57,8 @@ def test_fusion_rules_unknown_gated_and_confirmed() -> None:
     anomaly = np.array([6.0, 1.0, 2.0, 8.0, np.nan])
     fused = fusion.fuse(probabilities, anomaly)
     assert fused.shape == (5, 4)
-    assert fused[0, 1] == pytest.approx(0.9) and fused[0, 3] == 0.0
+    assert fused[0, 1] == pytest.approx(0.9)
+    assert fused[0, 3] == 0.0
     assert np.all(fused[1] == 0.0)
     assert fused[2, 3] == pytest.approx(0.5)  # r = 1: the edge of benign scores 0.5
     assert fused[3, 3] == pytest.approx(0.8)  # r = 4: 4 / 5
@@ -146,7 +147,8 @@ def test_a_swapped_or_missing_benign_model_is_refused_in_one_line(
         )
         assert code == 2
         err = capsys.readouterr().err.strip().splitlines()
-        assert words in err[-1] and "Traceback" not in "".join(err)
+        assert words in err[-1]
+        assert "Traceback" not in "".join(err)
 
 
 @pytest.mark.tf
@@ -160,7 +162,8 @@ def test_the_pair_is_one_signature_and_the_section_is_signed(kit: FloodKit, pair
     ]
     manifest = json.loads(archive.read("manifest.json"))
     section = manifest["extra"]["openset"]
-    assert section["input"] == "summary-v1" and section["threshold"] > 0
+    assert section["input"] == "summary-v1"
+    assert section["threshold"] > 0
     altered = archive.read("manifest.json").replace(b'"threshold": 0.005', b'"threshold": 1e9')
     assert altered != archive.read("manifest.json")
     buffer = io.BytesIO()
