@@ -71,7 +71,7 @@ class Plan:
     benign_tail: float = 600.0
     window: int = 4
     epochs: int = 20
-    site_seconds: float = 3600.0  # each site stretch
+    site_seconds: float = 4 * 3600.0  # each site stretch
     families: tuple[str, ...] = tuple(FAMILIES)
 
 
@@ -79,15 +79,15 @@ PLANS = {"full": Plan(), "quick": Plan(site_seconds=900.0, families=("scan", "sp
 
 
 def site_scenario(seed: int, seconds: float) -> TrafficScenario:
-    """Another site: more sensors publishing faster, two cameras, no SSH admin, no firmware."""
+    """Another site: more sensors publishing faster, a slow camera, no SSH admin, no firmware."""
     from training.synth.scenario import BenignSpec, TrafficScenario
 
     benign = BenignSpec(
         mqtt_sensors=14,
         publish_interval=2.0,
         keepalive=60,
-        cameras=2,
-        camera_fps=15.0,
+        cameras=1,
+        camera_fps=5.0,
         https_clients=4,
         ssh_admin=False,
         firmware_downloads=0,
@@ -219,14 +219,15 @@ def calibrate_on(bundle: Bundle, capture: Path, target: float = 1.0) -> SiteCali
 def false_alarms_per_day(
     bundle: Bundle, capture: Path, calibration: Any = None
 ) -> tuple[float, str]:
-    """``new`` events per day of ``capture`` (its span is its steps) and their labels."""
+    """``new`` events per day of ``capture`` and the unit (span, labels) to print beside it."""
     from agent.app import replay_capture
 
     result = replay_capture(bundle, capture, calibration=calibration)
     news = [e for e in result.events if e.kind == "new"]
     days = result.source.steps * bundle.manifest.step.size_ns / 8.64e13
-    labels = sorted({e.label for e in news})
-    return (round(len(news) / days, 1) if days > 0 else float("nan")), ", ".join(labels)
+    labels = ", ".join(sorted({e.label for e in news})) or "-"
+    unit = f"/day: {len(news)} in {days * 24:.2f} h ({labels})"
+    return (round(len(news) / days, 1) if days > 0 else float("nan")), unit
 
 
 def latency_us(bundle: Bundle, capture: Path, runs: int = 400) -> float:
@@ -268,14 +269,12 @@ def site_rows(pair: Pair, plan: Plan, folder: Path) -> list[dict[str, object]]:
     for which, path in (("classifier", pair.classifier), ("pair", pair.paired)):
         bundle = load_bundle(path, key)
         for case, cal_capture, test_capture in stretches:
-            before, labels = false_alarms_per_day(bundle, test_capture)
+            before, unit = false_alarms_per_day(bundle, test_capture)
             calibration = calibrate_on(bundle, cal_capture)
-            after, after_labels = false_alarms_per_day(bundle, test_capture, calibration)
+            after, after_unit = false_alarms_per_day(bundle, test_capture, calibration)
             name = f"{case}, {which}"
-            rows.append(_row(name, "false alarms before", before, f"/day ({labels or '-'})"))
-            rows.append(
-                _row(name, "after calibration", after, f"/day ({after_labels or '-'})", TARGET_FA)
-            )
+            rows.append(_row(name, "false alarms before", before, unit))
+            rows.append(_row(name, "after calibration", after, after_unit, TARGET_FA))
             if which == "pair" and calibration.anomaly_threshold is not None:
                 floor = calibration.anomaly_threshold
                 rows.append(_row(name, "anomaly threshold", round(floor, 3), "raw score"))
