@@ -27,6 +27,8 @@ r / (1 + r), 0.5 at the edge.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,7 +37,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from agent.bundle import Bundle, BundleError, Manifest, Scaler, _decode_array
+from agent.bundle import Bundle, BundleError, Manifest, Scaler
 from agent.runtime import Model, ModelLoadError
 
 SECTION = "openset"
@@ -78,8 +80,6 @@ class OpenSetSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form as stored in the manifest (arrays as base64 little-endian float32)."""
-        from agent.bundle import _encode_array
-
         return {
             "format": SECTION_FORMAT,
             "input": SUMMARY,
@@ -101,6 +101,24 @@ class OpenSetSpec:
             },
             "calibration": dict(self.calibration),
         }
+
+
+def _encode_array(array: npt.NDArray[np.float32]) -> dict[str, Any]:
+    """A float32 array as shape + base64 little-endian bytes, as the manifest's golden vectors."""
+    data = np.ascontiguousarray(array, dtype="<f4").tobytes()
+    return {"shape": list(array.shape), "data": base64.b64encode(data).decode("ascii")}
+
+
+def _decode_array(value: Any, key: str) -> npt.NDArray[np.float32]:
+    """Inverse of ``_encode_array``; BundleError names ``key`` when malformed."""
+    try:
+        shape = tuple(int(d) for d in value["shape"])
+        if len(shape) != 2 or min(shape) < 0 or shape[0] * shape[1] > 1 << 20:
+            raise ValueError(f"shape {list(shape)} is not a small 2-d array")
+        data = base64.b64decode(value["data"], validate=True)
+        return np.frombuffer(data, dtype="<f4").reshape(shape).astype(np.float32)
+    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+        raise BundleError(f"bundle manifest: {key}: malformed array ({exc})") from None
 
 
 def _fail(key: str, why: str) -> BundleError:
