@@ -4,10 +4,11 @@ Windows come from the same feature pipeline as the classifier's (``training.data
 calls ``agent/features``), with the classifier bundle's step and window; only windows whose
 every step is benign are used. The model is a small dense autoencoder over the window summary
 (``agent.openset.summarize``: per feature the mean, max and last step of the scaled window), fit
-on the first 80 % of benign windows in time order; the last 20 % (never trained on) set the
-per-dimension error scale's check and the threshold — the ``quantile`` of their scores (the
-signed floor a site calibration never goes below). Converted to full int8 TFLite with the
-training summaries as the representative set.
+on the first 80 % of benign windows in time order. It is converted to full int8 TFLite (the
+training summaries are the representative set) and everything after is measured on that int8
+model: the per-dimension error scale on the training windows, and the threshold — the
+``quantile`` of the scores of the last 20 % (never trained on), the signed floor a site
+calibration never goes below.
 """
 
 from __future__ import annotations
