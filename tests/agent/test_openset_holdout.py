@@ -4,7 +4,8 @@ A real (small) pipeline: generated ``demo-train`` traffic without the scan famil
 trained and converted to an int8 bundle, a benign model trained on the benign windows and
 paired into the same signed bundle (``iotids openset``'s code), then generated traffic with
 only the scans (another seed) replayed through ``agent.app.replay_capture`` on the real TFLite
-interpreter. The classifier alone is replayed too, to show what the benign model adds.
+interpreter. The classifier alone is replayed too, to show what the benign model adds, and the
+pair again after a site calibration on another network's benign traffic, which must not blind it.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from benchmarks.openset import (
     FAMILIES,
     SEEDS,
     Plan,
+    calibrate_on,
     family_of,
     holdout_detections,
     holdout_scenario,
+    site_scenario,
     train_pair,
 )
 
@@ -48,3 +51,10 @@ def test_a_family_absent_from_training_still_raises_an_alarm(tmp_path: Path) -> 
         assert label == "unknown" or family_of(label) == HELD_OUT, f"{kind} raised as {label}"
     alone = holdout_detections(classifier, run.pcap, scenario)
     assert "unknown" not in alone.values()  # the classifier alone has no such answer
+    # calibrated on another site's benign traffic, the scans are still caught
+    site = generate_traffic(site_scenario(SEEDS["site_cal"] + 10, 900.0), tmp_path / "site")
+    calibration = calibrate_on(paired, site.pcap)
+    assert calibration.anomaly_threshold is not None
+    assert calibration.anomaly_threshold >= paired.manifest.extra["openset"]["threshold"]
+    calibrated = holdout_detections(paired, run.pcap, scenario, calibration)
+    assert all(label == "unknown" for label in calibrated.values()), calibrated
