@@ -25,7 +25,7 @@ EXIT_USAGE = 2
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    """Add the ``run``, ``validate-config`` and ``replay`` sub-subcommands."""
+    """Add the ``run``, ``validate-config``, ``replay`` and ``calibrate`` sub-subcommands."""
     sub = parser.add_subparsers(dest="agent_command", metavar="ACTION", required=True)
     run_p = sub.add_parser("run", help="run the agent (the systemd service)")
     run_p.add_argument("--config", required=True, help="agent TOML file")
@@ -57,14 +57,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     replay_p.add_argument(
         "--raise-score", type=float, help="one window this sure raises at once (off by default)"
     )
+    from agent import calibrate_cli  # standard library only at import time
+
+    calibrate_cli.add_replay_option(replay_p)
+    calibrate_cli.configure(sub)
 
 
 def run(args: argparse.Namespace) -> int:
     """Dispatch to the chosen action; returns the exit code."""
     from agent.bundle import BundleError
+    from agent.calibrate_cli import run as calibrate
     from agent.config import ConfigError
 
-    actions = {"run": _run, "validate-config": _validate, "replay": _replay}
+    actions = {"run": _run, "validate-config": _validate, "replay": _replay, "calibrate": calibrate}
     try:
         result: int = actions[args.agent_command](args)
     except (ConfigError, BundleError) as exc:
@@ -105,6 +110,7 @@ def _replay(args: argparse.Namespace) -> int:
     """Single-threaded: capture -> steps -> windows -> model -> events, as fast as it goes."""
     from agent.app import replay_capture
     from agent.bundle import load_bundle, load_public_key
+    from agent.calibrate_cli import load_for_replay
     from agent.config import ConfigError
     from agent.inference import Debounce
     from agent.report.jsonl import JsonLinesSink
@@ -116,6 +122,7 @@ def _replay(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             raise ConfigError(f"--trust-key {path}: {exc}") from None
     bundle = load_bundle(args.bundle, keys)
+    calibration = load_for_replay(args.calibration, bundle.manifest.bundle_id)
     sink = JsonLinesSink(sys.stdout) if args.json else _TextSink()
     try:
         result = replay_capture(
@@ -124,6 +131,7 @@ def _replay(args: argparse.Namespace) -> int:
             realtime=args.realtime,
             debounce=_debounce(args, Debounce),
             sinks=[sink],
+            calibration=calibration,
         )
     except BrokenPipeError:
         raise  # stdout closed by the reader: the CLI's entry point ends quietly

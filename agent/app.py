@@ -22,10 +22,18 @@ from types import FrameType
 from typing import Any, Generic, TypeVar
 
 from agent.bundle import Bundle, BundleError, check_compatible, load_public_key
+from agent.calibration import SiteCalibration
 from agent.config import AgentConfig, ConfigError, ModelConfig
 from agent.decide import Event
 from agent.health import Health
-from agent.inference import Debounce, ModelSlot, describe, policy_for
+from agent.inference import (
+    Debounce,
+    ModelSlot,
+    ScoreHook,
+    calibration_state,
+    describe,
+    policy_for,
+)
 from agent.model_update import (
     BundlePolicy,
     SlotSpec,
@@ -35,6 +43,7 @@ from agent.model_update import (
     startup_choice,
 )
 from agent.report import Sink
+from agent.site import SiteCalibrator, saved_calibration
 from agent.sources import FeatureSource, SourceStats, StepBatch, open_source
 from agent.supervise import EXIT_FAILED, SourceRunner
 
@@ -220,6 +229,7 @@ class App:
         self.update_failures = 0  # bundles (saved or received) that failed in an unexpected way
         self.update_results: dict[str, int] = {}  # "activated" / "refused: <why>" -> count
         self.sources = self._build_sources()
+        self._calibrators: dict[str, SiteCalibrator] = {}
         slots = self._build_slots()
         self._outbox: Any = None
         self.pipeline = Pipeline(slots, list(sinks) if sinks is not None else self._build_sinks())
@@ -273,8 +283,18 @@ class App:
                     model.quiet,
                 ),
                 on_latency=self.health.record_latency,
+                calibration=saved_calibration(self.config.agent.state_dir, model.name),
             )
             slots.setdefault(model.source, []).append(slot)
+            calibrate = self.config.calibration
+            if calibrate is not None and slot.calibration is None:
+                self._calibrators[slot.name] = SiteCalibrator(
+                    slot,
+                    self.config.agent.state_dir,
+                    calibrate.seconds,
+                    calibrate.target_false_alarms_per_day,
+                    lambda state: self.pipeline.publish_model(state),
+                )
         return slots
 
     def _startup_bundle(self, index: int, model: ModelConfig, source: FeatureSource) -> Bundle:
@@ -338,7 +358,14 @@ class App:
         for sink in self.pipeline.sinks:
             sink.start()
         for slot in self.pipeline.slot_list():
-            self.pipeline.publish_model({**describe(slot.bundle), "name": slot.name})
+            collecting = slot.name in self._calibrators
+            self.pipeline.publish_model(
+                {
+                    **describe(slot.bundle),
+                    "name": slot.name,
+                    "calibration": calibration_state(slot, collecting),
+                }
+            )
         self._start(self._inference_loop, "inference")
         self._start(self._stats_loop, "stats")
         self._start(self._update_loop, "model-update")
@@ -550,6 +577,8 @@ def replay_capture(
     realtime: bool = False,
     debounce: Debounce | None = None,
     sinks: Sequence[Sink] = (),
+    calibration: SiteCalibration | None = None,
+    on_scores: ScoreHook | None = None,
 ) -> ReplayResult:
     """Single thread: capture -> steps -> windows -> model -> events (forensics, benchmarks)."""
     from agent.config import PcapOptions, SourceConfig
@@ -559,7 +588,16 @@ def replay_capture(
     step_text = f"{int(step.size)}p" if step.kind == "packets" else f"{step.size}s"
     options = PcapOptions(str(capture), realtime=realtime)
     source = PcapSource(SourceConfig("capture", "pcap", options, step_text))
-    slot = ModelSlot("replay", source.name, source.feature_set, source.step, bundle, debounce)
+    slot = ModelSlot(
+        "replay",
+        source.name,
+        source.feature_set,
+        source.step,
+        bundle,
+        debounce,
+        calibration=calibration,
+    )
+    slot.on_scores = on_scores  # offline calibration collects the windows' scores
     pipeline = Pipeline({source.name: [slot]}, sinks)
     events: list[Event] = []
     began = time.perf_counter()

@@ -45,6 +45,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from agent.bundle_archive import COMPANION as COMPANION
 from agent.bundle_archive import DEFAULT_MAX_BUNDLE_BYTES as DEFAULT_MAX_BUNDLE_BYTES
 from agent.bundle_archive import MANIFEST as MANIFEST
 from agent.bundle_archive import MAX_BUNDLE_BYTES as MAX_BUNDLE_BYTES
@@ -505,6 +506,18 @@ def check_golden(manifest: Manifest, model: Model) -> float:
     return error
 
 
+def _declared_companion_size(manifest: Manifest) -> int | None:
+    """The benign model's size as the signed manifest declares it (agent/openset.py checks the
+    rest of its section); None when it declares no benign model."""
+    section = manifest.extra.get("openset")
+    if not isinstance(section, Mapping):
+        return None
+    size = section.get("model_size")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise BundleError("bundle manifest extra.openset.model_size: must be a byte count")
+    return size
+
+
 def load_bundle(
     source: str | Path | bytes,
     trusted_keys: Sequence[Ed25519PublicKey | bytes],
@@ -521,7 +534,10 @@ def load_bundle(
         signer = check_signature(archive, trusted_keys)
         manifest = Manifest.from_json(archive.manifest_bytes)
         raw = RawBundle(
-            archive.manifest_bytes, archive.model(manifest.model_size), archive.signature
+            archive.manifest_bytes,
+            archive.model(manifest.model_size),
+            archive.signature,
+            archive.companion(_declared_companion_size(manifest)),
         )
     finally:
         archive.close()

@@ -4,14 +4,15 @@ A bundle arrives from anyone who can publish on ``model/set``, so nothing in the
 until the signature over ``manifest.json`` checks out, and even then zip header sizes are not:
 
 1. the payload is refused when larger than the configured maximum, before it is parsed;
-2. the end-of-central-directory record is read by hand: more than three members, a central
-   directory larger than three small entries need, or a long archive comment are refused before
-   ``zipfile`` builds an object per entry;
+2. the end-of-central-directory record is read by hand: more members than a bundle has, a
+   central directory larger than its few small entries need, or a long archive comment are
+   refused before ``zipfile`` builds an object per entry;
 3. the member list must be exactly the bundle's names at top level: no duplicates, no folders,
    no encryption, stored or deflate only;
 4. ``manifest.json`` and ``manifest.sig`` are inflated in small chunks with small caps;
-5. only after the caller has verified the signature is ``model.tflite`` inflated, in chunks,
-   failing as soon as it passes the signed manifest's ``model_size`` (or the absolute limit).
+5. only after the caller has verified the signature are ``model.tflite`` (and the optional
+   benign model ``anomaly.tflite``) inflated, in chunks, failing as soon as one passes the size
+   the signed manifest gives it (or the absolute limit).
 
 A zip bomb therefore costs at most one chunk beyond the cap, whatever its headers declare.
 """
@@ -28,7 +29,9 @@ from pathlib import Path
 MANIFEST = "manifest.json"
 MODEL = "model.tflite"
 SIGNATURE = "manifest.sig"
-MEMBERS = frozenset({MANIFEST, MODEL, SIGNATURE})
+# Optional second model (the benign model of agent/openset.py); its size and hash are signed.
+COMPANION = "anomaly.tflite"
+MEMBERS = frozenset({MANIFEST, MODEL, SIGNATURE, COMPANION})
 
 # The default of ``agent.max_bundle_bytes``: our int8 bundles are 18-260 KiB, float32 ones a few
 # hundred KiB; 4 MiB leaves room for bigger models while a Pi Zero 2 W barely notices it.
@@ -39,7 +42,7 @@ MAX_BUNDLE_BYTES = 128 * 1024 * 1024
 MAX_MODEL_BYTES = 64 * 1024 * 1024  # inflated model.tflite, whatever the manifest says
 MAX_MANIFEST_BYTES = 1024 * 1024  # ours are 10-60 KiB (golden vectors in base64)
 SIGNATURE_BYTES = 64  # raw Ed25519
-MAX_DIRECTORY_BYTES = 4096  # three entries with short names take ~200 bytes
+MAX_DIRECTORY_BYTES = 4096  # four entries with short names take ~300 bytes
 MAX_COMMENT_BYTES = 1024
 CHUNK = 64 * 1024  # inflate this much at a time: the most a bomb can cost beyond a cap
 
@@ -54,11 +57,12 @@ class BundleError(ValueError):
 
 @dataclass(frozen=True)
 class RawBundle:
-    """The three members of a bundle (unverified when returned by ``read_bundle``)."""
+    """The members of a bundle (unverified when returned by ``read_bundle``)."""
 
     manifest_bytes: bytes
     model_content: bytes
     signature: bytes | None
+    companion: bytes | None = None  # anomaly.tflite, proven by agent.openset
 
 
 def payload(source: str | Path | bytes, max_bytes: int) -> bytes:
@@ -145,6 +149,22 @@ class BundleArchive:
             raise BundleError(f"bundle model: {size} bytes, larger than the limit of {limit}")
         return self._read(MODEL, size)
 
+    def companion(self, size: int | None, limit: int = MAX_MODEL_BYTES) -> bytes | None:
+        """Inflate ``anomaly.tflite`` when present, capped like the model; None when absent.
+
+        ``size`` is what the signed manifest declares; a member it does not declare is refused
+        before a byte of it is inflated.
+        """
+        if COMPANION not in self._members:
+            return None
+        if size is None:
+            raise BundleError(f"bundle file: {COMPANION} present but the manifest declares none")
+        if size > limit:
+            raise BundleError(
+                f"bundle benign model: {size} bytes, larger than the limit of {limit}"
+            )
+        return self._read(COMPANION, size)
+
     def _read(self, name: str, cap: int) -> bytes:
         """A member inflated chunk by chunk; BundleError once it passes ``cap`` bytes."""
         info = self._members[name]
@@ -179,10 +199,11 @@ def open_archive(source: str | Path | bytes, max_bytes: int = MAX_BUNDLE_BYTES) 
 
 
 def read_bundle(source: str | Path | bytes, max_bytes: int = MAX_BUNDLE_BYTES) -> RawBundle:
-    """All three members, unverified, each under its cap (desktop tools that report on them)."""
+    """All members, unverified, each under its cap (desktop tools that report on them)."""
     archive = open_archive(source, max_bytes)
     try:
         model = archive.model(MAX_MODEL_BYTES)
+        companion = archive.companion(MAX_MODEL_BYTES)
     finally:
         archive.close()
-    return RawBundle(archive.manifest_bytes, model, archive.signature)
+    return RawBundle(archive.manifest_bytes, model, archive.signature, companion)

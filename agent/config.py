@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from agent.bundle_archive import DEFAULT_MAX_BUNDLE_BYTES, MAX_BUNDLE_BYTES, MIN_BUNDLE_BYTES
+from agent.config_calibration import CalibrationConfig
 from agent.config_loader import (
     MAX_CLIENT_ID_BYTES,
     MAX_TOPIC_BYTES,
@@ -392,6 +393,7 @@ class AgentConfig:
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     sources: tuple[SourceConfig, ...] = ()
     models: tuple[ModelConfig, ...] = ()
+    calibration: CalibrationConfig | None = None  # absent: the bundle's thresholds only
 
     def __post_init__(self) -> None:
         _check_unique("sources", [s.name for s in self.sources])

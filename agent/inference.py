@@ -8,6 +8,7 @@ and a bundle that does not fit this source's features never gets staged (issue 7
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
@@ -20,7 +21,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from agent import openset
 from agent.bundle import Bundle, BundleError, check_compatible
+from agent.calibration import CalibrationError, SiteCalibration
 from agent.decide import Decider, DecisionPolicy, Event, Evidence
 from agent.features.schema import FeatureSet
 from agent.features.steps import StepSpec, sliding_windows
@@ -29,6 +32,18 @@ from agent.sources import StepBatch
 logger = logging.getLogger(__name__)
 
 MAX_BATCH = 32  # windows per interpreter call
+
+# window end times, classifier scores, benign-model scores (None: single model), and whether
+# a detection was open when each window came
+ScoreHook = Callable[
+    [
+        npt.NDArray[np.int64],
+        npt.NDArray[np.float64],
+        npt.NDArray[np.float64] | None,
+        npt.NDArray[np.bool_],
+    ],
+    None,
+]
 
 
 @dataclass(frozen=True)
@@ -63,8 +78,40 @@ def anomaly_scores(
     return np.asarray(np.mean((out - last) ** 2, axis=1), np.float64)
 
 
-def policy_for(bundle: Bundle, debounce: Debounce) -> DecisionPolicy:
-    """The decision policy a bundle's manifest implies (anomaly: one label, one threshold)."""
+def policy_for(
+    bundle: Bundle,
+    debounce: Debounce,
+    calibration: SiteCalibration | None = None,
+    *,
+    open_set: bool = False,
+) -> DecisionPolicy:
+    """The decision policy a bundle's manifest implies (anomaly: one label, one threshold).
+
+    A site calibration made for this bundle raises label thresholds (never lowers them); a
+    bundle with a benign model decides on one more label, ``unknown`` (agent.openset).
+    """
+    policy = _manifest_policy(bundle, debounce)
+    if calibration is not None and calibration.bundle_id == bundle.manifest.bundle_id:
+        policy = _calibrated(policy, calibration)
+    if not open_set:
+        return policy
+    return dataclasses.replace(
+        policy,
+        labels=openset.fused_labels(policy.labels),
+        categories=(*policy.categories, openset.UNKNOWN_CATEGORY),
+        thresholds=(*policy.thresholds, openset.UNKNOWN_THRESHOLD),
+    )
+
+
+def _calibrated(policy: DecisionPolicy, calibration: SiteCalibration) -> DecisionPolicy:
+    thresholds = tuple(
+        max(t, float(calibration.thresholds.get(label, t)))
+        for label, t in zip(policy.labels, policy.thresholds, strict=True)
+    )
+    return dataclasses.replace(policy, thresholds=thresholds)
+
+
+def _manifest_policy(bundle: Bundle, debounce: Debounce) -> DecisionPolicy:
     m = bundle.manifest
     if m.task == "anomaly":
         label = m.labels[0] if len(m.labels) == 1 else "anomaly"
@@ -109,8 +156,12 @@ class ModelSlot:
         debounce: Debounce | None = None,
         *,
         on_latency: Callable[[float], None] | None = None,
+        calibration: SiteCalibration | None = None,
     ) -> None:
         self.name = name
+        self.calibration = calibration
+        # called with every scored window's raw scores: site calibration collects these
+        self.on_scores: ScoreHook | None = None
         self.source = source
         self.feature_set = feature_set
         self.step = step
@@ -120,9 +171,16 @@ class ModelSlot:
         self._staged: Bundle | None = None
         self._tail: npt.NDArray[np.float32] = np.zeros((0, feature_set.width), np.float32)
         self._evidence: list[Evidence | None] = []
+        self._benign: openset.BenignModel | None = None
+        self._fusion: openset.Fusion | None = None
         self._activate(bundle)
         self.windows_seen = 0
         self.windows_scored = 0
+
+    @property
+    def benign(self) -> openset.BenignModel | None:
+        """The bundle's benign model, None for a single-model bundle."""
+        return self._benign
 
     @property
     def bundle_id(self) -> str:
@@ -138,7 +196,8 @@ class ModelSlot:
     def check(self, bundle: Bundle) -> None:
         """BundleError unless ``bundle`` fits this slot's source (schema, step, window)."""
         check_compatible(bundle.manifest, self.feature_set, self.step, bundle.manifest.window)
-        policy_for(bundle, self.debounce)
+        benign = openset.load_benign_model(bundle)
+        policy_for(bundle, self.debounce, open_set=benign is not None)
 
     def stage(self, bundle: Bundle) -> None:
         """Queue a verified, compatible bundle to take over at the next window boundary."""
@@ -165,20 +224,48 @@ class ModelSlot:
         picked = np.nonzero((np.arange(first, first + len(windows)) % sample_every) == 0)[0]
         if len(picked) == 0:
             return events
-        scores = self._score(np.ascontiguousarray(windows[picked]))
+        probabilities, anomaly = self._score(np.ascontiguousarray(windows[picked]))
+        scores = probabilities
+        if self._fusion is not None and anomaly is not None:
+            scores = self._fusion.fuse(probabilities, anomaly)
         self.windows_scored += len(picked)
-        for row, j in zip(scores, picked.tolist(), strict=True):
-            end_ns = int(batch.start_ns[j + self.window - 1 - held]) + self._step_ns
+        ends = np.asarray(batch.start_ns, np.int64)[picked + self.window - 1 - held] + self._step_ns
+        busy = np.zeros(len(picked), bool)
+        for k, (row, j) in enumerate(zip(scores, picked.tolist(), strict=True)):
+            busy[k] = bool(self.decider.active_labels)
             covered = evidence[j : j + self.window]
-            events += self.decider.observe(end_ns, row, functools.partial(Evidence.merge, covered))
+            events += self.decider.observe(
+                int(ends[k]), row, functools.partial(Evidence.merge, covered)
+            )
+        if self.on_scores is not None:
+            self.on_scores(ends, probabilities, anomaly, busy)
         return events
+
+    def calibrate(self, calibration: SiteCalibration | None) -> None:
+        """Adopt a site calibration (None: the bundle's own thresholds) between two windows.
+
+        Refused (CalibrationError) while a detection is open: thresholds must not move under
+        an attack in progress, and one made for another bundle is refused too.
+        """
+        if self.decider.active_labels:
+            raise CalibrationError(
+                f"calibration: refused while a detection is active ({self.decider.active_labels})"
+            )
+        if calibration is not None and calibration.bundle_id != self.bundle_id:
+            raise CalibrationError(
+                f"calibration: made for bundle {calibration.bundle_id}, running {self.bundle_id}"
+            )
+        self.calibration = calibration
+        self._build_decider()
 
     def close(self, time_ns: int | None = None) -> list[Event]:
         """End the open detections (shutdown, end of a replay)."""
         return self.decider.close(time_ns if time_ns is not None else time.time_ns())
 
-    def _score(self, windows: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
-        """Scale, run the model, turn its outputs into one score per label.
+    def _score(
+        self, windows: npt.NDArray[np.float32]
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64] | None]:
+        """Scale, run the model(s): one score per label, and the benign model's raw scores.
 
         In bounded chunks: scaling works in float64 and a conv net's activations grow with
         the batch, so a backlog of windows must not become one huge allocation (RSS, issue 6).
@@ -186,18 +273,52 @@ class ModelSlot:
         parts = [
             self._score_chunk(windows[i : i + MAX_BATCH]) for i in range(0, len(windows), MAX_BATCH)
         ]
-        return np.concatenate(parts)
+        scores = np.concatenate([p[0] for p in parts])
+        if self._benign is None:
+            return scores, None
+        return scores, np.concatenate([p[1] for p in parts if p[1] is not None])
 
-    def _score_chunk(self, windows: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+    def _score_chunk(
+        self, windows: npt.NDArray[np.float32]
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64] | None]:
         manifest = self.bundle.manifest
         x = manifest.prepare(windows)
         began = time.perf_counter()
         out = self.bundle.model.predict(x)
+        anomaly = self._benign.scores(windows) if self._benign is not None else None
         if self._on_latency is not None:
             self._on_latency((time.perf_counter() - began) / len(x))
         if manifest.task == "anomaly":
-            return anomaly_scores(x, out).reshape(-1, 1)
-        return out.reshape(len(x), -1).astype(np.float64)
+            return anomaly_scores(x, out).reshape(-1, 1), anomaly
+        return out.reshape(len(x), -1).astype(np.float64), anomaly
+
+    def _build_decider(self) -> None:
+        """The decider (and fusion) for the bundle and calibration in force."""
+        bundle = self.bundle
+        calibration = self.calibration
+        if calibration is not None and calibration.bundle_id != bundle.manifest.bundle_id:
+            logger.warning(
+                "%s: calibration made for %s ignored (running %s)",
+                self.name,
+                calibration.bundle_id,
+                bundle.manifest.bundle_id,
+            )
+            calibration = self.calibration = None
+        benign = self._benign
+        policy = policy_for(bundle, self.debounce, calibration, open_set=benign is not None)
+        self.decider = Decider(policy, bundle.manifest.bundle_id, self.source)
+        self._fusion = None
+        if benign is not None:
+            floor = benign.spec.threshold
+            if calibration is not None and calibration.anomaly_threshold is not None:
+                floor = max(floor, calibration.anomaly_threshold)
+            n = len(bundle.manifest.labels)
+            self._fusion = openset.Fusion(
+                tuple(i for i in policy.watched() if i < n),
+                policy.thresholds[:n],
+                floor,
+                benign.spec.threshold,
+            )
 
     def _swap_if_staged(self, batch: StepBatch) -> list[Event]:
         """Between windows: adopt a staged bundle, ending the old model's open detections."""
@@ -214,14 +335,16 @@ class ModelSlot:
 
     def _activate(self, bundle: Bundle, *, keep_tail: bool = False) -> None:
         """Make ``bundle`` the scoring model (its window may differ from the last one's)."""
-        policy = policy_for(bundle, self.debounce)
-        self.check(bundle)
+        check_compatible(bundle.manifest, self.feature_set, self.step, bundle.manifest.window)
+        benign = openset.load_benign_model(bundle)
+        policy_for(bundle, self.debounce, open_set=benign is not None)  # refuses a bad policy
         window = bundle.manifest.window
         old_tail, old_evidence = self._tail, self._evidence
         self.bundle = bundle
+        self._benign = benign
         self.window = window
         self._step_ns = self.step.size_ns if self.step.kind == "time" else 0
-        self.decider = Decider(policy, bundle.manifest.bundle_id, self.source)
+        self._build_decider()
         keep = window - 1
         if keep_tail and keep > 0:
             self._tail = old_tail[-keep:].copy()
@@ -247,4 +370,12 @@ def describe(bundle: Bundle) -> dict[str, Any]:
         "labels": list(m.labels),
         "signer": bundle.signer,
         "metrics": dict(m.metrics),
+        "open_set": openset.describe(m),
     }
+
+
+def calibration_state(slot: ModelSlot, collecting: bool = False) -> dict[str, Any]:
+    """The ``calibration`` field of the ``model`` topic: what thresholds are in force."""
+    if slot.calibration is not None:
+        return {"state": "calibrated", **slot.calibration.to_dict()}
+    return {"state": "collecting" if collecting else "none"}

@@ -24,6 +24,7 @@ MODULES = (
     "benchmarks.bundle_pushes",
     "benchmarks.detection",
     "benchmarks.incidents",
+    "benchmarks.openset",
     "benchmarks.training_quality",
 )
 

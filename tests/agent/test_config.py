@@ -175,7 +175,10 @@ def test_defaults_fill_absent_tables() -> None:
             ),
             "models[0].raise_k: must be 1..raise_n (3), got 4",
         ),
-        (_base(agent2={}), "agent2: unknown key (valid: agent, models, mqtt, outbox, sources)"),
+        (
+            _base(agent2={}),
+            "agent2: unknown key (valid: agent, calibration, models, mqtt, outbox, sources)",
+        ),
         (_base(sources={"name": "x"}), "sources: must be an array, got a table"),
     ],
 )

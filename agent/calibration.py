@@ -1,0 +1,303 @@
+"""Site calibration: thresholds for THIS network's benign traffic, learned on the gateway.
+
+A bundle's thresholds were set on the training network. On another site everyday traffic can
+sit anywhere, so the agent collects the scores of the site's own windows for a calibration
+period (or ``iotids agent calibrate`` does it offline on a capture) and sets each threshold so
+that benign windows cross it about ``target_false_alarms_per_day`` times a day — never below
+the bundle's signed threshold (the floor: calibration can only make the agent quieter than
+the bundle's author measured, not more trigger-happy).
+
+Attacks during calibration must not teach the agent that they are normal:
+
+- the classifier stays armed: while calibrating, the agent detects (and reports) with the
+  signed thresholds;
+- windows inside an open detection, and windows the bundle flags (a confident attack class,
+  far from benign when the bundle has a benign model), are left out as long as they are rare
+  (at most ``MAX_EXCLUDED`` of the period). When more of a site's traffic is flagged, that IS
+  the site's normal (a classifier from another network alarming all day) and it is calibrated
+  on — reported as ``flagged_fraction``, with every alarm it raised published meanwhile;
+- thresholds come from robust quantiles: the tail is extrapolated from the 90th and 99th
+  percentiles (``CONTAMINATION``) assuming an exponential tail on a log / logit scale, so the
+  top 1 % of the collected windows — where an attack that slipped through would sit — never
+  sets a threshold.
+
+The per-window rate aimed at is ``target * window / windows per day``: an odd step stays in
+``window`` consecutive windows, which raise one alarm together.
+
+Numpy only. A calibration is a small JSON file naming the bundle it was made for; the agent
+keeps it in its state directory (written atomically) and ignores one made for another bundle.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+CALIBRATION_SCHEMA = "iotids.calibration/1"
+CONTAMINATION = 0.01  # the top fraction of collected windows that never sets a threshold
+MAX_EXCLUDED = 0.05  # flagged windows are excluded while they are at most this fraction
+MIN_WINDOWS = 100  # fewer windows say nothing about a tail
+MAX_WINDOWS = 200_000  # collected windows kept (reservoir): bounded memory for any duration
+EPS = 1e-6
+
+
+class CalibrationError(ValueError):
+    """A calibration that cannot be made or used; one line says why."""
+
+
+@dataclass(frozen=True)
+class SiteCalibration:
+    """Thresholds for one bundle on one site."""
+
+    bundle_id: str
+    thresholds: Mapping[str, float]  # classifier labels (only attack labels)
+    anomaly_threshold: float | None  # raw benign-model score; None: single-model bundle
+    target_false_alarms_per_day: float
+    windows: int  # windows the thresholds were computed from
+    excluded: int  # flagged windows left out
+    flagged_fraction: float  # flagged or inside a detection
+    seconds: float  # traffic time the windows span
+    created: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (the state file, ``cal.json`` and the ``model`` topic's ``calibration``)."""
+        return {
+            "schema": CALIBRATION_SCHEMA,
+            "bundle_id": self.bundle_id,
+            "thresholds": dict(self.thresholds),
+            "anomaly_threshold": self.anomaly_threshold,
+            "target_false_alarms_per_day": self.target_false_alarms_per_day,
+            "windows": self.windows,
+            "excluded": self.excluded,
+            "flagged_fraction": round(self.flagged_fraction, 6),
+            "seconds": round(self.seconds, 3),
+            "created": self.created,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> SiteCalibration:
+        """Parse and check; CalibrationError names the bad key."""
+        if not isinstance(raw, Mapping) or raw.get("schema") != CALIBRATION_SCHEMA:
+            raise CalibrationError(f"calibration: not an {CALIBRATION_SCHEMA} object")
+        thresholds = raw.get("thresholds")
+        if not isinstance(thresholds, Mapping) or not all(
+            isinstance(k, str) and _number(v) for k, v in thresholds.items()
+        ):
+            raise CalibrationError("calibration: thresholds: expected an object of numbers")
+        anomaly = raw.get("anomaly_threshold")
+        if anomaly is not None and not (_number(anomaly) and anomaly > 0):
+            raise CalibrationError("calibration: anomaly_threshold: expected a number > 0 or null")
+        for key in ("target_false_alarms_per_day", "flagged_fraction", "seconds", "created"):
+            if not _number(raw.get(key)):
+                raise CalibrationError(f"calibration: {key}: expected a number")
+        for key in ("windows", "excluded"):
+            if not isinstance(raw.get(key), int) or isinstance(raw.get(key), bool):
+                raise CalibrationError(f"calibration: {key}: expected an integer")
+        if not isinstance(raw.get("bundle_id"), str):
+            raise CalibrationError("calibration: bundle_id: expected a string")
+        return cls(
+            raw["bundle_id"],
+            {k: float(v) for k, v in thresholds.items()},
+            None if anomaly is None else float(anomaly),
+            float(raw["target_false_alarms_per_day"]),
+            int(raw["windows"]),
+            int(raw["excluded"]),
+            float(raw["flagged_fraction"]),
+            float(raw["seconds"]),
+            float(raw["created"]),
+        )
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def save(calibration: SiteCalibration, path: str | Path) -> None:
+    """Write atomically: a temporary file beside ``path``, fsync, rename."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(calibration.to_dict(), handle, indent=1, sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+MAX_FILE_BYTES = 1 << 20
+
+
+def load(path: str | Path) -> SiteCalibration:
+    """Read a calibration file; CalibrationError for anything unreadable."""
+    try:
+        with Path(path).open("rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise CalibrationError(f"calibration: cannot read {path}: {exc.strerror}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise CalibrationError(f"calibration: {path} is larger than {MAX_FILE_BYTES} bytes")
+    try:
+        raw = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise CalibrationError(f"calibration: {path} is not valid JSON ({exc})") from None
+    return SiteCalibration.from_dict(raw)
+
+
+def state_path(state_dir: str | Path, model: str) -> Path:
+    """Where the agent keeps model ``model``'s calibration."""
+    return Path(state_dir) / f"calibration-{model}.json"
+
+
+# --- the statistics ----------------------------------------------------------------------------
+
+
+def tail_threshold(values: npt.NDArray[np.float64], exceed: float) -> float:
+    """The value exceeded with probability ``exceed``, robust to a contaminated top 1 %.
+
+    Where ``exceed`` is at least ``CONTAMINATION`` it is the empirical quantile. Beyond, the
+    tail above the 90th percentile is taken as exponential (peaks over threshold) with its
+    scale from the 90th and 99th percentiles: ``beta = (q99 - q90) / ln 10`` and the threshold
+    is ``q99 + beta * ln(0.01 / exceed)``. The top 1 % is never looked at.
+    """
+    v = np.asarray(values, np.float64)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        raise CalibrationError("calibration: no finite scores")
+    if exceed >= CONTAMINATION:
+        return float(np.quantile(v, 1.0 - exceed))
+    q90, q99 = np.quantile(v, [0.9, 1.0 - CONTAMINATION])
+    beta = max(float(q99 - q90), 0.0) / math.log(10.0)
+    return float(q99 + beta * math.log(CONTAMINATION / exceed))
+
+
+def _logit(p: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    q = np.clip(p, EPS, 1.0 - EPS)
+    return np.asarray(np.log(q) - np.log1p(-q), np.float64)
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x)) if x > -700 else 0.0
+
+
+def compute(
+    *,
+    bundle_id: str,
+    labels: Sequence[str],
+    watched: Sequence[int],
+    signed: Sequence[float],
+    probabilities: npt.NDArray[np.float64],
+    anomaly: npt.NDArray[np.float64] | None,
+    anomaly_floor: float | None,
+    seconds: float,
+    target_per_day: float,
+    window: int = 1,
+    total: int | None = None,
+    in_detection: npt.NDArray[np.bool_] | None = None,
+) -> SiteCalibration:
+    """Thresholds from the site's window scores (classifier probabilities, benign-model scores).
+
+    A window is flagged when an attack label reaches its SIGNED threshold (and, with a benign
+    model, the window is far from benign at the signed floor): the bundle would call it an
+    attack. Flagged windows are left out while rare (see the module's notes). ``total`` is
+    how many windows the period had when only a sample of them is given.
+    """
+    n = len(probabilities)
+    if n < MIN_WINDOWS:
+        raise CalibrationError(f"calibration: {n} windows, need at least {MIN_WINDOWS}")
+    if not seconds > 0:
+        raise CalibrationError("calibration: the windows span no time")
+    probs = np.asarray(probabilities, np.float64).reshape(n, -1)
+    limits = np.asarray(signed, np.float64)
+    watch = list(watched)
+    flagged = np.any(probs[:, watch] >= limits[watch], axis=1) if watch else np.zeros(n, bool)
+    if anomaly is not None and anomaly_floor is not None:
+        flagged &= np.asarray(anomaly, np.float64) >= anomaly_floor
+    if in_detection is not None:
+        flagged |= np.asarray(in_detection, bool)
+    fraction = float(flagged.mean())
+    keep = ~flagged if fraction <= MAX_EXCLUDED else np.ones(n, bool)
+    windows_per_day = (total or n) / seconds * 86_400.0
+    # one odd step stays in ``window`` consecutive windows: one alarm per run of that many hits
+    exceed = min(target_per_day * window / windows_per_day, 0.5)
+    thresholds: dict[str, float] = {}
+    for i in watch:
+        site = _sigmoid(tail_threshold(_logit(probs[keep, i]), exceed))
+        thresholds[labels[i]] = max(float(limits[i]), min(site, 1.0))
+    anomaly_threshold: float | None = None
+    if anomaly is not None and anomaly_floor is not None:
+        logs = np.log(np.maximum(np.asarray(anomaly, np.float64)[keep], 1e-12))
+        site = math.exp(min(tail_threshold(logs, exceed), 700.0))
+        anomaly_threshold = max(anomaly_floor, site)
+    return SiteCalibration(
+        bundle_id,
+        thresholds,
+        anomaly_threshold,
+        target_per_day,
+        int(keep.sum()),
+        int(n - keep.sum()),
+        fraction,
+        seconds,
+    )
+
+
+class Collector:
+    """Bounded memory for a calibration period: a uniform reservoir of window scores."""
+
+    def __init__(self, labels: int, capacity: int = MAX_WINDOWS, seed: int = 0) -> None:
+        self.capacity = capacity
+        self.probabilities = np.zeros((capacity, labels), np.float32)
+        self.anomaly = np.zeros(capacity, np.float64)
+        self.in_detection = np.zeros(capacity, bool)
+        self.seen = 0
+        self.first_ns: int | None = None
+        self.last_ns: int | None = None
+        self._rng = np.random.default_rng(seed)
+
+    def add(
+        self,
+        ends_ns: npt.NDArray[np.int64],
+        probabilities: npt.NDArray[np.float64],
+        anomaly: npt.NDArray[np.float64] | None,
+        in_detection: npt.NDArray[np.bool_],
+    ) -> None:
+        """Windows ending at ``ends_ns``: probabilities (N, labels), raw anomaly (N,)."""
+        if len(ends_ns) == 0:
+            return
+        if self.first_ns is None:
+            self.first_ns = int(ends_ns[0])
+        self.last_ns = int(ends_ns[-1])
+        for j in range(len(probabilities)):
+            slot = self.seen
+            if slot >= self.capacity:
+                slot = int(self._rng.integers(0, self.seen + 1))
+            self.seen += 1
+            if slot < self.capacity:
+                self.probabilities[slot] = probabilities[j]
+                self.anomaly[slot] = anomaly[j] if anomaly is not None else 0.0
+                self.in_detection[slot] = in_detection[j]
+
+    @property
+    def kept(self) -> int:
+        """Windows held."""
+        return min(self.seen, self.capacity)
+
+    @property
+    def seconds(self) -> float:
+        """Traffic time spanned so far."""
+        if self.first_ns is None or self.last_ns is None:
+            return 0.0
+        return (self.last_ns - self.first_ns) / 1e9

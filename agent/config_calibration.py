@@ -1,0 +1,46 @@
+"""``[calibration]`` of the agent's config (its own module: agent/config.py is at its size cap).
+
+Present: each model learns this site's thresholds over ``duration`` of its traffic (see
+agent/site.py); absent: the bundles' own thresholds, plus any calibration already saved.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(s|m|h|d)")
+_UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """``[calibration]``: the period to learn from and the false-alarm rate to aim for."""
+
+    duration: str = "24h"
+    target_false_alarms_per_day: float = 1.0
+
+    def __post_init__(self) -> None:
+        from agent.config import check  # the loader's key-path errors (imported late: a cycle)
+
+        check(
+            _DURATION.fullmatch(self.duration.strip()) is not None,
+            "duration",
+            f'must be a number and a unit s, m, h or d (e.g. "24h"), got {self.duration!r}',
+        )
+        check(
+            60.0 <= self.seconds <= 30 * 86400.0,
+            "duration",
+            f"must be 1m..30d, got {self.duration!r}",
+        )
+        check(
+            0.001 <= self.target_false_alarms_per_day <= 1000.0,
+            "target_false_alarms_per_day",
+            f"must be 0.001..1000, got {self.target_false_alarms_per_day}",
+        )
+
+    @property
+    def seconds(self) -> float:
+        """The calibration period in seconds."""
+        match = _DURATION.fullmatch(self.duration.strip())
+        return float(match.group(1)) * _UNIT_S[match.group(2)] if match else 0.0

@@ -1,0 +1,302 @@
+"""Open set: a benign traffic model beside the classifier, and the fusion of the two.
+
+A classifier only knows the classes it was trained on: an attack it never saw is named after
+the nearest one, and another network's everyday traffic can look like anything. A small
+autoencoder trained on BENIGN windows only answers the other question — how far is this
+window from normal traffic — and the decision layer combines both, per window:
+
+- far from benign and no confident attack class: ``unknown`` (family ``unknown``);
+- far from benign and a confident attack class: that class;
+- a confident attack class on a window the benign model calls normal: not an alarm.
+
+The benign model ships inside the classifier's bundle as the member ``anomaly.tflite``,
+described by the signed manifest's ``extra["openset"]`` section (so one signature covers
+both models): the model's sha256 and size, its own min-max scaler (fit on benign windows), the
+per-dimension error scale, the anomaly threshold (the signed floor calibration never goes
+below), and golden vectors checked on this device's runtime like the classifier's.
+
+The benign model reads a summary of the scaled window, not the window itself: per feature the
+mean, the maximum and the last step (3 x F values). It is independent of the window length,
+tiny (a few thousand int8 weights) and runs in microseconds. Its score is the mean, over the
+3 x F dimensions, of the squared reconstruction error divided by that dimension's typical
+error on benign training windows, so a feature benign traffic never moves counts as much as a
+busy one. Scores are compared relative to the threshold (r = score / threshold; 1 is the edge
+of benign), which keeps them comparable across sites and bundles; ``unknown`` events carry
+r / (1 + r), 0.5 at the edge.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from agent.bundle import Bundle, BundleError, Manifest, Scaler
+from agent.runtime import Model, ModelLoadError
+
+SECTION = "openset"
+SECTION_FORMAT = 1
+SUMMARY = "summary-v1"  # mean, max and last step of every feature of the scaled window
+UNKNOWN = "unknown"
+UNKNOWN_CATEGORY = "unknown"
+MIN_ERROR_SCALE = 1e-3  # a dimension benign traffic never moves still has a finite scale
+
+
+def summarize(scaled: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Scaled windows (N, T, F) -> the benign model's input (N, 3F): mean, max, last step."""
+    x = np.asarray(scaled, np.float32)
+    return np.concatenate((x.mean(axis=1), x.max(axis=1), x[:, -1, :]), axis=1).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class OpenSetSpec:
+    """The signed ``extra["openset"]`` section of a manifest."""
+
+    model_sha256: str
+    model_size: int
+    scaler: Scaler
+    error_scale: tuple[float, ...]
+    threshold: float  # raw score at the edge of benign: the signed floor
+    golden_inputs: npt.NDArray[np.float32]
+    golden_outputs: npt.NDArray[np.float32]
+    golden_atol: float
+    calibration: Mapping[str, Any]
+
+    @classmethod
+    def from_manifest(cls, manifest: Manifest) -> OpenSetSpec | None:
+        """The section, or None for a single-model bundle; BundleError when malformed."""
+        raw = manifest.extra.get(SECTION)
+        if raw is None:
+            return None
+        if not isinstance(raw, Mapping):
+            raise BundleError(f"bundle manifest: extra.{SECTION}: expected an object")
+        return _parse(raw, len(manifest.columns))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form as stored in the manifest (arrays as base64 little-endian float32)."""
+        return {
+            "format": SECTION_FORMAT,
+            "input": SUMMARY,
+            "model_sha256": self.model_sha256,
+            "model_size": self.model_size,
+            "scaler": {
+                "kind": self.scaler.kind,
+                "min": list(self.scaler.min),
+                "max": list(self.scaler.max),
+                "clip_low": list(self.scaler.clip_low),
+                "clip_high": list(self.scaler.clip_high),
+            },
+            "error_scale": list(self.error_scale),
+            "threshold": self.threshold,
+            "golden": {
+                "inputs": _encode_array(self.golden_inputs),
+                "outputs": _encode_array(self.golden_outputs),
+                "atol": self.golden_atol,
+            },
+            "calibration": dict(self.calibration),
+        }
+
+
+def _encode_array(array: npt.NDArray[np.float32]) -> dict[str, Any]:
+    """A float32 array as shape + base64 little-endian bytes, as the manifest's golden vectors."""
+    data = np.ascontiguousarray(array, dtype="<f4").tobytes()
+    return {"shape": list(array.shape), "data": base64.b64encode(data).decode("ascii")}
+
+
+def _decode_array(value: Any, key: str) -> npt.NDArray[np.float32]:
+    """Inverse of ``_encode_array``; BundleError names ``key`` when malformed."""
+    try:
+        shape = tuple(int(d) for d in value["shape"])
+        if len(shape) != 2 or min(shape) < 0 or shape[0] * shape[1] > 1 << 20:
+            raise ValueError(f"shape {list(shape)} is not a small 2-d array")
+        data = base64.b64decode(value["data"], validate=True)
+        return np.frombuffer(data, dtype="<f4").reshape(shape).astype(np.float32)
+    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+        raise BundleError(f"bundle manifest: {key}: malformed array ({exc})") from None
+
+
+def _fail(key: str, why: str) -> BundleError:
+    return BundleError(f"bundle manifest: extra.{SECTION}.{key}: {why}")
+
+
+def _numbers(raw: Mapping[str, Any], key: str, length: int) -> tuple[float, ...]:
+    values = raw.get(key)
+    if not isinstance(values, list) or len(values) != length:
+        raise _fail(key, f"expected a list of {length} numbers")
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        raise _fail(key, "expected numbers")
+    result = tuple(float(v) for v in values)
+    if not all(np.isfinite(result)):
+        raise _fail(key, "values must be finite")
+    return result
+
+
+def _parse(raw: Mapping[str, Any], width: int) -> OpenSetSpec:
+    if raw.get("format") != SECTION_FORMAT:
+        raise _fail("format", f"this agent reads {SECTION_FORMAT}, got {raw.get('format')!r}")
+    if raw.get("input") != SUMMARY:
+        raise _fail("input", f"this agent computes {SUMMARY!r}, got {raw.get('input')!r}")
+    digest, size = raw.get("model_sha256"), raw.get("model_size")
+    if not isinstance(digest, str) or len(digest) != 64:
+        raise _fail("model_sha256", "expected 64 hex digits")
+    if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+        raise _fail("model_size", "expected a positive integer")
+    s = raw.get("scaler")
+    if not isinstance(s, Mapping) or s.get("kind") != "minmax":
+        raise _fail("scaler", "expected a minmax scaler object")
+    scaler = Scaler(
+        "minmax", *(_numbers(s, k, width) for k in ("min", "max", "clip_low", "clip_high"))
+    )
+    error_scale = _numbers(raw, "error_scale", 3 * width)
+    if min(error_scale) <= 0:
+        raise _fail("error_scale", "values must be > 0")
+    threshold = raw.get("threshold")
+    if not isinstance(threshold, int | float) or isinstance(threshold, bool) or not threshold > 0:
+        raise _fail("threshold", "expected a number > 0")
+    g = raw.get("golden")
+    if not isinstance(g, Mapping):
+        raise _fail("golden", "expected an object")
+    inputs = _decode_array(g.get("inputs"), f"extra.{SECTION}.golden.inputs")
+    outputs = _decode_array(g.get("outputs"), f"extra.{SECTION}.golden.outputs")
+    atol = g.get("atol")
+    if inputs.ndim != 2 or inputs.shape[1] != 3 * width or outputs.shape != inputs.shape:
+        raise _fail("golden", f"expected inputs and outputs of shape (n, {3 * width})")
+    if not isinstance(atol, int | float) or isinstance(atol, bool) or not atol >= 0:
+        raise _fail("golden.atol", "expected a number >= 0")
+    calibration = raw.get("calibration", {})
+    if not isinstance(calibration, Mapping):
+        raise _fail("calibration", "expected an object")
+    return OpenSetSpec(
+        digest,
+        size,
+        scaler,
+        error_scale,
+        float(threshold),
+        inputs,
+        outputs,
+        float(atol),
+        dict(calibration),
+    )
+
+
+class BenignModel:
+    """The verified benign model of a bundle: scores windows by their distance from benign."""
+
+    def __init__(self, spec: OpenSetSpec, model: Model) -> None:
+        self.spec = spec
+        self.model = model
+        self._error_scale = np.asarray(spec.error_scale, np.float64)
+
+    def scores(self, windows: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
+        """Raw feature windows (N, T, F) -> raw anomaly score per window (threshold: edge)."""
+        x = summarize(self.spec.scaler.transform(windows))
+        out = self.model.predict(x).astype(np.float64)
+        error = (out - x.astype(np.float64)) ** 2 / self._error_scale
+        return np.asarray(error.mean(axis=1), np.float64)
+
+
+def load_benign_model(bundle: Bundle, num_threads: int = 1) -> BenignModel | None:
+    """The bundle's benign model, proven on this runtime; None for a single-model bundle.
+
+    Checked like the classifier: the member's hash and size match the signed section, the
+    runtime loads it with the expected shapes, and the golden vectors reproduce.
+    """
+    spec = OpenSetSpec.from_manifest(bundle.manifest)
+    content = bundle.raw.companion
+    if spec is None:
+        if content is not None:
+            raise BundleError("bundle file: anomaly.tflite present but the manifest has no openset")
+        return None
+    if content is None:
+        raise BundleError("bundle file: missing anomaly.tflite (the manifest declares one)")
+    digest = hashlib.sha256(content).hexdigest()
+    if digest != spec.model_sha256 or len(content) != spec.model_size:
+        raise BundleError(
+            f"bundle benign model: sha256/size mismatch (manifest {spec.model_sha256[:12]}…, "
+            f"file {digest[:12]}…)"
+        )
+    try:
+        model = Model(content, num_threads=num_threads)
+    except ModelLoadError as exc:
+        raise BundleError(f"bundle benign model: {exc}") from None
+    width = 3 * len(bundle.manifest.columns)
+    if model.input_shape != (width,) or model.output_shape != (width,):
+        raise BundleError(
+            f"bundle benign model: shapes {model.input_shape} -> {model.output_shape}, "
+            f"expected ({width},) -> ({width},)"
+        )
+    try:
+        got = model.predict(spec.golden_inputs)
+    except (ValueError, RuntimeError) as exc:
+        raise BundleError(f"bundle benign model golden vectors: cannot check ({exc})") from None
+    error = float(np.max(np.abs(got - spec.golden_outputs), initial=0.0))
+    if not error <= spec.golden_atol:
+        raise BundleError(
+            f"bundle benign model golden vectors: max error {error:.6g} > {spec.golden_atol:.6g}"
+        )
+    return BenignModel(spec, model)
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """How one window's classifier scores and benign-model score become the decider's scores.
+
+    ``watched`` are the indices of attack labels; ``thresholds`` the classifier's (possibly
+    site-calibrated) per-label thresholds; ``anomaly_threshold`` the raw benign-model score at
+    the edge of benign for ``unknown`` (the signed floor, or a site calibration above it);
+    ``gate_threshold`` the edge a known class must cross, always the signed floor: a site
+    calibration quiets the site's own novelty, it must not also silence the classes the
+    classifier knows (their thresholds are calibrated on their own).
+    """
+
+    watched: tuple[int, ...]
+    thresholds: tuple[float, ...]
+    anomaly_threshold: float
+    gate_threshold: float
+
+    def fuse(
+        self, probabilities: npt.NDArray[np.float64], anomaly: npt.NDArray[np.float64]
+    ) -> npt.NDArray[np.float64]:
+        """(N, labels) and (N,) -> (N, labels + 1): attack scores gated, then ``unknown``.
+
+        With r = anomaly score / threshold, the last column is r / (1 + r) where no attack
+        class is confident on a window far from benign (r >= 1), else 0: 0.5 at the edge of
+        benign, below 1 like a softmax score, so ``raise_score`` means the same for it.
+        """
+        raw = np.asarray(anomaly, np.float64)
+        ratio = raw / self.anomaly_threshold
+        far = ratio >= 1.0  # NaN is not far: a broken score never raises
+        fused = np.where((raw >= self.gate_threshold)[:, None], probabilities, 0.0)
+        watched = list(self.watched)
+        if watched:
+            limits = np.asarray(self.thresholds, np.float64)[watched]
+            confident = np.any(probabilities[:, watched] >= limits, axis=1)
+        else:
+            confident = np.zeros(len(ratio), bool)
+        unknown = np.where(far & ~confident, ratio / (1.0 + ratio), 0.0)
+        return np.concatenate((fused, unknown[:, None]), axis=1)
+
+
+def fused_labels(labels: Sequence[str]) -> tuple[str, ...]:
+    """The decider's labels for a paired bundle: the classifier's, then ``unknown``."""
+    return (*labels, UNKNOWN)
+
+
+UNKNOWN_THRESHOLD = 0.5  # r / (1 + r) at r = 1, the edge of benign
+
+
+def describe(manifest: Manifest) -> dict[str, Any] | None:
+    """The ``open_set`` field of the ``model`` topic: None for a single-model bundle."""
+    try:
+        spec = OpenSetSpec.from_manifest(manifest)
+    except BundleError:
+        return None
+    if spec is None:
+        return None
+    return {"benign_model": spec.model_sha256[:12], "threshold": spec.threshold}

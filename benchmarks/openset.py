@@ -1,0 +1,372 @@
+"""Open set and site calibration: unseen attack families, another site's false alarms, cost.
+
+Everything is generated here, from seeds the design was never tried on (``SEEDS``):
+
+- **leave one family out**: for each attack family, a CNN is trained on ``demo-train`` traffic
+  without that family's kinds, paired with a benign model (``iotids openset``), and a scenario
+  of only the held-out kinds (12 s each, 40 s of benign between them) is replayed through the
+  agent: an attack counts as detected when a ``new`` event is raised inside it (up to one
+  window after), and is credited ``unknown / right family`` when that event's label is
+  ``unknown`` or a kind of the same family. Replayed with the bundle's signed thresholds and
+  after a site calibration (below), which must not blind it.
+- **another site**: generated benign traffic of a different device mix and seed than training
+  (``SITE``); calibration runs on one stretch (``iotids agent calibrate``'s code path) and false
+  alarms are counted on a DIFFERENT stretch (another seed of the same site), before and after.
+  Also the shared MQTTset benign captures when ``../shared/datasets`` exists: calibrated on
+  ``benign-train``, counted on ``benign-5mb-train``.
+- **cost**: the pair's int8 latency per window (classifier + benign model, one window per
+  call, median) and the paired bundle's size.
+
+Families of the generator's kinds are listed here (the agent's own taxonomy may name more).
+Run: ``python -m benchmarks.openset [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agent.bundle import Bundle
+    from agent.calibration import SiteCalibration
+    from training.synth.scenario import TrafficScenario
+
+REPO = Path(__file__).resolve().parents[1]
+DATASETS = Path(os.environ.get("IOTIDS_DATASETS", REPO.parent / "shared" / "datasets"))
+NAME = "openset"
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "flood": (
+        "syn_flood",
+        "udp_flood",
+        "icmp_flood",
+        "http_get_flood",
+        "mqtt_connect_flood",
+        "mqtt_publish_flood",
+    ),
+    "scan": ("tcp_syn_scan", "udp_scan"),
+    "bruteforce": ("telnet_bruteforce", "ssh_bruteforce", "mqtt_bruteforce"),
+    "protocol-abuse": ("mqtt_slowdos",),
+    "spoofing": ("arp_spoof",),
+}
+SEEDS = {"train": 11, "holdout": 301, "site_cal": 401, "site_test": 402}
+MQTTSET = ("mqttset_reduced_pcap/benign-train.pcap", "mqttset_reduced_pcap/benign-5mb-train.pcap")
+TARGET_FA = "<= 1 /day"
+TARGET_LATENCY = "<= 200"
+TARGET_SIZE = "<= 150 KB"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes: the full benchmark or ``quick``."""
+
+    train_seconds: float = 240.0  # one pass of demo-train's attacks
+    repeats: int = 2
+    benign_tail: float = 600.0
+    window: int = 4
+    epochs: int = 20
+    site_seconds: float = 4 * 3600.0  # each site stretch
+    families: tuple[str, ...] = tuple(FAMILIES)
+
+
+PLANS = {"full": Plan(), "quick": Plan(site_seconds=900.0, families=("scan", "spoofing"))}
+
+
+def site_scenario(seed: int, seconds: float) -> TrafficScenario:
+    """Another site: more sensors publishing faster, a slow camera, no SSH admin, no firmware."""
+    from training.synth.scenario import BenignSpec, TrafficScenario
+
+    benign = BenignSpec(
+        mqtt_sensors=14,
+        publish_interval=2.0,
+        keepalive=60,
+        cameras=1,
+        camera_fps=5.0,
+        https_clients=4,
+        ssh_admin=False,
+        firmware_downloads=0,
+    )
+    return TrafficScenario(seed=seed, duration=seconds, network="10.20.0.0/24", benign=benign)
+
+
+def holdout_scenario(kinds: tuple[str, ...], seed: int) -> TrafficScenario:
+    """Only ``kinds``, 12 s each at demo-test's rates (0.8x demo-train), 40 s of benign apart."""
+    from training.synth.scenario import _DEMO_RATES, AttackSpec, TrafficScenario
+
+    attacks = tuple(
+        AttackSpec(kind, 30.0 + 52.0 * i, 42.0 + 52.0 * i, _DEMO_RATES[kind] * 0.8)
+        for i, kind in enumerate(kinds)
+    )
+    return TrafficScenario(seed=seed, duration=30.0 + 52.0 * len(kinds) + 20.0, attacks=attacks)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A classifier bundle and its paired bundle, with the key that signed both."""
+
+    classifier: Path
+    paired: Path
+    public_key: Path
+    seconds: float
+
+
+def train_pair(folder: Path, plan: Plan, exclude: tuple[str, ...] = (), seed: int = 0) -> Pair:
+    """demo-train without ``exclude`` -> int8 CNN bundle -> benign model -> paired bundle."""
+    from converters.bundle import pack
+    from converters.openset import pair
+    from converters.signing import generate_keypair, load_private_key
+    from training.config import load_config
+    from training.datasets import load
+    from training.openset import BenignTraining, benign_windows, train_benign
+    from training.quiet import quiet_tensorflow
+    from training.synth.scenario import preset
+    from training.synth.traffic import generate_traffic
+    from training.train import train
+
+    quiet_tensorflow()
+    began = time.perf_counter()
+    base = preset("demo-train")
+    kept = tuple(a for a in base.attacks if a.kind not in exclude)
+    once = dataclasses.replace(base, seed=SEEDS["train"], attacks=kept)
+    scenario = once.with_overrides(duration=plan.train_seconds).repeated(
+        plan.repeats, plan.benign_tail
+    )
+    data = folder / "train-data"
+    generate_traffic(scenario, data)
+    overrides: dict[str, Any] = {
+        "dataset": "synthetic",
+        "path": str(data),
+        "model": "cnn",
+        "out": str(folder / "model"),
+        "step": "1s",
+        "window": plan.window,
+        "epochs": plan.epochs,
+        "units": 32,
+        "patience": 5,
+        "split": "blocks",
+        "blocks": 40,
+        "seed": seed,
+        "onset_weight": 7.0,
+        "calibrate_thresholds": True,
+        "target_fpr": 0.001,
+        "threshold_floor": 0.6,
+        "baseline_trees": 5,
+        "verbose": 0,
+    }
+    train(load_config(None, overrides))
+    private, public, _ = generate_keypair(folder / "signer")
+    classifier = folder / "classifier.bundle"
+    pack(folder / "model", "int8", classifier, sign_key=private)
+    windows = benign_windows(load("synthetic", str(data), step="1s"), plan.window)
+    benign = train_benign(windows, BenignTraining(seed=seed))
+    paired = folder / "paired.bundle"
+    pair(classifier, benign.tflite, benign.spec, load_private_key(private), paired)
+    return Pair(classifier, paired, public, time.perf_counter() - began)
+
+
+def _row(case: str, metric: str, value: object, unit: str, target: str = "") -> dict[str, object]:
+    return {
+        "benchmark": NAME,
+        "case": case,
+        "metric": metric,
+        "value": value,
+        "unit": unit,
+        "target": target,
+    }
+
+
+def family_of(label: str) -> str:
+    """The family of a generator kind, ``unknown`` for the open-set label."""
+    for family, kinds in FAMILIES.items():
+        if label in kinds:
+            return family
+    return label
+
+
+def holdout_detections(
+    bundle: Bundle, capture: Path, scenario: TrafficScenario, calibration: Any = None
+) -> dict[str, str | None]:
+    """Attack -> the label of the first ``new`` event inside it (None: missed)."""
+    from agent.app import replay_capture
+
+    events = replay_capture(bundle, capture, calibration=calibration).events
+    news = [e for e in events if e.kind == "new"]
+    step_ns = bundle.manifest.step.size_ns
+    t0 = scenario.start_time * 1_000_000_000
+    found: dict[str, str | None] = {}
+    for attack in scenario.attacks:
+        start = t0 + round(attack.start * 1e9)
+        until = t0 + round(attack.stop * 1e9) + bundle.manifest.window * step_ns
+        labels = [e.label for e in news if start < e.time_ns <= until]
+        found[attack.name] = labels[0] if labels else None
+    return found
+
+
+def calibrate_on(bundle: Bundle, capture: Path, target: float = 1.0) -> SiteCalibration:
+    """``iotids agent calibrate``'s computation on one capture (no files)."""
+    from agent.calibrate_cli import calibrate_bundle
+
+    found: SiteCalibration = calibrate_bundle(bundle, str(capture), target)
+    return found
+
+
+def false_alarms_per_day(
+    bundle: Bundle, capture: Path, calibration: Any = None
+) -> tuple[float, str]:
+    """``new`` events per day of ``capture`` and the unit (span, labels) to print beside it."""
+    from agent.app import replay_capture
+
+    result = replay_capture(bundle, capture, calibration=calibration)
+    news = [e for e in result.events if e.kind == "new"]
+    days = result.source.steps * bundle.manifest.step.size_ns / 8.64e13
+    labels = ", ".join(sorted({e.label for e in news})) or "-"
+    unit = f"/day: {len(news)} in {days * 24:.2f} h ({labels})"
+    return (round(len(news) / days, 1) if days > 0 else float("nan")), unit
+
+
+def latency_us(bundle: Bundle, capture: Path, runs: int = 400) -> tuple[float, float]:
+    """Median µs per window of the pair, one window per call: end to end, interpreters only.
+
+    End to end is what the agent pays per window: both scalers, the summary, both
+    interpreter calls and the benign score; the second figure is the two ``invoke``s alone.
+    """
+    import numpy as np
+
+    from agent.features.capture import read_capture
+    from agent.features.steps import sliding_windows
+    from agent.features.traffic import featurize
+    from agent.openset import load_benign_model, summarize
+
+    benign = load_benign_model(bundle)
+    steps = featurize(read_capture(capture).packets, bundle.manifest.step).values
+    windows = sliding_windows(steps, bundle.manifest.window)[:runs]
+    times, invokes = [], []
+    for w in windows:
+        one = np.ascontiguousarray(w[None])
+        began = time.perf_counter()
+        bundle.model.predict(bundle.manifest.prepare(one))
+        if benign is not None:
+            benign.scores(one)
+        times.append(time.perf_counter() - began)
+        x = bundle.manifest.prepare(one)
+        summary = summarize(benign.spec.scaler.transform(one)) if benign is not None else None
+        began = time.perf_counter()
+        bundle.model.predict(x)
+        if benign is not None and summary is not None:
+            benign.model.predict(summary)
+        invokes.append(time.perf_counter() - began)
+    return (
+        round(statistics.median(times) * 1e6, 1),
+        round(statistics.median(invokes) * 1e6, 1),
+    )
+
+
+def site_rows(pair: Pair, plan: Plan, folder: Path) -> list[dict[str, object]]:
+    """False alarms per day on another site's held-out stretch, before and after calibration."""
+    from agent.bundle import load_bundle, load_public_key
+    from training.synth.traffic import generate_traffic
+
+    key = [load_public_key(pair.public_key)]
+    cal_run = generate_traffic(site_scenario(SEEDS["site_cal"], plan.site_seconds), folder / "s1")
+    test_run = generate_traffic(site_scenario(SEEDS["site_test"], plan.site_seconds), folder / "s2")
+    stretches = [("generated site", cal_run.pcap, test_run.pcap)]
+    first, second = (DATASETS / p for p in MQTTSET)
+    if first.exists() and second.exists():
+        stretches.append(("MQTTset benign", first, second))
+    rows: list[dict[str, object]] = []
+    for which, path in (("classifier", pair.classifier), ("pair", pair.paired)):
+        bundle = load_bundle(path, key)
+        for case, cal_capture, test_capture in stretches:
+            before, unit = false_alarms_per_day(bundle, test_capture)
+            calibration = calibrate_on(bundle, cal_capture)
+            after, after_unit = false_alarms_per_day(bundle, test_capture, calibration)
+            name = f"{case}, {which}"
+            rows.append(_row(name, "false alarms before", before, unit))
+            rows.append(_row(name, "after calibration", after, after_unit, TARGET_FA))
+            if which == "pair" and calibration.anomaly_threshold is not None:
+                floor = calibration.anomaly_threshold
+                rows.append(_row(name, "anomaly threshold", round(floor, 3), "raw score"))
+        if which == "pair":
+            end_to_end, invokes = latency_us(bundle, test_run.pcap)
+            rows.append(_row("pair", "int8 latency p50", end_to_end, "us/window", TARGET_LATENCY))
+            rows.append(_row("pair", "interpreters only p50", invokes, "us/window"))
+            size = pair.paired.stat().st_size
+            rows.append(_row("pair", "bundle size", size, "bytes", TARGET_SIZE))
+    return rows
+
+
+def family_rows(plan: Plan, folder: Path, site_cal: Path) -> list[dict[str, object]]:
+    """Leave one family out: held-out attacks detected, signed thresholds and calibrated."""
+    from agent.bundle import load_bundle, load_public_key
+    from training.synth.traffic import generate_traffic
+
+    rows: list[dict[str, object]] = []
+    totals = {"signed": [0, 0, 0], "calibrated": [0, 0, 0]}
+    for family in plan.families:
+        kinds = FAMILIES[family]
+        pair = train_pair(folder / f"without-{family}", plan, kinds)
+        bundle = load_bundle(pair.paired, [load_public_key(pair.public_key)])
+        scenario = holdout_scenario(kinds, SEEDS["holdout"])
+        run = generate_traffic(scenario, folder / f"holdout-{family}")
+        calibration = calibrate_on(bundle, site_cal)
+        for mode, cal in (("signed", None), ("calibrated", calibration)):
+            found = holdout_detections(bundle, run.pcap, scenario, cal)
+            for kind, label in found.items():
+                good = label is not None and (label == "unknown" or family_of(label) == family)
+                totals[mode][0] += int(label is not None)
+                totals[mode][1] += int(good)
+                totals[mode][2] += 1
+                shown = label if label is not None else "missed"
+                rows.append(_row(f"without {family}: {kind}", f"first alarm, {mode}", shown, ""))
+    for mode, (any_label, right, total) in totals.items():
+        rows.append(
+            _row(
+                f"held-out attacks, {mode}",
+                "alarm, any label",
+                f"{any_label}/{total}",
+                "attacks",
+                "all",
+            )
+        )
+        rows.append(
+            _row(
+                f"held-out attacks, {mode}",
+                "alarm, unknown or family",
+                f"{right}/{total}",
+                "attacks",
+                "all",
+            )
+        )
+    return rows
+
+
+def run(quick: bool = False) -> list[dict[str, object]]:
+    """All rows; bundles are trained in a temporary folder."""
+    plan = PLANS["quick" if quick else "full"]
+    with tempfile.TemporaryDirectory(prefix="iotids-bench-openset-") as tmp:
+        folder = Path(tmp)
+        pair = train_pair(folder / "all", plan)
+        rows = [_row("pair, all families", "generate+train+pair", round(pair.seconds, 1), "s")]
+        rows += site_rows(pair, plan, folder)
+        rows += family_rows(plan, folder, folder / "s1" / "traffic.pcap")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="two families, 15-min site stretches")
+    args = parser.parse_args()
+    for row in run(args.quick):
+        value = row["value"]
+        text = f"{value:.3f}" if isinstance(value, float) else str(value)
+        print(f"{row['case']:<40} {row['metric']:<28} {text:>10} {row['unit']} {row['target']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,266 @@
+"""Site calibration: robust thresholds, the signed floor, persistence, CLI and live agent."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from agent import calibration as cal
+from agent.app import App, replay_capture
+from agent.bundle import load_bundle, load_public_key
+from agent.cli import main as iotids
+from agent.config import ConfigError, parse_config
+from agent.features.traffic import TRAFFIC_V1
+from agent.inference import Debounce, ModelSlot
+from agent.report.memory import MemorySink
+from agent.sources import StepBatch
+from tests.agent.flood_bundle import FloodKit, flood_kit
+from tests.agent.openset_kit import PairKit, pair_kit
+
+
+@pytest.fixture(scope="module")
+def kit(tmp_path_factory: pytest.TempPathFactory) -> FloodKit:
+    return flood_kit(tmp_path_factory.mktemp("flood"))
+
+
+@pytest.fixture(scope="module")
+def pairs(kit: FloodKit, tmp_path_factory: pytest.TempPathFactory) -> PairKit:
+    return pair_kit(kit, tmp_path_factory.mktemp("pairs"))
+
+
+# --- the statistics ----------------------------------------------------------------------------
+
+
+def test_the_tail_threshold_ignores_a_contaminated_top_percent() -> None:
+    rng = np.random.default_rng(0)
+    clean = rng.exponential(1.0, 20_000)
+    dirty = clean.copy()
+    dirty[:150] = 1e6  # 0.75 % of the period is an attack scoring off the scale
+    exceed = 1e-5
+    # the attack moves the threshold by a bounded amount (q99 shifts inside the sample) and
+    # never reaches it: a quantile as high as the target rate would be the attack itself
+    assert cal.tail_threshold(clean, exceed) < cal.tail_threshold(dirty, exceed)
+    assert cal.tail_threshold(dirty, exceed) < 2 * cal.tail_threshold(clean, exceed)
+    assert np.quantile(dirty, 1 - exceed) == 1e6
+    # an exponential tail: the extrapolation lands near the true quantile, ln(1 / 1e-5)
+    assert cal.tail_threshold(clean, exceed) == pytest.approx(np.log(1 / exceed), rel=0.15)
+    assert cal.tail_threshold(clean, 0.1) == pytest.approx(np.quantile(clean, 0.9))
+
+
+def _compute(probabilities: Any, anomaly: Any, **kw: Any) -> cal.SiteCalibration:
+    args: dict[str, Any] = {
+        "bundle_id": "b",
+        "labels": ("benign", "flood"),
+        "watched": (1,),
+        "signed": (0.5, 0.5),
+        "probabilities": probabilities,
+        "anomaly": anomaly,
+        "anomaly_floor": 1.0,
+        "seconds": float(len(probabilities)),
+        "target_per_day": 1.0,
+    }
+    return cal.compute(**(args | kw))
+
+
+def test_calibration_never_goes_below_the_signed_floor() -> None:
+    n = 5000
+    probabilities = np.column_stack((np.full(n, 0.99), np.full(n, 0.01)))
+    found = _compute(probabilities, np.full(n, 0.01))
+    assert found.thresholds == {"flood": 0.5}
+    assert found.anomaly_threshold == 1.0
+
+
+def test_a_noisy_site_raises_thresholds_and_rare_flags_are_left_out() -> None:
+    rng = np.random.default_rng(1)
+    n = 20_000
+    flood = rng.beta(2, 30, n)  # the site's benign traffic looks a little like a flood
+    anomaly = rng.lognormal(0.5, 0.6, n)
+    flood[:100] = anomaly[:100] = 0.999  # 0.5 % confident and far: flagged
+    anomaly[:100] = 500.0
+    found = _compute(np.column_stack((1 - flood, flood)), anomaly)
+    assert found.excluded == 100
+    assert found.flagged_fraction == pytest.approx(0.005)
+    assert 0.5 < found.thresholds["flood"] < 0.999
+    assert 1.0 < (found.anomaly_threshold or 0) < 500.0
+
+
+def test_a_site_flagged_most_of_the_time_is_calibrated_on_and_says_so() -> None:
+    n = 2000
+    probabilities = np.column_stack((np.full(n, 0.2), np.linspace(0.6, 0.9, n)))
+    found = _compute(probabilities, np.full(n, 5.0))
+    assert found.flagged_fraction == 1.0
+    assert found.excluded == 0
+    assert found.thresholds["flood"] > 0.9
+
+
+def test_too_few_windows_is_an_error() -> None:
+    with pytest.raises(cal.CalibrationError, match="need at least"):
+        _compute(np.zeros((10, 2)), np.zeros(10))
+
+
+def test_a_calibration_file_round_trips_atomically_and_bad_files_are_one_line(
+    tmp_path: Path,
+) -> None:
+    found = _compute(np.column_stack((np.full(500, 0.9), np.full(500, 0.1))), np.ones(500))
+    path = tmp_path / "state" / "calibration-cnn.json"
+    cal.save(found, path)
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary left behind
+    assert cal.load(path) == found
+    for text in ("{", '{"schema": "x"}', json.dumps({**found.to_dict(), "windows": "9"})):
+        path.write_text(text)
+        with pytest.raises(cal.CalibrationError):
+            cal.load(path)
+
+
+@pytest.mark.parametrize(
+    ("table", "words"),
+    [
+        ({"duration": "soon"}, "calibration.duration: must be a number and a unit"),
+        ({"duration": "10s"}, "calibration.duration: must be 1m..30d"),
+        ({"target_false_alarms_per_day": 0}, "calibration.target_false_alarms_per_day"),
+        ({"period": "1h"}, "calibration.period: unknown key"),
+    ],
+)
+def test_calibration_config_errors_name_the_key(table: dict[str, Any], words: str) -> None:
+    with pytest.raises(ConfigError, match=words):
+        parse_config({"agent": {"device_id": "gw"}, "calibration": table})
+
+
+def test_calibration_config_defaults() -> None:
+    config = parse_config({"agent": {"device_id": "gw"}, "calibration": {}})
+    assert config.calibration is not None
+    assert config.calibration.seconds == 86400.0
+    assert config.calibration.target_false_alarms_per_day == 1.0
+
+
+# --- offline: iotids agent calibrate / replay --calibration --------------------------------------
+
+
+@pytest.mark.tf
+def test_offline_calibration_keeps_the_attack_it_was_made_during(
+    kit: FloodKit, pairs: PairKit, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "cal.json"
+    common = ("--bundle", str(pairs.paired), "--trust-key", str(kit.public_key))
+    code = iotids(
+        ["agent", "calibrate", *common, "--capture", str(pairs.long_capture), "--out", str(out)]
+    )
+    assert code == 0, capsys.readouterr().err
+    found = cal.load(out)
+    bundle = load_bundle(pairs.paired, [load_public_key(kit.public_key)])
+    assert found.bundle_id == bundle.manifest.bundle_id
+    assert 0 < found.excluded <= 0.05 * (found.windows + found.excluded)  # the flood, left out
+    assert found.anomaly_threshold is not None
+    assert found.anomaly_threshold >= 0.005
+    capsys.readouterr()
+    code = iotids(
+        [
+            *("agent", "replay", *common, "--capture", str(pairs.long_capture)),
+            *("--calibration", str(out), "--json"),
+        ]
+    )
+    assert code == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    news = [e for e in events if e["type"] == "new"]
+    assert [e["label"] for e in news] == ["flood"]
+    assert 0 < news[0]["window_end"] - pairs.long_flood_start <= 3.0
+
+
+@pytest.mark.tf
+def test_replay_refuses_a_calibration_made_for_another_bundle(
+    kit: FloodKit, pairs: PairKit, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = _compute(np.column_stack((np.full(500, 0.9), np.full(500, 0.1))), np.ones(500))
+    cal.save(other, tmp_path / "other.json")
+    code = iotids(
+        [
+            *("agent", "replay", "--bundle", str(pairs.paired), "--capture", str(kit.capture)),
+            *("--trust-key", str(kit.public_key), "--calibration", str(tmp_path / "other.json")),
+        ]
+    )
+    assert code == 2
+    assert "--calibration: made for bundle b" in capsys.readouterr().err
+
+
+@pytest.mark.tf
+def test_calibration_is_refused_while_a_detection_is_active(kit: FloodKit, pairs: PairKit) -> None:
+    bundle = load_bundle(pairs.paired, [load_public_key(kit.public_key)])
+    slot = ModelSlot("m", "lan", TRAFFIC_V1, bundle.manifest.step, bundle, Debounce())
+    opened: list[Any] = []
+    replay_capture(bundle, kit.capture, on_scores=lambda *row: opened.append(row))
+    # feed the slot up to the middle of the flood through the real source path
+    from agent.features.capture import read_capture
+    from agent.features.traffic import featurize
+
+    steps = featurize(read_capture(kit.capture).packets, bundle.manifest.step)
+    middle = int(np.searchsorted(steps.start_ns, int((kit.flood_start + 4) * 1e9)))
+    events = slot.push(StepBatch(steps.start_ns[:middle], steps.values[:middle]))
+    assert [e.kind for e in events] == ["new"]
+    found = cal.SiteCalibration(bundle.manifest.bundle_id, {}, 1.0, 1.0, 100, 0, 0.0, 100.0)
+    with pytest.raises(cal.CalibrationError, match="while a detection is active"):
+        slot.calibrate(found)
+    assert slot.calibration is None
+    slot.push(StepBatch(steps.start_ns[middle:], steps.values[middle:]))
+    slot.calibrate(found)
+    assert slot.calibration == found
+    assert any(row[3].any() for row in opened)  # the hook marks windows inside a detection
+
+
+# --- live: [calibration] in the agent ------------------------------------------------------------
+
+
+@pytest.mark.tf
+def test_the_agent_calibrates_persists_reports_and_resets(
+    kit: FloodKit, pairs: PairKit, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config_data: dict[str, Any] = {
+        "agent": {
+            "device_id": "gw-test",
+            "state_dir": str(tmp_path / "state"),
+            "trusted_keys": [str(kit.public_key)],
+        },
+        "mqtt": {"enabled": False},
+        "sources": [{"name": "lan", "kind": "pcap", "path": str(pairs.long_capture)}],
+        "models": [{"name": "cnn", "bundle": str(pairs.paired), "source": "lan"}],
+        "calibration": {"duration": "4m", "target_false_alarms_per_day": 1},
+    }
+    sink = MemorySink()
+    app = App(parse_config(config_data), sinks=[sink])
+    thread = threading.Thread(target=app.run, name="agent-under-test")
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive()
+    assert sink.models[0]["calibration"] == {"state": "collecting"}
+    assert sink.models[0]["open_set"]["threshold"] == 0.005
+    # the flood came during calibration: the classifier stayed armed and raised it
+    assert [e["label"] for e in sink.events if e["type"] == "new"] == ["flood"]
+    state = tmp_path / "state" / "calibration-cnn.json"
+    saved = cal.load(state)
+    assert sink.models[-1]["calibration"]["state"] == "calibrated"
+    assert sink.models[-1]["calibration"]["windows"] == saved.windows
+    assert saved.seconds >= 240.0
+    # the next start resumes with it and does not collect again
+    sink = MemorySink()
+    app = App(parse_config(config_data), sinks=[sink])
+    assert app.pipeline.slot_list()[0].calibration == saved
+    config_path = tmp_path / "agent.toml"
+    config_path.write_text(_toml(config_data))
+    assert iotids(["agent", "calibrate", "--reset", "--config", str(config_path)]) == 0
+    assert not state.exists()
+    assert "removed 1 calibration file" in capsys.readouterr().err
+
+
+def _toml(data: dict[str, Any]) -> str:
+    """Just enough TOML for this test's config."""
+    agent, source, model = data["agent"], data["sources"][0], data["models"][0]
+    return (
+        f'[agent]\ndevice_id = "{agent["device_id"]}"\nstate_dir = "{agent["state_dir"]}"\n'
+        f'trusted_keys = ["{agent["trusted_keys"][0]}"]\n[mqtt]\nenabled = false\n'
+        f'[[sources]]\nname = "lan"\nkind = "pcap"\npath = "{source["path"]}"\n'
+        f'[[models]]\nname = "cnn"\nbundle = "{model["bundle"]}"\nsource = "lan"\n'
+    )

@@ -1,0 +1,162 @@
+"""Train the benign model that sits beside a classifier (desktop side of ``agent.openset``).
+
+Windows come from the same feature pipeline as the classifier's (``training.datasets``, which
+calls ``agent/features``), with the classifier bundle's step and window; only windows whose
+every step is benign are used. The model is a small dense autoencoder over the window summary
+(``agent.openset.summarize``: per feature the mean, max and last step of the scaled window), fit
+on the first 80 % of benign windows in time order. It is converted to full int8 TFLite (the
+training summaries are the representative set) and everything after is measured on that int8
+model: the per-dimension error scale on the training windows, and the threshold — the
+``quantile`` of the scores of the last 20 % (never trained on), the signed floor a site
+calibration never goes below.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from agent.bundle import Scaler
+from agent.features.steps import sliding_windows
+from agent.openset import MIN_ERROR_SCALE, OpenSetSpec, summarize
+from agent.runtime import Model
+from training.datasets.base import Dataset
+
+logger = logging.getLogger(__name__)
+
+TRAIN_FRACTION = 0.8
+GOLDEN_COUNT = 4
+MIN_WINDOWS = 50
+
+
+class OpenSetError(ValueError):
+    """Data the benign model cannot be trained on; one line says why."""
+
+
+@dataclass(frozen=True)
+class BenignTraining:
+    """Knobs of the benign model (small on purpose: it must run in microseconds)."""
+
+    hidden: int = 32
+    code: int = 8
+    epochs: int = 60
+    batch_size: int = 64
+    quantile: float = 0.999  # of held-out benign scores: the threshold
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainedBenign:
+    """The int8 model and its signed-section description."""
+
+    tflite: bytes
+    spec: OpenSetSpec
+    validation_scores: npt.NDArray[np.float64]
+
+
+def benign_windows(dataset: Dataset, window: int) -> npt.NDArray[np.float32]:
+    """Raw windows (N, T, F) of consecutive benign steps within one group, in time order."""
+    benign = dataset.benign
+    if benign is None:
+        raise OpenSetError("dataset: no benign/normal class to learn from")
+    assert dataset.groups is not None
+    ok = dataset.label_names == benign
+    parts: list[npt.NDArray[np.float32]] = []
+    start = 0
+    n = len(dataset.x)
+    for i in range(1, n + 1):
+        if i == n or dataset.groups[i] != dataset.groups[start] or ok[i] != ok[start]:
+            if ok[start] and i - start >= window:
+                parts.append(sliding_windows(dataset.x[start:i], window))
+            start = i
+    if not parts:
+        raise OpenSetError(f"dataset: no run of {window} benign steps")
+    return np.concatenate(parts).astype(np.float32)
+
+
+def fit_scaler(windows: npt.NDArray[np.float32]) -> Scaler:
+    """Min-max over the benign training steps (what lies beyond clips to the 0..1 edges)."""
+    rows = windows.reshape(-1, windows.shape[-1]).astype(np.float64)
+    lo, hi = rows.min(axis=0), rows.max(axis=0)
+    return Scaler("minmax", tuple(lo), tuple(hi), tuple(lo), tuple(hi))
+
+
+def _build(width: int, options: BenignTraining) -> Any:
+    import keras
+
+    layers = keras.layers
+    inputs = keras.Input((width,), name="summary")
+    x = layers.Dense(options.hidden, activation="relu")(inputs)
+    x = layers.Dense(options.code, activation="relu", name="code")(x)
+    x = layers.Dense(options.hidden, activation="relu")(x)
+    out = layers.Dense(width, activation="sigmoid", name="reconstruction")(x)
+    return keras.Model(inputs, out, name="benign_autoencoder")
+
+
+def train_benign(
+    windows: npt.NDArray[np.float32], options: BenignTraining | None = None
+) -> TrainedBenign:
+    """Fit, convert to int8, and describe the benign model of raw benign windows (N, T, F)."""
+    import keras
+
+    from converters.quantize import _silenced, quiet_tensorflow, to_tflite
+
+    options = options or BenignTraining()
+    if len(windows) < MIN_WINDOWS:
+        raise OpenSetError(f"dataset: {len(windows)} benign windows, need {MIN_WINDOWS}")
+    quiet_tensorflow()
+    keras.utils.set_random_seed(options.seed)
+    cut = int(len(windows) * TRAIN_FRACTION)
+    scaler = fit_scaler(windows[:cut])
+    train = summarize(scaler.transform(windows[:cut]))
+    held = summarize(scaler.transform(windows[cut:]))
+    model = _build(train.shape[1], options)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="mse")
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=8, restore_best_weights=True)
+    with _silenced():
+        model.fit(
+            train,
+            train,
+            validation_data=(held, held),
+            epochs=options.epochs,
+            batch_size=options.batch_size,
+            callbacks=[stop],
+            verbose=0,
+        )
+        tflite = to_tflite(model, "int8", train[:500])
+    runtime = Model(tflite)
+    error = (runtime.predict(train).astype(np.float64) - train) ** 2
+    scale = np.maximum(error.mean(axis=0), MIN_ERROR_SCALE)
+    held_scores = np.mean((runtime.predict(held).astype(np.float64) - held) ** 2 / scale, axis=1)
+    threshold = float(np.quantile(held_scores, options.quantile))
+    golden_in = held[:GOLDEN_COUNT].astype(np.float32)
+    out_q = runtime.output_quantization
+    spec = OpenSetSpec(
+        model_sha256=hashlib.sha256(tflite).hexdigest(),
+        model_size=len(tflite),
+        scaler=scaler,
+        error_scale=tuple(float(v) for v in scale),
+        threshold=threshold,
+        golden_inputs=golden_in,
+        golden_outputs=runtime.predict(golden_in),
+        golden_atol=2.0 * out_q.scale if out_q is not None else 1e-3,
+        calibration={
+            "method": "quantile of held-out benign window scores",
+            "quantile": options.quantile,
+            "n_benign": len(held),
+            "n_train": cut,
+        },
+    )
+    logger.info(
+        "benign model: %d bytes, %d training / %d held-out windows, threshold %.4g",
+        len(tflite),
+        cut,
+        len(held),
+        threshold,
+    )
+    return TrainedBenign(tflite, spec, held_scores)
