@@ -61,8 +61,10 @@ _MANIFEST = stored("manifest.json", b"{}")
 _MODEL = stored("model.tflite", b"TFL3")
 _HOSTILE: dict[str, tuple[Callable[[], bytes], str]] = {
     "many-members": (
-        lambda: archive([_MANIFEST, _MODEL, _SIG, stored("extra", b"")]),
-        "4 members, a bundle holds at most 3",
+        lambda: archive(
+            [_MANIFEST, _MODEL, _SIG, stored("anomaly.tflite", b""), stored("extra", b"")]
+        ),
+        "5 members, a bundle holds at most 4",
     ),
     "count-lies-directory-huge": (
         lambda: archive([stored(f"m{i}", b"") for i in range(2000)], entries=3),
