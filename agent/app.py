@@ -547,7 +547,7 @@ def replay_capture(
     from agent.sources.pcap import PcapSource
 
     step = bundle.manifest.step
-    step_text = f"{int(step.size)}p" if step.kind == "packets" else f"{step.size}s"
+    step_text = step.text
     options = PcapOptions(str(capture), realtime=realtime)
     source = PcapSource(SourceConfig("capture", "pcap", options, step_text))
     slot = ModelSlot("replay", source.name, source.feature_set, source.step, bundle, debounce)

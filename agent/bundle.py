@@ -44,7 +44,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.features.schema import FeatureSet
-from agent.features.steps import StepSpec
+from agent.features.steps import PADDINGS, STEP_KINDS, StepSpec
 from agent.runtime import Model, ModelLoadError, Quantization
 
 logger = logging.getLogger(__name__)
@@ -152,6 +152,9 @@ class Manifest:
     key_id: str | None = None
     format: int = FORMAT
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # how the first windows of a stream are filled before ``window`` steps exist: "none" (no
+    # window until then; manifests without the key) or "zeros" (all-zero steps, as trained)
+    padding: str = "none"
 
     def prepare(self, windows: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
         """Raw feature windows (N, T, F) -> scaled model inputs (N, *input_shape).
@@ -284,9 +287,8 @@ def _parse_manifest(raw: Mapping[str, Any]) -> Manifest:
         raise r.fail("columns", "empty")
     step_raw = r.child("step")
     try:
-        size = float(step_raw.get("size", (int, float)))
-        packets = step_raw.text("kind", ("time", "packets")) == "packets"
-        step = StepSpec("packets", size) if packets else StepSpec("time", size)
+        step_raw.text("kind", STEP_KINDS)
+        step = StepSpec.from_dict(step_raw.raw)
     except ValueError as exc:
         raise r.fail("step", str(exc)) from None
     window = r.get("window", int)
@@ -348,6 +350,7 @@ def _parse_manifest(raw: Mapping[str, Any]) -> Manifest:
         runtimes=r.mapping("runtimes", str),
         key_id=key_id,
         extra=r.mapping("extra") if "extra" in raw else {},
+        padding=r.text("padding", PADDINGS) if "padding" in raw else "none",
     )
 
 

@@ -222,8 +222,8 @@ def _step(value: Any) -> StepSpec:
     if value is None:
         return StepSpec()
     try:
-        return StepSpec(value["kind"], float(value["size"]))
-    except (KeyError, TypeError, ValueError) as exc:
+        return StepSpec.from_dict(value)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise PackError(f"training metadata: step: {exc}") from None
 
 
@@ -270,6 +270,7 @@ def build_manifest(
         runtimes={runtime_name(): runtime_version()},
         key_id=signer,
         extra={k: preprocess[k] for k in EXTRA_KEYS if k in preprocess},
+        padding=str(preprocess.get("padding", "none")),
     )
     # Round-trip through the agent's own parser: a manifest the agent would refuse is never packed.
     try:

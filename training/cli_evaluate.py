@@ -35,9 +35,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(  # noqa: T201
         f"{result['n']} samples: accuracy {result['accuracy']:.4f} "
-        f"macro-F1 {result['macro_f1']:.4f} weighted-F1 {result['weighted_f1']:.4f}"
+        f"macro-F1 {result['macro_f1']:.4f} over {result['macro_f1_classes']} classes "
+        f"weighted-F1 {result['weighted_f1']:.4f}"
     )
     for label, m in result["per_class"].items():
+        if m.get("absent"):
+            print(f"  {label:16s} absent: no samples and never predicted (not in macro-F1)")  # noqa: T201
+            continue
         print(  # noqa: T201
             f"  {label:16s} P {m['precision']:.3f} R {m['recall']:.3f} F1 {m['f1']:.3f} "
             f"FPR {m['fpr']:.4f} FNR {m['fnr']:.4f} n {m['support']}"

@@ -94,6 +94,9 @@ def _table(metrics: dict[str, Any]) -> list[str]:
         "|---|---|---|---|---|---|---|",
     ]
     for label, m in metrics["per_class"].items():
+        if m.get("absent"):
+            lines.append(f"| {label} | absent from this split (not in macro-F1) | | | | | 0 |")
+            continue
         lines.append(
             f"| {label} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} "
             f"| {m['fpr']:.4f} | {m['fnr']:.4f} | {m['support']} |"

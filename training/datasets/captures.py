@@ -132,7 +132,10 @@ def address_labels(
     if spec.kind == "time":
         step = table.ts_ns // spec.size_ns - step_start_ns[0] // spec.size_ns
     else:
-        step = np.arange(len(table), dtype=np.int64) // int(spec.size)
+        from agent.features.mixed import packet_rows
+        from agent.features.traffic import MAX_IDLE_STEPS
+
+        step = packet_rows(table.ts_ns, spec, MAX_IDLE_STEPS)
     out = labels.astype(object)
     tagged = packet_label != ""
     for k in np.unique(step[tagged]):
