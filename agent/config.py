@@ -363,7 +363,7 @@ class SourceConfig:
             spec = StepSpec.parse(self.step)
         except ValueError:
             raise FieldError(
-                "step", f"must look like '1s', '0.5s', '100p' or '20p/1s', got {self.step!r}"
+                "step", f"must look like '1s', '0.5s' or '100p', got {self.step!r}"
             ) from None
         check(
             not (self.kind == "host" and spec.counts_packets),

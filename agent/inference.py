@@ -215,7 +215,8 @@ class ModelSlot:
         kept = old_tail[len(old_tail) - keep :] if keep_tail and keep > 0 else start[:0]
         kept_evidence = old_evidence[len(old_evidence) - len(kept) :] if len(kept) else []
         self._tail = np.concatenate((start[len(kept) :], kept), axis=0).astype(np.float32)
-        self._evidence = [None] * (len(self._tail) - len(kept)) + kept_evidence
+        padded: list[Evidence | None] = [None] * (len(self._tail) - len(kept))
+        self._evidence = padded + kept_evidence
 
 
 def describe(bundle: Bundle) -> dict[str, Any]:

@@ -73,7 +73,9 @@ def evaluate_model(model_dir: str | Path, kind: str | None, path: str) -> dict[s
     if dataset.sequential:
         groups = split.runs(dataset.groups, np.zeros(len(y_all), np.str_))
         padded = split.stream_starts(dataset.groups) if state.get("padding") == "zeros" else None
-        fill = Scaler.from_dict(state["scaler"]).transform(np.zeros((1, len(state["columns"]))))
+        fill = Scaler.from_dict(state["scaler"]).transform(
+            np.zeros((1, len(state["columns"])), np.float32)
+        )
         w, y, last = split.windows(
             x_scaled, y_all, groups, spec.window, padded or frozenset(), fill[0]
         )

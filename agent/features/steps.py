@@ -91,8 +91,7 @@ class StepSpec:
         for key, value in (("size", size), ("seconds", seconds)):
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"{key} must be a number, got {value!r}")
-        assert isinstance(size, int | float) and isinstance(seconds, int | float)
-        return cls(kind, float(size), float(seconds))
+        return cls(kind, float(size), float(seconds))  # type: ignore[arg-type]
 
     @classmethod
     def parse(cls, text: str) -> StepSpec:

@@ -49,6 +49,7 @@ def _traffic(root: Path, spec: StepSpec, max_rows: int | None) -> Dataset:
     from agent.features.capture import read_capture
     from agent.features.mixed import packet_rows
     from agent.features.traffic import MAX_IDLE_STEPS, TRAFFIC_V1, featurize
+    from training.datasets.captures import recording_info
 
     capture = read_capture(root / "traffic.pcap")
     steps = featurize(capture.packets, spec)
@@ -79,6 +80,7 @@ def _traffic(root: Path, spec: StepSpec, max_rows: int | None) -> Dataset:
         dropped={"malformed_frames": capture.malformed_total} if capture.malformed_total else {},
         step=spec.to_dict(),
         options={"step": spec_text(spec), "part": "traffic"},
+        recordings={root.name: recording_info(capture.packets.ts_ns, min(end, len(steps)))},
     )
 
 
