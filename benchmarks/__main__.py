@@ -22,6 +22,7 @@ MODULES = (
     "benchmarks.conversion",
     "benchmarks.agent_replay",
     "benchmarks.detection",
+    "benchmarks.events",
     "benchmarks.training_quality",
 )
 

@@ -11,15 +11,30 @@ logger = logging.getLogger(__name__)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    """``--model DIR --dataset KIND --path P [--json]``."""
-    parser.add_argument("--model", required=True, help="a directory written by iotids train")
+    """``--model DIR --dataset KIND --path P [--json]``, or ``--events --bundle B --path P``."""
+    parser.add_argument("--model", help="a directory written by iotids train")
     parser.add_argument("--dataset", help="dataset kind (default: the one the model trained on)")
     parser.add_argument("--path", required=True, help="file or folder to score")
     parser.add_argument("--json", action="store_true", help="print every metric as JSON")
+    parser.add_argument(
+        "--events",
+        action="store_true",
+        help="replay labelled captures through the agent and score per attack (needs --bundle)",
+    )
+    parser.add_argument("--bundle", help="--events: the signed bundle to replay with")
+    parser.add_argument(
+        "--trust-key", action="append", default=[], metavar="PUB", help="--events: signer key"
+    )
+    parser.add_argument("--out", help="--events: write events.json, events.md and a timeline")
 
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate; exit 2 when the data does not fit the model."""
+    if args.events:
+        return _events(args)
+    if not args.model:
+        print("iotids evaluate: --model is required (or --events)", file=sys.stderr)  # noqa: T201
+        return 2
     from training.quiet import quiet_tensorflow
 
     quiet_tensorflow()
@@ -46,4 +61,32 @@ def run(args: argparse.Namespace) -> int:
             f"  {label:16s} P {m['precision']:.3f} R {m['recall']:.3f} F1 {m['f1']:.3f} "
             f"FPR {m['fpr']:.4f} FNR {m['fnr']:.4f} n {m['support']}"
         )
+    return 0
+
+
+def _events(args: argparse.Namespace) -> int:
+    """Event-level evaluation through the agent's replay path."""
+    from pathlib import Path
+
+    from agent.bundle import BundleError, load_bundle, load_public_key
+    from training import events_report
+    from training.events import evaluate_events
+
+    if not args.bundle:
+        print("iotids evaluate: --events needs --bundle", file=sys.stderr)  # noqa: T201
+        return 2
+    try:
+        keys = [load_public_key(path) for path in args.trust_key]
+        bundle = load_bundle(args.bundle, keys)
+        result = evaluate_events(bundle, args.path)
+    except (BundleError, OSError, ValueError) as exc:
+        print(f"iotids evaluate: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    if args.out:
+        report = events_report.write(result, Path(args.out))
+        logger.info("wrote %s", report)
+    if args.json:
+        print(json.dumps(result, indent=2))  # noqa: T201
+    else:
+        print(events_report.markdown(result), end="")  # noqa: T201
     return 0

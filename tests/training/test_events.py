@@ -1,0 +1,133 @@
+"""Event-level evaluation through the agent's replay, and padded first windows in the agent."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.bundle import Bundle, load_bundle
+from agent.features.steps import StepSpec, stream_windows
+from agent.features.traffic import TRAFFIC_V1
+from agent.inference import Debounce, ModelSlot
+from agent.sources import StepBatch
+from tests.agent.bundles import (
+    bundle_bytes,
+    flood_frames,
+    manifest_for,
+    new_key,
+    pcap_bytes,
+    with_fields,
+)
+from tests.agent.flood_bundle import flood_kit
+
+pytestmark = pytest.mark.tf
+STEP = StepSpec.parse("20p/1s")
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """The agent tests' int8 flood model (built by a TensorFlow child process)."""
+    return flood_kit(tmp_path_factory.mktemp("flood")).model
+
+
+def _bundle(folder: Path, padding: str, model: bytes) -> tuple[Path, Path]:
+    """The flood model on 20p/1s steps: flood when the window's mean scaled packet count > 0.5."""
+    width = TRAFFIC_V1.width
+    key, public = new_key(folder)
+    maxima = np.full(width, 1.0)
+    maxima[0] = 25.0  # a full 20-packet step scales to 0.8: away from the 0.5 boundary
+    manifest = manifest_for(
+        model, TRAFFIC_V1, step=STEP, signer=key, maxima=maxima, bundle_id=f"flood-{padding}"
+    )
+    path = folder / f"flood-{padding}.bundle"
+    path.write_bytes(bundle_bytes(with_fields(manifest, padding=padding), model, key))
+    return path, public
+
+
+def _load(folder: Path, padding: str, model: bytes) -> Bundle:
+    path, public = _bundle(folder, padding, model)
+    return load_bundle(path, [public.read_bytes()])
+
+
+def test_a_padded_bundle_scores_from_the_first_step(tmp_path: Path, model: bytes) -> None:
+    values = np.zeros((6, TRAFFIC_V1.width), np.float32)
+    values[:, 0] = 20  # six full packet steps of a flood
+    starts = np.arange(6, dtype=np.int64) * 1_000_000
+    first_alarm = {}
+    for padding in ("zeros", "none"):
+        (tmp_path / padding).mkdir()
+        bundle = _load(tmp_path / padding, padding, model)
+        slot = ModelSlot("cnn", "lan", TRAFFIC_V1, STEP, bundle, Debounce(1, 1, 3))
+        events = slot.push(StepBatch(starts, values))
+        assert slot.windows_seen == (6 if padding == "zeros" else 3)
+        first_alarm[padding] = events[0].time_ns
+    # the padded windows are the shared window code's, and decide two steps earlier
+    assert first_alarm["zeros"] == starts[2]
+    assert first_alarm["none"] == starts[3]
+    assert stream_windows(values, 4, "zeros").shape == (6, 4, TRAFFIC_V1.width)
+
+
+def _captures(folder: Path) -> Path:
+    folder.mkdir()
+    flood, _ = flood_frames(calm_s=0, flood_s=2, calm_after_s=0, flood_rate=500)
+    (folder / "flood-a.pcap").write_bytes(pcap_bytes(flood))
+    calm, _ = flood_frames(calm_s=60, flood_s=0, calm_after_s=0)
+    (folder / "benign-a.pcap").write_bytes(pcap_bytes(calm))
+    return folder
+
+
+def test_events_report_detection_packets_to_alarm_and_false_alarms(
+    tmp_path: Path, model: bytes
+) -> None:
+    from training.events import evaluate_events
+
+    data = _captures(tmp_path / "captures")
+    results = {}
+    for padding in ("zeros", "none"):
+        (tmp_path / padding).mkdir()
+        results[padding] = evaluate_events(_load(tmp_path / padding, padding, model), data)
+    padded = results["zeros"]
+    (flood,) = [a for c in padded["captures"] for a in c["attacks"]]
+    assert flood["label"] == "flood"
+    assert flood["detected"]
+    assert flood["reported_label"] == "flood"
+    assert flood["detections"] == 1
+    # 2-of-3 debounce: the 3rd and 4th padded windows are the first two over 0.5
+    assert flood["packets_to_alarm"] == 80
+    (late,) = [a for c in results["none"]["captures"] for a in c["attacks"]]
+    assert late["packets_to_alarm"] == 100  # no window before the 4th step, raised on the 5th
+    benign = next(c for c in padded["captures"] if c["capture"] == "benign-a.pcap")
+    assert benign["false_alarms"] == 0
+    assert benign["benign_seconds"] == pytest.approx(59.8, abs=0.1)
+    assert padded["summary"]["detection_rate"] == 1.0
+    assert padded["summary"]["false_alarms_per_hour"] == 0.0
+
+
+def test_evaluate_events_cli_writes_json_markdown_and_timeline(
+    tmp_path: Path, model: bytes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from training.cli_evaluate import configure, run
+
+    data = _captures(tmp_path / "captures")
+    bundle, public = _bundle(tmp_path, "zeros", model)
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    out = tmp_path / "report"
+    args = parser.parse_args(
+        [
+            *("--events", "--bundle", str(bundle), "--trust-key", str(public)),
+            *("--path", str(data), "--out", str(out), "--json"),
+        ]
+    )
+    assert run(args) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["summary"]["attacks"] == 1
+    assert json.loads((out / "events.json").read_text())["padding"] == "zeros"
+    assert "| flood-a.pcap | flood |" in (out / "events.md").read_text()
+    assert (out / "events_timeline.png").stat().st_size > 1000
+    missing = parser.parse_args(["--events", "--path", str(data)])
+    assert run(missing) == 2
