@@ -158,7 +158,7 @@ def summary_rows(
             _row(
                 case,
                 "first alarm",
-                f"{a['packets_to_alarm']} packets / {a['seconds_to_alarm']:.3f} s "
+                f"{a['packets_to_alarm']} packets / {a['seconds_to_alarm']:.4g} s "
                 f"as {a['reported_label']} ({verdict})",
                 "",
                 "<= 40 packets or 1 s",

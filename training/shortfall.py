@@ -76,11 +76,17 @@ def shortfalls(
 
 
 def absent_from_test(metrics: dict[str, Any], counts: dict[str, dict[str, int]]) -> list[str]:
-    """Classes macro-F1 could not score because the test split has none of them."""
+    """Classes the test split has none of: unscored, or scored only by false predictions."""
     n = metrics.get("macro_f1_classes", len(counts["test"]))
+    unscored = set(metrics.get("absent", []))
     return [
-        f"class {label!r} is absent from the test split: macro-F1 {metrics['macro_f1']:.4f} is "
-        f"over {n} of {len(counts['test'])} classes"
+        f"class {label!r} is absent from the test split"
+        + (
+            " and never predicted: not scored"
+            if label in unscored
+            else " but predicted: it scores F1 0 (false predictions only)"
+        )
+        + f"; macro-F1 {metrics['macro_f1']:.4f} is over {n} of {len(counts['test'])} classes"
         for label, c in counts["test"].items()
         if c == 0
     ]

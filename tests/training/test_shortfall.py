@@ -56,6 +56,7 @@ def test_absent_test_class_is_said_and_not_scored_as_zero() -> None:
     counts = {"test": {"benign": 2, "flood": 2, "scan": 0}}
     (message,) = absent_from_test(m, counts)
     assert "'scan' is absent from the test split" in message
+    assert "never predicted: not scored" in message
     assert "over 2 of 3 classes" in message
 
 
