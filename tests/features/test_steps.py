@@ -72,3 +72,17 @@ def test_padded_windows_give_one_window_per_step_from_the_first() -> None:
     assert np.array_equal(lead_in(4, 2, "zeros", fill), np.tile(fill, (3, 1)))
     with pytest.raises(ValueError, match="padding"):
         lead_in(4, 2, "mirror")
+
+
+def test_evidence_follows_whichever_first_step_boundaries() -> None:
+    from agent.sources.traffic_steps import TrafficStepper
+
+    stepper = TrafficStepper(StepSpec.parse("20p/1s"))
+    dense = _table([T0 + i * 1000 for i in range(45)])
+    batch = stepper.push(dense.take(slice(0, 30)))  # one full step; 10 packets wait
+    batch2 = stepper.push(dense.take(slice(30, 45)))  # a second full step; 5 wait
+    quiet = stepper.advance(T0 + 3 * S)  # the 5 close 1 s after their first, then 1 idle second
+    counts = [e.packets if e is not None else 0 for b in (batch, batch2, quiet) for e in b.evidence]
+    assert counts == [20, 20, 5, 0]
+    values = np.concatenate([b.values for b in (batch, batch2, quiet)])
+    assert values[:, 0].tolist() == [20, 20, 5, 0]  # the packets column agrees with the evidence
