@@ -15,7 +15,8 @@ An event is decided when the step that completed its window closed: a time step 
 packet step at its last packet, a ``packets_or_time`` step at its N-th packet or its time
 limit. From an attack's start to that moment the report counts seconds and the attack's own
 packets. An event belongs to an attack when it is decided inside the attack or within one
-window's span after it (the window still holds attack steps); every other ``new`` event is a
+window's span after it (the window still holds attack steps); an ``update`` that relabels an
+open detection counts as an alarm too (see ``alarm_events``). Every other ``new`` event is a
 false alarm, counted per hour of benign traffic.
 """
 
@@ -165,6 +166,23 @@ def decided_ns(bundle: Bundle, table: PacketTable, events: list[Event]) -> list[
     return out
 
 
+def alarm_events(events: list[Event]) -> list[Event]:
+    """``new`` events, and ``update`` events that change their detection's label.
+
+    An open detection that takes another attack's label (one incident per attack: the decider
+    may update rather than open) is the agent reporting that attack; an update keeping its
+    label is not a new alarm, so an alarm open before an attack does not count as its
+    detection.
+    """
+    label: dict[str, str] = {}
+    out = []
+    for event in events:
+        if event.kind == "new" or (event.kind == "update" and label.get(event.id) != event.label):
+            out.append(event)
+        label[event.id] = event.label
+    return out
+
+
 def evaluate_capture(
     bundle: Bundle, truth: Truth, debounce: Debounce | None = None
 ) -> CaptureResult:
@@ -174,9 +192,9 @@ def evaluate_capture(
 
     table = read_capture(truth.capture).packets
     replay = replay_capture(bundle, truth.capture, debounce=debounce)
-    news = [e for e in replay.events if e.kind == "new"]
+    alarms = alarm_events(replay.events)
     ends = {e.id: e.ended_ns or e.time_ns for e in replay.events if e.kind == "end"}
-    decided = decided_ns(bundle, table, news)
+    decided = decided_ns(bundle, table, alarms)
     limit = bundle.manifest.step.limit_ns or 1_000_000_000
     grace = bundle.manifest.window * limit
     t0 = truth.first_ns
@@ -187,7 +205,8 @@ def evaluate_capture(
         0.0,
         0,
     )
-    credited = np.zeros(len(news), bool)
+    is_new = np.array([e.kind == "new" for e in alarms], bool)
+    credited = np.zeros(len(alarms), bool)
     for label, start, end in truth.intervals:
         hits = [i for i, d in enumerate(decided) if start <= d <= end + grace]
         credited[hits] = True
@@ -198,23 +217,36 @@ def evaluate_capture(
             (end - start) / 1e9,
             int(((truth.attack_ts[label] >= start) & (truth.attack_ts[label] <= end)).sum()),
             bool(hits),
-            len(hits),
+            int(is_new[hits].sum()) if hits else 0,
         )
         if hits:
             first = min(hits, key=lambda i: decided[i])
             attack.seconds_to_alarm = round(max(decided[first] - start, 0) / 1e9, 6)
             mine = truth.attack_ts[label]
             attack.packets_to_alarm = int(((mine >= start) & (mine <= decided[first])).sum())
-            attack.reported_label = news[first].label
-            attack.reported_category = news[first].category
+            attack.reported_label = alarms[first].label
+            attack.reported_category = alarms[first].category
         result.attacks.append(attack)
-    covered = sum(min(end + grace, truth.last_ns) - start for _, start, end in truth.intervals)
-    result.benign_seconds = max(truth.last_ns - t0 - covered, 0) / 1e9
-    result.false_alarms = int((~credited).sum())
+    result.benign_seconds = (truth.last_ns - t0 - _covered(truth, grace)) / 1e9
+    result.false_alarms = int((~credited & is_new).sum())
     result.detections = [
-        ((e.time_ns - t0) / 1e9, (ends.get(e.id, e.time_ns) - t0) / 1e9, e.label) for e in news
+        ((e.time_ns - t0) / 1e9, (ends.get(e.id, e.time_ns) - t0) / 1e9, e.label)
+        for e in alarms
+        if e.kind == "new"
     ]
     return result
+
+
+def _covered(truth: Truth, grace: int) -> int:
+    """Nanoseconds inside some attack or its grace after it (overlaps counted once)."""
+    total, reach = 0, truth.first_ns
+    for _, start, end in sorted(truth.intervals, key=lambda item: item[1]):
+        stop = min(end + grace, truth.last_ns)
+        begin = max(start, reach)
+        if stop > begin:
+            total += stop - begin
+            reach = stop
+    return total
 
 
 def truths(path: str | Path) -> list[Truth]:

@@ -131,3 +131,31 @@ def test_evaluate_events_cli_writes_json_markdown_and_timeline(
     assert (out / "events_timeline.png").stat().st_size > 1000
     missing = parser.parse_args(["--events", "--path", str(data)])
     assert run(missing) == 2
+
+
+def test_a_synthetic_folder_is_scored_per_attack_interval(tmp_path: Path, model: bytes) -> None:
+    from training.events import evaluate_events, truth_of_synthetic
+    from training.synth.scenario import preset
+    from training.synth.traffic import generate_traffic
+
+    scenario = preset("demo-test").with_overrides(duration=60)
+    generate_traffic(scenario, tmp_path / "site")
+    truth = truth_of_synthetic(tmp_path / "site")
+    assert [label for label, _, _ in truth.intervals] == [a.name for a in scenario.attacks]
+    for (_, start, end), attack in zip(truth.intervals, scenario.attacks, strict=True):
+        # an interval runs from the attack's first packet to its last
+        assert abs((start - truth.first_ns) / 1e9 - attack.start) < 0.5
+        assert end > start
+    (tmp_path / "b").mkdir()
+    result = evaluate_events(_load(tmp_path / "b", "zeros", model), tmp_path / "site")
+    (capture,) = result["captures"]
+    assert capture["capture"] == "site"
+    assert len(capture["attacks"]) == len(scenario.attacks)
+    # attacks and the window after each cover most of this run: the rest is benign time
+    assert 0 < capture["benign_seconds"] < 10
+    # The toy model calls any run of full 20-packet steps a flood: the busy benign traffic
+    # opens one detection before the first attack and it stays open throughout. That is one
+    # false alarm, and no attack is credited with an alarm that was open before it began.
+    assert capture["false_alarms"] == 1
+    assert capture["detections"][0][0] < capture["attacks"][0]["start_s"]
+    assert not any(a["detected"] for a in capture["attacks"])
