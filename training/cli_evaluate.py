@@ -75,6 +75,8 @@ def _events(args: argparse.Namespace) -> int:
     if not args.bundle:
         print("iotids evaluate: --events needs --bundle", file=sys.stderr)  # noqa: T201
         return 2
+    # every raise / update / end of the replay would be an INFO line: the report says it all
+    logging.getLogger("agent.decide").setLevel(logging.WARNING)
     try:
         keys = [load_public_key(path) for path in args.trust_key]
         bundle = load_bundle(args.bundle, keys)

@@ -41,7 +41,7 @@ def markdown(result: dict[str, Any], plot: str | None = None) -> str:
             reported = f"{a['reported_label']} ({a['reported_category']})" if a["detected"] else "-"
             lines.append(
                 f"| {c['capture']} | {a['label']} | {a['start_s']:.2f} | {a['packets']} "
-                f"| {'yes' if a['detected'] else '**MISSED**'} | {_fmt(a['seconds_to_alarm'])} "
+                f"| {'yes' if a['detected'] else '**MISSED**'} | {_fmt(a['seconds_to_alarm'], 4)} "
                 f"| {_fmt(a['packets_to_alarm'])} | {reported} | {a['detections']} |"
             )
     lines += ["", "| capture | benign seconds | false alarms |", "|---|---|---|"]
