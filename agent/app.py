@@ -560,7 +560,9 @@ def replay_capture(
             batch = source.read(timeout=1.0)
             if batch is not None and len(batch):
                 events += pipeline.process(source.name, batch)
-                last_ns = int(batch.start_ns[-1]) + source.step.size_ns
+                # the last step's end: its time limit (time steps: their length; a packet
+                # step without one ends at its start as far as the replay can tell)
+                last_ns = int(batch.start_ns[-1]) + source.step.limit_ns
     finally:
         source.close()
     events += pipeline.finish(last_ns)

@@ -70,6 +70,7 @@ def plot_timeline(result: dict[str, Any], path: Path) -> Path:
             ax.broken_barh([(start, max(end - start, 0.01))], (row - 0.2, 0.4), color="#1f4e9e")
     ax.set_yticks(range(len(captures)), [c["capture"] for c in captures], fontsize=7)
     ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlim(left=0)
     ax.set_xlabel("seconds from the capture's first packet (attack: red, detection: blue)")
     ax.set_title(f"{result['bundle']}: attacks vs detections")
     fig.tight_layout()
