@@ -8,8 +8,8 @@ so a held-out attack is one the model has never seen: it may be detected under a
 Figures are printed beside the targets (first alarm within 40 packets or 1 s of a dense
 attack's start; at most 2 detections per attack capture); a miss says so.
 
-The recipe under test is ``--step 20p/1s --padding zeros --window 8``; ``--step 20p
---padding none`` measures the recipe before padded windows and time-limited steps.
+The recipe under test is ``--step 20p/1s --padding zeros --window 8``; the full run then trains
+the same folds with the recipe before it (``--step 20p``, no padding) and prints its totals.
 Run: ``python -m benchmarks.events [--quick] [--step 20p] [--padding none]``.
 """
 
@@ -43,6 +43,7 @@ FOLDS = (
     ),
 )
 STEP, PADDING, WINDOW = "20p/1s", "zeros", 8
+BEFORE_STEP = "20p"  # the recipe before time-limited steps and padded windows (no padding)
 
 
 def _row(case: str, metric: str, value: object, unit: str, target: str = "") -> dict[str, object]:
@@ -108,14 +109,27 @@ def train_fold(
     return bundle, public, summary
 
 
-def run(quick: bool = False, step: str = STEP, padding: str = PADDING) -> list[dict[str, object]]:
-    """Train per fold, replay the held-out captures, print the event-level figures."""
+def run(
+    quick: bool = False, step: str | None = None, padding: str | None = None
+) -> list[dict[str, object]]:
+    """The recipe under test per fold; the full run also measures the recipe before it."""
+    if not shared_captures():
+        return [_row("shared captures", "skipped", f"{DATASETS} absent", "")]
+    if step is not None or padding is not None:
+        return run_recipe(quick, step or STEP, padding or PADDING)
+    rows = run_recipe(quick, STEP, PADDING)
+    if not quick:  # the same folds with the recipe before: totals only, for comparison
+        before = run_recipe(quick, BEFORE_STEP, "none")
+        rows += [r for r in before if r["metric"] not in ("first alarm", "detections", "warning")]
+    return rows
+
+
+def run_recipe(quick: bool, step: str, padding: str) -> list[dict[str, object]]:
+    """Train per fold, replay the held-out captures, return the event-level figures."""
     from agent.bundle import load_bundle, load_public_key
     from training.events import evaluate_events
 
     captures = shared_captures()
-    if not captures:
-        return [_row("shared captures", "skipped", f"{DATASETS} absent", "")]
     folds = FOLDS[:1] if quick else FOLDS
     recipe = f"cnn {step} window {WINDOW} padding {padding}"
     attacks: list[dict[str, Any]] = []
@@ -169,31 +183,39 @@ def summary_rows(
             _row(case, "detections", a["detections"], "", "<= 2" + (" MISSED" if over else ""))
         )
     found = [a for a in attacks if a["detected"]]
-    rows.append(
-        _row(recipe, "attack captures detected", f"{len(found)} of {len(attacks)}", "", "all")
-    )
+    missed = " MISSED" if len(found) < len(attacks) else ""
+    detected = f"{len(found)} of {len(attacks)}"
+    rows.append(_row(recipe, "attack captures detected", detected, "", "all" + missed))
     if found:
         packets = statistics.median(a["packets_to_alarm"] for a in found)
         seconds = statistics.median(a["seconds_to_alarm"] for a in found)
-        rows.append(_row(recipe, "median packets to first alarm", packets, "packets", "<= 40"))
-        rows.append(_row(recipe, "median seconds to first alarm", seconds, "s", "<= 1"))
-        within = sum(1 for a in attacks if a["within_target"])
+        # the target is either-or per attack; the medians are judged the same way
+        late = " MISSED" if packets > 40 and seconds > 1 else ""
         rows.append(
-            _row(recipe, "first alarm within target", f"{within} of {len(attacks)}", "", "all")
+            _row(recipe, "median packets to first alarm", packets, "packets", "<= 40" + late)
         )
+        rows.append(_row(recipe, "median seconds to first alarm", seconds, "s", "<= 1" + late))
+        within = sum(1 for a in attacks if a["within_target"])
+        short = " MISSED" if within < len(attacks) else ""
+        counted = f"{within} of {len(attacks)}"
+        rows.append(_row(recipe, "first alarm within target", counted, "", "all" + short))
+    flapping = sum(1 for a in attacks if a["detections"] > 2)
+    over = f" MISSED ({flapping} over)" if flapping else ""
+    most = max((a["detections"] for a in attacks), default=0)
+    rows.append(_row(recipe, "most detections per attack", most, "", "<= 2" + over))
     hours = benign_s / 3600
     rate = alarms / hours if hours > 0 else float("nan")
-    rows.append(
-        _row(recipe, "false alarms per hour (benign)", rate, "/h", f"{alarms} in {hours:.3f} h")
-    )
+    # uncalibrated, on held-out captures of a network in training: not the per-day target
+    seen = f"{alarms} in {hours:.3f} h (held-out MQTTset benign)"
+    rows.append(_row(recipe, "false alarms per hour (benign)", rate, "/h", seen))
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one fold, fewer epochs")
-    parser.add_argument("--step", default=STEP, help=f"training step (default {STEP})")
-    parser.add_argument("--padding", default=PADDING, help=f"zeros or none (default {PADDING})")
+    parser.add_argument("--step", help=f"only this training step (default {STEP}, then 20p)")
+    parser.add_argument("--padding", help=f"only with this padding (default {PADDING})")
     args = parser.parse_args()
     for row in run(args.quick, args.step, args.padding):
         value = row["value"]
