@@ -1,4 +1,4 @@
-"""Event-level evaluation through the agent's replay, and padded first windows in the agent."""
+"""Event-level evaluation: labelled captures through the agent's replay, scored per attack."""
 
 from __future__ import annotations
 
@@ -6,69 +6,19 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from agent.bundle import Bundle, load_bundle
-from agent.features.steps import StepSpec, stream_windows
-from agent.features.traffic import TRAFFIC_V1
-from agent.inference import Debounce, ModelSlot
-from agent.sources import StepBatch
-from tests.agent.bundles import (
-    bundle_bytes,
-    flood_frames,
-    manifest_for,
-    new_key,
-    pcap_bytes,
-    with_fields,
-)
+from tests.agent.bundles import flood_frames, pcap_bytes
 from tests.agent.flood_bundle import flood_kit
+from tests.agent.padded import load_padded, padded_bundle
 
 pytestmark = pytest.mark.tf
-STEP = StepSpec.parse("20p/1s")
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """The agent tests' int8 flood model (built by a TensorFlow child process)."""
     return flood_kit(tmp_path_factory.mktemp("flood")).model
-
-
-def _bundle(folder: Path, padding: str, model: bytes) -> tuple[Path, Path]:
-    """The flood model on 20p/1s steps: flood when the window's mean scaled packet count > 0.5."""
-    width = TRAFFIC_V1.width
-    key, public = new_key(folder)
-    maxima = np.full(width, 1.0)
-    maxima[0] = 25.0  # a full 20-packet step scales to 0.8: away from the 0.5 boundary
-    manifest = manifest_for(
-        model, TRAFFIC_V1, step=STEP, signer=key, maxima=maxima, bundle_id=f"flood-{padding}"
-    )
-    path = folder / f"flood-{padding}.bundle"
-    path.write_bytes(bundle_bytes(with_fields(manifest, padding=padding), model, key))
-    return path, public
-
-
-def _load(folder: Path, padding: str, model: bytes) -> Bundle:
-    path, public = _bundle(folder, padding, model)
-    return load_bundle(path, [public.read_bytes()])
-
-
-def test_a_padded_bundle_scores_from_the_first_step(tmp_path: Path, model: bytes) -> None:
-    values = np.zeros((6, TRAFFIC_V1.width), np.float32)
-    values[:, 0] = 20  # six full packet steps of a flood
-    starts = np.arange(6, dtype=np.int64) * 1_000_000
-    first_alarm = {}
-    for padding in ("zeros", "none"):
-        (tmp_path / padding).mkdir()
-        bundle = _load(tmp_path / padding, padding, model)
-        slot = ModelSlot("cnn", "lan", TRAFFIC_V1, STEP, bundle, Debounce(1, 1, 3))
-        events = slot.push(StepBatch(starts, values))
-        assert slot.windows_seen == (6 if padding == "zeros" else 3)
-        first_alarm[padding] = events[0].time_ns
-    # the padded windows are the shared window code's, and decide two steps earlier
-    assert first_alarm["zeros"] == starts[2]
-    assert first_alarm["none"] == starts[3]
-    assert stream_windows(values, 4, "zeros").shape == (6, 4, TRAFFIC_V1.width)
 
 
 def _captures(folder: Path) -> Path:
@@ -89,7 +39,7 @@ def test_events_report_detection_packets_to_alarm_and_false_alarms(
     results = {}
     for padding in ("zeros", "none"):
         (tmp_path / padding).mkdir()
-        results[padding] = evaluate_events(_load(tmp_path / padding, padding, model), data)
+        results[padding] = evaluate_events(load_padded(tmp_path / padding, padding, model), data)
     padded = results["zeros"]
     (flood,) = [a for c in padded["captures"] for a in c["attacks"]]
     assert flood["label"] == "flood"
@@ -113,7 +63,7 @@ def test_evaluate_events_cli_writes_json_markdown_and_timeline(
     from training.cli_evaluate import configure, run
 
     data = _captures(tmp_path / "captures")
-    bundle, public = _bundle(tmp_path, "zeros", model)
+    bundle, public = padded_bundle(tmp_path, "zeros", model)
     parser = argparse.ArgumentParser()
     configure(parser)
     out = tmp_path / "report"
@@ -147,7 +97,7 @@ def test_a_synthetic_folder_is_scored_per_attack_interval(tmp_path: Path, model:
         assert abs((start - truth.first_ns) / 1e9 - attack.start) < 0.5
         assert end > start
     (tmp_path / "b").mkdir()
-    result = evaluate_events(_load(tmp_path / "b", "zeros", model), tmp_path / "site")
+    result = evaluate_events(load_padded(tmp_path / "b", "zeros", model), tmp_path / "site")
     (capture,) = result["captures"]
     assert capture["capture"] == "site"
     assert len(capture["attacks"]) == len(scenario.attacks)
