@@ -26,6 +26,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--trust-key", action="append", default=[], metavar="PUB", help="--events: signer key"
     )
     parser.add_argument("--out", help="--events: write events.json, events.md and a timeline")
+    # --events: the agent's debounce (None: the agent's own defaults, agent.inference.Debounce)
+    parser.add_argument("--raise-k", type=int, help="--events: windows to raise (of n; 2)")
+    parser.add_argument("--raise-n", type=int, help="--events: window span for raising (3)")
+    parser.add_argument("--clear-m", type=int, help="--events: clean windows to end (3)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,6 +73,7 @@ def _events(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from agent.bundle import BundleError, load_bundle, load_public_key
+    from agent.inference import Debounce
     from training import events_report
     from training.events import evaluate_events
 
@@ -80,7 +85,9 @@ def _events(args: argparse.Namespace) -> int:
     try:
         keys = [load_public_key(path) for path in args.trust_key]
         bundle = load_bundle(args.bundle, keys)
-        result = evaluate_events(bundle, args.path)
+        given = {k: getattr(args, k) for k in ("raise_k", "raise_n", "clear_m")}
+        debounce = Debounce(**{k: v for k, v in given.items() if v is not None})
+        result = evaluate_events(bundle, args.path, debounce)
     except (BundleError, OSError, ValueError) as exc:
         print(f"iotids evaluate: {exc}", file=sys.stderr)  # noqa: T201
         return 2

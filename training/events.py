@@ -272,8 +272,13 @@ def evaluate_events(
     bundle: Bundle, path: str | Path, debounce: Debounce | None = None
 ) -> dict[str, Any]:
     """Every capture under ``path`` replayed and scored; the JSON document of the report."""
+    from agent.inference import Debounce
+
     captures = [evaluate_capture(bundle, truth, debounce) for truth in truths(path)]
-    return summarize(bundle, captures)
+    result = summarize(bundle, captures)
+    used = asdict(debounce or Debounce())
+    result["debounce"] = {k: v if v != float("inf") else None for k, v in used.items()}
+    return result
 
 
 def summarize(bundle: Bundle, captures: list[CaptureResult]) -> dict[str, Any]:

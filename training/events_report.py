@@ -22,7 +22,8 @@ def markdown(result: dict[str, Any], plot: str | None = None) -> str:
     lines = [
         f"# Event-level evaluation of {result['bundle']}",
         "",
-        f"- step {result['step']}, window {result['window']}, padding {result['padding']}",
+        f"- step {result['step']}, window {result['window']}, padding {result['padding']}, "
+        f"debounce {result.get('debounce', 'default')}",
         f"- attacks detected: {s['detected']} of {s['attacks']}; first alarm within "
         f"{DENSE_PACKETS} packets or {DENSE_SECONDS:g} s: {s['within_target']} of {s['attacks']}",
         f"- median to first alarm: {_fmt(s['median_packets_to_alarm'], 1)} packets, "

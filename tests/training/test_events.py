@@ -76,6 +76,7 @@ def test_evaluate_events_cli_writes_json_markdown_and_timeline(
     assert run(args) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["summary"]["attacks"] == 1
+    assert printed["debounce"]["raise_k"] == 2  # the agent's default
     assert json.loads((out / "events.json").read_text())["padding"] == "zeros"
     assert "| flood-a.pcap | flood |" in (out / "events.md").read_text()
     assert (out / "events_timeline.png").stat().st_size > 1000
