@@ -58,3 +58,26 @@ def test_a_padded_bundle_swapped_in_pads_only_the_missing_steps(
     # the two steps seen are kept, one zero step is added in front: a window at the third step
     assert slot.bundle_id == "flood-zeros"
     assert slot.windows_seen == 1
+
+
+def test_manifest_padding_and_step_kinds_parse_old_and_new(model: bytes) -> None:
+    import json
+
+    from agent.bundle import BundleError, Manifest
+    from tests.agent.bundles import manifest_for
+
+    raw = json.loads(manifest_for(model, TRAFFIC_V1, step=STEP).to_json())
+    assert raw["step"] == {"kind": "packets_or_time", "size": 20.0, "seconds": 1.0}
+    assert Manifest.from_json(json.dumps(raw).encode()).step == STEP
+    old = {k: v for k, v in raw.items() if k != "padding"}
+    old["step"] = {"kind": "packets", "size": 20}
+    parsed = Manifest.from_json(json.dumps(old).encode())  # a bundle made before padding
+    assert parsed.padding == "none"
+    assert parsed.step.to_dict() == {"kind": "packets", "size": 20.0}
+    for key, value, why in (
+        ("padding", "mirror", "padding: must be one of none, zeros"),
+        ("step", {"kind": "packets_or_time", "size": 20}, "step: step seconds must be > 0"),
+        ("step", {"kind": "hours", "size": 1}, "step.kind: must be one of"),
+    ):
+        with pytest.raises(BundleError, match=why):
+            Manifest.from_json(json.dumps({**raw, key: value}).encode())
