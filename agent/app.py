@@ -585,7 +585,7 @@ def replay_capture(
     from agent.sources.pcap import PcapSource
 
     step = bundle.manifest.step
-    step_text = f"{int(step.size)}p" if step.kind == "packets" else f"{step.size}s"
+    step_text = step.text
     options = PcapOptions(str(capture), realtime=realtime)
     source = PcapSource(SourceConfig("capture", "pcap", options, step_text))
     slot = ModelSlot(
@@ -607,7 +607,9 @@ def replay_capture(
             batch = source.read(timeout=1.0)
             if batch is not None and len(batch):
                 events += pipeline.process(source.name, batch)
-                last_ns = int(batch.start_ns[-1]) + source.step.size_ns
+                # the last step's end: its time limit (time steps: their length; a packet
+                # step without one ends at its start as far as the replay can tell)
+                last_ns = int(batch.start_ns[-1]) + source.step.limit_ns
     finally:
         source.close()
     events += pipeline.finish(last_ns)

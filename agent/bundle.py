@@ -58,7 +58,7 @@ from agent.bundle_archive import RawBundle as RawBundle
 from agent.bundle_archive import open_archive
 from agent.bundle_archive import read_bundle as read_bundle
 from agent.features.schema import FeatureSet
-from agent.features.steps import StepSpec
+from agent.features.steps import PADDINGS, STEP_KINDS, StepSpec
 from agent.runtime import Model, ModelLoadError, Quantization
 
 logger = logging.getLogger(__name__)
@@ -158,6 +158,9 @@ class Manifest:
     version: int = 0  # monotonic, set at convert time; absent from older manifests = 0
     format: int = FORMAT
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # how the first windows of a stream are filled before ``window`` steps exist: "none" (no
+    # window until then; manifests without the key) or "zeros" (all-zero steps, as trained)
+    padding: str = "none"
 
     def prepare(self, windows: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
         """Raw feature windows (N, T, F) -> scaled model inputs (N, *input_shape).
@@ -290,9 +293,8 @@ def _parse_manifest(raw: Mapping[str, Any]) -> Manifest:
         raise r.fail("columns", "empty")
     step_raw = r.child("step")
     try:
-        size = float(step_raw.get("size", (int, float)))
-        packets = step_raw.text("kind", ("time", "packets")) == "packets"
-        step = StepSpec("packets", size) if packets else StepSpec("time", size)
+        step_raw.text("kind", STEP_KINDS)
+        step = StepSpec.from_dict(step_raw.raw)
     except ValueError as exc:
         raise r.fail("step", str(exc)) from None
     window = r.get("window", int)
@@ -358,6 +360,7 @@ def _parse_manifest(raw: Mapping[str, Any]) -> Manifest:
         key_id=key_id,
         version=bundle_version,
         extra=r.mapping("extra") if "extra" in raw else {},
+        padding=r.text("padding", PADDINGS) if "padding" in raw else "none",
     )
 
 

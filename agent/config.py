@@ -300,7 +300,7 @@ class SourceConfig:
                 "step", f"must look like '1s', '0.5s' or '100p', got {self.step!r}"
             ) from None
         check(
-            not (self.kind == "host" and spec.kind == "packets"),
+            not (self.kind == "host" and spec.counts_packets),
             "step",
             "a host source steps by time, not by packets",
         )

@@ -26,7 +26,7 @@ from agent.bundle import Bundle, BundleError, check_compatible
 from agent.calibration import CalibrationError, SiteCalibration
 from agent.decide import Decider, DecisionPolicy, Event, Evidence
 from agent.features.schema import FeatureSet
-from agent.features.steps import StepSpec, sliding_windows
+from agent.features.steps import StepSpec, lead_in, sliding_windows
 from agent.sources import StepBatch
 
 logger = logging.getLogger(__name__)
@@ -346,12 +346,15 @@ class ModelSlot:
         self._step_ns = self.step.size_ns if self.step.kind == "time" else 0
         self._build_decider()
         keep = window - 1
-        if keep_tail and keep > 0:
-            self._tail = old_tail[-keep:].copy()
-            self._evidence = old_evidence[-keep:]
-        else:
-            self._tail = np.zeros((0, self.feature_set.width), np.float32)
-            self._evidence = []
+        # A padding bundle starts the stream with the all-zero steps it was trained with, so
+        # the first step already gives a window; a swap keeps the steps seen and pads only
+        # what is missing (as if the stream had started then).
+        start = lead_in(window, self.feature_set.width, bundle.manifest.padding)
+        kept = old_tail[len(old_tail) - keep :] if keep_tail and keep > 0 else start[:0]
+        kept_evidence = old_evidence[len(old_evidence) - len(kept) :] if len(kept) else []
+        self._tail = np.concatenate((start[len(kept) :], kept), axis=0).astype(np.float32)
+        padded: list[Evidence | None] = [None] * (len(self._tail) - len(kept))
+        self._evidence = padded + kept_evidence
 
 
 def describe(bundle: Bundle) -> dict[str, Any]:
@@ -367,6 +370,7 @@ def describe(bundle: Bundle) -> dict[str, Any]:
         "quantization": m.quantization,
         "window": m.window,
         "step": m.step.to_dict(),
+        "padding": m.padding,
         "labels": list(m.labels),
         "signer": bundle.signer,
         "metrics": dict(m.metrics),

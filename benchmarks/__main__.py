@@ -25,6 +25,7 @@ MODULES = (
     "benchmarks.detection",
     "benchmarks.incidents",
     "benchmarks.openset",
+    "benchmarks.events",
     "benchmarks.training_quality",
 )
 

@@ -229,8 +229,8 @@ def _step(value: Any) -> StepSpec:
     if value is None:
         return StepSpec()
     try:
-        return StepSpec(value["kind"], float(value["size"]))
-    except (KeyError, TypeError, ValueError) as exc:
+        return StepSpec.from_dict(value)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise PackError(f"training metadata: step: {exc}") from None
 
 
@@ -284,6 +284,7 @@ def build_manifest(
         key_id=signer,
         version=default_version(now) if version is None else version,
         extra={k: preprocess[k] for k in EXTRA_KEYS if k in preprocess},
+        padding=str(preprocess.get("padding", "none")),
     )
     # Round-trip through the agent's own parser: a manifest the agent would refuse is never packed.
     try:

@@ -378,7 +378,11 @@ def dataset_arrays(kind: str, path: str, manifest: Manifest) -> tuple[np.ndarray
     scaled = manifest.scaler.transform(dataset.x)
     if dataset.sequential and dataset.groups is not None:
         ranges = split.runs(dataset.groups, np.zeros(len(y_all), np.str_))
-        windows, y, _ = split.windows(scaled, y_all, ranges, manifest.window)
+        padded = split.stream_starts(dataset.groups) if manifest.padding == "zeros" else None
+        fill = manifest.scaler.transform(np.zeros((1, len(manifest.columns)), np.float32))[0]
+        windows, y, _ = split.windows(
+            scaled, y_all, ranges, manifest.window, padded or frozenset(), fill
+        )
     else:
         windows, y = scaled[:, None, :], y_all
     known = y >= 0

@@ -21,7 +21,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="cnn, lstm, gru, gru-anomaly or dnn")
     parser.add_argument("--out", help="output directory")
     parser.add_argument("--window", type=int, help="time steps per window (default 16)")
-    parser.add_argument("--step", help="step for captures: 1s, 0.5s or 100p (packets)")
+    parser.add_argument(
+        "--step", help="step for captures: 1s, 0.5s, 100p (packets) or 20p/1s (whichever first)"
+    )
+    parser.add_argument(
+        "--padding", help="zeros: pad each recording's first windows as the gateway does (none)"
+    )
+    parser.add_argument(
+        "--strict", action="store_true", default=None, help="too few windows of a class: error"
+    )
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--patience", type=int, help="early-stopping patience in epochs")
@@ -83,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         print(f"iotids train: {exc}", file=sys.stderr)  # noqa: T201 - the CLI talks to its user
         return 2
+    for warning in summary.get("warnings", []):
+        print(f"iotids train: WARNING: {warning}", file=sys.stderr)  # noqa: T201
     if args.json:
         print(json.dumps(summary, indent=2))  # noqa: T201
     else:

@@ -55,6 +55,10 @@ class TrainConfig:
     max_rows: int | None = None
     part: str | None = None  # synthetic: traffic or telemetry
     stream: bool = False
+    # "zeros": each recording's first windows are padded with all-zero steps, as the gateway
+    # pads a new stream (recorded in the bundle); "none": windows start at step T
+    padding: str = "none"
+    strict: bool = False  # a class with too few windows is an error, not a warning
     representative: int = 300
     baseline_trees: int = 100
     verbose: int = 2
@@ -91,6 +95,8 @@ class TrainConfig:
             raise ConfigError(f"train.dropout: must be in [0, 1), got {self.dropout!r}")
         if self.mapping is not None:
             _check_mapping(self.mapping)
+        if self.padding not in ("none", "zeros"):
+            raise ConfigError(f"train.padding: must be 'none' or 'zeros', got {self.padding!r}")
         if self.split == "by-file" and not self.test_files:
             raise ConfigError("train.test_files: a by-file split needs the test files named")
 

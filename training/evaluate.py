@@ -37,7 +37,7 @@ def classification_metrics(
     n = len(labels)
     matrix = confusion(y_true, y_pred, n)
     total = int(matrix.sum())
-    per_class: dict[str, dict[str, float]] = {}
+    per_class: dict[str, dict[str, Any]] = {}
     f1s, supports = [], []
     for c, label in enumerate(labels):
         tp = matrix[c, c]
@@ -53,14 +53,24 @@ def classification_metrics(
             "fpr": _ratio(fp, fp + tn),
             "fnr": _ratio(fn, fn + tp),
             "support": int(tp + fn),
+            "predicted": int(tp + fp),
         }
         f1s.append(f1)
         supports.append(int(tp + fn))
-    present = np.array(supports) > 0
+    # A class in the truth or in the predictions counts in macro-F1 (a class only predicted
+    # is all false alarms: F1 0). One in neither cannot be scored: it is named in ``absent``
+    # and flagged per class, so no report shows its zeros as if they were measured.
+    predicted = matrix.sum(axis=0)
+    present = (np.array(supports) > 0) | (predicted > 0)
+    absent = [label for label, p in zip(labels, present.tolist(), strict=True) if not p]
+    for label in absent:
+        per_class[label]["absent"] = True
     result: dict[str, Any] = {
         "n": total,
         "accuracy": _ratio(np.trace(matrix), total),
         "macro_f1": float(np.mean(np.array(f1s)[present])) if present.any() else 0.0,
+        "macro_f1_classes": int(present.sum()),
+        "absent": absent,
         "weighted_f1": _ratio(float(np.dot(f1s, supports)), float(sum(supports))),
         "per_class": per_class,
         "confusion_matrix": matrix.tolist(),

@@ -94,6 +94,9 @@ def _table(metrics: dict[str, Any]) -> list[str]:
         "|---|---|---|---|---|---|---|",
     ]
     for label, m in metrics["per_class"].items():
+        if m.get("absent"):
+            lines.append(f"| {label} | absent from this split (not in macro-F1) | | | | | 0 |")
+            continue
         lines.append(
             f"| {label} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} "
             f"| {m['fpr']:.4f} | {m['fnr']:.4f} | {m['support']} |"
@@ -135,6 +138,12 @@ def write_report(
         lines.append(
             f"| {name} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | {m['weighted_f1']:.4f} |"
         )
+    if metrics.get("absent"):
+        lines += [
+            "",
+            f"**Absent from the test split** (macro-F1 is over {metrics['macro_f1_classes']} of "
+            f"{len(metrics['per_class'])} classes): {', '.join(metrics['absent'])}",
+        ]
     if "benign_vs_attack" in metrics:
         b = metrics["benign_vs_attack"]
         lines += ["", f"Benign vs attack: FPR {b['fpr']:.4f}, FNR {b['fnr']:.4f}, F1 {b['f1']:.4f}"]

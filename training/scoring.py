@@ -72,7 +72,13 @@ def evaluate_model(model_dir: str | Path, kind: str | None, path: str) -> dict[s
     spec = ModelSpec(state["model_type"], state["window"], len(state["columns"]), len(labels))
     if dataset.sequential:
         groups = split.runs(dataset.groups, np.zeros(len(y_all), np.str_))
-        w, y, last = split.windows(x_scaled, y_all, groups, spec.window)
+        padded = split.stream_starts(dataset.groups) if state.get("padding") == "zeros" else None
+        fill = Scaler.from_dict(state["scaler"]).transform(
+            np.zeros((1, len(state["columns"])), np.float32)
+        )
+        w, y, last = split.windows(
+            x_scaled, y_all, groups, spec.window, padded or frozenset(), fill[0]
+        )
         block, starts = split.run_of_rows(last, dataset.groups, dataset.label_names)
         block_label = y_all[starts]
     else:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from agent.features.steps import sliding_windows
+from agent.features.steps import stream_windows
 
 logger = logging.getLogger(__name__)
 
@@ -184,17 +184,22 @@ def windows(
     y: npt.NDArray[np.int64],
     ranges: list[tuple[int, int]],
     length: int,
+    padded: frozenset[int] = frozenset(),
+    fill: npt.NDArray[np.float32] | None = None,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Windows of ``length`` steps inside each range, labelled by their LAST step.
 
+    A range starting at a row in ``padded`` (a recording's first step) is a stream start: its
+    first windows are padded with ``fill`` rows the way the gateway pads a new stream.
     Returns (N, T, F) windows, (N,) labels, and (N,) the row index of each window's last step.
     """
     xs, lasts = [], []
     for start, end in ranges:
-        w = sliding_windows(x[start:end], length)
+        pad = "zeros" if start in padded else "none"
+        w = stream_windows(x[start:end], length, pad, fill)
         if len(w):
             xs.append(np.ascontiguousarray(w))
-            lasts.append(np.arange(start + length - 1, end, dtype=np.int64))
+            lasts.append(np.arange(end - len(w), end, dtype=np.int64))
     if not xs:
         return (
             np.zeros((0, length, x.shape[1]), np.float32),
@@ -203,6 +208,14 @@ def windows(
         )
     last = np.concatenate(lasts)
     return np.concatenate(xs), y[last], last
+
+
+def stream_starts(groups: npt.NDArray[np.int64]) -> frozenset[int]:
+    """The first row of every group: where a recording's stream starts (padded windows)."""
+    if len(groups) == 0:
+        return frozenset()
+    change = np.nonzero(groups[1:] != groups[:-1])[0] + 1
+    return frozenset([0, *change.tolist()])
 
 
 def run_of_rows(

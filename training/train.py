@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from training import evaluate, split
+from training import evaluate, shortfall, split
 from training.config import ConfigError, TrainConfig
 from training.datasets import Dataset, load
 from training.models import (
@@ -67,6 +67,7 @@ class Prepared:
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     too_few: list[str] = field(default_factory=list)
     knots: Knots = field(default_factory=list)  # input encoding, fit on training rows
+    padding: str = "none"  # "zeros": each recording's first windows padded (stream start)
 
 
 def window_for(config: TrainConfig, dataset: Dataset) -> int:
@@ -146,7 +147,9 @@ def windows_of(
     spec, ds = prepared.spec, prepared.dataset
     if ds.sequential:
         assert ds.groups is not None
-        w, y, last = split.windows(x_scaled, y_all, ranges, spec.window)
+        padded = split.stream_starts(ds.groups) if prepared.padding == "zeros" else frozenset()
+        fill = prepared.scaler.transform(np.zeros((1, x_scaled.shape[1]), np.float32))[0]
+        w, y, last = split.windows(x_scaled, y_all, ranges, spec.window, padded, fill)
         run, starts = split.run_of_rows(last, ds.groups, ds.label_names)
         prepared.block[name], prepared.block_label[name] = run, y_all[starts]
         prepared.position[name] = last - starts[run] if len(last) else last
@@ -177,7 +180,10 @@ def prepare(config: TrainConfig, dataset: Dataset) -> Prepared:
         encoding_width(knots),
     )
     benign = 0 if labels[0] == dataset.benign else None
-    prepared = Prepared(dataset, spec, labels, benign, scaler, the_split, knots=knots)
+    padding = config.padding if dataset.sequential else "none"
+    prepared = Prepared(
+        dataset, spec, labels, benign, scaler, the_split, knots=knots, padding=padding
+    )
     y_all = _encode(dataset, labels, spec.task == "anomaly")
     for name in split.SPLITS:
         ranges = the_split.ranges.get(name, [])
@@ -398,6 +404,7 @@ def preprocess_state(
         "columns": list(fs.columns),
         "step": ds.step,
         "window": prepared.spec.window,
+        "padding": prepared.padding,
         "input_shape": list(prepared.spec.input_shape),
         "model_type": prepared.spec.model_type,
         "task": prepared.spec.task,
@@ -482,6 +489,13 @@ def train(config: TrainConfig) -> dict[str, Any]:
         dataset.class_counts(),
     )
     prepared = prepare(config, dataset)
+    warnings = shortfall.shortfalls(
+        dataset, prepared.counts, prepared.spec.window, prepared.padding
+    )
+    for message in warnings:
+        logger.warning("%s", message)
+    if warnings and config.strict:
+        raise ConfigError("train --strict: " + "; ".join(warnings))
     if len(prepared.y["train"]) == 0 or len(prepared.y["test"]) == 0:
         raise ConfigError("train: the split left no training or no test windows (window too long?)")
     model = build(prepared.spec)
@@ -501,6 +515,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
     train_seconds = time.perf_counter() - started
     predicted, attack_score = score(prepared, model, prepared.x["test"], thresholds)
     metrics = split_metrics(prepared, predicted)
+    absent = shortfall.absent_from_test(metrics, prepared.counts)
+    for message in absent:
+        logger.warning("%s", message)
+    warnings += absent
     baseline = _baseline(config, prepared)
     save(config, prepared, model, history, thresholds, calibration, metrics, baseline, attack_score)
     summary = {
@@ -511,6 +529,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         "parameters": int(model.count_params()),
         "windows": {n: len(prepared.y[n]) for n in split.SPLITS},
         "thresholds": thresholds,
+        "warnings": warnings,
     }
     (out / "metrics.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return summary

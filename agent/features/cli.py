@@ -17,7 +17,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``iotids features``."""
     parser.add_argument("capture", type=Path, help="a pcap or pcapng file (format by magic number)")
     parser.add_argument(
-        "--step", default="1s", help="step: seconds ('1s', '0.5s') or packets ('100p'); default 1s"
+        "--step",
+        default="1s",
+        help="step: seconds ('1s'), packets ('100p') or whichever first ('20p/1s'); default 1s",
     )
     parser.add_argument("--window", type=int, default=16, help="steps per window (default 16)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")

@@ -26,6 +26,9 @@ Columns, in order (counts are packets in the step unless said otherwise):
 
 Empty time steps are real all-zero rows, up to ``MAX_IDLE_STEPS`` (3600) in a row; a longer
 idle stretch (or a clock jump) is shortened to that many, with true ``start_ns`` values.
+``packets_or_time`` steps (N packets or T seconds) count silence the same way: every whole T
+seconds without a packet after a step closed is one all-zero row (see
+:mod:`agent.features.mixed`).
 
 Every step's state is kept as integers (counts, sums and sums of squares in bytes and
 microseconds, bucket summaries) and merged across chunks; one ``finalize`` turns integer rows
@@ -51,6 +54,7 @@ from agent.features.distinct import (
     entropy_bits,
 )
 from agent.features.flows import DEFAULT_TIMEOUT_NS, FlowTable
+from agent.features.mixed import MixedClock
 from agent.features.packets import PacketTable
 from agent.features.schema import FeatureSet, register
 from agent.features.steps import StepSpec, sliding_windows
@@ -306,6 +310,11 @@ class TrafficFeaturizer:
         self._open_start_ns = 0
         self._open_has_packets = False
         self._seen = 0  # packets pushed so far (packet-count steps)
+        self._mixed = (
+            MixedClock(int(self.step.size), self.step.limit_ns, max_idle_steps)
+            if self.step.kind == "packets_or_time"
+            else None
+        )
         self._last_ts = 0  # time of the last packet, for the inter-arrival gap across chunks
 
     @property
@@ -321,12 +330,14 @@ class TrafficFeaturizer:
         closed = self._absorb(self._group(table))
         self._last_ts = int(table.ts_ns[-1])
         self._seen += len(table)
-        if self.step.kind == "packets" and self._open[_F["packets"]] == int(self.step.size):
+        if self.step.counts_packets and self._open[_F["packets"]] == int(self.step.size):
             closed = Steps.concat([closed, self._flush()])  # a full packet step is done now
         return self._select_steps(closed)
 
     def advance(self, now_ns: int) -> Steps:
         """Close the time steps that ended by ``now_ns``; empty ones become all-zero rows."""
+        if self._mixed is not None:
+            return self._select_steps(self._advance_mixed(self._mixed, now_ns))
         if self.step.kind != "time" or self._open_step is None:
             return self._select_steps(Steps.empty(TRAFFIC_V1.width))
         now_step = now_ns // self.step.size_ns
@@ -343,6 +354,22 @@ class TrafficFeaturizer:
 
     # -- internals -------------------------------------------------------------------------
 
+    def _advance_mixed(self, clock: MixedClock, now_ns: int) -> Steps:
+        """A quiet link: close the open step once its time is up, then count idle steps."""
+        none = np.zeros(0, np.int64)
+        if clock.open_index is None:
+            clock.idle_until(now_ns)
+            return self._emit(none, np.zeros((0, len(FIELDS)), np.int64), none, clock.next_index)
+        if not clock.expired(now_ns) or self._open_step is None:
+            return Steps.empty(TRAFFIC_V1.width)
+        k, start = self._open_step, self._open_start_ns
+        rows = self._close_open()
+        clock.close(clock.deadline)
+        clock.idle_until(now_ns)
+        self._reopen(k + 1, 0)
+        self._open_step = None  # the next packet opens a step of its own index
+        return self._emit(np.array([k], np.int64), rows, np.array([start]), clock.next_index)
+
     def _flush(self) -> Steps:
         if self._open_step is None or not self._open_has_packets:
             return Steps.empty(TRAFFIC_V1.width)
@@ -352,6 +379,10 @@ class TrafficFeaturizer:
         self._reopen(k + 1, 0)
         if self.step.kind == "packets":  # the next packet starts a fresh step
             self._seen = (k + 1) * int(self.step.size)
+        if self._mixed is not None:  # the clock knows the next index and when silence began
+            if self._mixed.open_index is not None:
+                self._mixed.close(self._mixed.max_ts)
+            self._open_step = None
         return out
 
     def _select_steps(self, steps: Steps) -> Steps:
@@ -364,6 +395,8 @@ class TrafficFeaturizer:
     def _step_of(self, table: PacketTable) -> I64:
         """Step index of each packet; time steps never go back (late packets join the open one)."""
         n = len(table)
+        if self._mixed is not None:
+            return self._mixed.assign(table.ts_ns)
         if self.step.kind == "packets":
             size = int(self.step.size)
             return (self._seen + np.arange(n, dtype=np.int64)) // size
@@ -430,7 +463,7 @@ class TrafficFeaturizer:
         closed_rows: list[I64] = []
         closed_start: list[I64] = []
         if self._open_step is not None and int(c.step[0]) == self._open_step:
-            if self.step.kind == "packets" and not self._open_has_packets:
+            if self.step.counts_packets and not self._open_has_packets:
                 self._open_start_ns = int(c.start_ns[0])  # a packet step starts at its first
             _merge(self._open, c.acc[0])
             for k in SKETCHES:
@@ -455,13 +488,16 @@ class TrafficFeaturizer:
             closed_rows.append(rows)
             closed_start.append(c.start_ns[inner])
         last = int(c.step[-1])
-        self._reopen(last, int(c.start_ns[-1]) if self.step.kind == "packets" else 0)
+        self._reopen(last, int(c.start_ns[-1]) if self.step.counts_packets else 0)
         self._open[:] = c.acc[-1]
         for k in SKETCHES:
             self._sketch[k].add(*c.sketches[k].of_group(g - 1))
         self._open_has_packets = True
-        if not closed_idx:
+        if not closed_idx and self._mixed is None:
             return Steps.empty(TRAFFIC_V1.width)
+        if not closed_idx:  # idle steps may still come before the new open step
+            none = np.zeros(0, np.int64)
+            return self._emit(none, np.zeros((0, len(FIELDS)), np.int64), none, last)
         return self._emit(
             np.concatenate(closed_idx),
             np.concatenate(closed_rows),
@@ -488,6 +524,13 @@ class TrafficFeaturizer:
 
     def _emit(self, idx: I64, rows: I64, start_ns: I64, until: int) -> Steps:
         """Finalize closed steps ``idx``, filling empty time steps up to ``until`` with zeros."""
+        if self._mixed is not None:  # idle steps come from the clock, in index order
+            zero_idx, zero_start = self._mixed.take_zeros(until)
+            if len(zero_idx):
+                order = np.argsort(np.concatenate((idx, zero_idx)), kind="stable")
+                rows = np.concatenate((rows, np.zeros((len(zero_idx), len(FIELDS)), np.int64)))
+                rows, start_ns = rows[order], np.concatenate((start_ns, zero_start))[order]
+            return Steps(start_ns, finalize(rows), rows[:, _F["packets"]].copy())
         if self.step.kind == "packets":
             return Steps(start_ns, finalize(rows), rows[:, _F["packets"]].copy())
         # each closed step, then the empty steps after it (at most max_idle_steps of them)

@@ -60,6 +60,8 @@ class TrafficStepper:
         if self.step.kind == "time":
             bounds = np.searchsorted(table.ts_ns, starts + self.step.size_ns, side="left")
         else:
+            # packet-count steps (with or without a time limit) hold consecutive packets, and
+            # an idle step holds none: the counts alone cut the pending packets
             bounds = np.minimum(np.cumsum(counts), len(table))
         ends = np.maximum.accumulate(bounds)
         begin = int(ends[-1])

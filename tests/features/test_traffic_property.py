@@ -20,7 +20,15 @@ S = 1_000_000_000
 T0 = 1_700_000_000 * S + 123_456_789
 WINDOW = 4
 SPECS = st.sampled_from(
-    [StepSpec(), StepSpec("time", 0.25), StepSpec("packets", 1), StepSpec("packets", 7)]
+    [
+        StepSpec(),
+        StepSpec("time", 0.25),
+        StepSpec("packets", 1),
+        StepSpec("packets", 7),
+        StepSpec("packets_or_time", 7, 0.25),
+        StepSpec("packets_or_time", 1, 1.0),
+        StepSpec("packets_or_time", 20, 1.0),
+    ]
 )
 
 

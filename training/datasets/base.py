@@ -41,6 +41,9 @@ class Dataset:
     dropped: dict[str, int] = field(default_factory=dict)  # reason -> rows dropped at load
     step: dict[str, Any] | None = None
     options: dict[str, Any] = field(default_factory=dict)  # how to load the same way again
+    # per group name: "packets", "seconds" (first to last packet) and "steps" of a recording,
+    # so a class with too few windows can be explained with the step that would fit
+    recordings: dict[str, dict[str, float]] = field(default_factory=dict)
     version: int = 1
 
     def __post_init__(self) -> None:

@@ -133,7 +133,10 @@ def address_labels(
     if spec.kind == "time":
         step = table.ts_ns // spec.size_ns - step_start_ns[0] // spec.size_ns
     else:
-        step = np.arange(len(table), dtype=np.int64) // int(spec.size)
+        from agent.features.mixed import packet_rows
+        from agent.features.traffic import MAX_IDLE_STEPS
+
+        step = packet_rows(table.ts_ns, spec, MAX_IDLE_STEPS)
     out = labels.astype(object)
     tagged = packet_label != ""
     for k in np.unique(step[tagged]):
@@ -156,6 +159,7 @@ def load(
     spec = StepSpec.parse(step)
     rules = read_rules(mapping) if mapping else []
     xs, ys, gs, names = [], [], [], []
+    recordings: dict[str, dict[str, float]] = {}
     malformed = 0
     for g, file in enumerate(capture_files(path)):
         capture = read_capture(file)
@@ -168,6 +172,7 @@ def load(
         ys.append(labels[: len(values)])
         gs.append(np.full(len(values), g, np.int64))
         names.append(file.name)
+        recordings[file.name] = recording_info(capture.packets.ts_ns, len(values))
         logger.info("%s: %d packets -> %d steps", file.name, len(capture.packets), len(values))
     options: dict[str, Any] = {"step": step}
     if mapping:
@@ -185,5 +190,12 @@ def load(
         dropped={"malformed_frames": malformed} if malformed else {},
         step=spec.to_dict(),
         options=options,
+        recordings=recordings,
     )
     return dataset.drop_nonfinite()
+
+
+def recording_info(ts_ns: npt.NDArray[np.int64], steps: int) -> dict[str, float]:
+    """Packets, seconds from first to last packet, and steps of one recording."""
+    seconds = (int(ts_ns.max()) - int(ts_ns.min())) / 1e9 if len(ts_ns) else 0.0
+    return {"packets": len(ts_ns), "seconds": round(seconds, 3), "steps": steps}

@@ -47,7 +47,9 @@ def majority_labels(
 def _traffic(root: Path, spec: StepSpec, max_rows: int | None) -> Dataset:
     """traffic-v1 steps of traffic.pcap with labels from packets.csv."""
     from agent.features.capture import read_capture
-    from agent.features.traffic import TRAFFIC_V1, featurize
+    from agent.features.mixed import packet_rows
+    from agent.features.traffic import MAX_IDLE_STEPS, TRAFFIC_V1, featurize
+    from training.datasets.captures import recording_info
 
     capture = read_capture(root / "traffic.pcap")
     steps = featurize(capture.packets, spec)
@@ -63,7 +65,7 @@ def _traffic(root: Path, spec: StepSpec, max_rows: int | None) -> Dataset:
                 f"{root}: {len(rows)} labelled packets but {len(capture.packets)} decoded; "
                 "packet-count steps need them to match"
             )
-        step_of = np.arange(len(rows), dtype=np.int64) // int(spec.size)
+        step_of = packet_rows(capture.packets.ts_ns, spec, MAX_IDLE_STEPS)
     y = majority_labels(step_of, labels, len(steps))
     end = max_rows or len(steps)
     return Dataset(
@@ -78,12 +80,13 @@ def _traffic(root: Path, spec: StepSpec, max_rows: int | None) -> Dataset:
         dropped={"malformed_frames": capture.malformed_total} if capture.malformed_total else {},
         step=spec.to_dict(),
         options={"step": spec_text(spec), "part": "traffic"},
+        recordings={root.name: recording_info(capture.packets.ts_ns, min(end, len(steps)))},
     )
 
 
 def spec_text(spec: StepSpec) -> str:
     """The ``--step`` text that parses back to ``spec``."""
-    return f"{int(spec.size)}p" if spec.kind == "packets" else f"{spec.size}s"
+    return spec.text
 
 
 def _telemetry(root: Path, spec: StepSpec, max_rows: int | None) -> Dataset:

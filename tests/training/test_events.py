@@ -1,0 +1,112 @@
+"""Event-level evaluation: labelled captures through the agent's replay, scored per attack."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.agent.bundles import flood_frames, pcap_bytes
+from tests.agent.flood_bundle import flood_kit
+from tests.agent.padded import load_padded, padded_bundle
+
+pytestmark = pytest.mark.tf
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """The agent tests' int8 flood model (built by a TensorFlow child process)."""
+    return flood_kit(tmp_path_factory.mktemp("flood")).model
+
+
+def _captures(folder: Path) -> Path:
+    folder.mkdir()
+    flood, _ = flood_frames(calm_s=0, flood_s=2, calm_after_s=0, flood_rate=500)
+    (folder / "flood-a.pcap").write_bytes(pcap_bytes(flood))
+    calm, _ = flood_frames(calm_s=60, flood_s=0, calm_after_s=0)
+    (folder / "benign-a.pcap").write_bytes(pcap_bytes(calm))
+    return folder
+
+
+def test_events_report_detection_packets_to_alarm_and_false_alarms(
+    tmp_path: Path, model: bytes
+) -> None:
+    from training.events import evaluate_events
+
+    data = _captures(tmp_path / "captures")
+    results = {}
+    for padding in ("zeros", "none"):
+        (tmp_path / padding).mkdir()
+        results[padding] = evaluate_events(load_padded(tmp_path / padding, padding, model), data)
+    padded = results["zeros"]
+    (flood,) = [a for c in padded["captures"] for a in c["attacks"]]
+    assert flood["label"] == "flood"
+    assert flood["detected"]
+    assert flood["reported_label"] == "flood"
+    assert flood["detections"] == 1
+    # 2-of-3 debounce: the 3rd and 4th padded windows are the first two over 0.5
+    assert flood["packets_to_alarm"] == 80
+    (late,) = [a for c in results["none"]["captures"] for a in c["attacks"]]
+    assert late["packets_to_alarm"] == 100  # no window before the 4th step, raised on the 5th
+    benign = next(c for c in padded["captures"] if c["capture"] == "benign-a.pcap")
+    assert benign["false_alarms"] == 0
+    assert benign["benign_seconds"] == pytest.approx(59.8, abs=0.1)
+    assert padded["summary"]["detection_rate"] == 1.0
+    assert padded["summary"]["false_alarms_per_hour"] == 0.0
+
+
+def test_evaluate_events_cli_writes_json_markdown_and_timeline(
+    tmp_path: Path, model: bytes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from training.cli_evaluate import configure, run
+
+    data = _captures(tmp_path / "captures")
+    bundle, public = padded_bundle(tmp_path, "zeros", model)
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    out = tmp_path / "report"
+    args = parser.parse_args(
+        [
+            *("--events", "--bundle", str(bundle), "--trust-key", str(public)),
+            *("--path", str(data), "--out", str(out), "--json"),
+        ]
+    )
+    assert run(args) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["summary"]["attacks"] == 1
+    assert printed["debounce"]["raise_k"] == 2  # the agent's default
+    assert json.loads((out / "events.json").read_text())["padding"] == "zeros"
+    assert "| flood-a.pcap | flood |" in (out / "events.md").read_text()
+    assert (out / "events_timeline.png").stat().st_size > 1000
+    missing = parser.parse_args(["--events", "--path", str(data)])
+    assert run(missing) == 2
+
+
+def test_a_synthetic_folder_is_scored_per_attack_interval(tmp_path: Path, model: bytes) -> None:
+    from training.events import evaluate_events, truth_of_synthetic
+    from training.synth.scenario import preset
+    from training.synth.traffic import generate_traffic
+
+    scenario = preset("demo-test").with_overrides(duration=60)
+    generate_traffic(scenario, tmp_path / "site")
+    truth = truth_of_synthetic(tmp_path / "site")
+    assert [label for label, _, _ in truth.intervals] == [a.name for a in scenario.attacks]
+    for (_, start, end), attack in zip(truth.intervals, scenario.attacks, strict=True):
+        # an interval runs from the attack's first packet to its last
+        assert abs((start - truth.first_ns) / 1e9 - attack.start) < 0.5
+        assert end > start
+    (tmp_path / "b").mkdir()
+    result = evaluate_events(load_padded(tmp_path / "b", "zeros", model), tmp_path / "site")
+    (capture,) = result["captures"]
+    assert capture["capture"] == "site"
+    assert len(capture["attacks"]) == len(scenario.attacks)
+    # attacks and the window after each cover most of this run: the rest is benign time
+    assert 0 < capture["benign_seconds"] < 10
+    # The toy model calls any run of full 20-packet steps a flood: the busy benign traffic
+    # opens one detection before the first attack and it stays open throughout. That is one
+    # false alarm, and no attack is credited with an alarm that was open before it began.
+    assert capture["false_alarms"] == 1
+    assert capture["detections"][0][0] < capture["attacks"][0]["start_s"]
+    assert not any(a["detected"] for a in capture["attacks"])
