@@ -26,6 +26,7 @@ def check_deployment(config: AgentConfig, *, create: bool = False) -> None:
     check_state_dir("agent.state_dir", config.agent.state_dir, create=create)
     if config.outbox.path:
         check_state_dir("outbox.path", str(Path(config.outbox.path).parent), create=create)
+    _check_outbox_file(config)
     for i, key in enumerate(config.agent.trusted_keys):
         check_readable_file(f"agent.trusted_keys[{i}]", key)
     tls = config.mqtt.tls
@@ -102,3 +103,15 @@ def check_contents(config: AgentConfig) -> None:
             load_bundle(model.bundle, keys)
         except BundleError as exc:
             raise ConfigError(f"models[{i}].bundle: {exc}") from None
+
+
+def _check_outbox_file(config: AgentConfig) -> None:
+    """An outbox file already there must be one the agent can open (a directory is not)."""
+    from agent.report.outbox import OutboxError, check_existing
+
+    path = Path(config.outbox.resolved_path(config.agent.state_dir))
+    try:
+        check_existing(path)
+    except OutboxError as exc:
+        key = "outbox.path" if config.outbox.path else "agent.state_dir"
+        raise ConfigError(f"{key}: {exc}") from None

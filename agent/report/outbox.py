@@ -333,6 +333,16 @@ def _check_path(path: Path) -> None:
         if not os.access(path.parent, os.W_OK | os.X_OK):
             raise OutboxError(f"cannot create {path}: {path.parent} is not writable")
         return
+    check_existing(path)
+
+
+def check_existing(path: Path) -> None:
+    """Refuse, without touching it, an existing ``path`` that is not a writable SQLite file.
+
+    ``validate-config`` calls this too, so it refuses what ``run`` would refuse.
+    """
+    if not path.exists() and not path.is_symlink():
+        return
     if not path.is_file():
         raise OutboxError(f"{path} is not a regular file (a directory?); nothing was changed")
     try:

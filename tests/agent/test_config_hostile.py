@@ -120,6 +120,25 @@ def test_unusable_state_dir_is_one_line(
         assert len(err.splitlines()) == 1
 
 
+@pytest.mark.parametrize("what", ["directory", "not-sqlite"])
+def test_an_unusable_outbox_file_is_refused_by_validate_config_as_by_run(
+    what: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "outbox-target"
+    if what == "directory":
+        target.mkdir()
+    else:
+        target.write_text("somebody's notes, not a database\n")
+    path = tmp_path / "agent.toml"
+    path.write_text(_toml(tmp_path, rest=f'[outbox]\npath = "{target}"\n'))
+    assert iotids(["agent", "validate-config", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("iotids agent: outbox.path: "), err
+    assert "nothing was changed" in err
+    assert len(err.splitlines()) == 1
+    assert target.is_dir() if what == "directory" else target.is_file()
+
+
 def test_file_only_skips_the_machine_checks(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
