@@ -25,13 +25,14 @@ logger = logging.getLogger(__name__)
 
 STATE_SCHEMA: Final = "iotids.state/1"
 RESTART_REASON: Final = "agent-restart"
-# What an event contributes to the state payload (``family`` and ``end_reason`` when present).
+# What an event contributes to the state payload (``labels`` and ``end_reason`` when present);
+# ``category`` is the attack family.
 _SUMMARY_KEYS: Final = (
     "detection",
     "type",
     "label",
     "category",
-    "family",
+    "labels",
     "score",
     "peak_score",
     "model",

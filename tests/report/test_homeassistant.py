@@ -50,7 +50,7 @@ def test_discovery_announces_four_entities_with_availability() -> None:
 _OPEN = {
     "schema": "iotids.state/1",
     "active_events": 1,
-    "detections": [{"detection": "d1", "label": "flood", "family": "flood", "score": 0.9}],
+    "detections": [{"detection": "d1", "label": "flood", "category": "flood", "score": 0.9}],
     "last_attack": {
         "detection": "d1",
         "label": "synflood",
