@@ -57,7 +57,11 @@ def hostile_payloads(kit: FloodKit) -> list[tuple[str, bytes, str]]:
             _signed(kit, trusted, bomb("model.tflite", declared=GIB), model_size=42_000),
             "model.tflite declares",
         ),
-        ("many members", archive([manifest, model, sig, stored("x", b"")]), "4 members"),
+        (
+            "many members",
+            archive([manifest, model, sig, stored("anomaly.tflite", b""), stored("x", b"")]),
+            "5 members",
+        ),
         ("duplicate names", archive([manifest, manifest, model]), "duplicate member"),
         ("nested path", archive([stored("a/manifest.json", b"{}"), model, sig]), "unexpected"),
         ("huge comment", archive([manifest, model, sig], comment=b"c" * 65_000), "comment"),
