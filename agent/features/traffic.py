@@ -65,6 +65,7 @@ F32 = npt.NDArray[np.float32]
 # Inter-arrival cap (100 s): a step's sum of squared gaps is at most cap * sum of gaps, so it
 # stays inside int64 for any step spanning less than ~25 hours of gaps.
 MAX_GAP_US = 100_000_000
+_I64_MIN, _I64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
 
 # Zero rows emitted for one idle stretch at most: a clock that jumps (an IoT device without
 # an RTC going from 1970 to today on NTP) must not ask for billions of rows; an hour of zeros
@@ -516,7 +517,10 @@ class TrafficFeaturizer:
     def _reopen(self, step: int, start_ns: int) -> None:
         """Start an empty open step ``step``."""
         self._open_step = step
-        self._open_start_ns = step * self.step.size_ns if self.step.kind == "time" else start_ns
+        start = step * self.step.size_ns if self.step.kind == "time" else start_ns
+        # The first step of a timestamp within one step of int64's edge starts past it: clamp
+        # (Python ints do not overflow; the int64 arrays these go into do).
+        self._open_start_ns = min(max(start, _I64_MIN), _I64_MAX)
         self._open[:] = _empty_acc()
         for s in self._sketch.values():
             s.clear()

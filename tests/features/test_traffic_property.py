@@ -163,3 +163,15 @@ def test_real_capture_any_split(
     got, windows = incremental(t, spec, [int(f * len(t)) for f in fractions], advance)
     assert_identical(got, want)
     assert np.array_equal(windows, sliding_windows(want.values, WINDOW))
+
+
+def test_a_timestamp_at_int64s_edge_opens_a_step_without_overflow() -> None:
+    # Found by the garbage test: the first second of a timestamp within a second of int64's
+    # minimum starts before it, which the int64 step-start arrays cannot hold.
+    cols = {name: np.zeros(3, np.dtype(dtype)) for name, dtype in COLUMNS.items()}
+    cols["ts_ns"] = np.array([-9_223_372_036_000_000_001] * 2 + [0], np.int64)
+    table = PacketTable.from_columns(**cols)
+    featurizer = TrafficFeaturizer(StepSpec("time", 1.0))
+    steps = [featurizer.push(table.take(slice(0, 1))), featurizer.push(table.take(slice(1, None)))]
+    steps.append(featurizer.flush())
+    assert sum(len(s.start_ns) for s in steps) >= 2
