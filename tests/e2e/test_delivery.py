@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import time
 from collections.abc import Callable, Iterable
@@ -251,13 +252,18 @@ def test_on_the_example_broker_a_gateway_cannot_pass_for_another(
 # --- produced vs delivered across an outage with a SIGKILL ----------------------------------
 
 
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def _produced(log: str) -> list[tuple[str, str]]:
     """(type, detection) of every new/end the agent's decider and restart logged, in order."""
     produced = []
     for line in log.splitlines():
         words = line.split()
         if "agent.decide:" in words and len(words) > 6 and words[4] in ("new", "end"):
-            produced.append((words[4], words[6]))
+            # "<kind> <label> (<family>) <detection id> score=..."
+            ids = [w for w in words[5:] if _UUID.fullmatch(w)]
+            produced.append((words[4], ids[0] if ids else ""))
         elif "was open when the agent last stopped" in line:
             produced.append(("end", words[words.index("detection") + 1]))
     return produced
