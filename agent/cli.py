@@ -53,8 +53,8 @@ COMMANDS: dict[str, Command] = {
     "keys": Command("converters.cli_keys", "make an Ed25519 signing key pair"),
     "agent": Command("agent.__main__", "run the gateway agent (run, validate-config, replay)"),
     "provision": Command("firmware_configs.provision", "render a gateway's first-boot files"),
-    "monitor": Command("agent.monitor", "watch a fleet of gateways through the broker"),
-    "demo": Command("training.demo", "the whole pipeline end to end on built-in data", True),
+    "monitor": Command("console.monitor", "watch a fleet of gateways through the broker"),
+    "demo": Command("console.demo", "the whole pipeline end to end on built-in data", True),
 }
 
 

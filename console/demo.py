@@ -29,7 +29,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from training.demo_view import LiveView
+    from console.demo_view import LiveView
 
 logger = logging.getLogger(__name__)
 
@@ -224,7 +224,7 @@ def _demo(out: Path, broker_url: str | None, plan: DemoPlan, seed: int) -> int:
     with progress.stage("summary") as result:
         summary = _summary(layout, truth, plan, models, events, stats, progress, broker_url, seed)
         result["detail"] = f"wrote {layout.root / 'summary.json'} and summary.md"
-    from training.demo_view import render_summary
+    from console.demo_view import render_summary
 
     _say("")
     _say(render_summary(summary))
@@ -425,7 +425,7 @@ def _broker(
         except BrokerUrlError as exc:
             raise DemoError(str(exc)) from None
         return parsed.host, parsed.port, parsed.tls, str(parsed)
-    from training.embedded_broker import EmbeddedBroker, EmbeddedBrokerError
+    from console.embedded_broker import EmbeddedBroker, EmbeddedBrokerError
 
     with progress.stage("embedded MQTT broker") as result:
         broker = EmbeddedBroker()
@@ -540,7 +540,7 @@ def _run_agent(
     tls: bool,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Start the view and the agent subprocess; wait until the replay's events have arrived."""
-    from training.demo_view import LiveView, ViewError
+    from console.demo_view import LiveView, ViewError
 
     view = LiveView(host, port, DEVICE, tls=tls)
     try:
@@ -621,7 +621,7 @@ def _summary(
     seed: int,
 ) -> dict[str, Any]:
     """Score the received events against the truth; write summary.json and summary.md."""
-    from training.demo_view import Truth, detections_json, render_summary, score_detections
+    from console.demo_view import Truth, detections_json, render_summary, score_detections
 
     truths = [Truth(label, a, b, "traffic") for label, a, b in truth.attacks]
     truths += [Truth(label, a, b, "telemetry") for label, a, b in truth.faults]
