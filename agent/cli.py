@@ -47,7 +47,7 @@ COMMANDS: dict[str, Command] = {
     "evaluate": Command("training.cli_evaluate", "score a trained model on other data", True),
     "convert": Command("converters.cli_convert", "quantize a model into a signed bundle", True),
     "openset": Command(
-        "converters.openset", "pair a classifier bundle with a benign traffic model", True
+        "console.openset", "pair a classifier bundle with a benign traffic model", True
     ),
     "verify": Command("converters.cli_verify", "prove a bundle on the gateway's runtime"),
     "keys": Command("converters.cli_keys", "make an Ed25519 signing key pair"),
