@@ -1,6 +1,6 @@
 """The ``iotids`` command: one entry point, a subcommand per job.
 
-Subcommands live beside the code they drive (``agent/features/cli.py``, ``training/cli.py`` ...)
+Subcommands live beside the code they drive (``agent/features/cli.py``, ``console/monitor.py`` ...)
 and are found through a registry of import paths, so an unused command's dependencies never
 load on the gateway. A command module imports only the standard library at top level and
 exposes ``configure(parser)`` and ``run(args) -> int``. Desktop commands that need TensorFlow
