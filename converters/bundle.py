@@ -58,7 +58,7 @@ REQUIRED_KEYS = (
     "labels",
 )
 # Carried into the manifest's ``extra`` when training wrote them: categorical encoders and how
-# the data was loaded let ``verify --dataset`` (and a device) read new data the same way.
+# the data was loaded let ``evaluate --bundle`` (and a device) read new data the same way.
 EXTRA_KEYS = ("recurrent", "encoders", "dataset")
 GOLDEN_COUNT = 4
 # Golden tolerance by mode, times the output's magnitude; int8 outputs get 2 quanta instead.
