@@ -1,6 +1,6 @@
 """The ``iotids`` command: one entry point, a subcommand per job.
 
-Subcommands live beside the code they drive (``agent/features/cli.py``, ``training/cli.py`` ...)
+Subcommands live beside the code they drive (``agent/features/cli.py``, ``console/monitor.py`` ...)
 and are found through a registry of import paths, so an unused command's dependencies never
 load on the gateway. A command module imports only the standard library at top level and
 exposes ``configure(parser)`` and ``run(args) -> int``. Desktop commands that need TensorFlow
@@ -47,14 +47,14 @@ COMMANDS: dict[str, Command] = {
     "evaluate": Command("training.cli_evaluate", "score a trained model on other data", True),
     "convert": Command("converters.cli_convert", "quantize a model into a signed bundle", True),
     "openset": Command(
-        "converters.openset", "pair a classifier bundle with a benign traffic model", True
+        "console.openset", "pair a classifier bundle with a benign traffic model", True
     ),
     "verify": Command("converters.cli_verify", "prove a bundle on the gateway's runtime"),
     "keys": Command("converters.cli_keys", "make an Ed25519 signing key pair"),
     "agent": Command("agent.__main__", "run the gateway agent (run, validate-config, replay)"),
     "provision": Command("firmware_configs.provision", "render a gateway's first-boot files"),
-    "monitor": Command("agent.monitor", "watch a fleet of gateways through the broker"),
-    "demo": Command("training.demo", "the whole pipeline end to end on built-in data", True),
+    "monitor": Command("console.monitor", "watch a fleet of gateways through the broker"),
+    "demo": Command("console.demo", "the whole pipeline end to end on built-in data", True),
 }
 
 

@@ -36,12 +36,12 @@ from agent.bundle import (
     TensorSpec,
     key_id,
 )
+from agent.bundle_metrics import score
 from agent.families import family_for
 from agent.features.schema import FeatureSet, lookup
 from agent.features.steps import StepSpec
 from agent.runtime import Model, ModelLoadError, model_opcodes, runtime_name, runtime_version
 from converters.signing import load_private_key, sign
-from converters.verify import score
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ REQUIRED_KEYS = (
     "labels",
 )
 # Carried into the manifest's ``extra`` when training wrote them: categorical encoders and how
-# the data was loaded let ``verify --dataset`` (and a device) read new data the same way.
+# the data was loaded let ``evaluate --bundle`` (and a device) read new data the same way.
 EXTRA_KEYS = ("recurrent", "encoders", "dataset")
 GOLDEN_COUNT = 4
 # Golden tolerance by mode, times the output's magnitude; int8 outputs get 2 quanta instead.
