@@ -1,0 +1,1 @@
+"""Operator-side tools: they run beside the broker, never on a gateway."""
