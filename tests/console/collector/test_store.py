@@ -47,7 +47,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
     yield instance
     with instance._transaction() as cur:  # leave the shared server clean for the next test
         for table in ("events", "stats", "devices"):
-            cur.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+            cur.execute(f"DELETE FROM {table}")
     instance.close()
 
 
