@@ -213,8 +213,8 @@ def _drain(gateways: Sequence[_Gateway], timeout: float) -> float:
     return time.monotonic() - began
 
 
-def run_plan(plan: Plan) -> None:
-    """Run one worker's gateways and write its result file."""
+def run_plan(plan: Plan, ready: Any = None) -> None:
+    """Run one worker's gateways and write its result file; ``ready`` is set once connected."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # The broker restart is on purpose: every sink's "lost the connection" / "cannot connect"
     # would bury the table; delivery is judged by the consumer's counts instead.
@@ -225,6 +225,9 @@ def run_plan(plan: Plan) -> None:
     for gateway in gateways:
         gateway.sink.start()
     connected_at = _until_connected(gateways, timeout=60.0)
+    connected = sum(g.sink.connected for g in gateways)
+    if ready is not None:
+        ready.set()
     _schedule(plan, gateways, connected_at)
     drain_s = _drain(gateways, plan.drain_timeout_s)
     peak_kb = _rss_kb("VmHWM")
@@ -241,6 +244,7 @@ def run_plan(plan: Plan) -> None:
         "baseline_kb": baseline_kb,
         "peak_kb": peak_kb,
         "connected_s": connected_at - start,
+        "connected": connected,
         "drain_s": drain_s,
         "left_in_outboxes": left,
         "failures": sum(g.sink.failures for g in gateways),

@@ -12,6 +12,7 @@ from tests.console.collector.postgres import Postgres
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[Postgres]:
     """A PostgreSQL cluster for the module's tests (skipped when the binaries are absent)."""
+    pytest.importorskip("psycopg", reason="the [console] extra (psycopg 3) is not installed")
     server = Postgres()
     try:
         server.start()

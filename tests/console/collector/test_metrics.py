@@ -72,3 +72,25 @@ def test_served_over_http_at_metrics_only() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_grafana_dashboard_queries_only_metrics_the_collector_exports() -> None:
+    import json
+    from pathlib import Path
+
+    import console.collector
+
+    dashboard = json.loads(
+        (Path(console.collector.__file__).parent / "grafana.json").read_text(encoding="utf-8")
+    )
+    exported = {
+        line.split()[2] for line in FleetMetrics().render().splitlines() if line.startswith("# TYPE")
+    }
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\biotids_[a-z_]+", target["expr"])
+    }
+    assert queried, "the dashboard queries nothing"
+    assert queried <= exported, queried - exported
