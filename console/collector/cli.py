@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
+import ssl
 import sys
 import threading
 from types import FrameType
 
-from agent.broker_url import PASSWORD_ENV, USERNAME_ENV, BrokerUrlError, parse_broker_url
+from agent.broker_url import BrokerUrlError, parse_broker_url
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +42,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_METRICS_PORT,
         help=f"serve Prometheus /metrics on this port, 0 for none (default {DEFAULT_METRICS_PORT})",
     )
-    parser.add_argument(
-        "--metrics-host", default="127.0.0.1", help="address to serve /metrics on"
-    )
+    parser.add_argument("--metrics-host", default="127.0.0.1", help="address to serve /metrics on")
     parser.add_argument(
         "--share",
         default="iotids-collectors",
@@ -53,6 +51,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--prefix", default="iotids", help="the gateways' mqtt.topic_prefix")
     parser.add_argument("--client-id", default="", help="MQTT client id (default: random)")
+    parser.add_argument("--ca-file", help="CA file for an mqtts:// broker (default: system)")
 
 
 def _fail(message: str) -> int:
@@ -62,6 +61,7 @@ def _fail(message: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Collect until a signal; the exit code."""
+    from agent.mqtt_client import env_credentials, url_tls_context
     from console.collector.consumer import Collector, CollectorOptions
     from console.collector.metrics import FleetMetrics, serve
     from console.collector.store import StoreError, open_store
@@ -72,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"--broker: {exc}")
     if not args.share or _BAD_GROUP_CHARS & set(args.share):
         return _fail(f"--share: a group name without '/', '+', '#', got {args.share!r}")
+    if args.ca_file and not url.tls:
+        return _fail(f"--ca-file needs an mqtts:// broker URL, got {url}")
     if not 0 <= args.metrics_port <= 65535:
         return _fail(f"--metrics-port: must be 0..65535, got {args.metrics_port}")
     try:
@@ -87,15 +89,21 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             store.close()
             return _fail(f"--metrics-port {args.metrics_port}: {exc.strerror or exc}")
+    try:
+        tls = url_tls_context(args.ca_file) if url.tls else None
+    except (OSError, ssl.SSLError) as exc:
+        store.close()
+        return _fail(f"--ca-file {args.ca_file}: {getattr(exc, 'strerror', None) or exc}")
+    username, password = env_credentials()
     options = CollectorOptions(
         host=url.host,
         port=url.port,
         prefix=args.prefix,
         share_group=args.share,
         client_id=args.client_id,
-        username=os.environ.get(USERNAME_ENV) or None,
-        password=os.environ.get(PASSWORD_ENV) or None,
-        tls=url.tls,
+        username=username,
+        password=password,
+        tls=tls,
     )
     stop = threading.Event()
 

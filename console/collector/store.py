@@ -31,7 +31,15 @@ INSTALL_POSTGRES: Final = "pip install 'iotids[console]'"
 
 
 class StoreError(Exception):
-    """The database refused a write or went away; the message was not stored."""
+    """The database refused a write or went away; the message was not stored.
+
+    ``retryable`` is True when the database itself failed (down, locked, disk): the same
+    message may be stored later. False when it refused this message (bad data).
+    """
+
+    def __init__(self, message: str, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 @dataclass(frozen=True)
@@ -180,10 +188,12 @@ class SqlStore:
         connect: Callable[[], Any],
         dialect: _Dialect,
         errors: tuple[type[BaseException], ...],
+        transient: tuple[type[BaseException], ...],
     ) -> None:
         self._connect = connect
         self._dialect = dialect
         self._errors = errors
+        self._transient = transient
         self._conn: Any = None
         self._event_sql = _event_sql(dialect)
         self._stats_sql = _stats_sql(dialect)
@@ -207,7 +217,8 @@ class SqlStore:
                 cur.close()
         except self._errors as exc:
             self._drop_connection()
-            raise StoreError(str(exc).strip().splitlines()[0] if str(exc) else repr(exc)) from exc
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            raise StoreError(text, retryable=isinstance(exc, self._transient)) from exc
 
     def _drop_connection(self) -> None:
         """Roll back and forget the connection; the next write reconnects."""
@@ -264,7 +275,7 @@ def sqlite_store(path: str | Path) -> SqlStore:
         conn.execute("PRAGMA synchronous=NORMAL")
         return conn
 
-    return SqlStore(connect, _SQLITE, (sqlite3.Error,))
+    return SqlStore(connect, _SQLITE, (sqlite3.Error,), (sqlite3.OperationalError,))
 
 
 def postgres_store(url: str) -> SqlStore:
@@ -277,7 +288,8 @@ def postgres_store(url: str) -> SqlStore:
     def connect() -> Any:
         return psycopg.connect(url, connect_timeout=10)
 
-    return SqlStore(connect, _POSTGRES, (psycopg.Error,))
+    transient = (psycopg.OperationalError, psycopg.InterfaceError)
+    return SqlStore(connect, _POSTGRES, (psycopg.Error,), transient)
 
 
 def open_store(url: str) -> SqlStore:

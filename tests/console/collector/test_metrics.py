@@ -83,9 +83,8 @@ def test_the_grafana_dashboard_queries_only_metrics_the_collector_exports() -> N
     dashboard = json.loads(
         (Path(console.collector.__file__).parent / "grafana.json").read_text(encoding="utf-8")
     )
-    exported = {
-        line.split()[2] for line in FleetMetrics().render().splitlines() if line.startswith("# TYPE")
-    }
+    lines = FleetMetrics().render().splitlines()
+    exported = {line.split()[2] for line in lines if line.startswith("# TYPE")}
     queried = {
         name
         for panel in dashboard["panels"]
