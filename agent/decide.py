@@ -24,12 +24,12 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from agent.contract import EVENT_SCHEMA
 from agent.families import family_for, is_benign
 from agent.features.packets import PacketTable
 
 logger = logging.getLogger(__name__)
 
-EVENT_SCHEMA = "iotids.event/1"
 TOP_K = 5
 _V4_MAPPED_HI = 0
 _V4_MAPPED_MARK = 0xFFFF_0000_0000

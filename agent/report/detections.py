@@ -21,9 +21,10 @@ import threading
 from collections.abc import Mapping
 from typing import Any, Final
 
+from agent.contract import STATE_SCHEMA
+
 logger = logging.getLogger(__name__)
 
-STATE_SCHEMA: Final = "iotids.state/1"
 RESTART_REASON: Final = "agent-restart"
 # What an event contributes to the state payload (``family`` and ``end_reason`` when present).
 _SUMMARY_KEYS: Final = (

@@ -34,6 +34,7 @@ import re
 from typing import Final
 
 from agent import __version__
+from agent.contract import OFFLINE, ONLINE, Topics
 
 _NODE_UNSAFE: Final = re.compile(r"[^A-Za-z0-9_-]")
 _INTRUSION_TEMPLATE: Final = "{{ 'ON' if (value_json.active_events | int(0)) > 0 else 'OFF' }}"
@@ -56,9 +57,9 @@ def birth_topic(discovery_prefix: str) -> str:
     return f"{discovery_prefix}/status"
 
 
-def _entities(base: str) -> list[tuple[str, str, dict[str, object]]]:
-    """(component, object id, fields) of the four entities, reading topics under ``base``."""
-    state = f"{base}/state"
+def _entities(topics: Topics) -> list[tuple[str, str, dict[str, object]]]:
+    """(component, object id, fields) of the four entities, reading the device's topics."""
+    state = topics.state
     return [
         (
             "binary_sensor",
@@ -89,7 +90,7 @@ def _entities(base: str) -> list[tuple[str, str, dict[str, object]]]:
             "packets_per_s",
             {
                 "name": "Packets per second",
-                "state_topic": f"{base}/stats",
+                "state_topic": topics.stats,
                 "value_template": "{{ value_json.packets_per_s }}",
                 "unit_of_measurement": "packets/s",
                 "state_class": "measurement",
@@ -102,7 +103,7 @@ def _entities(base: str) -> list[tuple[str, str, dict[str, object]]]:
             {
                 "name": "Active model",
                 "icon": "mdi:brain",
-                "state_topic": f"{base}/model",
+                "state_topic": topics.model,
                 "value_template": "{{ value_json.bundle_id }}",
                 "entity_category": "diagnostic",
             },
@@ -115,11 +116,11 @@ def discovery_messages(
 ) -> list[tuple[str, bytes]]:
     """The retained (topic, JSON payload) pairs that announce one gateway's entities."""
     node = node_id(device_id)
-    base = f"{topic_prefix}/{device_id}"
+    topics = Topics.for_device(topic_prefix, device_id)
     common: dict[str, object] = {
-        "availability_topic": f"{base}/status",
-        "payload_available": "online",
-        "payload_not_available": "offline",
+        "availability_topic": topics.status,
+        "payload_available": ONLINE.decode(),
+        "payload_not_available": OFFLINE.decode(),
         "device": {
             "identifiers": [f"iotids_{node}"],
             "name": f"iotids {device_id}",
@@ -130,7 +131,7 @@ def discovery_messages(
         "origin": {"name": "iotids", "sw_version": __version__},
     }
     messages: list[tuple[str, bytes]] = []
-    for component, obj, fields in _entities(base):
+    for component, obj, fields in _entities(topics):
         payload = {**fields, "unique_id": f"iotids_{node}_{obj}", **common}
         topic = f"{discovery_prefix}/{component}/{node}/{obj}/config"
         messages.append((topic, json.dumps(payload, sort_keys=True).encode()))

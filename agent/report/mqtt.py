@@ -1,28 +1,7 @@
-"""The MQTT sink: the gateway's contract with its operators (the README's "MQTT contract").
+"""The MQTT sink: the gateway's side of the contract in ``agent.contract``.
 
-Topics, with ``<p>`` = ``mqtt.topic_prefix`` (default ``iotids``) and ``<d>`` = the device id:
-
-==========================  =========  ==============  ==========================================
-topic                       direction  QoS / retain    payload
-==========================  =========  ==============  ==========================================
-``<p>/<d>/status``          agent ->   1, retained     ``online`` after a successful CONNACK;
-                                                       ``offline`` as last will and on shutdown
-``<p>/<d>/events``          agent ->   1               event JSON (below)
-``<p>/<d>/stats``           agent ->   ``stats_qos``   stats JSON (below)
-``<p>/<d>/model``           agent ->   1, retained     model JSON (below)
-``<p>/<d>/state``           agent ->   1, retained     state JSON (below)
-``<p>/<d>/model/set``       -> agent   1               a bundle (raw bytes) handed to
-                                                       ``on_model_set``; the app verifies it
-``<discovery>/...``         agent ->   1, retained     Home Assistant discovery
-                                                       (``agent.report.homeassistant``)
-==========================  =========  ==============  ==========================================
-
-Every JSON payload is an object with at least these keys, added by the sink when the caller did
-not set them; the caller's other keys pass through unchanged:
-
-* ``schema`` — ``"iotids.event/1"``, ``"iotids.stats/1"``, ``"iotids.model/1"`` or
-  ``"iotids.state/1"``; a consumer checks the name and major version before reading further.
-* ``device`` — the device id; ``time`` — Unix seconds (float) when the payload was queued.
+Topics, schema names and the payload envelope (``schema``, ``device``, ``time``) are defined in
+``agent.contract``; this module adds what the sink itself promises:
 
 Event (``iotids.event/1``), one message per lifecycle step of a detection:
 ``id`` (str, unique per message: a uuid4 hex unless the caller gave one — consumers drop
@@ -58,10 +37,7 @@ to paho).
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import os
 import queue
 import sqlite3
 import ssl
@@ -70,35 +46,41 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Final
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.config import MqttConfig
+from agent.contract import (
+    EVENT_SCHEMA,
+    MODEL_SCHEMA,
+    OFFLINE,
+    ONLINE,
+    STATE_SCHEMA,
+    STATS_SCHEMA,
+    Topics,
+    encode,
+    stamp,
+)
+from agent.mqtt_client import (
+    is_auth_refused,
+    make_client,
+    resolve_credentials,
+    set_backoff,
+    tls_context,
+)
 from agent.report import homeassistant
-from agent.report.detections import STATE_SCHEMA, Detections
+from agent.report.detections import Detections
 from agent.report.outbox import Kind, Outbox, Track
-from agent.tls import tls_context as tls_context  # re-exported: the sensor source uses it
 
 logger = logging.getLogger(__name__)
-
-EVENT_SCHEMA: Final = "iotids.event/1"
-STATS_SCHEMA: Final = "iotids.stats/1"
-MODEL_SCHEMA: Final = "iotids.model/1"
-
-ONLINE: Final = b"online"
-OFFLINE: Final = b"offline"
 
 # Rows handed to paho and not yet acknowledged; matches paho's default max_inflight_messages so
 # paho never holds a queue of its own: the outbox stays the one source of truth.
 _WINDOW: Final = 20
-# CONNACK reasons that mean "your credentials are wrong" (3.1.1 codes 4/5 map to 0x86/0x87).
-_AUTH_REFUSED: Final = frozenset({0x86, 0x87, 0x8C})
 _EVENT_KINDS: Final[Mapping[str, Kind]] = {
     "new": "event_new",
     "update": "event_update",
@@ -106,72 +88,10 @@ _EVENT_KINDS: Final[Mapping[str, Kind]] = {
 }
 
 
-@dataclass(frozen=True)
-class Topics:
-    """One device's topics under the configured prefix."""
-
-    status: str
-    events: str
-    stats: str
-    model: str
-    model_set: str
-    state: str
-
-    @classmethod
-    def for_device(cls, prefix: str, device_id: str) -> Topics:
-        """The topics of ``device_id`` under ``prefix``."""
-        base = f"{prefix}/{device_id}"
-        return cls(
-            f"{base}/status",
-            f"{base}/events",
-            f"{base}/stats",
-            f"{base}/model",
-            f"{base}/model/set",
-            f"{base}/state",
-        )
-
-
-def resolve_credentials(
-    config: MqttConfig, environ: Mapping[str, str] | None = None
-) -> tuple[str | None, str | None]:
-    """Username and password from systemd's credentials dir (wins) or the environment."""
-    env = os.environ if environ is None else environ
-    username = env.get(config.username_env) or None
-    password = env.get(config.password_env) or None
-    cred_dir = env.get(config.credentials_dir_env)
-    if cred_dir:
-        user_file = Path(cred_dir) / "mqtt-username"
-        pass_file = Path(cred_dir) / "mqtt-password"
-        if user_file.is_file():
-            username = user_file.read_text(encoding="utf-8").rstrip("\r\n")
-        if pass_file.is_file():
-            password = pass_file.read_text(encoding="utf-8").rstrip("\r\n")
-    return username, password
-
-
 def _log_callback_failures(client: mqtt.Client, userdata: object, level: int, text: str) -> None:
     """paho's on_log: surface the exceptions it suppressed in our callbacks, nothing else."""
     if text.startswith("Caught exception in"):
         logger.error("mqtt: %s", text)
-
-
-def _jsonable(value: object) -> object:
-    """Make numpy scalars/arrays and other odd values JSON-serialisable without importing numpy."""
-    for method in ("tolist", "item"):
-        convert = getattr(value, method, None)
-        if callable(convert):
-            return convert()
-    return str(value)
-
-
-def _encode(payload: Mapping[str, object]) -> bytes:
-    """Compact JSON bytes for one payload."""
-    return json.dumps(payload, separators=(",", ":"), default=_jsonable).encode()
-
-
-def _set_backoff(client: mqtt.Client, low: float, high: float) -> None:
-    """paho's capped exponential reconnect delay, in whole seconds (at least 1: no busy loop)."""
-    client.reconnect_delay_set(max(1, math.ceil(low)), max(1, math.ceil(high)))
 
 
 class _RateLimiter:
@@ -325,20 +245,15 @@ class MqttSink:
 
     def _make_client(self, password: str | None) -> mqtt.Client:
         """A paho client with will, credentials, TLS, backoff and callbacks set."""
-        protocol = (
-            MQTTProtocolVersion.MQTTv5
-            if self.config.protocol == "5"
-            else MQTTProtocolVersion.MQTTv311
+        client = make_client(
+            self._client_id,
+            protocol=self.config.protocol,
+            username=self._username,
+            password=password,
+            tls=tls_context(self.config.tls) if self.config.tls is not None else None,
+            will=(self.topics.status, OFFLINE),
+            backoff=(self.config.backoff_min, self.config.backoff_max),
         )
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=self._client_id, protocol=protocol
-        )
-        client.will_set(self.topics.status, OFFLINE, qos=1, retain=True)
-        if self._username is not None:
-            client.username_pw_set(self._username, password)
-        if self.config.tls is not None:
-            client.tls_set_context(tls_context(self.config.tls))
-        _set_backoff(client, self.config.backoff_min, self.config.backoff_max)
         # Room for our window plus `online` and the discovery configs, so paho never has to
         # queue a row behind its in-flight limit.
         client.max_inflight_messages_set(_WINDOW + 8)
@@ -356,11 +271,7 @@ class MqttSink:
 
     def _stamp(self, data: Mapping[str, object], schema: str) -> dict[str, object]:
         """A copy of ``data`` with the schema, device and time keys the contract promises."""
-        payload = dict(data)
-        payload.setdefault("schema", schema)
-        payload.setdefault("device", self.device_id)
-        payload.setdefault("time", time.time())
-        return payload
+        return stamp(data, schema, self.device_id, time.time())
 
     def _queue_state(self) -> None:
         """Queue the retained state (it replaces a state still waiting in the outbox)."""
@@ -379,7 +290,7 @@ class MqttSink:
     ) -> None:
         """Encode and store one message, then wake the publisher; errors are logged, not raised."""
         try:
-            self.outbox.put(kind, topic, _encode(payload), qos, retain, track=track)
+            self.outbox.put(kind, topic, encode(payload), qos, retain, track=track)
         except (sqlite3.Error, TypeError, ValueError, OSError) as exc:
             # A sink never takes the app down: count it, say it, carry on.
             self._failures += 1
@@ -465,7 +376,7 @@ class MqttSink:
             self._refused(client, reason)
             return
         if self._in_auth_backoff:
-            _set_backoff(client, self.config.backoff_min, self.config.backoff_max)
+            set_backoff(client, self.config.backoff_min, self.config.backoff_max)
             self._in_auth_backoff = False
         self._last_failure = ""
         logger.info(
@@ -482,9 +393,9 @@ class MqttSink:
 
     def _refused(self, client: mqtt.Client, reason: ReasonCode) -> None:
         """Log a refused CONNACK once and pick the backoff it deserves."""
-        if reason.value in _AUTH_REFUSED:
+        if is_auth_refused(reason):
             backoff = self.config.auth_backoff
-            _set_backoff(client, backoff, backoff)
+            set_backoff(client, backoff, backoff)
             self._in_auth_backoff = True
             self._report_failure(
                 f"mqtt: broker refused the credentials for user {self._username!r} ({reason}); "

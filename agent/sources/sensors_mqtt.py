@@ -64,38 +64,33 @@ class MqttSensorSource:
         self._client = self._connect(agent)
 
     def _connect(self, agent: AgentConfig) -> Any:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-
-        from agent.report.mqtt import resolve_credentials, tls_context
+        from agent.mqtt_client import make_client, resolve_credentials, tls_context
 
         host = self.options.host or agent.mqtt.host
         port = self.options.port or agent.mqtt.port
         v5 = agent.mqtt.protocol == "5"
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"iotids-{agent.agent.device_id}-sensors-{self.name}",
-            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-        )
         # The report broker's TLS and credentials go only to that broker: to any other one they
         # would travel in clear text (and the agent's password to a broker that is not its own).
         same_broker = (host, port) == (agent.mqtt.host, agent.mqtt.port)
-        if same_broker and agent.mqtt.tls is not None:
-            client.tls_set_context(tls_context(agent.mqtt.tls))
+        tls = tls_context(agent.mqtt.tls) if same_broker and agent.mqtt.tls is not None else None
         username, password = resolve_credentials(agent.mqtt)
-        if username and (same_broker or _is_loopback(host)):
-            client.username_pw_set(username, password)
-        elif username:
+        if username and not (same_broker or _is_loopback(host)):
             logger.warning(
                 "sensor source %s: not sending the [mqtt] credentials to %s (another broker)",
                 self.name,
                 host,
             )
+            username = password = None
+        client = make_client(
+            f"iotids-{agent.agent.device_id}-sensors-{self.name}",
+            protocol=agent.mqtt.protocol,
+            username=username or None,
+            password=password,
+            tls=tls,
+            backoff=(agent.mqtt.backoff_min, agent.mqtt.backoff_max),
+        )
         client.on_connect = self._on_connect
         client.on_message = self._on_message
-        client.reconnect_delay_set(
-            max(1, int(agent.mqtt.backoff_min)), max(1, int(agent.mqtt.backoff_max))
-        )
         client.connect_async(
             host,
             port,

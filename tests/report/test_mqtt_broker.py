@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from agent.config import TlsConfig
-from agent.report.mqtt import EVENT_SCHEMA, MODEL_SCHEMA, STATS_SCHEMA
+from agent.contract import EVENT_SCHEMA, MODEL_SCHEMA, STATS_SCHEMA
 from tests.broker import EXAMPLE_ACL, REPO, Broker, Probe, Received, make_pki
 from tests.report.conftest import SinkFactory, sink_config
 

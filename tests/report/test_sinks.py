@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 from agent.config import MqttConfig
+from agent.contract import Topics
+from agent.mqtt_client import resolve_credentials
 from agent.report import Sink
 from agent.report.memory import MemorySink
-from agent.report.mqtt import MqttSink, Topics, resolve_credentials
+from agent.report.mqtt import MqttSink
 from agent.report.outbox import Outbox
 
 

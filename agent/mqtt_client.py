@@ -1,0 +1,143 @@
+"""The one place a paho client is built: callback API 2, protocol, credentials, TLS, CONNACK.
+
+The agent's sink and sensor source, the operator console and the test helpers all take their
+clients from :func:`make_client`, so they agree on the callback API (paho 2's ``VERSION2``
+signatures), on how credentials are found (systemd credentials win over the environment), on
+TLS (verifying, TLS 1.2 or newer, no socket leaked by a refused handshake) and on what a refused
+CONNACK means.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import ssl
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Final, Literal
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from agent.broker_url import PASSWORD_ENV, USERNAME_ENV
+from agent.tls import ClosingSSLSocket
+from agent.tls import tls_context as tls_context  # the [mqtt.tls] context, built in one place
+
+if TYPE_CHECKING:
+    from paho.mqtt.reasoncodes import ReasonCode
+
+    from agent.config import MqttConfig
+
+ProtocolName = Literal["3.1.1", "5"]
+
+# CONNACK reasons that mean "your credentials are wrong" (3.1.1 codes 4/5 map to 0x86/0x87;
+# 0x8C is MQTT 5's "bad authentication method").
+AUTH_REFUSED: Final = frozenset({0x86, 0x87, 0x8C})
+CREDENTIAL_FILES: Final = ("mqtt-username", "mqtt-password")
+
+
+def make_client(
+    client_id: str,
+    *,
+    protocol: ProtocolName = "3.1.1",
+    clean_session: bool = True,
+    username: str | None = None,
+    password: str | None = None,
+    tls: ssl.SSLContext | None = None,
+    will: tuple[str, bytes] | None = None,
+    backoff: tuple[float, float] = (1.0, 30.0),
+) -> mqtt.Client:
+    """A paho 2 client with credentials, TLS, last will and reconnect backoff set; not connected.
+
+    ``clean_session`` applies to MQTT 3.1.1 only (MQTT 5 sets clean start at connect time).
+    """
+    if protocol == "5":
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
+        )
+    else:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=clean_session,
+            protocol=MQTTProtocolVersion.MQTTv311,
+        )
+    if will is not None:
+        client.will_set(will[0], will[1], qos=1, retain=True)
+    if username is not None:
+        client.username_pw_set(username, password)
+    if tls is not None:
+        client.tls_set_context(tls)
+    set_backoff(client, *backoff)
+    return client
+
+
+def set_backoff(client: mqtt.Client, low: float, high: float) -> None:
+    """paho's capped exponential reconnect delay, in whole seconds (at least 1: no busy loop)."""
+    client.reconnect_delay_set(max(1, math.ceil(low)), max(1, math.ceil(high)))
+
+
+def resolve_credentials(
+    config: MqttConfig, environ: Mapping[str, str] | None = None
+) -> tuple[str | None, str | None]:
+    """Username and password from systemd's credentials dir (wins) or the environment."""
+    env = os.environ if environ is None else environ
+    username = env.get(config.username_env) or None
+    password = env.get(config.password_env) or None
+    cred_dir = env.get(config.credentials_dir_env)
+    if cred_dir:
+        user_file, pass_file = (Path(cred_dir) / name for name in CREDENTIAL_FILES)
+        if user_file.is_file():
+            username = user_file.read_text(encoding="utf-8").rstrip("\r\n")
+        if pass_file.is_file():
+            password = pass_file.read_text(encoding="utf-8").rstrip("\r\n")
+    return username, password
+
+
+def env_credentials(environ: Mapping[str, str] | None = None) -> tuple[str | None, str | None]:
+    """Username and password of the operator tools (``$IOTIDS_MQTT_USERNAME`` / ``_PASSWORD``).
+
+    A broker URL never carries them: they would show in ``ps`` and shell history.
+    """
+    env = os.environ if environ is None else environ
+    username = env.get(USERNAME_ENV) or None
+    return username, (env.get(PASSWORD_ENV) or None) if username is not None else None
+
+
+def url_tls_context(ca_file: str | None = None) -> ssl.SSLContext:
+    """A verifying client context for an ``mqtts://`` URL: ``ca_file`` or the system store.
+
+    Raises OSError / ssl.SSLError when the CA file cannot be read.
+    """
+    context = ssl.create_default_context(cafile=ca_file)
+    # Without this every refused handshake (retried with backoff) leaks a socket.
+    context.sslsocket_class = ClosingSSLSocket
+    return context
+
+
+def is_auth_refused(reason: ReasonCode) -> bool:
+    """True when a CONNACK refused the credentials (not the client id, not a busy broker)."""
+    return reason.is_failure and reason.value in AUTH_REFUSED
+
+
+def refusal_hint(reason: ReasonCode, with_user: bool) -> str:
+    """What to fix after a refused CONNACK; empty when the reason says nothing actionable."""
+    if with_user or not is_auth_refused(reason):
+        return ""
+    return f" (no credentials given: set {USERNAME_ENV} / {PASSWORD_ENV})"
+
+
+def connect_error_text(exc: OSError) -> str:
+    """A short, human reason for a failed TCP/TLS connect."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate verification failed ({exc.verify_message})"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed ({exc.reason or exc})"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, socket.gaierror):
+        return f"unknown host ({exc.strerror})"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return exc.strerror or str(exc)

@@ -1,0 +1,75 @@
+"""The MQTT contract module: topics, payload envelope, parsing hostile payloads, de-duplication."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent import contract
+from agent.contract import Deduplicator, Topics
+
+
+def test_topics_and_filters_agree() -> None:
+    topics = Topics.for_device("site/a/", "gw-2")
+    assert topics.events == "site/a/gw-2/events"
+    assert topics.model_set == "site/a/gw-2/model/set"
+    filters = contract.fleet_filters("site/a", ("events", "stats"))
+    assert filters == ["site/a/+/events", "site/a/+/stats"]
+    shared = contract.fleet_filters("site/a", ("events",), share="ops")
+    assert shared == ["$share/ops/site/a/+/events"]
+    assert contract.split_topic("site/a", topics.events) == ("gw-2", "events")
+    assert contract.split_topic("site/a", topics.model_set) is None
+    assert contract.split_topic("site/a", "other/gw-2/events") is None
+    assert contract.split_topic("site/a", "site/a//events") is None
+
+
+def test_stamp_keeps_what_the_caller_set() -> None:
+    body = contract.stamp({"time": 1.0, "x": 2}, contract.EVENT_SCHEMA, "gw", 5.0)
+    assert body == {"time": 1.0, "x": 2, "schema": "iotids.event/1", "device": "gw"}
+
+
+def test_encode_handles_numpy_like_values() -> None:
+    class Scalar:
+        def item(self) -> float:
+            return 0.5
+
+    assert contract.decode(contract.encode({"score": Scalar()})) == {"score": 0.5}
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"", b"not json", b"[1, 2]", b"\xff\xfe", b"[" * 100_000, b'"' + b"x" * (1 << 20) + b'"'],
+)
+def test_decode_refuses_hostile_payloads(payload: bytes) -> None:
+    assert contract.decode(payload) is None
+
+
+def test_schema_major_version_is_checked() -> None:
+    assert contract.schema_matches({"schema": "iotids.event/1"}, contract.EVENT_SCHEMA)
+    assert contract.schema_matches({"schema": "iotids.event/1.3"}, contract.EVENT_SCHEMA)
+    assert contract.schema_matches({}, contract.EVENT_SCHEMA)
+    assert not contract.schema_matches({"schema": "iotids.event/2"}, contract.EVENT_SCHEMA)
+    assert not contract.schema_matches({"schema": "iotids.stats/1"}, contract.EVENT_SCHEMA)
+    assert not contract.schema_matches({"schema": 1}, contract.EVENT_SCHEMA)
+
+
+def test_event_key_needs_an_id_and_a_known_type() -> None:
+    assert contract.event_key({"id": "a", "type": "new"}) == ("a", "new")
+    assert contract.event_key({"id": "a", "type": "bogus"}) is None
+    assert contract.event_key({"id": 3, "type": "end"}) is None
+    assert contract.event_key({"type": "end"}) is None
+
+
+def test_deduplicator_is_bounded() -> None:
+    seen = Deduplicator(capacity=3)
+    assert [seen.first_time(i) for i in ("a", "b", "a", "c", "d")] == [
+        True,
+        True,
+        False,
+        True,
+        True,
+    ]
+    assert len(seen) == 3
+    assert seen.duplicates == 1
+    assert seen.first_time("a")  # forgotten: the oldest id went when "d" came
+    with pytest.raises(ValueError, match="capacity"):
+        Deduplicator(0)
