@@ -27,6 +27,7 @@ MODULES = (
     "benchmarks.openset",
     "benchmarks.events",
     "benchmarks.training_quality",
+    "benchmarks.fleet_load",
 )
 
 

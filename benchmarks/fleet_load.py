@@ -287,6 +287,21 @@ def rows(figures: list[dict[str, Any]]) -> list[dict[str, object]]:
     return out
 
 
+def ceiling_rows(ceiling: dict[str, Any]) -> list[dict[str, object]]:
+    """The broker's flat-out figures (``benchmarks.fleet_ceiling``) as rows."""
+    case = f"Mosquitto flat out, {ceiling['messages']:,} QoS 1 events from C clients"
+    return [
+        {"benchmark": NAME, "case": case, "metric": metric, "value": value, "unit": unit,
+         "target": ""}
+        for metric, value, unit in (
+            ("messages through the broker", ceiling["messages_per_s"], "1/s"),
+            ("broker CPU", ceiling["broker_cpu_pct"], "% of a core"),
+            ("at a full core (scaled, estimate)", ceiling["implied_ceiling"], "1/s"),
+            ("machine load avg (1 min)", f"{ceiling['load']:.2f}", ""),
+        )
+    ]  # fmt: skip
+
+
 def plot(figures: list[dict[str, Any]], path: Path) -> bool:
     """Events/s, latency percentiles and broker CPU against fleet size; False without matplotlib."""
     try:
@@ -349,8 +364,11 @@ def measure(sizes: list[int], settings: Settings) -> list[dict[str, Any]]:
 
 def run(quick: bool = False) -> list[dict[str, object]]:
     """The benchmark suite's entry: 10 and 100 gateways quick, up to 1,000 otherwise."""
+    from benchmarks.fleet_ceiling import measure as ceiling
+
     sizes = [10, 100] if quick else [10, 100, 1000]
-    return rows(measure(sizes, settings_for(quick)))
+    figures = rows(measure(sizes, settings_for(quick)))
+    return figures + ceiling_rows(ceiling(messages=10_000 if quick else 25_000))
 
 
 def main() -> None:
@@ -370,10 +388,12 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()} before the run")
     figures = measure(sizes, settings)
     from benchmarks.__main__ import print_table
+    from benchmarks.fleet_ceiling import measure as ceiling
 
-    print_table(rows(figures))
+    flat_out = ceiling(messages=10_000 if args.quick else 25_000)
+    print_table(rows(figures) + ceiling_rows(flat_out))
     if args.json:
-        args.json.write_text(json.dumps(figures, indent=2))
+        args.json.write_text(json.dumps({"fleet": figures, "ceiling": flat_out}, indent=2))
     if args.plot:
         print(f"plot: {args.plot}" if plot(figures, args.plot) else "plot: needs matplotlib")
 
