@@ -225,11 +225,11 @@ class SqlStore:
         if self._conn is None:
             return
         conn, self._conn = self._conn, None
-        try:
-            conn.rollback()
-            conn.close()
-        except self._errors:
-            logger.debug("store: closing a failed connection failed too", exc_info=True)
+        for step in (conn.rollback, conn.close):  # close even when the rollback fails
+            try:
+                step()
+            except self._errors:
+                logger.debug("store: cleaning up a failed connection failed too", exc_info=True)
 
     def add(self, row: Row) -> bool:
         """Store one message in one transaction; False when it was already there."""

@@ -57,8 +57,9 @@ class Postgres:
             raise RuntimeError(f"{args[0]} failed: {done.stderr.decode(errors='replace')}")
 
     def start(self) -> None:
-        """initdb, then start and wait until it accepts connections."""
-        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", self.user, "--no-sync")
+        """initdb (the first time), then start and wait until it accepts connections."""
+        if not self.data.exists():
+            self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", self.user, "--no-sync")
         options = f"-h {HOST} -p {self.port} -k {self.root} -c fsync=off"
         self._run(
             "pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w",
@@ -73,8 +74,12 @@ class Postgres:
                 time.sleep(0.2)
         raise RuntimeError("PostgreSQL did not become ready in 30 s")
 
-    def stop(self) -> None:
-        """Stop immediately and remove the cluster."""
+    def halt(self) -> None:
+        """Stop the server at once (as a crash would), keeping its data for ``start``."""
         if (self.data / "postmaster.pid").exists():
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+    def stop(self) -> None:
+        """Stop immediately and remove the cluster."""
+        self.halt()
         shutil.rmtree(self.root, ignore_errors=True)

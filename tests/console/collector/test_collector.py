@@ -221,3 +221,53 @@ def test_events_sent_while_a_collector_was_away_arrive_once_after_it_reconnects(
         if 'result="duplicate"' in line
     }
     assert sum(duplicates.values()) == 1
+
+
+@pytest.mark.slow
+def test_a_database_outage_loses_nothing_the_broker_redelivers_after_it(
+    mosquitto: Broker, stores: Callable[[str], SqlStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from console.collector import consumer
+
+    pytest.importorskip("psycopg", reason="the [console] extra (psycopg 3) is not installed")
+    monkeypatch.setattr(consumer, "RETRY_AFTER_STORE_ERROR_S", 1.0)
+    server = Postgres()
+    server.start()
+    stop = threading.Event()
+    store = open_store(server.url)
+    options = CollectorOptions(mosquitto.host, mosquitto.port, client_id="pg-collector")
+    collector = Collector(options, store, FleetMetrics())
+    runner = threading.Thread(target=collector.run, args=(stop,), daemon=True)
+    runner.start()
+    try:
+        reader = stores(server.url)
+        with Probe(mosquitto, client_id="gw") as gateway:
+            time.sleep(1.0)  # subscribed
+            gateway.publish("iotids/gw-1/events", event("gw-1", "new"))
+            assert wait_until(lambda: count(reader, "SELECT count(*) FROM events") == 1)
+            server.halt()
+            for kind in ("update", "end"):
+                gateway.publish("iotids/gw-1/events", event("gw-1", kind))
+            assert wait_until(lambda: "store_error" in collector.metrics.render(), timeout=15.0)
+            server.start()
+            assert wait_until(
+                lambda: _safe_count(reader, "SELECT count(*) FROM events") == 3, timeout=30.0
+            )
+        assert "iotids_collector_store_up 1.0" in collector.metrics.render()
+    finally:
+        stop.set()
+        runner.join(timeout=10)
+        store.close()
+        server.stop()
+
+
+def _safe_count(store: SqlStore, query: str) -> int:
+    """``count`` that says -1 while the server is still coming back."""
+    from console.collector.store import StoreError
+
+    try:
+        return count(store, query)
+    except StoreError:
+        return -1
