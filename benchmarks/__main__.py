@@ -28,6 +28,7 @@ MODULES = (
     "benchmarks.events",
     "benchmarks.training_quality",
     "benchmarks.fleet_load",
+    "benchmarks.features_parallel",
 )
 
 
