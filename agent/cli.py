@@ -47,15 +47,15 @@ COMMANDS: dict[str, Command] = {
     "evaluate": Command("training.cli_evaluate", "score a trained model on other data", True),
     "convert": Command("converters.cli_convert", "quantize a model into a signed bundle", True),
     "openset": Command(
-        "converters.openset", "pair a classifier bundle with a benign traffic model", True
+        "console.openset", "pair a classifier bundle with a benign traffic model", True
     ),
     "verify": Command("converters.cli_verify", "prove a bundle on the gateway's runtime"),
     "keys": Command("converters.cli_keys", "make an Ed25519 signing key pair"),
     "agent": Command("agent.__main__", "run the gateway agent (run, validate-config, replay)"),
     "provision": Command("firmware_configs.provision", "render a gateway's first-boot files"),
-    "monitor": Command("agent.monitor", "watch a fleet of gateways through the broker"),
+    "monitor": Command("console.monitor", "watch a fleet of gateways through the broker"),
     "collect": Command("console.collector.cli", "store a fleet's events and stats, serve metrics"),
-    "demo": Command("training.demo", "the whole pipeline end to end on built-in data", True),
+    "demo": Command("console.demo", "the whole pipeline end to end on built-in data", True),
 }
 
 

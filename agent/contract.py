@@ -114,6 +114,11 @@ def valid_prefix(prefix: str) -> bool:
     return bool(prefix.strip("/")) and not any(c in prefix for c in "+#")
 
 
+def valid_share(group: str) -> bool:
+    """True for a shared-subscription group name (MQTT 5: no ``/``, ``+`` or ``#``)."""
+    return bool(group) and not any(c in group for c in "/+#")
+
+
 # --- payloads -------------------------------------------------------------------------------
 
 

@@ -121,13 +121,6 @@ def is_auth_refused(reason: ReasonCode) -> bool:
     return reason.is_failure and reason.value in AUTH_REFUSED
 
 
-def refusal_hint(reason: ReasonCode, with_user: bool) -> str:
-    """What to fix after a refused CONNACK; empty when the reason says nothing actionable."""
-    if with_user or not is_auth_refused(reason):
-        return ""
-    return f" (no credentials given: set {USERNAME_ENV} / {PASSWORD_ENV})"
-
-
 def connect_error_text(exc: OSError) -> str:
     """A short, human reason for a failed TCP/TLS connect."""
     if isinstance(exc, ssl.SSLCertVerificationError):

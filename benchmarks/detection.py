@@ -325,17 +325,14 @@ def false_alarm_row(
 
 
 def data_rows(trained: Trained, data_dir: Path) -> list[dict[str, object]]:
-    """Float vs int8 macro-F1 on the same test windows, through ``verify --dataset``."""
+    """Float vs int8 macro-F1 on the same test windows (``evaluate --bundle``), int8 latency."""
     from converters.verify import verify
+    from training.bundle_eval import evaluate_bundle
 
-    report = verify(
-        trained.bundle,
-        [trained.public_key],
-        float_model=trained.model_dir,
-        latency_runs=50,
-        dataset=("synthetic", str(data_dir)),
-    )
-    metrics = report["metrics"]
+    report = verify(trained.bundle, [trained.public_key], latency_runs=50)
+    metrics = evaluate_bundle(
+        trained.bundle, [trained.public_key], "synthetic", str(data_dir), trained.model_dir
+    )["metrics"]
     case = f"{data_dir.name} windows"
     return [
         _row(case, "macro-F1 float", metrics["float"]["macro_f1"], ""),

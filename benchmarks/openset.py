@@ -118,6 +118,7 @@ class Pair:
 
 def train_pair(folder: Path, plan: Plan, exclude: tuple[str, ...] = (), seed: int = 0) -> Pair:
     """demo-train without ``exclude`` -> int8 CNN bundle -> benign model -> paired bundle."""
+    from console.openset import to_int8
     from converters.bundle import pack
     from converters.openset import pair
     from converters.signing import generate_keypair, load_private_key
@@ -164,7 +165,7 @@ def train_pair(folder: Path, plan: Plan, exclude: tuple[str, ...] = (), seed: in
     classifier = folder / "classifier.bundle"
     pack(folder / "model", "int8", classifier, sign_key=private)
     windows = benign_windows(load("synthetic", str(data), step="1s"), plan.window)
-    benign = train_benign(windows, BenignTraining(seed=seed))
+    benign = train_benign(windows, to_int8, BenignTraining(seed=seed))
     paired = folder / "paired.bundle"
     pair(classifier, benign.tflite, benign.spec, load_private_key(private), paired)
     return Pair(classifier, paired, public, time.perf_counter() - began)

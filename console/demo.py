@@ -22,14 +22,27 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
+from console.demo_build import (
+    PLANS,
+    DemoError,
+    DemoPlan,
+    Layout,
+    RunTruth,
+    bundles,
+    generate,
+    train_all,
+)
+
 if TYPE_CHECKING:
-    from training.demo_view import LiveView
+    from console.demo_view import LiveView
+
+__all__ = ["PLANS", "DemoError", "DemoPlan", "Layout", "RunTruth", "agent_config_text", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,37 +50,6 @@ REPO = Path(__file__).resolve().parents[1]
 DEVICE = "demo-gateway"
 EXIT_INTERRUPTED = 130
 AGENT_STOP_TIMEOUT = 15.0  # seconds between SIGTERM and SIGKILL for the agent subprocess
-TELEMETRY_KIND = "industrial"
-SEED_BASE = {"traffic_train": 11, "traffic_test": 12, "telemetry_train": 21, "telemetry_test": 22}
-
-
-class DemoError(RuntimeError):
-    """A stage failed; the message says which and why."""
-
-
-@dataclass(frozen=True)
-class DemoPlan:
-    """How big each stage is: the full demo, or ``--quick`` for tests."""
-
-    train_seconds: float  # training traffic; the preset's attack windows scale with it
-    traffic_window: int  # CNN window in 1 s steps
-    telemetry_window: int  # GRU window in 1 s steps
-    epochs: int
-    units: int
-    telemetry_train_seconds: float
-    telemetry_test_seconds: float
-    baseline_trees: int  # the RandomForest reference every training report carries
-    latency_runs: int  # invocations verify times per bundle
-    agent_timeout: float  # seconds the agent may take to replay the test data
-    replay_seconds: float  # wall time the replay is paced to (0: as fast as possible)
-    train_repeats: int = 1  # the attack sequence this many times, then a benign stretch
-    tuned: bool = False  # train the CNN with TRAFFIC_RECIPE (needs the repeats: enough data)
-
-
-PLANS = {
-    "full": DemoPlan(720.0, 4, 8, 40, 32, 7200.0, 3600.0, 30, 300, 90.0, 15.0, 3, True),
-    "quick": DemoPlan(480.0, 4, 8, 20, 16, 7200.0, 3600.0, 10, 50, 60.0, 0.0),
-}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -163,35 +145,6 @@ class Progress:
         self.line(f"{name}: {result.get('detail', 'done')} ({self.stages[name]:.1f} s)")
 
 
-@dataclass(frozen=True)
-class Layout:
-    """Where the demo writes everything under ``--out``."""
-
-    root: Path
-
-    def data(self, name: str) -> Path:
-        """A generated scenario's folder."""
-        return self.root / "data" / name
-
-    def model(self, name: str) -> Path:
-        """A training output folder (model, report, plots)."""
-        return self.root / "models" / name
-
-    def bundle(self, name: str) -> Path:
-        """A signed bundle."""
-        return self.root / "bundles" / f"{name}.bundle"
-
-    @property
-    def key(self) -> Path:
-        """The signing key prefix (``.key`` private, ``.pub`` public)."""
-        return self.root / "keys" / "demo"
-
-    @property
-    def state(self) -> Path:
-        """The agent's state_dir (outbox, persisted bundles)."""
-        return self.root / "agent-state"
-
-
 def _demo(out: Path, broker_url: str | None, plan: DemoPlan, seed: int) -> int:
     """Every stage in order; cleanup on any exit."""
     progress = Progress()
@@ -199,12 +152,12 @@ def _demo(out: Path, broker_url: str | None, plan: DemoPlan, seed: int) -> int:
     for stale in (layout.key.parent, layout.state):  # a fresh key and an empty outbox per run
         shutil.rmtree(stale, ignore_errors=True)
     with progress.stage("generate scenarios") as result:
-        truth = _generate(layout, plan, seed)
+        truth = generate(layout, plan, seed)
         result["detail"] = truth.describe()
     with progress.stage("train models") as result:
-        result["detail"] = _train_all(layout, plan, seed)
+        result["detail"] = train_all(layout, plan, seed)
     with progress.stage("sign, convert and verify bundles") as result:
-        models = _bundles(layout, plan)
+        models = bundles(layout, plan)
         result["detail"] = ", ".join(
             f"{name} {m['bundle_bytes'] / 1024:.0f} KiB macro-F1 {m['macro_f1']:.3f}"
             for name, m in models.items()
@@ -224,190 +177,12 @@ def _demo(out: Path, broker_url: str | None, plan: DemoPlan, seed: int) -> int:
     with progress.stage("summary") as result:
         summary = _summary(layout, truth, plan, models, events, stats, progress, broker_url, seed)
         result["detail"] = f"wrote {layout.root / 'summary.json'} and summary.md"
-    from training.demo_view import render_summary
+    from console.demo_view import render_summary
 
     _say("")
     _say(render_summary(summary))
     progress.line(f"demo finished; everything is in {layout.root}")
     return 0
-
-
-# -- stage 1: data ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RunTruth:
-    """The test run's inputs and ground truth."""
-
-    pcap: Path
-    packets: int
-    telemetry_csv: Path
-    sensors: tuple[str, ...]
-    attacks: tuple[tuple[str, float, float], ...]  # label, start, stop (Unix seconds)
-    faults: tuple[tuple[str, float, float], ...]
-    traffic_seconds: float = 0.0  # how long the test capture and telemetry span
-    telemetry_seconds: float = 0.0
-
-    def describe(self) -> str:
-        """One line for the progress output."""
-        return (
-            f"test traffic {self.packets} packets with {len(self.attacks)} attacks, "
-            f"test telemetry with {len(self.faults)} faults"
-        )
-
-
-def _generate(layout: Layout, plan: DemoPlan, seed: int) -> RunTruth:
-    """Training and test traffic (different seeds and attack order) and telemetry."""
-    from training.synth.scenario import preset
-    from training.synth.telemetry import TelemetryScenario, generate_telemetry
-    from training.synth.traffic import generate_traffic
-
-    train = preset("demo-train").with_overrides(
-        seed=SEED_BASE["traffic_train"] + seed, duration=plan.train_seconds / plan.train_repeats
-    )
-    if plan.train_repeats > 1:
-        train = train.repeated(plan.train_repeats, benign_tail=2 * plan.train_seconds)
-    generate_traffic(train, layout.data("traffic-train"))
-    test = preset("demo-test").with_overrides(seed=SEED_BASE["traffic_test"] + seed)
-    traffic = generate_traffic(test, layout.data("traffic-test"))
-    generate_telemetry(
-        TelemetryScenario(
-            kind=TELEMETRY_KIND,
-            seed=SEED_BASE["telemetry_train"] + seed,
-            duration=plan.telemetry_train_seconds,
-        ),
-        layout.data("telemetry-train"),
-    )
-    tele_scenario = TelemetryScenario(
-        kind=TELEMETRY_KIND,
-        seed=SEED_BASE["telemetry_test"] + seed,
-        duration=plan.telemetry_test_seconds,
-    ).with_default_faults()
-    telemetry = generate_telemetry(tele_scenario, layout.data("telemetry-test"))
-    t0, s0 = test.start_time, tele_scenario.start_time
-    return RunTruth(
-        pcap=traffic.pcap,
-        packets=traffic.packets,
-        telemetry_csv=telemetry.path,
-        sensors=telemetry.sensors,
-        attacks=tuple((a.name, t0 + a.start, t0 + a.stop) for a in test.attacks),
-        faults=tuple((f.kind, s0 + f.start, s0 + f.stop) for f in tele_scenario.faults),
-        traffic_seconds=test.duration,
-        telemetry_seconds=tele_scenario.duration,
-    )
-
-
-# -- stage 2: training ------------------------------------------------------------------------
-
-
-def _train_all(layout: Layout, plan: DemoPlan, seed: int) -> str:
-    """The CNN on traffic and the GRU anomaly model on telemetry; one line of test figures."""
-    from training.quiet import quiet_tensorflow
-
-    quiet_tensorflow()
-    parts = []
-    for name, data, model, window in (
-        ("traffic-cnn", "traffic-train", "cnn", plan.traffic_window),
-        ("telemetry-gru", "telemetry-train", "gru-anomaly", plan.telemetry_window),
-    ):
-        metrics = _train(layout.data(data), model, layout.model(name), window, plan, seed)
-        parts.append(f"{name} macro-F1 {metrics['model']['macro_f1']:.3f}")
-    return ", ".join(parts)
-
-
-# The traffic recipe the detection benchmark measured (issue 6; benchmarks/detection.py):
-# the attack sequence repeated with a benign stretch after it, contiguous blocks so the model
-# sees windows that cross from benign into an attack, those onset windows weighted, and
-# per-label thresholds calibrated on benign validation windows. It needs the repeated data:
-# --quick (too little of it) trains plainly.
-TRAFFIC_RECIPE: dict[str, Any] = {
-    "split": "blocks",
-    "blocks": 60,
-    "onset_weight": 7.0,
-    "calibrate_thresholds": True,
-    "target_fpr": 0.001,
-    "threshold_floor": 0.6,
-}
-
-
-def _train(data: Path, model: str, out: Path, window: int, plan: DemoPlan, seed: int) -> Any:
-    """One ``iotids train`` run through its public functions; metrics.json's content."""
-    from training.config import ConfigError, load_config
-    from training.train import train
-
-    overrides = {
-        "dataset": "synthetic",
-        "path": str(data),
-        "model": model,
-        "out": str(out),
-        "window": window,
-        "epochs": plan.epochs,
-        "units": plan.units,
-        # the demo's validation split holds a few dozen windows: its macro-F1 plateaus early
-        # and noisily, so early stopping would cut training short (measured: 13/13 attacks
-        # detected with all epochs, 8/13 with patience 8)
-        "patience": plan.epochs,
-        "seed": seed,
-        "baseline_trees": plan.baseline_trees,
-        "verbose": 0,
-    }
-    if model == "cnn" and plan.tuned:
-        overrides |= TRAFFIC_RECIPE
-    try:
-        return train(load_config(None, overrides))
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
-        raise DemoError(f"training {model} on {data} failed: {exc}") from exc
-
-
-# -- stage 3: bundles -------------------------------------------------------------------------
-
-
-def _bundles(layout: Layout, plan: DemoPlan) -> dict[str, dict[str, Any]]:
-    """Key pair, int8 bundles, and each bundle's verify report distilled for the summary."""
-    import numpy as np
-
-    from converters.bundle import pack
-    from converters.signing import generate_keypair
-    from converters.verify import verify
-
-    layout.key.parent.mkdir(parents=True, exist_ok=True)
-    generate_keypair(layout.key)
-    private, public = layout.key.with_suffix(".key"), layout.key.with_suffix(".pub")
-    models: dict[str, dict[str, Any]] = {}
-    for name in ("traffic-cnn", "telemetry-gru"):
-        bundle = layout.bundle(name)
-        bundle.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            pack(layout.model(name), "int8", bundle, sign_key=private)
-        except (ValueError, OSError) as exc:
-            raise DemoError(f"converting {name} failed: {exc}") from exc
-        with np.load(layout.model(name) / "data" / "test.npz", allow_pickle=False) as npz:
-            data = (np.asarray(npz["x"], np.float32), np.asarray(npz["y"]).astype(int))
-        report = verify(bundle, [public], data, latency_runs=plan.latency_runs)
-        bundle.with_suffix(".verify.json").write_text(json.dumps(report, indent=2) + "\n")
-        failed = [b["name"] for b in report["budgets"] if not b["ok"]]
-        if any(b != "macro-F1 drop" for b in failed):
-            raise DemoError(f"{bundle} failed verification: {', '.join(failed)}")
-        if failed:
-            logger.warning("%s: int8 lost more macro-F1 than the budget allows", name)
-        models[name] = _model_summary(report)
-    return models
-
-
-def _model_summary(report: Mapping[str, Any]) -> dict[str, Any]:
-    """What the summary shows of one verify report (figures of the int8 model on test data)."""
-    quantized = report["metrics"]["quantized"]
-    return {
-        "bundle_id": report["bundle_id"],
-        "bundle_bytes": report["file_size"],
-        "model_bytes": report["model_size"],
-        "latency_us_p50": report["latency_us"]["p50"],
-        "latency_us_p99": report["latency_us"]["p99"],
-        "macro_f1": quantized["macro_f1"],
-        "test_windows": quantized["n"],
-        "per_class": quantized["per_class"],
-        "verify_ok": report["ok"],
-    }
 
 
 # -- stage 4: broker --------------------------------------------------------------------------
@@ -425,7 +200,7 @@ def _broker(
         except BrokerUrlError as exc:
             raise DemoError(str(exc)) from None
         return parsed.host, parsed.port, parsed.tls, str(parsed)
-    from training.embedded_broker import EmbeddedBroker, EmbeddedBrokerError
+    from console.embedded_broker import EmbeddedBroker, EmbeddedBrokerError
 
     with progress.stage("embedded MQTT broker") as result:
         broker = EmbeddedBroker()
@@ -540,7 +315,7 @@ def _run_agent(
     tls: bool,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Start the view and the agent subprocess; wait until the replay's events have arrived."""
-    from training.demo_view import LiveView, ViewError
+    from console.demo_view import LiveView, ViewError
 
     view = LiveView(host, port, DEVICE, tls=tls)
     try:
@@ -621,7 +396,7 @@ def _summary(
     seed: int,
 ) -> dict[str, Any]:
     """Score the received events against the truth; write summary.json and summary.md."""
-    from training.demo_view import Truth, detections_json, render_summary, score_detections
+    from console.demo_view import Truth, detections_json, render_summary, score_detections
 
     truths = [Truth(label, a, b, "traffic") for label, a, b in truth.attacks]
     truths += [Truth(label, a, b, "telemetry") for label, a, b in truth.faults]

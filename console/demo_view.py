@@ -9,7 +9,6 @@ test scenario's ground truth (per attack: detected or not, time to detect; false
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import threading
@@ -17,6 +16,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, TextIO
+
+from agent.contract import Deduplicator, Topics, decode
 
 logger = logging.getLogger(__name__)
 
@@ -150,25 +151,24 @@ class LiveView:
         tls: bool = False,
         out: TextIO | None = None,
     ) -> None:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
+        from agent.mqtt_client import make_client, url_tls_context
 
         self.host, self.port = host, port
-        self.topics = {f"{prefix}/{device}/events": "events", f"{prefix}/{device}/stats": "stats"}
+        topics = Topics.for_device(prefix, device)
+        self.topics = {topics.events: "events", topics.stats: "stats"}
         self.out = out or sys.stdout
         self.events: list[dict[str, Any]] = []
         self.stats: list[dict[str, Any]] = []
-        self._seen: set[str] = set()
+        # Bounded like every consumer's: a long demo run must not grow without limit.
+        self._seen = Deduplicator()
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
         self._tty = self.out.isatty()
         self._status_shown = 0.0
         self._closed = False
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"iotids-demo-view-{device}"
+        self._client = make_client(
+            f"iotids-demo-view-{device}", tls=url_tls_context() if tls else None
         )
-        if tls:
-            self._client.tls_set()
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
@@ -227,12 +227,11 @@ class LiveView:
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         kind = self.topics.get(message.topic)
-        try:
-            payload = json.loads(message.payload)
-        except (ValueError, UnicodeDecodeError):
-            logger.debug("demo view: not JSON on %s: %.80r", message.topic, message.payload)
-            return
-        if not isinstance(payload, dict):
+        payload = decode(message.payload)
+        if payload is None:
+            logger.debug(
+                "demo view: not a JSON object on %s: %.80r", message.topic, message.payload
+            )
             return
         if kind == "events":
             self._event(payload)
@@ -242,9 +241,8 @@ class LiveView:
     def _event(self, event: dict[str, Any]) -> None:
         """Keep an event once (QoS 1 may repeat it) and print ``new`` / ``end``."""
         with self._lock:
-            if event.get("id") in self._seen:
+            if not self._seen.first_time(str(event.get("id"))):
                 return
-            self._seen.add(str(event.get("id")))
             self.events.append(event)
         if event.get("type") not in ("new", "end"):
             return

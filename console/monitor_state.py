@@ -10,7 +10,6 @@ incident was given.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections import OrderedDict
@@ -18,12 +17,23 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from agent.contract import (
+    DEFAULT_PREFIX,
+    SEEN_IDS,
+    Deduplicator,
+    Kind,
+    decode,
+    event_key,
+    fleet_filters,
+    parse_status,
+    split_topic,
+)
+
+__all__ = ["DEFAULT_PREFIX", "SEEN_IDS", "Detection", "Fleet", "Gateway", "describe", "fmt"]
+
 logger = logging.getLogger(__name__)
 
-DEFAULT_PREFIX: Final = "iotids"
-KINDS: Final = ("status", "events", "stats", "model")
-# Bounded memory for de-duplication: far more ids than a fleet sends between two replays.
-SEEN_IDS: Final = 50_000
+KINDS: Final[tuple[Kind, ...]] = ("status", "events", "stats", "model")
 OTHER_LABELS_SHOWN: Final = 3
 
 
@@ -146,11 +156,13 @@ class Fleet:
         self.recent = recent
         self.gateways: dict[str, Gateway] = {}
         self.malformed = 0
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        # One de-duplicator for the whole session: it outlives reconnects, so an event the
+        # broker delivers again after a reconnect (or a shared-subscription hand-over) counts once.
+        self._seen = Deduplicator(SEEN_IDS)
 
     def subscriptions(self) -> list[str]:
         """The topic filters that feed this fleet."""
-        return [f"{self.prefix}/+/{kind}" for kind in KINDS]
+        return fleet_filters(self.prefix, KINDS)
 
     def apply(self, topic: str, payload: bytes, now: float, retained: bool = False) -> list[str]:
         """Take one message; returns a line per visible change (empty for repeats)."""
@@ -186,21 +198,12 @@ class Fleet:
 
     def _split(self, topic: str) -> tuple[str, str] | None:
         """(device, kind) of a topic under the prefix, None for anything else."""
-        head = f"{self.prefix}/"
-        if not topic.startswith(head):
-            return None
-        device, _, kind = topic[len(head) :].partition("/")
-        if not device or kind not in KINDS:
-            return None
-        return device, kind
+        return split_topic(self.prefix, topic, KINDS)
 
     def _json(self, topic: str, payload: bytes) -> dict[str, Any] | None:
         """A JSON object payload, or None (counted, DEBUG-logged) for anything else."""
-        try:
-            body = json.loads(payload)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            body = None
-        if not isinstance(body, dict):
+        body = decode(payload)
+        if body is None:
             self.malformed += 1
             logger.debug("monitor: ignoring non-JSON-object on %s: %.80r", topic, payload)
             return None
@@ -208,7 +211,7 @@ class Fleet:
 
     def _status(self, gateway: Gateway, payload: bytes, now: float, retained: bool) -> list[str]:
         """``online`` / ``offline`` (a retained one may arrive twice: only changes count)."""
-        status = payload.decode("utf-8", "replace").strip().lower() or "unknown"
+        status = parse_status(payload)
         if not retained:
             gateway.last_seen = now
         if status == gateway.status:
@@ -216,24 +219,15 @@ class Fleet:
         gateway.status = status
         return [f"{gateway.device} {status}"]
 
-    def _first_time(self, message_id: str) -> bool:
-        """True the first time an event message id is seen (bounded memory)."""
-        if message_id in self._seen:
-            return False
-        self._seen[message_id] = None
-        if len(self._seen) > SEEN_IDS:
-            self._seen.popitem(last=False)
-        return True
-
     def _event(self, gateway: Gateway, event: dict[str, Any]) -> list[str]:
         """Open, refresh or close a detection; a repeated message id changes nothing."""
-        message_id = event.get("id")
-        phase = event.get("type")
-        if not isinstance(message_id, str) or phase not in ("new", "update", "end"):
+        key_phase = event_key(event)
+        if key_phase is None:
             self.malformed += 1
             logger.debug("monitor: event without id or type from %s", gateway.device)
             return []
-        if not self._first_time(f"{gateway.device}/{message_id}"):
+        message_id, phase = key_phase
+        if not self._seen.first_time(f"{gateway.device}/{message_id}"):
             gateway.duplicates += 1
             return []
         gateway.events += 1

@@ -36,12 +36,12 @@ from agent.bundle import (
     TensorSpec,
     key_id,
 )
+from agent.bundle_metrics import score
 from agent.families import family_for
 from agent.features.schema import FeatureSet, lookup
 from agent.features.steps import StepSpec
 from agent.runtime import Model, ModelLoadError, model_opcodes, runtime_name, runtime_version
 from converters.signing import load_private_key, sign
-from converters.verify import score
 
 logger = logging.getLogger(__name__)
 

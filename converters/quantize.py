@@ -11,7 +11,6 @@ others is refused with the op names and the fix.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 import os
 import re
@@ -106,13 +105,14 @@ def _silenced() -> Iterator[None]:
 
 
 def load_keras(path: Path) -> Any:
-    """A Keras 3 model from ``.keras``, with training's custom layers registered if present."""
+    """A Keras 3 model from ``.keras``.
+
+    Training builds its models from Keras' own layers only (no custom objects), so any
+    ``.keras`` file it writes loads here without importing training.
+    """
     quiet_tensorflow()
     import keras
 
-    if importlib.util.find_spec("training") is not None:
-        with contextlib.suppress(ImportError):
-            importlib.import_module("training.models")
     try:
         with keras_numpy_quiet():
             return keras.saving.load_model(path, compile=False)

@@ -15,7 +15,7 @@ import json
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,8 @@ from agent.bundle import (
     load_public_key,
     read_bundle,
 )
+from agent.bundle_metrics import NO_FLOAT_ON_DATA, Predict, bundle_predict, metrics_section
+from agent.bundle_metrics import classification_metrics as classification_metrics
 from agent.runtime import Model, ModelLoadError, model_opcodes, runtime_name, runtime_version
 
 # Highest operator versions tflite-runtime 2.14 registers, for the ops where TF 2.21's
@@ -41,11 +43,6 @@ from agent.runtime import Model, ModelLoadError, model_opcodes, runtime_name, ru
 TFLITE_RUNTIME_214_MAX = {"FULLY_CONNECTED": 11}
 LATENCY_RUNS = 300
 INSTALL_TRAIN = "pip install 'iotids[train]'"
-NO_FLOAT_ON_DATA = (
-    "not run on --data: give --float-model MODEL.tflite, MODEL.keras or the training folder"
-)
-# Scaled inputs (N, ...) -> model outputs (N, ...): the float reference run on verify's data.
-Predict = Callable[[np.ndarray], np.ndarray]
 
 _PROBE = """
 import json, sys
@@ -71,58 +68,6 @@ except Exception as exc:
     result["error"] = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 print(json.dumps(result))
 """
-
-
-# --- metrics (numpy only; the gateway install has no scikit-learn) -----------------------------
-
-
-def classification_metrics(
-    y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]
-) -> dict[str, Any]:
-    """Accuracy, macro-F1 over the classes present, and per-class precision / recall / F1."""
-    per_class: dict[str, dict[str, float]] = {}
-    f1s = []
-    for index in sorted(set(np.unique(y_true)) | set(np.unique(y_pred))):
-        tp = int(np.sum((y_true == index) & (y_pred == index)))
-        fp = int(np.sum((y_true != index) & (y_pred == index)))
-        fn = int(np.sum((y_true == index) & (y_pred != index)))
-        precision = tp / (tp + fp) if tp + fp else 0.0
-        recall = tp / (tp + fn) if tp + fn else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        name = labels[int(index)] if 0 <= int(index) < len(labels) else str(int(index))
-        per_class[name] = {
-            "precision": precision,
-            "recall": recall,
-            "f1": f1,
-            "support": int(np.sum(y_true == index)),
-        }
-        f1s.append(f1)
-    return {
-        "accuracy": float(np.mean(y_true == y_pred)) if len(y_true) else 0.0,
-        "macro_f1": float(np.mean(f1s)) if f1s else 0.0,
-        "per_class": per_class,
-        "n": len(y_true),
-    }
-
-
-def score(
-    task: str,
-    labels: Sequence[str],
-    thresholds: Mapping[str, float],
-    outputs: np.ndarray,
-    y: np.ndarray,
-) -> dict[str, Any]:
-    """Metrics of model outputs: argmax for classifiers, score > threshold for anomaly models."""
-    if task == "anomaly":
-        flagged = (outputs.reshape(len(outputs)) > thresholds["anomaly"]).astype(np.int64)
-        result = classification_metrics((y != 0).astype(np.int64), flagged, ["normal", "anomaly"])
-        anomaly = result["per_class"].get("anomaly", {"precision": 0.0, "recall": 0.0})
-        result["precision"] = anomaly["precision"]
-        result["recall"] = anomaly["recall"]
-        result["threshold"] = thresholds["anomaly"]
-        return result
-    predicted = np.argmax(outputs.reshape(len(outputs), -1), axis=1)
-    return classification_metrics(y, predicted, labels)
 
 
 # --- checks -----------------------------------------------------------------------------------
@@ -198,64 +143,6 @@ def compatibility(
     return rows
 
 
-def _metrics_section(
-    manifest: Manifest,
-    model: Model,
-    data: tuple[np.ndarray, np.ndarray] | None,
-    float_model: Predict | None,
-) -> dict[str, Any]:
-    """Float vs quantized metrics on one set of rows, and the per-class recall change.
-
-    With data and no float model, only the quantized side is measured: the manifest's float
-    figures come from the converter's test set, and comparing them with new data would charge
-    the quantizer for a change of data.
-    """
-    metrics = dict(manifest.metrics)
-    quantized: Any
-    if data is not None:
-        x, y = data
-
-        def run(predict: Predict) -> dict[str, Any]:
-            return score(manifest.task, manifest.labels, manifest.thresholds, predict(x), y)
-
-        quantized, quant_source = run(_bundle_predict(model)), "measured on --data"
-        if float_model is not None:
-            floated, float_source = run(float_model), "float model measured on --data"
-        else:
-            floated, float_source = None, NO_FLOAT_ON_DATA
-    else:
-        quantized, quant_source = metrics.get("quantized"), "manifest (converter's test set)"
-        floated, float_source = _manifest_float(metrics)
-    section: dict[str, Any] = {
-        "float": floated,
-        "float_source": float_source,
-        "quantized": quantized,
-        "quantized_source": quant_source,
-    }
-    if isinstance(floated, dict) and isinstance(quantized, dict) and "macro_f1" in floated:
-        section["macro_f1_drop"] = float(floated["macro_f1"]) - float(quantized["macro_f1"])
-        section["recall_change"] = {
-            name: values["recall"] - floated["per_class"][name]["recall"]
-            for name, values in quantized.get("per_class", {}).items()
-            if name in floated.get("per_class", {}) and "recall" in floated["per_class"][name]
-        }
-    return section
-
-
-def _bundle_predict(model: Model) -> Predict:
-    """The bundle's model over a batch of scaled inputs in any compatible shape."""
-    return lambda x: model.predict(x.reshape((len(x), *model.input_shape)))
-
-
-def _manifest_float(metrics: Mapping[str, Any]) -> tuple[Any, str]:
-    """The float reference the converter recorded, else training's own metrics."""
-    if isinstance(metrics.get("float"), dict):
-        return metrics["float"], "manifest (float TFLite on the converter's test set)"
-    if isinstance(metrics.get("training"), dict) and "macro_f1" in metrics["training"]:
-        return metrics["training"], "manifest (training metrics)"
-    return None, "none"
-
-
 def _signature_section(raw: RawBundle, trusted: Sequence[Any]) -> tuple[dict[str, Any], Budget]:
     """Signature status; with no trusted keys given, only whether a signature is there."""
     if raw.signature is None:
@@ -280,7 +167,6 @@ def verify(
     budget_f1_drop: float = 0.01,
     runtime_pythons: Sequence[str] = (),
     latency_runs: int = LATENCY_RUNS,
-    dataset: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """The full report as a JSON-able dict; ``report["ok"]`` is False when a budget fails.
 
@@ -290,8 +176,6 @@ def verify(
     keys = [load_public_key(k) for k in trusted_keys]
     signature, sig_budget = _signature_section(raw, keys)
     manifest = Manifest.from_json(raw.manifest_bytes)
-    if dataset is not None:
-        data = dataset_arrays(dataset[0], dataset[1], manifest)
     budgets = [sig_budget]
     report: dict[str, Any] = {
         "bundle": str(path),
@@ -343,7 +227,7 @@ def verify(
         budgets.append(Budget("golden vectors", False, str(exc)))
     report["latency_us"] = latency_us(model, manifest.golden.inputs[0], latency_runs)
     floated = _load_float(float_model)
-    report["metrics"] = _metrics_section(manifest, model, data, floated)
+    report["metrics"] = metrics_section(manifest, model, data, floated)
     drop = report["metrics"].get("macro_f1_drop")
     if drop is not None:
         detail = f"{drop * 100:.2f} points (budget {budget_f1_drop * 100:.2f})"
@@ -351,45 +235,6 @@ def verify(
     elif data is not None:
         report["notes"] = [f"macro-F1 drop budget skipped: float model {NO_FLOAT_ON_DATA}"]
     return _close(report, budgets)
-
-
-def dataset_arrays(kind: str, path: str, manifest: Manifest) -> tuple[np.ndarray, np.ndarray]:
-    """Scaled model inputs and labels read by training's loaders the way training read them.
-
-    Needs the ``[train]`` extra (training's loaders); rows of classes the model does not know
-    are left out, windows are labelled by their last step as in training.
-    """
-    try:
-        from training import split
-        from training.scoring import load_like, targets
-    except ImportError:
-        raise ValueError(f"--dataset needs training's loaders; install: {INSTALL_TRAIN}") from None
-    state = {
-        "dataset": dict(manifest.extra.get("dataset") or {"kind": kind, "options": {}}),
-        "encoders": manifest.extra.get("encoders", {}),
-        "columns": list(manifest.columns),
-        "schema_id": manifest.schema_id,
-        "feature_set": manifest.feature_set,
-        "labels": list(manifest.labels),
-        "task": manifest.task,
-    }
-    dataset = load_like(state, kind, path)
-    y_all, _ = targets(dataset, state)
-    scaled = manifest.scaler.transform(dataset.x)
-    if dataset.sequential and dataset.groups is not None:
-        ranges = split.runs(dataset.groups, np.zeros(len(y_all), np.str_))
-        padded = split.stream_starts(dataset.groups) if manifest.padding == "zeros" else None
-        fill = manifest.scaler.transform(np.zeros((1, len(manifest.columns)), np.float32))[0]
-        windows, y, _ = split.windows(
-            scaled, y_all, ranges, manifest.window, padded or frozenset(), fill
-        )
-    else:
-        windows, y = scaled[:, None, :], y_all
-    known = y >= 0
-    x = windows[known]
-    if int(np.prod(manifest.input_shape)) == len(manifest.columns):
-        x = x[:, -1, :]  # a one-step model reads the window's last step
-    return x.reshape((len(x), *manifest.input_shape)), y[known]
 
 
 def _load_float(path: Path | None) -> Predict | None:
@@ -402,14 +247,14 @@ def _load_float(path: Path | None) -> Predict | None:
         return None
     if path.suffix == ".tflite":
         try:
-            return _bundle_predict(Model(path.read_bytes()))
+            return bundle_predict(Model(path.read_bytes()))
         except (OSError, ModelLoadError) as exc:
             raise BundleError(f"float model {path}: {exc}") from None
     keras_path = path / "model.keras" if path.is_dir() else path
     if keras_path.suffix != ".keras" or not keras_path.is_file():
         raise ValueError(f"--float-model {path}: expected a .tflite, a .keras or a training folder")
     try:
-        from training.quiet import quiet_tensorflow
+        from converters.quantize import quiet_tensorflow
 
         quiet_tensorflow()
         import keras

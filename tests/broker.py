@@ -14,7 +14,6 @@ import queue
 import shutil
 import signal
 import socket
-import ssl
 import subprocess
 import threading
 import time
@@ -28,9 +27,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+
+from agent.mqtt_client import make_client, url_tls_context
 
 REPO = Path(__file__).resolve().parents[1]
 MOSQUITTO = "/usr/sbin/mosquitto"
@@ -323,17 +323,14 @@ class Probe:
         self.seen: list[Received] = []
         self.connected = threading.Event()
         self.subscribed = threading.Event()
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id,
+        self.client = make_client(
+            client_id,
             clean_session=clean,
-            protocol=mqtt.MQTTv311,
+            username=username,
+            password=password,
+            tls=url_tls_context(str(broker.tls.ca_cert)) if broker.tls is not None else None,
+            backoff=(1, 1),
         )
-        if username is not None:
-            self.client.username_pw_set(username, password)
-        if broker.tls is not None:
-            self.client.tls_set(ca_certs=str(broker.tls.ca_cert), cert_reqs=ssl.CERT_REQUIRED)
-        self.client.reconnect_delay_set(1, 1)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message

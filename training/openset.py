@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,13 +99,18 @@ def _build(width: int, options: BenignTraining) -> Any:
     return keras.Model(inputs, out, name="benign_autoencoder")
 
 
+# (Keras model, representative inputs) -> full-int8 TFLite bytes. The converter belongs to
+# ``converters``, which training may not import: the caller hands it in.
+ToInt8 = Callable[[Any, npt.NDArray[np.float32]], bytes]
+
+
 def train_benign(
-    windows: npt.NDArray[np.float32], options: BenignTraining | None = None
+    windows: npt.NDArray[np.float32], to_int8: ToInt8, options: BenignTraining | None = None
 ) -> TrainedBenign:
     """Fit, convert to int8, and describe the benign model of raw benign windows (N, T, F)."""
     import keras
 
-    from converters.quantize import _silenced, quiet_tensorflow, to_tflite
+    from training.quiet import quiet_tensorflow
 
     options = options or BenignTraining()
     if len(windows) < MIN_WINDOWS:
@@ -118,17 +124,16 @@ def train_benign(
     model = _build(train.shape[1], options)
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="mse")
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=8, restore_best_weights=True)
-    with _silenced():
-        model.fit(
-            train,
-            train,
-            validation_data=(held, held),
-            epochs=options.epochs,
-            batch_size=options.batch_size,
-            callbacks=[stop],
-            verbose=0,
-        )
-        tflite = to_tflite(model, "int8", train[:500])
+    model.fit(
+        train,
+        train,
+        validation_data=(held, held),
+        epochs=options.epochs,
+        batch_size=options.batch_size,
+        callbacks=[stop],
+        verbose=0,
+    )
+    tflite = to_int8(model, train[:500])
     runtime = Model(tflite)
     error = (runtime.predict(train).astype(np.float64) - train) ** 2
     scale = np.maximum(error.mean(axis=0), MIN_ERROR_SCALE)

@@ -162,3 +162,38 @@ def test_classification_metrics_by_hand() -> None:
     assert metrics["per_class"]["b"]["precision"] == pytest.approx(2 / 3)
     f1 = [0.5, 0.8, 2 / 3]
     assert metrics["macro_f1"] == pytest.approx(sum(f1) / 3)
+
+
+def test_verify_runs_without_training(tmp_path: Path, models: Path, keys: Keys) -> None:
+    """A gateway install has neither TensorFlow nor the training package: verify needs neither."""
+    path = bundle(tmp_path, models, "cnn_int8", keys[0])
+    data = data_file(tmp_path, models)
+    script = (
+        "import sys\n"
+        "for name in ('tensorflow', 'keras', 'training'): sys.modules[name] = None\n"
+        "from agent.cli import main\n"
+        f"code = main(['verify', {str(path)!r}, '--trust-key', {str(keys[1])!r}, '--data',"
+        f" {str(data)!r}, '--float-model', {str(models / 'cnn_float32.tflite')!r},"
+        " '--json', '--latency-runs', '20'])\n"
+        "loaded = [m for m in sys.modules if m.split('.')[0] == 'training' and sys.modules[m]]\n"
+        "print('LOADED=' + ','.join(loaded), file=sys.stderr)\n"
+        "sys.exit(code)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "LOADED="
+    report = json.loads(done.stdout)
+    assert report["metrics"]["quantized_source"] == "measured on --data"
+    assert report["metrics"]["float_source"] == "float model measured on --data"
+
+
+def test_verify_dataset_points_at_evaluate_bundle(
+    tmp_path: Path, models: Path, keys: Keys, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = bundle(tmp_path, models, "cnn_int8", keys[0])
+    argv = ["verify", str(path), "--dataset", "synthetic", "--path", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "iotids evaluate --bundle BUNDLE --dataset KIND --path PATH" in err

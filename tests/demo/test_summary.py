@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import load_config
-from training.demo import Layout, RunTruth, agent_config_text
-from training.demo_view import Truth, render_summary, score_detections
+from console.demo import Layout, RunTruth, agent_config_text
+from console.demo_view import Truth, render_summary, score_detections
 
 T0 = 1_700_000_000.0
 

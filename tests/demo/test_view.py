@@ -11,8 +11,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from training.demo_view import LiveView, ViewError
-from training.embedded_broker import EmbeddedBroker, free_port
+from console.demo_view import LiveView, ViewError
+from console.embedded_broker import EmbeddedBroker, free_port
 
 T0 = 1_700_000_000.0
 

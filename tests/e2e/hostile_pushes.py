@@ -14,6 +14,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from agent.contract import DEFAULT_PREFIX, Topics
 from agent.features.traffic import TRAFFIC_V1
 from tests.agent.bundles import manifest_for, with_fields
 from tests.agent.flood_bundle import FloodKit
@@ -79,16 +80,16 @@ def push_all(
     agent: AgentProcess, broker: Broker, payloads: list[tuple[str, bytes, str]], device: str
 ) -> PushResult:
     """Start ``agent``, wait until it detects, push every payload, collect answers and RSS."""
-    base = f"iotids/{device}"
-    with Probe(broker, [f"{base}/model", f"{base}/events", f"{base}/stats"]) as probe:
+    topics = Topics.for_device(DEFAULT_PREFIX, device)
+    with Probe(broker, [topics.model, topics.events, topics.stats]) as probe:
         agent.start()
-        assert probe.wait_for(lambda m: m.topic == f"{base}/events", 40), agent.log()
+        assert probe.wait_for(lambda m: m.topic == topics.events, 40), agent.log()
         baseline = agent.peak_rss_kb()
         for _, data, _ in payloads:
-            probe.publish(f"{base}/model/set", data)
+            probe.publish(topics.model_set, data)
 
         def updates() -> list[dict[str, Any]]:
-            models = [json.loads(m.payload) for m in list(probe.seen) if m.topic.endswith("/model")]
+            models = [json.loads(m.payload) for m in list(probe.seen) if m.topic == topics.model]
             return [m["last_update"] for m in models if "last_update" in m]
 
         deadline = time.monotonic() + 120
@@ -97,7 +98,7 @@ def push_all(
         peak = agent.peak_rss_kb()
         seen = len(probe.seen)
         while time.monotonic() < deadline + 10:
-            later = [m for m in probe.seen[seen:] if m.topic.endswith("/stats")]
+            later = [m for m in probe.seen[seen:] if m.topic == topics.stats]
             if later:
                 break
             time.sleep(0.2)

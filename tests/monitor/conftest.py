@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from console.embedded_broker import EmbeddedBroker
 from tests.broker import Broker
 from tests.monitor.gateway import FakeGateway
-from training.embedded_broker import EmbeddedBroker
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ class _SubscribedSignal(logging.Handler):
 @pytest.fixture
 def monitor_subscribed() -> Iterator[threading.Event]:
     """Set once a monitor under test has its subscriptions (non-retained messages reach it)."""
-    monitor_logger = logging.getLogger("agent.monitor")
+    monitor_logger = logging.getLogger("console.monitor_client")
     signal = _SubscribedSignal()
     previous = monitor_logger.level
     monitor_logger.setLevel(logging.DEBUG)

@@ -6,25 +6,23 @@ import json
 import time
 from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from agent.contract import EVENT_SCHEMA, MODEL_SCHEMA, OFFLINE, STATS_SCHEMA, Topics
+from agent.mqtt_client import make_client
 
 
 class FakeGateway:
-    """Publishes status / events / stats / model like ``agent/report/mqtt.py`` does."""
+    """Publishes status / events / stats / model as ``agent.contract`` defines them."""
 
     def __init__(self, host: str, port: int, device: str = "gw-1", prefix: str = "iotids") -> None:
-        self.base = f"{prefix}/{device}"
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"fake-{device}", protocol=mqtt.MQTTv311
-        )
-        self.client.will_set(f"{self.base}/status", b"offline", qos=1, retain=True)
+        self.topics = Topics.for_device(prefix, device)
+        self.client = make_client(f"fake-{device}", will=(self.topics.status, OFFLINE))
         self.client.connect(host, port, keepalive=5)
         self.client.loop_start()
 
     def publish(self, kind: str, payload: bytes, retain: bool = False) -> None:
         """Publish at QoS 1 and wait for the broker's PUBACK."""
-        info = self.client.publish(f"{self.base}/{kind}", payload, qos=1, retain=retain)
+        topic = getattr(self.topics, kind)
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
         info.wait_for_publish(5)
         assert info.is_published()
 
@@ -35,7 +33,7 @@ class FakeGateway:
     def event(self, message_id: str, phase: str, detection: str, **fields: Any) -> None:
         """One ``iotids.event/1`` message."""
         body = {
-            "schema": "iotids.event/1",
+            "schema": EVENT_SCHEMA,
             "id": message_id,
             "type": phase,
             "detection": detection,
@@ -46,13 +44,13 @@ class FakeGateway:
 
     def stats(self, **fields: Any) -> None:
         """One ``iotids.stats/1`` message."""
-        body = {"schema": "iotids.stats/1", "time": time.time(), **fields}
+        body = {"schema": STATS_SCHEMA, "time": time.time(), **fields}
         self.publish("stats", json.dumps(body).encode())
 
     def model(self, bundle_id: str, result: str = "activated", reason: str = "") -> None:
         """The retained ``iotids.model/1`` message."""
         body = {
-            "schema": "iotids.model/1",
+            "schema": MODEL_SCHEMA,
             "bundle_id": bundle_id,
             "feature_set": "traffic-v1",
             "last_update": {"result": result, "reason": reason, "time": time.time()},

@@ -9,7 +9,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from training.embedded_broker import EmbeddedBroker, EmbeddedBrokerError
+from console.embedded_broker import EmbeddedBroker, EmbeddedBrokerError
 
 pytestmark = pytest.mark.broker
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from agent.monitor import Fleet, ScreenView, render
+from console.monitor_state import Fleet
+from console.monitor_view import ScreenView, render
 
 NOW = 1_800_000_000.0
 

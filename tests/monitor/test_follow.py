@@ -12,7 +12,9 @@ from collections.abc import Callable
 import pytest
 
 from agent.broker_url import parse_broker_url
-from agent.monitor import Fleet, LineView, follow
+from console.monitor_client import follow
+from console.monitor_state import Fleet
+from console.monitor_view import LineView
 from tests.broker import REPO, Broker
 from tests.monitor.gateway import FakeGateway
 

@@ -146,7 +146,7 @@ def test_unreachable_broker_is_one_line_and_exit_2(capsys: pytest.CaptureFixture
     port = free_port()
     assert main(_monitor(f"mqtt://127.0.0.1:{port}", "--once")) == 2
     err = capsys.readouterr().err.strip()
-    assert err == f"monitor: cannot reach broker mqtt://127.0.0.1:{port}: connection refused"
+    assert err == f"iotids monitor: cannot reach broker mqtt://127.0.0.1:{port}: connection refused"
 
 
 def test_credentials_in_the_url_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
@@ -159,12 +159,12 @@ def test_credentials_in_the_url_are_refused(capsys: pytest.CaptureFixture[str]) 
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (("--json",), "monitor: --json needs --once"),
+        (("--json",), "iotids monitor: --json needs --once"),
         (
             ("--prefix", "iotids/#"),
-            "monitor: --prefix must be a plain topic prefix, got 'iotids/#'",
+            "iotids monitor: --prefix must be a plain topic prefix, got 'iotids/#'",
         ),
-        (("--recent", "0"), "monitor: --recent must be >= 1, got 0"),
+        (("--recent", "0"), "iotids monitor: --recent must be >= 1, got 0"),
     ],
 )
 def test_bad_options_are_one_line_and_exit_2(
@@ -196,7 +196,9 @@ def test_tls_with_the_right_ca_and_a_clear_error_with_the_wrong_one(
         code = main(_monitor(url, "--once", "--ca-file", str(stranger.ca_cert), timeout="1"))
         assert code == 2
         err = capsys.readouterr().err.strip()
-        assert err.startswith(f"monitor: cannot reach broker {url}: TLS certificate verification")
+        assert err.startswith(
+            f"iotids monitor: cannot reach broker {url}: TLS certificate verification"
+        )
     finally:
         broker.kill()
 
@@ -213,7 +215,9 @@ def test_credentials_come_from_the_environment(
         monkeypatch.delenv("IOTIDS_MQTT_PASSWORD", raising=False)
         assert main(_monitor(url, "--once", timeout="1")) == 2
         err = capsys.readouterr().err.strip()
-        assert err.startswith(f"monitor: broker {url} refused the connection: Not authorized")
+        assert err.startswith(
+            f"iotids monitor: broker {url} refused the connection: Not authorized"
+        )
         assert "IOTIDS_MQTT_USERNAME" in err
 
         monkeypatch.setenv("IOTIDS_MQTT_USERNAME", "operator")

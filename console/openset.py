@@ -1,0 +1,76 @@
+"""``iotids openset``: train a benign model on a dataset and pair it with a classifier bundle.
+
+It needs both desktop halves — training's loaders and autoencoder, the converter's int8
+quantizer and bundle writer — which may not import each other, so the command lives here.
+The pairing itself is ``converters.openset``; the benign model ``training.openset``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from agent.bundle import Manifest, read_bundle
+
+
+def to_int8(model: Any, representative: npt.NDArray[np.float32]) -> bytes:
+    """Full-int8 TFLite of a Keras model, TensorFlow's console chatter kept off the terminal."""
+    from converters.quantize import _silenced, to_tflite
+
+    with _silenced():
+        return to_tflite(model, "int8", representative)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``iotids openset``."""
+    parser.add_argument("--bundle", required=True, type=Path, help="the classifier bundle")
+    parser.add_argument("--dataset", required=True, help="dataset kind (captures, synthetic)")
+    parser.add_argument("--path", required=True, help="its folder: benign steps are learned")
+    parser.add_argument("--sign-key", required=True, type=Path, help="Ed25519 private key")
+    parser.add_argument("--out", required=True, type=Path, help="paired bundle to write")
+    parser.add_argument("--epochs", type=int, default=60, help="autoencoder epochs (60)")
+    parser.add_argument(
+        "--quantile",
+        type=float,
+        default=0.999,
+        help="held-out benign score quantile that sets the threshold (0.999)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train the benign model on the dataset's benign windows and write the pair."""
+    from agent.bundle import load_bundle
+    from agent.openset import load_benign_model
+    from converters.quantize import quiet_tensorflow
+
+    quiet_tensorflow()
+    from converters.openset import pair
+    from converters.signing import load_private_key
+    from training.datasets import load
+    from training.openset import BenignTraining, benign_windows, train_benign
+
+    try:
+        manifest = Manifest.from_json(read_bundle(args.bundle).manifest_bytes)
+        step = manifest.step
+        step_text = f"{int(step.size)}p" if step.kind == "packets" else f"{step.size}s"
+        dataset = load(args.dataset, args.path, step=step_text)
+        if dataset.feature_set.schema_id != manifest.schema_id:
+            raise ValueError(f"dataset: schema {dataset.feature_set.schema_id} is not the bundle's")
+        windows = benign_windows(dataset, manifest.window)
+        options = BenignTraining(epochs=args.epochs, quantile=args.quantile)
+        trained = train_benign(windows, to_int8, options)
+        private = load_private_key(args.sign_key)
+        paired = pair(args.bundle, trained.tflite, trained.spec, private, args.out)
+        check = load_bundle(args.out, [private.public_key()])
+        load_benign_model(check)
+    except (ValueError, OSError) as exc:
+        print(f"iotids openset: {exc}", file=sys.stderr)  # noqa: T201 - the CLI talks
+        return 2
+    size = args.out.stat().st_size
+    print(f"wrote {args.out} ({size} bytes): {paired.bundle_id}")  # noqa: T201
+    return 0
