@@ -77,7 +77,7 @@ def featurize_job(job: Job) -> dict[str, Any]:
         "steps": len(steps),
         "windows": int(sliding_windows(steps.values, job.window).shape[0]),
         "digest": digest.hexdigest(),
-        "worker_peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "worker_peak_rss_kb": _peak_rss_kb(),
     }
     if job.out is not None:
         with open(job.out, "wb") as fh:
@@ -95,6 +95,18 @@ def featurize_job(job: Job) -> dict[str, Any]:
             )
         summary["out"] = job.out
     return summary
+
+
+def _peak_rss_kb() -> int:
+    """This process's peak RSS in kB: VmHWM where /proc has it (getrusage's ru_maxrss survives
+    exec, so a spawned worker would report its parent's peak), else ru_maxrss."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def jobs_for(folder: Path, step: str, window: int, out: Path | None) -> list[Job]:
