@@ -54,6 +54,7 @@ COMMANDS: dict[str, Command] = {
     "agent": Command("agent.__main__", "run the gateway agent (run, validate-config, replay)"),
     "provision": Command("firmware_configs.provision", "render a gateway's first-boot files"),
     "monitor": Command("console.monitor", "watch a fleet of gateways through the broker"),
+    "collect": Command("console.collector.cli", "store a fleet's events and stats, serve metrics"),
     "demo": Command("console.demo", "the whole pipeline end to end on built-in data", True),
 }
 

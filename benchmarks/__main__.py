@@ -27,6 +27,8 @@ MODULES = (
     "benchmarks.openset",
     "benchmarks.events",
     "benchmarks.training_quality",
+    "benchmarks.fleet_load",
+    "benchmarks.features_parallel",
 )
 
 

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${IOTIDS_VENV:-.venv}
-EXTRAS=${IOTIDS_EXTRAS:-train,dev,demo}
+EXTRAS=${IOTIDS_EXTRAS:-train,dev,demo,console}
 
 need=()
 [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || need+=(mosquitto mosquitto-clients)
@@ -13,6 +13,8 @@ command -v mkfs.vfat >/dev/null || [ -x /usr/sbin/mkfs.vfat ] || need+=(dosfstoo
 command -v tcpdump >/dev/null || [ -x /usr/bin/tcpdump ] || need+=(tcpdump)
 command -v ip >/dev/null || [ -x /usr/sbin/ip ] || need+=(iproute2)
 command -v shellcheck >/dev/null || need+=(shellcheck)
+# The collector's tests start a throw-away PostgreSQL server from these binaries.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; else SUDO=""; fi
     if [ "$(id -u)" = 0 ] || [ -n "$SUDO" ]; then

@@ -15,7 +15,9 @@ logger = logging.getLogger(__name__)
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``iotids features``."""
-    parser.add_argument("capture", type=Path, help="a pcap or pcapng file (format by magic number)")
+    parser.add_argument(
+        "capture", type=Path, help="a pcap or pcapng file (format by magic number), or a folder"
+    )
     parser.add_argument(
         "--step",
         default="1s",
@@ -23,12 +25,44 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--window", type=int, default=16, help="steps per window (default 16)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    parser.add_argument("--out", type=Path, help="save steps, timestamps and schema to this .npz")
+    parser.add_argument(
+        "--out", type=Path, help="save steps, timestamps and schema to this .npz (folder: a dir)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="a folder: captures featurized in N processes"
+    )
+    parser.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="a folder: run on the Ray cluster at ADDRESS ('local' starts one here)",
+    )
 
 
 def _fail(message: str) -> int:
     print(f"iotids features: {message}", file=sys.stderr)  # noqa: T201 - the CLI talks to its user
     return 2
+
+
+def _run_folder(args: argparse.Namespace) -> int:
+    """A folder of captures, in parallel; a summary line per capture and the totals."""
+    from agent.features.batch import BatchError, run_folder
+
+    try:
+        summary = run_folder(args.capture, args.step, args.window, args.out, args.workers, args.ray)
+    except BatchError as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"{args.capture}: {exc}")
+    if args.json:
+        print(json.dumps(summary, indent=2))  # noqa: T201
+        return 1 if summary["failed"] else 0
+    for result in summary["results"]:
+        what = result.get("error") or f"{result['packets']} packets -> {result['steps']} steps"
+        print(f"{Path(result['capture']).name}: {what}")  # noqa: T201
+    for key, value in summary.items():
+        if key != "results":
+            print(f"{key:>20}: {value}")  # noqa: T201
+    return 1 if summary["failed"] else 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"--step {args.step!r}: {exc}")
     if args.window < 1:
         return _fail(f"--window must be >= 1, got {args.window}")
+    if args.capture.is_dir():
+        return _run_folder(args)
     if not args.capture.is_file():
         return _fail(f"{args.capture}: no such file")
     # streamed chunk by chunk: memory holds one chunk and the steps, whatever the file size

@@ -1,0 +1,230 @@
+"""The collector's MQTT side: shared subscriptions in, one store transaction per message.
+
+Events and stats arrive through MQTT 5 shared subscriptions (``$share/<group>/<p>/+/events``,
+``.../stats``): several collectors in one group split a fleet's messages between them, each
+message going to one of them. Statuses (retained, tiny) come through a plain subscription, so
+every collector sees every gateway's ``online`` / ``offline`` at once; storing one is an upsert,
+so several collectors writing it do no harm.
+
+The session is persistent (clean start off, session expiry ``SESSION_EXPIRY_S``) and every
+message is acknowledged only after its transaction committed (paho's manual ack): a message
+the database refused is not acknowledged, the collector reconnects after a pause and the
+broker delivers it again. A copy that arrives twice (QoS 1 is at-least-once; a reconnect
+replays the unacknowledged) is ignored by the store's key on event id, and dropped before the
+database by a bounded in-memory window of recent ids.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from agent.contract import Deduplicator, fleet_filters
+from agent.mqtt_client import make_client
+from console.collector.metrics import FleetMetrics
+from console.collector.rows import Bad, Parser
+from console.collector.store import EventRow, StatusRow, Store, StoreError
+
+logger = logging.getLogger(__name__)
+
+SESSION_EXPIRY_S = 3600
+RETRY_AFTER_STORE_ERROR_S = 5.0
+
+
+@dataclass(frozen=True)
+class CollectorOptions:
+    """Where to connect and how to subscribe."""
+
+    host: str
+    port: int
+    prefix: str = "iotids"
+    share_group: str = "iotids-collectors"
+    client_id: str = ""
+    username: str | None = None
+    password: str | None = None
+    tls: ssl.SSLContext | None = None
+    keepalive: int = 30
+
+    def subscriptions(self) -> list[tuple[str, int]]:
+        """Shared events and stats, plain status."""
+        shared = fleet_filters(self.prefix, ("events", "stats"), share=self.share_group)
+        return [(topic, 1) for topic in [*shared, *fleet_filters(self.prefix, ("status",))]]
+
+
+class Collector:
+    """Consumes a fleet into a :class:`Store` and a :class:`FleetMetrics`."""
+
+    def __init__(
+        self,
+        options: CollectorOptions,
+        store: Store,
+        metrics: FleetMetrics,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.options = options
+        self.store = store
+        self.metrics = metrics
+        self.parser = Parser(options.prefix)
+        self._clock = clock
+        self._subscribed = threading.Event()
+        self._store_failed = threading.Event()
+        self.stored = 0  # messages this instance committed (not duplicates)
+        self._client_id = options.client_id or f"iotids-collector-{uuid.uuid4().hex[:10]}"
+        self._client: mqtt.Client | None = None
+
+    def _new_client(self) -> mqtt.Client:
+        """A fresh paho client per connection: paho leaks its wake-up socket pair when one
+        client's network loop is started a second time."""
+        client = make_client(
+            self._client_id,
+            protocol="5",
+            username=self.options.username,
+            password=self.options.password,
+            tls=self.options.tls,
+        )
+        client.manual_ack_set(True)  # acknowledged only once stored
+        client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        client.on_disconnect = self._on_disconnect
+        return client
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect in the background (a persistent session); returns at once."""
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = SESSION_EXPIRY_S
+        self._subscribed.clear()
+        self._client = self._new_client()
+        self._client.connect_async(
+            self.options.host,
+            self.options.port,
+            self.options.keepalive,
+            clean_start=False,
+            properties=properties,
+        )
+        self._client.loop_start()
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        """True once the broker acknowledged the subscriptions."""
+        return self._subscribed.wait(timeout)
+
+    def run(self, stop: threading.Event) -> None:
+        """Until ``stop``: after a store error, reconnect so the broker redelivers."""
+        self.start()
+        while not stop.wait(0.5):
+            if self._store_failed.is_set() and not stop.wait(RETRY_AFTER_STORE_ERROR_S):
+                logger.warning("collector: reconnecting so the broker redelivers what failed")
+                self._store_failed.clear()
+                self.stop()
+                self.start()
+        self.stop()
+
+    def stop(self) -> None:
+        """Disconnect (the session stays on the broker) and stop paho's thread."""
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+            self._client = None
+
+    # -- paho callbacks (paho's network thread) ----------------------------------------------
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason.is_failure:
+            logger.error("collector: the broker refused the connection: %s", reason)
+            return
+        logger.info("collector: connected (session present: %s)", flags.session_present)
+        client.subscribe(self.options.subscriptions())
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reasons: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        refused = [str(r) for r in reasons if r.is_failure]
+        if refused:
+            logger.error("collector: subscriptions refused: %s", ", ".join(refused))
+            return
+        self._subscribed.set()
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason.is_failure:
+            logger.warning("collector: disconnected (%s); reconnecting", reason)
+
+    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        if self._store_failed.is_set():
+            return  # not acknowledged: the broker redelivers it after the reconnect
+        if self.handle(message.topic, bytes(message.payload), message.retain):
+            client.ack(message.mid, message.qos)
+
+    # -- one message -------------------------------------------------------------------------
+
+    def handle(self, topic: str, payload: bytes, retained: bool = False) -> bool:
+        """Store one message; False only when the database failed (the message stays unacked)."""
+        now = self._clock()
+        parsed = self.parser.parse(topic, payload, now)
+        if isinstance(parsed, Bad):
+            self._skip(parsed.kind, parsed.reason, topic)
+            return True
+        row = parsed.row
+        kind = "events" if isinstance(row, EventRow) else "stats"
+        kind = "status" if isinstance(row, StatusRow) else kind
+        if isinstance(row, EventRow) and not self.parser.first_time(row.id):
+            self.metrics.message(kind, "duplicate")
+            return True
+        try:
+            stored = self.store.add(row)
+        except StoreError as exc:
+            if not exc.retryable:  # this message can never be stored: skip it, keep going
+                self._skip(kind, "refused by the database", topic)
+                return True
+            self.metrics.message(kind, "store_error")
+            self.metrics.store_up(False)
+            # The redelivery of this message must not look like a duplicate of itself.
+            self.parser.seen = Deduplicator()
+            logger.error("collector: could not store a %s message: %s", kind, exc)
+            self._store_failed.set()
+            return False
+        self.metrics.store_up(True)
+        self.metrics.message(kind, "stored" if stored else "duplicate")
+        if stored:
+            self.stored += 1
+            if isinstance(row, EventRow):
+                self.metrics.event(row.type, row.category)
+        online = row.status == "online" if isinstance(row, StatusRow) else None
+        self.metrics.heard(row.device, row.received, online=online, gauges=parsed.gauges)
+        return True
+
+    def _skip(self, kind: str, reason: str, topic: str) -> None:
+        self.metrics.message(kind, "bad")
+        self.metrics.bad(reason)
+        logger.debug("collector: skipped a message on %s: %s", topic[:200], reason)

@@ -1,0 +1,299 @@
+"""Where the collector keeps a fleet's messages: SQLite by default, PostgreSQL given a URL.
+
+Three tables, the same in both engines:
+
+* ``events`` — one row per event message, keyed by its ``id`` (the contract's de-duplication
+  key): a replayed or redelivered event is ignored by the primary key, never stored twice.
+* ``stats`` — one row per stats message, keyed by ``(device, time)`` for the same reason.
+* ``devices`` — one row per gateway: last status (``online`` / ``offline``) and when it was
+  last heard from.
+
+Every message is one transaction: its row and the device's ``last_seen`` land together or not
+at all. The JSON payload is kept whole (``payload``: TEXT in SQLite, JSONB in PostgreSQL) beside
+the columns dashboards filter on, so keys added to the contract later are queryable without a
+migration.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+logger = logging.getLogger(__name__)
+
+POSTGRES_SCHEMES: Final = ("postgresql://", "postgres://")
+INSTALL_POSTGRES: Final = "pip install 'iotids[console]'"
+
+
+class StoreError(Exception):
+    """The database refused a write or went away; the message was not stored.
+
+    ``retryable`` is True when the database itself failed (down, locked, disk): the same
+    message may be stored later. False when it refused this message (bad data).
+    """
+
+    def __init__(self, message: str, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """One event message as stored."""
+
+    id: str
+    device: str
+    type: str
+    detection: str
+    label: str
+    category: str
+    score: float | None
+    time: float
+    received: float
+    payload: str  # the message's JSON text, whole
+
+
+@dataclass(frozen=True)
+class StatsRow:
+    """One stats message as stored."""
+
+    device: str
+    time: float
+    received: float
+    payload: str
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    """A gateway's retained ``online`` / ``offline``."""
+
+    device: str
+    status: str
+    received: float
+
+
+Row = EventRow | StatsRow | StatusRow
+
+
+class Store(Protocol):
+    """What the consumer writes to."""
+
+    def add(self, row: Row) -> bool:
+        """Store one message in one transaction; False when it was already there (duplicate)."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection."""
+        ...
+
+
+@dataclass(frozen=True)
+class _Dialect:
+    """The few places SQLite and PostgreSQL spell things differently."""
+
+    json_type: str
+    greatest: str
+    placeholder: str
+
+    def sql(self, text: str) -> str:
+        return text.replace("%s", self.placeholder)
+
+
+_SQLITE: Final = _Dialect(json_type="TEXT", greatest="MAX", placeholder="?")
+_POSTGRES: Final = _Dialect(json_type="JSONB", greatest="GREATEST", placeholder="%s")
+
+
+def _schema(d: _Dialect) -> list[str]:
+    return [
+        f"""CREATE TABLE IF NOT EXISTS events (
+            id TEXT PRIMARY KEY,
+            device TEXT NOT NULL,
+            type TEXT NOT NULL,
+            detection TEXT NOT NULL,
+            label TEXT NOT NULL,
+            category TEXT NOT NULL,
+            score DOUBLE PRECISION,
+            time DOUBLE PRECISION NOT NULL,
+            received DOUBLE PRECISION NOT NULL,
+            payload {d.json_type} NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS events_device_time ON events (device, time)",
+        "CREATE INDEX IF NOT EXISTS events_detection ON events (detection)",
+        f"""CREATE TABLE IF NOT EXISTS stats (
+            device TEXT NOT NULL,
+            time DOUBLE PRECISION NOT NULL,
+            received DOUBLE PRECISION NOT NULL,
+            payload {d.json_type} NOT NULL,
+            PRIMARY KEY (device, time)
+        )""",
+        """CREATE TABLE IF NOT EXISTS devices (
+            device TEXT PRIMARY KEY,
+            status TEXT NOT NULL DEFAULT 'unknown',
+            status_received DOUBLE PRECISION,
+            last_seen DOUBLE PRECISION NOT NULL
+        )""",
+    ]
+
+
+def _seen_sql(d: _Dialect) -> str:
+    return d.sql(
+        "INSERT INTO devices (device, last_seen) VALUES (%s, %s) ON CONFLICT (device) DO UPDATE"  # noqa: S608 - only the dialect's constant function name is formatted in
+        f" SET last_seen = {d.greatest}(devices.last_seen, excluded.last_seen)"
+    )
+
+
+def _status_sql(d: _Dialect) -> str:
+    return d.sql(
+        "INSERT INTO devices (device, status, status_received, last_seen)"  # noqa: S608 - as above
+        " VALUES (%s, %s, %s, %s) ON CONFLICT (device) DO UPDATE"
+        " SET status = excluded.status, status_received = excluded.status_received,"
+        f" last_seen = {d.greatest}(devices.last_seen, excluded.last_seen)"
+    )
+
+
+def _event_sql(d: _Dialect) -> str:
+    return d.sql(
+        "INSERT INTO events (id, device, type, detection, label, category, score, time,"
+        " received, payload) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (id) DO NOTHING"
+    )
+
+
+def _stats_sql(d: _Dialect) -> str:
+    return d.sql(
+        "INSERT INTO stats (device, time, received, payload) VALUES (%s, %s, %s, %s)"
+        " ON CONFLICT (device, time) DO NOTHING"
+    )
+
+
+class _Cursor(Protocol):
+    rowcount: int
+
+    def execute(self, query: Any, params: Any = ..., /) -> Any: ...
+
+
+class SqlStore:
+    """A :class:`Store` over one DB-API connection (sqlite3 or psycopg 3).
+
+    Single-threaded by design: the consumer writes from paho's network thread only.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], Any],
+        dialect: _Dialect,
+        errors: tuple[type[BaseException], ...],
+        transient: tuple[type[BaseException], ...],
+    ) -> None:
+        self._connect = connect
+        self._dialect = dialect
+        self._errors = errors
+        self._transient = transient
+        self._conn: Any = None
+        self._event_sql = _event_sql(dialect)
+        self._stats_sql = _stats_sql(dialect)
+        self._seen_sql = _seen_sql(dialect)
+        self._status_sql = _status_sql(dialect)
+        with self._transaction() as cur:
+            for statement in _schema(dialect):
+                cur.execute(statement)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[_Cursor]:
+        """One transaction: commit on success, roll back and raise StoreError on failure."""
+        try:
+            if self._conn is None:
+                self._conn = self._connect()
+            cur = self._conn.cursor()
+            try:
+                yield cur
+                self._conn.commit()
+            finally:
+                cur.close()
+        except self._errors as exc:
+            self._drop_connection()
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            raise StoreError(text, retryable=isinstance(exc, self._transient)) from exc
+
+    def _drop_connection(self) -> None:
+        """Roll back and forget the connection; the next write reconnects."""
+        if self._conn is None:
+            return
+        conn, self._conn = self._conn, None
+        for step in (conn.rollback, conn.close):  # close even when the rollback fails
+            try:
+                step()
+            except self._errors:
+                logger.debug("store: cleaning up a failed connection failed too", exc_info=True)
+
+    def add(self, row: Row) -> bool:
+        """Store one message in one transaction; False when it was already there."""
+        with self._transaction() as cur:
+            if isinstance(row, StatusRow):
+                cur.execute(self._status_sql, (row.device, row.status, row.received, row.received))
+                return True
+            if isinstance(row, EventRow):
+                cur.execute(
+                    self._event_sql,
+                    (
+                        row.id,
+                        row.device,
+                        row.type,
+                        row.detection,
+                        row.label,
+                        row.category,
+                        row.score,
+                        row.time,
+                        row.received,
+                        row.payload,
+                    ),
+                )
+            else:
+                cur.execute(self._stats_sql, (row.device, row.time, row.received, row.payload))
+            stored = cur.rowcount == 1
+            cur.execute(self._seen_sql, (row.device, row.received))
+            return stored
+
+    def close(self) -> None:
+        """Close the connection (nothing is pending: every add committed)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def sqlite_store(path: str | Path) -> SqlStore:
+    """The embedded default: one SQLite file (WAL, so readers never block the collector)."""
+
+    def connect() -> sqlite3.Connection:
+        conn = sqlite3.connect(str(path), timeout=10.0, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    return SqlStore(connect, _SQLITE, (sqlite3.Error,), (sqlite3.OperationalError,))
+
+
+def postgres_store(url: str) -> SqlStore:
+    """PostgreSQL through psycopg 3 (the ``[console]`` extra)."""
+    try:
+        import psycopg
+    except ImportError as exc:
+        raise StoreError(f"a PostgreSQL URL needs psycopg 3: {INSTALL_POSTGRES}") from exc
+
+    def connect() -> Any:
+        return psycopg.connect(url, connect_timeout=10)
+
+    transient = (psycopg.OperationalError, psycopg.InterfaceError)
+    return SqlStore(connect, _POSTGRES, (psycopg.Error,), transient)
+
+
+def open_store(url: str) -> SqlStore:
+    """``postgresql://...``, else a SQLite file: a path, or ``sqlite://`` + path."""
+    if url.startswith(POSTGRES_SCHEMES):
+        return postgres_store(url)
+    return sqlite_store(url.removeprefix("sqlite://"))

@@ -1,0 +1,99 @@
+"""`iotids collect` as a process: stores, serves /metrics, stops on SIGTERM; bad args exit 2."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.broker import HOST, Broker, Probe, free_port
+from tests.console.collector.test_collector import event, stats
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _collect(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", "collect", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=2) as reply:
+        return str(reply.read().decode())
+
+
+def _rows(db: Path, table: str) -> int:
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+
+@pytest.mark.broker
+@pytest.mark.slow
+def test_collect_stores_serves_metrics_and_stops_on_sigterm(
+    mosquitto: Broker, tmp_path: Path
+) -> None:
+    db, port = tmp_path / "fleet.sqlite", free_port()
+    broker = f"mqtt://{mosquitto.host}:{mosquitto.port}"
+    process = _collect("--broker", broker, "--db", str(db), "--metrics-port", str(port))
+    try:
+        deadline = time.monotonic() + 30
+        text = ""
+        while time.monotonic() < deadline and "iotids_collector_store_up" not in text:
+            try:
+                text = _scrape(port)
+            except (OSError, urllib.error.URLError):
+                time.sleep(0.2)
+        assert "iotids_collector_store_up 1.0" in text
+        time.sleep(1.0)  # its subscriptions go out right after the CONNACK
+        with Probe(mosquitto, client_id="gw") as gateway:
+            gateway.publish("iotids/gw-7/events", event("gw-7", "new", uuid.uuid4().hex))
+            gateway.publish("iotids/gw-7/stats", stats("gw-7"))
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and 'kind="stats",result="stored"' not in text:
+            time.sleep(0.2)
+            text = _scrape(port)
+        assert 'iotids_collector_messages_total{kind="events",result="stored"} 1.0' in text
+        assert 'iotids_gateway_packets_per_second{device="gw-7"} 120.0' in text
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+    assert _rows(db, "events") == 1
+    assert _rows(db, "stats") == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["--broker", "http://x"], "--broker"),
+        (["--broker", "mqtt://u:p@x"], "--broker"),
+        (["--broker", "mqtt://x", "--share", "a/b"], "--share"),
+        (["--broker", "mqtt://x", "--metrics-port", "70000"], "--metrics-port"),
+        (["--broker", "mqtt://x", "--ca-file", "/nonexistent"], "--ca-file"),
+    ],
+)
+def test_bad_arguments_are_one_line_naming_the_option_and_exit_2(
+    args: list[str], names: str, tmp_path: Path
+) -> None:
+    process = _collect(*args, "--db", str(tmp_path / "x.sqlite"))
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 2, err
+    assert names in err
+    assert len(err.strip().splitlines()) == 1, err
