@@ -92,11 +92,12 @@ def _run(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     from agent.config import load_config
-    from agent.config_checks import check_contents, check_deployment
+    from agent.config_checks import check_contents, check_deployment, model_steps
 
     config = load_config(args.config)
     if not args.file_only:
         check_deployment(config)
+        config = model_steps(config)
         check_contents(config)
     models = sum(1 for m in config.models if m.enabled)
     print(  # noqa: T201 - the CLI talks to its user

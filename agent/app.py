@@ -215,6 +215,9 @@ class App:
     """The running agent: owns the stop Event, the threads, the slots and the sinks."""
 
     def __init__(self, config: AgentConfig, *, sinks: Sequence[Sink] | None = None) -> None:
+        from agent.config_checks import model_steps
+
+        config = model_steps(config)  # a source without ``step`` takes its bundle's
         self.config = config
         self.stop = threading.Event()
         self.health = Health()
@@ -303,7 +306,7 @@ class App:
 
         def fits(bundle: Bundle) -> None:
             m = bundle.manifest
-            check_compatible(m, source.feature_set, source.step, m.window)
+            check_compatible(m, source.feature_set, source.step, m.window, source.name)
             policy_for(bundle, debounce)
 
         spec = [SlotSpec(model.name, fits, model.threads)]
