@@ -9,6 +9,7 @@ Bad config or a bundle that does not fit: one clear line on stderr, exit 2.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -37,6 +38,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--file-only",
         action="store_true",
         help="check the file alone, not the paths it names (on a machine other than the gateway)",
+    )
+    check_p.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"ok": ..., "error": ...} on stdout (also for a bad config, still exit 2)',
     )
     replay_p = sub.add_parser("replay", help="run a bundle over a capture, print detections")
     replay_p.add_argument("--bundle", required=True, help="signed model bundle")
@@ -91,15 +97,31 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from agent.config import load_config
+    from agent.bundle import BundleError
+    from agent.config import ConfigError, load_config
     from agent.config_checks import check_contents, check_deployment, model_steps
 
-    config = load_config(args.config)
-    if not args.file_only:
-        check_deployment(config)
-        config = model_steps(config)
-        check_contents(config)
+    try:
+        config = load_config(args.config)
+        if not args.file_only:
+            check_deployment(config)
+            config = model_steps(config)
+            check_contents(config)
+    except (ConfigError, BundleError) as exc:
+        if args.json:
+            print(json.dumps({"config": args.config, "ok": False, "error": str(exc)}))  # noqa: T201
+        raise
     models = sum(1 for m in config.models if m.enabled)
+    if args.json:
+        result = {
+            "config": args.config,
+            "ok": True,
+            "device_id": config.agent.device_id,
+            "sources": {s.name: {"kind": s.kind, "step": s.step_spec.text} for s in config.sources},
+            "models": [m.name for m in config.models if m.enabled],
+        }
+        print(json.dumps(result))  # noqa: T201 - the result, for a script
+        return EXIT_OK
     print(  # noqa: T201 - the CLI talks to its user
         f"{args.config}: ok (device {config.agent.device_id}, "
         f"{len(config.sources)} sources, {models} models)"
@@ -195,10 +217,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="python -m agent", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     configure(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     return run(args)

@@ -23,7 +23,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--window", type=int, default=16, help="steps per window (default 16)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    parser.add_argument("--out", type=Path, help="save steps, timestamps and schema to this .npz")
+    parser.add_argument(
+        "-o", "--out", type=Path, help="save steps, timestamps and schema to this .npz"
+    )
 
 
 def _fail(message: str) -> int:
