@@ -55,6 +55,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="public key allowed to sign the bundle (repeatable)",
     )
     replay_p.add_argument("--realtime", action="store_true", help="pace by capture timestamps")
+    replay_p.add_argument(
+        "--device", default="replay", help="the events' device id (default: replay)"
+    )
     replay_p.add_argument("--json", action="store_true", help="events as JSON lines on stdout")
     # defaults (None) are the agent's own, from agent.inference.Debounce
     replay_p.add_argument("--raise-k", type=int, help="windows to raise (of n; 2)")
@@ -146,7 +149,7 @@ def _replay(args: argparse.Namespace) -> int:
             raise ConfigError(f"--trust-key {path}: {exc}") from None
     bundle = load_bundle(args.bundle, keys)
     calibration = load_for_replay(args.calibration, bundle.manifest.bundle_id)
-    sink = JsonLinesSink(sys.stdout) if args.json else _TextSink()
+    sink = JsonLinesSink(sys.stdout, device=args.device) if args.json else _TextSink()
     try:
         result = replay_capture(
             bundle,
@@ -183,7 +186,7 @@ class _TextSink:
         print(  # noqa: T201 - the CLI talks to its user
             f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(event['window_end']))} "
             f"{event['type']:<6} {event['label']} ({event['category']}) "
-            f"score {event['score']:.3f} peak {event['peak_score']:.3f} "
+            f"{_score_text(event)} "
             f"packets {evidence['packets']} from {sources or '-'}"
         )
 
@@ -195,6 +198,17 @@ class _TextSink:
 
     def close(self) -> None:
         """Nothing to close."""
+
+
+def _score_text(event: Any) -> str:
+    """``score 2.4x threshold (raw 0.009)``: readable for a classifier and an anomaly alike."""
+    ratio, peak = event.get("score_ratio"), event.get("peak_ratio")
+    if ratio is None:
+        return f"score {event['score']:.3f} peak {event['peak_score']:.3f}"
+    return (
+        f"score {ratio:.2f}x threshold (raw {event['score']:.3g}), "
+        f"peak {peak:.2f}x (raw {event['peak_score']:.3g})"
+    )
 
 
 def _debounce(args: argparse.Namespace, debounce: type[Debounce]) -> Debounce:

@@ -18,8 +18,12 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
+import uuid
 from collections.abc import Mapping
 from typing import Any, Final
+
+from agent.decide import EVENT_SCHEMA
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +38,9 @@ _SUMMARY_KEYS: Final = (
     "family",
     "score",
     "peak_score",
+    "threshold",
+    "score_ratio",
+    "peak_ratio",
     "model",
     "source",
     "start",
@@ -124,3 +131,38 @@ class Detections:
 def _number(value: object) -> float:
     """A sortable number from a JSON value (missing or odd values sort first)."""
     return float(value) if isinstance(value, int | float) else float("-inf")
+
+
+def stamp(
+    data: Mapping[str, object], schema: str, device: str, now: float | None = None
+) -> dict[str, Any]:
+    """A copy of ``data`` with the ``schema``, ``device`` and ``time`` keys every payload has."""
+    payload = dict(data)
+    payload.setdefault("schema", schema)
+    payload.setdefault("device", device)
+    payload.setdefault("time", time.time() if now is None else now)
+    return payload
+
+
+def event_payload(
+    event: Mapping[str, object], device: str, detections: Detections, now: float | None = None
+) -> tuple[dict[str, Any], str, bool | None]:
+    """The ``iotids.event/1`` payload of one event, as every sink publishes it.
+
+    Stamps it, gives it an ``id``, records it in ``detections`` and sets ``active_events`` to
+    the detections open after it. Returns the payload, its detection key, and whether it
+    leaves that detection open (None: not a lifecycle step, nothing recorded). Callers that
+    need the count consistent with their own queue hold their lock around this call.
+    """
+    payload = stamp(event, EVENT_SCHEMA, device, now)
+    payload.setdefault("id", uuid.uuid4().hex)
+    event_type = str(payload.get("type", ""))
+    key = str(payload.get("detection", payload["id"]))
+    opened: bool | None = event_type in ("new", "update")
+    if opened or event_type == "end":
+        active = detections.record(key, payload, bool(opened))
+    else:
+        opened = None
+        active = detections.active
+    payload.setdefault("active_events", active)
+    return payload, key, opened

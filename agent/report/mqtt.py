@@ -68,7 +68,6 @@ import ssl
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,14 +79,14 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.config import MqttConfig
+from agent.decide import EVENT_SCHEMA as EVENT_SCHEMA  # re-exported: consumers check it
 from agent.report import homeassistant
-from agent.report.detections import STATE_SCHEMA, Detections
+from agent.report.detections import STATE_SCHEMA, Detections, event_payload, stamp
 from agent.report.outbox import Kind, Outbox, Track
 from agent.tls import tls_context as tls_context  # re-exported: the sensor source uses it
 
 logger = logging.getLogger(__name__)
 
-EVENT_SCHEMA: Final = "iotids.event/1"
 STATS_SCHEMA: Final = "iotids.stats/1"
 MODEL_SCHEMA: Final = "iotids.model/1"
 
@@ -251,23 +250,15 @@ class MqttSink:
 
     def publish_event(self, event: Mapping[str, object]) -> None:
         """Queue a detection event (QoS 1) and the state after it durably; never raises."""
-        payload = self._stamp(event, EVENT_SCHEMA)
-        payload.setdefault("id", uuid.uuid4().hex)
-        event_type = str(payload.get("type", ""))
-        kind = _EVENT_KINDS.get(event_type)
-        if kind is None:
-            # Unknown lifecycle step: keep it with the never-dropped-early detections.
-            logger.warning("mqtt: event %s has unknown type %r", payload["id"], event_type)
-            kind = "event_new"
-        key = str(payload.get("detection", payload["id"]))
-        opened = event_type in ("new", "update")
-        track = Track(key, opened) if opened or event_type == "end" else None
         with self._events_lock:
-            if track is not None:
-                active = self._detections.record(key, payload, opened)
-            else:
-                active = self._detections.active
-            payload.setdefault("active_events", active)
+            payload, key, opened = event_payload(event, self.device_id, self._detections)
+            event_type = str(payload.get("type", ""))
+            kind = _EVENT_KINDS.get(event_type)
+            if kind is None:
+                # Unknown lifecycle step: keep it with the never-dropped-early detections.
+                logger.warning("mqtt: event %s has unknown type %r", payload["id"], event_type)
+                kind = "event_new"
+            track = None if opened is None else Track(key, opened)
             self._queue(kind, self.topics.events, payload, 1, retain=False, track=track)
             self._queue_state()
 
@@ -356,11 +347,7 @@ class MqttSink:
 
     def _stamp(self, data: Mapping[str, object], schema: str) -> dict[str, object]:
         """A copy of ``data`` with the schema, device and time keys the contract promises."""
-        payload = dict(data)
-        payload.setdefault("schema", schema)
-        payload.setdefault("device", self.device_id)
-        payload.setdefault("time", time.time())
-        return payload
+        return stamp(data, schema, self.device_id)
 
     def _queue_state(self) -> None:
         """Queue the retained state (it replaces a state still waiting in the outbox)."""
