@@ -216,12 +216,7 @@ def training_callbacks(config: TrainConfig, monitor: str) -> list[Any]:
     """Early stopping on ``monitor`` (a loss, or ``val_macro_f1`` which must rise)."""
     import keras
 
-    class EpochLog(keras.callbacks.Callback):  # type: ignore[misc]
-        """One progress line per epoch through logging (Keras' own bar is lost off a tty)."""
-
-        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-            shown = " ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
-            logger.info("epoch %d/%d: %s", epoch + 1, config.epochs, shown)
+    from training.progress import epoch_progress
 
     stop = keras.callbacks.EarlyStopping(
         monitor=monitor,
@@ -229,7 +224,7 @@ def training_callbacks(config: TrainConfig, monitor: str) -> list[Any]:
         patience=config.patience,
         restore_best_weights=True,
     )
-    return [stop, EpochLog()] if config.verbose else [stop]
+    return [stop, epoch_progress(config.epochs)] if config.verbose else [stop]
 
 
 def val_macro_f1(prepared: Prepared) -> Any:
