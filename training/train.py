@@ -582,6 +582,9 @@ def save(
         metrics["curves"] = report.plot_roc_pr(
             prepared.y["test"] != prepared.benign, attack_score, out
         )
+    elif prepared.spec.task != "anomaly" and len(prepared.y["test"]):
+        probs = np.asarray(model.predict(prepared.x["test"], batch_size=1024, verbose=0))
+        metrics["curves"] = report.plot_roc_pr_ovr(prepared.y["test"], probs, prepared.labels, out)
     summary = {
         "model_type": prepared.spec.model_type,
         "dataset": prepared.dataset.kind,
@@ -592,5 +595,6 @@ def save(
         "too_few": prepared.too_few,
         "thresholds": thresholds,
         "threshold_calibration": calibration,
+        "hyperparameters": report.hyperparameters(config),
     }
     report.write_report(out, summary, metrics, baseline)
