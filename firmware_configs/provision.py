@@ -180,9 +180,10 @@ def _step_text(step: StepSpec) -> str:
     """A bundle's step as ``[[sources]].step`` spells it."""
     from agent.features.steps import StepSpec
 
-    text = f"{int(step.size)}p" if step.kind == "packets" else f"{step.size:g}s"
+    # ``text`` spells every kind ("1.0s", "20p", "20p/1.0s") as ``parse`` reads it back.
+    text = step.text
     if StepSpec.parse(text) != step:
-        raise ProvisionError(f"--bundle: step {step} has no exact spelling in agent.toml")
+        raise ProvisionError(f'--bundle: step "{text}" has no exact spelling in agent.toml')
     return text
 
 
