@@ -105,6 +105,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     manifest = result.manifest
     size = result.path.stat().st_size
+    if not result.signed:
+        print(  # noqa: T201
+            "iotids convert: warning: bundle is UNSIGNED; agents will refuse it (use --sign-key)",
+            file=sys.stderr,
+        )
     if args.json:
         summary = {
             "path": str(result.path),
@@ -118,8 +123,4 @@ def run(args: argparse.Namespace) -> int:
     print(  # noqa: T201
         f"wrote {result.path} ({size} bytes): {manifest.bundle_id} version {manifest.version}"
     )
-    if not result.signed:
-        print(  # noqa: T201
-            "warning: bundle is UNSIGNED; agents will refuse it (use --sign-key)", file=sys.stderr
-        )
     return 0
