@@ -582,8 +582,12 @@ def replay_capture(
     sinks: Sequence[Sink] = (),
     calibration: SiteCalibration | None = None,
     on_scores: ScoreHook | None = None,
+    on_progress: Callable[[Any], None] | None = None,
 ) -> ReplayResult:
-    """Single thread: capture -> steps -> windows -> model -> events (forensics, benchmarks)."""
+    """Single thread: capture -> steps -> windows -> model -> events (forensics, benchmarks).
+
+    ``on_progress`` gets the source's stats after every batch (a long capture's progress).
+    """
     from agent.config import PcapOptions, SourceConfig
     from agent.sources.pcap import PcapSource
 
@@ -613,6 +617,8 @@ def replay_capture(
                 # the last step's end: its time limit (time steps: their length; a packet
                 # step without one ends at its start as far as the replay can tell)
                 last_ns = int(batch.start_ns[-1]) + source.step.limit_ns
+                if on_progress is not None:
+                    on_progress(source.stats)
     finally:
         source.close()
     events += pipeline.finish(last_ns)
