@@ -23,7 +23,7 @@ import pytest
 from tests.broker import REPO, Broker, make_pki
 from tests.firmware.fixtures import make_boot_image, stub_iotids_wheel
 
-pytestmark = [pytest.mark.slow, pytest.mark.tf]
+pytestmark = [pytest.mark.slow, pytest.mark.tf, pytest.mark.broker]
 
 SECTIONS = ("## Train on your own captures", "## Deploying on a gateway")
 # Command prefix -> (replacement or None to leave it out, why). ``{broker}`` is host and port.
