@@ -217,8 +217,7 @@ class App:
     def __init__(self, config: AgentConfig, *, sinks: Sequence[Sink] | None = None) -> None:
         from agent.config_checks import model_steps
 
-        config = model_steps(config)  # a source without ``step`` takes its bundle's
-        self.config = config
+        self.config = config = model_steps(config)  # a source without ``step``: its bundle's
         self.stop = threading.Event()
         self.health = Health()
         self.queue: DropOldestQueue[tuple[str, StepBatch]] = DropOldestQueue(
@@ -584,10 +583,7 @@ def replay_capture(
     on_scores: ScoreHook | None = None,
     on_progress: Callable[[Any], None] | None = None,
 ) -> ReplayResult:
-    """Single thread: capture -> steps -> windows -> model -> events (forensics, benchmarks).
-
-    ``on_progress`` gets the source's stats after every batch (a long capture's progress).
-    """
+    """Single thread: capture -> steps -> windows -> model -> events (forensics, benchmarks)."""
     from agent.config import PcapOptions, SourceConfig
     from agent.sources.pcap import PcapSource
 
