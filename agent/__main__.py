@@ -9,6 +9,7 @@ Bad config or a bundle that does not fit: one clear line on stderr, exit 2.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -38,6 +39,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="check the file alone, not the paths it names (on a machine other than the gateway)",
     )
+    check_p.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"ok": ..., "error": ...} on stdout (also for a bad config, still exit 2)',
+    )
     replay_p = sub.add_parser("replay", help="run a bundle over a capture, print detections")
     replay_p.add_argument("--bundle", required=True, help="signed model bundle")
     replay_p.add_argument("--capture", required=True, help="pcap / pcapng file")
@@ -49,6 +55,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="public key allowed to sign the bundle (repeatable)",
     )
     replay_p.add_argument("--realtime", action="store_true", help="pace by capture timestamps")
+    replay_p.add_argument(
+        "--device", default="replay", help="the events' device id (default: replay)"
+    )
     replay_p.add_argument("--json", action="store_true", help="events as JSON lines on stdout")
     # defaults (None) are the agent's own, from agent.inference.Debounce
     replay_p.add_argument("--raise-k", type=int, help="windows to raise (of n; 2)")
@@ -91,14 +100,31 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from agent.config import load_config
-    from agent.config_checks import check_contents, check_deployment
+    from agent.bundle import BundleError
+    from agent.config import ConfigError, load_config
+    from agent.config_checks import check_contents, check_deployment, model_steps
 
-    config = load_config(args.config)
-    if not args.file_only:
-        check_deployment(config)
-        check_contents(config)
+    try:
+        config = load_config(args.config)
+        if not args.file_only:
+            check_deployment(config)
+            config = model_steps(config)
+            check_contents(config)
+    except (ConfigError, BundleError) as exc:
+        if args.json:
+            print(json.dumps({"config": args.config, "ok": False, "error": str(exc)}))  # noqa: T201
+        raise
     models = sum(1 for m in config.models if m.enabled)
+    if args.json:
+        result = {
+            "config": args.config,
+            "ok": True,
+            "device_id": config.agent.device_id,
+            "sources": {s.name: {"kind": s.kind, "step": s.step_spec.text} for s in config.sources},
+            "models": [m.name for m in config.models if m.enabled],
+        }
+        print(json.dumps(result))  # noqa: T201 - the result, for a script
+        return EXIT_OK
     print(  # noqa: T201 - the CLI talks to its user
         f"{args.config}: ok (device {config.agent.device_id}, "
         f"{len(config.sources)} sources, {models} models)"
@@ -123,7 +149,7 @@ def _replay(args: argparse.Namespace) -> int:
             raise ConfigError(f"--trust-key {path}: {exc}") from None
     bundle = load_bundle(args.bundle, keys)
     calibration = load_for_replay(args.calibration, bundle.manifest.bundle_id)
-    sink = JsonLinesSink(sys.stdout) if args.json else _TextSink()
+    sink = JsonLinesSink(sys.stdout, device=args.device) if args.json else _TextSink()
     try:
         result = replay_capture(
             bundle,
@@ -132,6 +158,7 @@ def _replay(args: argparse.Namespace) -> int:
             debounce=_debounce(args, Debounce),
             sinks=[sink],
             calibration=calibration,
+            on_progress=_ReplayProgress(),
         )
     except BrokenPipeError:
         raise  # stdout closed by the reader: the CLI's entry point ends quietly
@@ -160,7 +187,7 @@ class _TextSink:
         print(  # noqa: T201 - the CLI talks to its user
             f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(event['window_end']))} "
             f"{event['type']:<6} {event['label']} ({event['category']}) "
-            f"score {event['score']:.3f} peak {event['peak_score']:.3f} "
+            f"{_score_text(event)} "
             f"packets {evidence['packets']} from {sources or '-'}"
         )
 
@@ -172,6 +199,36 @@ class _TextSink:
 
     def close(self) -> None:
         """Nothing to close."""
+
+
+class _ReplayProgress:
+    """A plain progress line every few seconds of a long replay (``-q`` hides it)."""
+
+    def __init__(self, every_s: float = 5.0) -> None:
+        self._every = every_s
+        self._began = self._last = time.monotonic()
+
+    def __call__(self, stats: Any) -> None:
+        now = time.monotonic()
+        if now - self._last >= self._every:
+            self._last = now
+            logger.info(
+                "replay: %d packets, %d steps in %.0f s",
+                stats.packets,
+                stats.steps,
+                now - self._began,
+            )
+
+
+def _score_text(event: Any) -> str:
+    """``score 2.4x threshold (raw 0.009)``: readable for a classifier and an anomaly alike."""
+    ratio, peak = event.get("score_ratio"), event.get("peak_ratio")
+    if ratio is None:
+        return f"score {event['score']:.3f} peak {event['peak_score']:.3f}"
+    return (
+        f"score {ratio:.2f}x threshold (raw {event['score']:.3g}), "
+        f"peak {peak:.2f}x (raw {event['peak_score']:.3g})"
+    )
 
 
 def _debounce(args: argparse.Namespace, debounce: type[Debounce]) -> Debounce:
@@ -194,10 +251,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="python -m agent", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     configure(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     return run(args)

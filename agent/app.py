@@ -215,7 +215,9 @@ class App:
     """The running agent: owns the stop Event, the threads, the slots and the sinks."""
 
     def __init__(self, config: AgentConfig, *, sinks: Sequence[Sink] | None = None) -> None:
-        self.config = config
+        from agent.config_checks import model_steps
+
+        self.config = config = model_steps(config)  # a source without ``step``: its bundle's
         self.stop = threading.Event()
         self.health = Health()
         self.queue: DropOldestQueue[tuple[str, StepBatch]] = DropOldestQueue(
@@ -303,7 +305,7 @@ class App:
 
         def fits(bundle: Bundle) -> None:
             m = bundle.manifest
-            check_compatible(m, source.feature_set, source.step, m.window)
+            check_compatible(m, source.feature_set, source.step, m.window, source.name)
             policy_for(bundle, debounce)
 
         spec = [SlotSpec(model.name, fits, model.threads)]
@@ -579,6 +581,7 @@ def replay_capture(
     sinks: Sequence[Sink] = (),
     calibration: SiteCalibration | None = None,
     on_scores: ScoreHook | None = None,
+    on_progress: Callable[[Any], None] | None = None,
 ) -> ReplayResult:
     """Single thread: capture -> steps -> windows -> model -> events (forensics, benchmarks)."""
     from agent.config import PcapOptions, SourceConfig
@@ -610,6 +613,8 @@ def replay_capture(
                 # the last step's end: its time limit (time steps: their length; a packet
                 # step without one ends at its start as far as the replay can tell)
                 last_ns = int(batch.start_ns[-1]) + source.step.limit_ns
+                if on_progress is not None:
+                    on_progress(source.stats)
     finally:
         source.close()
     events += pipeline.finish(last_ns)

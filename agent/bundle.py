@@ -554,17 +554,30 @@ def load_bundle(
 
 
 def check_compatible(
-    manifest: Manifest, feature_set: FeatureSet, step: StepSpec, window: int
+    manifest: Manifest, feature_set: FeatureSet, step: StepSpec, window: int, source: str = ""
 ) -> None:
-    """The agent's features fit the bundle: same schema, step and window; BundleError if not."""
+    """The agent's features fit the bundle: same schema, step and window; BundleError if not.
+
+    ``source`` names the config's source, so the step message can say which setting fixes it.
+    """
     if manifest.feature_set != feature_set.id or manifest.schema_id != feature_set.schema_id:
         raise BundleError(
             f"bundle schema: model wants {manifest.feature_set} ({manifest.schema_id}), "
-            f"agent computes {feature_set.id} ({feature_set.schema_id})"
+            f"source {source or '?'} computes {feature_set.id} ({feature_set.schema_id}); "
+            f"the model needs a source that computes {manifest.feature_set}"
         )
     if manifest.step != step:
-        raise BundleError(f"bundle step: model wants {manifest.step}, agent uses {step}")
+        raise BundleError(step_problem(manifest.step, step, source))
     if manifest.window != window:
         raise BundleError(
             f"bundle window: model wants {manifest.window} steps, agent uses {window}"
         )
+
+
+def step_problem(wanted: StepSpec, used: StepSpec, source: str = "") -> str:
+    """A step mismatch in the config's own words (``"20p"``), with the setting that fixes it."""
+    where = f"source {source}" if source else "the source"
+    return (
+        f'bundle step: model wants "{wanted.text}", {where} uses "{used.text}"; '
+        f'set step = "{wanted.text}" on {where} (or leave step out to take the model\'s)'
+    )

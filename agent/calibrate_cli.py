@@ -22,7 +22,7 @@ def configure(sub: Any) -> None:
     p = sub.add_parser("calibrate", help="site thresholds from a capture (or --reset)")
     p.add_argument("--bundle", help="signed model bundle")
     p.add_argument("--capture", help="pcap / pcapng of the site's everyday traffic")
-    p.add_argument("--out", type=Path, help="calibration JSON to write")
+    p.add_argument("-o", "--out", type=Path, help="calibration JSON to write")
     p.add_argument(
         "--trust-key", action="append", default=[], metavar="PUB", help="trusted public key"
     )

@@ -69,10 +69,66 @@ def _load(command: Command) -> ModuleType | None:
         raise
 
 
+def version() -> str:
+    """The installed package's version, else the source tree's."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("iotids")
+    except metadata.PackageNotFoundError:
+        from agent import __version__
+
+        return __version__
+
+
+def _add_log_options(parser: argparse.ArgumentParser) -> None:
+    """``-v`` / ``-q`` on a (sub)command's parser, unless it defines its own.
+
+    SUPPRESS keeps a subcommand's parser from resetting what was given before the subcommand
+    (``iotids -v train``), so either position works (``iotids train -v``).
+    """
+    known = parser._option_string_actions  # argparse has no public lookup of its options
+    if "-v" not in known and "--verbose" not in known:
+        parser.add_argument(
+            "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more logging"
+        )
+    if "-q" not in known and "--quiet" not in known:
+        parser.add_argument(
+            "-q",
+            "--quiet",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="warnings and errors only, no progress",
+        )
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.ArgumentParser]]:
+    """Each (help, parser) directly under ``parser``'s subcommands."""
+    found: list[tuple[str, argparse.ArgumentParser]] = []
+    for action in parser._actions:  # argparse has no public walk of its subparsers
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {a.dest: a.help or "" for a in action._choices_actions}
+            found.extend((helps.get(name, ""), sub) for name, sub in action.choices.items())
+    return found
+
+
+def finish_parsers(parser: argparse.ArgumentParser) -> None:
+    """Every subcommand, at every depth: its help as description when it has none, -v/-q."""
+    for help_text, sub in _subparsers(parser):
+        if not sub.description and help_text:
+            sub.description = help_text
+        _add_log_options(sub)
+        finish_parsers(sub)
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
     """The top-level parser with every available subcommand configured."""
     parser = argparse.ArgumentParser(prog="iotids", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"iotids {version()}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="warnings and errors only, no progress"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     modules: dict[str, ModuleType] = {}
     for name, command in COMMANDS.items():
@@ -81,7 +137,15 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
             continue
         modules[name] = module
         module.configure(sub.add_parser(name, help=command.help, description=command.help))
+    finish_parsers(parser)
     return parser, modules
+
+
+def log_level(verbose: int, quiet: bool) -> int:
+    """``-q``: warnings only; default: progress (INFO); ``-v``: INFO, ``-vv``: DEBUG."""
+    if quiet:
+        return logging.WARNING
+    return logging.DEBUG if verbose >= 2 else logging.INFO
 
 
 def _has_tensorflow() -> bool:
@@ -101,7 +165,7 @@ def _main(argv: Sequence[str] | None) -> int:
     parser, modules = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.WARNING - 10 * min(args.verbose, 2) if args.verbose else logging.INFO,
+        level=log_level(args.verbose, args.quiet),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if args.command is None:
@@ -110,7 +174,7 @@ def _main(argv: Sequence[str] | None) -> int:
     command = COMMANDS[args.command]
     if command.needs_tensorflow and not _has_tensorflow():
         print(  # noqa: T201 - the CLI talks to its user
-            f"iotids {args.command} needs TensorFlow, which this install lacks."
+            f"iotids {args.command}: needs TensorFlow, which this install lacks."
             f" Fix: {INSTALL_TRAIN}",
             file=sys.stderr,
         )

@@ -267,18 +267,23 @@ class OutboxConfig:
 # [[sources]]: the options of each kind live in agent.config_sources
 
 
+# The step of a source that sets none and runs no bundle that names one.
+DEFAULT_STEP = "1s"
+
+
 @dataclass(frozen=True)
 class SourceConfig:
     """``[[sources]]``: a named feature source; the keys besides name/kind/step are its options.
 
     ``step`` is how the source cuts time into steps (``"1s"``, ``"0.5s"``, ``"100p"``); a model
-    on this source must have been trained with the same step.
+    on this source must have been trained with the same step. Left out (``""``), the source takes
+    the step of the bundles run on it (``model_steps``), else one second.
     """
 
     name: str
     kind: str
     options: SourceOptions
-    step: str = "1s"
+    step: str = ""
 
     def __post_init__(self) -> None:
         check(
@@ -294,7 +299,7 @@ class SourceConfig:
         try:
             from agent.features.steps import StepSpec
 
-            spec = StepSpec.parse(self.step)
+            spec = StepSpec.parse(self.step or DEFAULT_STEP)
         except ValueError:
             raise FieldError(
                 "step", f"must look like '1s', '0.5s' or '100p', got {self.step!r}"
@@ -325,7 +330,7 @@ class SourceConfig:
         """The parsed step (an ``agent.features.steps.StepSpec``)."""
         from agent.features.steps import StepSpec
 
-        return StepSpec.parse(self.step)
+        return StepSpec.parse(self.step or DEFAULT_STEP)
 
 
 # ---------------------------------------------------------------------------------------------

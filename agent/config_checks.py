@@ -11,10 +11,16 @@ the bundles as ``run`` does at start (``run`` itself does that while building, o
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from agent.config import AgentConfig, ConfigError
+from agent.config import AgentConfig, ConfigError, SourceConfig
+
+if TYPE_CHECKING:
+    from agent.bundle import Manifest
+    from agent.features.schema import FeatureSet
 
 
 def check_deployment(config: AgentConfig, *, create: bool = False) -> None:
@@ -96,13 +102,81 @@ def check_contents(config: AgentConfig) -> None:
         except (OSError, ValueError) as exc:
             raise ConfigError(f"sources[{i}] ({source.name}): {exc}") from None
     keys = trusted_keys(config)
+    by_name = {source.name: source for source in config.sources}
     for i, model in enumerate(config.models):
         if not model.enabled:
             continue
         try:
-            load_bundle(model.bundle, keys)
+            bundle = load_bundle(model.bundle, keys)
         except BundleError as exc:
             raise ConfigError(f"models[{i}].bundle: {exc}") from None
+        runs_on = by_name.get(model.source)
+        if runs_on is not None:
+            check_fits(f"models[{i}].bundle", bundle.manifest, runs_on)
+
+
+def _feature_set(source: SourceConfig) -> FeatureSet | None:
+    """The feature set a source computes, known without opening it (None: it depends on data)."""
+    from agent.features.host import HOST_V1
+    from agent.features.traffic import TRAFFIC_V1
+
+    return {"pcap": TRAFFIC_V1, "live": TRAFFIC_V1, "host": HOST_V1}.get(source.kind)
+
+
+def check_fits(key: str, manifest: Manifest, source: SourceConfig) -> None:
+    """The bundle fits its source's schema and step, as ``run`` checks at start; ConfigError
+    names the key and the setting that fixes it."""
+    from agent.bundle import BundleError, check_compatible, step_problem
+
+    features = _feature_set(source)
+    if features is not None:
+        try:
+            check_compatible(manifest, features, source.step_spec, manifest.window, source.name)
+        except BundleError as exc:
+            raise ConfigError(f"{key}: {exc}") from None
+    elif manifest.step != source.step_spec:
+        raise ConfigError(f"{key}: {step_problem(manifest.step, source.step_spec, source.name)}")
+
+
+def model_steps(config: AgentConfig) -> AgentConfig:
+    """Give each source that sets no ``step`` the step its bundles were trained with.
+
+    Only a bundle signed by a trusted key is read (the full verification follows at start);
+    a bundle that cannot be read leaves the default, so ``run`` reports the real problem.
+    Bundles on one source that want different steps are a ConfigError naming the fix.
+    """
+    from agent.app import trusted_keys
+    from agent.bundle import BundleError, Manifest, check_signature
+    from agent.bundle_archive import open_archive
+
+    keys = trusted_keys(config)
+    sources = list(config.sources)
+    for i, source in enumerate(sources):
+        if source.step:
+            continue
+        wanted: dict[str, str] = {}
+        for j, model in enumerate(config.models):
+            if not model.enabled or model.source != source.name:
+                continue
+            try:
+                archive = open_archive(model.bundle, config.agent.max_bundle_bytes)
+                try:
+                    check_signature(archive, keys)
+                    manifest = Manifest.from_json(archive.manifest_bytes)
+                finally:
+                    archive.close()
+            except (BundleError, OSError):
+                continue
+            wanted[manifest.step.text] = f"models[{j}] ({model.name})"
+        if len(wanted) > 1:
+            which = ", ".join(f'{who} "{step}"' for step, who in wanted.items())
+            raise ConfigError(
+                f"sources[{i}].step: its models want different steps ({which}); "
+                f"run them on separate sources, each with its step"
+            )
+        if wanted:
+            sources[i] = dataclasses.replace(source, step=next(iter(wanted)))
+    return dataclasses.replace(config, sources=tuple(sources))
 
 
 def _check_outbox_file(config: AgentConfig) -> None:

@@ -221,6 +221,7 @@ class Event:
     ended_ns: int | None = None
     # windows per label seen in this incident, most first (``label`` is the latest one)
     labels: tuple[tuple[str, int], ...] = ()
+    threshold: float = 0.0  # the label's threshold: ``score_ratio`` is the score over it
 
     def to_dict(self) -> dict[str, Any]:
         """The ``iotids.event/1`` payload (agent/report/mqtt.py documents it; times in Unix s).
@@ -243,9 +244,21 @@ class Event:
             "end": None if self.ended_ns is None else self.ended_ns / 1e9,
             "score": round(self.score, 6),
             "peak_score": round(self.peak, 6),
+            # An anomaly's raw score (a reconstruction error such as 0.009) means nothing
+            # without its threshold; the ratio reads the same for every model: 1.0 = at it.
+            "threshold": round(self.threshold, 6),
+            "score_ratio": _ratio(self.score, self.threshold),
+            "peak_ratio": _ratio(self.peak, self.threshold),
             "windows": self.windows,
             "evidence": self.evidence.to_dict(),
         }
+
+
+def _ratio(score: float, threshold: float) -> float | None:
+    """``score / threshold`` to 3 decimals; None when there is no positive, finite threshold."""
+    if not (threshold > 0 and math.isfinite(threshold) and math.isfinite(score)):
+        return None
+    return round(score / threshold, 3)
 
 
 @dataclass(frozen=True)
@@ -372,6 +385,9 @@ class Decider:
         self._owner: dict[int, _Incident] = {}  # label -> the open incident it belongs to
         self._loose: deque[bool] = deque(maxlen=policy.raise_n)  # windows with a loose hit
         self._incidents: list[_Incident] = []
+        # The newest window's end on the stream's own clock (capture time for a replay): a
+        # detection ended by shutdown ends there, so ``start`` and ``end`` share one clock.
+        self.last_window_ns: int | None = None
 
     @property
     def active_labels(self) -> list[str]:
@@ -393,6 +409,7 @@ class Decider:
         if flat.shape[0] != len(self.policy.labels):
             raise ValueError(f"expected {len(self.policy.labels)} scores, got {flat.shape[0]}")
         hits = flat >= self._thresholds  # NaN compares False: a NaN score never hits
+        self.last_window_ns = time_ns
         loose: list[int] = []  # labels that hit and belong to no open incident
         for i in self._watched:
             self._recent[i].append(bool(hits[i]))
@@ -540,6 +557,7 @@ class Decider:
             evidence=evidence or Evidence(),
             ended_ns=ended_ns,
             labels=tuple((labels[i], n) for i, n in inc.labels.most_common()),
+            threshold=float(self._thresholds[inc.label]),
         )
         logger.info("%s %s (%s) %s score=%.3f", kind, event.label, event.category, event.id, score)
         return event

@@ -259,7 +259,13 @@ class ModelSlot:
         self._build_decider()
 
     def close(self, time_ns: int | None = None) -> list[Event]:
-        """End the open detections (shutdown, end of a replay)."""
+        """End the open detections (shutdown, end of a replay).
+
+        Without ``time_ns`` they end at the last window seen, on the stream's clock (capture
+        time for a replayed file), never at the wall clock of the shutdown.
+        """
+        if time_ns is None:
+            time_ns = self.decider.last_window_ns
         return self.decider.close(time_ns if time_ns is not None else time.time_ns())
 
     def _score(

@@ -16,7 +16,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``iotids verify``."""
     parser.add_argument("bundle", type=Path, help="bundle file")
     parser.add_argument(
-        "--trust-key", type=Path, action="append", default=[], help="trusted public key (PEM/raw)"
+        "--trust-key",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PUB",
+        help="trusted public key (PEM/raw)",
     )
     parser.add_argument("--data", type=Path, help=".npz with scaled inputs x and labels y")
     # Scoring a bundle on a raw dataset needs training's loaders, which a gateway lacks: it

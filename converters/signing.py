@@ -22,6 +22,9 @@ def generate_keypair(prefix: str | Path) -> tuple[Path, Path, str]:
     """Write ``PREFIX.key`` (private, 0600) and ``PREFIX.pub``; returns the paths and key id."""
     private_path = Path(f"{prefix}.key")
     public_path = Path(f"{prefix}.pub")
+    # ``keys/release`` on a fresh checkout: make the folder, private to its owner as ssh-keygen's
+    # ~/.ssh is, rather than failing on a missing directory.
+    private_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     for path in (private_path, public_path):
         if path.exists():
             raise FileExistsError(f"{path} already exists; refusing to overwrite a key")

@@ -180,9 +180,10 @@ def _step_text(step: StepSpec) -> str:
     """A bundle's step as ``[[sources]].step`` spells it."""
     from agent.features.steps import StepSpec
 
-    text = f"{int(step.size)}p" if step.kind == "packets" else f"{step.size:g}s"
+    # ``text`` spells every kind ("1.0s", "20p", "20p/1.0s") as ``parse`` reads it back.
+    text = step.text
     if StepSpec.parse(text) != step:
-        raise ProvisionError(f"--bundle: step {step} has no exact spelling in agent.toml")
+        raise ProvisionError(f'--bundle: step "{text}" has no exact spelling in agent.toml')
     return text
 
 
@@ -427,7 +428,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add("--bundle", metavar="FILE", type=Path, help="the signed model bundle to start with")
     add(
         "--trust-key",
-        metavar="FILE",
+        metavar="PUB",
         type=Path,
         action="append",
         default=[],
@@ -444,12 +445,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     add("--interface", metavar="IFACE", help="capture interface (default: the profile's)")
     add("--promiscuous", action="store_true", help="promiscuous capture (adds CAP_NET_ADMIN)")
-    add("--out", metavar="DIR", type=Path, help="folder to create with the rendered files")
+    add("-o", "--out", metavar="DIR", type=Path, help="folder to create with the rendered files")
     add("--image", metavar="FILE", type=Path, help="also write them into this image's boot FAT")
+    add("--json", action="store_true", help="print what was written as one JSON object")
     sub = parser.add_subparsers(dest="provision_command", metavar="{wheelhouse}")
     wheels = sub.add_parser("wheelhouse", help="download the agent's wheels for Pi OS 64-bit")
     wheels.add_argument(
-        "--out", dest="wheelhouse_out", metavar="DIR", type=Path, required=True, help="wheel folder"
+        "-o",
+        "--out",
+        dest="wheelhouse_out",
+        metavar="DIR",
+        type=Path,
+        required=True,
+        help="wheel folder",
     )
     wheels.add_argument("--no-self", action="store_true", help="skip building the iotids wheel")
 
@@ -499,7 +507,7 @@ def build_request(args: argparse.Namespace) -> Request:
     )
 
 
-def provision(args: argparse.Namespace) -> None:
+def provision(args: argparse.Namespace) -> dict[str, object]:
     """Render one device's files into ``--out`` and, with ``--image``, into the image."""
     from agent.config import ConfigError
     from firmware_configs.image import (
@@ -533,6 +541,9 @@ def provision(args: argparse.Namespace) -> None:
             request.credentials.username,
             request.device_id,
         )
+    image = None if args.image is None else str(args.image)
+    written = sorted(str(name) for name in files)
+    return {"device_id": request.device_id, "out": str(args.out), "files": written, "image": image}
 
 
 def wheelhouse(args: argparse.Namespace) -> None:
@@ -554,7 +565,9 @@ def run(args: argparse.Namespace) -> int:
         if args.provision_command == "wheelhouse":
             wheelhouse(args)
         else:
-            provision(args)
+            summary = provision(args)
+            if args.json:
+                print(json.dumps(summary))  # noqa: T201 - the result, for a script
     except (ProvisionError, ImageError) as exc:
         print(f"iotids provision: {exc}", file=sys.stderr)  # noqa: T201 - the CLI's one line
         return 2

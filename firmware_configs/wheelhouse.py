@@ -9,9 +9,13 @@ wheels only: the whole ladder of tags is listed.
 from __future__ import annotations
 
 import logging
+import os
+import re
 import subprocess
 import sys
 import tomllib
+import urllib.error
+import urllib.request
 from importlib import metadata
 from pathlib import Path
 
@@ -67,8 +71,59 @@ def download(dest: Path, requirements: tuple[str, ...] | None = None) -> tuple[P
     result = subprocess.run(download_command(wanted, dest), capture_output=True, text=True)
     if result.returncode != 0:
         errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
-        raise WheelhouseError(errors[-1] if errors else f"pip download exited {result.returncode}")
+        said = errors[-1] if errors else f"pip download exited {result.returncode}"
+        unreachable = index_unreachable(result.stderr)
+        if unreachable is not None:
+            raise WheelhouseError(
+                f"the package index could not be reached ({unreachable}), so pip found no "
+                f"wheels ({said.removeprefix('ERROR: ')}); build the wheelhouse on a machine "
+                "with internet access, or set PIP_INDEX_URL to a reachable mirror"
+            )
+        raise WheelhouseError(said)
     return tuple(sorted(dest.glob("*.whl")))
+
+
+# What pip logs when it cannot reach an index (shown only when it retries).
+_NETWORK = re.compile(
+    r"NewConnectionError|Failed to establish a new connection|Temporary failure in name "
+    r"resolution|Name or service not known|Network is unreachable|ProxyError|Could not fetch URL"
+)
+
+
+def index_url() -> str:
+    """The index pip downloads from: ``PIP_INDEX_URL``, pip's own config, else PyPI."""
+    if os.environ.get("PIP_INDEX_URL"):
+        return os.environ["PIP_INDEX_URL"].split()[0]
+    command = [sys.executable, "-m", "pip", "config", "get", "global.index-url"]
+    try:
+        found = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        found = None
+    if found is not None and found.returncode == 0 and found.stdout.strip():
+        return found.stdout.strip().split()[0]
+    return "https://pypi.org/simple"
+
+
+def index_unreachable(pip_stderr: str, timeout: float = 5.0) -> str | None:
+    """Why the package index cannot be reached, or None when it answers.
+
+    pip says ``No matching distribution found`` both for a requirement no wheel satisfies and
+    for an index it never reached (its connection warnings only appear while it retries), so
+    the index is asked directly before the user is told which of the two it was.
+    """
+    url = index_url()
+    match = _NETWORK.search(pip_stderr)
+    try:
+        with urllib.request.urlopen(url, timeout=timeout):  # noqa: S310 - pip's own index URL
+            pass
+    except urllib.error.HTTPError:
+        return None  # it answered, even if not with 200: the index is reachable
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        return f"{url}: {reason}"
+    if match is not None:
+        return f"pip: {match.group(0)}"
+    return None
 
 
 def build_self(dest: Path, source: Path = REPO) -> Path | None:

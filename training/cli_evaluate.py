@@ -32,7 +32,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--float-model",
         help="--bundle: float reference on the same rows (.tflite, .keras or training folder)",
     )
-    parser.add_argument("--out", help="--events: write events.json, events.md and a timeline")
+    parser.add_argument("-o", "--out", help="--events: write events.json, events.md and a timeline")
     # --events: the agent's debounce (None: the agent's own defaults, agent.inference.Debounce)
     parser.add_argument("--raise-k", type=int, help="--events: windows to raise (of n; 2)")
     parser.add_argument("--raise-n", type=int, help="--events: window span for raising (3)")

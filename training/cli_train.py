@@ -19,7 +19,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--path", help="file or folder of the dataset")
     parser.add_argument("--model", help="cnn, lstm, gru, gru-anomaly or dnn")
-    parser.add_argument("--out", help="output directory")
+    parser.add_argument("-o", "--out", help="output directory")
     parser.add_argument("--window", type=int, help="time steps per window (default 16)")
     parser.add_argument(
         "--step", help="step for captures: 1s, 0.5s, 100p (packets) or 20p/1s (whichever first)"
@@ -58,7 +58,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--stream", action="store_true", default=None, help="stream CSV chunks via tf.data"
     )
-    parser.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     parser.add_argument("--json", action="store_true", help="print metrics as JSON")
 
 
@@ -71,10 +70,14 @@ def run(args: argparse.Namespace) -> int:
 
     from training.config import ConfigError, TrainConfig, load_config
 
+    # ``verbose`` is the command line's logging count, not the config's epoch-progress switch:
+    # per-epoch progress is on unless ``--quiet``.
     overrides = {
-        f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)
+        f.name: getattr(args, f.name)
+        for f in fields(TrainConfig)
+        if hasattr(args, f.name) and f.name != "verbose"
     }
-    if args.quiet:
+    if getattr(args, "quiet", False):
         overrides["verbose"] = 0
     try:
         config = load_config(args.config, overrides)

@@ -216,12 +216,7 @@ def training_callbacks(config: TrainConfig, monitor: str) -> list[Any]:
     """Early stopping on ``monitor`` (a loss, or ``val_macro_f1`` which must rise)."""
     import keras
 
-    class EpochLog(keras.callbacks.Callback):  # type: ignore[misc]
-        """One progress line per epoch through logging (Keras' own bar is lost off a tty)."""
-
-        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-            shown = " ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
-            logger.info("epoch %d/%d: %s", epoch + 1, config.epochs, shown)
+    from training.progress import epoch_progress
 
     stop = keras.callbacks.EarlyStopping(
         monitor=monitor,
@@ -229,7 +224,7 @@ def training_callbacks(config: TrainConfig, monitor: str) -> list[Any]:
         patience=config.patience,
         restore_best_weights=True,
     )
-    return [stop, EpochLog()] if config.verbose else [stop]
+    return [stop, epoch_progress(config.epochs)] if config.verbose else [stop]
 
 
 def val_macro_f1(prepared: Prepared) -> Any:
@@ -587,6 +582,9 @@ def save(
         metrics["curves"] = report.plot_roc_pr(
             prepared.y["test"] != prepared.benign, attack_score, out
         )
+    elif prepared.spec.task != "anomaly" and len(prepared.y["test"]):
+        probs = np.asarray(model.predict(prepared.x["test"], batch_size=1024, verbose=0))
+        metrics["curves"] = report.plot_roc_pr_ovr(prepared.y["test"], probs, prepared.labels, out)
     summary = {
         "model_type": prepared.spec.model_type,
         "dataset": prepared.dataset.kind,
@@ -597,5 +595,6 @@ def save(
         "too_few": prepared.too_few,
         "thresholds": thresholds,
         "threshold_calibration": calibration,
+        "hyperparameters": report.hyperparameters(config),
     }
     report.write_report(out, summary, metrics, baseline)

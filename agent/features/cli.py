@@ -26,7 +26,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", type=int, default=16, help="steps per window (default 16)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument(
-        "--out", type=Path, help="save steps, timestamps and schema to this .npz (folder: a dir)"
+        "-o",
+        "--out",
+        type=Path,
+        help="save steps, timestamps and schema to this .npz (a folder: a dir)",
     )
     parser.add_argument(
         "--workers", type=int, default=1, help="a folder: captures featurized in N processes"

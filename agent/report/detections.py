@@ -18,10 +18,12 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
+import uuid
 from collections.abc import Mapping
 from typing import Any, Final
 
-from agent.contract import STATE_SCHEMA
+from agent.contract import EVENT_SCHEMA, STATE_SCHEMA, stamp
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +38,9 @@ _SUMMARY_KEYS: Final = (
     "labels",
     "score",
     "peak_score",
+    "threshold",
+    "score_ratio",
+    "peak_ratio",
     "model",
     "source",
     "start",
@@ -126,3 +131,27 @@ class Detections:
 def _number(value: object) -> float:
     """A sortable number from a JSON value (missing or odd values sort first)."""
     return float(value) if isinstance(value, int | float) else float("-inf")
+
+
+def event_payload(
+    event: Mapping[str, object], device: str, detections: Detections, now: float | None = None
+) -> tuple[dict[str, Any], str, bool | None]:
+    """The ``iotids.event/1`` payload of one event, as every sink publishes it.
+
+    Stamps it, gives it an ``id``, records it in ``detections`` and sets ``active_events`` to
+    the detections open after it. Returns the payload, its detection key, and whether it
+    leaves that detection open (None: not a lifecycle step, nothing recorded). Callers that
+    need the count consistent with their own queue hold their lock around this call.
+    """
+    payload = stamp(event, EVENT_SCHEMA, device, time.time() if now is None else now)
+    payload.setdefault("id", uuid.uuid4().hex)
+    event_type = str(payload.get("type", ""))
+    key = str(payload.get("detection", payload["id"]))
+    opened: bool | None = event_type in ("new", "update")
+    if opened or event_type == "end":
+        active = detections.record(key, payload, bool(opened))
+    else:
+        opened = None
+        active = detections.active
+    payload.setdefault("active_events", active)
+    return payload, key, opened

@@ -44,7 +44,6 @@ import ssl
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from typing import Final
 
@@ -55,7 +54,6 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.config import MqttConfig
 from agent.contract import (
-    EVENT_SCHEMA,
     MODEL_SCHEMA,
     OFFLINE,
     ONLINE,
@@ -73,7 +71,7 @@ from agent.mqtt_client import (
     tls_context,
 )
 from agent.report import homeassistant
-from agent.report.detections import Detections
+from agent.report.detections import Detections, event_payload
 from agent.report.outbox import Kind, Outbox, Track
 
 logger = logging.getLogger(__name__)
@@ -171,23 +169,15 @@ class MqttSink:
 
     def publish_event(self, event: Mapping[str, object]) -> None:
         """Queue a detection event (QoS 1) and the state after it durably; never raises."""
-        payload = self._stamp(event, EVENT_SCHEMA)
-        payload.setdefault("id", uuid.uuid4().hex)
-        event_type = str(payload.get("type", ""))
-        kind = _EVENT_KINDS.get(event_type)
-        if kind is None:
-            # Unknown lifecycle step: keep it with the never-dropped-early detections.
-            logger.warning("mqtt: event %s has unknown type %r", payload["id"], event_type)
-            kind = "event_new"
-        key = str(payload.get("detection", payload["id"]))
-        opened = event_type in ("new", "update")
-        track = Track(key, opened) if opened or event_type == "end" else None
         with self._events_lock:
-            if track is not None:
-                active = self._detections.record(key, payload, opened)
-            else:
-                active = self._detections.active
-            payload.setdefault("active_events", active)
+            payload, key, opened = event_payload(event, self.device_id, self._detections)
+            event_type = str(payload.get("type", ""))
+            kind = _EVENT_KINDS.get(event_type)
+            if kind is None:
+                # Unknown lifecycle step: keep it with the never-dropped-early detections.
+                logger.warning("mqtt: event %s has unknown type %r", payload["id"], event_type)
+                kind = "event_new"
+            track = None if opened is None else Track(key, opened)
             self._queue(kind, self.topics.events, payload, 1, retain=False, track=track)
             self._queue_state()
 

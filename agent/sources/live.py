@@ -9,8 +9,10 @@ from ``PACKET_STATISTICS`` (issue 6, "Sources").
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import struct
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -92,7 +94,10 @@ class LiveSource:
     @staticmethod
     def _open(interface: str, promiscuous: bool, buffer_bytes: int) -> socket.socket:
         """A bound AF_PACKET socket (OSError names the interface when it cannot be opened)."""
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        try:
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        except PermissionError as exc:
+            raise PermissionError(needs_cap_net_raw(interface)) from exc
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer_bytes)
             sock.bind((interface, 0))
@@ -204,4 +209,14 @@ def _concat(first: StepBatch, second: StepBatch) -> StepBatch:
         np.concatenate((first.values, second.values)),
         tuple(first.evidence or (None,) * len(first))
         + tuple(second.evidence or (None,) * len(second)),
+    )
+
+
+def needs_cap_net_raw(interface: str) -> str:
+    """What a raw socket refused for want of privilege means, and the two ways to grant it."""
+    python = os.path.realpath(sys.executable)
+    return (
+        f"cannot capture on {interface}: live capture needs CAP_NET_RAW; run the agent as the "
+        f"shipped iotids-agent.service (AmbientCapabilities=CAP_NET_RAW) or grant it to this "
+        f"Python with: sudo setcap cap_net_raw+ep {python}"
     )

@@ -90,7 +90,8 @@ def test_defaults_fill_absent_tables() -> None:
     assert config.mqtt.tls is None
     assert config.agent.queue_size == 256
     assert isinstance(config.sources[0].options, PcapOptions)
-    assert config.sources[0].step == "1s"
+    assert config.sources[0].step == ""  # the bundle's step at start, else one second
+    assert config.sources[0].step_spec.text == "1.0s"
 
 
 @pytest.mark.parametrize(

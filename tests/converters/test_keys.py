@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import stat
 from pathlib import Path
 
@@ -40,3 +42,36 @@ def test_existing_keys_are_never_overwritten(
     assert main(["keys", "generate", "--out", str(prefix)]) == 1
     assert "already exists" in capsys.readouterr().err
     assert Path(f"{prefix}.key").read_bytes() == before
+
+
+def test_generate_makes_a_missing_keys_folder_private(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["keys", "generate", "-o", "keys/release", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["private"] == "keys/release.key"
+    assert result["public"] == "keys/release.pub"
+    assert len(result["key_id"]) > 0
+    assert stat.S_IMODE((tmp_path / "keys").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "keys/release.key").stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [("", "--sign-key: empty path"), (".", "is a folder"), ("nope.key", "does not exist")],
+)
+def test_convert_names_the_sign_key_option_when_it_is_no_key_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str, says: str
+) -> None:
+    from converters.cli_convert import configure, run
+
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    args = parser.parse_args(["model", "-o", str(tmp_path / "b.bundle"), "--sign-key", value])
+    assert run(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("iotids convert: --sign-key:")
+    assert says in err[0]
+    assert not (tmp_path / "b.bundle").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 import shutil
 import stat
@@ -428,3 +429,22 @@ def test_a_float_bundle_on_a_small_board_is_flagged(
     inputs.bundle.write_bytes(signed_bundle(inputs.signer, quantization="float32"))
     assert main(argv(inputs, tmp_path / "gw", profile="zero2w")) == 0
     assert "is float32; the zero2w profile expects int8" in caplog.text
+
+
+def test_provision_json_lists_what_was_written(
+    inputs: Inputs, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from agent.cli import main as iotids
+
+    out = tmp_path / "gw-07"
+    args = ["provision", "--profile", "pi4", "--device-id", "gw-07", "-o", str(out), "--json"]
+    args += ["--broker", "mqtt://broker.example.net", "--bundle", str(inputs.bundle)]
+    args += ["--trust-key", str(inputs.key), "--password-file", str(inputs.password_file)]
+    assert iotids(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["device_id"] == "gw-07"
+    assert result["out"] == str(out)
+    assert result["image"] is None
+    assert "operator/publish-discovery.sh" in result["files"]
+    for name in result["files"]:
+        assert (out / name).is_file(), name

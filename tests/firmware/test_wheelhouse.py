@@ -64,3 +64,23 @@ def test_every_agent_dependency_resolves_for_bookworm_aarch64(tmp_path: Path) ->
         python, abi, platform = wheel.stem.split("-")[-3:]
         assert _fits_cp311(python, abi), wheel.name
         assert platform == "any" or platform.endswith("aarch64"), wheel.name
+
+
+def test_an_unreachable_index_is_said_not_a_missing_distribution(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+
+    for name in [n for n in os.environ if n.startswith("PIP_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)  # no site mirrors: only the index below
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")  # discard port: refused
+    monkeypatch.setenv("PIP_RETRIES", "0")
+    monkeypatch.setenv("PIP_TIMEOUT", "2")
+    out = tmp_path / "wheels"
+    assert main(["provision", "wheelhouse", "--no-self", "--out", str(out)]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("iotids provision: the package index could not be reached")
+    assert "http://127.0.0.1:9/simple" in lines[0]
+    assert "PIP_INDEX_URL" in lines[0]

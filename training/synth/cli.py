@@ -16,7 +16,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
     sub = parser.add_subparsers(dest="synth_command", metavar="KIND", required=True)
     traffic = sub.add_parser("traffic", help="gateway packets: pcap + per-packet / per-step labels")
-    traffic.add_argument("--out", type=Path, required=True, help="output directory")
+    traffic.add_argument("-o", "--out", type=Path, required=True, help="output directory")
     source = traffic.add_mutually_exclusive_group()
     source.add_argument("--scenario", type=Path, help="scenario JSON file")
     source.add_argument(
@@ -31,7 +31,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     traffic.add_argument("--step", type=float, help="seconds per labelled step in steps.csv")
 
     telemetry = sub.add_parser("telemetry", help="sensor time series with labelled faults")
-    telemetry.add_argument("--out", type=Path, required=True, help="output directory")
+    telemetry.add_argument("-o", "--out", type=Path, required=True, help="output directory")
     telemetry.add_argument("--kind", choices=("industrial", "smarthome"), default="industrial")
     telemetry.add_argument("--seed", type=int, default=0)
     telemetry.add_argument("--duration", type=float, help="seconds (default: one day)")

@@ -1,0 +1,51 @@
+"""Per-epoch progress: a bar on a terminal, one log line per epoch otherwise."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.tf
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _fit(callback: object, epochs: int = 3) -> None:
+    from training.quiet import quiet_tensorflow
+
+    quiet_tensorflow()
+    import keras
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    x = np.zeros((8, 2), np.float32)
+    model.fit(x, x[:, :1], epochs=epochs, verbose=0, callbacks=[callback])
+
+
+def test_a_terminal_gets_a_bar_over_the_epochs() -> None:
+    from training.progress import epoch_progress
+
+    terminal = _Terminal()
+    _fit(epoch_progress(3, terminal))
+    drawn = terminal.getvalue()
+    assert "training" in drawn
+    assert "3/3" in drawn
+    assert "loss=" in drawn
+
+
+def test_a_pipe_gets_one_line_per_epoch(caplog: pytest.LogCaptureFixture) -> None:
+    from training.progress import epoch_progress
+
+    pipe = io.StringIO()
+    with caplog.at_level(logging.INFO, logger="training.progress"):
+        _fit(epoch_progress(3, pipe))
+    lines = [r.getMessage() for r in caplog.records if r.name == "training.progress"]
+    assert [line.split(":")[0] for line in lines] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    assert "loss" in lines[0]
+    assert pipe.getvalue() == ""  # no bar, no carriage returns in a log
