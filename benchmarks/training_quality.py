@@ -24,11 +24,22 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 DATASETS = Path(
     os.environ.get("IOTIDS_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets")
 )
 DEVICES = ("Fridge", "Garage_Door", "Motion_Light", "Thermostat")
 SEEDS = (0, 1, 2)
+TABULAR_SEEDS = (0, 1, 2, 3, 4)
+# the tabular dnn recipe kept on validation (see the module docstring)
+TABULAR_DNN: dict[str, Any] = {
+    "model": "dnn",
+    "units": 128,
+    "dropout": 0.3,
+    "epochs": 120,
+    "patience": 15,
+}
 MIN_SUPPORT = 10  # fewer test windows of a class than this make its F1 noise
 HOST_IDENTITY = ("ttl_", "distinct_src", "distinct_dst", "entropy_src", "entropy_dst")
 
@@ -128,62 +139,92 @@ def _separability(case: str, **options: Any) -> list[dict[str, object]]:
     return rows
 
 
-def _seeded(case: str, quick: bool, **options: Any) -> list[dict[str, object]]:
-    """One case over SEEDS: every seed's model and RF figures, then their means."""
-    models, forests = [], []
+def _numeric(rows: list[dict[str, object]]) -> dict[str, float]:
+    """The numeric figures of one seed's rows, by metric name."""
+    return {
+        str(r["metric"]): float(r["value"])
+        for r in rows
+        if isinstance(r["value"], int | float) and not isinstance(r["value"], bool)
+    }
+
+
+def _spread_rows(case: str, per_seed: list[dict[str, float]]) -> list[dict[str, object]]:
+    """Mean ± sample std and the range of every figure the seeds all report."""
+    rows = []
+    for metric in [m for m in per_seed[0] if all(m in s for s in per_seed)]:
+        values = np.array([s[metric] for s in per_seed])
+        std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        rows.append(
+            _row(
+                case,
+                metric,
+                f"{values.mean():.4f} ± {std:.4f}",
+                "",
+                f"{len(values)} seeds, range {values.min():.4f}..{values.max():.4f}",
+            )
+        )
+    return rows
+
+
+def _seeded(
+    case: str, quick: bool, seeds: tuple[int, ...], **options: Any
+) -> list[dict[str, object]]:
+    """One case over ``seeds``: every seed's model and RF figures, then their mean ± std.
+
+    The model must reach the forest's macro-F1 on EVERY seed (same split, same seed), not on
+    average; the last row says on how many it did and by how much the worst one missed.
+    """
+    per_seed: list[dict[str, float]] = []
     rows: list[dict[str, object]] = []
-    for seed in SEEDS[:1] if quick else SEEDS:
+    gaps = []
+    for seed in seeds[:1] if quick else seeds:
         summary, seconds = _train(f"{case}-{seed}", quick, seed=seed, **dict(options))
-        models.append(summary["model"]["macro_f1"])
-        forests.append(summary["baseline"]["macro_f1"])
-        rows += _case_rows(f"{case} seed {seed}", summary, seconds, f">= RF {forests[-1]:.4f}")
-    mean_model, mean_forest = sum(models) / len(models), sum(forests) / len(forests)
-    rows.append(_row(case, "mean_macro_f1", round(mean_model, 4), "", f">= RF {mean_forest:.4f}"))
-    rows.append(_row(case, "mean_rf_macro_f1", round(mean_forest, 4), "", "reference"))
+        forest = summary["baseline"]["macro_f1"]
+        seed_rows = _case_rows(f"{case} seed {seed}", summary, seconds, f">= RF {forest:.4f}")
+        gaps.append(summary["model"]["macro_f1"] - forest)
+        per_seed.append(_numeric(seed_rows))
+        rows += seed_rows
+    rows += _spread_rows(f"{case} mean ± std", per_seed)
+    beaten = sum(g >= 0 for g in gaps)
+    verdict = "met" if beaten == len(gaps) else f"MISSED (worst seed {min(gaps):+.4f})"
+    rows.append(
+        _row(case, "seeds_model_ge_rf", f"{beaten}/{len(gaps)}", "", f"all seeds: {verdict}")
+    )
     return rows
 
 
 def run(quick: bool = False) -> list[dict[str, object]]:
-    """Every quality figure of issue 4 on the shared data."""
+    """Every training-quality figure on the shared data, each over several seeds."""
     from training.quiet import quiet_tensorflow
 
     quiet_tensorflow()
     rows: list[dict[str, object]] = []
-    summary, seconds = _train(
-        "mqttset-cnn",
-        quick,
-        dataset="captures",
-        path=str(DATASETS / "mqttset_reduced_pcap"),
-        model="cnn",
-        step="20p",
-        window=8,
-        epochs=40,
-        patience=6,
-    )
-    rows += _case_rows("mqttset-cnn 20p T8 time-block", summary, seconds, ">= 0.95")
-    rows += _separability(
-        "mqttset-cnn 20p T8 time-block",
-        dataset="captures",
-        path=str(DATASETS / "mqttset_reduced_pcap"),
-        model="cnn",
-        step="20p",
-        window=8,
-    )
-    rows += _seeded(
-        "ciciot2023-dnn 10 families",
-        quick,
-        dataset="ciciot2023",
-        path=str(DATASETS / "ciciot2023_sample"),
-        model="dnn",
-        units=128,
-        dropout=0.3,
-        epochs=120,
-        patience=15,
-    )
-    for device in DEVICES[:1] if quick else DEVICES:
-        summary, seconds = _train(
-            f"ton-{device}",
+    mqttset: dict[str, Any] = {
+        "dataset": "captures",
+        "path": str(DATASETS / "mqttset_reduced_pcap"),
+        "model": "cnn",
+        "step": "20p",
+        "window": 8,
+    }
+    rows += _seeded("mqttset-cnn 20p T8 time-block", quick, SEEDS, epochs=40, patience=6, **mqttset)
+    rows += _separability("mqttset-cnn 20p T8 time-block", **mqttset)
+    for case, dataset, folder in (
+        ("ciciot2023-dnn 10 families", "ciciot2023", "ciciot2023_sample"),
+        ("nsl-kdd-dnn 5 categories", "nsl-kdd", "nsl_kdd"),
+    ):
+        rows += _seeded(
+            case,
             quick,
+            TABULAR_SEEDS,
+            dataset=dataset,
+            path=str(DATASETS / folder),
+            **TABULAR_DNN,
+        )
+    for device in DEVICES[:1] if quick else DEVICES:
+        rows += _seeded(
+            f"ton-iot-gru {device.lower()}",
+            quick,
+            SEEDS,
             dataset="ton-iot",
             path=str(DATASETS / "ton_iot_telemetry" / f"Train_Test_IoT_{device}.csv"),
             model="gru",
@@ -191,7 +232,6 @@ def run(quick: bool = False) -> list[dict[str, object]]:
             epochs=40,
             patience=8,
         )
-        rows += _case_rows(f"ton-iot-gru {device.lower()}", summary, seconds, "vs RF")
     return rows
 
 

@@ -151,6 +151,9 @@ def write_report(
         lines += ["", f"Detection delay (steps): {metrics['detection_delay']}"]
     if summary.get("thresholds"):
         lines += ["", f"Thresholds: {summary['thresholds']} ({summary['threshold_calibration']})"]
+    from training.report_compare import section
+
+    lines += section(summary, metrics, baseline)
     lines += ["", f"### {summary['model_type']} per class", "", *_table(metrics)]
     lines += ["", "### RandomForest per class", "", *_table(baseline), ""]
     plots = sorted(p.name for p in out.glob("*.png"))
