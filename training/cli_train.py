@@ -38,6 +38,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--members", type=int, help="dnn: sub-networks averaged inside the one model (1)"
     )
     parser.add_argument(
+        "--class-weight-power", type=float, help="class weights = balanced ** this (1)"
+    )
+    parser.add_argument(
         "--distill", type=float, help="weight of a RandomForest teacher's soft labels (0)"
     )
     parser.add_argument("--seed", type=int)

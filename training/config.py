@@ -37,6 +37,8 @@ class TrainConfig:
     units: int = 32
     dropout: float = 0.2
     members: int = 1  # dnn: sub-networks averaged inside the one model (a seed ensemble)
+    # training windows weigh (balanced class weight) ** this: 1 balanced, 0.5 tempered, 0 none
+    class_weight_power: float = 1.0
     distill: float = 0.0  # dnn/classifiers: weight of a RandomForest teacher's soft labels
     learning_rate: float = 1e-3
     target_fpr: float = 0.01
@@ -98,6 +100,12 @@ class TrainConfig:
             )
         if not isinstance(self.onset_weight, int | float) or self.onset_weight < 1:
             raise ConfigError(f"train.onset_weight: must be >= 1, got {self.onset_weight!r}")
+        if not isinstance(self.class_weight_power, int | float) or not (
+            0 <= self.class_weight_power <= 1
+        ):
+            raise ConfigError(
+                f"train.class_weight_power: must be in [0, 1], got {self.class_weight_power!r}"
+            )
         if not isinstance(self.distill, int | float) or not 0 <= self.distill < 1:
             raise ConfigError(f"train.distill: must be in [0, 1), got {self.distill!r}")
         if self.members > 1 and self.model != "dnn":

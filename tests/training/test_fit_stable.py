@@ -42,6 +42,8 @@ def test_bad_stability_settings_name_their_key() -> None:
         TrainConfig("nsl-kdd", "x", "dnn", "out", min_epochs=0)
     with pytest.raises(ConfigError, match=r"train\.distill"):
         TrainConfig("nsl-kdd", "x", "dnn", "out", distill=1.0)
+    with pytest.raises(ConfigError, match=r"train\.class_weight_power"):
+        TrainConfig("nsl-kdd", "x", "dnn", "out", class_weight_power=1.5)
     with pytest.raises(ConfigError, match=r"train\.members"):
         TrainConfig("nsl-kdd", "x", "cnn", "out", members=3)
 
