@@ -27,7 +27,7 @@ import numpy.typing as npt
 from training import evaluate, shortfall, split
 from training.config import ConfigError, TrainConfig
 from training.datasets import Dataset, load
-from training.fit import MIN_CALIBRATION_NORMALS, fit_anomaly, fit_classifier
+from training.fit import MIN_CALIBRATION_NORMALS, fit_anomaly, fit_classifier, stop_monitor
 from training.models import (
     RECURRENT,
     Knots,
@@ -381,6 +381,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
             prepared.spec.features,
         )
     started = time.perf_counter()
+    stopped_on = "val_loss" if prepared.spec.task == "anomaly" else stop_monitor(prepared)
     if prepared.spec.task == "anomaly":
         history, thresholds, calibration = fit_anomaly(config, prepared, model)
     else:
@@ -399,6 +400,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         "model": metrics,
         "baseline": {k: baseline[k] for k in ("accuracy", "macro_f1", "weighted_f1")},
         "history": history,
+        "early_stopping": stopped_on,
         "train_seconds": round(train_seconds, 2),
         "parameters": int(model.count_params()),
         "windows": {n: len(prepared.y[n]) for n in split.SPLITS},
