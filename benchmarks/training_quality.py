@@ -7,11 +7,19 @@
   class is one recording of one tool, and the time-block test piece comes from the same
   recording: a perfect score says the recordings are distinguishable, not that the model finds
   these attacks in other traffic.
-* CICIoT2023 sample, ``dnn`` on a stratified split, 10 families: macro-F1 vs a RandomForest,
-  over several seeds (one seed's figures move by about a point either way on 1,922 test rows).
+* CICIoT2023 sample (10 families) and NSL-KDD (KDDTrain+ 20 %, 5 categories; its stratified
+  test part is never tuned on — the official KDDTest+ is not in the shared copy), ``dnn`` on a
+  stratified split: macro-F1 against a RandomForest on the same split and seed, for each of
+  5 seeds (the target is every seed, not the mean), and the int8 TFLite bundle's macro-F1 on the
+  same test rows through the real interpreter (target: at most 0.5 point below float).
+  The recipe (``TABULAR_DNN``) was chosen on CICIoT2023's validation split: 3 averaged members
+  over one perceptron (seed 0: 0.616 vs 0.611), a RandomForest teacher at 0.5 over none (seeds
+  1, 2: 0.591 / 0.601 vs 0.591 / 0.592); a stronger teacher (0.8: 0.592 / 0.590) did not help.
 * TON_IoT telemetry, ``gru`` per device on a time-block split, next to a RandomForest.
 
-Run ``python -m benchmarks.training_quality [--quick]``.
+Every case runs over several seeds and reports each seed's figures, then the mean ± sample std
+and range of every figure. Run ``python -m benchmarks.training_quality [--quick]
+[--cases mqttset tabular ton]``.
 """
 
 from __future__ import annotations
@@ -24,11 +32,25 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 DATASETS = Path(
     os.environ.get("IOTIDS_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets")
 )
 DEVICES = ("Fridge", "Garage_Door", "Motion_Light", "Thermostat")
 SEEDS = (0, 1, 2)
+CASES = ("mqttset", "tabular", "ton")
+TABULAR_SEEDS = (0, 1, 2, 3, 4)
+# the tabular dnn recipe kept on validation (see the module docstring)
+TABULAR_DNN: dict[str, Any] = {
+    "model": "dnn",
+    "units": 128,
+    "dropout": 0.3,
+    "members": 3,
+    "distill": 0.5,
+    "epochs": 40,
+    "patience": 10,
+}
 MIN_SUPPORT = 10  # fewer test windows of a class than this make its F1 noise
 HOST_IDENTITY = ("ttl_", "distinct_src", "distinct_dst", "entropy_src", "entropy_dst")
 
@@ -48,7 +70,11 @@ def _row(
 
 
 def _train(case: str, quick: bool, **options: Any) -> tuple[dict[str, Any], float]:
-    """Train one configuration into a temporary directory; its metrics and wall time."""
+    """Train one configuration into a temporary directory; its metrics and wall time.
+
+    A dnn is also converted to int8 TFLite and scored on the same test windows by the real
+    interpreter (``summary["int8_macro_f1"]``): the bundle is what the gateway runs.
+    """
     from training.config import TrainConfig
     from training.train import train
 
@@ -57,7 +83,28 @@ def _train(case: str, quick: bool, **options: Any) -> tuple[dict[str, Any], floa
         config = TrainConfig(out=out, epochs=3 if quick else epochs, verbose=0, **options)
         started = time.perf_counter()
         summary = train(config)
-        return summary, time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        if config.model == "dnn":
+            summary["float_macro_f1"], summary["int8_macro_f1"] = _tflite_macro_f1(Path(out))
+        return summary, seconds
+
+
+def _tflite_macro_f1(out: Path) -> tuple[float, float]:
+    """Macro-F1 of the float and int8 TFLite conversions of ``out/model.keras`` on its test set."""
+    from sklearn.metrics import f1_score
+
+    from agent.runtime import Model
+    from converters.quantize import convert
+
+    representative = np.load(out / "data" / "representative.npz")["x"]
+    test = np.load(out / "data" / "test.npz")
+    conversion = convert(out / "model.keras", "int8", representative)
+    figures = []
+    for tflite in (conversion.float_tflite, conversion.tflite):
+        scores = Model(tflite).predict(test["x"])
+        predicted = scores.reshape(len(test["x"]), -1).argmax(axis=1)
+        figures.append(float(f1_score(test["y"], predicted, average="macro", zero_division=0)))
+    return figures[0], figures[1]
 
 
 def _case_rows(
@@ -85,6 +132,10 @@ def _case_rows(
             f"absent: {', '.join(absent) or '-'}; under {MIN_SUPPORT}: {', '.join(thin) or '-'}",
         )
     )
+    if "int8_macro_f1" in summary:
+        loss = (summary["float_macro_f1"] - summary["int8_macro_f1"]) * 100
+        rows.append(_row(case, "int8_macro_f1", round(summary["int8_macro_f1"], 4)))
+        rows.append(_row(case, "int8_loss", round(loss, 2), "points", "<= 0.5"))
     if "benign_vs_attack" in model:
         rows.append(_row(case, "benign_vs_attack_fpr", round(model["benign_vs_attack"]["fpr"], 4)))
     delay = model.get("detection_delay")
@@ -128,62 +179,115 @@ def _separability(case: str, **options: Any) -> list[dict[str, object]]:
     return rows
 
 
-def _seeded(case: str, quick: bool, **options: Any) -> list[dict[str, object]]:
-    """One case over SEEDS: every seed's model and RF figures, then their means."""
-    models, forests = [], []
-    rows: list[dict[str, object]] = []
-    for seed in SEEDS[:1] if quick else SEEDS:
-        summary, seconds = _train(f"{case}-{seed}", quick, seed=seed, **dict(options))
-        models.append(summary["model"]["macro_f1"])
-        forests.append(summary["baseline"]["macro_f1"])
-        rows += _case_rows(f"{case} seed {seed}", summary, seconds, f">= RF {forests[-1]:.4f}")
-    mean_model, mean_forest = sum(models) / len(models), sum(forests) / len(forests)
-    rows.append(_row(case, "mean_macro_f1", round(mean_model, 4), "", f">= RF {mean_forest:.4f}"))
-    rows.append(_row(case, "mean_rf_macro_f1", round(mean_forest, 4), "", "reference"))
+def _numeric(rows: list[dict[str, object]]) -> dict[str, float]:
+    """The numeric figures of one seed's rows, by metric name."""
+    return {
+        str(r["metric"]): float(r["value"])
+        for r in rows
+        if isinstance(r["value"], int | float) and not isinstance(r["value"], bool)
+    }
+
+
+def _spread_rows(case: str, per_seed: list[dict[str, float]]) -> list[dict[str, object]]:
+    """Mean ± sample std and the range of every figure the seeds all report."""
+    rows = []
+    for metric in [m for m in per_seed[0] if all(m in s for s in per_seed)]:
+        values = np.array([s[metric] for s in per_seed])
+        std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        rows.append(
+            _row(
+                case,
+                metric,
+                f"{values.mean():.4f} ± {std:.4f}",
+                "",
+                f"{len(values)} seeds, range {values.min():.4f}..{values.max():.4f}",
+            )
+        )
     return rows
 
 
-def run(quick: bool = False) -> list[dict[str, object]]:
-    """Every quality figure of issue 4 on the shared data."""
+def _seeded(
+    case: str, quick: bool, seeds: tuple[int, ...], **options: Any
+) -> list[dict[str, object]]:
+    """One case over ``seeds``: every seed's model and RF figures, then their mean ± std.
+
+    The model must reach the forest's macro-F1 on EVERY seed (same split, same seed), not on
+    average; the last row says on how many it did and by how much the worst one missed.
+    """
+    per_seed: list[dict[str, float]] = []
+    rows: list[dict[str, object]] = []
+    gaps = []
+    for seed in seeds[:1] if quick else seeds:
+        summary, seconds = _train(f"{case}-{seed}", quick, seed=seed, **dict(options))
+        forest = summary["baseline"]["macro_f1"]
+        seed_rows = _case_rows(f"{case} seed {seed}", summary, seconds, f">= RF {forest:.4f}")
+        gaps.append(summary["model"]["macro_f1"] - forest)
+        per_seed.append(_numeric(seed_rows))
+        rows += seed_rows
+    rows += _spread_rows(f"{case} mean ± std", per_seed)
+    beaten = sum(g >= 0 for g in gaps)
+    verdict = "met" if beaten == len(gaps) else f"MISSED (worst seed {min(gaps):+.4f})"
+    rows.append(
+        _row(case, "seeds_model_ge_rf", f"{beaten}/{len(gaps)}", "", f"all seeds: {verdict}")
+    )
+    return rows
+
+
+def run(quick: bool = False, cases: tuple[str, ...] = CASES) -> list[dict[str, object]]:
+    """Every training-quality figure on the shared data (or ``cases`` of it), over seeds."""
     from training.quiet import quiet_tensorflow
 
     quiet_tensorflow()
     rows: list[dict[str, object]] = []
-    summary, seconds = _train(
-        "mqttset-cnn",
-        quick,
-        dataset="captures",
-        path=str(DATASETS / "mqttset_reduced_pcap"),
-        model="cnn",
-        step="20p",
-        window=8,
-        epochs=40,
-        patience=6,
-    )
-    rows += _case_rows("mqttset-cnn 20p T8 time-block", summary, seconds, ">= 0.95")
-    rows += _separability(
-        "mqttset-cnn 20p T8 time-block",
-        dataset="captures",
-        path=str(DATASETS / "mqttset_reduced_pcap"),
-        model="cnn",
-        step="20p",
-        window=8,
-    )
-    rows += _seeded(
-        "ciciot2023-dnn 10 families",
-        quick,
-        dataset="ciciot2023",
-        path=str(DATASETS / "ciciot2023_sample"),
-        model="dnn",
-        units=128,
-        dropout=0.3,
-        epochs=120,
-        patience=15,
-    )
-    for device in DEVICES[:1] if quick else DEVICES:
-        summary, seconds = _train(
-            f"ton-{device}",
+    if "mqttset" in cases:
+        rows += _mqttset(quick)
+    if "tabular" in cases:
+        rows += _tabular(quick)
+    if "ton" in cases:
+        rows += _ton(quick)
+    return rows
+
+
+def _mqttset(quick: bool) -> list[dict[str, object]]:
+    """The MQTTset cnn over seeds, and how separable its recordings are."""
+    mqttset: dict[str, Any] = {
+        "dataset": "captures",
+        "path": str(DATASETS / "mqttset_reduced_pcap"),
+        "model": "cnn",
+        "step": "20p",
+        "window": 8,
+    }
+    rows = _seeded("mqttset-cnn 20p T8 time-block", quick, SEEDS, epochs=40, patience=6, **mqttset)
+    rows += _separability("mqttset-cnn 20p T8 time-block", **mqttset)
+    return rows
+
+
+def _tabular(quick: bool) -> list[dict[str, object]]:
+    """The tabular dnn against the RandomForest on CICIoT2023 and NSL-KDD, every seed."""
+    rows: list[dict[str, object]] = []
+    for case, dataset, folder in (
+        ("ciciot2023-dnn 10 families", "ciciot2023", "ciciot2023_sample"),
+        ("nsl-kdd-dnn 5 categories", "nsl-kdd", "nsl_kdd"),
+    ):
+        rows += _seeded(
+            case,
             quick,
+            TABULAR_SEEDS,
+            dataset=dataset,
+            path=str(DATASETS / folder),
+            **TABULAR_DNN,
+        )
+    return rows
+
+
+def _ton(quick: bool) -> list[dict[str, object]]:
+    """The TON_IoT gru per device over seeds."""
+    rows: list[dict[str, object]] = []
+    for device in DEVICES[:1] if quick else DEVICES:
+        rows += _seeded(
+            f"ton-iot-gru {device.lower()}",
+            quick,
+            SEEDS,
             dataset="ton-iot",
             path=str(DATASETS / "ton_iot_telemetry" / f"Train_Test_IoT_{device}.csv"),
             model="gru",
@@ -191,7 +295,6 @@ def run(quick: bool = False) -> list[dict[str, object]]:
             epochs=40,
             patience=8,
         )
-        rows += _case_rows(f"ton-iot-gru {device.lower()}", summary, seconds, "vs RF")
     return rows
 
 
@@ -199,9 +302,10 @@ def main() -> None:
     """Print the benchmark table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 epochs, one TON_IoT device")
+    parser.add_argument("--cases", nargs="*", choices=CASES, default=list(CASES))
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    rows = run(quick=args.quick)
+    rows = run(quick=args.quick, cases=tuple(args.cases))
     print(f"{'case':40s} {'metric':30s} {'value':>10s} {'unit':6s} target")
     for r in rows:
         case, metric, value, unit = (str(r[k]) for k in ("case", "metric", "value", "unit"))

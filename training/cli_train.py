@@ -33,6 +33,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--patience", type=int, help="early-stopping patience in epochs")
+    parser.add_argument("--min-epochs", type=int, help="never stop before this epoch (10)")
+    parser.add_argument(
+        "--members", type=int, help="dnn: sub-networks averaged inside the one model (1)"
+    )
+    parser.add_argument(
+        "--class-weight-power", type=float, help="class weights = balanced ** this (1)"
+    )
+    parser.add_argument(
+        "--distill", type=float, help="weight of a RandomForest teacher's soft labels (0)"
+    )
     parser.add_argument("--seed", type=int)
     parser.add_argument(
         "--seeds", type=int, help="train N seeds from --seed, report mean ± std, keep the best"

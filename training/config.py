@@ -29,10 +29,17 @@ class TrainConfig:
     epochs: int = 30
     batch_size: int = 64
     patience: int = 4
+    # early stopping never ends training before this epoch (a noisy first epochs' best is kept
+    # otherwise, and the result swings with the seed)
+    min_epochs: int = 10
     seed: int = 0
     seeds: int = 1  # train seeds seed..seed+N-1, report the spread, keep the best on validation
     units: int = 32
     dropout: float = 0.2
+    members: int = 1  # dnn: sub-networks averaged inside the one model (a seed ensemble)
+    # training windows weigh (balanced class weight) ** this: 1 balanced, 0.5 tempered, 0 none
+    class_weight_power: float = 1.0
+    distill: float = 0.0  # dnn/classifiers: weight of a RandomForest teacher's soft labels
     learning_rate: float = 1e-3
     target_fpr: float = 0.01
     # per-attack-label thresholds at ``target_fpr`` on benign validation windows (not 0.5)
@@ -78,6 +85,8 @@ class TrainConfig:
             "blocks",
             "onset_steps",
             "seeds",
+            "min_epochs",
+            "members",
         ):
             if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
                 raise ConfigError(
@@ -91,6 +100,16 @@ class TrainConfig:
             )
         if not isinstance(self.onset_weight, int | float) or self.onset_weight < 1:
             raise ConfigError(f"train.onset_weight: must be >= 1, got {self.onset_weight!r}")
+        if not isinstance(self.class_weight_power, int | float) or not (
+            0 <= self.class_weight_power <= 1
+        ):
+            raise ConfigError(
+                f"train.class_weight_power: must be in [0, 1], got {self.class_weight_power!r}"
+            )
+        if not isinstance(self.distill, int | float) or not 0 <= self.distill < 1:
+            raise ConfigError(f"train.distill: must be in [0, 1), got {self.distill!r}")
+        if self.members > 1 and self.model != "dnn":
+            raise ConfigError(f"train.members: only dnn averages sub-networks, got {self.model}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"train.dropout: must be in [0, 1), got {self.dropout!r}")
         if self.mapping is not None:

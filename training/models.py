@@ -49,6 +49,7 @@ class ModelSpec:
     units: int = 32
     dropout: float = 0.2
     encoding: int = 0  # piecewise-linear units in total (ENCODED models), 0: the scaled input
+    members: int = 1  # dnn: sub-networks on the shared encoding whose softmaxes are averaged
 
     def __post_init__(self) -> None:
         if self.model_type not in MODEL_TYPES:
@@ -60,6 +61,8 @@ class ModelSpec:
                 f"encoding: only {ENCODED} take an encoding >= 0, "
                 f"got {self.encoding} for {self.model_type}"
             )
+        if self.members < 1 or (self.members > 1 and self.model_type != "dnn"):
+            raise ValueError(f"members: only dnn averages sub-networks, got {self.members}")
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -119,14 +122,27 @@ def _encoded(keras: Any, inputs: Any, spec: ModelSpec) -> Any:
 
 
 def _dnn(keras: Any, inputs: Any, spec: ModelSpec) -> Any:
-    """A multi-layer perceptron for flow-feature tables, optionally on binned inputs."""
+    """A multi-layer perceptron for flow-feature tables, optionally on binned inputs.
+
+    With ``members`` > 1, that many perceptrons read the same encoding from their own random
+    initialisations and the output is the mean of their softmaxes: a seed ensemble inside one
+    graph (one model.keras, one int8 TFLite), which smooths out the seed-to-seed swing of one
+    perceptron on a few thousand rows.
+    """
     layers = keras.layers
-    x = _encoded(keras, inputs, spec)
-    x = layers.Dense(spec.units * 2, activation="relu")(x)
-    x = layers.Dropout(spec.dropout)(x)
-    x = layers.Dense(spec.units, activation="relu")(x)
-    x = layers.Dropout(spec.dropout)(x)
-    return layers.Dense(spec.n_classes, activation="softmax", name="probabilities")(x)
+    encoded = _encoded(keras, inputs, spec)
+    heads = []
+    for m in range(spec.members):
+        suffix = f"_{m}" if spec.members > 1 else ""
+        x = layers.Dense(spec.units * 2, activation="relu", name=f"hidden1{suffix}")(encoded)
+        x = layers.Dropout(spec.dropout)(x)
+        x = layers.Dense(spec.units, activation="relu", name=f"hidden2{suffix}")(x)
+        x = layers.Dropout(spec.dropout)(x)
+        name = f"member_probabilities{suffix}" if spec.members > 1 else "probabilities"
+        heads.append(layers.Dense(spec.n_classes, activation="softmax", name=name)(x))
+    if spec.members == 1:
+        return heads[0]
+    return layers.Average(name="probabilities")(heads)
 
 
 def _recurrent(keras: Any, inputs: Any, spec: ModelSpec, unroll: bool) -> Any:

@@ -307,6 +307,9 @@ def write_report(
         lines.append("|---|---|---|")
         for label, area in curves.items():
             lines.append(f"| {label} | {area['roc_auc']:.3f} | {area['pr_auc']:.3f} |")
+    from training.report_compare import section
+
+    lines += section(summary, metrics, baseline)
     lines += ["", f"### {summary['model_type']} per class", "", *_table(metrics)]
     lines += ["", "### RandomForest per class", "", *_table(baseline), ""]
     plots = sorted(p.name for p in out.glob("*.png"))

@@ -28,15 +28,19 @@ logger = logging.getLogger(__name__)
 
 Runner = Callable[[TrainConfig], dict[str, Any]]
 SELECTED_BY = (
-    "highest validation macro-F1 (classifier) or lowest validation loss (anomaly), "
-    "else the first seed"
+    "highest validation macro-F1 (classifier) or lowest validation loss (anomaly, or a "
+    "classifier whose validation split is small), else the first seed"
 )
 
 
 def validation_score(summary: Mapping[str, Any]) -> float:
-    """Higher is better: best validation macro-F1, else minus the lowest validation loss."""
+    """Higher is better: best validation macro-F1, else minus the lowest validation loss.
+
+    A run that stopped on its validation loss (a small validation split, where macro-F1 is
+    noise) is also kept by its loss.
+    """
     history = summary.get("history") or {}
-    if history.get("val_macro_f1"):
+    if history.get("val_macro_f1") and summary.get("early_stopping") != "val_loss":
         return float(max(history["val_macro_f1"]))
     if history.get("val_loss"):
         return -float(min(history["val_loss"]))

@@ -148,7 +148,8 @@ def train_streaming(config: TrainConfig) -> dict[str, Any]:
     import keras
 
     from training.evaluate import classification_metrics
-    from training.train import Prepared, classifier_thresholds, save, training_callbacks
+    from training.fit import training_callbacks
+    from training.train import Prepared, classifier_thresholds, save
 
     if config.model != "dnn":
         raise ConfigError("train.model: --stream trains the dnn (tables of independent rows)")

@@ -27,6 +27,7 @@ import numpy.typing as npt
 from training import evaluate, shortfall, split
 from training.config import ConfigError, TrainConfig
 from training.datasets import Dataset, load
+from training.fit import MIN_CALIBRATION_NORMALS, fit_anomaly, fit_classifier, stop_monitor
 from training.models import (
     RECURRENT,
     Knots,
@@ -36,13 +37,11 @@ from training.models import (
     encoding_width,
     export_model,
     fit_encoding,
-    trainable_part,
 )
-from training.preprocess import Scaler, class_weights
+from training.preprocess import Scaler
 
 logger = logging.getLogger(__name__)
 
-MIN_CALIBRATION_NORMALS = 20
 # models that read the piecewise-linear input encoding (models.py); measured on the shared
 # data (benchmarks/training_quality.py): dnn on CICIoT2023, gru on TON_IoT telemetry
 ENCODE_MODELS = ("dnn", "gru")
@@ -178,6 +177,7 @@ def prepare(config: TrainConfig, dataset: Dataset) -> Prepared:
         config.units,
         config.dropout,
         encoding_width(knots),
+        config.members if config.model == "dnn" else 1,
     )
     benign = 0 if labels[0] == dataset.benign else None
     padding = config.padding if dataset.sequential else "none"
@@ -210,127 +210,6 @@ def _log_split(prepared: Prepared) -> None:
             label,
             *(prepared.counts[n][label] for n in split.SPLITS),
         )
-
-
-def training_callbacks(config: TrainConfig, monitor: str) -> list[Any]:
-    """Early stopping on ``monitor`` (a loss, or ``val_macro_f1`` which must rise)."""
-    import keras
-
-    from training.progress import epoch_progress
-
-    stop = keras.callbacks.EarlyStopping(
-        monitor=monitor,
-        mode="max" if monitor.endswith("macro_f1") else "min",
-        patience=config.patience,
-        restore_best_weights=True,
-    )
-    return [stop, epoch_progress(config.epochs)] if config.verbose else [stop]
-
-
-def val_macro_f1(prepared: Prepared) -> Any:
-    """A callback adding ``val_macro_f1`` to each epoch's logs (before early stopping reads it).
-
-    The loss keeps falling on confidently right majority rows while small classes trade places;
-    the score the report leads with is macro-F1, so the kept weights are its best epoch's.
-    """
-    import keras
-    from sklearn.metrics import f1_score
-
-    x, y = prepared.x["val"], prepared.y["val"]
-
-    class ValMacroF1(keras.callbacks.Callback):  # type: ignore[misc]
-        """Macro-F1 of the argmax on the validation split."""
-
-        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-            predicted = self.model.predict(x, batch_size=1024, verbose=0).argmax(axis=1)
-            if logs is not None:
-                logs["val_macro_f1"] = float(
-                    f1_score(y, predicted, average="macro", zero_division=0)
-                )
-
-    return ValMacroF1()
-
-
-def sample_weights(config: TrainConfig, prepared: Prepared) -> npt.NDArray[np.float64]:
-    """Balanced class weights per training window, times ``onset_weight`` on attack onsets.
-
-    An onset window ends in one of an attack run's first ``onset_steps`` steps and so still
-    holds mostly the steps before it; calling it is what detects within 2 steps (issue 6), yet
-    there is one such window per run against a run's length of whole-attack windows.
-    """
-    y = prepared.y["train"]
-    by_class = class_weights(y, len(prepared.labels))
-    weights = np.array([by_class[c] for c in range(len(prepared.labels))], np.float64)[y]
-    position = prepared.position["train"]
-    onset = (position >= 0) & (position < config.onset_steps)
-    if prepared.benign is not None:
-        onset &= y != prepared.benign
-    logger.info("onset windows in training: %d (weight x%g)", int(onset.sum()), config.onset_weight)
-    weights[onset] *= config.onset_weight
-    return weights
-
-
-def fit_classifier(config: TrainConfig, prepared: Prepared, model: Any) -> dict[str, list[float]]:
-    """Fit a softmax classifier with class and onset weights, stopping on validation macro-F1."""
-    import keras
-
-    model.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    has_val = len(prepared.y["val"]) > 0
-    history = model.fit(
-        prepared.x["train"],
-        prepared.y["train"],
-        validation_data=(prepared.x["val"], prepared.y["val"]) if has_val else None,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        sample_weight=sample_weights(config, prepared),
-        callbacks=[val_macro_f1(prepared), *training_callbacks(config, "val_macro_f1")]
-        if has_val
-        else training_callbacks(config, "loss"),
-        verbose=0,
-    )
-    return {k: [float(v) for v in vals] for k, vals in history.history.items()}
-
-
-def fit_anomaly(
-    config: TrainConfig, prepared: Prepared, model: Any
-) -> tuple[dict[str, list[float]], dict[str, float], dict[str, Any]]:
-    """Fit the autoencoder on normal windows only; threshold at the target FPR on held-out ones."""
-    import keras
-
-    auto = trainable_part(model)
-    auto.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mse")
-    normal_train = prepared.x["train"][prepared.y["train"] == 0]
-    normal_val = prepared.x["val"][prepared.y["val"] == 0]
-    has_val = len(normal_val) > 0
-    history = auto.fit(
-        normal_train,
-        normal_train,
-        validation_data=(normal_val, normal_val) if has_val else None,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        callbacks=training_callbacks(config, "val_loss" if has_val else "loss"),
-        verbose=0,
-    )
-    held_out = len(normal_val) >= MIN_CALIBRATION_NORMALS
-    calibration_set = normal_val if held_out else normal_train
-    if not held_out:
-        logger.warning(
-            "only %d held-out normal windows: calibrating on training normals", len(normal_val)
-        )
-    scores = model.predict(calibration_set, batch_size=256, verbose=0).reshape(-1)
-    threshold = float(np.quantile(scores, 1.0 - config.target_fpr))
-    calibration = {
-        "method": "quantile of normal scores" + ("" if held_out else " (TRAINING normals)"),
-        "target_fpr": config.target_fpr,
-        "n_normal": len(calibration_set),
-        "split": "val" if held_out else "train",
-    }
-    curves = {k: [float(v) for v in vals] for k, vals in history.history.items()}
-    return curves, {"anomaly": threshold}, calibration
 
 
 def score(
@@ -502,6 +381,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
             prepared.spec.features,
         )
     started = time.perf_counter()
+    stopped_on = "val_loss" if prepared.spec.task == "anomaly" else stop_monitor(prepared)
     if prepared.spec.task == "anomaly":
         history, thresholds, calibration = fit_anomaly(config, prepared, model)
     else:
@@ -520,6 +400,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         "model": metrics,
         "baseline": {k: baseline[k] for k in ("accuracy", "macro_f1", "weighted_f1")},
         "history": history,
+        "early_stopping": stopped_on,
         "train_seconds": round(train_seconds, 2),
         "parameters": int(model.count_params()),
         "windows": {n: len(prepared.y[n]) for n in split.SPLITS},
@@ -572,6 +453,15 @@ def save(
     np.savez_compressed(
         out / "data" / "test.npz", x=prepared.x["test"].astype(np.float32), y=prepared.y["test"]
     )
+    if prepared.spec.task == "classify" and len(prepared.y["test"]):
+        from training.report_compare import write_calibration
+
+        probabilities = np.asarray(
+            model.predict(prepared.x["test"], batch_size=256, verbose=0), np.float64
+        )
+        metrics["calibration"] = write_calibration(
+            probabilities, prepared.y["test"], prepared.benign, out
+        )
     report.plot_history(history, out / "training_curves.png")
     report.plot_confusion(
         metrics["confusion_matrix"], prepared.labels, out / "confusion_matrix.png"

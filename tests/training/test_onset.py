@@ -11,9 +11,10 @@ import pytest
 
 from training.config import ConfigError, TrainConfig
 from training.datasets import load
+from training.fit import sample_weights
 from training.synth.scenario import preset
 from training.synth.traffic import generate_traffic
-from training.train import prepare, sample_weights, train
+from training.train import prepare, train
 
 KERAS_NUMPY_COPY = (
     "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"

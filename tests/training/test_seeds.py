@@ -62,6 +62,8 @@ def test_validation_score_prefers_macro_f1_then_loss() -> None:
     assert validation_score({"history": {"val_macro_f1": [0.2, 0.6, 0.5]}}) == 0.6
     assert validation_score({"history": {"val_loss": [0.3, 0.1]}}) == -0.1
     assert validation_score({"history": {}}) == float("-inf")
+    small = {"val_macro_f1": [0.9], "val_loss": [0.4, 0.2]}
+    assert validation_score({"history": small, "early_stopping": "val_loss"}) == -0.2
     assert spread([{"model": {"f1": 0.5}}])["model.f1"]["std"] == 0.0
 
 
