@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from agent.quiet import tflite_banner_quiet
+
 logger = logging.getLogger(__name__)
 
 # (module, distribution) in order of preference (DESIGN.md, "runtime.py").
@@ -89,8 +91,9 @@ def load_interpreter(model_content: bytes, num_threads: int = 1) -> Any:
         raise ModelLoadError("not a TFLite model (no TFL3 identifier)")
     interpreter_class, distribution = _interpreter_class()
     try:
-        interpreter = interpreter_class(model_content=model_content, num_threads=num_threads)
-        interpreter.allocate_tensors()
+        with tflite_banner_quiet():
+            interpreter = interpreter_class(model_content=model_content, num_threads=num_threads)
+            interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"{distribution} cannot load the model: {reason}") from exc

@@ -379,7 +379,7 @@ def _detector(folder: Path, benign: np.ndarray) -> tuple[Path, Path, str]:
 
 def run(quick: bool = False) -> list[dict[str, object]]:
     """All agent figures as table rows."""
-    from converters.quantize import quiet_tensorflow
+    from agent.quiet import quiet_tensorflow
 
     quiet_tensorflow()
     with tempfile.TemporaryDirectory(prefix="iotids-bench-agent-") as tmp:

@@ -18,8 +18,9 @@ import numpy as np
 
 from agent.bundle import load_bundle
 from agent.features.schema import FeatureSet
+from agent.quiet import quiet_tensorflow
 from converters.bundle import pack
-from converters.quantize import keras_numpy_quiet, quiet_tensorflow
+from converters.quantize import keras_numpy_quiet
 from converters.signing import generate_keypair
 from converters.verify import latency_us
 

@@ -133,10 +133,10 @@ def _row(case: str, metric: str, value: object, unit: str, target: str = "") -> 
 
 def train_bundle(folder: Path, plan: Plan, seed: int = 0) -> Trained:
     """demo-train traffic -> CNN (synthetic kind, 1 s steps) -> signed int8 bundle in ``folder``."""
+    from agent.quiet import quiet_tensorflow
     from converters.bundle import pack
     from converters.signing import generate_keypair
     from training.config import load_config
-    from training.quiet import quiet_tensorflow
     from training.synth.traffic import generate_traffic
     from training.train import train
 

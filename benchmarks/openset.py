@@ -118,13 +118,13 @@ class Pair:
 
 def train_pair(folder: Path, plan: Plan, exclude: tuple[str, ...] = (), seed: int = 0) -> Pair:
     """demo-train without ``exclude`` -> int8 CNN bundle -> benign model -> paired bundle."""
+    from agent.quiet import quiet_tensorflow
     from converters.bundle import pack
     from converters.openset import pair
     from converters.signing import generate_keypair, load_private_key
     from training.config import load_config
     from training.datasets import load
     from training.openset import BenignTraining, benign_windows, train_benign
-    from training.quiet import quiet_tensorflow
     from training.synth.scenario import preset
     from training.synth.traffic import generate_traffic
     from training.train import train

@@ -145,7 +145,7 @@ def _seeded(case: str, quick: bool, **options: Any) -> list[dict[str, object]]:
 
 def run(quick: bool = False) -> list[dict[str, object]]:
     """Every quality figure of issue 4 on the shared data."""
-    from training.quiet import quiet_tensorflow
+    from agent.quiet import quiet_tensorflow
 
     quiet_tensorflow()
     rows: list[dict[str, object]] = []

@@ -47,7 +47,7 @@ def _version(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Convert (or wrap), write the bundle atomically, and say what was written."""
-    from converters.quantize import quiet_tensorflow
+    from agent.quiet import quiet_tensorflow
 
     quiet_tensorflow()
     from converters.bundle import pack, wrap_tflite

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.model:
         print("iotids evaluate: --model is required (or --events)", file=sys.stderr)  # noqa: T201
         return 2
-    from training.quiet import quiet_tensorflow
+    from agent.quiet import quiet_tensorflow
 
     quiet_tensorflow()
     from training.scoring import SchemaMismatch, evaluate_model

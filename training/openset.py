@@ -104,7 +104,8 @@ def train_benign(
     """Fit, convert to int8, and describe the benign model of raw benign windows (N, T, F)."""
     import keras
 
-    from converters.quantize import _silenced, quiet_tensorflow, to_tflite
+    from agent.quiet import quiet_tensorflow
+    from converters.quantize import _silenced, to_tflite
 
     options = options or BenignTraining()
     if len(windows) < MIN_WINDOWS:

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from agent.features.schema import FeatureSet
-from converters.quantize import keras_numpy_quiet, quiet_tensorflow
+from agent.quiet import quiet_tensorflow
+from converters.quantize import keras_numpy_quiet
 
 FEATURES = FeatureSet("unit", 1, tuple(f"f{i}" for i in range(8)))
 WINDOW = 16
