@@ -3,8 +3,9 @@
 Built from the config: one thread per source, one inference thread that owns every model
 slot, a stats thread, and a model-update thread that verifies bundles arriving on
 ``model/set`` away from the hot path. One stop Event ends them all; SIGTERM/SIGINT only set
-it (STYLE.md, "Threads and shutdown"). Under a flood the queue drops its oldest batch and
-counts it, and the inference thread scores only every n-th window while it is behind.
+it, so a handler never runs shutdown code inside an interrupted frame. Under a flood the
+queue drops its oldest batch and counts it, and the inference thread scores only every n-th
+window while it is behind.
 """
 
 from __future__ import annotations
@@ -502,7 +503,7 @@ class App:
         return snapshot
 
     def _update_loop(self) -> None:
-        """Verify queued bundles; nothing a bundle does may end this thread (STYLE.md)."""
+        """Verify queued bundles; no bundle may end this thread (it serves every slot)."""
         while not self.stop.is_set():
             data = self._updates.get(timeout=0.5)
             if data is None:

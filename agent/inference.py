@@ -3,7 +3,8 @@
 The slot keeps the last ``window - 1`` steps so windows slide by one step across batches, and
 the evidence of those steps so an event can say what was on the wire. A replacement bundle
 (remote update) is staged and swapped in between two windows: no step is lost in the swap,
-and a bundle that does not fit this source's features never gets staged (issue 7).
+and a bundle that does not fit this source's features never gets staged, so a
+bad update cannot stop detection.
 """
 
 from __future__ import annotations
@@ -268,7 +269,8 @@ class ModelSlot:
         """Scale, run the model(s): one score per label, and the benign model's raw scores.
 
         In bounded chunks: scaling works in float64 and a conv net's activations grow with
-        the batch, so a backlog of windows must not become one huge allocation (RSS, issue 6).
+        the batch, so a backlog of windows must not become one huge allocation (resident
+        memory is the budget on a Pi).
         """
         parts = [
             self._score_chunk(windows[i : i + MAX_BATCH]) for i in range(0, len(windows), MAX_BATCH)

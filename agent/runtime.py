@@ -3,7 +3,8 @@
 ``Model`` wraps an interpreter so callers speak float32 only: int8/uint8 inputs are quantized
 with the input tensor's scale and zero point, quantized outputs are dequantized as pycoral does,
 ``scale * (q.astype(np.int64) - zero_point)`` (int64 "to avoid overflow"). A model exported with
-a fixed batch of 1 (recurrent models, issue 5) is run one window at a time.
+a fixed batch of 1 (recurrent models: only their unrolled fixed-batch graph converts) is run
+one window at a time.
 
 ``model_opcodes`` reads the operator table straight from the ``.tflite`` flatbuffer, so a model
 the runtime refuses (Flex ops, an operator version it is too old for) can still be described.
@@ -27,7 +28,8 @@ from agent.quiet import tflite_banner_quiet
 
 logger = logging.getLogger(__name__)
 
-# (module, distribution) in order of preference (DESIGN.md, "runtime.py").
+# (module, distribution) in order of preference: LiteRT is the maintained successor of
+# tflite-runtime, which has no wheels for newer Pythons.
 RUNTIMES: tuple[tuple[str, str], ...] = (
     ("ai_edge_litert.interpreter", "ai-edge-litert"),
     ("tflite_runtime.interpreter", "tflite-runtime"),

@@ -1,4 +1,4 @@
-"""Detection with a trained model end to end: time to detect and false alarms (issue 6).
+"""Detection with a trained model end to end: time to detect and false alarms.
 
 Unlike ``agent_replay`` (hand-set rule, random weights), this trains a small CNN on the
 ``demo-train`` scenario, converts it to a signed int8 bundle, and replays DIFFERENT traffic
@@ -75,11 +75,11 @@ class Plan:
     blocks: int = 20  # contiguous blocks of the training timeline dealt to train/val/test
 
 
-# Measured (issue 6, time to detect): 3 repeats of demo-train's attacks so the 60-block split
+# Measured for the time-to-detect target: 3 repeats of demo-train's attacks so the 60-block split
 # keeps every attack kind in training, a benign stretch, onset windows weighted x7 and
 # thresholds calibrated on benign validation windows (0.1% per window, floor 0.6).
 def _tuned(benign_seconds: float, runs: int, captures: tuple[str, ...]) -> Plan:
-    """The measured recipe for detecting floods and scans within 2 steps (issue 6).
+    """The measured recipe for detecting floods and scans within 2 steps (the target).
 
     Three repeats of demo-train's attacks so the 60-block split keeps every kind in training,
     a benign stretch, onset windows weighted x7, thresholds from benign validation windows

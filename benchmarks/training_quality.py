@@ -1,4 +1,4 @@
-"""Model quality on the shared data (issue 4, "Quality"): measured, printed, never asserted.
+"""Model quality on the shared data: measured, printed, never asserted.
 
 * MQTTset captures, ``cnn`` on a time-block split: macro-F1, target >= 0.95. What the figure
   means is printed with it: which classes the test split holds at all (``flood`` is 58 packets,
@@ -144,7 +144,7 @@ def _seeded(case: str, quick: bool, **options: Any) -> list[dict[str, object]]:
 
 
 def run(quick: bool = False) -> list[dict[str, object]]:
-    """Every quality figure of issue 4 on the shared data."""
+    """Every quality figure (accuracy, F1, int8 agreement, size) on the shared data."""
     from agent.quiet import quiet_tensorflow
 
     quiet_tensorflow()

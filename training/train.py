@@ -1,6 +1,6 @@
 """Training end to end: load, split, scale, fit, calibrate, evaluate, and write the model dir.
 
-``iotids train ... --out DIR`` writes what the converters read (issue 4's contract):
+``iotids train ... --out DIR`` writes what the converters read:
 ``model.keras``, ``export.keras`` (recurrent models, batch 1, unrolled), ``preprocess.json``,
 ``metrics.json``, ``baseline.json``, ``report.md`` with plots, ``data/representative.npz`` and
 ``data/test.npz`` (scaled inputs in the model's input shape).
@@ -260,7 +260,7 @@ def sample_weights(config: TrainConfig, prepared: Prepared) -> npt.NDArray[np.fl
     """Balanced class weights per training window, times ``onset_weight`` on attack onsets.
 
     An onset window ends in one of an attack run's first ``onset_steps`` steps and so still
-    holds mostly the steps before it; calling it is what detects within 2 steps (issue 6), yet
+    holds mostly the steps before it; calling it is what detects within 2 steps, yet
     there is one such window per run against a run's length of whole-attack windows.
     """
     y = prepared.y["train"]

@@ -1,4 +1,4 @@
-"""Tiny training output folders (the issue 5 contract), built in seconds with Keras.
+"""Tiny training output folders (what ``iotids train --out`` writes), built in seconds with Keras.
 
 Windows are 16 steps x 8 features; class c raises feature c, so one or two epochs learn it.
 """
