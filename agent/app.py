@@ -15,22 +15,17 @@ import logging
 import signal
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from agent.bundle import Bundle, BundleError, check_compatible, load_public_key
-from agent.calibration import SiteCalibration
 from agent.config import AgentConfig, ConfigError, ModelConfig
-from agent.decide import Event
 from agent.health import Health
 from agent.inference import (
     Debounce,
     ModelSlot,
-    ScoreHook,
     calibration_state,
     describe,
     policy_for,
@@ -43,160 +38,29 @@ from agent.model_update import (
     persisted_bundle,
     startup_choice,
 )
+from agent.pipeline import Pipeline
+from agent.replay import ReplayResult, replay_capture
 from agent.report import Sink
 from agent.site import SiteCalibrator, saved_calibration
-from agent.sources import FeatureSource, SourceStats, StepBatch, open_source
+from agent.sources import FeatureSource, StepBatch, open_source
+from agent.step_queue import DropOldestQueue, sample_every
 from agent.supervise import EXIT_FAILED, SourceRunner
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
+# Moved to their own modules; still importable from here, where callers always found them.
+__all__ = [
+    "App",
+    "DropOldestQueue",
+    "Pipeline",
+    "ReplayResult",
+    "replay_capture",
+    "sample_every",
+    "trusted_keys",
+]
 
 JOIN_TIMEOUT = 5.0
 DRAIN_SECONDS = 2.0  # on stop, keep scoring what is already queued for at most this long
-
-
-class DropOldestQueue(Generic[T]):
-    """A FIFO bounded by total weight: ``put`` drops the oldest when full, ``put_wait`` blocks.
-
-    The weight of an item is ``weigh(item)`` (1 by default; the step queue weighs batches by
-    their steps, so memory stays bounded however many steps one batch carries). An item heavier
-    than the whole capacity is still accepted into an empty queue.
-    """
-
-    def __init__(self, maxsize: int, weigh: Callable[[T], int] | None = None) -> None:
-        self.maxsize = maxsize
-        self._weigh = weigh or (lambda item: 1)
-        self._items: deque[tuple[T, int]] = deque()
-        self._cond = threading.Condition()
-        self._weight = 0
-        self.dropped = 0
-
-    def put(self, item: T) -> int:
-        """Add ``item``; returns how many old items were dropped to make room."""
-        weight = self._weigh(item)
-        with self._cond:
-            dropped = 0
-            while self._items and self._weight + weight > self.maxsize:
-                self._weight -= self._items.popleft()[1]
-                dropped += 1
-            self.dropped += dropped
-            self._append(item, weight)
-            return dropped
-
-    def put_wait(self, item: T, stop: threading.Event) -> bool:
-        """Add ``item`` once there is room (file replay never drops); False if stopped first."""
-        weight = self._weigh(item)
-        with self._cond:
-            while self._items and self._weight + weight > self.maxsize:
-                if stop.is_set():
-                    return False
-                self._cond.wait(0.2)
-            self._append(item, weight)
-            return True
-
-    def _append(self, item: T, weight: int) -> None:
-        self._items.append((item, weight))
-        self._weight += weight
-        self._cond.notify_all()
-
-    def get(self, timeout: float) -> T | None:
-        """The oldest item, or None after ``timeout`` seconds."""
-        with self._cond:
-            if not self._items:
-                self._cond.wait(timeout)
-            if not self._items:
-                return None
-            item, weight = self._items.popleft()
-            self._weight -= weight
-            self._cond.notify_all()
-            return item
-
-    @property
-    def weight(self) -> int:
-        """Total weight queued (steps, for the step queue)."""
-        with self._cond:
-            return self._weight
-
-    def __len__(self) -> int:
-        with self._cond:
-            return len(self._items)
-
-
-def sample_every(depth: int, maxsize: int) -> int:
-    """Score every n-th window: 1 while the queue is under a quarter full, then 2, 4, 8 ..."""
-    quarter = max(maxsize // 4, 1)
-    n = 1
-    while depth >= quarter * n and n < 64:
-        n *= 2
-    return n
-
-
-@dataclass
-class Pipeline:
-    """What happens to one batch of steps: every model on that source scores it, sinks hear."""
-
-    slots: dict[str, list[ModelSlot]]
-    sinks: Sequence[Sink]
-    sink_failures: dict[int, int] = field(default_factory=dict)
-    events: int = 0
-    windows_seen: int = 0
-    windows_scored: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def process(self, source: str, batch: StepBatch, sample: int = 1) -> list[Event]:
-        """Score ``batch`` with every slot on ``source``; publishes and returns the events."""
-        events: list[Event] = []
-        with self._lock:  # slots are not thread-safe; one inference thread normally owns them
-            for slot in self.slots.get(source, ()):
-                seen, scored = slot.windows_seen, slot.windows_scored
-                events += slot.push(batch, sample)
-                self.windows_seen += slot.windows_seen - seen
-                self.windows_scored += slot.windows_scored - scored
-        self.publish(events)
-        return events
-
-    def finish(self, time_ns: int | None = None) -> list[Event]:
-        """End every open detection (shutdown or end of a replay) and publish the ends."""
-        with self._lock:
-            events = [e for slots in self.slots.values() for s in slots for e in s.close(time_ns)]
-        self.publish(events)
-        return events
-
-    def publish(self, events: Iterable[Event]) -> None:
-        """Hand events to every sink; a failing sink is logged and counted, never fatal."""
-        for event in events:
-            self.events += 1
-            payload = event.to_dict()
-
-            def send(sink: Sink, p: Mapping[str, object] = payload) -> None:
-                sink.publish_event(p)
-
-            self._each_sink(send)
-
-    def publish_stats(self, stats: Mapping[str, object]) -> None:
-        """Stats to every sink."""
-        self._each_sink(lambda sink: sink.publish_stats(stats))
-
-    def publish_model(self, state: Mapping[str, object]) -> None:
-        """Model state to every sink."""
-        self._each_sink(lambda sink: sink.publish_model(state))
-
-    def _each_sink(self, call: Callable[[Sink], None]) -> None:
-        for index, sink in enumerate(self.sinks):
-            try:
-                call(sink)
-            except Exception:
-                self.sink_failures[index] = self.sink_failures.get(index, 0) + 1
-                logger.exception("sink %s failed", type(sink).__name__)
-
-    @property
-    def active_models(self) -> dict[str, str]:
-        """Slot name -> bundle id."""
-        return {s.name: s.bundle_id for slots in self.slots.values() for s in slots}
-
-    def slot_list(self) -> list[ModelSlot]:
-        return [s for slots in self.slots.values() for s in slots]
 
 
 def trusted_keys(config: AgentConfig) -> list[bytes]:
@@ -553,66 +417,3 @@ class App:
 
 def _result(result: str, reason: str) -> dict[str, object]:
     return {"result": result, "reason": reason, "time": time.time()}
-
-
-@dataclass(frozen=True)
-class ReplayResult:
-    """What an offline replay saw and raised."""
-
-    events: list[Event]
-    source: SourceStats
-    windows_scored: int
-    bundle_id: str
-    seconds: float
-
-    @property
-    def packets_per_s(self) -> float:
-        """Decoded packets per wall-clock second, end to end."""
-        return self.source.packets / self.seconds if self.seconds > 0 else 0.0
-
-
-def replay_capture(
-    bundle: Bundle,
-    capture: str | Path,
-    *,
-    realtime: bool = False,
-    debounce: Debounce | None = None,
-    sinks: Sequence[Sink] = (),
-    calibration: SiteCalibration | None = None,
-    on_scores: ScoreHook | None = None,
-) -> ReplayResult:
-    """Single thread: capture -> steps -> windows -> model -> events (forensics, benchmarks)."""
-    from agent.config import PcapOptions, SourceConfig
-    from agent.sources.pcap import PcapSource
-
-    step = bundle.manifest.step
-    step_text = step.text
-    options = PcapOptions(str(capture), realtime=realtime)
-    source = PcapSource(SourceConfig("capture", "pcap", options, step_text))
-    slot = ModelSlot(
-        "replay",
-        source.name,
-        source.feature_set,
-        source.step,
-        bundle,
-        debounce,
-        calibration=calibration,
-    )
-    slot.on_scores = on_scores  # offline calibration collects the windows' scores
-    pipeline = Pipeline({source.name: [slot]}, sinks)
-    events: list[Event] = []
-    began = time.perf_counter()
-    last_ns: int | None = None
-    try:
-        while not source.finished:
-            batch = source.read(timeout=1.0)
-            if batch is not None and len(batch):
-                events += pipeline.process(source.name, batch)
-                # the last step's end: its time limit (time steps: their length; a packet
-                # step without one ends at its start as far as the replay can tell)
-                last_ns = int(batch.start_ns[-1]) + source.step.limit_ns
-    finally:
-        source.close()
-    events += pipeline.finish(last_ns)
-    seconds = time.perf_counter() - began
-    return ReplayResult(events, source.stats, slot.windows_scored, slot.bundle_id, seconds)

@@ -185,8 +185,8 @@ def _feature_maxima(captures: list[Path]) -> np.ndarray:
 
 def throughput(folder: Path, quick: bool) -> list[dict[str, object]]:
     """End-to-end replay packets/s per shared capture and over all of them."""
-    from agent.app import replay_capture
     from agent.features.traffic import TRAFFIC_V1
+    from agent.replay import replay_capture
 
     captures = _captures(quick)
     if not captures:
@@ -282,9 +282,9 @@ def detection(folder: Path, quick: bool) -> list[dict[str, object]]:
         from training.synth.traffic import generate_traffic
     except ImportError:
         return [_row("time to detect", "steps", "training.synth missing", "", "<= 2")]
-    from agent.app import replay_capture
     from agent.features.capture import read_capture
     from agent.features.traffic import featurize
+    from agent.replay import replay_capture
 
     benign_dir = folder / "synth-benign"
     duration = 120.0 if quick else 300.0

@@ -244,7 +244,7 @@ def replay_scenario(
     name: str, seed: int, loaded: Bundle, folder: Path, debounce: Debounce | None = None
 ) -> Replayed:
     """Generate ``name`` with ``seed``, replay it through the agent, credit its ``new`` events."""
-    from agent.app import replay_capture
+    from agent.replay import replay_capture
     from training.synth.scenario import preset
     from training.synth.traffic import generate_traffic
 
@@ -313,7 +313,7 @@ def false_alarm_row(
     case: str, loaded: Bundle, capture: Path, debounce: Debounce | None = None
 ) -> dict[str, object]:
     """``new`` events per hour of benign-only traffic (the span is the capture's steps)."""
-    from agent.app import replay_capture
+    from agent.replay import replay_capture
 
     result = replay_capture(loaded, capture, debounce=debounce)
     news = [e for e in result.events if e.kind == "new"]

@@ -193,7 +193,7 @@ def holdout_detections(
     bundle: Bundle, capture: Path, scenario: TrafficScenario, calibration: Any = None
 ) -> dict[str, str | None]:
     """Attack -> the label of the first ``new`` event inside it (None: missed)."""
-    from agent.app import replay_capture
+    from agent.replay import replay_capture
 
     events = replay_capture(bundle, capture, calibration=calibration).events
     news = [e for e in events if e.kind == "new"]
@@ -220,7 +220,7 @@ def false_alarms_per_day(
     bundle: Bundle, capture: Path, calibration: Any = None
 ) -> tuple[float, str]:
     """``new`` events per day of ``capture`` and the unit (span, labels) to print beside it."""
-    from agent.app import replay_capture
+    from agent.replay import replay_capture
 
     result = replay_capture(bundle, capture, calibration=calibration)
     news = [e for e in result.events if e.kind == "new"]
