@@ -20,7 +20,7 @@ FULL = {
         "state_dir": "/tmp/state",
         "stats_interval": 2.5,
         "queue_size": 512,
-        "trusted_keys": ["/etc/iotids/keys/a.pub", "/etc/iotids/keys/b \"q\".pub"],
+        "trusted_keys": ["/etc/iotids/keys/a.pub", '/etc/iotids/keys/b "q".pub'],
     },
     "mqtt": {
         "host": "broker.lan",
