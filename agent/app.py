@@ -20,15 +20,16 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from agent.bundle import Bundle, BundleError, check_compatible, load_public_key
+from agent.bundle import Bundle, BundleError, load_public_key
 from agent.config import AgentConfig, ConfigError, ModelConfig
 from agent.health import Health
 from agent.inference import (
     Debounce,
     ModelSlot,
+    SlotBundle,
     calibration_state,
     describe,
-    policy_for,
+    fit_bundle,
 )
 from agent.model_update import (
     BundlePolicy,
@@ -132,21 +133,21 @@ class App:
             if not model.enabled:
                 continue
             source = self.sources[model.source]
-            bundle = self._startup_bundle(i, model, source)
+            debounce = Debounce(
+                model.raise_k,
+                model.raise_n,
+                model.clear_m,
+                model.raise_score,
+                model.merge_horizon,
+                model.quiet,
+            )
             slot = ModelSlot(
                 model.name,
                 model.source,
                 source.feature_set,
                 source.step,
-                bundle,
-                Debounce(
-                    model.raise_k,
-                    model.raise_n,
-                    model.clear_m,
-                    model.raise_score,
-                    model.merge_horizon,
-                    model.quiet,
-                ),
+                self._startup_bundle(i, model, source, debounce),
+                debounce,
                 on_latency=self.health.record_latency,
                 calibration=saved_calibration(self.config.agent.state_dir, model.name),
             )
@@ -162,18 +163,20 @@ class App:
                 )
         return slots
 
-    def _startup_bundle(self, index: int, model: ModelConfig, source: FeatureSource) -> Bundle:
-        """The bundle a model starts with: the saved one or the config's, the higher version."""
-        debounce = Debounce(model.raise_k, model.raise_n, model.clear_m, model.raise_score)
+    def _startup_bundle(
+        self, index: int, model: ModelConfig, source: FeatureSource, debounce: Debounce
+    ) -> SlotBundle:
+        """The bundle a model starts with: the saved one or the config's, the higher version.
 
-        def fits(bundle: Bundle) -> None:
-            m = bundle.manifest
-            check_compatible(m, source.feature_set, source.step, m.window)
-            policy_for(bundle, debounce)
+        Both go through ``bundle_for_slot``, the step remote updates use too.
+        """
+
+        def fits(bundle: Bundle) -> SlotBundle:
+            return fit_bundle(bundle, source.feature_set, source.step, debounce)
 
         spec = [SlotSpec(model.name, fits, model.threads)]
         path = persisted_bundle(self.config.agent.state_dir, model.name)
-        saved: Bundle | None = None
+        saved: SlotBundle | None = None
         if path.is_file():
             try:
                 saved = bundle_for_slot(path, spec, self._policy)[1]
@@ -191,12 +194,12 @@ class App:
                 "%s: the config's bundle is unusable (%s); resuming with the saved bundle %s",
                 model.name,
                 exc,
-                saved.manifest.bundle_id,
+                saved.bundle.manifest.bundle_id,
             )
             return saved
-        bundle, why = startup_choice(saved, configured)
+        chosen, why = startup_choice(saved.bundle if saved else None, configured.bundle)
         logger.info("%s: %s", model.name, why)
-        return bundle
+        return saved if saved is not None and chosen is saved.bundle else configured
 
     def _build_sinks(self) -> list[Sink]:
         if not self.config.mqtt.enabled:
@@ -387,7 +390,7 @@ class App:
             if isinstance(data, int):  # refused on arrival, so that it was never held
                 limit = self._policy.max_bundle_bytes
                 raise BundleError(f"bundle file: {data} bytes, larger than {limit}")
-            spec, bundle = bundle_for_slot(data, specs, self._policy)
+            spec, fitted = bundle_for_slot(data, specs, self._policy)
         except BundleError as exc:
             logger.warning("model update refused: %s", exc)
             kind = "refused: " + str(exc).split(":", 1)[0]
@@ -395,7 +398,7 @@ class App:
             current = describe(next(iter(slots.values())).latest) if slots else {}
             self.pipeline.publish_model({**current, "last_update": _result("refused", str(exc))})
             return
-        slot = slots[spec.name]
+        slot, bundle = slots[spec.name], fitted.bundle
         if bundle.raw == slot.latest.raw:
             # A retained model/set comes back on every reconnect: swapping in the same bundle
             # would end and re-raise every open detection each time the link flaps.
@@ -408,7 +411,7 @@ class App:
         except OSError as exc:  # a full or read-only SD card must not block a verified model
             reason = f"not saved, the previous bundle returns after a restart: {exc}"
             logger.error("model update: %s", reason)
-        slot.stage(bundle)
+        slot.stage(fitted)
         logger.info("model update: %s staged on %s", bundle.manifest.bundle_id, slot.name)
         self.pipeline.publish_model(
             {**describe(bundle), "name": slot.name, "last_update": _result("activated", reason)}
