@@ -30,3 +30,18 @@ def test_banner_dropped_other_lines_written_back() -> None:
         "python-level line",
         "after",
     ]
+
+
+def test_building_an_interpreter_prints_nothing() -> None:
+    model = REPO / "tests" / "agent" / "models" / "flood_int8.tflite"
+    child = (
+        "import numpy as np\n"
+        "from agent.runtime import Model\n"
+        f"m = Model(open({str(model)!r}, 'rb').read())\n"
+        "m.predict(np.zeros((1, *m.input_shape), np.float32))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", child], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # without the capture: "INFO: Created TensorFlow Lite XNNPACK ..."
