@@ -40,7 +40,7 @@ def samples() -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
     """(x (300, 16, 8) in [0, 1], y): class c lights up feature c, learnable in one epoch."""
     rng = np.random.default_rng(0)
     y = rng.integers(0, LABELS, COUNT)
-    x = rng.random((COUNT, WINDOW, WIDTH)).astype("float32") * 0.3
+    x = np.asarray(rng.random((COUNT, WINDOW, WIDTH)).astype("float32") * 0.3, np.float32)
     x[np.arange(COUNT), :, y] += 0.6
     return x, y
 
