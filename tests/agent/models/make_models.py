@@ -16,7 +16,6 @@ commit; tests that need them build them with ``--gru`` when TensorFlow is presen
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -103,7 +102,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path)
     parser.add_argument("--gru", action="store_true", help="only the GRU models")
     args = parser.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from agent.quiet import quiet_tensorflow
 
     quiet_tensorflow()
