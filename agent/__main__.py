@@ -134,11 +134,11 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _replay(args: argparse.Namespace) -> int:
     """Single-threaded: capture -> steps -> windows -> model -> events, as fast as it goes."""
-    from agent.app import replay_capture
     from agent.bundle import load_bundle, load_public_key
     from agent.calibrate_cli import load_for_replay
     from agent.config import ConfigError
     from agent.inference import Debounce
+    from agent.replay import replay_capture
     from agent.report.jsonl import JsonLinesSink
 
     keys = []

@@ -3,8 +3,9 @@
 Built from the config: one thread per source, one inference thread that owns every model
 slot, a stats thread, and a model-update thread that verifies bundles arriving on
 ``model/set`` away from the hot path. One stop Event ends them all; SIGTERM/SIGINT only set
-it (STYLE.md, "Threads and shutdown"). Under a flood the queue drops its oldest batch and
-counts it, and the inference thread scores only every n-th window while it is behind.
+it, so a handler never runs shutdown code inside an interrupted frame. Under a flood the
+queue drops its oldest batch and counts it, and the inference thread scores only every n-th
+window while it is behind.
 """
 
 from __future__ import annotations
@@ -14,25 +15,21 @@ import logging
 import signal
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, Generic, TypeVar
+from typing import Any
 
-from agent.bundle import Bundle, BundleError, check_compatible, load_public_key
-from agent.calibration import SiteCalibration
+from agent.bundle import Bundle, BundleError, load_public_key
 from agent.config import AgentConfig, ConfigError, ModelConfig
-from agent.decide import Event
 from agent.health import Health
 from agent.inference import (
     Debounce,
     ModelSlot,
-    ScoreHook,
+    SlotBundle,
     calibration_state,
     describe,
-    policy_for,
+    fit_bundle,
 )
 from agent.model_update import (
     BundlePolicy,
@@ -42,160 +39,29 @@ from agent.model_update import (
     persisted_bundle,
     startup_choice,
 )
+from agent.pipeline import Pipeline
+from agent.replay import ReplayResult, replay_capture
 from agent.report import Sink
 from agent.site import SiteCalibrator, saved_calibration
-from agent.sources import FeatureSource, SourceStats, StepBatch, open_source
+from agent.sources import FeatureSource, StepBatch, open_source
+from agent.step_queue import DropOldestQueue, sample_every
 from agent.supervise import EXIT_FAILED, SourceRunner
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
+# Moved to their own modules; still importable from here, where callers always found them.
+__all__ = [
+    "App",
+    "DropOldestQueue",
+    "Pipeline",
+    "ReplayResult",
+    "replay_capture",
+    "sample_every",
+    "trusted_keys",
+]
 
 JOIN_TIMEOUT = 5.0
 DRAIN_SECONDS = 2.0  # on stop, keep scoring what is already queued for at most this long
-
-
-class DropOldestQueue(Generic[T]):
-    """A FIFO bounded by total weight: ``put`` drops the oldest when full, ``put_wait`` blocks.
-
-    The weight of an item is ``weigh(item)`` (1 by default; the step queue weighs batches by
-    their steps, so memory stays bounded however many steps one batch carries). An item heavier
-    than the whole capacity is still accepted into an empty queue.
-    """
-
-    def __init__(self, maxsize: int, weigh: Callable[[T], int] | None = None) -> None:
-        self.maxsize = maxsize
-        self._weigh = weigh or (lambda item: 1)
-        self._items: deque[tuple[T, int]] = deque()
-        self._cond = threading.Condition()
-        self._weight = 0
-        self.dropped = 0
-
-    def put(self, item: T) -> int:
-        """Add ``item``; returns how many old items were dropped to make room."""
-        weight = self._weigh(item)
-        with self._cond:
-            dropped = 0
-            while self._items and self._weight + weight > self.maxsize:
-                self._weight -= self._items.popleft()[1]
-                dropped += 1
-            self.dropped += dropped
-            self._append(item, weight)
-            return dropped
-
-    def put_wait(self, item: T, stop: threading.Event) -> bool:
-        """Add ``item`` once there is room (file replay never drops); False if stopped first."""
-        weight = self._weigh(item)
-        with self._cond:
-            while self._items and self._weight + weight > self.maxsize:
-                if stop.is_set():
-                    return False
-                self._cond.wait(0.2)
-            self._append(item, weight)
-            return True
-
-    def _append(self, item: T, weight: int) -> None:
-        self._items.append((item, weight))
-        self._weight += weight
-        self._cond.notify_all()
-
-    def get(self, timeout: float) -> T | None:
-        """The oldest item, or None after ``timeout`` seconds."""
-        with self._cond:
-            if not self._items:
-                self._cond.wait(timeout)
-            if not self._items:
-                return None
-            item, weight = self._items.popleft()
-            self._weight -= weight
-            self._cond.notify_all()
-            return item
-
-    @property
-    def weight(self) -> int:
-        """Total weight queued (steps, for the step queue)."""
-        with self._cond:
-            return self._weight
-
-    def __len__(self) -> int:
-        with self._cond:
-            return len(self._items)
-
-
-def sample_every(depth: int, maxsize: int) -> int:
-    """Score every n-th window: 1 while the queue is under a quarter full, then 2, 4, 8 ..."""
-    quarter = max(maxsize // 4, 1)
-    n = 1
-    while depth >= quarter * n and n < 64:
-        n *= 2
-    return n
-
-
-@dataclass
-class Pipeline:
-    """What happens to one batch of steps: every model on that source scores it, sinks hear."""
-
-    slots: dict[str, list[ModelSlot]]
-    sinks: Sequence[Sink]
-    sink_failures: dict[int, int] = field(default_factory=dict)
-    events: int = 0
-    windows_seen: int = 0
-    windows_scored: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def process(self, source: str, batch: StepBatch, sample: int = 1) -> list[Event]:
-        """Score ``batch`` with every slot on ``source``; publishes and returns the events."""
-        events: list[Event] = []
-        with self._lock:  # slots are not thread-safe; one inference thread normally owns them
-            for slot in self.slots.get(source, ()):
-                seen, scored = slot.windows_seen, slot.windows_scored
-                events += slot.push(batch, sample)
-                self.windows_seen += slot.windows_seen - seen
-                self.windows_scored += slot.windows_scored - scored
-        self.publish(events)
-        return events
-
-    def finish(self, time_ns: int | None = None) -> list[Event]:
-        """End every open detection (shutdown or end of a replay) and publish the ends."""
-        with self._lock:
-            events = [e for slots in self.slots.values() for s in slots for e in s.close(time_ns)]
-        self.publish(events)
-        return events
-
-    def publish(self, events: Iterable[Event]) -> None:
-        """Hand events to every sink; a failing sink is logged and counted, never fatal."""
-        for event in events:
-            self.events += 1
-            payload = event.to_dict()
-
-            def send(sink: Sink, p: Mapping[str, object] = payload) -> None:
-                sink.publish_event(p)
-
-            self._each_sink(send)
-
-    def publish_stats(self, stats: Mapping[str, object]) -> None:
-        """Stats to every sink."""
-        self._each_sink(lambda sink: sink.publish_stats(stats))
-
-    def publish_model(self, state: Mapping[str, object]) -> None:
-        """Model state to every sink."""
-        self._each_sink(lambda sink: sink.publish_model(state))
-
-    def _each_sink(self, call: Callable[[Sink], None]) -> None:
-        for index, sink in enumerate(self.sinks):
-            try:
-                call(sink)
-            except Exception:
-                self.sink_failures[index] = self.sink_failures.get(index, 0) + 1
-                logger.exception("sink %s failed", type(sink).__name__)
-
-    @property
-    def active_models(self) -> dict[str, str]:
-        """Slot name -> bundle id."""
-        return {s.name: s.bundle_id for slots in self.slots.values() for s in slots}
-
-    def slot_list(self) -> list[ModelSlot]:
-        return [s for slots in self.slots.values() for s in slots]
 
 
 def trusted_keys(config: AgentConfig) -> list[bytes]:
@@ -269,21 +135,21 @@ class App:
             if not model.enabled:
                 continue
             source = self.sources[model.source]
-            bundle = self._startup_bundle(i, model, source)
+            debounce = Debounce(
+                model.raise_k,
+                model.raise_n,
+                model.clear_m,
+                model.raise_score,
+                model.merge_horizon,
+                model.quiet,
+            )
             slot = ModelSlot(
                 model.name,
                 model.source,
                 source.feature_set,
                 source.step,
-                bundle,
-                Debounce(
-                    model.raise_k,
-                    model.raise_n,
-                    model.clear_m,
-                    model.raise_score,
-                    model.merge_horizon,
-                    model.quiet,
-                ),
+                self._startup_bundle(i, model, source, debounce),
+                debounce,
                 on_latency=self.health.record_latency,
                 calibration=saved_calibration(self.config.agent.state_dir, model.name),
             )
@@ -299,18 +165,20 @@ class App:
                 )
         return slots
 
-    def _startup_bundle(self, index: int, model: ModelConfig, source: FeatureSource) -> Bundle:
-        """The bundle a model starts with: the saved one or the config's, the higher version."""
-        debounce = Debounce(model.raise_k, model.raise_n, model.clear_m, model.raise_score)
+    def _startup_bundle(
+        self, index: int, model: ModelConfig, source: FeatureSource, debounce: Debounce
+    ) -> SlotBundle:
+        """The bundle a model starts with: the saved one or the config's, the higher version.
 
-        def fits(bundle: Bundle) -> None:
-            m = bundle.manifest
-            check_compatible(m, source.feature_set, source.step, m.window, source.name)
-            policy_for(bundle, debounce)
+        Both go through ``bundle_for_slot``, the step remote updates use too.
+        """
+
+        def fits(bundle: Bundle) -> SlotBundle:
+            return fit_bundle(bundle, source.feature_set, source.step, debounce, source.name)
 
         spec = [SlotSpec(model.name, fits, model.threads)]
         path = persisted_bundle(self.config.agent.state_dir, model.name)
-        saved: Bundle | None = None
+        saved: SlotBundle | None = None
         if path.is_file():
             try:
                 saved = bundle_for_slot(path, spec, self._policy)[1]
@@ -328,12 +196,12 @@ class App:
                 "%s: the config's bundle is unusable (%s); resuming with the saved bundle %s",
                 model.name,
                 exc,
-                saved.manifest.bundle_id,
+                saved.bundle.manifest.bundle_id,
             )
             return saved
-        bundle, why = startup_choice(saved, configured)
+        chosen, why = startup_choice(saved.bundle if saved else None, configured.bundle)
         logger.info("%s: %s", model.name, why)
-        return bundle
+        return saved if saved is not None and chosen is saved.bundle else configured
 
     def _build_sinks(self) -> list[Sink]:
         if not self.config.mqtt.enabled:
@@ -504,7 +372,7 @@ class App:
         return snapshot
 
     def _update_loop(self) -> None:
-        """Verify queued bundles; nothing a bundle does may end this thread (STYLE.md)."""
+        """Verify queued bundles; no bundle may end this thread (it serves every slot)."""
         while not self.stop.is_set():
             data = self._updates.get(timeout=0.5)
             if data is None:
@@ -524,7 +392,7 @@ class App:
             if isinstance(data, int):  # refused on arrival, so that it was never held
                 limit = self._policy.max_bundle_bytes
                 raise BundleError(f"bundle file: {data} bytes, larger than {limit}")
-            spec, bundle = bundle_for_slot(data, specs, self._policy)
+            spec, fitted = bundle_for_slot(data, specs, self._policy)
         except BundleError as exc:
             logger.warning("model update refused: %s", exc)
             kind = "refused: " + str(exc).split(":", 1)[0]
@@ -532,7 +400,7 @@ class App:
             current = describe(next(iter(slots.values())).latest) if slots else {}
             self.pipeline.publish_model({**current, "last_update": _result("refused", str(exc))})
             return
-        slot = slots[spec.name]
+        slot, bundle = slots[spec.name], fitted.bundle
         if bundle.raw == slot.latest.raw:
             # A retained model/set comes back on every reconnect: swapping in the same bundle
             # would end and re-raise every open detection each time the link flaps.
@@ -545,7 +413,7 @@ class App:
         except OSError as exc:  # a full or read-only SD card must not block a verified model
             reason = f"not saved, the previous bundle returns after a restart: {exc}"
             logger.error("model update: %s", reason)
-        slot.stage(bundle)
+        slot.stage(fitted)
         logger.info("model update: %s staged on %s", bundle.manifest.bundle_id, slot.name)
         self.pipeline.publish_model(
             {**describe(bundle), "name": slot.name, "last_update": _result("activated", reason)}
@@ -554,69 +422,3 @@ class App:
 
 def _result(result: str, reason: str) -> dict[str, object]:
     return {"result": result, "reason": reason, "time": time.time()}
-
-
-@dataclass(frozen=True)
-class ReplayResult:
-    """What an offline replay saw and raised."""
-
-    events: list[Event]
-    source: SourceStats
-    windows_scored: int
-    bundle_id: str
-    seconds: float
-
-    @property
-    def packets_per_s(self) -> float:
-        """Decoded packets per wall-clock second, end to end."""
-        return self.source.packets / self.seconds if self.seconds > 0 else 0.0
-
-
-def replay_capture(
-    bundle: Bundle,
-    capture: str | Path,
-    *,
-    realtime: bool = False,
-    debounce: Debounce | None = None,
-    sinks: Sequence[Sink] = (),
-    calibration: SiteCalibration | None = None,
-    on_scores: ScoreHook | None = None,
-    on_progress: Callable[[Any], None] | None = None,
-) -> ReplayResult:
-    """Single thread: capture -> steps -> windows -> model -> events (forensics, benchmarks)."""
-    from agent.config import PcapOptions, SourceConfig
-    from agent.sources.pcap import PcapSource
-
-    step = bundle.manifest.step
-    step_text = step.text
-    options = PcapOptions(str(capture), realtime=realtime)
-    source = PcapSource(SourceConfig("capture", "pcap", options, step_text))
-    slot = ModelSlot(
-        "replay",
-        source.name,
-        source.feature_set,
-        source.step,
-        bundle,
-        debounce,
-        calibration=calibration,
-    )
-    slot.on_scores = on_scores  # offline calibration collects the windows' scores
-    pipeline = Pipeline({source.name: [slot]}, sinks)
-    events: list[Event] = []
-    began = time.perf_counter()
-    last_ns: int | None = None
-    try:
-        while not source.finished:
-            batch = source.read(timeout=1.0)
-            if batch is not None and len(batch):
-                events += pipeline.process(source.name, batch)
-                # the last step's end: its time limit (time steps: their length; a packet
-                # step without one ends at its start as far as the replay can tell)
-                last_ns = int(batch.start_ns[-1]) + source.step.limit_ns
-                if on_progress is not None:
-                    on_progress(source.stats)
-    finally:
-        source.close()
-    events += pipeline.finish(last_ns)
-    seconds = time.perf_counter() - began
-    return ReplayResult(events, source.stats, slot.windows_scored, slot.bundle_id, seconds)

@@ -1,4 +1,5 @@
-"""Model bundles: the one file a gateway loads, verified on the device itself (issue 5).
+"""Model bundles: the one file a gateway loads, verified on the device itself,
+so nothing the desktop or the network did to it is trusted.
 
 Format 1 is a zip archive, members stored uncompressed, holding exactly:
 

@@ -90,8 +90,8 @@ def calibrate_bundle(bundle: Any, capture: str, target: float) -> Any:
     import numpy as np
 
     from agent import calibration as cal
-    from agent.app import replay_capture
     from agent.config import ConfigError
+    from agent.replay import replay_capture
 
     parts: list[tuple[Any, Any, Any, Any]] = []
     try:

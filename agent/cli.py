@@ -59,13 +59,20 @@ COMMANDS: dict[str, Command] = {
 }
 
 
-def _load(command: Command) -> ModuleType | None:
-    """Import a command module; None when it is not part of this checkout yet."""
+class MissingCommandError(ImportError):
+    """A registered command's module is not installed: the package was built wrong."""
+
+
+def _load(command: Command) -> ModuleType:
+    """Import a command module; every package ships in every install, so absence is a bug."""
     try:
         return importlib.import_module(command.module)
     except ModuleNotFoundError as exc:
         if exc.name is not None and command.module.startswith(exc.name):
-            return None
+            raise MissingCommandError(
+                f"{command.module} is missing from this install (a packaging bug: every "
+                "iotids install ships agent, training, converters and firmware_configs)"
+            ) from exc
         raise
 
 
@@ -122,7 +129,7 @@ def finish_parsers(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
-    """The top-level parser with every available subcommand configured."""
+    """The top-level parser with every subcommand configured."""
     parser = argparse.ArgumentParser(prog="iotids", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"iotids {version()}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
@@ -133,8 +140,6 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
     modules: dict[str, ModuleType] = {}
     for name, command in COMMANDS.items():
         module = _load(command)
-        if module is None:
-            continue
         modules[name] = module
         module.configure(sub.add_parser(name, help=command.help, description=command.help))
     finish_parsers(parser)

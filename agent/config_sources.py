@@ -1,7 +1,7 @@
 """``[[sources]]`` options: one frozen dataclass per source kind, validated at load.
 
 The keys of a ``[[sources]]`` table besides ``name``, ``kind`` and ``step`` build the kind's
-options class below (``agent.config.SourceConfig.from_table`` picks it from ``SOURCE_OPTIONS``).
+options class below; ``agent.sources.registry`` says which class belongs to which kind.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import re
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from agent.config_loader import check, topic_filter_problem
 
@@ -155,11 +154,3 @@ class HostOptions:
 
 
 SourceOptions = PcapOptions | LiveOptions | MqttSensorsOptions | CsvOptions | HostOptions
-
-SOURCE_OPTIONS: dict[str, type[Any]] = {
-    "csv": CsvOptions,
-    "host": HostOptions,
-    "live": LiveOptions,
-    "mqtt-sensors": MqttSensorsOptions,
-    "pcap": PcapOptions,
-}

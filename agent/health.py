@@ -1,4 +1,4 @@
-"""The agent's own health, one stats payload per stats interval (issue 6, "Health").
+"""The agent's own health, one stats payload per stats interval, so an operator sees drops.
 
 Rates are deltas of the sources' running counters between two snapshots; inference latency
 percentiles come from the last few thousand windows; the SoC temperature is read from

@@ -3,7 +3,8 @@
 The slot keeps the last ``window - 1`` steps so windows slide by one step across batches, and
 the evidence of those steps so an event can say what was on the wire. A replacement bundle
 (remote update) is staged and swapped in between two windows: no step is lost in the swap,
-and a bundle that does not fit this source's features never gets staged (issue 7).
+and a bundle that does not fit this source's features never gets staged, so a
+bad update cannot stop detection.
 """
 
 from __future__ import annotations
@@ -143,6 +144,32 @@ def _manifest_policy(bundle: Bundle, debounce: Debounce) -> DecisionPolicy:
     )
 
 
+@dataclass(frozen=True)
+class SlotBundle:
+    """A verified bundle checked against one slot's source, with what the slot runs it with.
+
+    ``policy`` is the manifest's (a site calibration may raise its thresholds later); ``benign``
+    is the bundle's benign model, loaded once here and reused when the bundle is activated.
+    """
+
+    bundle: Bundle
+    benign: openset.BenignModel | None
+    policy: DecisionPolicy
+
+
+def fit_bundle(
+    bundle: Bundle, feature_set: FeatureSet, step: StepSpec, debounce: Debounce, source: str = ""
+) -> SlotBundle:
+    """BundleError unless ``bundle`` fits a slot on this source (schema, step, window, policy).
+
+    ``source`` names the source in a step mismatch, so the message says where to set the step.
+    """
+    check_compatible(bundle.manifest, feature_set, step, bundle.manifest.window, source)
+    benign = openset.load_benign_model(bundle)
+    policy = policy_for(bundle, debounce, open_set=benign is not None)
+    return SlotBundle(bundle, benign, policy)
+
+
 class ModelSlot:
     """Runs one model on one source's steps; ``push`` returns the events of the new windows."""
 
@@ -152,7 +179,7 @@ class ModelSlot:
         source: str,
         feature_set: FeatureSet,
         step: StepSpec,
-        bundle: Bundle,
+        bundle: Bundle | SlotBundle,
         debounce: Debounce | None = None,
         *,
         on_latency: Callable[[float], None] | None = None,
@@ -168,12 +195,12 @@ class ModelSlot:
         self.debounce = debounce or Debounce()
         self._on_latency = on_latency
         self._lock = threading.Lock()
-        self._staged: Bundle | None = None
+        self._staged: SlotBundle | None = None
         self._tail: npt.NDArray[np.float32] = np.zeros((0, feature_set.width), np.float32)
         self._evidence: list[Evidence | None] = []
         self._benign: openset.BenignModel | None = None
         self._fusion: openset.Fusion | None = None
-        self._activate(bundle)
+        self._activate(self._fitted(bundle))
         self.windows_seen = 0
         self.windows_scored = 0
 
@@ -191,19 +218,20 @@ class ModelSlot:
     def latest(self) -> Bundle:
         """The bundle staged to take over, else the one scoring now (what updates compare to)."""
         with self._lock:
-            return self._staged or self.bundle
+            return self._staged.bundle if self._staged is not None else self.bundle
 
-    def check(self, bundle: Bundle) -> None:
-        """BundleError unless ``bundle`` fits this slot's source (schema, step, window)."""
-        check_compatible(bundle.manifest, self.feature_set, self.step, bundle.manifest.window)
-        benign = openset.load_benign_model(bundle)
-        policy_for(bundle, self.debounce, open_set=benign is not None)
+    def check(self, bundle: Bundle) -> SlotBundle:
+        """The bundle fitted to this slot's source; BundleError unless it fits."""
+        return fit_bundle(bundle, self.feature_set, self.step, self.debounce, self.source)
 
-    def stage(self, bundle: Bundle) -> None:
+    def _fitted(self, bundle: Bundle | SlotBundle) -> SlotBundle:
+        return bundle if isinstance(bundle, SlotBundle) else self.check(bundle)
+
+    def stage(self, bundle: Bundle | SlotBundle) -> None:
         """Queue a verified, compatible bundle to take over at the next window boundary."""
-        self.check(bundle)
+        fitted = self._fitted(bundle)
         with self._lock:
-            self._staged = bundle
+            self._staged = fitted
 
     def push(self, batch: StepBatch, sample_every: int = 1) -> list[Event]:
         """Score the windows these steps complete (every ``sample_every``-th when behind)."""
@@ -274,7 +302,8 @@ class ModelSlot:
         """Scale, run the model(s): one score per label, and the benign model's raw scores.
 
         In bounded chunks: scaling works in float64 and a conv net's activations grow with
-        the batch, so a backlog of windows must not become one huge allocation (RSS, issue 6).
+        the batch, so a backlog of windows must not become one huge allocation (resident
+        memory is the budget on a Pi).
         """
         parts = [
             self._score_chunk(windows[i : i + MAX_BATCH]) for i in range(0, len(windows), MAX_BATCH)
@@ -339,11 +368,9 @@ class ModelSlot:
         logger.info("%s: bundle %s replaced %s", self.name, self.bundle_id, old)
         return ended
 
-    def _activate(self, bundle: Bundle, *, keep_tail: bool = False) -> None:
-        """Make ``bundle`` the scoring model (its window may differ from the last one's)."""
-        check_compatible(bundle.manifest, self.feature_set, self.step, bundle.manifest.window)
-        benign = openset.load_benign_model(bundle)
-        policy_for(bundle, self.debounce, open_set=benign is not None)  # refuses a bad policy
+    def _activate(self, fitted: SlotBundle, *, keep_tail: bool = False) -> None:
+        """Make a fitted bundle the scoring model (its window may differ from the last one's)."""
+        bundle, benign = fitted.bundle, fitted.benign
         window = bundle.manifest.window
         old_tail, old_evidence = self._tail, self._evidence
         self.bundle = bundle

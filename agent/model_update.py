@@ -1,8 +1,10 @@
 """Which bundle a model slot runs: one path for the bundle it starts with and for remote updates.
 
-``bundle_for_slot`` reads, verifies and checks a bundle the same way whether it comes from the
-config, from the state directory or from ``model/set``: size limit, signature, model, golden
-vectors, the slot's features, and its version against the slot's current bundle.
+``bundle_for_slot`` is the one step from bundle bytes to what a slot runs, the same whether the
+bundle comes from the config, from the state directory or from ``model/set``: size limit,
+signature, model, golden vectors (``load_bundle``), then the slot's source (schema, step,
+window), its decision policy and benign model (``agent.inference.fit_bundle``), then its
+version against the slot's current bundle. It returns a ``SlotBundle`` the slot activates as is.
 
 Versions only go up. A bundle whose version is below the slot's is refused as ``downgrade``;
 one with the same version but other bytes as ``same-version`` (an unversioned bundle is version
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.bundle import Bundle, BundleError, load_bundle
+from agent.inference import SlotBundle
 
 logger = logging.getLogger(__name__)
 
@@ -40,19 +43,20 @@ class BundlePolicy:
 class SlotSpec:
     """A model slot as a bundle sees it; ``current`` is its newest bundle (None at start).
 
-    ``check`` raises BundleError unless a bundle fits the slot (features, step, labels).
+    ``check`` fits a bundle to the slot's source (``ModelSlot.check`` or ``fit_bundle``), or
+    raises BundleError saying why it does not fit.
     """
 
     name: str
-    check: Callable[[Bundle], None]
+    check: Callable[[Bundle], SlotBundle]
     threads: int = 1
     current: Bundle | None = None
 
 
 def bundle_for_slot(
     source: str | Path | bytes, slots: Sequence[SlotSpec], policy: BundlePolicy
-) -> tuple[SlotSpec, Bundle]:
-    """Read and verify a bundle; the first slot it fits, if not older than that slot's bundle.
+) -> tuple[SlotSpec, SlotBundle]:
+    """Read, verify and fit a bundle: the first slot it fits, if not older than that slot's.
 
     BundleError says why not. A bundle identical to the slot's current one passes: the caller
     decides what "already active" means.
@@ -61,24 +65,23 @@ def bundle_for_slot(
         raise BundleError("bundle: this agent runs no models to replace")
     threads = slots[0].threads if len(slots) == 1 else 1
     bundle = load_bundle(source, policy.trusted_keys, threads, policy.max_bundle_bytes)
-    slot = _fitting_slot(bundle, slots)
+    slot, fitted = _fitting_slot(bundle, slots)
     if slot.current is not None and not policy.allow_downgrade:
         check_version(bundle, slot.current)
     if slot.threads != threads:  # verified on one thread; run on as many as the config gives
         bundle = load_bundle(source, policy.trusted_keys, slot.threads, policy.max_bundle_bytes)
-    return slot, bundle
+        fitted = slot.check(bundle)
+    return slot, fitted
 
 
-def _fitting_slot(bundle: Bundle, slots: Sequence[SlotSpec]) -> SlotSpec:
+def _fitting_slot(bundle: Bundle, slots: Sequence[SlotSpec]) -> tuple[SlotSpec, SlotBundle]:
     """The first slot whose source computes the bundle's features; BundleError otherwise."""
     first_error: BundleError | None = None
     for slot in slots:
         try:
-            slot.check(bundle)
+            return slot, slot.check(bundle)
         except BundleError as exc:
             first_error = first_error or exc
-            continue
-        return slot
     assert first_error is not None
     raise first_error
 

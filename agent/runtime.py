@@ -3,7 +3,8 @@
 ``Model`` wraps an interpreter so callers speak float32 only: int8/uint8 inputs are quantized
 with the input tensor's scale and zero point, quantized outputs are dequantized as pycoral does,
 ``scale * (q.astype(np.int64) - zero_point)`` (int64 "to avoid overflow"). A model exported with
-a fixed batch of 1 (recurrent models, issue 5) is run one window at a time.
+a fixed batch of 1 (recurrent models: only their unrolled fixed-batch graph converts) is run
+one window at a time.
 
 ``model_opcodes`` reads the operator table straight from the ``.tflite`` flatbuffer, so a model
 the runtime refuses (Flex ops, an operator version it is too old for) can still be described.
@@ -23,9 +24,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from agent.quiet import tflite_banner_quiet
+
 logger = logging.getLogger(__name__)
 
-# (module, distribution) in order of preference (DESIGN.md, "runtime.py").
+# (module, distribution) in order of preference: LiteRT is the maintained successor of
+# tflite-runtime, which has no wheels for newer Pythons.
 RUNTIMES: tuple[tuple[str, str], ...] = (
     ("ai_edge_litert.interpreter", "ai-edge-litert"),
     ("tflite_runtime.interpreter", "tflite-runtime"),
@@ -89,8 +93,9 @@ def load_interpreter(model_content: bytes, num_threads: int = 1) -> Any:
         raise ModelLoadError("not a TFLite model (no TFL3 identifier)")
     interpreter_class, distribution = _interpreter_class()
     try:
-        interpreter = interpreter_class(model_content=model_content, num_threads=num_threads)
-        interpreter.allocate_tensors()
+        with tflite_banner_quiet():
+            interpreter = interpreter_class(model_content=model_content, num_threads=num_threads)
+            interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"{distribution} cannot load the model: {reason}") from exc

@@ -185,8 +185,8 @@ def _feature_maxima(captures: list[Path]) -> np.ndarray:
 
 def throughput(folder: Path, quick: bool) -> list[dict[str, object]]:
     """End-to-end replay packets/s per shared capture and over all of them."""
-    from agent.app import replay_capture
     from agent.features.traffic import TRAFFIC_V1
+    from agent.replay import replay_capture
 
     captures = _captures(quick)
     if not captures:
@@ -282,9 +282,9 @@ def detection(folder: Path, quick: bool) -> list[dict[str, object]]:
         from training.synth.traffic import generate_traffic
     except ImportError:
         return [_row("time to detect", "steps", "training.synth missing", "", "<= 2")]
-    from agent.app import replay_capture
     from agent.features.capture import read_capture
     from agent.features.traffic import featurize
+    from agent.replay import replay_capture
 
     benign_dir = folder / "synth-benign"
     duration = 120.0 if quick else 300.0
@@ -379,7 +379,7 @@ def _detector(folder: Path, benign: np.ndarray) -> tuple[Path, Path, str]:
 
 def run(quick: bool = False) -> list[dict[str, object]]:
     """All agent figures as table rows."""
-    from converters.quantize import quiet_tensorflow
+    from agent.quiet import quiet_tensorflow
 
     quiet_tensorflow()
     with tempfile.TemporaryDirectory(prefix="iotids-bench-agent-") as tmp:

@@ -4,7 +4,7 @@ Per model type (cnn, lstm and gru on a 16 x 60 window, dnn on 60 features), the 
 architecture from ``training.models`` is trained for a few epochs on synthetic windows (class c
 shifts its own group of features, with noise), written as a training output folder, packed as
 float32 and int8 bundles with the real converter, and measured on the real interpreter.
-Targets (issue 5): int8 CNN bundle < 100 KB and < 200 µs per window; macro-F1 drop < 1 point.
+Targets: int8 CNN bundle < 100 KB and < 200 µs per window; macro-F1 drop < 1 point.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import numpy as np
 
 from agent.bundle import load_bundle
 from agent.features.schema import FeatureSet
+from agent.quiet import quiet_tensorflow
 from converters.bundle import pack
-from converters.quantize import keras_numpy_quiet, quiet_tensorflow
+from converters.quantize import keras_numpy_quiet
 from converters.signing import generate_keypair
 from converters.verify import latency_us
 
@@ -56,7 +57,7 @@ def _model(model_type: str) -> tuple[Any, Any, tuple[int, ...]]:
 
 
 def _training_folder(root: Path, model_type: str, quick: bool) -> Path:
-    """Train and write a folder in the training output format (issue 5 contract)."""
+    """Train and write a folder in the format ``iotids train --out`` writes."""
     folder = root / model_type
     (folder / "data").mkdir(parents=True)
     model, spec, shape = _model(model_type)

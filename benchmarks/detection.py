@@ -1,4 +1,4 @@
-"""Detection with a trained model end to end: time to detect and false alarms (issue 6).
+"""Detection with a trained model end to end: time to detect and false alarms.
 
 Unlike ``agent_replay`` (hand-set rule, random weights), this trains a small CNN on the
 ``demo-train`` scenario, converts it to a signed int8 bundle, and replays DIFFERENT traffic
@@ -75,11 +75,11 @@ class Plan:
     blocks: int = 20  # contiguous blocks of the training timeline dealt to train/val/test
 
 
-# Measured (issue 6, time to detect): 3 repeats of demo-train's attacks so the 60-block split
+# Measured for the time-to-detect target: 3 repeats of demo-train's attacks so the 60-block split
 # keeps every attack kind in training, a benign stretch, onset windows weighted x7 and
 # thresholds calibrated on benign validation windows (0.1% per window, floor 0.6).
 def _tuned(benign_seconds: float, runs: int, captures: tuple[str, ...]) -> Plan:
-    """The measured recipe for detecting floods and scans within 2 steps (issue 6).
+    """The measured recipe for detecting floods and scans within 2 steps (the target).
 
     Three repeats of demo-train's attacks so the 60-block split keeps every kind in training,
     a benign stretch, onset windows weighted x7, thresholds from benign validation windows
@@ -133,10 +133,10 @@ def _row(case: str, metric: str, value: object, unit: str, target: str = "") -> 
 
 def train_bundle(folder: Path, plan: Plan, seed: int = 0) -> Trained:
     """demo-train traffic -> CNN (synthetic kind, 1 s steps) -> signed int8 bundle in ``folder``."""
+    from agent.quiet import quiet_tensorflow
     from converters.bundle import pack
     from converters.signing import generate_keypair
     from training.config import load_config
-    from training.quiet import quiet_tensorflow
     from training.synth.traffic import generate_traffic
     from training.train import train
 
@@ -244,7 +244,7 @@ def replay_scenario(
     name: str, seed: int, loaded: Bundle, folder: Path, debounce: Debounce | None = None
 ) -> Replayed:
     """Generate ``name`` with ``seed``, replay it through the agent, credit its ``new`` events."""
-    from agent.app import replay_capture
+    from agent.replay import replay_capture
     from training.synth.scenario import preset
     from training.synth.traffic import generate_traffic
 
@@ -313,7 +313,7 @@ def false_alarm_row(
     case: str, loaded: Bundle, capture: Path, debounce: Debounce | None = None
 ) -> dict[str, object]:
     """``new`` events per hour of benign-only traffic (the span is the capture's steps)."""
-    from agent.app import replay_capture
+    from agent.replay import replay_capture
 
     result = replay_capture(loaded, capture, debounce=debounce)
     news = [e for e in result.events if e.kind == "new"]

@@ -80,10 +80,10 @@ def train_fold(
     train: list[Path], folder: Path, step: str, padding: str, epochs: int
 ) -> tuple[Path, Path, dict[str, Any]]:
     """CNN on ``train`` captures -> signed int8 bundle; (bundle, public key, metrics)."""
+    from agent.quiet import quiet_tensorflow
     from converters.bundle import pack
     from converters.signing import generate_keypair
     from training.config import load_config
-    from training.quiet import quiet_tensorflow
     from training.train import train as train_model
 
     quiet_tensorflow()

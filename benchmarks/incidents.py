@@ -138,8 +138,8 @@ def _capture_minutes(capture: Path) -> float:
 
 def _replay(loaded: Bundle, capture: Path, before: bool) -> tuple[int, int, float, list[str]]:
     """(detections, events, events per minute, families) of one replay."""
-    from agent.app import replay_capture
     from agent.inference import Debounce
+    from agent.replay import replay_capture
 
     plan = PLANS["full"]
     debounce = Debounce(plan.raise_k, plan.raise_n)

@@ -118,6 +118,7 @@ class Pair:
 
 def train_pair(folder: Path, plan: Plan, exclude: tuple[str, ...] = (), seed: int = 0) -> Pair:
     """demo-train without ``exclude`` -> int8 CNN bundle -> benign model -> paired bundle."""
+    from agent.quiet import quiet_tensorflow
     from console.openset import to_int8
     from converters.bundle import pack
     from converters.openset import pair
@@ -125,7 +126,6 @@ def train_pair(folder: Path, plan: Plan, exclude: tuple[str, ...] = (), seed: in
     from training.config import load_config
     from training.datasets import load
     from training.openset import BenignTraining, benign_windows, train_benign
-    from training.quiet import quiet_tensorflow
     from training.synth.scenario import preset
     from training.synth.traffic import generate_traffic
     from training.train import train
@@ -194,7 +194,7 @@ def holdout_detections(
     bundle: Bundle, capture: Path, scenario: TrafficScenario, calibration: Any = None
 ) -> dict[str, str | None]:
     """Attack -> the label of the first ``new`` event inside it (None: missed)."""
-    from agent.app import replay_capture
+    from agent.replay import replay_capture
 
     events = replay_capture(bundle, capture, calibration=calibration).events
     news = [e for e in events if e.kind == "new"]
@@ -221,7 +221,7 @@ def false_alarms_per_day(
     bundle: Bundle, capture: Path, calibration: Any = None
 ) -> tuple[float, str]:
     """``new`` events per day of ``capture`` and the unit (span, labels) to print beside it."""
-    from agent.app import replay_capture
+    from agent.replay import replay_capture
 
     result = replay_capture(bundle, capture, calibration=calibration)
     news = [e for e in result.events if e.kind == "new"]

@@ -1,6 +1,6 @@
 """Generator speed: packets per second from scenario to pcap + ground-truth CSVs on disk.
 
-Issue 3 asks for at least 1 million packets per minute (about 16,700 packets/s).
+The target is at least 1 million packets per minute (about 16,700 packets/s).
 """
 
 from __future__ import annotations

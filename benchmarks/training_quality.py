@@ -1,4 +1,4 @@
-"""Model quality on the shared data (issue 4, "Quality"): measured, printed, never asserted.
+"""Model quality on the shared data: measured, printed, never asserted.
 
 * MQTTset captures, ``cnn`` on a time-block split: macro-F1, target >= 0.95. What the figure
   means is printed with it: which classes the test split holds at all (``flood`` is 58 packets,
@@ -235,7 +235,7 @@ def _seeded(
 
 def run(quick: bool = False, cases: tuple[str, ...] = CASES) -> list[dict[str, object]]:
     """Every training-quality figure on the shared data (or ``cases`` of it), over seeds."""
-    from training.quiet import quiet_tensorflow
+    from agent.quiet import quiet_tensorflow
 
     quiet_tensorflow()
     rows: list[dict[str, object]] = []

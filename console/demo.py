@@ -216,11 +216,6 @@ def _broker(
 # -- stage 5: the agent -----------------------------------------------------------------------
 
 
-def _toml(value: Any) -> str:
-    """A TOML value: JSON's strings, numbers, booleans and arrays are TOML's too."""
-    return json.dumps(value)
-
-
 def agent_config_text(
     layout: Layout,
     truth: RunTruth,
@@ -236,63 +231,53 @@ def agent_config_text(
     source never ends, so the agent keeps running (and its outbox keeps draining) after both
     files are replayed; the demo stops it once every event has arrived.
     """
-    lines = [
-        "# written by `iotids demo`",
-        "[agent]",
-        f"device_id = {_toml(DEVICE)}",
-        f"state_dir = {_toml(str(layout.state))}",
-        "stats_interval = 1.0",
-        "queue_size = 65536  # files are replayed whole: never sample windows",
-        f"trusted_keys = [{_toml(str(layout.key.with_suffix('.pub')))}]",
-        "",
-        "[mqtt]",
-        f"host = {_toml(host)}",
-        f"port = {port}",
-        "replay_rate = 1000.0",
-        "",
-        "[mqtt.homeassistant]",
-        "enabled = false",
-        "",
-    ]
-    if tls:
-        lines += ["[mqtt.tls]", ""]
-    lines += [
-        "[[sources]]",
-        'name = "traffic"',
-        'kind = "pcap"',
-        f"path = {_toml(str(truth.pcap))}",
-        'step = "1s"',
-        *_pacing(truth.traffic_seconds, replay_seconds),
-        "",
-        "[[sources]]",
-        'name = "telemetry"',
-        'kind = "csv"',
-        f"path = {_toml(str(truth.telemetry_csv))}",
-        f"sensors = {_toml(list(truth.sensors))}",
-        'step = "1s"',
-        *_pacing(truth.telemetry_seconds, replay_seconds),
-        "",
-        "[[sources]]",
-        'name = "host"',
-        'kind = "host"',
-        "",
-    ]
-    for name, source in (("traffic-cnn", "traffic"), ("telemetry-gru", "telemetry")):
-        lines += [
-            "[[models]]",
-            f"name = {_toml(name)}",
-            f"bundle = {_toml(str(layout.bundle(name)))}",
-            f"source = {_toml(source)}",
-            "",
-        ]
-    return "\n".join(lines)
+    from agent.config import parse_config
+    from agent.config_render import render_config
+
+    traffic = {"name": "traffic", "kind": "pcap", "path": str(truth.pcap), "step": "1s"}
+    telemetry = {
+        "name": "telemetry",
+        "kind": "csv",
+        "path": str(truth.telemetry_csv),
+        "sensors": list(truth.sensors),
+        "step": "1s",
+    }
+    config = {
+        "agent": {
+            "device_id": DEVICE,
+            "state_dir": str(layout.state),
+            "stats_interval": 1.0,
+            "queue_size": 65536,
+            "trusted_keys": [str(layout.key.with_suffix(".pub"))],
+        },
+        "mqtt": {
+            "host": host,
+            "port": port,
+            "replay_rate": 1000.0,
+            "homeassistant": {"enabled": False},
+            **({"tls": {}} if tls else {}),
+        },
+        "sources": [
+            {**traffic, **_pacing(truth.traffic_seconds, replay_seconds)},
+            {**telemetry, **_pacing(truth.telemetry_seconds, replay_seconds)},
+            {"name": "host", "kind": "host"},
+        ],
+        "models": [
+            {"name": name, "bundle": str(layout.bundle(name)), "source": source}
+            for name, source in (("traffic-cnn", "traffic"), ("telemetry-gru", "telemetry"))
+        ],
+    }
+    comments = {"agent.queue_size": "files are replayed whole: never sample windows"}
+    return render_config(
+        parse_config(config), header=["written by `iotids demo`"], comments=comments
+    )
 
 
-def _pacing(span_seconds: float, replay_seconds: float) -> list[str]:
-    """TOML lines that replay ``span_seconds`` of data in about ``replay_seconds``."""
+def _pacing(span_seconds: float, replay_seconds: float) -> dict[str, object]:
+    """Source keys that replay ``span_seconds`` of data in about ``replay_seconds``."""
     if replay_seconds <= 0 or span_seconds <= 0:
-        return []
-    return ["realtime = true", f"speed = {max(span_seconds / replay_seconds, 1.0):.3f}"]
+        return {}
+    return {"realtime": True, "speed": round(max(span_seconds / replay_seconds, 1.0), 3)}
 
 
 def _write_agent_config(

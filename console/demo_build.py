@@ -147,7 +147,7 @@ def generate(layout: Layout, plan: DemoPlan, seed: int) -> RunTruth:
 
 def train_all(layout: Layout, plan: DemoPlan, seed: int) -> str:
     """The CNN on traffic and the GRU anomaly model on telemetry; one line of test figures."""
-    from training.quiet import quiet_tensorflow
+    from agent.quiet import quiet_tensorflow
 
     quiet_tensorflow()
     parts = []

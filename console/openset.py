@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     """Train the benign model on the dataset's benign windows and write the pair."""
     from agent.bundle import load_bundle
     from agent.openset import load_benign_model
-    from converters.quantize import quiet_tensorflow
+    from agent.quiet import quiet_tensorflow
 
     quiet_tensorflow()
     from converters.openset import pair

@@ -1,1 +1,1 @@
-"""Desktop tools that turn trained models into signed bundles a gateway can trust (issue 5)."""
+"""Desktop tools that turn trained models into signed bundles a gateway can trust."""

@@ -126,7 +126,7 @@ def read_source(model: Path, manifest: Path | None = None) -> Source:
 
 
 def _read_training_folder(folder: Path) -> Source:
-    """The files training writes (see the issue 5 contract)."""
+    """The files ``iotids train --out`` writes (see training/train.py)."""
     model_path = folder / "model.keras"
     if not model_path.exists():
         raise PackError(f"model: {folder} has no model.keras")

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"iotids convert: {problem}", file=sys.stderr)  # noqa: T201
         return 2
-    from converters.quantize import quiet_tensorflow
+    from agent.quiet import quiet_tensorflow
 
     quiet_tensorflow()
     from converters.bundle import pack, wrap_tflite

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.quiet import quiet_tensorflow
 from agent.runtime import Model, model_opcodes
 
 logger = logging.getLogger(__name__)
@@ -52,14 +53,6 @@ class Conversion:
     mode: str
     float_error: float
     tensorflow_version: str
-
-
-def quiet_tensorflow() -> None:
-    """Silence TensorFlow's and absl's start-up banners (set before TF is imported)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    logging.getLogger("absl").setLevel(logging.ERROR)
 
 
 # Keras 3.15 on numpy 2 warns on every variable it reads back; noise, not a user problem.

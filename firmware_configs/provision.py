@@ -35,6 +35,7 @@ from firmware_configs.tree import FileSpec as FileSpec
 from firmware_configs.tree import write_files
 
 if TYPE_CHECKING:
+    from agent.config import AgentConfig
     from agent.features.steps import StepSpec
     from firmware_configs.profiles import BoardProfile
 
@@ -236,11 +237,6 @@ def inspect_bundle(data: bytes, keys: tuple[tuple[str, bytes], ...]) -> BundleFa
 # rendering
 
 
-def _toml_str(value: str) -> str:
-    """A TOML basic string (JSON's escapes are TOML's)."""
-    return json.dumps(value, ensure_ascii=False)
-
-
 def bundle_path(request: Request) -> PurePosixPath:
     """Where the factory bundle lives on the gateway (read-only; updates go to the state dir)."""
     return ETC / "bundles" / request.bundle[0]
@@ -254,18 +250,16 @@ def _model_name(request: Request) -> str:
     return "traffic" if request.facts.source_kind == "live" else "host"
 
 
-def _source_table(request: Request) -> list[str]:
+def _source_table(request: Request) -> dict[str, object]:
     """``[[sources]]`` feeding the bundle: live capture for traffic, psutil for host."""
-    lines = [
-        "[[sources]]",
-        f"name = {_toml_str(_source_name(request))}",
-        f"kind = {_toml_str(request.facts.source_kind)}",
-        f"step = {_toml_str(request.facts.step)}  # the bundle's step",
-    ]
+    table: dict[str, object] = {
+        "name": _source_name(request),
+        "kind": request.facts.source_kind,
+        "step": request.facts.step,
+    }
     if request.facts.source_kind == "live":
-        lines.append(f"interface = {_toml_str(request.interface)}")
-        lines.append(f"promiscuous = {'true' if request.promiscuous else 'false'}")
-    return lines
+        table.update(interface=request.interface, promiscuous=request.promiscuous)
+    return table
 
 
 def capabilities(request: Request) -> str:
@@ -275,50 +269,62 @@ def capabilities(request: Request) -> str:
     return "CAP_NET_RAW CAP_NET_ADMIN" if request.promiscuous else "CAP_NET_RAW"
 
 
-def render_agent_config(request: Request) -> str:
-    """``agent.toml``: the profile's limits, the broker, the bundle's source and the model."""
+AGENT_TOML_COMMENTS = {
+    "mqtt.tls": "ca_file empty or absent: the system trust store",
+    "mqtt.homeassistant": "The operator publishes this gateway's discovery "
+    "(operator/publish-discovery.sh): the example broker keeps gateways out of homeassistant/.",
+    "sources.step": "the bundle's step",
+}
+
+
+def agent_config(request: Request) -> AgentConfig:
+    """The gateway's config: the profile's limits, the broker, the bundle's source and model."""
+    from agent.config import parse_config
+
     profile, broker = request.profile, request.broker
-    keys = ", ".join(_toml_str(str(ETC / "keys" / name)) for name, _ in request.trust_keys)
-    lines = [
-        f"# Rendered by `iotids provision` for {request.device_id} "
-        f"(profile {profile.name}: {profile.board}).",
-        "# MQTT credentials are not in this file: systemd passes them in (LoadCredential=).",
-        "",
-        "[agent]",
-        f"device_id = {_toml_str(request.device_id)}",
-        f"state_dir = {_toml_str(STATE_DIR)}",
-        f"queue_size = {profile.queues.queue_size}",
-        f"trusted_keys = [{keys}]",
-        "",
-        "[mqtt]",
-        f"host = {_toml_str(broker.host)}",
-        f"port = {broker.port}",
-    ]
+    mqtt: dict[str, object] = {
+        "host": broker.host,
+        "port": broker.port,
+        "homeassistant": {"enabled": False},  # true: the agent announces itself
+    }
     if broker.tls:
-        ca = _toml_str(str(ETC / "ca.crt")) if request.ca is not None else '""'
-        lines += ["", "[mqtt.tls]", f"ca_file = {ca}  # empty: the system trust store"]
-    lines += [
-        "",
-        "[mqtt.homeassistant]",
-        "# The operator publishes this gateway's discovery (operator/publish-discovery.sh): the",
-        "# example broker keeps gateways out of homeassistant/. true: the agent announces itself.",
-        "enabled = false",
+        mqtt["tls"] = {"ca_file": str(ETC / "ca.crt")} if request.ca is not None else {}
+    return parse_config(
+        {
+            "agent": {
+                "device_id": request.device_id,
+                "state_dir": STATE_DIR,
+                "queue_size": profile.queues.queue_size,
+                "trusted_keys": [str(ETC / "keys" / name) for name, _ in request.trust_keys],
+            },
+            "mqtt": mqtt,
+            "outbox": {
+                "max_messages": profile.queues.outbox_max_messages,
+                "max_bytes": profile.queues.outbox_max_bytes,
+            },
+            "sources": [_source_table(request)],
+            "models": [
+                {
+                    "name": _model_name(request),
+                    "bundle": str(bundle_path(request)),
+                    "source": _source_name(request),
+                    "threads": profile.service.threads,
+                }
+            ],
+        }
+    )
+
+
+def render_agent_config(request: Request) -> str:
+    """``agent.toml``, rendered from the validated config (ConfigError if it would not load)."""
+    from agent.config_render import render_config
+
+    header = [
+        f"Rendered by `iotids provision` for {request.device_id} "
+        f"(profile {request.profile.name}: {request.profile.board}).",
+        "MQTT credentials are not in this file: systemd passes them in (LoadCredential=).",
     ]
-    lines += [
-        "",
-        "[outbox]",
-        f"max_messages = {profile.queues.outbox_max_messages}",
-        f"max_bytes = {profile.queues.outbox_max_bytes}",
-        "",
-        *_source_table(request),
-        "",
-        "[[models]]",
-        f"name = {_toml_str(_model_name(request))}",
-        f"bundle = {_toml_str(str(bundle_path(request)))}",
-        f"source = {_toml_str(_source_name(request))}",
-    ]
-    lines.append(f"threads = {profile.service.threads}")
-    return "\n".join(lines) + "\n"
+    return render_config(agent_config(request), header=header, comments=AGENT_TOML_COMMENTS)
 
 
 def _template(name: str, values: Mapping[str, object]) -> str:

@@ -45,3 +45,27 @@ def iotids_without_tensorflow(*args: str, timeout: float = 120) -> subprocess.Co
         timeout=timeout,
         check=False,
     )
+
+
+PYTEST_NO_TENSORFLOW = (
+    NO_TENSORFLOW.split("sys.argv = ")[0]
+    + """
+import pytest
+code = pytest.main(sys.argv[1:])
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
+print("LOADED=" + ",".join(loaded), file=sys.stderr)
+sys.exit(int(code))
+"""
+)
+
+
+def pytest_without_tensorflow(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """``pytest ARGS`` in a child where TensorFlow and Keras cannot be imported."""
+    return subprocess.run(
+        [sys.executable, "-c", PYTEST_NO_TENSORFLOW, *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -95,7 +95,7 @@ def _load_float(path: Path | None) -> Predict | None:
     keras_path = path / "model.keras" if path.is_dir() else path
     if keras_path.suffix != ".keras" or not keras_path.is_file():
         raise ValueError(f"--float-model {path}: expected a .tflite, a .keras or a training folder")
-    from training.quiet import quiet_tensorflow
+    from agent.quiet import quiet_tensorflow
 
     quiet_tensorflow()
     import keras

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
             "iotids evaluate: --model is required (or --bundle, or --events)", file=sys.stderr
         )
         return 2
-    from training.quiet import quiet_tensorflow
+    from agent.quiet import quiet_tensorflow
 
     quiet_tensorflow()
     from training.scoring import SchemaMismatch, evaluate_model

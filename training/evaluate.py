@@ -2,7 +2,7 @@
 
 Accuracy, macro- and weighted-F1, per-class precision / recall / F1, one-vs-rest false-positive
 and false-negative rates, benign-vs-attack rates, the confusion matrix, and for time-ordered
-data the detection delay in steps (DESIGN.md, "Models").
+data the detection delay in steps.
 """
 
 from __future__ import annotations

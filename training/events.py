@@ -1,6 +1,6 @@
 """Event-level evaluation: labelled captures through the agent's own replay, per attack.
 
-Each capture is replayed by :func:`agent.app.replay_capture` (the gateway's reader, stepper,
+Each capture is replayed by :func:`agent.replay.replay_capture` (the gateway's reader, stepper,
 model slot and decider; nothing re-implemented here) and its ``new`` events are matched to the
 capture's ground truth:
 
@@ -187,8 +187,8 @@ def evaluate_capture(
     bundle: Bundle, truth: Truth, debounce: Debounce | None = None
 ) -> CaptureResult:
     """Replay one capture through the agent and score its events against ``truth``."""
-    from agent.app import replay_capture
     from agent.features.capture import read_capture
+    from agent.replay import replay_capture
 
     table = read_capture(truth.capture).packets
     replay = replay_capture(bundle, truth.capture, debounce=debounce)

@@ -7,7 +7,7 @@ the graph from built-in layers only, so the device compares one number with a th
 
 Recurrent models are also rebuilt for export with a fixed batch of 1 and ``unroll=True``:
 Keras GRU/LSTM with a dynamic batch do not convert to TFLite, the unrolled fixed-batch graph
-converts to float, dynamic-range and full int8 and matches Keras (issue 4).
+converts to float, dynamic-range and full int8 and matches Keras.
 
 The dnn and the recurrent classifiers can start with a fixed piecewise-linear encoding of the
 scaled features (``encoding`` > 0 units, applied to every step): per feature, quantile knots of

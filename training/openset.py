@@ -110,7 +110,7 @@ def train_benign(
     """Fit, convert to int8, and describe the benign model of raw benign windows (N, T, F)."""
     import keras
 
-    from training.quiet import quiet_tensorflow
+    from agent.quiet import quiet_tensorflow
 
     options = options or BenignTraining()
     if len(windows) < MIN_WINDOWS:

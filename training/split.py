@@ -1,9 +1,9 @@
 """Honest splits: contiguous time blocks for time-ordered data, stratified for independent rows.
 
 Time-ordered data (capture steps, telemetry rows) is never split by shuffled rows: that puts
-overlapping windows of the same moment on both sides and inflates scores (DESIGN.md,
-"Models"). Each contiguous run of one class within one group is cut chronologically into a
-train, a validation and a test piece, and windows are built inside a piece only, so no two
+overlapping windows of the same moment on both sides and inflates scores. Each contiguous run
+of one class within one group is cut chronologically into a train, a validation and a test
+piece, and windows are built inside a piece only, so no two
 windows of different splits share a step.
 """
 

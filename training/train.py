@@ -1,6 +1,6 @@
 """Training end to end: load, split, scale, fit, calibrate, evaluate, and write the model dir.
 
-``iotids train ... --out DIR`` writes what the converters read (issue 4's contract):
+``iotids train ... --out DIR`` writes what the converters read:
 ``model.keras``, ``export.keras`` (recurrent models, batch 1, unrolled), ``preprocess.json``,
 ``metrics.json``, ``baseline.json``, ``report.md`` with plots, ``data/representative.npz`` and
 ``data/test.npz`` (scaled inputs in the model's input shape).

@@ -1,7 +1,7 @@
 """The host-v1 feature set: the gateway's own health as seen through psutil, one row per step.
 
 A SYN flood aimed at the gateway itself shows up here before anywhere else: half-open
-connections pile up in SYN_RECV (DESIGN.md, "Feature windows"). Counters that only grow
+connections pile up in SYN_RECV. Counters that only grow
 (bytes, packets, errors) become per-second rates between two snapshots.
 """
 

@@ -2,7 +2,7 @@
 
 The schema id is a hash of the set's name, version and ordered column names: a bundle
 trained on one column order can never be fed another, because the agent refuses a bundle
-whose schema id it cannot compute (DESIGN.md, "Feature windows").
+whose schema id it cannot compute.
 """
 
 from __future__ import annotations
@@ -67,8 +67,4 @@ def _load_builtin() -> None:
     import importlib
 
     for module in ("agent.features.traffic", "agent.features.telemetry", "agent.features.host"):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:  # a set still being written is simply absent
-            if exc.name != module:
-                raise
+        importlib.import_module(module)

@@ -1,6 +1,7 @@
 """The telemetry-v1 feature set: sensor readings turned into fixed time steps.
 
-Each configured sensor contributes three columns per step (DESIGN.md, "Feature windows"):
+Each configured sensor contributes three columns per step, so a model
+sees a dead or frozen sensor as well as its reading:
 its value forward-filled from the last real reading, the change since the previous step,
 and the staleness (seconds since that reading). The agent feeds the featurizer from MQTT
 sensor topics or a CSV replay; training feeds it TON_IoT / synthetic telemetry rows. Batch

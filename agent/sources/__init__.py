@@ -1,12 +1,11 @@
 """Feature sources: small plugins that turn packets, sensor readings or host metrics into steps.
 
-Each kind lives in its own module and is found through a registry of lazy import paths, so an
-unused source's dependencies never load on the gateway (STYLE.md, "Plugins").
+Each kind lives in its own module and is found through ``agent.sources.registry``, a table of
+lazy import paths, so an unused source's dependencies never load on the gateway.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -14,21 +13,14 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from agent.config import ConfigError, SourceConfig
+from agent.config_loader import ConfigError
 from agent.decide import Evidence
 from agent.features.schema import FeatureSet
 from agent.features.steps import StepSpec
+from agent.sources.registry import SOURCE_KINDS, kinds, resolve
 
 if TYPE_CHECKING:
-    from agent.config import AgentConfig
-
-SOURCES: dict[str, str] = {
-    "csv": "agent.sources.sensors_csv:CsvSensorSource",
-    "host": "agent.sources.host:HostSource",
-    "live": "agent.sources.live:LiveSource",
-    "mqtt-sensors": "agent.sources.sensors_mqtt:MqttSensorSource",
-    "pcap": "agent.sources.pcap:PcapSource",
-}
+    from agent.config import AgentConfig, SourceConfig
 
 
 @dataclass(frozen=True)
@@ -88,13 +80,10 @@ class SourceFactory(Protocol):
 def source_class(kind: str) -> SourceFactory:
     """Import the class for ``kind``; an unknown kind is a ConfigError listing the valid ones."""
     try:
-        target = SOURCES[kind]
+        entry = SOURCE_KINDS[kind]
     except KeyError:
-        valid = ", ".join(sorted(SOURCES))
-        raise ConfigError(f"unknown source {kind!r} (valid: {valid})") from None
-    module_name, _, attr = target.partition(":")
-    module = importlib.import_module(module_name)
-    factory: SourceFactory = getattr(module, attr)
+        raise ConfigError(f"unknown source {kind!r} (valid: {kinds()})") from None
+    factory: SourceFactory = resolve(entry.factory)
     return factory
 
 

@@ -3,7 +3,7 @@
 Frames are received straight into one preallocated buffer and decoded a batch at a time by
 the same vectorized decoder the file reader uses. Promiscuous mode is a socket membership
 (it ends with the socket, leaving the interface as it was), and the kernel's drop count comes
-from ``PACKET_STATISTICS`` (issue 6, "Sources").
+from ``PACKET_STATISTICS``, so health can report what was lost before decoding.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Decoded packets to traffic-v1 steps plus each step's evidence, shared by pcap and live.
 
 The featurizer computes the model's inputs; beside it this keeps, per step, the counts and
-busiest sources and ports that an event reports as evidence (issue 6, "Decisions"). Evidence
+busiest sources and ports that an event reports as evidence. Evidence
 is reduced to a top-k summary as soon as a step closes, so memory stays bounded under floods.
 """
 

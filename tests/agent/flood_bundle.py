@@ -1,35 +1,24 @@
 """A signed int8 flood bundle, a trusted key and a flood capture, made once per session.
 
-The model is converted by a TensorFlow child process so the test process never imports
-TensorFlow (the agent must run without it); tests that need it are marked ``tf``.
+The models are the committed ``models/flood_int8.tflite`` and ``models/telemetry_anomaly.tflite``
+(regenerate with ``python -m tests.agent.models.make_models tests/agent/models``), so these tests
+run without TensorFlow; only keys, manifests and captures are made here.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import subprocess
-import sys
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from agent.features.telemetry import telemetry_feature_set
 from agent.features.traffic import TRAFFIC_V1
 from tests.agent.bundles import bundle_bytes, flood_frames, manifest_for, new_key, pcap_bytes
+from tests.agent.models.make_models import HERE as MODELS
 
 REPO = Path(__file__).resolve().parents[2]
-
-_BUILD = """
-import os, sys
-os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-from agent.features.telemetry import telemetry_feature_set
-from agent.features.traffic import TRAFFIC_V1
-from tests.agent.bundles import int8_flood_model, zero_reconstruction_model
-open(sys.argv[1], "wb").write(int8_flood_model(TRAFFIC_V1.width))
-open(sys.argv[2], "wb").write(zero_reconstruction_model(3))  # one sensor: value, delta, age
-"""
 
 
 @dataclass(frozen=True)
@@ -47,20 +36,13 @@ class FloodKit:
 
 
 def flood_kit(folder: Path) -> FloodKit:
-    """Build (once) the int8 model in a TF subprocess, then sign and write everything."""
+    """Copy (once) the committed models, then sign and write everything."""
     model_path = folder / "flood_int8.tflite"
     anomaly_path = folder / "telemetry_anomaly.tflite"
     if not model_path.exists():
-        if importlib.util.find_spec("tensorflow") is None:
-            pytest.skip("building the int8 test model needs TensorFlow (the [train] extra)")
         folder.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [sys.executable, "-c", _BUILD, str(model_path), str(anomaly_path)],
-            check=True,
-            cwd=REPO,
-            capture_output=True,
-            timeout=300,
-        )
+        shutil.copyfile(MODELS / "flood_int8.tflite", model_path)
+        shutil.copyfile(MODELS / "telemetry_anomaly.tflite", anomaly_path)
     model = model_path.read_bytes()
     key, public = new_key(folder)
     bundle = folder / "flood.bundle"

@@ -51,7 +51,6 @@ def _config(kit: FloodKit, state: Path, **source: Any) -> Any:
     )
 
 
-@pytest.mark.tf
 def test_replay_cli_runs_with_tensorflow_blocked(kit: FloodKit) -> None:
     args = ["agent", "replay", "--bundle", str(kit.bundle), "--capture", str(kit.capture)]
     args += ["--trust-key", str(kit.public_key), "--json"]
@@ -74,7 +73,6 @@ def test_replay_cli_runs_with_tensorflow_blocked(kit: FloodKit) -> None:
     assert "packets/s" in done.stderr
 
 
-@pytest.mark.tf
 def test_replay_refuses_an_untrusted_bundle_in_one_line(kit: FloodKit, tmp_path: Path) -> None:
     other = tmp_path / "other.pub"
     from tests.agent.bundles import new_key
@@ -89,7 +87,6 @@ def test_replay_refuses_an_untrusted_bundle_in_one_line(kit: FloodKit, tmp_path:
     assert code == 2
 
 
-@pytest.mark.tf
 def test_app_replays_a_capture_into_sinks(kit: FloodKit, tmp_path: Path) -> None:
     sink = MemorySink()
     app = App(_config(kit, tmp_path), sinks=[sink])
@@ -111,7 +108,6 @@ def test_app_replays_a_capture_into_sinks(kit: FloodKit, tmp_path: Path) -> None
     assert stats["latency_ms_p50"] is not None
 
 
-@pytest.mark.tf
 def test_two_models_on_two_sources_traffic_and_telemetry_anomaly(
     kit: FloodKit, tmp_path: Path
 ) -> None:
@@ -157,7 +153,6 @@ def test_two_models_on_two_sources_traffic_and_telemetry_anomaly(
     assert anomaly["evidence"]["packets"] == 0  # telemetry carries no packet evidence
 
 
-@pytest.mark.tf
 @pytest.mark.slow
 def test_model_updates_refuse_bad_bundles_and_activate_a_good_one(
     kit: FloodKit, tmp_path: Path
@@ -218,7 +213,6 @@ def test_model_updates_refuse_bad_bundles_and_activate_a_good_one(
         again.shutdown()
 
 
-@pytest.mark.tf
 def test_sampling_under_load_still_raises_the_flood(kit: FloodKit) -> None:
     bundle = load_bundle(kit.bundle, [kit.public_key.read_bytes()])
     slot = ModelSlot("cnn", "lan", TRAFFIC_V1, bundle.manifest.step, bundle, Debounce(2, 3, 3))
@@ -357,7 +351,6 @@ def test_agent_run_with_a_bad_config_exits_2(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.tf
 @pytest.mark.broker
 def test_agent_run_reports_over_mqtt(
     kit: FloodKit,

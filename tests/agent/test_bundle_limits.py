@@ -140,7 +140,6 @@ def _signed(kit: FloodKit, model: Member, **fields: Any) -> bytes:
     )
 
 
-@pytest.mark.tf
 @pytest.mark.parametrize(
     ("declared", "reason"),
     [(len(b"x" * 42_000), "corrupt archive"), (GIB, "model.tflite declares 1073741824 bytes")],
@@ -156,7 +155,6 @@ def test_a_model_bomb_under_a_valid_signature_inflates_no_further_than_model_siz
     assert peak < PEAK_BYTES
 
 
-@pytest.mark.tf
 def test_a_model_bomb_under_a_bad_signature_is_never_inflated(
     kit: FloodKit, tmp_path: Path
 ) -> None:
@@ -168,7 +166,6 @@ def test_a_model_bomb_under_a_bad_signature_is_never_inflated(
     assert peak < PEAK_BYTES
 
 
-@pytest.mark.tf
 def test_a_manifest_model_size_over_the_absolute_limit_is_refused(kit: FloodKit) -> None:
     data = _signed(kit, stored("model.tflite", kit.model), model_size=65 * 2**20)
     with pytest.raises(BundleError, match="larger than the limit of 67108864"):
@@ -178,7 +175,6 @@ def test_a_manifest_model_size_over_the_absolute_limit_is_refused(kit: FloodKit)
 # --- version ------------------------------------------------------------------------------------
 
 
-@pytest.mark.tf
 def test_a_manifest_without_version_is_version_0_and_versions_round_trip(kit: FloodKit) -> None:
     manifest = manifest_for(kit.model, TRAFFIC_V1, version=20261204150301)
     assert Manifest.from_json(manifest.to_json()).version == 20261204150301
@@ -187,7 +183,6 @@ def test_a_manifest_without_version_is_version_0_and_versions_round_trip(kit: Fl
     assert Manifest.from_json(json.dumps(older).encode()).version == 0
 
 
-@pytest.mark.tf
 @pytest.mark.parametrize(
     ("value", "reason"),
     [(-1, "must be 0.."), (2**63, "must be 0.."), (True, "expected int"), ("3", "expected int")],
@@ -235,7 +230,6 @@ def test_bundle_keys_default_to_4_mib_and_no_downgrade() -> None:
 FUZZ_CASES = 1000
 
 
-@pytest.mark.tf
 def test_mutated_bundles_are_either_valid_or_one_bundle_error(kit: FloodKit) -> None:
     import random
 

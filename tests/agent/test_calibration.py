@@ -141,7 +141,6 @@ def test_calibration_config_defaults() -> None:
 # --- offline: iotids agent calibrate / replay --calibration --------------------------------------
 
 
-@pytest.mark.tf
 def test_offline_calibration_keeps_the_attack_it_was_made_during(
     kit: FloodKit, pairs: PairKit, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -171,7 +170,6 @@ def test_offline_calibration_keeps_the_attack_it_was_made_during(
     assert 0 < news[0]["window_end"] - pairs.long_flood_start <= 3.0
 
 
-@pytest.mark.tf
 def test_replay_refuses_a_calibration_made_for_another_bundle(
     kit: FloodKit, pairs: PairKit, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -187,7 +185,6 @@ def test_replay_refuses_a_calibration_made_for_another_bundle(
     assert "--calibration: made for bundle b" in capsys.readouterr().err
 
 
-@pytest.mark.tf
 def test_calibration_is_refused_while_a_detection_is_active(kit: FloodKit, pairs: PairKit) -> None:
     bundle = load_bundle(pairs.paired, [load_public_key(kit.public_key)])
     slot = ModelSlot("m", "lan", TRAFFIC_V1, bundle.manifest.step, bundle, Debounce())
@@ -214,7 +211,6 @@ def test_calibration_is_refused_while_a_detection_is_active(kit: FloodKit, pairs
 # --- live: [calibration] in the agent ------------------------------------------------------------
 
 
-@pytest.mark.tf
 def test_the_agent_calibrates_persists_reports_and_resets(
     kit: FloodKit, pairs: PairKit, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from agent.config import (
-    SOURCE_OPTIONS,
     AgentConfig,
     ConfigError,
     LiveOptions,
@@ -201,7 +200,11 @@ def test_unreadable_and_invalid_toml_name_the_file(tmp_path: Path) -> None:
         load_config(bad)
 
 
-def test_the_source_registry_matches_the_option_kinds() -> None:
-    from agent.sources import SOURCES
+def test_every_registered_kind_resolves_its_class_and_options() -> None:
+    import dataclasses
 
-    assert set(SOURCES) == set(SOURCE_OPTIONS)
+    from agent.sources.registry import SOURCE_KINDS, options_class, resolve
+
+    for kind, entry in SOURCE_KINDS.items():
+        assert dataclasses.is_dataclass(options_class(kind)), kind
+        assert callable(resolve(entry.factory)), kind

@@ -209,7 +209,6 @@ def test_validate_config_opens_replays_and_verifies_bundles_as_run_does(
             assert len(err.splitlines()) == 1
 
 
-@pytest.mark.tf
 @pytest.mark.slow
 def test_a_deployable_config_with_a_signed_bundle_validates(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -130,7 +130,6 @@ def _results(sink: MemorySink) -> list[Any]:
     return [m["last_update"] for m in list(sink.models) if "last_update" in m]
 
 
-@pytest.mark.tf
 def test_update_thread_survives_a_crafted_bundle_and_a_state_dir_it_cannot_write(
     kit: FloodKit, tmp_path: Path
 ) -> None:
@@ -146,7 +145,6 @@ def test_update_thread_survives_a_crafted_bundle_and_a_state_dir_it_cannot_write
     assert app.update_failures == 0  # both were expected failures, handled on purpose
 
 
-@pytest.mark.tf
 def test_a_bundle_already_active_is_not_swapped_in_again(kit: FloodKit, tmp_path: Path) -> None:
     sink = MemorySink()
     app = App(_config(kit, tmp_path), sinks=[sink])
@@ -172,7 +170,6 @@ def test_a_bundle_already_active_is_not_swapped_in_again(kit: FloodKit, tmp_path
     assert slot.bundle is active  # not reloaded, no detection ended by a needless swap
 
 
-@pytest.mark.tf
 def test_an_unreadable_saved_bundle_falls_back_to_the_configured_one(
     kit: FloodKit, tmp_path: Path
 ) -> None:
@@ -187,7 +184,6 @@ def test_an_unreadable_saved_bundle_falls_back_to_the_configured_one(
         app.shutdown()
 
 
-@pytest.mark.tf
 def test_golden_outputs_of_another_shape_are_a_bundle_error(kit: FloodKit) -> None:
     manifest = manifest_for(kit.model, TRAFFIC_V1, signer=kit.signer)  # type: ignore[arg-type]
     golden = manifest.golden
@@ -205,7 +201,6 @@ def test_a_huge_bundle_file_is_refused_before_it_is_read(tmp_path: Path) -> None
         read_bundle(huge)
 
 
-@pytest.mark.tf
 def test_queued_model_updates_are_bounded_by_bytes(kit: FloodKit, tmp_path: Path) -> None:
     app = App(_config(kit, tmp_path), sinks=[MemorySink()])
     try:
@@ -233,7 +228,6 @@ def test_a_deeply_nested_unsigned_manifest_is_refused_in_one_line(tmp_path: Path
         load_bundle(out.getvalue(), [public.read_bytes()])
 
 
-@pytest.mark.tf
 def test_a_broken_configured_bundle_with_a_good_saved_one_resumes_the_saved(
     kit: FloodKit, tmp_path: Path
 ) -> None:

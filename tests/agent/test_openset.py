@@ -75,7 +75,6 @@ def test_a_calibrated_unknown_edge_does_not_silence_known_classes() -> None:
 # --- through the real agent path ----------------------------------------------------------------
 
 
-@pytest.mark.tf
 def test_far_from_benign_and_a_confident_class_raises_that_class(
     kit: FloodKit, pairs: PairKit
 ) -> None:
@@ -86,7 +85,6 @@ def test_far_from_benign_and_a_confident_class_raises_that_class(
     assert bundle.manifest.bundle_id.startswith("flood-int8-test+benign-")  # type: ignore[attr-defined]
 
 
-@pytest.mark.tf
 def test_a_confident_class_the_benign_model_calls_normal_is_not_an_alarm(
     kit: FloodKit, pairs: PairKit
 ) -> None:
@@ -95,7 +93,6 @@ def test_a_confident_class_the_benign_model_calls_normal_is_not_an_alarm(
     assert _news(_load(pairs.deaf, kit), kit.capture) == []
 
 
-@pytest.mark.tf
 def test_far_from_benign_with_no_confident_class_is_unknown(kit: FloodKit, pairs: PairKit) -> None:
     events = replay_capture(_load(pairs.unsure, kit), kit.capture).events  # type: ignore[arg-type]
     news = [e for e in events if e.kind == "new"]
@@ -106,7 +103,6 @@ def test_far_from_benign_with_no_confident_class_is_unknown(kit: FloodKit, pairs
     assert events[-1].kind == "end"
 
 
-@pytest.mark.tf
 def test_a_single_model_bundle_behaves_as_before(kit: FloodKit) -> None:
     bundle = _load(kit.bundle, kit)
     assert load_benign_model(bundle) is None  # type: ignore[arg-type]
@@ -130,7 +126,6 @@ def _rewrite(bundle: Path, out: Path, *, drop: str = "", replace: bytes | None =
     return out
 
 
-@pytest.mark.tf
 def test_a_swapped_or_missing_benign_model_is_refused_in_one_line(
     kit: FloodKit, pairs: PairKit, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -151,7 +146,6 @@ def test_a_swapped_or_missing_benign_model_is_refused_in_one_line(
         assert "Traceback" not in "".join(err)
 
 
-@pytest.mark.tf
 def test_the_pair_is_one_signature_and_the_section_is_signed(kit: FloodKit, pairs: PairKit) -> None:
     archive = zipfile.ZipFile(pairs.paired)
     assert sorted(archive.namelist()) == [

@@ -3,7 +3,7 @@
 A real (small) pipeline: generated ``demo-train`` traffic without the scan family, a CNN
 trained and converted to an int8 bundle, a benign model trained on the benign windows and
 paired into the same signed bundle (``iotids openset``'s code), then generated traffic with
-only the scans (another seed) replayed through ``agent.app.replay_capture`` on the real TFLite
+only the scans (another seed) replayed through ``agent.replay.replay_capture`` on the real TFLite
 interpreter. The classifier alone is replayed too, to show what the benign model adds, and the
 pair again after a site calibration on another network's benign traffic, which must not blind it.
 """

@@ -14,8 +14,6 @@ from agent.sources import StepBatch
 from tests.agent.flood_bundle import flood_kit
 from tests.agent.padded import STEP, load_padded
 
-pytestmark = pytest.mark.tf
-
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> bytes:

@@ -18,7 +18,7 @@ from agent.runtime import (
     runtime_name,
     runtime_version,
 )
-from tests.agent.model_fixture import REPO, tiny_models
+from tests.agent.model_fixture import REPO, need, tiny_models
 
 
 @pytest.fixture(scope="session")
@@ -73,6 +73,7 @@ def test_out_of_range_inputs_are_clipped_not_wrapped(models: Path) -> None:
 def test_fixed_batch_model_runs_one_window_at_a_time(models: Path) -> None:
     x, _ = _samples(models)
     for name in ("gru_float32", "gru_int8"):
+        need(models, name)
         gru = _load(models, name)
         together = gru.predict(x[:5])
         apart = np.concatenate([gru.predict(x[i : i + 1]) for i in range(5)])

@@ -16,7 +16,8 @@ import pytest
 from agent.config import ConfigError, parse_config
 from agent.features.telemetry import telemetry_feature_set
 from agent.features.traffic import TRAFFIC_V1
-from agent.sources import SOURCES, StepBatch, open_source, source_class
+from agent.sources import StepBatch, open_source, source_class
+from agent.sources.registry import SOURCE_KINDS
 from agent.sources.sensors_payload import PayloadError, reading_value
 from tests.agent.bundles import ethernet, flood_frames, ipv4, pcap_bytes, udp
 from tests.broker import Broker, Probe, make_pki
@@ -39,7 +40,7 @@ def _drain(source, limit_s: float = 10.0) -> list[StepBatch]:  # type: ignore[no
 def test_unknown_kind_lists_the_valid_ones() -> None:
     with pytest.raises(ConfigError, match=r"unknown source 'pcapp' \(valid: csv, host, live"):
         source_class("pcapp")
-    assert all(":" in target for target in SOURCES.values())
+    assert all(":" in kind.factory and ":" in kind.options for kind in SOURCE_KINDS.values())
 
 
 def test_pcap_replay_gives_steps_with_evidence(tmp_path: Path) -> None:

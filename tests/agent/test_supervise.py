@@ -8,6 +8,7 @@ registry's ``host`` entry is pointed at it for the restart path.
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ from agent.config import AgentConfig, parse_config
 from agent.features.schema import FeatureSet
 from agent.features.steps import StepSpec
 from agent.health import Health
-from agent.sources import SOURCES, SourceStats, StepBatch
+from agent.sources import SourceStats, StepBatch
+from agent.sources.registry import SOURCE_KINDS
 
 OPENED: list[FlakySource] = []
 FAILURES_LEFT = [0]
@@ -54,7 +56,8 @@ class FlakySource:
 @pytest.fixture
 def flaky(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> AgentConfig:
     OPENED.clear()
-    monkeypatch.setitem(SOURCES, "host", f"{__name__}:FlakySource")
+    host = SOURCE_KINDS["host"]
+    monkeypatch.setitem(SOURCE_KINDS, "host", replace(host, factory=f"{__name__}:FlakySource"))
     monkeypatch.setattr(supervise, "BACKOFF_S", (0.01, 0.02))
     return parse_config(
         {

@@ -16,7 +16,7 @@ from agent.cli import main
 from converters.bundle import wrap_tflite
 from converters.signing import generate_keypair
 from converters.verify import classification_metrics, verify
-from tests.agent.model_fixture import REPO, tiny_models
+from tests.agent.model_fixture import REPO, need, tiny_models
 from tests.converters.training_folder import preprocess
 
 Keys = tuple[Path, Path, str]
@@ -82,6 +82,7 @@ def test_budget_failure_exits_non_zero_and_names_it(
     tmp_path: Path, models: Path, keys: Keys, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # an untrained GRU against the trained float CNN: the macro-F1 drop is large
+    need(models, "gru_int8")
     path = bundle(tmp_path, models, "gru_int8", keys[0])
     data = data_file(tmp_path, models)
     argv = ["verify", str(path), "--trust-key", str(keys[1]), "--data", str(data)]

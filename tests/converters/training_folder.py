@@ -1,4 +1,4 @@
-"""Tiny training output folders (the issue 5 contract), built in seconds with Keras.
+"""Tiny training output folders (what ``iotids train --out`` writes), built in seconds with Keras.
 
 Windows are 16 steps x 8 features; class c raises feature c, so one or two epochs learn it.
 """
@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from agent.features.schema import FeatureSet
-from converters.quantize import keras_numpy_quiet, quiet_tensorflow
+from agent.quiet import quiet_tensorflow
+from converters.quantize import keras_numpy_quiet
 
 FEATURES = FeatureSet("unit", 1, tuple(f"f{i}" for i in range(8)))
 WINDOW = 16

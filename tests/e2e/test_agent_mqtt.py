@@ -1,4 +1,4 @@
-"""Issue 7's broker list, proven with the real agent process in the loop.
+"""The MQTT delivery guarantees, proven with the real agent process in the loop.
 
 Each test starts a real Mosquitto and ``python -m agent run --config F`` replaying a generated
 SYN-flood capture in real time through a signed int8 bundle, and watches the broker with a paho
@@ -206,7 +206,7 @@ def test_a_thirty_second_outage_during_an_attack_loses_no_event(
         down = time.monotonic()
         # The attack goes on while nobody listens: the agent keeps its events on disk.
         assert _wait(lambda: len(agent.queued_events()) >= 3, 29), agent.log()
-        time.sleep(max(0.0, 30.0 - (time.monotonic() - down)))  # issue 7: 30 s away
+        time.sleep(max(0.0, 30.0 - (time.monotonic() - down)))  # the target's outage: 30 s
         held = agent.queued_events()
         mosq.start()
         assert agent.wait_exit(60) == 0  # the capture ended: the agent stops on its own

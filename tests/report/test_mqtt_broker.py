@@ -1,4 +1,4 @@
-"""The MQTT sink against a real Mosquitto: contract, outages, crashes, TLS, auth, ACL (issue 7)."""
+"""The MQTT sink against a real Mosquitto: contract, outages, crashes, TLS, auth, ACL."""
 
 from __future__ import annotations
 
@@ -155,7 +155,7 @@ def test_broker_outage_loses_nothing_and_keeps_order(
 
 @pytest.mark.slow
 def test_thirty_second_broker_outage(broker: BrokerFactory, sinks: SinkFactory) -> None:
-    """Issue 7's figure: the broker is away for 30 s in the middle of an attack."""
+    """The delivery target: the broker is away for 30 s in the middle of an attack."""
     _outage(broker, sinks, outage_s=30.0)
 
 

@@ -1,4 +1,4 @@
-"""The captures dataset cannot tell a link layer apart: the MQTTset trap (issue 4).
+"""The captures dataset cannot tell a link layer apart: the MQTTset trap.
 
 MQTTset's benign and flood files are Linux cooked captures, the other attacks Ethernet; a
 model that could see the link type would score by file format. The same IP packets written

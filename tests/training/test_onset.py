@@ -1,4 +1,4 @@
-"""Attack onsets in training (issue 6): weighted onset windows, calibrated thresholds."""
+"""Attack onsets in training: weighted onset windows, calibrated thresholds."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ class _Terminal(io.StringIO):
 
 
 def _fit(callback: object, epochs: int = 3) -> None:
-    from training.quiet import quiet_tensorflow
+    from agent.quiet import quiet_tensorflow
 
     quiet_tensorflow()
     import keras

@@ -1,7 +1,7 @@
 """Dataset loaders behind one interface: ``load(kind, path, **options) -> Dataset``.
 
 Each kind lives in its own module and is imported only when asked for, so a loader's
-dependencies never load for the others (STYLE.md, "Plugins").
+dependencies never load for the others.
 """
 
 from __future__ import annotations

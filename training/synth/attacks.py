@@ -51,14 +51,14 @@ def _bots(spec: AttackSpec, default: int) -> npt.NDArray[np.uint32]:
     return (ATTACKER_NET + 10 + np.arange(count) % 240).astype(np.uint32)
 
 
-def _lan_attackers(ctx: Context, spec: AttackSpec) -> npt.NDArray[np.uint32]:
+def lan_attackers(ctx: Context, spec: AttackSpec) -> npt.NDArray[np.uint32]:
     """Compromised LAN hosts (a Mirai-infected device and its neighbours), .66 to .215."""
     count = spec.sources or 1
     hosts = [ctx.net.host(COMPROMISED_HOST + i % 150) for i in range(count)]
     return np.array(hosts, dtype=np.uint32)
 
 
-def _target(ctx: Context, spec: AttackSpec, default_host: int) -> int:
+def attack_target(ctx: Context, spec: AttackSpec, default_host: int) -> int:
     return int(ipaddress.IPv4Address(spec.target)) if spec.target else ctx.net.host(default_host)
 
 
@@ -74,7 +74,7 @@ def syn_flood(ctx: Context, spec: AttackSpec, label: int) -> Frames:
     rng = ctx.rng
     t = jittered_times(rng, spec.start, spec.stop, spec.intensity * 0.96, jitter=1.0)
     n = t.size
-    target = _target(ctx, spec, 1)
+    target = attack_target(ctx, spec, 1)
     src = _random_public(rng, n)
     sport = rng.integers(1024, 65536, n)
     seq = rng.integers(0, 2**32, n, dtype=np.uint64)
@@ -126,7 +126,7 @@ def udp_flood(ctx: Context, spec: AttackSpec, label: int) -> Frames:
         ctx,
         t,
         src,
-        _target(ctx, spec, 1),
+        attack_target(ctx, spec, 1),
         rng.integers(1024, 65536, n),
         dport,
         rng.integers(40, 250, n),
@@ -144,7 +144,7 @@ def icmp_flood(ctx: Context, spec: AttackSpec, label: int) -> Frames:
     bots = _bots(spec, 12)
     which = rng.integers(0, bots.size, n)
     src = bots[which]
-    target = _target(ctx, spec, 1)
+    target = attack_target(ctx, spec, 1)
     seq = np.arange(n) & 0xFFFF
     payload = ctx.book.add(b"")
     common = {
@@ -180,7 +180,7 @@ def icmp_flood(ctx: Context, spec: AttackSpec, label: int) -> Frames:
     return Frames.concat([request, reply])
 
 
-def _exchanges(
+def exchanges(
     ctx: Context,
     spec: AttackSpec,
     label: int,
@@ -245,12 +245,12 @@ def http_get_flood(ctx: Context, spec: AttackSpec, label: int) -> Frames:
         (True, ACK, -1, 0, 0.5),
         *CLOSE_BY_CLIENT,
     ]
-    return _exchanges(
+    return exchanges(
         ctx,
         spec,
         label,
         _bots(spec, 25),
-        _target(ctx, spec, CAMERA_BASE),
+        attack_target(ctx, spec, CAMERA_BASE),
         spec.port or 80,
         steps,
         (20_000, 90_000),
@@ -320,7 +320,7 @@ def tcp_syn_scan(ctx: Context, spec: AttackSpec, label: int) -> Frames:
     rng = ctx.rng
     t = jittered_times(rng, spec.start, spec.stop, spec.intensity / 2, jitter=0.3)
     n = t.size
-    hosts = [_target(ctx, spec, 1)] if spec.hosts == 1 else _victims(ctx)[: spec.hosts]
+    hosts = [attack_target(ctx, spec, 1)] if spec.hosts == 1 else _victims(ctx)[: spec.hosts]
     hosts_a = np.array(hosts, dtype=np.uint32)
     ports = np.concatenate(
         [rng.permutation(np.arange(1, 1025)), rng.permutation(np.arange(1025, 65536))]
@@ -361,7 +361,8 @@ def udp_scan(ctx: Context, spec: AttackSpec, label: int) -> Frames:
     """nmap -sU: empty datagrams to many ports; port-unreachable replies rate-limited to 1/s."""
     rng = ctx.rng
     hosts = np.array(
-        [_target(ctx, spec, 1)] if spec.hosts == 1 else _victims(ctx)[: spec.hosts], dtype=np.uint32
+        [attack_target(ctx, spec, 1)] if spec.hosts == 1 else _victims(ctx)[: spec.hosts],
+        dtype=np.uint32,
     )
     replies_per_s = min(spec.intensity / 2, float(hosts.size))  # at most one per host per second
     t = jittered_times(rng, spec.start, spec.stop, spec.intensity - replies_per_s, jitter=0.3)
@@ -425,7 +426,7 @@ def _mirai_scan(
     rng = ctx.rng
     t = jittered_times(rng, spec.start, stop, spec.intensity, jitter=1.0)
     n = t.size
-    src = _lan_attackers(ctx, spec)[rng.integers(0, max(spec.sources, 1), n)]
+    src = lan_attackers(ctx, spec)[rng.integers(0, max(spec.sources, 1), n)]
     lan = rng.random(n) < 0.6
     dst = np.where(lan, ctx.net.base + rng.integers(2, 255, n), _random_public(rng, n)).astype(
         np.uint32
@@ -480,7 +481,7 @@ def ssh_bruteforce(ctx: Context, spec: AttackSpec, label: int) -> Frames:
 
 def _bruteforce(ctx: Context, spec: AttackSpec, label: int, telnet: bool) -> Frames:
     book = ctx.book
-    victim = _target(ctx, spec, CAMERA_BASE if telnet else 1)
+    victim = attack_target(ctx, spec, CAMERA_BASE if telnet else 1)
     port = spec.port or (23 if telnet else 22)
     switch = spec.start + 0.3 * (spec.stop - spec.start)
     scan = _mirai_scan(ctx, spec, label, switch, (23, 2323) if telnet else (22,), victim, port)
@@ -512,128 +513,9 @@ def _bruteforce(ctx: Context, spec: AttackSpec, label: int, telnet: bool) -> Fra
             (False, PA, packet, 52, 60.0),
             *CLOSE_BY_CLIENT,
         ]
-    attacker = _lan_attackers(ctx, spec)
-    logins = _exchanges(ctx, spec, label, attacker, victim, port, steps, (1_000, 8_000), switch)
+    attacker = lan_attackers(ctx, spec)
+    logins = exchanges(ctx, spec, label, attacker, victim, port, steps, (1_000, 8_000), switch)
     return Frames.concat([scan, logins])
-
-
-def mqtt_connect_flood(ctx: Context, spec: AttackSpec, label: int) -> Frames:
-    """Connections that each CONNECT with a fresh client id, get CONNACK 0 and hang up."""
-    book = ctx.book
-    hellos = [pl.mqtt_connect(f"flood{k:04x}", 60) for k in range(32)]
-    connack = pl.mqtt_connack()
-    steps: list[Step] = [
-        *HANDSHAKE,
-        (
-            True,
-            PA,
-            np.array([book.add(h) for h in hellos]),
-            np.array([len(h) for h in hellos]),
-            0.05,
-        ),
-        (False, PA, book.add(connack), len(connack), 0.5),
-        *CLOSE_BY_CLIENT,
-    ]
-    return _exchanges(
-        ctx,
-        spec,
-        label,
-        _lan_attackers(ctx, spec),
-        _target(ctx, spec, 1),
-        spec.port or MQTT_PORT,
-        steps,
-        (500, 4_000),
-    )
-
-
-def mqtt_bruteforce(ctx: Context, spec: AttackSpec, label: int) -> Frames:
-    """CONNECT with guessed credentials; the broker refuses (rc 4 or 5) and closes."""
-    book = ctx.book
-    tries = [
-        pl.mqtt_connect("mqtt-probe", 60, u or "admin", p or "admin")
-        for u, p in pl.MIRAI_CREDENTIALS
-    ]
-    refusals = [
-        pl.mqtt_connack(pl.CONNACK_BAD_CREDENTIALS),
-        pl.mqtt_connack(pl.CONNACK_NOT_AUTHORIZED),
-    ]
-    steps: list[Step] = [
-        *HANDSHAKE,
-        (True, PA, np.array([book.add(t) for t in tries]), np.array([len(t) for t in tries]), 0.05),
-        (False, PA, np.array([book.add(r) for r in refusals]), 4, 0.5),
-        *CLOSE_BY_SERVER,
-    ]
-    return _exchanges(
-        ctx,
-        spec,
-        label,
-        _lan_attackers(ctx, spec),
-        _target(ctx, spec, 1),
-        spec.port or MQTT_PORT,
-        steps,
-        (1_000, 6_000),
-    )
-
-
-def mqtt_publish_flood(ctx: Context, spec: AttackSpec, label: int) -> Frames:
-    """A few connections pushing PUBLISH as fast as they can; the broker ACKs every second."""
-    rng, book = ctx.rng, ctx.book
-    attackers = _lan_attackers(ctx, spec)
-    m = attackers.size
-    conns = Conns.make(
-        m, rng, c_ip=attackers, s_ip=_target(ctx, spec, 1), s_port=spec.port or MQTT_PORT
-    )
-    rtt = rng.integers(1_000, 4_000, m)
-    hello, connack = pl.mqtt_connect("pub-flood", 65535), pl.mqtt_connack()
-    ev = TcpEvents()
-    setup: list[Step] = [
-        *HANDSHAKE,
-        (True, PA, book.add(hello), len(hello), 0.05),
-        (False, PA, book.add(connack), len(connack), 0.5),
-        (True, ACK, -1, 0, 0.5),
-    ]
-    ready = ev.add_template(np.arange(m), ctx.us(np.full(m, spec.start)), rtt, setup)
-    t = jittered_times(
-        rng, spec.start, spec.stop, (spec.intensity - 6 * m / (spec.stop - spec.start)) / 1.5
-    )
-    t = t[ctx.us(t) > ready.max()]
-    conn = rng.integers(0, m, t.size)
-    messages = [pl.mqtt_publish("home/flood", rng.bytes(k)) for k in (64, 128, 256, 512, 1000)]
-    pick = rng.integers(0, len(messages), t.size)
-    pids = np.array([book.add(msg) for msg in messages])[pick]
-    ev.add(conn, ctx.us(t), True, PA, pids, np.array([len(msg) for msg in messages])[pick])
-    acked = np.arange(t.size)[1::2]
-    ev.add(conn[acked], ctx.us(t[acked]) + rtt[conn[acked]] // 2, False, ACK)
-    return tcp_frames(ev, conns, ctx.net, label)
-
-
-def mqtt_slowdos(ctx: Context, spec: AttackSpec, label: int) -> Frames:
-    """SlowITe: many connections opened with CONNECT and a 65535 s keep-alive, then held idle."""
-    book = ctx.book
-    hellos = [pl.mqtt_connect(f"slow{k:04x}", 65535) for k in range(64)]
-    connack = pl.mqtt_connack()
-    steps: list[Step] = [
-        *HANDSHAKE,
-        (
-            True,
-            PA,
-            np.array([book.add(h) for h in hellos]),
-            np.array([len(h) for h in hellos]),
-            0.05,
-        ),
-        (False, PA, book.add(connack), len(connack), 0.5),
-        (True, ACK, -1, 0, 0.5),
-    ]
-    return _exchanges(
-        ctx,
-        spec,
-        label,
-        _lan_attackers(ctx, spec),
-        _target(ctx, spec, 1),
-        spec.port or MQTT_PORT,
-        steps,
-        (1_000, 5_000),
-    )
 
 
 def arp_spoof(ctx: Context, spec: AttackSpec, label: int) -> Frames:
@@ -641,8 +523,8 @@ def arp_spoof(ctx: Context, spec: AttackSpec, label: int) -> Frames:
     rng, net = ctx.rng, ctx.net
     t = jittered_times(rng, spec.start, spec.stop, spec.intensity, jitter=0.2)
     n = t.size
-    attacker = _lan_attackers(ctx, spec)[0]
-    claimed = _target(ctx, spec, 1)
+    attacker = lan_attackers(ctx, spec)[0]
+    claimed = attack_target(ctx, spec, 1)
     victims = np.array([v for v in _victims(ctx) if v != claimed], dtype=np.uint32)
     victim = victims[np.arange(n) % victims.size]
     gratuitous = np.arange(n) % (victims.size + 1) == victims.size
@@ -657,20 +539,3 @@ def arp_spoof(ctx: Context, spec: AttackSpec, label: int) -> Frames:
         dst_ip=np.where(gratuitous, claimed, victim),
         label=label,
     )
-
-
-BUILDERS: dict[str, Builder] = {
-    "syn_flood": syn_flood,
-    "udp_flood": udp_flood,
-    "icmp_flood": icmp_flood,
-    "http_get_flood": http_get_flood,
-    "tcp_syn_scan": tcp_syn_scan,
-    "udp_scan": udp_scan,
-    "telnet_bruteforce": telnet_bruteforce,
-    "ssh_bruteforce": ssh_bruteforce,
-    "mqtt_connect_flood": mqtt_connect_flood,
-    "mqtt_bruteforce": mqtt_bruteforce,
-    "mqtt_publish_flood": mqtt_publish_flood,
-    "mqtt_slowdos": mqtt_slowdos,
-    "arp_spoof": arp_spoof,
-}

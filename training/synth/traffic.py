@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from training.synth.attacks import BUILDERS
 from training.synth.benign import benign_traffic
+from training.synth.builders import BUILDERS
 from training.synth.flows import Context, Network
 from training.synth.frames import Frames, PayloadBook
 from training.synth.pcap_writer import write_pcap
