@@ -1,4 +1,4 @@
-"""``iotids demo``: the whole pipeline end to end on built-in data, in minutes (issue 9).
+"""``iotids demo``: the whole pipeline end to end on built-in data, in minutes.
 
 Generate a training scenario and a different test scenario (traffic and telemetry) -> train a
 CNN on traffic windows and a GRU anomaly model on telemetry -> make a signing key, convert

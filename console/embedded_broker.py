@@ -1,4 +1,4 @@
-"""An in-process MQTT broker for ``iotids demo`` when no ``--broker`` is given (issue 9).
+"""An in-process MQTT broker for ``iotids demo`` when no ``--broker`` is given.
 
 amqtt is an optional dependency (the ``[demo]`` extra): it is imported only when a broker
 starts, so the rest of the desktop tools never need it. The broker runs its own asyncio loop in
