@@ -160,6 +160,7 @@ SOURCE_OPTIONS: dict[str, type[Any]] = {
     "csv": CsvOptions,
     "host": HostOptions,
     "live": LiveOptions,
+    "live-ring": LiveOptions,  # the same options; frames come from a PACKET_MMAP ring
     "mqtt-sensors": MqttSensorsOptions,
     "pcap": PcapOptions,
 }

@@ -26,6 +26,7 @@ SOURCES: dict[str, str] = {
     "csv": "agent.sources.sensors_csv:CsvSensorSource",
     "host": "agent.sources.host:HostSource",
     "live": "agent.sources.live:LiveSource",
+    "live-ring": "agent.sources.live_ring:RingSource",
     "mqtt-sensors": "agent.sources.sensors_mqtt:MqttSensorSource",
     "pcap": "agent.sources.pcap:PcapSource",
 }
