@@ -21,6 +21,7 @@ MODULES = (
     "benchmarks.synth_speed",
     "benchmarks.conversion",
     "benchmarks.agent_replay",
+    "benchmarks.live_capture",
     "benchmarks.bundle_pushes",
     "benchmarks.detection",
     "benchmarks.incidents",
