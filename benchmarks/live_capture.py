@@ -37,7 +37,8 @@ for i in range(64):
     udp = struct.pack("!HHHH", 40000 + i, 9000, size - 34, 0) + bytes(size - 42)
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, size - 14, i, 0, 64, 17, 0,
                      bytes([10, 77, 0, 2]), bytes([10, 77, 0, 99]))
-    frames.append(bytes.fromhex("020000000099") + bytes.fromhex("020000000002") + b"\\x08\\x00" + ip + udp)
+    ether = bytes.fromhex("020000000099" "020000000002" "0800")
+    frames.append(ether + ip + udp)
 send = s.send
 began = time.perf_counter()
 for i in range(count):
