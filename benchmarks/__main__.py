@@ -22,6 +22,8 @@ MODULES = (
     "benchmarks.conversion",
     "benchmarks.agent_replay",
     "benchmarks.live_capture",
+    "benchmarks.memory",
+    "benchmarks.cpu_budget",
     "benchmarks.bundle_pushes",
     "benchmarks.detection",
     "benchmarks.incidents",
