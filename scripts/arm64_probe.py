@@ -26,7 +26,7 @@ def main() -> None:
     bundle_path, key, capture, out = (Path(a) for a in sys.argv[1:5])
     bundle = load_bundle(bundle_path, [key.read_bytes()])
     manifest = bundle.manifest
-    steps = featurize(read_capture(capture).packets).values
+    steps = featurize(read_capture(capture).packets, manifest.step).values
     windows = sliding_windows(steps, manifest.window)
     began = time.perf_counter()
     outputs = bundle.model.predict(manifest.prepare(np.ascontiguousarray(windows)))

@@ -88,7 +88,8 @@ rm -rf "$INSIDE" && mkdir -p "$INSIDE/wheels" "$INSIDE/out"
 cp "$WHEELS"/*.whl "$INSIDE/wheels/"
 cp "$WORK"/cnn.bundle "$WORK"/cnn.pub "$WORK"/rule.bundle "$WORK"/rule.pub "$REPO/scripts/arm64_probe.py" "${CAPTURES[@]}" "$INSIDE/"
 mountpoint -q "$ROOT/proc" || mount -t proc proc "$ROOT/proc"
-trap 'umount "$ROOT/proc" 2>/dev/null || true' EXIT
+mountpoint -q "$ROOT/sys" || mount -t sysfs sysfs "$ROOT/sys"  # XNNPACK reads the CPU list
+trap 'umount "$ROOT/proc" "$ROOT/sys" 2>/dev/null || true' EXIT
 say "installing iotids in the arm64 root with pip --no-index"
 env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin chroot "$ROOT" /bin/sh -ec '
     rm -rf /opt/iotids && python3 -m venv /opt/iotids
