@@ -73,12 +73,16 @@ class RingSource(LiveSource):
         super().__init__(config, agent, clock=clock)
         blocks = max(2, self._ring_bytes // BLOCK_BYTES)
         self._blocks = blocks
-        mm = mmap.mmap(
-            self._sock.fileno(),
-            blocks * BLOCK_BYTES,
-            mmap.MAP_SHARED,
-            mmap.PROT_READ | mmap.PROT_WRITE,
-        )
+        try:
+            mm = mmap.mmap(
+                self._sock.fileno(),
+                blocks * BLOCK_BYTES,
+                mmap.MAP_SHARED,
+                mmap.PROT_READ | mmap.PROT_WRITE,
+            )
+        except OSError:
+            self._sock.close()  # the ring could not be mapped: no socket left behind
+            raise
         self._mm = mm
         self._u8 = np.frombuffer(mm, np.uint8)
         self._u16 = np.frombuffer(mm, np.uint16)
