@@ -32,11 +32,12 @@ def main() -> None:
     outputs = bundle.model.predict(manifest.prepare(np.ascontiguousarray(windows)))
     seconds = time.perf_counter() - began
     quant = bundle.model.output_quantization
+    width = int(np.prod(outputs.shape[1:]))  # a capture shorter than one window gives none
     if quant is not None:  # back to the int8 the interpreter wrote (dequantizing is affine)
         raw = np.round(outputs / quant.scale + quant.zero_point).astype(np.int64)
-        values: list[object] = raw.reshape(len(raw), -1).tolist()
+        values: list[object] = raw.reshape(len(raw), width).tolist()
     else:
-        values = outputs.reshape(len(outputs), -1).tolist()
+        values = outputs.reshape(len(outputs), width).tolist()
     result = {
         "machine": platform.machine(),
         "python": platform.python_version(),
