@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-fast lint bench
+.PHONY: setup demo test test-fast lint bench check-arm64
 setup:
 	@scripts/bootstrap.sh
 
@@ -24,3 +24,7 @@ lint: setup
 
 bench: setup
 	$(PY) -m benchmarks
+
+# arm64 under qemu-user (root, ~10 min the first time): not part of `make test`
+check-arm64: setup
+	scripts/check_arm64.sh

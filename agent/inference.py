@@ -258,13 +258,14 @@ class ModelSlot:
             scores = self._fusion.fuse(probabilities, anomaly)
         self.windows_scored += len(picked)
         ends = np.asarray(batch.start_ns, np.int64)[picked + self.window - 1 - held] + self._step_ns
-        busy = np.zeros(len(picked), bool)
-        for k, (row, j) in enumerate(zip(scores, picked.tolist(), strict=True)):
-            busy[k] = bool(self.decider.active_labels)
-            covered = evidence[j : j + self.window]
-            events += self.decider.observe(
-                int(ends[k]), row, functools.partial(Evidence.merge, covered)
-            )
+        window = self.window
+
+        def evidence_at(k: int) -> Callable[[], Evidence]:
+            j = int(picked[k])
+            return functools.partial(Evidence.merge, evidence[j : j + window])
+
+        found, busy = self.decider.observe_many(ends, scores, evidence_at)
+        events += found
         if self.on_scores is not None:
             self.on_scores(ends, probabilities, anomaly, busy)
         return events

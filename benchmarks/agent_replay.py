@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 DATASETS = Path(os.environ.get("IOTIDS_DATASETS", REPO.parent / "shared" / "datasets"))
 NAME = "agent_replay"
 WINDOW = 16
+PACKET_WINDOW = 8
 CAPTURES = (
     "mqttset_reduced_pcap/benign-train.pcap",
     "mqttset_reduced_pcap/flood-train.pcap",
@@ -50,12 +51,12 @@ def _row(case: str, metric: str, value: object, unit: str, target: str = "") -> 
 # --- models and bundles (TensorFlow only here, on the desktop) ---------------------------------
 
 
-def _cnn_int8(width: int, classes: int) -> bytes:
+def _cnn_int8(width: int, classes: int, window: int = WINDOW) -> bytes:
     """A small traffic CNN (parallel 3x3 / 5x5 convs, pooling, dense) with random weights."""
     import tensorflow as tf
 
     tf.keras.utils.set_random_seed(0)
-    inputs = tf.keras.Input((WINDOW, width, 1))
+    inputs = tf.keras.Input((window, width, 1))
     a = tf.keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
     b = tf.keras.layers.Conv2D(8, 5, padding="same", activation="relu")(inputs)
     h = tf.keras.layers.Concatenate()([a, b])
@@ -65,7 +66,7 @@ def _cnn_int8(width: int, classes: int) -> bytes:
     h = tf.keras.layers.Flatten()(h)
     h = tf.keras.layers.Dense(32, activation="relu")(h)
     outputs = tf.keras.layers.Dense(classes, activation="softmax")(h)
-    return _int8(tf.keras.Model(inputs, outputs), (WINDOW, width, 1))
+    return _int8(tf.keras.Model(inputs, outputs), (window, width, 1))
 
 
 def _rule_int8(width: int, window: int, columns: list[int]) -> bytes:
@@ -119,6 +120,7 @@ def _bundle(
     labels: tuple[str, ...],
     maxima: np.ndarray,
     model_type: str,
+    step: dict[str, object] | None = None,
 ) -> tuple[Path, Path]:
     """Wrap a .tflite as a signed traffic-v1 bundle; returns (bundle, public key)."""
     from agent.features.traffic import TRAFFIC_V1
@@ -134,7 +136,7 @@ def _bundle(
         "feature_set": TRAFFIC_V1.id,
         "schema_id": TRAFFIC_V1.schema_id,
         "columns": list(TRAFFIC_V1.columns),
-        "step": {"kind": "time", "size": 1.0},
+        "step": step or {"kind": "time", "size": 1.0},
         "window": window,
         "model_type": model_type,
         "task": "classify",
@@ -186,7 +188,6 @@ def _feature_maxima(captures: list[Path]) -> np.ndarray:
 def throughput(folder: Path, quick: bool) -> list[dict[str, object]]:
     """End-to-end replay packets/s per shared capture and over all of them."""
     from agent.features.traffic import TRAFFIC_V1
-    from agent.replay import replay_capture
 
     captures = _captures(quick)
     if not captures:
@@ -202,33 +203,63 @@ def throughput(folder: Path, quick: bool) -> list[dict[str, object]]:
         maxima=_feature_maxima(captures),
         model_type="cnn",
     )
-    bundle = _load(bundle_path, public)
-    rows = []
-    total_packets = 0
-    total_seconds = 0.0
-    for path in captures:
-        best = min(
-            (replay_capture(bundle, path) for _ in range(1 if quick else 3)),
-            key=lambda r: r.seconds,
-        )
-        total_packets += best.source.packets
-        total_seconds += best.seconds
-        rows.append(
-            _row(f"replay {path.name}", "packets_per_s", round(best.packets_per_s), "pkt/s")
-        )
-    rows.append(
-        _row(
-            "replay all captures, int8 CNN",
-            "packets_per_s",
-            round(total_packets / total_seconds),
-            "pkt/s",
-            ">= 200,000",
-        )
+    rows = _replay_rate(_load(bundle_path, public), captures, quick, "1 s steps", ">= 1,000,000")
+    # The README's recipe for captures: 20-packet steps, windows of 8 (a flood makes a window
+    # every 20 packets, so the per-window cost dominates there).
+    steps_20p = _bundle(
+        folder,
+        "cnn20p",
+        _cnn_int8(TRAFFIC_V1.width, len(labels), PACKET_WINDOW),
+        window=PACKET_WINDOW,
+        labels=labels,
+        maxima=_feature_maxima(captures),
+        model_type="cnn",
+        step={"kind": "packets", "size": 20},
     )
-    rows.append(_row("replay all captures", "packets", total_packets, "packets"))
+    rows += _replay_rate(_load(*steps_20p), captures, quick, "20p steps", ">= 300,000")
     rows.append(_row("int8 CNN", "model_bytes", len(tflite), "bytes"))
     rows.append(_row("int8 CNN", "bundle", str(bundle_path.name), ""))
     return rows + peak_rss(folder, bundle_path, public, captures[0], quick)
+
+
+def _replay_rate(
+    bundle: Any, captures: list[Path], quick: bool, case: str, target: str
+) -> list[dict[str, object]]:
+    """Best of a few end-to-end replays per capture, and packets/s over all of them."""
+    from agent.app import replay_capture
+
+    rows = []
+    total_packets = 0
+    total_seconds = 0.0
+    total_cpu = 0.0
+    for path in captures:
+        runs = []
+        for _ in range(1 if quick else 3):
+            began = time.process_time()
+            result = replay_capture(bundle, path)
+            runs.append((result.seconds, time.process_time() - began, result))
+        seconds, _, best = min(runs, key=lambda r: r[0])
+        total_packets += best.source.packets
+        total_seconds += seconds
+        total_cpu += min(r[1] for r in runs)
+        rows.append(
+            _row(f"replay {path.name}, {case}", "packets_per_s", round(best.packets_per_s), "pkt/s")
+        )
+    rate = round(total_packets / total_seconds)
+    rows.append(
+        _row(f"replay all captures, int8 CNN, {case}", "packets_per_s", rate, "pkt/s", target)
+    )
+    # On a shared machine wall time counts other people's work too: the process's own CPU time
+    # says what one core does when it is not shared.
+    per_cpu = round(total_packets / max(total_cpu, 1e-9))
+    rows.append(
+        _row(f"replay all captures, CNN, {case}", "packets_per_cpu_s", per_cpu, "pkt/s", target)
+    )
+    if max(rate, per_cpu) < int(target.split()[-1].replace(",", "")):
+        rows.append(_row(f"replay all captures, {case}", "target", "MISSED", "", target))
+    rows.append(_row(f"replay all captures, {case}", "packets", total_packets, "packets"))
+    rows.append(_row("machine load", "loadavg_1min", round(os.getloadavg()[0], 2), ""))
+    return rows
 
 
 def peak_rss(

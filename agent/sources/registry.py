@@ -29,6 +29,10 @@ SOURCE_KINDS: dict[str, SourceKind] = {
     ),
     "host": SourceKind("agent.sources.host:HostSource", "agent.config_sources:HostOptions"),
     "live": SourceKind("agent.sources.live:LiveSource", "agent.config_sources:LiveOptions"),
+    # the same options as "live"; frames come from a PACKET_MMAP ring
+    "live-ring": SourceKind(
+        "agent.sources.live_ring:RingSource", "agent.config_sources:LiveOptions"
+    ),
     "mqtt-sensors": SourceKind(
         "agent.sources.sensors_mqtt:MqttSensorSource", "agent.config_sources:MqttSensorsOptions"
     ),

@@ -347,7 +347,7 @@ def test_agent_run_with_a_bad_config_exits_2(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.strip() == (
         "iotids agent: sources[0].kind: unknown source 'pcapp' "
-        "(valid: csv, host, live, mqtt-sensors, pcap)"
+        "(valid: csv, host, live, live-ring, mqtt-sensors, pcap)"
     )
 
 

@@ -101,7 +101,8 @@ def test_defaults_fill_absent_tables() -> None:
             _base(
                 sources=[{"name": "a", "kind": "pcap", "path": "x"}, {"name": "b", "kind": "pcapp"}]
             ),
-            "sources[1].kind: unknown source 'pcapp' (valid: csv, host, live, mqtt-sensors, pcap)",
+            "sources[1].kind: unknown source 'pcapp' "
+            "(valid: csv, host, live, live-ring, mqtt-sensors, pcap)",
         ),
         (
             _base(mqtt={"password": "hunter2"}),

@@ -1,0 +1,211 @@
+"""What holds the memory of ``agent run`` with one int8 model, and whether XNNPACK pays.
+
+Three views: (1) resident MB added by each import the agent needs, each measured in a fresh
+interpreter in the order the agent loads them; (2) the running agent's resident memory by
+mapping (``/proc/PID/smaps``: each shared library's pages, the heap, anonymous memory) at its
+peak-RSS moment on a looping replay; (3) the int8 CNN's latency per window and the resident
+memory it adds with LiteRT's default XNNPACK delegate and without it.
+Run: ``python -m benchmarks.memory [--quick]`` (it builds its own model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.agent_replay import DATASETS, REPO, _vm_hwm_kb
+
+NAME = "memory"
+TARGET = "<= 60"
+IMPORTS = (
+    "numpy",
+    "cryptography.hazmat.primitives.asymmetric.ed25519",
+    "psutil",
+    "sqlite3",
+    "ai_edge_litert.interpreter",
+    "paho.mqtt.client",
+    "agent.app",
+)
+PROBE_IMPORTS = """
+import importlib, sys
+def rss():
+    return int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0]) / 1024
+last = rss()
+print("python", last)
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+    now = rss()
+    print(name, now - last)
+    last = now
+"""
+PROBE_XNNPACK = """
+import sys, time, numpy as np
+from ai_edge_litert import interpreter as li
+def rss():
+    return int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0]) / 1024
+before = rss()
+kw = {} if sys.argv[2] == "xnnpack" else {
+    "experimental_op_resolver_type": li.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
+it = li.Interpreter(model_content=open(sys.argv[1], "rb").read(), num_threads=1, **kw)
+inp = it.get_input_details()[0]
+it.resize_tensor_input(inp["index"], [32, *inp["shape"][1:]])
+it.allocate_tensors()
+x = np.zeros([32, *inp["shape"][1:]], np.int8)
+it.set_tensor(inp["index"], x)
+it.invoke()
+began = time.process_time()
+for _ in range(100):
+    it.set_tensor(inp["index"], x)
+    it.invoke()
+print((time.process_time() - began) / 3200 * 1e6, rss() - before)
+"""
+
+
+def _row(case: str, metric: str, value: object, unit: str, target: str = "") -> dict[str, object]:
+    return {
+        "benchmark": NAME,
+        "case": case,
+        "metric": metric,
+        "value": value,
+        "unit": unit,
+        "target": target,
+    }
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def import_costs() -> list[dict[str, object]]:
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE_IMPORTS, *IMPORTS],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        check=True,
+    ).stdout
+    rows = []
+    for line in out.splitlines():
+        name, mb = line.rsplit(" ", 1)
+        rows.append(_row(f"import {name}", "rss_added", round(float(mb), 1), "MB"))
+    return rows
+
+
+def by_mapping(pid: int) -> collections.Counter[str]:
+    """Resident kB of a process by what is mapped: a package, a library, heap or anonymous."""
+    found: collections.Counter[str] = collections.Counter()
+    name = "[anon]"
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        parts = line.split()
+        if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+            name = parts[5] if len(parts) > 5 else "[anon]"
+            if "site-packages/" in name:
+                name = name.split("site-packages/")[1].split("/")[0]
+            elif name.startswith("/"):
+                name = name.rsplit("/", 1)[-1]
+        elif parts and parts[0] == "Rss:":
+            found[name] += int(parts[1])
+    return found
+
+
+def agent_run(folder: Path, bundle: Path, public: Path, seconds: float) -> list[dict[str, object]]:
+    capture = DATASETS / "mqttset_reduced_pcap" / "benign-train.pcap"
+    config = folder / "mem.toml"
+    config.write_text(
+        f'[agent]\ndevice_id = "bench"\nstate_dir = "{folder / "state"}"\n'
+        f'trusted_keys = ["{public}"]\nlog_level = "warning"\n[mqtt]\nenabled = false\n'
+        f'[[sources]]\nname = "cap"\nkind = "pcap"\npath = "{capture}"\nloop = true\n'
+        f'[[models]]\nname = "cnn"\nbundle = "{bundle}"\nsource = "cap"\n'
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "run", "--config", str(config)],
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    peak_kb, at_peak = 0, collections.Counter[str]()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and proc.poll() is None:
+        hwm = _vm_hwm_kb(proc.pid)
+        if hwm > peak_kb:
+            peak_kb = hwm
+            with contextlib.suppress(OSError):
+                at_peak = by_mapping(proc.pid)
+        time.sleep(0.25)
+    proc.terminate()
+    proc.wait(30)
+    peak = round(peak_kb / 1024, 1)
+    rows = [_row("agent run, 1 int8 model", "peak_rss", peak, "MB", TARGET)]
+    if peak > 60:
+        rows.append(_row("agent run, 1 int8 model", "target", "MISSED", "", TARGET))
+    for name, kb in at_peak.most_common(10):
+        rows.append(_row(f"agent run resident: {name}", "rss", round(kb / 1024, 1), "MB"))
+    return rows
+
+
+def xnnpack(model: Path) -> list[dict[str, object]]:
+    rows = []
+    for mode in ("xnnpack", "builtin"):
+        out = subprocess.run(
+            [sys.executable, "-c", PROBE_XNNPACK, str(model), mode],
+            capture_output=True,
+            text=True,
+            env=_env(),
+            check=True,
+        ).stdout.split()
+        per_window = round(float(out[0]), 1)
+        rows.append(_row(f"int8 CNN, {mode}, batch 32", "cpu_us_per_window", per_window, "us"))
+        rows.append(_row(f"int8 CNN, {mode}", "rss_added", round(float(out[1]), 1), "MB"))
+    return rows
+
+
+def run(quick: bool = False) -> list[dict[str, object]]:
+    from agent.quiet import quiet_tensorflow
+
+    quiet_tensorflow()
+    from agent.features.traffic import TRAFFIC_V1
+    from benchmarks import agent_replay as ar
+
+    rows = import_costs()
+    with tempfile.TemporaryDirectory(prefix="iotids-bench-mem-") as tmp:
+        folder = Path(tmp)
+        labels = ("benign", "ddos", "scan", "bruteforce")
+        tflite = ar._cnn_int8(TRAFFIC_V1.width, len(labels))
+        width = TRAFFIC_V1.width
+        bundle, public = ar._bundle(
+            folder,
+            "cnn",
+            tflite,
+            window=ar.WINDOW,
+            labels=labels,
+            maxima=np.ones(width),
+            model_type="cnn",
+        )
+        rows += agent_run(folder, bundle, public, 5 if quick else 12)
+        rows += xnnpack(folder / "cnn.tflite")
+    rows.append(_row("machine load", "loadavg_1min", round(os.getloadavg()[0], 2), ""))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a shorter agent run")
+    args = parser.parse_args()
+    for row in run(args.quick):
+        value = f"{row['value']!s:>10}"
+        print(f"{row['case']:<52} {row['metric']:<18} {value} {row['unit']:<4} {row['target']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""``Decider.observe_many`` (the quiet-run fast path) gives exactly ``observe``'s events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from agent.decide import Decider, DecisionPolicy, Evidence
+
+LABELS = ("benign", "ddos", "scan")
+
+
+def _policy(**kw: Any) -> DecisionPolicy:
+    return DecisionPolicy.from_manifest(
+        LABELS, {"benign": "benign", "ddos": "dos", "scan": "recon"}, {"default": 0.5}, **kw
+    )
+
+
+def _stream(seed: int, n: int) -> np.ndarray:
+    """Mostly quiet windows with bursts of attack scores (some isolated single hits)."""
+    rng = np.random.default_rng(seed)
+    scores = rng.uniform(0, 0.45, (n, len(LABELS)))
+    for start in rng.integers(0, n - 40, 12):
+        length = int(rng.integers(1, 30))
+        label = int(rng.integers(1, len(LABELS)))
+        scores[start : start + length, label] = rng.uniform(0.3, 0.99, length)
+    return scores
+
+
+def _evidence(k: int) -> Evidence:
+    return Evidence(k, 60 * k, top_destinations=((f"10.0.0.{k % 3}", 1),), top_ports=((80, 1),))
+
+
+def _strip(events: list[Any]) -> list[dict[str, Any]]:
+    rows = [e.to_dict() for e in events]
+    ids = {row["detection"]: i for i, row in enumerate(rows)}  # uuids differ: compare order
+    for row in rows:
+        row["detection"] = ids[row["detection"]]
+        del row["id"]  # a fresh uuid per event
+    return rows
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("chunk", [1, 7, 64, 5000])
+@pytest.mark.parametrize("kw", [{}, {"quiet_s": 0.5, "raise_score": 0.95}])
+def test_observe_many_matches_observe(seed: int, chunk: int, kw: dict[str, Any]) -> None:
+    scores = _stream(seed, 2000)
+    times = np.arange(len(scores), dtype=np.int64) * 50_000_000  # 20 windows a second
+    one = Decider(_policy(**kw), "m", "s")
+    expected: list[Any] = []
+    expected_busy = []
+    for k, row in enumerate(scores):
+        expected_busy.append(bool(one.active_labels))
+        expected += one.observe(int(times[k]), row, _evidence(k))
+    many = Decider(_policy(**kw), "m", "s")
+    got: list[Any] = []
+    busy: list[bool] = []
+    for start in range(0, len(scores), chunk):
+        part = slice(start, start + chunk)
+
+        def at(k: int, start: int = start) -> Any:
+            return lambda: _evidence(start + k)
+
+        events, flags = many.observe_many(times[part], scores[part], at)
+        got += events
+        busy += flags.tolist()
+    assert len(expected) > 10  # the stream raises, updates and ends incidents
+    assert {e.kind for e in expected} == {"new", "update", "end"}
+    assert _strip(got) == _strip(expected)
+    assert busy == expected_busy
+
+
+def test_observe_many_checks_the_score_width() -> None:
+    with pytest.raises(ValueError, match="expected 3 scores"):
+        Decider(_policy(), "m", "s").observe_many(
+            np.zeros(2, np.int64), np.zeros((2, 2)), lambda k: Evidence
+        )
