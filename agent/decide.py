@@ -11,13 +11,11 @@ uuid4 so consumers can drop the duplicates QoS 1 allows.
 
 from __future__ import annotations
 
-import functools
-import ipaddress
 import logging
 import math
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -25,181 +23,17 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.contract import EVENT_SCHEMA
+from agent.evidence import TOP_K as TOP_K
+from agent.evidence import Evidence as Evidence
+from agent.evidence import Targets as Targets
+from agent.evidence import address_text as address_text
+from agent.evidence import packet_evidence as packet_evidence
+from agent.evidence import step_evidence as step_evidence
 from agent.families import family_for, is_benign
-from agent.features.packets import PacketTable
 
 logger = logging.getLogger(__name__)
 
-TOP_K = 5
-_V4_MAPPED_HI = 0
-_V4_MAPPED_MARK = 0xFFFF_0000_0000
-_V4_MAPPED_MASK = 0xFFFF_FFFF_0000_0000
-
 EventKind = Literal["new", "update", "end"]
-
-
-@dataclass(frozen=True)
-class Evidence:
-    """What was seen on the wire: packet and byte counts, busiest sources and destination ports."""
-
-    packets: int = 0
-    bytes: int = 0
-    top_sources: tuple[tuple[str, int], ...] = ()
-    top_ports: tuple[tuple[int, int], ...] = ()
-    top_destinations: tuple[tuple[str, int], ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form, as carried in an event."""
-        return {
-            "packets": self.packets,
-            "bytes": self.bytes,
-            "top_sources": [{"address": a, "packets": n} for a, n in self.top_sources],
-            "top_destinations": [{"address": a, "packets": n} for a, n in self.top_destinations],
-            "top_ports": [{"port": p, "packets": n} for p, n in self.top_ports],
-        }
-
-    @staticmethod
-    def merge(parts: Iterable[Evidence | None], k: int = TOP_K) -> Evidence:
-        """Evidence over several steps (top lists merged from each step's top lists)."""
-        packets = byte_count = 0
-        sources: Counter[str] = Counter()
-        ports: Counter[int] = Counter()
-        destinations: Counter[str] = Counter()
-        for part in parts:
-            if part is None:
-                continue
-            packets += part.packets
-            byte_count += part.bytes
-            sources.update(dict(part.top_sources))
-            ports.update(dict(part.top_ports))
-            destinations.update(dict(part.top_destinations))
-        return Evidence(
-            packets,
-            byte_count,
-            tuple(sources.most_common(k)),
-            tuple(ports.most_common(k)),
-            tuple(destinations.most_common(k)),
-        )
-
-
-def packet_evidence(table: PacketTable, k: int = TOP_K) -> Evidence:
-    """Evidence of one step's packets: counts and the ``k`` busiest sources and dports."""
-    found = step_evidence(table, np.zeros(len(table), np.int64), 1, k)
-    return found[0] or Evidence()
-
-
-def step_evidence(
-    table: PacketTable, step: npt.NDArray[np.int64], steps: int, k: int = TOP_K
-) -> list[Evidence | None]:
-    """Evidence of many steps at once; ``step[i]`` (ascending) is packet i's step, 0..steps-1.
-
-    Vectorized over the whole batch: one sort per key, no Python loop over packets, so a busy
-    step costs no more per packet than a quiet one. Steps without packets get None.
-    """
-    if len(table) == 0:
-        return [None] * steps
-    packets = np.bincount(step, minlength=steps)
-    sizes = np.bincount(step, weights=table.wire_len, minlength=steps)
-    # One 64-bit key per address (hi folded into lo): collisions only blur evidence, never counts.
-    key = table.src_lo ^ (table.src_hi * np.uint64(0x9E3779B97F4A7C15))
-    src_rows, src_counts = _top_per_step(step, key, k)
-    dst_key = table.dst_lo ^ (table.dst_hi * np.uint64(0x9E3779B97F4A7C15))
-    dst_rows, dst_counts = _top_per_step(step, dst_key, k)
-    has_port = table.dport > 0
-    port_rows, port_counts = _top_per_step(
-        step[has_port], table.dport[has_port].astype(np.uint64), k
-    )
-    port_step, dports = step[has_port], table.dport[has_port]
-    out: list[Evidence | None] = [None] * steps
-    sources: dict[int, list[tuple[str, int]]] = {}
-    for row, count in zip(src_rows.tolist(), src_counts.tolist(), strict=True):
-        text = address_text(int(table.src_hi[row]), int(table.src_lo[row]))
-        sources.setdefault(int(step[row]), []).append((text, count))
-    destinations: dict[int, list[tuple[str, int]]] = {}
-    for row, count in zip(dst_rows.tolist(), dst_counts.tolist(), strict=True):
-        text = address_text(int(table.dst_hi[row]), int(table.dst_lo[row]))
-        destinations.setdefault(int(step[row]), []).append((text, count))
-    ports: dict[int, list[tuple[int, int]]] = {}
-    for row, count in zip(port_rows.tolist(), port_counts.tolist(), strict=True):
-        ports.setdefault(int(port_step[row]), []).append((int(dports[row]), count))
-    for s in np.nonzero(packets)[0].tolist():
-        out[s] = Evidence(
-            int(packets[s]),
-            int(sizes[s]),
-            tuple(sources.get(s, ())),
-            tuple(ports.get(s, ())),
-            tuple(destinations.get(s, ())),
-        )
-    return out
-
-
-@dataclass(frozen=True)
-class Targets:
-    """What an incident hit: destination addresses and ports from its events' evidence.
-
-    Bounded: the newest ``MAX_TARGETS`` of each are kept, so a long scan cannot grow it.
-    """
-
-    addresses: tuple[str, ...] = ()
-    ports: tuple[int, ...] = ()
-
-    MAX_TARGETS = 32
-
-    @classmethod
-    def of(cls, evidence: Evidence) -> Targets:
-        """The destinations and ports named in one window's evidence."""
-        return cls(
-            tuple(a for a, _ in evidence.top_destinations), tuple(p for p, _ in evidence.top_ports)
-        )
-
-    def add(self, evidence: Evidence) -> Targets:
-        """These targets plus the evidence's, newest first, each list capped."""
-        seen = Targets.of(evidence)
-        return Targets(
-            tuple(dict.fromkeys(seen.addresses + self.addresses))[: self.MAX_TARGETS],
-            tuple(dict.fromkeys(seen.ports + self.ports))[: self.MAX_TARGETS],
-        )
-
-    def overlaps(self, other: Targets) -> bool:
-        """Same targets: a shared destination address; when either side names no address, a
-        shared destination port; when either side names neither (telemetry and host sources
-        carry no packets), the gateway itself is the one target, so they overlap.
-        """
-        if not (self.addresses or self.ports) or not (other.addresses or other.ports):
-            return True
-        if self.addresses and other.addresses:
-            return not set(self.addresses).isdisjoint(other.addresses)
-        return not set(self.ports).isdisjoint(other.ports)
-
-
-def _top_per_step(
-    step: npt.NDArray[np.int64], key: npt.NDArray[np.uint64], k: int
-) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.int64]]:
-    """For each step, the ``k`` most frequent keys: (row of a first occurrence, count).
-
-    Ties go to the key seen first, so results do not depend on hash values.
-    """
-    if len(key) == 0:
-        return np.zeros(0, np.intp), np.zeros(0, np.int64)
-    order = np.lexsort((key, step))
-    s, kk = step[order], key[order]
-    starts = np.flatnonzero(np.r_[True, (s[1:] != s[:-1]) | (kk[1:] != kk[:-1])])
-    counts = np.diff(np.r_[starts, len(order)])
-    first_row = np.minimum.reduceat(order, starts)
-    group_step = s[starts]
-    ranked = np.lexsort((first_row, -counts, group_step))
-    ranked_step = group_step[ranked]
-    rank = np.arange(len(ranked)) - np.searchsorted(ranked_step, ranked_step, side="left")
-    keep = ranked[rank < k]
-    return first_row[keep], counts[keep]
-
-
-@functools.lru_cache(maxsize=4096)
-def address_text(hi: int, lo: int) -> str:
-    """An address from its two 64-bit halves; IPv4-mapped ones print as dotted quads."""
-    if hi == _V4_MAPPED_HI and lo & _V4_MAPPED_MASK == _V4_MAPPED_MARK:
-        return str(ipaddress.IPv4Address(lo & 0xFFFF_FFFF))
-    return str(ipaddress.IPv6Address((hi << 64) | lo))
 
 
 @dataclass(frozen=True)
