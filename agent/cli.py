@@ -128,8 +128,14 @@ def finish_parsers(parser: argparse.ArgumentParser) -> None:
         finish_parsers(sub)
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
-    """The top-level parser with every subcommand configured."""
+def build_parser(
+    only: str | None = None,
+) -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
+    """The top-level parser with every subcommand configured, or just ``only``.
+
+    Running one command configures only its module: the others are listed by name and help, so
+    ``iotids verify`` on a gateway never imports a desktop command's module.
+    """
     parser = argparse.ArgumentParser(prog="iotids", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"iotids {version()}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
@@ -139,9 +145,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     modules: dict[str, ModuleType] = {}
     for name, command in COMMANDS.items():
-        module = _load(command)
-        modules[name] = module
-        module.configure(sub.add_parser(name, help=command.help, description=command.help))
+        subparser = sub.add_parser(name, help=command.help, description=command.help)
+        if only is None or name == only:
+            module = _load(command)
+            modules[name] = module
+            module.configure(subparser)
     finish_parsers(parser)
     return parser, modules
 
@@ -166,8 +174,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return closed_pipe_safe(_main, argv)
 
 
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The subcommand named in ``argv``: the first word that is not an option (the top-level
+    options take no values), when it is a registered command."""
+    word = next((a for a in argv if not a.startswith("-")), None)
+    return word if word in COMMANDS else None
+
+
 def _main(argv: Sequence[str] | None) -> int:
-    parser, modules = build_parser()
+    parser, modules = build_parser(_command_in(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=log_level(args.verbose, args.quiet),

@@ -17,3 +17,8 @@ def test_a_missing_command_module_is_an_error(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setitem(cli.COMMANDS, "ghost", missing)
     with pytest.raises(cli.MissingCommandError, match=r"agent\.no_such_command is missing"):
         cli.build_parser()
+
+
+def test_running_one_command_configures_only_its_module() -> None:
+    _, modules = cli.build_parser(only="verify")
+    assert set(modules) == {"verify"}
