@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.rows import row as table_row
+
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = Path(os.environ.get("IOTIDS_DATASETS", REPO.parent / "shared" / "datasets"))
 NAME = "agent_replay"
@@ -38,14 +40,7 @@ QUICK_ATTACKS = ("syn_flood", "udp_flood", "tcp_syn_scan")
 
 
 def _row(case: str, metric: str, value: object, unit: str, target: str = "") -> dict[str, object]:
-    return {
-        "benchmark": NAME,
-        "case": case,
-        "metric": metric,
-        "value": value,
-        "unit": unit,
-        "target": target,
-    }
+    return table_row(NAME, case, metric, value, unit, target)
 
 
 # --- models and bundles (TensorFlow only here, on the desktop) ---------------------------------

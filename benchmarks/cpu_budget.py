@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.agent_replay import DATASETS, PACKET_WINDOW, WINDOW
+from benchmarks.rows import row as table_row
 
 NAME = "cpu_budget"
 CAPTURE = "ddos_pcaps_stopddos/pkt.TCP.synflood.spoofed.pcap"
@@ -37,14 +38,7 @@ PI_SLOWDOWN = {"Pi 4": 5.0, "Pi Zero 2 W": 12.0}
 
 
 def _row(case: str, metric: str, value: object, unit: str, target: str = "") -> dict[str, object]:
-    return {
-        "benchmark": NAME,
-        "case": case,
-        "metric": metric,
-        "value": value,
-        "unit": unit,
-        "target": target,
-    }
+    return table_row(NAME, case, metric, value, unit, target)
 
 
 def _cpu(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:

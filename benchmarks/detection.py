@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from benchmarks.rows import row as table_row
+
 if TYPE_CHECKING:
     from agent.bundle import Bundle
     from agent.decide import Event
@@ -121,14 +123,7 @@ class Trained:
 
 
 def _row(case: str, metric: str, value: object, unit: str, target: str = "") -> dict[str, object]:
-    return {
-        "benchmark": NAME,
-        "case": case,
-        "metric": metric,
-        "value": value,
-        "unit": unit,
-        "target": target,
-    }
+    return table_row(NAME, case, metric, value, unit, target)
 
 
 def train_bundle(folder: Path, plan: Plan, seed: int = 0) -> Trained:

@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.rows import row as table_row
+
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = Path(os.environ.get("IOTIDS_DATASETS", REPO.parent / "shared" / "datasets"))
 NAME = "events"
@@ -47,14 +49,7 @@ BEFORE_STEP = "20p"  # the recipe before time-limited steps and padded windows (
 
 
 def _row(case: str, metric: str, value: object, unit: str, target: str = "") -> dict[str, object]:
-    return {
-        "benchmark": NAME,
-        "case": case,
-        "metric": metric,
-        "value": value,
-        "unit": unit,
-        "target": target,
-    }
+    return table_row(NAME, case, metric, value, unit, target)
 
 
 def shared_captures() -> dict[str, Path]:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from benchmarks.detection import DATASETS, PLANS, train_bundle
+from benchmarks.rows import row as table_row
 
 if TYPE_CHECKING:
     from agent.bundle import Bundle
@@ -50,14 +51,7 @@ _PCAP_MAGIC |= {b"\x4d\x3c\xb2\xa1": ("<", 1), b"\xa1\xb2\x3c\x4d": (">", 1)}
 
 
 def _row(case: str, metric: str, value: object, unit: str, target: str = "") -> dict[str, object]:
-    return {
-        "benchmark": NAME,
-        "case": case,
-        "metric": metric,
-        "value": value,
-        "unit": unit,
-        "target": target,
-    }
+    return table_row(NAME, case, metric, value, unit, target)
 
 
 def loop_pcap(source: Path, seconds: float, out: Path) -> Path:

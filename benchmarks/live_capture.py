@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.rows import row as table_row
+
 NAME = "live_capture"
 TARGET = ">= 300,000 pkt/s, 0 drops (ring)"
 RING_BYTES = 64 * 1024 * 1024  # the benchmark's ring; the default (buffer_bytes) is 8 MiB
@@ -48,14 +50,7 @@ print(time.perf_counter() - began)
 
 
 def _row(case: str, metric: str, value: object, unit: str, target: str = "") -> dict[str, object]:
-    return {
-        "benchmark": NAME,
-        "case": case,
-        "metric": metric,
-        "value": value,
-        "unit": unit,
-        "target": target,
-    }
+    return table_row(NAME, case, metric, value, unit, target)
 
 
 def _ip(*args: str) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.agent_replay import DATASETS, REPO, _vm_hwm_kb
+from benchmarks.rows import row as table_row
 
 NAME = "memory"
 TARGET = "<= 60"
@@ -72,14 +73,7 @@ print((time.process_time() - began) / 3200 * 1e6, rss() - before)
 
 
 def _row(case: str, metric: str, value: object, unit: str, target: str = "") -> dict[str, object]:
-    return {
-        "benchmark": NAME,
-        "case": case,
-        "metric": metric,
-        "value": value,
-        "unit": unit,
-        "target": target,
-    }
+    return table_row(NAME, case, metric, value, unit, target)
 
 
 def _env() -> dict[str, str]:
