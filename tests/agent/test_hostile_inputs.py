@@ -21,14 +21,15 @@ from tests.agent.bundles import flood_frames, pcap_bytes
 from tests.broker import REPO, Broker, Probe
 
 RSS_LIMIT_KB = 400 * 1024  # the agent with numpy loaded is ~60 MB; a runaway allocation is GBs
-# ``python -m agent`` that also prints its own peak RSS on exit (RUSAGE_CHILDREN would mix in
-# every other child this test session waited for).
+# ``python -m agent`` that also prints its own peak RSS on exit, from VmHWM: ru_maxrss would mix
+# in other processes (RUSAGE_CHILDREN every child this session waited for; RUSAGE_SELF, on Linux,
+# the high-water mark this process inherited from the large pytest process it was forked from).
 AGENT_WITH_PEAK = (
-    "import resource, sys\n"
+    "import sys\n"
     "from agent.__main__ import main\n"
     "code = main(sys.argv[1:])\n"
-    "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-    "sys.stderr.write(f'PEAK_RSS_KB={peak}\\n')\n"
+    "status = open('/proc/self/status').read().split('VmHWM:', 1)[1]\n"
+    "sys.stderr.write(f'PEAK_RSS_KB={int(status.split()[0])}\\n')\n"
     "sys.exit(code)\n"
 )
 
