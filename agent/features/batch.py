@@ -52,7 +52,7 @@ def featurize_job(job: Job) -> dict[str, Any]:
 
     from agent.features.capture import iter_capture
     from agent.features.steps import StepSpec, sliding_windows
-    from agent.features.traffic import TRAFFIC_V1, Steps, TrafficFeaturizer
+    from agent.features.traffic import Steps, TrafficFeaturizer
 
     step = StepSpec.parse(job.step)
     featurizer = TrafficFeaturizer(step)
@@ -81,18 +81,7 @@ def featurize_job(job: Job) -> dict[str, Any]:
     }
     if job.out is not None:
         with open(job.out, "wb") as fh:
-            np.savez_compressed(
-                fh,
-                steps=steps.values,
-                start_ns=steps.start_ns,
-                packets=steps.packets,
-                columns=np.array(TRAFFIC_V1.columns),
-                schema_id=np.array(TRAFFIC_V1.schema_id),
-                feature_set=np.array(TRAFFIC_V1.id),
-                step_kind=np.array(step.kind),
-                step_size=np.array(step.size),
-                window=np.array(job.window),
-            )
+            save_steps(fh, steps, step, job.window)
         summary["out"] = job.out
     return summary
 
@@ -189,3 +178,23 @@ def run_folder(
         ),
         "results": results,
     }
+
+
+def save_steps(fh: Any, steps: Any, step: Any, window: int) -> None:
+    """The ``.npz`` of ``iotids features --out``: steps, their times and the schema they follow."""
+    import numpy as np
+
+    from agent.features.traffic import TRAFFIC_V1
+
+    np.savez_compressed(
+        fh,
+        steps=steps.values,
+        start_ns=steps.start_ns,
+        packets=steps.packets,
+        columns=np.array(TRAFFIC_V1.columns),
+        schema_id=np.array(TRAFFIC_V1.schema_id),
+        feature_set=np.array(TRAFFIC_V1.id),
+        step_kind=np.array(step.kind),
+        step_size=np.array(step.size),
+        window=np.array(window),
+    )

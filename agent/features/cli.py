@@ -70,7 +70,6 @@ def _run_folder(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Read the capture, featurize it, print a summary; 2 on a bad path, step or capture."""
-    import numpy as np
 
     from agent.features.capture import iter_capture
     from agent.features.steps import StepSpec, sliding_windows
@@ -120,19 +119,10 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.out is not None:
         try:
+            from agent.features.batch import save_steps
+
             with args.out.open("wb") as fh:
-                np.savez_compressed(
-                    fh,
-                    steps=steps.values,
-                    start_ns=steps.start_ns,
-                    packets=steps.packets,
-                    columns=np.array(TRAFFIC_V1.columns),
-                    schema_id=np.array(TRAFFIC_V1.schema_id),
-                    feature_set=np.array(TRAFFIC_V1.id),
-                    step_kind=np.array(step.kind),
-                    step_size=np.array(step.size),
-                    window=np.array(args.window),
-                )
+                save_steps(fh, steps, step, args.window)
         except OSError as exc:
             return _fail(f"--out {args.out}: {exc}")
         summary["out"] = str(args.out)
