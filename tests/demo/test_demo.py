@@ -45,13 +45,15 @@ def test_quick_demo_runs_end_to_end_and_leaves_nothing_running(tmp_path: Path) -
     out = tmp_path / "demo-out"
     demo = _start_demo(out)
     seen: dict[int, psutil.Process] = {}
-    commands: list[list[str]] = []
+    commands: dict[int, list[str]] = {}
     deadline = time.monotonic() + DEMO_TIMEOUT
     while demo.poll() is None and time.monotonic() < deadline:
         for process in _descendants(demo.pid):
-            if process.pid not in seen:
-                seen[process.pid] = process
-                commands.append(_cmdline(process))
+            seen.setdefault(process.pid, process)
+            # Read every poll: a child caught between fork and exec still shows the demo's line.
+            command = _cmdline(process)
+            if command:
+                commands[process.pid] = command
         time.sleep(0.05)
     if demo.poll() is None:
         demo.kill()
@@ -77,7 +79,7 @@ def test_quick_demo_runs_end_to_end_and_leaves_nothing_running(tmp_path: Path) -
     assert "] demo finished" in output
     assert any(" new " in line and "score" in line for line in output.splitlines())
 
-    assert any(c[1:4] == ["-m", "agent", "run"] for c in commands), commands
+    assert any(c[1:4] == ["-m", "agent", "run"] for c in commands.values()), commands
     _assert_all_gone(seen)
 
 
