@@ -21,8 +21,11 @@ Attacks during calibration must not teach the agent that they are normal:
   top 1 % of the collected windows — where an attack that slipped through would sit — never
   sets a threshold.
 
-The per-window rate aimed at is ``target * window / windows per day``: an odd step stays in
-``window`` consecutive windows, which raise one alarm together.
+The per-window rate aimed at is ``target * window / windows per day / TAIL_MARGIN``: an odd
+step stays in ``window`` consecutive windows, which raise one alarm together, and the margin
+covers a site's tail being heavier than the exponential fit far beyond the 99th percentile.
+Classifier probabilities are fitted on a logit scale floored at one int8 output step
+(``PROBABILITY_FLOOR``), so a label that is "zero" nearly always is not read as a wide tail.
 
 Numpy only. A calibration is a small JSON file naming the bundle it was made for; the agent
 keeps it in its state directory (written atomically) and ignores one made for another bundle.
@@ -49,6 +52,16 @@ MAX_EXCLUDED = 0.05  # flagged windows are excluded while they are at most this 
 MIN_WINDOWS = 100  # fewer windows say nothing about a tail
 MAX_WINDOWS = 200_000  # collected windows kept (reservoir): bounded memory for any duration
 EPS = 1e-6
+# An int8 classifier's probabilities move in steps of 1/256: below one step a probability is
+# "zero", and a logit of 1e-6 beside one of 1/256 would read as a wide tail and extrapolate to
+# a threshold near 1 (a known class silenced on the site). One step is the floor of the fit.
+PROBABILITY_FLOOR = 1.0 / 256.0
+# The rate aimed at is the target divided by this. The exponential tail is fitted between the
+# 90th and 99th percentiles and extrapolated far beyond; a site's real tail is heavier there
+# (several devices bursting at once), so the fit alone lands where benign windows still cross
+# a few times a day. One decade of margin was chosen on development sites' held-out stretches
+# (other generator seeds than any benchmark reports on).
+TAIL_MARGIN = 10.0
 
 
 class CalibrationError(ValueError):
@@ -185,7 +198,7 @@ def tail_threshold(values: npt.NDArray[np.float64], exceed: float) -> float:
 
 
 def _logit(p: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    q = np.clip(p, EPS, 1.0 - EPS)
+    q = np.clip(p, PROBABILITY_FLOOR, 1.0 - EPS)
     return np.asarray(np.log(q) - np.log1p(-q), np.float64)
 
 
@@ -232,7 +245,7 @@ def compute(
     keep = ~flagged if fraction <= MAX_EXCLUDED else np.ones(n, bool)
     windows_per_day = (total or n) / seconds * 86_400.0
     # one odd step stays in ``window`` consecutive windows: one alarm per run of that many hits
-    exceed = min(target_per_day * window / windows_per_day, 0.5)
+    exceed = min(target_per_day * window / windows_per_day, 0.5) / TAIL_MARGIN
     thresholds: dict[str, float] = {}
     for i in watch:
         site = _sigmoid(tail_threshold(_logit(probs[keep, i]), exceed))

@@ -98,6 +98,31 @@ def test_a_site_flagged_most_of_the_time_is_calibrated_on_and_says_so() -> None:
     assert found.thresholds["flood"] > 0.9
 
 
+def test_an_int8_label_that_is_almost_always_zero_keeps_its_signed_threshold() -> None:
+    # int8 outputs move in 1/256 steps: "zero" 95 % of the time and one step otherwise is a
+    # quiet label, not a wide tail to extrapolate to a threshold near 1 (that would blind it)
+    rng = np.random.default_rng(2)
+    n = 20_000
+    flood = np.where(rng.random(n) < 0.95, 0.0, 1 / 256) + np.where(
+        rng.random(n) < 0.001, 2 / 256, 0
+    )
+    found = _compute(np.column_stack((1 - flood, flood)), np.full(n, 0.01))
+    assert found.thresholds["flood"] == 0.5
+
+
+def test_the_threshold_aims_below_the_target_rate_with_a_margin() -> None:
+    # one day of 1-s windows whose scores have an exponential tail: the calibrated edge is
+    # crossed by fewer windows than the target allows (a margin for heavier real tails)
+    rng = np.random.default_rng(3)
+    n = 86_400
+    anomaly = np.exp(rng.exponential(0.05, n))
+    found = _compute(np.column_stack((np.ones(n), np.zeros(n))), anomaly, window=4)
+    fresh = np.exp(rng.exponential(0.05, 10 * n))  # ten more days of the same site
+    crossings = int((fresh >= (found.anomaly_threshold or 0)).sum())
+    assert crossings <= 10 * 4 / 2  # half the target or less: one alarm (4 windows) a day
+    assert (found.anomaly_threshold or 0) > np.quantile(anomaly, 1 - 4 / n)
+
+
 def test_too_few_windows_is_an_error() -> None:
     with pytest.raises(cal.CalibrationError, match="need at least"):
         _compute(np.zeros((10, 2)), np.zeros(10))
