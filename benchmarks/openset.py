@@ -11,7 +11,8 @@ Everything is generated here, from seeds the design was never tried on (``SEEDS`
   after a site calibration (below), which must not blind it.
 - **another site**: generated benign traffic of a different device mix and seed than training
   (``SITE``); calibration runs on one stretch (``iotids agent calibrate``'s code path) and false
-  alarms are counted on a DIFFERENT stretch (another seed of the same site), before and after.
+  alarms are counted on a DIFFERENT stretch (another seed of the same site), before and after,
+  with the share of the stretch an alarm was open (one alarm open for hours counts once).
   Also the shared MQTTset benign captures when ``../shared/datasets`` exists: calibrated on
   ``benign-train``, counted on ``benign-5mb-train``.
 - **cost**: the pair's int8 latency per window (classifier + benign model, one window per
@@ -215,14 +216,23 @@ def calibrate_on(bundle: Bundle, capture: Path, target: float = 1.0) -> SiteCali
 def false_alarms_per_day(
     bundle: Bundle, capture: Path, calibration: Any = None
 ) -> tuple[float, str]:
-    """``new`` events per day of ``capture`` and the unit (span, labels) to print beside it."""
+    """``new`` events per day of ``capture`` and the unit (span, labels, when) to print."""
+    from agent.features.capture import read_capture
     from agent.replay import replay_capture
 
     result = replay_capture(bundle, capture, calibration=calibration)
     news = [e for e in result.events if e.kind == "new"]
     days = result.source.steps * bundle.manifest.step.size_ns / 8.64e13
     labels = ", ".join(sorted({e.label for e in news})) or "-"
-    unit = f"/day: {len(news)} in {days * 24:.2f} h ({labels})"
+    # one alarm that never ends counts once: say how much of the stretch it covered
+    open_s = sum(
+        ((e.ended_ns or e.time_ns) - e.started_ns) / 1e9 for e in result.events if e.kind == "end"
+    )
+    share = open_s / (days * 86_400) if days > 0 else 0.0
+    first_ns = int(read_capture(capture).packets.ts_ns.min()) if news else 0
+    at = ", ".join(f"+{(e.time_ns - first_ns) / 1e9:.0f} s" for e in news[:3])
+    when = f" at {at}" if at else ""
+    unit = f"/day: {len(news)} in {days * 24:.2f} h ({labels}{when}; alarm open {share:.1%} of it)"
     return (round(len(news) / days, 1) if days > 0 else float("nan")), unit
 
 
