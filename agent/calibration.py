@@ -21,9 +21,8 @@ Attacks during calibration must not teach the agent that they are normal:
   top 1 % of the collected windows — where an attack that slipped through would sit — never
   sets a threshold.
 
-The per-window rate aimed at is ``target * window / windows per day / TAIL_MARGIN``: an odd
-step stays in ``window`` consecutive windows, which raise one alarm together, and the margin
-covers a site's tail being heavier than the exponential fit far beyond the 99th percentile.
+The per-window rate aimed at is ``target * window / windows per day``: an odd step stays in
+``window`` consecutive windows, which raise one alarm together.
 Classifier probabilities are fitted on a logit scale floored at one int8 output step
 (``PROBABILITY_FLOOR``), so a label that is "zero" nearly always is not read as a wide tail.
 
@@ -56,12 +55,6 @@ EPS = 1e-6
 # "zero", and a logit of 1e-6 beside one of 1/256 would read as a wide tail and extrapolate to
 # a threshold near 1 (a known class silenced on the site). One step is the floor of the fit.
 PROBABILITY_FLOOR = 1.0 / 256.0
-# The rate aimed at is the target divided by this. The exponential tail is fitted between the
-# 90th and 99th percentiles and extrapolated far beyond; a site's real tail is heavier there
-# (several devices bursting at once), so the fit alone lands where benign windows still cross
-# a few times a day. One decade of margin was chosen on development sites' held-out stretches
-# (other generator seeds than any benchmark reports on).
-TAIL_MARGIN = 10.0
 
 
 class CalibrationError(ValueError):
@@ -245,7 +238,7 @@ def compute(
     keep = ~flagged if fraction <= MAX_EXCLUDED else np.ones(n, bool)
     windows_per_day = (total or n) / seconds * 86_400.0
     # one odd step stays in ``window`` consecutive windows: one alarm per run of that many hits
-    exceed = min(target_per_day * window / windows_per_day, 0.5) / TAIL_MARGIN
+    exceed = min(target_per_day * window / windows_per_day, 0.5)
     thresholds: dict[str, float] = {}
     for i in watch:
         site = _sigmoid(tail_threshold(_logit(probs[keep, i]), exceed))
