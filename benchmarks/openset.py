@@ -190,19 +190,43 @@ def holdout_detections(
     bundle: Bundle, capture: Path, scenario: TrafficScenario, calibration: Any = None
 ) -> dict[str, str | None]:
     """Attack -> the label of the first ``new`` event inside it (None: missed)."""
+    return holdout_outcomes(bundle, capture, scenario, calibration)[0]
+
+
+def holdout_outcomes(
+    bundle: Bundle, capture: Path, scenario: TrafficScenario, calibration: Any = None
+) -> tuple[dict[str, str | None], dict[str, str]]:
+    """``holdout_detections``, and for a missed attack what happened to it when it is known.
+
+    A detection already open when the attack starts may carry on through it (one incident per
+    attack: its hits continue that detection); the attack then raises no alarm of its own and
+    counts as missed, and the note says which detection took it and how long before it opened.
+    """
     from agent.replay import replay_capture
 
     events = replay_capture(bundle, capture, calibration=calibration).events
     news = [e for e in events if e.kind == "new"]
+    opened = {e.id: e.time_ns for e in news}
     step_ns = bundle.manifest.step.size_ns
     t0 = scenario.start_time * 1_000_000_000
     found: dict[str, str | None] = {}
+    notes: dict[str, str] = {}
     for attack in scenario.attacks:
         start = t0 + round(attack.start * 1e9)
         until = t0 + round(attack.stop * 1e9) + bundle.manifest.window * step_ns
         labels = [e.label for e in news if start < e.time_ns <= until]
         found[attack.name] = labels[0] if labels else None
-    return found
+        carried = [
+            e
+            for e in events
+            if e.kind != "new" and start < e.time_ns <= until and opened.get(e.id, start) < start
+        ]
+        if not labels and carried:
+            before = (start - opened[carried[0].id]) / 1e9
+            notes[attack.name] = (
+                f"inside the {carried[0].label} detection opened {before:.0f} s before"
+            )
+    return found, notes
 
 
 def calibrate_on(bundle: Bundle, capture: Path, target: float = 1.0) -> SiteCalibration:
@@ -322,13 +346,15 @@ def family_rows(plan: Plan, folder: Path, site_cal: Path) -> list[dict[str, obje
         run = generate_traffic(scenario, folder / f"holdout-{family}")
         calibration = calibrate_on(bundle, site_cal)
         for mode, cal in (("signed", None), ("calibrated", calibration)):
-            found = holdout_detections(bundle, run.pcap, scenario, cal)
+            found, notes = holdout_outcomes(bundle, run.pcap, scenario, cal)
             for kind, label in found.items():
                 good = label is not None and (label == "unknown" or family_of(label) == family)
                 totals[mode][0] += int(label is not None)
                 totals[mode][1] += int(good)
                 totals[mode][2] += 1
                 shown = label if label is not None else "missed"
+                if kind in notes:
+                    shown += f" ({notes[kind]})"
                 rows.append(_row(f"without {family}: {kind}", f"first alarm, {mode}", shown, ""))
     for mode, (any_label, right, total) in totals.items():
         rows.append(
