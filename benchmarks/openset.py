@@ -168,7 +168,8 @@ def train_pair(folder: Path, plan: Plan, exclude: tuple[str, ...] = (), seed: in
     classifier = folder / "classifier.bundle"
     pack(folder / "model", "int8", classifier, sign_key=private)
     windows = benign_windows(load("synthetic", str(data), step="1s"), plan.window)
-    benign = train_benign(windows, to_int8, BenignTraining(seed=seed))
+    options = BenignTraining(seed=seed, windows_per_day=86_400.0)  # 1-s steps
+    benign = train_benign(windows, to_int8, options)
     paired = folder / "paired.bundle"
     pair(classifier, benign.tflite, benign.spec, load_private_key(private), paired)
     return Pair(classifier, paired, public, time.perf_counter() - began)

@@ -62,7 +62,11 @@ def run(args: argparse.Namespace) -> int:
         if dataset.feature_set.schema_id != manifest.schema_id:
             raise ValueError(f"dataset: schema {dataset.feature_set.schema_id} is not the bundle's")
         windows = benign_windows(dataset, manifest.window)
-        options = BenignTraining(epochs=args.epochs, quantile=args.quantile)
+        # time steps: the edge also aims at 1 false alarm a day (packet steps have no clock)
+        per_day = 86_400.0 / step.size if step.kind == "time" else None
+        options = BenignTraining(
+            epochs=args.epochs, quantile=args.quantile, windows_per_day=per_day
+        )
         trained = train_benign(windows, to_int8, options)
         private = load_private_key(args.sign_key)
         paired = pair(args.bundle, trained.tflite, trained.spec, private, args.out)

@@ -6,9 +6,14 @@ every step is benign are used. The model is a small dense autoencoder over the w
 (``agent.openset.summarize``: per feature the mean, max and last step of the scaled window), fit
 on the first 80 % of benign windows in time order. It is converted to full int8 TFLite (the
 training summaries are the representative set) and everything after is measured on that int8
-model: the per-dimension error scale on the training windows, and the threshold — the
-``quantile`` of the scores of the last 20 % (never trained on), the signed floor a site
-calibration never goes below.
+model: the per-dimension error scale on the training windows, and the threshold — the signed
+floor a site calibration never goes below — from the scores of the last 20 % (never trained
+on): their ``quantile``, or higher where the site calibration's own tail fit
+(``agent.calibration.tail_threshold``) says benign windows would still cross it more than
+``target_false_alarms_per_day`` (when the caller knows the windows per day: time steps). A
+few hundred held-out windows have no real 99.9th percentile (it is their maximum), and an edge
+the training network's own downloads and logins cross several times an hour raises `unknown`
+alarms that a new attack starting just after then continues instead of raising its own.
 """
 
 from __future__ import annotations
@@ -47,8 +52,12 @@ class BenignTraining:
     code: int = 8
     epochs: int = 60
     batch_size: int = 64
-    quantile: float = 0.999  # of held-out benign scores: the threshold
+    quantile: float = 0.999  # of held-out benign scores: the threshold (at least)
     seed: int = 0
+    # With windows_per_day (time steps), the threshold is also at least the edge benign windows
+    # would cross about target_false_alarms_per_day times a day (site calibration's tail fit).
+    target_false_alarms_per_day: float = 1.0
+    windows_per_day: float | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +108,19 @@ def _build(width: int, options: BenignTraining) -> Any:
     return keras.Model(inputs, out, name="benign_autoencoder")
 
 
+def _threshold(scores: npt.NDArray[np.float64], window: int, options: BenignTraining) -> float:
+    """The signed edge: the held-out ``quantile``, raised to the tail fit at the target rate."""
+    from agent.calibration import tail_threshold
+
+    edge = float(np.quantile(scores, options.quantile))
+    if not options.windows_per_day:
+        return edge
+    # as site calibration counts it: one odd step stays in ``window`` windows, one alarm
+    exceed = min(options.target_false_alarms_per_day * window / options.windows_per_day, 0.5)
+    logs = np.log(np.maximum(scores, 1e-12))
+    return max(edge, float(np.exp(min(tail_threshold(logs, exceed), 700.0))))
+
+
 # (Keras model, representative inputs) -> full-int8 TFLite bytes. The converter belongs to
 # ``converters``, which training may not import: the caller hands it in.
 ToInt8 = Callable[[Any, npt.NDArray[np.float32]], bytes]
@@ -138,7 +160,7 @@ def train_benign(
     error = (runtime.predict(train).astype(np.float64) - train) ** 2
     scale = np.maximum(error.mean(axis=0), MIN_ERROR_SCALE)
     held_scores = np.mean((runtime.predict(held).astype(np.float64) - held) ** 2 / scale, axis=1)
-    threshold = float(np.quantile(held_scores, options.quantile))
+    threshold = _threshold(held_scores, windows.shape[1], options)
     golden_in = held[:GOLDEN_COUNT].astype(np.float32)
     out_q = runtime.output_quantization
     spec = OpenSetSpec(
@@ -151,8 +173,11 @@ def train_benign(
         golden_outputs=runtime.predict(golden_in),
         golden_atol=2.0 * out_q.scale if out_q is not None else 1e-3,
         calibration={
-            "method": "quantile of held-out benign window scores",
+            "method": "quantile of held-out benign window scores"
+            + (", at least the tail fit at the target" if options.windows_per_day else ""),
             "quantile": options.quantile,
+            "target_false_alarms_per_day": options.target_false_alarms_per_day,
+            "windows_per_day": options.windows_per_day,
             "n_benign": len(held),
             "n_train": cut,
         },
