@@ -1,10 +1,11 @@
 """A model slot: one verified bundle on one source's windows, scored and debounced into events.
 
 The slot keeps the last ``window - 1`` steps so windows slide by one step across batches, and
-the evidence of those steps so an event can say what was on the wire. A replacement bundle
-(remote update) is staged and swapped in between two windows: no step is lost in the swap,
-and a bundle that does not fit this source's features never gets staged, so a
-bad update cannot stop detection.
+the evidence of those steps so an event can say what was on the wire (summarised only when an
+event needs it, and at once when the steps kept hold more than ``MAX_PENDING_PACKETS``). A
+replacement bundle (remote update) is staged and swapped in between two windows: no step is
+lost in the swap, and a bundle that does not fit this source's features never gets staged, so
+a bad update cannot stop detection.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,7 @@ from agent import openset
 from agent.bundle import Bundle, BundleError, check_compatible
 from agent.calibration import CalibrationError, SiteCalibration
 from agent.decide import Decider, DecisionPolicy, Event, Evidence
+from agent.evidence import MAX_PENDING_PACKETS, held_packets, summarise
 from agent.features.schema import FeatureSet
 from agent.features.steps import StepSpec, lead_in, sliding_windows
 from agent.sources import StepBatch
@@ -33,6 +35,10 @@ from agent.sources import StepBatch
 logger = logging.getLogger(__name__)
 
 MAX_BATCH = 32  # windows per interpreter call
+
+# One step's evidence: its batch's evidence (lazy or summarised) and the step's index in it.
+EvidenceRef = tuple[Sequence[Evidence | None], int]
+_NO_EVIDENCE: tuple[Evidence | None] = (None,)
 
 # window end times, classifier scores, benign-model scores (None: single model), and whether
 # a detection was open when each window came
@@ -197,7 +203,7 @@ class ModelSlot:
         self._lock = threading.Lock()
         self._staged: SlotBundle | None = None
         self._tail: npt.NDArray[np.float32] = np.zeros((0, feature_set.width), np.float32)
-        self._evidence: list[Evidence | None] = []
+        self._evidence: list[EvidenceRef] = []
         self._benign: openset.BenignModel | None = None
         self._fusion: openset.Fusion | None = None
         self._activate(self._fitted(bundle))
@@ -240,10 +246,14 @@ class ModelSlot:
             return events
         held = len(self._tail)
         rows = np.concatenate((self._tail, batch.values), axis=0)
-        evidence = self._evidence + list(batch.evidence or (None,) * len(batch))
+        tail = self._evidence
+        fresh = batch.evidence or (None,) * len(batch)
         windows = sliding_windows(rows, self.window)
         keep = max(rows.shape[0] - (self.window - 1), 0)
-        self._tail, self._evidence = rows[keep:].copy(), evidence[keep:]
+        self._tail = rows[keep:].copy()
+        self._evidence = _bounded(
+            [tail[r] if r < held else (fresh, r - held) for r in range(keep, rows.shape[0])]
+        )
         if len(windows) == 0:
             return events
         first = self.windows_seen
@@ -262,7 +272,8 @@ class ModelSlot:
 
         def evidence_at(k: int) -> Callable[[], Evidence]:
             j = int(picked[k])
-            return functools.partial(Evidence.merge, evidence[j : j + window])
+            refs = [tail[r] if r < held else (fresh, r - held) for r in range(j, j + window)]
+            return functools.partial(_merged, refs)
 
         found, busy = self.decider.observe_many(ends, scores, evidence_at)
         events += found
@@ -387,8 +398,36 @@ class ModelSlot:
         kept = old_tail[len(old_tail) - keep :] if keep_tail and keep > 0 else start[:0]
         kept_evidence = old_evidence[len(old_evidence) - len(kept) :] if len(kept) else []
         self._tail = np.concatenate((start[len(kept) :], kept), axis=0).astype(np.float32)
-        padded: list[Evidence | None] = [None] * (len(self._tail) - len(kept))
+        padded: list[EvidenceRef] = [(_NO_EVIDENCE, 0)] * (len(self._tail) - len(kept))
         self._evidence = padded + kept_evidence
+
+
+def _summarised(refs: list[EvidenceRef]) -> list[Evidence | None]:
+    """The steps' evidence, each lazy batch summarised once over the steps it holds here."""
+    spans: dict[int, tuple[Sequence[Evidence | None], int, int]] = {}
+    for seq, i in refs:
+        _, low, high = spans.get(id(seq), (seq, i, i))
+        spans[id(seq)] = (seq, min(low, i), max(high, i))
+    for seq, low, high in spans.values():
+        summarise(seq, low, high + 1)
+    return [seq[i] for seq, i in refs]
+
+
+def _merged(refs: list[EvidenceRef]) -> Evidence:
+    """A window's evidence: its steps' summaries merged."""
+    return Evidence.merge(_summarised(refs))
+
+
+def _bounded(refs: list[EvidenceRef]) -> list[EvidenceRef]:
+    """The kept steps' evidence, summarised now when their batches hold too many packets.
+
+    A lazy batch holds its packets until every step is summarised, so a flood that fills a
+    step with millions of packets must not stay lazy in the slot's tail.
+    """
+    batches = {id(seq): seq for seq, _ in refs}
+    if sum(held_packets(seq) for seq in batches.values()) <= MAX_PENDING_PACKETS:
+        return refs
+    return [((evidence,), 0) for evidence in _summarised(refs)]
 
 
 def describe(bundle: Bundle) -> dict[str, Any]:
