@@ -262,7 +262,8 @@ class ModelSlot:
         picked = np.nonzero((np.arange(first, first + len(windows)) % sample_every) == 0)[0]
         if len(picked) == 0:
             return events
-        probabilities, anomaly = self._score(np.ascontiguousarray(windows[picked]))
+        # Unsampled, the windows stay a view of the steps: ``_score`` copies one chunk at a time.
+        probabilities, anomaly = self._score(windows if sample_every == 1 else windows[picked])
         scores = probabilities
         if self._fusion is not None and anomaly is not None:
             scores = self._fusion.fuse(probabilities, anomaly)
@@ -329,6 +330,7 @@ class ModelSlot:
         self, windows: npt.NDArray[np.float32]
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64] | None]:
         manifest = self.bundle.manifest
+        windows = np.ascontiguousarray(windows)
         x = manifest.prepare(windows)
         began = time.perf_counter()
         out = self.bundle.model.predict(x)

@@ -381,6 +381,15 @@ def _chunks(
             pos = 0
 
 
+def check_capture(path: str | os.PathLike[str]) -> None:
+    """OSError when the file cannot be read, CaptureFormatError when it is no capture.
+
+    What the first ``next`` of ``iter_capture`` would raise, without decoding anything.
+    """
+    with open(path, "rb") as f:
+        _scanner_for(path, f.read(12))
+
+
 def iter_capture(path: str | os.PathLike[str], *, chunk_frames: int = 65536) -> Iterator[Capture]:
     """Stream a capture as chunks of at most ``chunk_frames`` frames; memory stays bounded.
 

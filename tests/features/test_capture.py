@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from agent.features import capture as capture_module
-from agent.features.capture import CaptureFormatError, iter_capture, merge_captures, read_capture
+from agent.features.capture import (
+    CaptureFormatError,
+    check_capture,
+    iter_capture,
+    merge_captures,
+    read_capture,
+)
 from agent.features.packets import (
     L3_IPV4,
     PROTO_ICMP,
@@ -355,6 +361,17 @@ def test_not_a_capture_raises_with_the_file_name(
         read_capture(path)
     assert found in str(info.value)
     assert isinstance(info.value, ValueError)
+    with pytest.raises(CaptureFormatError) as checked:  # the start-up check, from the head
+        check_capture(path)
+    assert str(checked.value) == str(info.value)
+
+
+def test_the_start_up_check_passes_a_capture_and_refuses_a_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "ok.pcap"
+    path.write_bytes(craft.pcap(zip(TIMES, FRAMES, strict=True)))
+    check_capture(path)
+    with pytest.raises(FileNotFoundError):
+        check_capture(tmp_path / "gone.pcap")
 
 
 def test_progress_line_on_stderr(datasets: Path, capsys: pytest.CaptureFixture[str]) -> None:
