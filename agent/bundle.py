@@ -43,7 +43,6 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.bundle_archive import COMPANION as COMPANION
@@ -368,10 +367,35 @@ def _parse_manifest(raw: Mapping[str, Any]) -> Manifest:
 # --- keys -------------------------------------------------------------------------------------
 
 
+# The DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410): the 32-byte key follows.
+_ED25519_SPKI = bytes.fromhex("302a300506032b6570032100")
+_PEM_HEAD = b"-----BEGIN PUBLIC KEY-----"
+_PEM_TAIL = b"-----END PUBLIC KEY-----"
+
+
 def key_id(public_key: Ed25519PublicKey) -> str:
     """First 16 hex digits of sha256 over the raw 32-byte public key."""
-    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()[:16]
+    return hashlib.sha256(public_key.public_bytes_raw()).hexdigest()[:16]
+
+
+def _ed25519_pem(data: bytes) -> bytes | None:
+    """The raw key of a plain PEM Ed25519 public key (what ``iotids keys`` writes), else None.
+
+    Read here because cryptography's general PEM loader imports its SSH, RSA and cipher
+    modules (~0.7 MB resident on the gateway); anything else still goes through it.
+    """
+    text = data.strip()
+    if not (text.startswith(_PEM_HEAD) and text.endswith(_PEM_TAIL)):
+        return None
+    try:
+        der = base64.b64decode(
+            b"".join(text[len(_PEM_HEAD) : -len(_PEM_TAIL)].split()), validate=True
+        )
+    except binascii.Error:
+        return None
+    if len(der) == len(_ED25519_SPKI) + 32 and der.startswith(_ED25519_SPKI):
+        return der[len(_ED25519_SPKI) :]
+    return None
 
 
 def load_public_key(source: str | Path | bytes) -> Ed25519PublicKey:
@@ -379,6 +403,11 @@ def load_public_key(source: str | Path | bytes) -> Ed25519PublicKey:
     data = source if isinstance(source, bytes) else Path(source).read_bytes()
     if len(data) == 32:
         return Ed25519PublicKey.from_public_bytes(data)
+    raw = _ed25519_pem(data)
+    if raw is not None:
+        return Ed25519PublicKey.from_public_bytes(raw)
+    from cryptography.hazmat.primitives import serialization
+
     try:
         key = serialization.load_pem_public_key(data)
     except ValueError:
