@@ -168,10 +168,17 @@ class Manifest:
         A model that reads one step (a DNN on a window of T > 1) gets the last step, as
         training feeds it.
         """
-        scaled = self.scaler.transform(windows)
+        return self.shape_inputs(self.scaler.transform(windows))
+
+    def shape_inputs(self, scaled: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Scaled windows (N, T, F) -> model inputs (N, *input_shape) (see ``prepare``).
+
+        Scaling is per feature, so windows cut from steps scaled once are the windows
+        ``prepare`` scales: the model slot scales each step once, not once per window.
+        """
         if int(np.prod(self.input_shape)) == len(self.columns) and scaled.ndim == 3:
             scaled = scaled[:, -1, :]
-        return scaled.reshape((len(scaled), *self.input_shape))
+        return np.ascontiguousarray(scaled).reshape((len(scaled), *self.input_shape))
 
     def to_json(self) -> bytes:
         """The manifest as the UTF-8 JSON bytes that get signed."""

@@ -262,8 +262,12 @@ class ModelSlot:
         picked = np.nonzero((np.arange(first, first + len(windows)) % sample_every) == 0)[0]
         if len(picked) == 0:
             return events
-        # Unsampled, the windows stay a view of the steps: ``_score`` copies one chunk at a time.
-        probabilities, anomaly = self._score(windows if sample_every == 1 else windows[picked])
+        # Each step is scaled once (not once per window it falls in); unsampled, the windows
+        # stay views of the steps and ``_score`` copies one chunk at a time.
+        scaled = sliding_windows(self.bundle.manifest.scaler.transform(rows), self.window)
+        if sample_every != 1:
+            windows, scaled = windows[picked], scaled[picked]
+        probabilities, anomaly = self._score(windows, scaled)
         scores = probabilities
         if self._fusion is not None and anomaly is not None:
             scores = self._fusion.fuse(probabilities, anomaly)
@@ -310,16 +314,19 @@ class ModelSlot:
         return self.decider.close(time_ns if time_ns is not None else time.time_ns())
 
     def _score(
-        self, windows: npt.NDArray[np.float32]
+        self, windows: npt.NDArray[np.float32], scaled: npt.NDArray[np.float32] | None = None
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64] | None]:
         """Scale, run the model(s): one score per label, and the benign model's raw scores.
 
-        In bounded chunks: scaling works in float64 and a conv net's activations grow with
-        the batch, so a backlog of windows must not become one huge allocation (resident
-        memory is the budget on a Pi).
+        ``scaled``: the same windows already scaled (else they are scaled here). In bounded
+        chunks: a conv net's activations grow with the batch, so a backlog of windows must not
+        become one huge allocation (resident memory is the budget on a Pi).
         """
+        if scaled is None:
+            scaled = self.bundle.manifest.scaler.transform(windows)
         parts = [
-            self._score_chunk(windows[i : i + MAX_BATCH]) for i in range(0, len(windows), MAX_BATCH)
+            self._score_chunk(windows[i : i + MAX_BATCH], scaled[i : i + MAX_BATCH])
+            for i in range(0, len(windows), MAX_BATCH)
         ]
         scores = np.concatenate([p[0] for p in parts])
         if self._benign is None:
@@ -327,14 +334,14 @@ class ModelSlot:
         return scores, np.concatenate([p[1] for p in parts if p[1] is not None])
 
     def _score_chunk(
-        self, windows: npt.NDArray[np.float32]
+        self, windows: npt.NDArray[np.float32], scaled: npt.NDArray[np.float32]
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64] | None]:
         manifest = self.bundle.manifest
-        windows = np.ascontiguousarray(windows)
-        x = manifest.prepare(windows)
+        x = manifest.shape_inputs(scaled)
         began = time.perf_counter()
         out = self.bundle.model.predict(x)
-        anomaly = self._benign.scores(windows) if self._benign is not None else None
+        benign = self._benign
+        anomaly = benign.scores(np.ascontiguousarray(windows)) if benign is not None else None
         if self._on_latency is not None:
             self._on_latency((time.perf_counter() - began) / len(x))
         if manifest.task == "anomaly":
