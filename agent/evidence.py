@@ -1,7 +1,7 @@
 """What an event says was on the wire: per-step packet and byte counts, the busiest sources,
 destinations and ports, and the targets an incident hit.
 
-A closed step keeps only the five packet columns its evidence needs (``StepEvidence``), and its
+A closed step keeps only the six packet columns its evidence needs (``StepEvidence``), and its
 top-k summary is computed when an event needs it: most windows raise nothing, and summarising
 every step cost about a third of a replay's CPU at 1-second steps. The model slot bounds the
 packets held this way (``MAX_PENDING_PACKETS``) and summarises at once beyond it, so memory stays
@@ -23,8 +23,8 @@ import numpy.typing as npt
 from agent.features.packets import PacketTable
 
 TOP_K = 5
-# Packets whose steps' evidence a model slot may keep unsummarised (5 columns, 34 bytes each:
-# ~2 MiB); beyond it the oldest steps are summarised at once, as every step was before.
+# Packets whose steps' evidence a model slot may keep unsummarised (6 columns, 38 bytes a
+# packet: ~2.4 MiB); beyond it the kept steps are summarised at once, as every step was before.
 MAX_PENDING_PACKETS = 1 << 16
 _V4_MAPPED_HI = 0
 _V4_MAPPED_MARK = 0xFFFF_0000_0000
