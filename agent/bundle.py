@@ -59,6 +59,9 @@ from agent.bundle_archive import open_archive
 from agent.bundle_archive import read_bundle as read_bundle
 from agent.features.schema import FeatureSet
 from agent.features.steps import PADDINGS, STEP_KINDS, StepSpec
+from agent.keys import as_key
+from agent.keys import key_id as key_id
+from agent.keys import load_public_key as load_public_key
 from agent.runtime import Model, ModelLoadError, Quantization
 
 logger = logging.getLogger(__name__)
@@ -371,63 +374,6 @@ def _parse_manifest(raw: Mapping[str, Any]) -> Manifest:
     )
 
 
-# --- keys -------------------------------------------------------------------------------------
-
-
-# The DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410): the 32-byte key follows.
-_ED25519_SPKI = bytes.fromhex("302a300506032b6570032100")
-_PEM_HEAD = b"-----BEGIN PUBLIC KEY-----"
-_PEM_TAIL = b"-----END PUBLIC KEY-----"
-
-
-def key_id(public_key: Ed25519PublicKey) -> str:
-    """First 16 hex digits of sha256 over the raw 32-byte public key."""
-    return hashlib.sha256(public_key.public_bytes_raw()).hexdigest()[:16]
-
-
-def _ed25519_pem(data: bytes) -> bytes | None:
-    """The raw key of a plain PEM Ed25519 public key (what ``iotids keys`` writes), else None.
-
-    Read here because cryptography's general PEM loader imports its SSH, RSA and cipher
-    modules (~0.7 MB resident on the gateway); anything else still goes through it.
-    """
-    text = data.strip()
-    if not (text.startswith(_PEM_HEAD) and text.endswith(_PEM_TAIL)):
-        return None
-    try:
-        der = base64.b64decode(
-            b"".join(text[len(_PEM_HEAD) : -len(_PEM_TAIL)].split()), validate=True
-        )
-    except binascii.Error:
-        return None
-    if len(der) == len(_ED25519_SPKI) + 32 and der.startswith(_ED25519_SPKI):
-        return der[len(_ED25519_SPKI) :]
-    return None
-
-
-def load_public_key(source: str | Path | bytes) -> Ed25519PublicKey:
-    """An Ed25519 public key from a PEM file / bytes or a raw 32-byte file / bytes."""
-    data = source if isinstance(source, bytes) else Path(source).read_bytes()
-    if len(data) == 32:
-        return Ed25519PublicKey.from_public_bytes(data)
-    raw = _ed25519_pem(data)
-    if raw is not None:
-        return Ed25519PublicKey.from_public_bytes(raw)
-    from cryptography.hazmat.primitives import serialization
-
-    try:
-        key = serialization.load_pem_public_key(data)
-    except ValueError:
-        raise ValueError("public key: neither PEM nor 32 raw bytes") from None
-    if not isinstance(key, Ed25519PublicKey):
-        raise ValueError(f"public key: expected Ed25519, got {type(key).__name__}")
-    return key
-
-
-def _as_key(key: Ed25519PublicKey | bytes) -> Ed25519PublicKey:
-    return key if isinstance(key, Ed25519PublicKey) else load_public_key(key)
-
-
 # --- reading and checking ---------------------------------------------------------------------
 
 
@@ -457,7 +403,7 @@ def check_signature(raw: _Signed, trusted_keys: Sequence[Ed25519PublicKey | byte
         raise BundleError("bundle signature: unsigned bundle (no manifest.sig)")
     if len(raw.signature) != 64:
         raise BundleError(f"bundle signature: {len(raw.signature)} bytes, expected 64")
-    keys = [_as_key(k) for k in trusted_keys]
+    keys = [as_key(k) for k in trusted_keys]
     if not keys:
         raise BundleError("bundle signature: no trusted keys configured")
     for key in keys:
