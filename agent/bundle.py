@@ -43,7 +43,6 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.bundle_archive import COMPANION as COMPANION
@@ -60,6 +59,9 @@ from agent.bundle_archive import open_archive
 from agent.bundle_archive import read_bundle as read_bundle
 from agent.features.schema import FeatureSet
 from agent.features.steps import PADDINGS, STEP_KINDS, StepSpec
+from agent.keys import as_key
+from agent.keys import key_id as key_id
+from agent.keys import load_public_key as load_public_key
 from agent.runtime import Model, ModelLoadError, Quantization
 
 logger = logging.getLogger(__name__)
@@ -169,10 +171,17 @@ class Manifest:
         A model that reads one step (a DNN on a window of T > 1) gets the last step, as
         training feeds it.
         """
-        scaled = self.scaler.transform(windows)
+        return self.shape_inputs(self.scaler.transform(windows))
+
+    def shape_inputs(self, scaled: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Scaled windows (N, T, F) -> model inputs (N, *input_shape) (see ``prepare``).
+
+        Scaling is per feature, so windows cut from steps scaled once are the windows
+        ``prepare`` scales: the model slot scales each step once, not once per window.
+        """
         if int(np.prod(self.input_shape)) == len(self.columns) and scaled.ndim == 3:
             scaled = scaled[:, -1, :]
-        return scaled.reshape((len(scaled), *self.input_shape))
+        return np.ascontiguousarray(scaled).reshape((len(scaled), *self.input_shape))
 
     def to_json(self) -> bytes:
         """The manifest as the UTF-8 JSON bytes that get signed."""
@@ -365,33 +374,6 @@ def _parse_manifest(raw: Mapping[str, Any]) -> Manifest:
     )
 
 
-# --- keys -------------------------------------------------------------------------------------
-
-
-def key_id(public_key: Ed25519PublicKey) -> str:
-    """First 16 hex digits of sha256 over the raw 32-byte public key."""
-    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()[:16]
-
-
-def load_public_key(source: str | Path | bytes) -> Ed25519PublicKey:
-    """An Ed25519 public key from a PEM file / bytes or a raw 32-byte file / bytes."""
-    data = source if isinstance(source, bytes) else Path(source).read_bytes()
-    if len(data) == 32:
-        return Ed25519PublicKey.from_public_bytes(data)
-    try:
-        key = serialization.load_pem_public_key(data)
-    except ValueError:
-        raise ValueError("public key: neither PEM nor 32 raw bytes") from None
-    if not isinstance(key, Ed25519PublicKey):
-        raise ValueError(f"public key: expected Ed25519, got {type(key).__name__}")
-    return key
-
-
-def _as_key(key: Ed25519PublicKey | bytes) -> Ed25519PublicKey:
-    return key if isinstance(key, Ed25519PublicKey) else load_public_key(key)
-
-
 # --- reading and checking ---------------------------------------------------------------------
 
 
@@ -421,7 +403,7 @@ def check_signature(raw: _Signed, trusted_keys: Sequence[Ed25519PublicKey | byte
         raise BundleError("bundle signature: unsigned bundle (no manifest.sig)")
     if len(raw.signature) != 64:
         raise BundleError(f"bundle signature: {len(raw.signature)} bytes, expected 64")
-    keys = [_as_key(k) for k in trusted_keys]
+    keys = [as_key(k) for k in trusted_keys]
     if not keys:
         raise BundleError("bundle signature: no trusted keys configured")
     for key in keys:

@@ -181,9 +181,11 @@ def model_steps(config: AgentConfig) -> AgentConfig:
 
 def _check_outbox_file(config: AgentConfig) -> None:
     """An outbox file already there must be one the agent can open (a directory is not)."""
+    path = Path(config.outbox.resolved_path(config.agent.state_dir))
+    if not path.exists() and not path.is_symlink():
+        return  # nothing to check: the outbox module (and SQLite) loads only when MQTT is on
     from agent.report.outbox import OutboxError, check_existing
 
-    path = Path(config.outbox.resolved_path(config.agent.state_dir))
     try:
         check_existing(path)
     except OutboxError as exc:

@@ -1,8 +1,11 @@
 """What an event says was on the wire: per-step packet and byte counts, the busiest sources,
 destinations and ports, and the targets an incident hit.
 
-Evidence is cut to a top-k summary as soon as a step closes, so memory stays bounded under
-floods; the decider merges steps' summaries when it emits an event.
+A closed step keeps only the six packet columns its evidence needs (``StepEvidence``), and its
+top-k summary is computed when an event needs it: most windows raise nothing, and summarising
+every step cost about a third of a replay's CPU at 1-second steps. The model slot bounds the
+packets held this way (``MAX_PENDING_PACKETS``) and summarises at once beyond it, so memory stays
+bounded under floods; the decider merges steps' summaries when it emits an event.
 """
 
 from __future__ import annotations
@@ -10,9 +13,9 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -20,6 +23,9 @@ import numpy.typing as npt
 from agent.features.packets import PacketTable
 
 TOP_K = 5
+# Packets whose steps' evidence a model slot may keep unsummarised (6 columns, 38 bytes a
+# packet: ~2.4 MiB); beyond it the kept steps are summarised at once, as every step was before.
+MAX_PENDING_PACKETS = 1 << 16
 _V4_MAPPED_HI = 0
 _V4_MAPPED_MARK = 0xFFFF_0000_0000
 _V4_MAPPED_MASK = 0xFFFF_FFFF_0000_0000
@@ -83,6 +89,185 @@ def step_evidence(
     Vectorized over the whole batch: one sort per key, no Python loop over packets, so a busy
     step costs no more per packet than a quiet one. Steps without packets get None.
     """
+    return _columns_evidence(_EvidenceColumns.of(table), step, steps, k)
+
+
+@dataclass(frozen=True)
+class _EvidenceColumns:
+    """The packet columns evidence is made of (a copy: the decoded chunk can be freed)."""
+
+    wire_len: npt.NDArray[np.uint32]
+    src_hi: npt.NDArray[np.uint64]
+    src_lo: npt.NDArray[np.uint64]
+    dst_hi: npt.NDArray[np.uint64]
+    dst_lo: npt.NDArray[np.uint64]
+    dport: npt.NDArray[np.uint16]
+
+    @classmethod
+    def of(cls, table: PacketTable, rows: slice = slice(None)) -> _EvidenceColumns:
+        return cls(
+            table.wire_len[rows],
+            table.src_hi[rows],
+            table.src_lo[rows],
+            table.dst_hi[rows],
+            table.dst_lo[rows],
+            table.dport[rows],
+        )
+
+    def copy(self) -> _EvidenceColumns:
+        return _EvidenceColumns(
+            self.wire_len.copy(),
+            self.src_hi.copy(),
+            self.src_lo.copy(),
+            self.dst_hi.copy(),
+            self.dst_lo.copy(),
+            self.dport.copy(),
+        )
+
+    def rows(self, first: int, last: int) -> _EvidenceColumns:
+        """Rows ``first..last-1`` (views)."""
+        rows = slice(first, last)
+        return _EvidenceColumns(
+            self.wire_len[rows],
+            self.src_hi[rows],
+            self.src_lo[rows],
+            self.dst_hi[rows],
+            self.dst_lo[rows],
+            self.dport[rows],
+        )
+
+    def __len__(self) -> int:
+        return int(self.wire_len.shape[0])
+
+
+class StepEvidence(Sequence[Evidence | None]):
+    """The evidence of a batch of consecutive steps, summarised on first use.
+
+    Holds the packets of its steps (``ends[s]`` is one past the last packet of step ``s``);
+    ``self[s]`` summarises the step (once, cached) exactly as ``step_evidence`` would, and
+    ``summarise(a, b)`` summarises steps ``a..b-1`` in one vectorized call. The packets are
+    dropped once every step is summarised.
+    """
+
+    __slots__ = ("_columns", "_ends", "_found", "_k", "_missing")
+
+    def __init__(self, table: PacketTable, ends: npt.NDArray[np.int64], k: int = TOP_K) -> None:
+        count = int(ends[-1]) if len(ends) else 0
+        self._columns: _EvidenceColumns | None = _EvidenceColumns.of(table, slice(0, count)).copy()
+        self._ends = np.asarray(ends, np.int64)
+        self._k = k
+        self._found: list[Evidence | None] = [None] * len(ends)
+        self._missing = np.ones(len(ends), bool)
+
+    def __len__(self) -> int:
+        return len(self._found)
+
+    @overload
+    def __getitem__(self, index: int) -> Evidence | None: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Evidence | None]: ...
+
+    def __getitem__(self, index: int | slice) -> Evidence | Sequence[Evidence | None] | None:
+        if isinstance(index, slice):
+            start, stop, stride = index.indices(len(self))
+            if stride == 1:
+                self.summarise(start, stop)
+            else:
+                self.summarise(0, len(self))
+            return self._found[index]
+        if index < 0:
+            index += len(self)
+        self.summarise(index, index + 1)
+        return self._found[index]
+
+    @property
+    def held_packets(self) -> int:
+        """Packets still held for steps not summarised yet."""
+        return len(self._columns) if self._columns is not None else 0
+
+    def summarise(self, start: int, stop: int) -> None:
+        """Summarise steps ``start..stop-1`` that are not summarised yet (one call)."""
+        start, stop = max(start, 0), min(stop, len(self._found))
+        if self._columns is None or start >= stop or not self._missing[start:stop].any():
+            return
+        first = int(self._ends[start - 1]) if start else 0
+        last = int(self._ends[stop - 1])
+        ends = self._ends[start:stop] - first
+        step = np.repeat(np.arange(stop - start, dtype=np.int64), np.diff(np.r_[0, ends]))
+        found = _columns_evidence(self._columns.rows(first, last), step, stop - start, self._k)
+        for offset, evidence in enumerate(found):
+            if self._missing[start + offset]:
+                self._found[start + offset] = evidence
+        self._missing[start:stop] = False
+        if not self._missing.any():
+            self._columns = None  # every step summarised: the packets can go
+
+
+class EvidenceChain(Sequence[Evidence | None]):
+    """Two batches' evidence as one sequence, still summarised only when used."""
+
+    __slots__ = ("_first", "_second")
+
+    def __init__(self, first: Sequence[Evidence | None], second: Sequence[Evidence | None]):
+        self._first, self._second = first, second
+
+    def __len__(self) -> int:
+        return len(self._first) + len(self._second)
+
+    @overload
+    def __getitem__(self, index: int) -> Evidence | None: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Evidence | None]: ...
+
+    def __getitem__(self, index: int | slice) -> Evidence | Sequence[Evidence | None] | None:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        split = len(self._first)
+        return self._first[index] if index < split else self._second[index - split]
+
+    @property
+    def held_packets(self) -> int:
+        """Packets still held for steps not summarised yet."""
+        return held_packets(self._first) + held_packets(self._second)
+
+    def summarise(self, start: int, stop: int) -> None:
+        """Summarise steps ``start..stop-1`` (see StepEvidence.summarise)."""
+        split = len(self._first)
+        summarise(self._first, start, min(stop, split))
+        summarise(self._second, max(start - split, 0), stop - split)
+
+
+def summarise(evidence: Sequence[Evidence | None], start: int, stop: int) -> None:
+    """Summarise steps ``start..stop-1`` of a batch's evidence in one call when it is lazy."""
+    if isinstance(evidence, StepEvidence | EvidenceChain):
+        evidence.summarise(start, stop)
+
+
+def held_packets(evidence: Sequence[Evidence | None]) -> int:
+    """Packets a batch's evidence still holds unsummarised (0 for summaries)."""
+    if isinstance(evidence, StepEvidence | EvidenceChain):
+        return evidence.held_packets
+    return 0
+
+
+def join_evidence(
+    first: Sequence[Evidence | None], second: Sequence[Evidence | None]
+) -> Sequence[Evidence | None]:
+    """The evidence of two consecutive batches, without summarising either."""
+    if not len(second):
+        return first
+    if not len(first):
+        return second
+    return EvidenceChain(first, second)
+
+
+def _columns_evidence(
+    table: _EvidenceColumns, step: npt.NDArray[np.int64], steps: int, k: int
+) -> list[Evidence | None]:
     if len(table) == 0:
         return [None] * steps
     packets = np.bincount(step, minlength=steps)

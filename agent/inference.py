@@ -1,10 +1,11 @@
 """A model slot: one verified bundle on one source's windows, scored and debounced into events.
 
 The slot keeps the last ``window - 1`` steps so windows slide by one step across batches, and
-the evidence of those steps so an event can say what was on the wire. A replacement bundle
-(remote update) is staged and swapped in between two windows: no step is lost in the swap,
-and a bundle that does not fit this source's features never gets staged, so a
-bad update cannot stop detection.
+the evidence of those steps so an event can say what was on the wire (summarised only when an
+event needs it, and at once when the steps kept hold more than ``MAX_PENDING_PACKETS``). A
+replacement bundle (remote update) is staged and swapped in between two windows: no step is
+lost in the swap, and a bundle that does not fit this source's features never gets staged, so
+a bad update cannot stop detection.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,7 @@ from agent import openset
 from agent.bundle import Bundle, BundleError, check_compatible
 from agent.calibration import CalibrationError, SiteCalibration
 from agent.decide import Decider, DecisionPolicy, Event, Evidence
+from agent.evidence import MAX_PENDING_PACKETS, held_packets, summarise
 from agent.features.schema import FeatureSet
 from agent.features.steps import StepSpec, lead_in, sliding_windows
 from agent.sources import StepBatch
@@ -33,6 +35,10 @@ from agent.sources import StepBatch
 logger = logging.getLogger(__name__)
 
 MAX_BATCH = 32  # windows per interpreter call
+
+# One step's evidence: its batch's evidence (lazy or summarised) and the step's index in it.
+EvidenceRef = tuple[Sequence[Evidence | None], int]
+_NO_EVIDENCE: tuple[Evidence | None] = (None,)
 
 # window end times, classifier scores, benign-model scores (None: single model), and whether
 # a detection was open when each window came
@@ -197,7 +203,7 @@ class ModelSlot:
         self._lock = threading.Lock()
         self._staged: SlotBundle | None = None
         self._tail: npt.NDArray[np.float32] = np.zeros((0, feature_set.width), np.float32)
-        self._evidence: list[Evidence | None] = []
+        self._evidence: list[EvidenceRef] = []
         self._benign: openset.BenignModel | None = None
         self._fusion: openset.Fusion | None = None
         self._activate(self._fitted(bundle))
@@ -240,10 +246,14 @@ class ModelSlot:
             return events
         held = len(self._tail)
         rows = np.concatenate((self._tail, batch.values), axis=0)
-        evidence = self._evidence + list(batch.evidence or (None,) * len(batch))
+        tail = self._evidence
+        fresh = batch.evidence or (None,) * len(batch)
         windows = sliding_windows(rows, self.window)
         keep = max(rows.shape[0] - (self.window - 1), 0)
-        self._tail, self._evidence = rows[keep:].copy(), evidence[keep:]
+        self._tail = rows[keep:].copy()
+        self._evidence = _bounded(
+            [tail[r] if r < held else (fresh, r - held) for r in range(keep, rows.shape[0])]
+        )
         if len(windows) == 0:
             return events
         first = self.windows_seen
@@ -252,7 +262,12 @@ class ModelSlot:
         picked = np.nonzero((np.arange(first, first + len(windows)) % sample_every) == 0)[0]
         if len(picked) == 0:
             return events
-        probabilities, anomaly = self._score(np.ascontiguousarray(windows[picked]))
+        # Each step is scaled once (not once per window it falls in); unsampled, the windows
+        # stay views of the steps and ``_score`` copies one chunk at a time.
+        scaled = sliding_windows(self.bundle.manifest.scaler.transform(rows), self.window)
+        if sample_every != 1:
+            windows, scaled = windows[picked], scaled[picked]
+        probabilities, anomaly = self._score(windows, scaled)
         scores = probabilities
         if self._fusion is not None and anomaly is not None:
             scores = self._fusion.fuse(probabilities, anomaly)
@@ -262,7 +277,8 @@ class ModelSlot:
 
         def evidence_at(k: int) -> Callable[[], Evidence]:
             j = int(picked[k])
-            return functools.partial(Evidence.merge, evidence[j : j + window])
+            refs = [tail[r] if r < held else (fresh, r - held) for r in range(j, j + window)]
+            return functools.partial(_merged, refs)
 
         found, busy = self.decider.observe_many(ends, scores, evidence_at)
         events += found
@@ -298,16 +314,19 @@ class ModelSlot:
         return self.decider.close(time_ns if time_ns is not None else time.time_ns())
 
     def _score(
-        self, windows: npt.NDArray[np.float32]
+        self, windows: npt.NDArray[np.float32], scaled: npt.NDArray[np.float32] | None = None
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64] | None]:
         """Scale, run the model(s): one score per label, and the benign model's raw scores.
 
-        In bounded chunks: scaling works in float64 and a conv net's activations grow with
-        the batch, so a backlog of windows must not become one huge allocation (resident
-        memory is the budget on a Pi).
+        ``scaled``: the same windows already scaled (else they are scaled here). In bounded
+        chunks: a conv net's activations grow with the batch, so a backlog of windows must not
+        become one huge allocation (resident memory is the budget on a Pi).
         """
+        if scaled is None:
+            scaled = self.bundle.manifest.scaler.transform(windows)
         parts = [
-            self._score_chunk(windows[i : i + MAX_BATCH]) for i in range(0, len(windows), MAX_BATCH)
+            self._score_chunk(windows[i : i + MAX_BATCH], scaled[i : i + MAX_BATCH])
+            for i in range(0, len(windows), MAX_BATCH)
         ]
         scores = np.concatenate([p[0] for p in parts])
         if self._benign is None:
@@ -315,13 +334,14 @@ class ModelSlot:
         return scores, np.concatenate([p[1] for p in parts if p[1] is not None])
 
     def _score_chunk(
-        self, windows: npt.NDArray[np.float32]
+        self, windows: npt.NDArray[np.float32], scaled: npt.NDArray[np.float32]
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64] | None]:
         manifest = self.bundle.manifest
-        x = manifest.prepare(windows)
+        x = manifest.shape_inputs(scaled)
         began = time.perf_counter()
         out = self.bundle.model.predict(x)
-        anomaly = self._benign.scores(windows) if self._benign is not None else None
+        benign = self._benign
+        anomaly = benign.scores(np.ascontiguousarray(windows)) if benign is not None else None
         if self._on_latency is not None:
             self._on_latency((time.perf_counter() - began) / len(x))
         if manifest.task == "anomaly":
@@ -387,8 +407,36 @@ class ModelSlot:
         kept = old_tail[len(old_tail) - keep :] if keep_tail and keep > 0 else start[:0]
         kept_evidence = old_evidence[len(old_evidence) - len(kept) :] if len(kept) else []
         self._tail = np.concatenate((start[len(kept) :], kept), axis=0).astype(np.float32)
-        padded: list[Evidence | None] = [None] * (len(self._tail) - len(kept))
+        padded: list[EvidenceRef] = [(_NO_EVIDENCE, 0)] * (len(self._tail) - len(kept))
         self._evidence = padded + kept_evidence
+
+
+def _summarised(refs: list[EvidenceRef]) -> list[Evidence | None]:
+    """The steps' evidence, each lazy batch summarised once over the steps it holds here."""
+    spans: dict[int, tuple[Sequence[Evidence | None], int, int]] = {}
+    for seq, i in refs:
+        _, low, high = spans.get(id(seq), (seq, i, i))
+        spans[id(seq)] = (seq, min(low, i), max(high, i))
+    for seq, low, high in spans.values():
+        summarise(seq, low, high + 1)
+    return [seq[i] for seq, i in refs]
+
+
+def _merged(refs: list[EvidenceRef]) -> Evidence:
+    """A window's evidence: its steps' summaries merged."""
+    return Evidence.merge(_summarised(refs))
+
+
+def _bounded(refs: list[EvidenceRef]) -> list[EvidenceRef]:
+    """The kept steps' evidence, summarised now when their batches hold too many packets.
+
+    A lazy batch holds its packets until every step is summarised, so a flood that fills a
+    step with millions of packets must not stay lazy in the slot's tail.
+    """
+    batches = {id(seq): seq for seq, _ in refs}
+    if sum(held_packets(seq) for seq in batches.values()) <= MAX_PENDING_PACKETS:
+        return refs
+    return [((evidence,), 0) for evidence in _summarised(refs)]
 
 
 def describe(bundle: Bundle) -> dict[str, Any]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import importlib.metadata
 import logging
 import struct
 import threading
@@ -84,6 +83,8 @@ def runtime_name() -> str:
 
 def runtime_version() -> str:
     """Installed version of the runtime in use."""
+    import importlib.metadata  # only here: it pulls in email and zipfile parsing (~1 MB)
+
     return importlib.metadata.version(runtime_name())
 
 

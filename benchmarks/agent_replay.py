@@ -221,7 +221,13 @@ def _replay_rate(
     bundle: Any, captures: list[Path], quick: bool, case: str, target: str
 ) -> list[dict[str, object]]:
     """Best of a few end-to-end replays per capture, and packets/s over all of them."""
+    from agent.__main__ import settle
     from agent.app import replay_capture
+
+    # As ``iotids agent replay`` does once its bundle is loaded: here it also keeps the
+    # collector off TensorFlow's objects (this process built the models), which the agent
+    # never has.
+    settle()
 
     rows = []
     total_packets = 0

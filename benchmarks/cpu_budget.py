@@ -1,10 +1,11 @@
 """CPU-seconds per million packets, per stage, and what they mean on a Raspberry Pi.
 
 Stages, each timed alone with ``time.process_time`` over the shared SYN-flood capture (the
-busiest one): decoding (pcap bytes to a packet table), features (traffic-v1 steps plus each
-step's evidence), inference (the int8 CNN on every window, XNNPACK, batches of up to 32) and
-decisions (debounce), at 1-second and 20-packet steps; reporting is timed per event (an event
-to JSON), since its cost follows events, not packets.
+busiest one): decoding (pcap bytes to a packet table), features (traffic-v1 steps; each
+step's evidence keeps its packets and is summarised only when an event needs it), inference
+(steps scaled, the int8 CNN on every window, XNNPACK, batches of up to 32) and decisions
+(debounce), at 1-second and 20-packet steps; reporting is timed per event (an event to JSON),
+since its cost follows events, not packets.
 
 Pi figures are NOT measured: they scale this machine's figures by single-core speed ratios
 (``PI_SLOWDOWN``), an assumption stated in every row.
@@ -71,8 +72,15 @@ def stages(bundle: Any, capture: Path, repeat: int) -> dict[str, float]:
 
     features_s, values = _cpu(features, repeat)
     slot = ModelSlot("bench", "cap", TRAFFIC_FEATURES(), step, bundle)
-    windows = np.ascontiguousarray(sliding_windows(values, bundle.manifest.window))
-    inference_s, scored = _cpu(lambda: slot._score(windows)[0], repeat)
+    window = bundle.manifest.window
+    windows = sliding_windows(values, window)
+
+    def inference() -> Any:
+        # as the slot does: each step scaled once, the scaled windows cut from them
+        scaled = sliding_windows(bundle.manifest.scaler.transform(values), window)
+        return slot._score(windows, scaled)[0]
+
+    inference_s, scored = _cpu(inference, repeat)
     ends = np.arange(len(scored), dtype=np.int64) * 1_000_000
 
     def decisions() -> Any:

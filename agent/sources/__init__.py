@@ -7,6 +7,7 @@ lazy import paths, so an unused source's dependencies never load on the gateway.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -25,11 +26,15 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class StepBatch:
-    """Finished steps of one source: ``start_ns`` (S,), ``values`` (S, F) float32, evidence."""
+    """Finished steps of one source: ``start_ns`` (S,), ``values`` (S, F) float32, evidence.
+
+    ``evidence`` (one per step, or empty: none) may be lazy (``agent.evidence.StepEvidence``):
+    indexing it summarises the step then.
+    """
 
     start_ns: npt.NDArray[np.int64]
     values: npt.NDArray[np.float32]
-    evidence: tuple[Evidence | None, ...] = ()
+    evidence: Sequence[Evidence | None] = ()
 
     def __len__(self) -> int:
         return int(self.start_ns.shape[0])

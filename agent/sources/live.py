@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from agent.evidence import join_evidence
 from agent.features.decode import decode_frames
 from agent.features.packets import PacketTable
 from agent.sources import SourceStats, StepBatch
@@ -207,8 +208,9 @@ def _concat(first: StepBatch, second: StepBatch) -> StepBatch:
     return StepBatch(
         np.concatenate((first.start_ns, second.start_ns)),
         np.concatenate((first.values, second.values)),
-        tuple(first.evidence or (None,) * len(first))
-        + tuple(second.evidence or (None,) * len(second)),
+        join_evidence(
+            first.evidence or (None,) * len(first), second.evidence or (None,) * len(second)
+        ),
     )
 
 

@@ -143,9 +143,10 @@ class PcapSource:
 def _check_capture(path: str) -> None:
     """Fail at start-up (one config error, exit 2) rather than in the source's thread.
 
-    Decoding the first frame reads the header: a file that is missing, unreadable, empty or
-    not a capture at all raises OSError or ValueError (CaptureFormatError) here.
+    A file that is missing, unreadable, empty or not a capture at all raises OSError or
+    ValueError (CaptureFormatError) here, from its first bytes (decoding waits for the thread:
+    replaying many small files paid a whole decode per file twice).
     """
-    from agent.features.capture import iter_capture
+    from agent.features.capture import check_capture
 
-    next(iter_capture(path, chunk_frames=1), None)
+    check_capture(path)

@@ -1,18 +1,19 @@
 """Decoded packets to traffic-v1 steps plus each step's evidence, shared by pcap and live.
 
-The featurizer computes the model's inputs; beside it this keeps, per step, the counts and
-busiest sources and ports that an event reports as evidence. Evidence
-is reduced to a top-k summary as soon as a step closes, so memory stays bounded under floods.
+The featurizer computes the model's inputs; beside it this keeps, per step, the packets whose
+counts and busiest sources and ports an event reports as evidence (``StepEvidence``: summarised
+only when an event needs it; the model slot bounds how many packets wait that way).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from agent.decide import Evidence, step_evidence
+from agent.evidence import Evidence, StepEvidence
 from agent.features.packets import PacketTable
 from agent.features.steps import StepSpec
 from agent.sources import StepBatch
@@ -54,7 +55,7 @@ class TrafficStepper:
         evidence = self._evidence(starts, np.asarray(steps.packets, np.int64))
         return StepBatch(starts, values, evidence)
 
-    def _evidence(self, starts: Any, counts: Any) -> tuple[Evidence | None, ...]:
+    def _evidence(self, starts: Any, counts: Any) -> Sequence[Evidence | None]:
         """Evidence per finished step; the packets of those steps leave the pending list."""
         table = PacketTable.concat(self._pending) if len(self._pending) != 1 else self._pending[0]
         if self.step.kind == "time":
@@ -64,9 +65,7 @@ class TrafficStepper:
             # an idle step holds none: the counts alone cut the pending packets
             bounds = np.minimum(np.cumsum(counts), len(table))
         ends = np.maximum.accumulate(bounds)
-        begin = int(ends[-1])
-        step = np.repeat(np.arange(len(ends), dtype=np.int64), np.diff(np.r_[0, ends]))
-        found = step_evidence(table.take(slice(0, begin)), step, len(ends))
-        rest = table.take(slice(begin, None))
+        found = StepEvidence(table, ends)
+        rest = table.take(slice(int(ends[-1]), None))
         self._pending = [rest] if len(rest) else []
-        return tuple(found)
+        return found

@@ -246,3 +246,26 @@ def test_public_keys_load_from_pem_or_raw(keys: Any) -> None:
     assert key_id(load_public_key(raw)) == ident == key_id(pem_key)
     with pytest.raises(ValueError, match="neither PEM nor 32 raw bytes"):
         load_public_key(b"-----BEGIN NONSENSE-----")
+
+
+def test_pem_keys_read_without_the_general_loader_match_it() -> None:
+    """Plain Ed25519 PEM is read by hand (the loader's imports cost memory); other PEM still
+    goes through cryptography's loader and is refused as before."""
+    from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_private_key
+
+    private = Ed25519PrivateKey.generate()
+    pem = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    expected = private.public_key().public_bytes_raw()
+    for variant in (pem, pem.replace(b"\n", b"\r\n"), b"\n  " + pem + b"\n\n"):
+        assert load_public_key(variant).public_bytes_raw() == expected
+    ec = generate_private_key(SECP256R1()).public_key()
+    ec_pem = ec.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    with pytest.raises(ValueError, match="expected Ed25519"):
+        load_public_key(ec_pem)
+    broken = pem.replace(pem.splitlines()[1][:8], b"!!!!!!!!")
+    with pytest.raises(ValueError, match="neither PEM nor 32 raw bytes"):
+        load_public_key(broken)

@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from agent.features import capture as capture_module
-from agent.features.capture import CaptureFormatError, iter_capture, merge_captures, read_capture
+from agent.features.capture import (
+    CaptureFormatError,
+    check_capture,
+    iter_capture,
+    merge_captures,
+    read_capture,
+)
 from agent.features.packets import (
     L3_IPV4,
     PROTO_ICMP,
@@ -355,6 +361,17 @@ def test_not_a_capture_raises_with_the_file_name(
         read_capture(path)
     assert found in str(info.value)
     assert isinstance(info.value, ValueError)
+    with pytest.raises(CaptureFormatError) as checked:  # the start-up check, from the head
+        check_capture(path)
+    assert str(checked.value) == str(info.value)
+
+
+def test_the_start_up_check_passes_a_capture_and_refuses_a_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "ok.pcap"
+    path.write_bytes(craft.pcap(zip(TIMES, FRAMES, strict=True)))
+    check_capture(path)
+    with pytest.raises(FileNotFoundError):
+        check_capture(tmp_path / "gone.pcap")
 
 
 def test_progress_line_on_stderr(datasets: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -372,3 +389,56 @@ def test_frames_are_always_accounted_for(tmp_path: Path) -> None:
     result: Capture = read_capture(path)
     assert result.frames == len(result.packets) + result.malformed_total == 7
     assert result.malformed == Counter({"truncated_ip": 1})
+
+
+def _flood_file(seed: int, order: str) -> bytes:
+    """Runs of equal-length frames (a flood's shape), broken by other lengths, in one pcap."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    t = TIMES[0]
+    for _ in range(24):
+        dport = int(rng.integers(1, 65535))
+        payload = bytes(int(rng.choice([0, 0, 6, 100, 1400])))
+        frame = craft.ethernet(
+            craft.ETH_IPV4, craft.ipv4(PROTO_TCP, craft.tcp(1000, dport, TCP_SYN) + payload)
+        )
+        for _ in range(int(rng.choice([1, 3, 5, 6, 40, 300]))):
+            frames.append((t, frame))
+            t += 1000
+    return craft.pcap(frames, order=order)
+
+
+@pytest.mark.parametrize(("seed", "order"), [(0, "<"), (1, ">")])
+def test_runs_of_one_frame_length_are_read_as_record_by_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int, order: str
+) -> None:
+    """The pcap reader's same-length fast path finds exactly the records the plain loop does,
+    across read blocks, chunk limits, a truncated tail and a corrupt length."""
+    data = _flood_file(seed, order)
+    taken: list[int] = []
+    same_length = capture_module._PcapScanner._same_length
+
+    def counted(self: Any, *args: Any) -> int:
+        taken.append(same_length(self, *args))
+        return taken[-1]
+
+    corrupt = bytearray(data)
+    corrupt[len(data) // 2 : len(data) // 2 + 16] = b"\xff" * 16  # inside a run: stops there
+    for name, content in (("whole", data), ("cut", data[:-7]), ("corrupt", bytes(corrupt))):
+        path = tmp_path / f"{name}.pcap"
+        path.write_bytes(content)
+        for read_size, chunk in ((capture_module.READ_SIZE, 65536), (6000, 5000), (50000, 200)):
+            monkeypatch.setattr(capture_module, "READ_SIZE", read_size)
+            monkeypatch.setattr(capture_module._PcapScanner, "_same_length", counted)
+            fast = list(iter_capture(path, chunk_frames=chunk))
+            monkeypatch.setattr(capture_module, "SAME_LENGTH_RUN", 10**9)  # never taken
+            plain = list(iter_capture(path, chunk_frames=chunk))
+            monkeypatch.undo()
+            assert [len(c.packets) for c in fast] == [len(c.packets) for c in plain]
+            assert [c.malformed for c in fast] == [c.malformed for c in plain]
+            got, expected = merge_captures(fast), merge_captures(plain)
+            assert got.frames == expected.frames > 500
+            for column in ("ts_ns", "dport", "wire_len", "ip_len"):
+                assert np.array_equal(
+                    getattr(got.packets, column), getattr(expected.packets, column)
+                )

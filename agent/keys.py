@@ -1,0 +1,68 @@
+"""Ed25519 public keys a gateway trusts: loading them (PEM or raw) and their short ids.
+
+Kept apart from ``agent.bundle`` so key handling reads in one place; ``agent.bundle``
+re-exports these names.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+# The DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410): the 32-byte key follows.
+_ED25519_SPKI = bytes.fromhex("302a300506032b6570032100")
+_PEM_HEAD = b"-----BEGIN PUBLIC KEY-----"
+_PEM_TAIL = b"-----END PUBLIC KEY-----"
+
+
+def key_id(public_key: Ed25519PublicKey) -> str:
+    """First 16 hex digits of sha256 over the raw 32-byte public key."""
+    return hashlib.sha256(public_key.public_bytes_raw()).hexdigest()[:16]
+
+
+def _ed25519_pem(data: bytes) -> bytes | None:
+    """The raw key of a plain PEM Ed25519 public key (what ``iotids keys`` writes), else None.
+
+    Read here because cryptography's general PEM loader imports its SSH, RSA and cipher
+    modules (~0.7 MB resident on the gateway); anything else still goes through it.
+    """
+    text = data.strip()
+    if not (text.startswith(_PEM_HEAD) and text.endswith(_PEM_TAIL)):
+        return None
+    try:
+        der = base64.b64decode(
+            b"".join(text[len(_PEM_HEAD) : -len(_PEM_TAIL)].split()), validate=True
+        )
+    except binascii.Error:
+        return None
+    if len(der) == len(_ED25519_SPKI) + 32 and der.startswith(_ED25519_SPKI):
+        return der[len(_ED25519_SPKI) :]
+    return None
+
+
+def load_public_key(source: str | Path | bytes) -> Ed25519PublicKey:
+    """An Ed25519 public key from a PEM file / bytes or a raw 32-byte file / bytes."""
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    if len(data) == 32:
+        return Ed25519PublicKey.from_public_bytes(data)
+    raw = _ed25519_pem(data)
+    if raw is not None:
+        return Ed25519PublicKey.from_public_bytes(raw)
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        key = serialization.load_pem_public_key(data)
+    except ValueError:
+        raise ValueError("public key: neither PEM nor 32 raw bytes") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError(f"public key: expected Ed25519, got {type(key).__name__}")
+    return key
+
+
+def as_key(key: Ed25519PublicKey | bytes) -> Ed25519PublicKey:
+    """A loaded key as is; PEM or raw bytes loaded."""
+    return key if isinstance(key, Ed25519PublicKey) else load_public_key(key)
