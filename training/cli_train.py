@@ -74,6 +74,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help='train across TensorFlow workers: JSON file or text, {"worker": ["host:port", ...]}',
     )
     parser.add_argument("--worker-index", type=int, help="this worker's index in the cluster spec")
+    parser.add_argument(
+        "--cluster-timeout", type=float, help="seconds without the other workers: exit 1 (300)"
+    )
     parser.add_argument("--json", action="store_true", help="print metrics as JSON")
 
 
@@ -112,6 +115,13 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         print(f"iotids train: {exc}", file=sys.stderr)  # noqa: T201 - the CLI talks to its user
         return 2
+    except RuntimeError as exc:
+        from training.cluster import ClusterError
+
+        if not isinstance(exc, ClusterError):
+            raise
+        print(f"iotids train: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
     for warning in summary.get("warnings", []):
         print(f"iotids train: WARNING: {warning}", file=sys.stderr)  # noqa: T201
     if args.json:

@@ -12,8 +12,11 @@ so the process environment (and any child it starts) is left as the user set it.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,6 +112,10 @@ def _task_index(data: dict[str, Any]) -> Any:
     return task.get("index")
 
 
+class ClusterError(RuntimeError):
+    """The workers could not train together: TensorFlow's runtime failed between them."""
+
+
 def strategy_for(cluster: Cluster) -> Any:
     """A MultiWorkerMirroredStrategy over the cluster (CPU, gRPC between workers)."""
     import tensorflow as tf
@@ -130,10 +137,11 @@ def strategy_for(cluster: Cluster) -> Any:
 class Collectives:
     """Sums and gathers of small numpy arrays across the workers (every worker must call)."""
 
-    def __init__(self, strategy: Any) -> None:
+    def __init__(self, strategy: Any, watchdog: Watchdog | None = None) -> None:
         import tensorflow as tf
 
-        self._strategy = strategy
+        self.strategy = strategy
+        self.watchdog = watchdog
         # traced once per shape: eager collectives warn and are slow
         self._sum = tf.function(
             lambda v: strategy.reduce(
@@ -148,15 +156,87 @@ class Collectives:
         """The element-wise sum of every worker's ``values`` (same shape everywhere)."""
         import tensorflow as tf
 
-        return np.asarray(self._sum(tf.constant(np.asarray(values, np.float64))).numpy())
+        total = np.asarray(self._sum(tf.constant(np.asarray(values, np.float64))).numpy())
+        self.alive()
+        return total
 
     def gather(self, values: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Every worker's ``values`` (same shape everywhere) stacked on a new first axis."""
         import tensorflow as tf
 
         local = np.asarray(values, np.float64)[None, ...]
-        return np.asarray(self._gather(tf.constant(local)).numpy())
+        everyone = np.asarray(self._gather(tf.constant(local)).numpy())
+        self.alive()
+        return everyone
+
+    def alive(self) -> None:
+        """The workers just met: the watchdog's clock restarts."""
+        if self.watchdog is not None:
+            self.watchdog.alive()
 
     def barrier(self) -> None:
         """Return once every worker got here: the chief's writes end before anyone exits."""
         self.sum(np.zeros(1))
+
+
+# The watchdog's own process: it reads a byte per sign of progress on stdin, and when none
+# came for TIMEOUT seconds says why on stderr and kills the worker; EOF (the worker ended,
+# however it ended) ends it too.
+_WATCHDOG = """
+import os, select, signal, sys
+timeout, worker, message = float(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+while True:
+    ready, _, _ = select.select([0], [], [], timeout)
+    if not ready:
+        sys.stderr.write(message + "\\n")
+        sys.stderr.flush()
+        os.kill(worker, signal.SIGKILL)
+        break
+    if not os.read(0, 4096):
+        break
+"""
+
+
+class Watchdog:
+    """Kills this worker, after one line on stderr, when the workers make no progress for
+    ``timeout`` seconds.
+
+    Without it a worker whose peers never start, or died, waits inside TensorFlow's gRPC
+    set-up and collectives with no deadline, holding the GIL (so no thread of this process
+    runs) and handling SIGTERM itself (so ``timeout`` cannot end it either): hence a separate
+    small process. Every collective and training step calls ``alive``; its clock restarts.
+    """
+
+    def __init__(self, cluster: Cluster, timeout: float) -> None:
+        import subprocess
+        import sys
+
+        message = (
+            f"iotids train: worker {cluster.index} of {cluster.size}: no progress with the other "
+            f"workers ({', '.join(cluster.workers)}) for {timeout:g} s (train.cluster_timeout): "
+            "a worker did not start or has stopped; stopped this one"
+        )
+        self._last = 0.0
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", _WATCHDOG, str(timeout), str(os.getpid()), message],
+            stdin=subprocess.PIPE,
+            close_fds=True,
+        )
+        self.alive()
+
+    def alive(self) -> None:
+        """The workers just made progress together (told at most once a second)."""
+        now = time.monotonic()
+        if now - self._last >= 1.0 and self._process.stdin is not None:
+            self._last = now
+            with contextlib.suppress(OSError):  # a watchdog gone has nothing left to tell
+                self._process.stdin.write(b".")
+                self._process.stdin.flush()
+
+    def stop(self) -> None:
+        """The run is over (or failed by itself): the watchdog ends."""
+        if self._process.stdin is not None:
+            with contextlib.suppress(OSError):
+                self._process.stdin.close()
+        self._process.wait(timeout=10)

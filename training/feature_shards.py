@@ -16,7 +16,7 @@ gateway pads a new stream.
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,6 +158,7 @@ def survey(
     padding: str,
     sample_rows: int,
     seed: int,
+    progress: Callable[[], None] = lambda: None,
 ) -> Survey:
     """Read the shard once, a recording at a time: counts, steps read, training-step sample."""
     rng = np.random.default_rng(seed)
@@ -171,6 +172,7 @@ def survey(
         if layout is not None and this != layout:
             raise ConfigError(f"train.path: {rec.path.name} has another feature set or step")
         layout = this
+        progress()  # reading is this worker's share of the work: the others wait for it
         read += len(steps)
         for row, which in enumerate(split.SPLITS):
             counts[row, labels.index(rec.label)] += len(

@@ -25,6 +25,7 @@ import logging
 import math
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,14 @@ import numpy.typing as npt
 
 from training import feature_shards as shards
 from training import split
-from training.cluster import Cluster, Collectives, read_cluster, strategy_for
+from training.cluster import (
+    Cluster,
+    ClusterError,
+    Collectives,
+    Watchdog,
+    read_cluster,
+    strategy_for,
+)
 from training.config import ConfigError, TrainConfig
 from training.datasets.base import BENIGN_NAMES
 from training.fit import SMALL_VALIDATION
@@ -83,10 +91,23 @@ def train_multiworker(config: TrainConfig) -> dict[str, Any]:
         config.padding if config.model != "dnn" else "none",
     )
     import keras
+    import tensorflow as tf
 
     keras.utils.set_random_seed(config.seed)
-    strategy = strategy_for(cluster)
-    collectives = Collectives(strategy)
+    watchdog = Watchdog(cluster, config.cluster_timeout)
+    try:
+        return _train(run, Collectives(strategy_for(cluster), watchdog))
+    except tf.errors.OpError as exc:
+        first = str(exc.message).strip().splitlines()[0] if exc.message else type(exc).__name__
+        raise ClusterError(f"worker {cluster.index} of {cluster.size}: {first}") from None
+    finally:
+        watchdog.stop()
+
+
+def _train(run: Run, collectives: Collectives) -> dict[str, Any]:
+    """The run once the workers met: survey, scaler, fit, test, the chief's writing."""
+    config, cluster, labels = run.config, run.cluster, run.labels
+    strategy = collectives.strategy
     local = shards.survey(
         run.mine,
         labels,
@@ -94,6 +115,7 @@ def train_multiworker(config: TrainConfig) -> dict[str, Any]:
         run.padding,
         SAMPLE_ROWS // cluster.size,
         config.seed + cluster.index,
+        collectives.alive,
     )
     logger.info(
         "worker %d of %d: %d recordings, %d steps read, windows %s",
@@ -116,7 +138,7 @@ def train_multiworker(config: TrainConfig) -> dict[str, Any]:
     started = time.perf_counter()
     history, monitor = _fit(run, strategy, collectives, model, optimizer, counts)
     train_seconds = time.perf_counter() - started
-    confusion, _ = _local_scores(run, model, "test")
+    confusion, _ = _local_scores(run, model, "test", collectives.alive)
     metrics = _metrics(collectives.sum(confusion), labels, run.benign)
     workers = collectives.gather(_worker_row(run, local))
     summary = {
@@ -292,13 +314,17 @@ def _fit(
     start_from = min(config.min_epochs, config.epochs) - 1
     iterator = iter(_train_data(run, strategy, per_replica))
     for epoch in range(config.epochs):
-        loss = sum(float(train_step(iterator)) for _ in range(steps)) / steps
+        total = 0.0
+        for _ in range(steps):
+            total += float(train_step(iterator))
+            collectives.alive()
+        loss = total / steps
         history["loss"].append(loss)
         if counts[1].sum():
-            confusion, val_loss = _local_scores(run, model, "val")
-            total = collectives.sum(np.append(confusion.ravel(), val_loss))
-            history.setdefault("val_loss", []).append(float(total[-1] / counts[1].sum()))
-            cm = total[:-1].reshape(n_classes, n_classes)
+            confusion, val_loss = _local_scores(run, model, "val", collectives.alive)
+            summed = collectives.sum(np.append(confusion.ravel(), val_loss))
+            history.setdefault("val_loss", []).append(float(summed[-1] / counts[1].sum()))
+            cm = summed[:-1].reshape(n_classes, n_classes)
             history.setdefault("val_macro_f1", []).append(_macro_f1(cm))
         logger.info(
             "epoch %d/%d: %s",
@@ -321,7 +347,9 @@ def _fit(
     return history, monitor
 
 
-def _local_scores(run: Run, model: Any, which: str) -> tuple[npt.NDArray[np.float64], float]:
+def _local_scores(
+    run: Run, model: Any, which: str, alive: Callable[[], None] = lambda: None
+) -> tuple[npt.NDArray[np.float64], float]:
     """This worker's confusion matrix and summed cross-entropy on one split of its shard."""
     n = len(run.labels)
     confusion = np.zeros((n, n), np.float64)
@@ -330,6 +358,7 @@ def _local_scores(run: Run, model: Any, which: str) -> tuple[npt.NDArray[np.floa
         run.mine, which, run.labels, run.window, run.padding, run.scaler, _to_input(run)
     ):
         p = np.asarray(model(x, training=False), np.float64)
+        alive()
         np.add.at(confusion, (y, p.argmax(axis=1)), 1.0)
         loss -= float(np.log(np.clip(p[np.arange(len(y)), y], 1e-7, 1.0)).sum())
     return confusion, loss
