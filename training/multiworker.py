@@ -52,6 +52,7 @@ logger = logging.getLogger(__name__)
 
 SAMPLE_ROWS = 50_000  # training steps the scaler is fit on, over all workers
 TEST_KEEP = 20_000  # the chief's scaled test windows saved to data/test.npz for the converters
+STEPS_PER_CALL = 32  # training steps per traced call (and per sign of life to the watchdog)
 WORKER_FIELDS = ("index", "recordings", "steps_read", "train", "val", "test", "peak_rss_kb")
 
 
@@ -302,11 +303,16 @@ def _fit(
         return loss
 
     @tf.function  # type: ignore[untyped-decorator]
-    def train_step(iterator: Any) -> Any:
-        x, y = next(iterator)
-        return strategy.reduce(
-            tf.distribute.ReduceOp.SUM, strategy.run(replica_step, args=(x, y)), axis=None
-        )
+    def train_steps(iterator: Any, count: Any) -> Any:
+        # several steps a call, this worker's loss summed here and all-reduced once an epoch:
+        # the gradients' all-reduce is then the only collective of a step, and Python and
+        # the host see one call per STEPS_PER_CALL steps
+        total = tf.constant(0.0)
+        for _ in tf.range(count):
+            x, y = next(iterator)
+            per_replica = strategy.run(replica_step, args=(x, y))
+            total += tf.add_n(strategy.experimental_local_results(per_replica))
+        return total
 
     monitor = _monitor(counts)
     history: dict[str, list[float]] = {"loss": []}
@@ -314,11 +320,11 @@ def _fit(
     start_from = min(config.min_epochs, config.epochs) - 1
     iterator = iter(_train_data(run, strategy, per_replica))
     for epoch in range(config.epochs):
-        total = 0.0
-        for _ in range(steps):
-            total += float(train_step(iterator))
+        local = 0.0
+        for first in range(0, steps, STEPS_PER_CALL):
+            local += float(train_steps(iterator, tf.constant(min(STEPS_PER_CALL, steps - first))))
             collectives.alive()
-        loss = total / steps
+        loss = float(collectives.sum([local])[0]) / steps
         history["loss"].append(loss)
         if counts[1].sum():
             confusion, val_loss = _local_scores(run, model, "val", collectives.alive)
