@@ -151,3 +151,41 @@ def test_two_workers_on_loopback_train_like_one(tmp_path: Path) -> None:
     assert results["worker"]["model"]["macro_f1"] == two["macro_f1"]
     assert abs(two["macro_f1"] - one["macro_f1"]) <= F1_TOLERANCE, (one, two)
     assert one["macro_f1"] >= 0.9  # and both learned the (separable) classes
+
+
+def test_a_worker_without_progress_is_stopped_with_one_line() -> None:
+    # a worker stuck (here: asleep) past the timeout: TensorFlow's real hang holds the GIL and
+    # SIGTERM, which the watchdog's own process does not need
+    code = (
+        "import time\n"
+        "from training.cluster import Cluster, Watchdog\n"
+        "Watchdog(Cluster(('127.0.0.1:1', '127.0.0.1:2'), 1), 1.0)\n"
+        "time.sleep(60)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=30
+    )
+    assert done.returncode == -9
+    assert done.stderr.strip().splitlines() == [
+        "iotids train: worker 1 of 2: no progress with the other workers (127.0.0.1:1, "
+        "127.0.0.1:2) for 1 s (train.cluster_timeout): a worker did not start or has stopped; "
+        "stopped this one"
+    ]
+
+
+def test_a_watchdog_told_of_progress_lets_the_worker_finish() -> None:
+    code = (
+        "import time\n"
+        "from training.cluster import Cluster, Watchdog\n"
+        "w = Watchdog(Cluster(('127.0.0.1:1',), 0), 1.5)\n"
+        "for _ in range(4):\n"
+        "    time.sleep(0.5)\n"
+        "    w.alive()\n"
+        "w.stop()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=30
+    )
+    assert (done.returncode, done.stderr) == (0, "")
