@@ -23,6 +23,11 @@ from training.cluster import read_cluster
 from training.config import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
+LABELS = ("benign", "scan", "synflood")  # benign first, as every dataset orders its classes
+PREPROCESS_KEYS = {
+    "feature_set", "schema_id", "columns", "step", "window", "input_shape", "model_type", "task",
+    "scaler", "labels", "categories", "thresholds", "threshold_calibration", "encoders", "split",
+}  # fmt: skip
 # macro-F1 of one worker and of two may differ by this much: the same data, split and global
 # batch, but each worker shuffles its own shard, so batches (and dropout) differ
 F1_TOLERANCE = 0.05
@@ -68,7 +73,7 @@ def test_config_keys_of_training_across_workers() -> None:
 def test_every_recording_goes_to_exactly_one_worker_and_loads_balance(tmp_path: Path) -> None:
     folder = write_recordings(tmp_path / "feat", per_class=3, steps=40)
     found = shards.recordings(str(folder))
-    assert shards.labels_of(found) == ["benign", "scan", "synflood"]  # benign first
+    assert shards.labels_of(found) == list(LABELS)
     dealt = shards.deal(found, 2)
     assert shards.deal(found, 2) == dealt  # every worker computes the same deal
     names = sorted(r.path.name for shard in dealt for r in shard)
@@ -138,6 +143,9 @@ def test_two_workers_on_loopback_train_like_one(tmp_path: Path) -> None:
             assert (tmp_path / name / part).is_file(), f"{name}: no {part}"
         with np.load(tmp_path / name / "data" / "test.npz") as test:
             assert test["x"].shape[1:] == (8, 52, 1)
+        state = json.loads((tmp_path / name / "preprocess.json").read_text(encoding="utf-8"))
+        assert set(state) >= PREPROCESS_KEYS
+        assert (state["step"], state["labels"]) == ({"kind": "time", "size": 1.0}, list(LABELS))
     assert not (tmp_path / "worker").exists(), "a worker other than the chief wrote files"
     total_steps = 160 * 2 * len(CLASSES)
     table = results["chief"]["workers"]
@@ -189,3 +197,26 @@ def test_a_watchdog_told_of_progress_lets_the_worker_finish() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=30
     )
     assert (done.returncode, done.stderr) == (0, "")
+
+
+@pytest.mark.tf
+def test_a_bad_cluster_spec_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from agent.cli import main
+
+    folder = write_recordings(tmp_path / "feat", per_class=1, steps=40)
+    common = ["train", "--dataset", "features", "--path", str(folder), "--model", "cnn"]
+    common += ["--out", str(tmp_path / "out")]
+    cases = {
+        "{broken": "iotids train: train.cluster_spec: not JSON",
+        json.dumps({"worker": [f"127.0.0.1:{p}" for p in range(2000, 2004)]}): (
+            "iotids train: train.cluster_spec: 4 workers but 3 recordings"
+        ),
+    }
+    for spec, message in cases.items():
+        assert main([*common, "--cluster-spec", spec, "--worker-index", "0"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1, err
+        assert err[0].startswith(message)
+    assert not (tmp_path / "out").exists()
