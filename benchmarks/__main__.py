@@ -32,6 +32,7 @@ MODULES = (
     "benchmarks.training_quality",
     "benchmarks.fleet_load",
     "benchmarks.features_parallel",
+    "benchmarks.multiworker",
 )
 
 

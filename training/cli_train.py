@@ -15,7 +15,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """Flags mirror the ``[train]`` keys of ``--config F.toml``; flags win over the file."""
     parser.add_argument("--config", help="TOML file with a [train] table")
     parser.add_argument(
-        "--dataset", help="captures, synthetic, ciciot2023, ton-iot, n-baiot, nsl-kdd, csv"
+        "--dataset",
+        help="captures, synthetic, ciciot2023, ton-iot, n-baiot, nsl-kdd, csv, features (workers)",
     )
     parser.add_argument("--path", help="file or folder of the dataset")
     parser.add_argument("--model", help="cnn, lstm, gru, gru-anomaly or dnn")
@@ -68,6 +69,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--stream", action="store_true", default=None, help="stream CSV chunks via tf.data"
     )
+    parser.add_argument(
+        "--cluster-spec",
+        help='train across TensorFlow workers: JSON file or text, {"worker": ["host:port", ...]}',
+    )
+    parser.add_argument("--worker-index", type=int, help="this worker's index in the cluster spec")
+    parser.add_argument(
+        "--cluster-timeout", type=float, help="seconds without the other workers: exit 1 (300)"
+    )
     parser.add_argument("--json", action="store_true", help="print metrics as JSON")
 
 
@@ -91,7 +100,9 @@ def run(args: argparse.Namespace) -> int:
         overrides["verbose"] = 0
     try:
         config = load_config(args.config, overrides)
-        if config.stream:
+        if config.dataset == "features":
+            from training.multiworker import train_multiworker as runner
+        elif config.stream:
             from training.stream import train_streaming as runner
         else:
             from training.train import train as runner
@@ -104,10 +115,24 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         print(f"iotids train: {exc}", file=sys.stderr)  # noqa: T201 - the CLI talks to its user
         return 2
+    except RuntimeError as exc:
+        from training.cluster import ClusterError
+
+        if not isinstance(exc, ClusterError):
+            raise
+        print(f"iotids train: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
     for warning in summary.get("warnings", []):
         print(f"iotids train: WARNING: {warning}", file=sys.stderr)  # noqa: T201
     if args.json:
         print(json.dumps(summary, indent=2))  # noqa: T201
+    elif "cluster" in summary:
+        model, cluster = summary["model"], summary["cluster"]
+        wrote = f"wrote {config.out}" if cluster["chief"] else "the chief writes the model"
+        print(  # noqa: T201
+            f"{config.model}: accuracy {model['accuracy']:.4f} macro-F1 {model['macro_f1']:.4f}; "
+            f"worker {cluster['index']} of {cluster['workers']}; {wrote}"
+        )
     else:
         model, base = summary["model"], summary["baseline"]
         print(  # noqa: T201

@@ -66,6 +66,11 @@ class TrainConfig:
     # pads a new stream (recorded in the bundle); "none": windows start at step T
     padding: str = "none"
     strict: bool = False  # a class with too few windows is an error, not a warning
+    # multi-worker training: JSON cluster spec (a file, or inline) and this worker's index;
+    # the data is a folder of `iotids features --out` recordings (dataset "features")
+    cluster_spec: str | None = None
+    worker_index: int | None = None
+    cluster_timeout: float = 300.0  # seconds without progress of the workers before exit 1
     representative: int = 300
     baseline_trees: int = 100
     verbose: int = 2
@@ -116,6 +121,17 @@ class TrainConfig:
             _check_mapping(self.mapping)
         if self.padding not in ("none", "zeros"):
             raise ConfigError(f"train.padding: must be 'none' or 'zeros', got {self.padding!r}")
+        if not isinstance(self.cluster_timeout, int | float) or not (
+            1 <= self.cluster_timeout <= 86_400
+        ):
+            raise ConfigError(
+                f"train.cluster_timeout: must be 1..86400 seconds, got {self.cluster_timeout!r}"
+            )
+        if self.cluster_spec is not None and self.dataset != "features":
+            raise ConfigError(
+                "train.dataset: across workers (cluster_spec) training reads `features` "
+                f"(a folder of `iotids features --out` recordings), not {self.dataset!r}"
+            )
         if self.split == "by-file" and not self.test_files:
             raise ConfigError("train.test_files: a by-file split needs the test files named")
 

@@ -7,9 +7,8 @@ chunks to ``fit``, and scores the test split chunk by chunk. Rows go to train / 
 hash of their feature values, so identical rows always land in the same split and no duplicate
 crosses it (within-split duplicates are kept in this mode).
 
-Multi-worker: run the same command on every worker with ``TF_CONFIG`` set and build and fit
-the model inside ``tf.distribute.MultiWorkerMirroredStrategy().scope()``; tf.data shards the
-generator's batches across workers (auto-shard policy DATA). See training/train.py.
+One process; training across workers reads ``iotids features`` recordings instead (see
+training/multiworker.py).
 """
 
 from __future__ import annotations

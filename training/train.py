@@ -5,11 +5,8 @@
 ``metrics.json``, ``baseline.json``, ``report.md`` with plots, ``data/representative.npz`` and
 ``data/test.npz`` (scaled inputs in the model's input shape).
 
-Multi-worker training: wrap model building and ``fit`` in a
-``tf.distribute.MultiWorkerMirroredStrategy().scope()`` and start the same command on every
-worker with its ``TF_CONFIG`` (``{"cluster": {"worker": [...]}, "task": {"type": "worker",
-"index": i}}``); with ``--stream`` each worker reads the CSV chunks through tf.data, which shards
-them by the strategy's auto-shard policy. Nothing here distributes work by hand.
+Training across TensorFlow workers (``--cluster-spec``) is ``training/multiworker.py``: Keras
+3's ``fit`` cannot run under MultiWorkerMirroredStrategy, so it has its own loop.
 """
 
 from __future__ import annotations

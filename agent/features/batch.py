@@ -196,5 +196,7 @@ def save_steps(fh: Any, steps: Any, step: Any, window: int) -> None:
         feature_set=np.array(TRAFFIC_V1.id),
         step_kind=np.array(step.kind),
         step_size=np.array(step.size),
+        # a packets-or-time step's time limit: without it "20p/1s" would read back as "20p"
+        step_seconds=np.array(step.seconds),
         window=np.array(window),
     )
