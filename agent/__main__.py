@@ -172,7 +172,7 @@ def _replay(args: argparse.Namespace) -> int:
             debounce=_debounce(args, Debounce),
             sinks=[sink],
             calibration=calibration,
-            on_progress=_ReplayProgress(),
+            progress=True,
         )
     except BrokenPipeError:
         raise  # stdout closed by the reader: the CLI's entry point ends quietly
@@ -213,25 +213,6 @@ class _TextSink:
 
     def close(self) -> None:
         """Nothing to close."""
-
-
-class _ReplayProgress:
-    """A plain progress line every few seconds of a long replay (``-q`` hides it)."""
-
-    def __init__(self, every_s: float = 5.0) -> None:
-        self._every = every_s
-        self._began = self._last = time.monotonic()
-
-    def __call__(self, stats: Any) -> None:
-        now = time.monotonic()
-        if now - self._last >= self._every:
-            self._last = now
-            logger.info(
-                "replay: %d packets, %d steps in %.0f s",
-                stats.packets,
-                stats.steps,
-                now - self._began,
-            )
 
 
 def _score_text(event: Any) -> str:

@@ -82,10 +82,10 @@ def offline(bundle_path: str, keys: list[str], capture: str, target: float) -> A
     """Verify the bundle, then calibrate it on ``capture``."""
     from agent.bundle import load_bundle
 
-    return calibrate_bundle(load_bundle(bundle_path, trusted(keys)), capture, target)
+    return calibrate_bundle(load_bundle(bundle_path, trusted(keys)), capture, target, True)
 
 
-def calibrate_bundle(bundle: Any, capture: str, target: float) -> Any:
+def calibrate_bundle(bundle: Any, capture: str, target: float, progress: bool = False) -> Any:
     """Replay ``capture`` collecting window scores, then compute the site calibration."""
     import numpy as np
 
@@ -95,7 +95,9 @@ def calibrate_bundle(bundle: Any, capture: str, target: float) -> Any:
 
     parts: list[tuple[Any, Any, Any, Any]] = []
     try:
-        result = replay_capture(bundle, capture, on_scores=lambda *row: parts.append(row))
+        result = replay_capture(
+            bundle, capture, on_scores=lambda *row: parts.append(row), progress=progress
+        )
     except (OSError, ValueError) as exc:
         raise ConfigError(f"--capture {capture}: {exc}") from None
     if not parts:

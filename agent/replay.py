@@ -7,10 +7,9 @@ threads or queue, so what a replay raises is what the gateway would have raised.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from agent.bundle import Bundle
 from agent.calibration import SiteCalibration
@@ -46,10 +45,15 @@ def replay_capture(
     sinks: Sequence[Sink] = (),
     calibration: SiteCalibration | None = None,
     on_scores: ScoreHook | None = None,
-    on_progress: Callable[[Any], None] | None = None,
+    progress: bool = False,
 ) -> ReplayResult:
-    """Single thread: capture -> steps -> windows -> model -> events (forensics, benchmarks)."""
+    """Single thread: capture -> steps -> windows -> model -> events (forensics, benchmarks).
+
+    ``progress`` shows the share of the file replayed (agent.progress: a bar on a terminal, a
+    line every few seconds in a log, nothing under ``-q``).
+    """
     from agent.config import PcapOptions, SourceConfig
+    from agent.progress import Progress
     from agent.sources.pcap import PcapSource
 
     step = bundle.manifest.step
@@ -70,6 +74,8 @@ def replay_capture(
     events: list[Event] = []
     began = time.perf_counter()
     last_ns: int | None = None
+    size = Path(capture).stat().st_size if progress else 0
+    bar = Progress(f"replaying {Path(capture).name}", size, "B") if progress else None
     try:
         while not source.finished:
             batch = source.read(timeout=1.0)
@@ -78,10 +84,13 @@ def replay_capture(
                 # the last step's end: its time limit (time steps: their length; a packet
                 # step without one ends at its start as far as the replay can tell)
                 last_ns = int(batch.start_ns[-1]) + source.step.limit_ns
-                if on_progress is not None:
-                    on_progress(source.stats)
+                if bar is not None:
+                    packets = source.stats.packets
+                    bar.update(source.file_read, note=f"{packets:,} packets, {len(events)} events")
     finally:
         source.close()
+        if bar is not None:
+            bar.close()
     events += pipeline.finish(last_ns)
     seconds = time.perf_counter() - began
     return ReplayResult(events, source.stats, slot.windows_scored, slot.bundle_id, seconds)

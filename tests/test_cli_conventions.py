@@ -88,14 +88,3 @@ def test_validate_config_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert result["ok"] is False
     assert result["error"].startswith("mqtt.port")
     assert captured.err.startswith("iotids agent: mqtt.port")
-
-
-def test_a_long_replay_logs_plain_progress_lines(caplog: pytest.LogCaptureFixture) -> None:
-    from types import SimpleNamespace
-
-    from agent.__main__ import _ReplayProgress
-
-    progress = _ReplayProgress(every_s=0.0)
-    with caplog.at_level(logging.INFO, logger="agent.__main__"):
-        progress(SimpleNamespace(packets=1200, steps=60))
-    assert any("replay: 1200 packets, 60 steps" in r.getMessage() for r in caplog.records)

@@ -18,7 +18,7 @@ import hashlib
 import multiprocessing
 import resource
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -111,18 +111,31 @@ def jobs_for(folder: Path, step: str, window: int, out: Path | None) -> list[Job
     ]
 
 
-def run_local(jobs: Sequence[Job], workers: int) -> list[dict[str, Any]]:
-    """``workers`` processes on this machine (1: in this process, the single-file path)."""
+def _counted(results: Iterable[dict[str, Any]], done: Callable[[], None]) -> list[dict[str, Any]]:
+    found = []
+    for result in results:
+        found.append(result)
+        done()
+    return found
+
+
+def run_local(
+    jobs: Sequence[Job], workers: int, done: Callable[[], None] = lambda: None
+) -> list[dict[str, Any]]:
+    """``workers`` processes on this machine (1: in this process, the single-file path);
+    ``done`` is called as each capture finishes."""
     if workers <= 1:
-        return [featurize_job(job) for job in jobs]
+        return _counted((featurize_job(job) for job in jobs), done)
     # spawn, not fork: a forked child would inherit whatever threads and memory the parent
     # holds; a fresh interpreter per worker keeps each one's memory its own.
     context = multiprocessing.get_context("spawn")
     with context.Pool(min(workers, len(jobs))) as pool:
-        return list(pool.imap(featurize_job, jobs))
+        return _counted(pool.imap(featurize_job, jobs), done)
 
 
-def run_ray(jobs: Sequence[Job], address: str, workers: int) -> list[dict[str, Any]]:
+def run_ray(
+    jobs: Sequence[Job], address: str, workers: int, done: Callable[[], None] = lambda: None
+) -> list[dict[str, Any]]:
     """The jobs as Ray tasks (one CPU each, at most ``workers`` at a time; 0: no cap)."""
     try:
         import ray
@@ -138,8 +151,9 @@ def run_ray(jobs: Sequence[Job], address: str, workers: int) -> list[dict[str, A
         for job in jobs:  # a bounded number in flight: the driver never queues the whole folder
             if workers and len(pending) >= workers:
                 results.append(ray.get(pending.pop(0)))
+                done()
             pending.append(task(job))
-        results.extend(ray.get(pending))
+        results.extend(_counted((ray.get(p) for p in pending), done))
         return [dict(r) for r in results]
     finally:
         if started:
@@ -153,13 +167,22 @@ def run_folder(
     import time
 
     from agent.features.steps import StepSpec
+    from agent.progress import Progress
 
     StepSpec.parse(step)  # a bad step fails here, once, not in every worker
     if workers < 0 or (workers == 0 and ray is None):
         raise BatchError(f"--workers must be >= 1 (0 only with --ray: no cap), got {workers}")
     jobs = jobs_for(folder, step, window, out)
     began = time.perf_counter()
-    results = run_ray(jobs, ray, workers) if ray is not None else run_local(jobs, workers)
+    with Progress(f"featurizing {folder.name}", len(jobs), "captures") as bar:
+
+        def done() -> None:
+            bar.update(advance=1)
+
+        if ray is not None:
+            results = run_ray(jobs, ray, workers, done)
+        else:
+            results = run_local(jobs, workers, done)
     seconds = time.perf_counter() - began
     packets = sum(int(r.get("packets", 0)) for r in results)
     return {

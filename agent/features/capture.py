@@ -12,8 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import struct
-import sys
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -55,7 +53,6 @@ SAME_LENGTH_RUN = 4
 SAME_LENGTH_SPAN = 1024
 _INCL_BYTES = np.arange(8, 12, dtype=np.int64)  # a pcap record header's captured length
 NS_PER_S = 1_000_000_000
-PROGRESS_INTERVAL_S = 0.5
 
 
 class CaptureFormatError(ValueError):
@@ -426,25 +423,31 @@ def check_capture(path: str | os.PathLike[str]) -> None:
         _scanner_for(path, f.read(12))
 
 
-def iter_capture(path: str | os.PathLike[str], *, chunk_frames: int = 65536) -> Iterator[Capture]:
+def iter_capture(
+    path: str | os.PathLike[str],
+    *,
+    chunk_frames: int = 65536,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[Capture]:
     """Stream a capture as chunks of at most ``chunk_frames`` frames; memory stays bounded.
 
     The file is read in blocks of a few MiB. Each yielded Capture covers its own frames
     (``frames``, ``malformed``, ``linktypes``); the last one has ``truncated_file`` set
     when the file stops inside a record. CaptureFormatError surfaces on the first ``next``.
+    ``progress`` is told the bytes read so far after each block.
     """
-    yield from _chunks(path, chunk_frames, None)
+    yield from _chunks(path, chunk_frames, progress)
 
 
 def read_capture(path: str | os.PathLike[str], *, progress: bool = False) -> Capture:
-    """Read and decode a whole capture; ``progress`` draws a percentage line on stderr."""
-    bar = _Progress(path) if progress else None
-    try:
-        parts = list(_chunks(path, 65536, bar.update if bar else None))
-    finally:
-        if bar is not None:
-            bar.close()
-    return merge_captures(parts)
+    """Read and decode a whole capture; ``progress`` shows the bytes read (agent.progress)."""
+    if not progress:
+        return merge_captures(list(_chunks(path, 65536, None)))
+    from agent.progress import Progress
+
+    name = os.path.basename(os.fspath(path))
+    with Progress(f"reading {name}", os.path.getsize(path), "B") as bar:
+        return merge_captures(list(_chunks(path, 65536, bar.update)))
 
 
 def merge_captures(parts: list[Capture]) -> Capture:
@@ -461,29 +464,3 @@ def merge_captures(parts: list[Capture]) -> Capture:
         truncated_file=any(p.truncated_file for p in parts),
         linktypes=linktypes,
     )
-
-
-class _Progress:
-    """A throttled percentage line on stderr (the agent cannot depend on tqdm)."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.name = os.path.basename(os.fspath(path))
-        self.total = max(os.path.getsize(path), 1)
-        self.shown = 0.0
-        self.drawn = False
-
-    def update(self, done: int) -> None:
-        """Redraw at most every PROGRESS_INTERVAL_S seconds."""
-        now = time.monotonic()
-        if now - self.shown < PROGRESS_INTERVAL_S:
-            return
-        self.shown = now
-        self.drawn = True
-        sys.stderr.write(f"\rreading {self.name}: {min(done, self.total) * 100 // self.total:3d}%")
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        """End the line, if one was drawn."""
-        if self.drawn:
-            sys.stderr.write(f"\rreading {self.name}: 100%\n")
-            sys.stderr.flush()

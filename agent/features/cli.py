@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from agent.features.capture import iter_capture
     from agent.features.steps import StepSpec, sliding_windows
     from agent.features.traffic import TRAFFIC_V1, Steps, TrafficFeaturizer
+    from agent.progress import Progress
 
     try:
         step = StepSpec.parse(args.step)
@@ -92,12 +93,13 @@ def run(args: argparse.Namespace) -> int:
     malformed: Counter[str] = Counter()
     truncated = False
     try:
-        for chunk in iter_capture(args.capture):
-            parts.append(featurizer.push(chunk.packets))
-            packets += len(chunk.packets)
-            frames += chunk.frames
-            malformed.update(chunk.malformed)
-            truncated = truncated or chunk.truncated_file
+        with Progress(f"reading {args.capture.name}", args.capture.stat().st_size, "B") as bar:
+            for chunk in iter_capture(args.capture, progress=bar.update):
+                parts.append(featurizer.push(chunk.packets))
+                packets += len(chunk.packets)
+                frames += chunk.frames
+                malformed.update(chunk.malformed)
+                truncated = truncated or chunk.truncated_file
     except (OSError, ValueError) as exc:
         return _fail(f"{args.capture}: {exc}")
     steps = Steps.concat([*parts, featurizer.flush()])

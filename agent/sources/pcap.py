@@ -47,6 +47,7 @@ class PcapSource:
         self._stepper = TrafficStepper(self.step)
         self.feature_set = self._stepper.feature_set
         self.stats = SourceStats()
+        self.file_read = 0  # bytes of the file read so far (this pass): a replay's progress
         self._chunks = self._open()
         self._finished = False
         self._offset_ns = 0  # added to timestamps on each loop so time keeps moving forward
@@ -95,7 +96,10 @@ class PcapSource:
         from agent.features.capture import iter_capture
 
         chunk = REALTIME_CHUNK if self.realtime else FAST_CHUNK
-        return iter_capture(self.path, chunk_frames=chunk)
+        return iter_capture(self.path, chunk_frames=chunk, progress=self._read_to)
+
+    def _read_to(self, position: int) -> None:
+        self.file_read = position
 
     def _accept(self, capture: Capture) -> PacketTable | None:
         """Account for one chunk; its decoded packets (time-shifted when looping), or None."""

@@ -28,24 +28,30 @@ def _fit(callback: object, epochs: int = 3) -> None:
     model.fit(x, x[:, :1], epochs=epochs, verbose=0, callbacks=[callback])
 
 
-def test_a_terminal_gets_a_bar_over_the_epochs() -> None:
+def test_a_terminal_gets_a_bar_over_the_epochs(caplog: pytest.LogCaptureFixture) -> None:
     from training.progress import epoch_progress
 
     terminal = _Terminal()
-    _fit(epoch_progress(3, terminal))
+    with caplog.at_level(logging.INFO, logger="agent.progress"):
+        _fit(epoch_progress(3, terminal))
     drawn = terminal.getvalue()
-    assert "training" in drawn
-    assert "3/3" in drawn
-    assert "loss=" in drawn
+    assert drawn.startswith("\rtraining: [")
+    assert "3/3 epochs" in drawn.split("\r")[-1]
+    assert "loss " in drawn
 
 
 def test_a_pipe_gets_one_line_per_epoch(caplog: pytest.LogCaptureFixture) -> None:
     from training.progress import epoch_progress
 
     pipe = io.StringIO()
-    with caplog.at_level(logging.INFO, logger="training.progress"):
+    with caplog.at_level(logging.INFO, logger="agent.progress"):
         _fit(epoch_progress(3, pipe))
-    lines = [r.getMessage() for r in caplog.records if r.name == "training.progress"]
-    assert [line.split(":")[0] for line in lines] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
-    assert "loss" in lines[0]
+    lines = [r.getMessage() for r in caplog.records if r.name == "agent.progress"]
+    assert [line.split(", ")[0] for line in lines] == [
+        "training:  33% 1/3 epochs",
+        "training:  67% 2/3 epochs",
+        "training: 100% 3/3 epochs",
+    ]
+    assert "epochs" in lines[0]
+    assert " loss " in lines[0]
     assert pipe.getvalue() == ""  # no bar, no carriage returns in a log

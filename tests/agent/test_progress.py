@@ -1,0 +1,93 @@
+"""The one progress renderer: a redrawn bar on a terminal, throttled plain lines in a log,
+nothing under ``-q`` (warnings only)."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import pty
+import select
+
+import pytest
+
+from agent.progress import DEFAULT_COLUMNS, Progress, columns
+
+LOGGER = "agent.progress"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_terminal_gets_one_redrawn_line(caplog: pytest.LogCaptureFixture) -> None:
+    terminal = _Terminal()
+    with (
+        caplog.at_level(logging.INFO, logger=LOGGER),
+        Progress("reading x.pcap", 4 * 2**20, "B", stream=terminal) as bar,
+    ):
+        bar.update(2**20)
+        bar.update(4 * 2**20, note="done")
+    drawn = terminal.getvalue()
+    assert drawn.startswith("\rreading x.pcap: [")
+    assert drawn.endswith("\n")
+    assert drawn.count("\n") == 1
+    last = drawn.rstrip().split("\r")[-1]
+    assert "100%" in last
+    assert "4.0/4.0 MiB" in last
+    assert not caplog.records  # on a terminal the bar is the progress, not log lines
+
+
+def _read_all(fd: int) -> str:
+    chunks = []
+    while select.select([fd], [], [], 0.2)[0]:
+        chunks.append(os.read(fd, 65536))
+    return b"".join(chunks).decode()
+
+
+def test_a_real_pty_without_a_size_still_gets_a_bar(caplog: pytest.LogCaptureFixture) -> None:
+    # A pty that reports 0 columns (``script``, a serial console) drew an empty tqdm bar.
+    leader, follower = pty.openpty()
+    with (
+        open(follower, "w", encoding="utf-8") as stream,
+        caplog.at_level(logging.INFO, logger=LOGGER),
+    ):
+        assert os.get_terminal_size(follower).columns == 0
+        assert columns(stream) == DEFAULT_COLUMNS
+        with Progress("training", 3, "epochs", stream=stream) as bar:
+            for epoch in range(1, 4):
+                bar.update(epoch, note=f"loss {1 / epoch:.4f}")
+        drawn = _read_all(leader)
+    os.close(leader)
+    assert "training: [" in drawn
+    assert "3/3 epochs" in drawn
+    lines = [line for line in drawn.replace("\r\n", "\n").split("\r") if line.strip()]
+    assert all(len(line.rstrip("\n")) <= DEFAULT_COLUMNS - 1 for line in lines)
+
+
+def test_a_log_gets_throttled_plain_lines(caplog: pytest.LogCaptureFixture) -> None:
+    pipe = io.StringIO()
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        with Progress("replaying a.pcap", unit="packets", stream=pipe, every_s=0.0) as bar:
+            bar.update(1200, note="3 events")
+            bar.update(2400)
+        with Progress("reading b.pcap", 100, "B", stream=pipe, every_s=3600.0) as quick:
+            quick.update(100)  # a job shorter than one interval logs nothing
+    lines = [r.getMessage() for r in caplog.records if r.name == LOGGER]
+    assert len(lines) == 2
+    assert lines[0].startswith("replaying a.pcap: 1,200 packets,")
+    assert lines[0].endswith("3 events")
+    assert lines[1].startswith("replaying a.pcap: 2,400 packets,")
+    assert pipe.getvalue() == ""  # no carriage returns in a log file
+
+
+def test_quiet_shows_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    terminal = _Terminal()
+    with (
+        caplog.at_level(logging.WARNING, logger=LOGGER),
+        Progress("training", 3, "epochs", stream=terminal, every_s=0.0) as bar,
+    ):
+        bar.update(3)
+    assert terminal.getvalue() == ""
+    assert not caplog.records
