@@ -68,6 +68,19 @@ def _clock(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
+class _ClearsBar(logging.Filter):
+    """On the handlers writing to a bar's terminal: a log record first blanks the bar's line,
+    so the record starts at column 0; the bar redraws below it at its next update."""
+
+    def __init__(self, bar: Progress) -> None:
+        super().__init__()
+        self.bar = bar
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.bar.clear()
+        return True
+
+
 class Progress:
     """Progress of one job: ``update`` as it goes, ``close`` (or ``with``) at the end."""
 
@@ -93,7 +106,16 @@ class Progress:
         self._drawn = False
         self._logged: float | None = None  # the count last logged
         self._closed = False
+        self._filter = _ClearsBar(self)
+        self._handlers: list[logging.Handler] = []
         if self._terminal:
+            self._handlers = [
+                h
+                for h in logging.getLogger().handlers
+                if getattr(h, "stream", None) is self._stream
+            ]
+            for handler in self._handlers:
+                handler.addFilter(self._filter)
             self._draw(self._began)  # at once: the first step may take minutes (an epoch)
 
     def __enter__(self) -> Progress:
@@ -127,12 +149,20 @@ class Progress:
         if self._closed:
             return
         self._closed = True
-        if self._terminal and self._drawn:
+        for handler in self._handlers:
+            handler.removeFilter(self._filter)
+        if self._terminal:
             self._draw(time.monotonic())
             self._stream.write("\n")
             self._stream.flush()
         elif self._on and not self._terminal and self._logged not in (None, self.done):
             self._log(time.monotonic())
+
+    def clear(self) -> None:
+        """Blank the bar's line (a log record is about to be written there)."""
+        if self._terminal and self._drawn and not self._closed:
+            self._stream.write("\r" + " " * (columns(self._stream) - 1) + "\r")
+            self._drawn = False  # the next update draws again at once
 
     def line(self, now: float) -> str:
         """The text shown: ``label: [bar] pct done/total unit, rate, ETA, note``."""

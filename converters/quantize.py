@@ -209,8 +209,13 @@ def _representative(samples: np.ndarray) -> Callable[[], Iterator[list[np.ndarra
     chosen = samples[:REPRESENTATIVE_LIMIT].astype(np.float32)
 
     def generate() -> Iterator[list[np.ndarray]]:
-        for i in range(len(chosen)):
-            yield [chosen[i : i + 1]]
+        from agent.progress import Progress
+
+        # int8 calibration runs the float model once per sample: the slow part of a conversion
+        with Progress("int8 calibration", len(chosen), "samples") as bar:
+            for i in range(len(chosen)):
+                yield [chosen[i : i + 1]]
+                bar.update(i + 1)
 
     return generate
 

@@ -264,7 +264,8 @@ def truths(path: str | Path) -> list[Truth]:
         if found and not any(root.glob("*.pcap*")):
             return found
     for file in capture_files(root):
-        found.append(truth_of_capture(file, read_capture(file).packets.ts_ns.astype(np.int64)))
+        packets = read_capture(file, progress=True).packets
+        found.append(truth_of_capture(file, packets.ts_ns.astype(np.int64)))
     return found
 
 
@@ -273,8 +274,15 @@ def evaluate_events(
 ) -> dict[str, Any]:
     """Every capture under ``path`` replayed and scored; the JSON document of the report."""
     from agent.inference import Debounce
+    from agent.progress import Progress
 
-    captures = [evaluate_capture(bundle, truth, debounce) for truth in truths(path)]
+    found = truths(path)
+    captures = []
+    with Progress("replaying captures", len(found), "captures") as bar:
+        for truth in found:
+            bar.update(note=Path(truth.capture).name)
+            captures.append(evaluate_capture(bundle, truth, debounce))
+            bar.update(advance=1)
     result = summarize(bundle, captures)
     used = asdict(debounce or Debounce())
     result["debounce"] = {k: v if v != float("inf") else None for k, v in used.items()}

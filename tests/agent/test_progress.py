@@ -91,3 +91,26 @@ def test_quiet_shows_nothing(caplog: pytest.LogCaptureFixture) -> None:
         bar.update(3)
     assert terminal.getvalue() == ""
     assert not caplog.records
+
+
+def test_a_log_line_during_a_bar_starts_on_a_clean_line() -> None:
+    terminal = _Terminal()
+    handler = logging.StreamHandler(terminal)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    level = logging.getLogger(LOGGER).level
+    logging.getLogger(LOGGER).setLevel(logging.INFO)
+    try:
+        with Progress("reading captures", 2, "B", stream=terminal) as bar:
+            bar.update(1)
+            logging.getLogger("training.datasets").warning("a.pcap: 3 malformed frames")
+            bar.update(2)
+        assert handler.filters == []  # the bar's filter leaves with it
+    finally:
+        root.removeHandler(handler)
+        logging.getLogger(LOGGER).setLevel(level)
+    drawn = terminal.getvalue()
+    before, after = drawn.split("a.pcap: 3 malformed frames\n")
+    assert before.endswith("\r")  # the bar's line was blanked: the record starts at column 0
+    assert after.startswith("\rreading captures: [")
+    assert after.endswith("\n")

@@ -21,7 +21,7 @@ import logging
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +29,10 @@ import numpy.typing as npt
 from agent.features.packets import PacketTable
 from agent.features.steps import StepSpec
 from training.datasets.base import Dataset
+
+if TYPE_CHECKING:
+    from agent.features.packets import Capture
+    from agent.progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -153,27 +157,29 @@ def load(
     max_rows: int | None = None,
 ) -> Dataset:
     """traffic-v1 steps of every capture under ``path``, one group per file."""
-    from agent.features.capture import read_capture
     from agent.features.traffic import TRAFFIC_V1, featurize
+    from agent.progress import Progress
 
     spec = StepSpec.parse(step)
     rules = read_rules(mapping) if mapping else []
     xs, ys, gs, names = [], [], [], []
     recordings: dict[str, dict[str, float]] = {}
     malformed = 0
-    for g, file in enumerate(capture_files(path)):
-        capture = read_capture(file)
-        malformed += capture.malformed_total
-        steps = featurize(capture.packets, spec)
-        values = steps.values[:max_rows]
-        xs.append(values)
-        labels = step_labels(file, steps.start_ns, rules)
-        labels = address_labels(file, capture.packets, steps.start_ns, spec, labels, rules)
-        ys.append(labels[: len(values)])
-        gs.append(np.full(len(values), g, np.int64))
-        names.append(file.name)
-        recordings[file.name] = recording_info(capture.packets.ts_ns, len(values))
-        logger.info("%s: %d packets -> %d steps", file.name, len(capture.packets), len(values))
+    files = capture_files(path)
+    with Progress("reading captures", sum(f.stat().st_size for f in files), "B") as bar:
+        for g, file in enumerate(files):
+            capture = _read(file, bar)  # one capture held at a time
+            malformed += capture.malformed_total
+            steps = featurize(capture.packets, spec)
+            values = steps.values[:max_rows]
+            xs.append(values)
+            labels = step_labels(file, steps.start_ns, rules)
+            labels = address_labels(file, capture.packets, steps.start_ns, spec, labels, rules)
+            ys.append(labels[: len(values)])
+            gs.append(np.full(len(values), g, np.int64))
+            names.append(file.name)
+            recordings[file.name] = recording_info(capture.packets.ts_ns, len(values))
+            logger.info("%s: %d packets -> %d steps", file.name, len(capture.packets), len(values))
     options: dict[str, Any] = {"step": step}
     if mapping:
         options["mapping"] = mapping
@@ -193,6 +199,16 @@ def load(
         recordings=recordings,
     )
     return dataset.drop_nonfinite()
+
+
+def _read(file: Path, bar: Progress) -> Capture:
+    """One capture, its bytes counted on ``bar`` after the files before it."""
+    from agent.features.capture import iter_capture, merge_captures
+
+    before = bar.done
+    parts = list(iter_capture(file, progress=lambda at: bar.update(before + at, note=file.name)))
+    bar.update(before + file.stat().st_size)
+    return merge_captures(parts)
 
 
 def recording_info(ts_ns: npt.NDArray[np.int64], steps: int) -> dict[str, float]:

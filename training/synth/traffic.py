@@ -11,6 +11,7 @@ import csv
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,8 +65,13 @@ class TrafficResult:
         return self.packets / self.seconds if self.seconds > 0 else float("inf")
 
 
-def synthesize(scenario: TrafficScenario) -> SynthTraffic:
-    """All frames of a scenario, time-ordered and cut to its duration; deterministic per seed."""
+def synthesize(
+    scenario: TrafficScenario, done: Callable[[str], None] = lambda part: None
+) -> SynthTraffic:
+    """All frames of a scenario, time-ordered and cut to its duration; deterministic per seed.
+
+    ``done`` is told each part (the benign traffic, each attack) as it is built.
+    """
     names = scenario.label_names()
     book = PayloadBook(scenario.seed)
     ctx = Context(
@@ -76,6 +82,7 @@ def synthesize(scenario: TrafficScenario) -> SynthTraffic:
         duration=scenario.duration,
     )
     parts = [benign_traffic(ctx, scenario.benign)]
+    done("benign")
     for index, attack in enumerate(scenario.attacks):
         # a child stream per attack: editing one attack leaves the others' packets unchanged
         child = Context(
@@ -86,6 +93,7 @@ def synthesize(scenario: TrafficScenario) -> SynthTraffic:
             ctx.duration,
         )
         parts.append(BUILDERS[attack.kind](child, attack, names.index(attack.name)))
+        done(attack.name)
     frames = Frames.concat(parts).sorted_by_time()
     start_us = scenario.start_time * 1_000_000
     inside = (frames.ts_us >= start_us) & (frames.ts_us < start_us + round(scenario.duration * 1e6))
@@ -118,13 +126,19 @@ def step_labels(
 
 def generate_traffic(scenario: TrafficScenario, out_dir: Path) -> TrafficResult:
     """Build the scenario and write pcap, packet / step labels and the scenario into ``out_dir``."""
+    from agent.progress import Progress
+
     began = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
-    synth = synthesize(scenario)
-    frames = synth.frames
-    pcap = out_dir / PCAP_NAME
-    size = write_pcap(pcap, frames, synth.templates)
-    _write_packets_csv(out_dir / PACKETS_CSV, frames.ts_us, frames.label, synth.label_names)
+    # parts: the benign traffic, each attack, then the pcap and its labels written
+    with Progress("synth traffic", len(scenario.attacks) + 3, "parts") as bar:
+        synth = synthesize(scenario, lambda part: bar.update(advance=1, note=part))
+        frames = synth.frames
+        pcap = out_dir / PCAP_NAME
+        size = write_pcap(pcap, frames, synth.templates)
+        bar.update(advance=1, note=PCAP_NAME)
+        _write_packets_csv(out_dir / PACKETS_CSV, frames.ts_us, frames.label, synth.label_names)
+        bar.update(advance=1, note=PACKETS_CSV)
     starts, chosen = step_labels(
         frames.ts_us,
         frames.label,
