@@ -248,6 +248,9 @@ def _main(argv: Sequence[str] | None) -> int:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     configure(parser)
+    from agent.cli import finish_parsers
+
+    finish_parsers(parser)  # -v / -q after the action too, descriptions from the help
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO,

@@ -51,7 +51,9 @@ COMMANDS: dict[str, Command] = {
     ),
     "verify": Command("converters.cli_verify", "prove a bundle on the gateway's runtime"),
     "keys": Command("converters.cli_keys", "make an Ed25519 signing key pair"),
-    "agent": Command("agent.__main__", "run the gateway agent (run, validate-config, replay)"),
+    "agent": Command(
+        "agent.__main__", "run the gateway agent (run, validate-config, replay, calibrate)"
+    ),
     "provision": Command("firmware_configs.provision", "render a gateway's first-boot files"),
     "monitor": Command("console.monitor", "watch a fleet of gateways through the broker"),
     "collect": Command("console.collector.cli", "store a fleet's events and stats, serve metrics"),
@@ -136,7 +138,9 @@ def build_parser(
     Running one command configures only its module: the others are listed by name and help, so
     ``iotids verify`` on a gateway never imports a desktop command's module.
     """
-    parser = argparse.ArgumentParser(prog="iotids", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="iotids", description="Deep-learning intrusion detection for IoT gateways."
+    )
     parser.add_argument("--version", action="version", version=f"iotids {version()}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     parser.add_argument(

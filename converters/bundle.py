@@ -345,7 +345,7 @@ def _finish(
     manifest_bytes = manifest.to_json()
     signature = sign(manifest_bytes, private) if private is not None else None
     write_bundle(out, manifest_bytes, model.content, signature)
-    logger.info("wrote %s (%d bytes, %s)", out, out.stat().st_size, manifest.bundle_id)
+    logger.debug("wrote %s (%d bytes, %s)", out, out.stat().st_size, manifest.bundle_id)
     return PackResult(out, manifest, signature is not None)
 
 

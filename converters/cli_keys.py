@@ -35,5 +35,5 @@ def run(args: argparse.Namespace) -> int:
         result = {"key_id": ident, "private": str(private_path), "public": str(public_path)}
         print(json.dumps(result))  # noqa: T201
     else:
-        print(f"key id {ident}: private {private_path} (0600), public {public_path}")  # noqa: T201
+        print(f"wrote {private_path} (private, 0600) and {public_path}: key id {ident}")  # noqa: T201
     return 0

@@ -17,6 +17,7 @@ import re
 import sys
 import tempfile
 import warnings
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -207,16 +208,23 @@ def to_tflite(model: Any, mode: str, representative: np.ndarray | None = None) -
 def _representative(samples: np.ndarray) -> Callable[[], Iterator[list[np.ndarray]]]:
     """A representative-dataset generator, one sample per batch (fixed-batch graphs too)."""
     chosen = samples[:REPRESENTATIVE_LIMIT].astype(np.float32)
+    # TF calls this while _silenced() holds fds 1 and 2: the progress bar (int8 calibration
+    # runs the float model once per sample, the slow part of a conversion) draws on a copy of
+    # the real stderr taken now. Log lines go to the silenced fd 2, so only a terminal sees it.
+    terminal = os.dup(2)
 
     def generate() -> Iterator[list[np.ndarray]]:
         from agent.progress import Progress
 
-        # int8 calibration runs the float model once per sample: the slow part of a conversion
-        with Progress("int8 calibration", len(chosen), "samples") as bar:
+        with (
+            os.fdopen(os.dup(terminal), "w", encoding="utf-8") as stream,
+            Progress("int8 calibration", len(chosen), "samples", stream=stream) as bar,
+        ):
             for i in range(len(chosen)):
                 yield [chosen[i : i + 1]]
                 bar.update(i + 1)
 
+    weakref.finalize(generate, os.close, terminal)
     return generate
 
 

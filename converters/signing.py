@@ -44,7 +44,7 @@ def generate_keypair(prefix: str | Path) -> tuple[Path, Path, str]:
         )
     )
     ident = key_id(public)
-    logger.info("wrote %s and %s (key id %s)", private_path, public_path, ident)
+    logger.debug("wrote %s and %s (key id %s)", private_path, public_path, ident)
     return private_path, public_path, ident
 
 

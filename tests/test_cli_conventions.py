@@ -88,3 +88,80 @@ def test_validate_config_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert result["ok"] is False
     assert result["error"].startswith("mqtt.port")
     assert captured.err.startswith("iotids agent: mqtt.port")
+
+
+def test_agent_help_names_every_action() -> None:
+    from agent.cli import COMMANDS
+
+    for action in ("run", "validate-config", "replay", "calibrate"):
+        assert action in COMMANDS["agent"].help
+
+
+def test_keys_generate_says_wrote_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO):
+        assert iotids(["keys", "generate", "-o", str(tmp_path / "keys" / "release")]) == 0
+    out = capsys.readouterr().out
+    assert len(out.splitlines()) == 1
+    assert out.startswith("wrote ")
+    assert "release.key" in out
+    assert "release.pub" in out
+    assert not [r for r in caplog.records if r.getMessage().startswith("wrote ")]
+
+
+def test_python_m_agent_takes_q_after_the_action(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from agent.__main__ import main as python_m_agent
+
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        f'[agent]\ndevice_id = "gw"\nstate_dir = "{tmp_path}"\n[mqtt]\nenabled = false\n'
+        '[[sources]]\nname = "sys"\nkind = "host"\n'
+    )
+    assert python_m_agent(["validate-config", str(config), "-q"]) == 0
+    assert ": ok (device gw" in capsys.readouterr().out
+
+
+BAD_INPUTS = [
+    ["features", "nope.pcap"],
+    ["keys", "generate", "-o", ""],
+    ["verify", "nope.bundle", "--trust-key", "nope.pub"],
+    ["agent", "validate-config", "nope.toml"],
+    ["agent", "replay", "--bundle", "nope.bundle", "--capture", "nope.pcap"],
+    ["agent", "calibrate", "--bundle", "nope.bundle"],
+    ["monitor", "--broker", "bad://x", "--once"],
+    ["collect", "--broker", "bad://x"],
+    ["synth", "traffic", "-o", "out", "--preset", "nope"],
+    ["provision", "--profile", "pi4", "--device-id", "gw", "-o", "out"],
+]
+
+
+@pytest.mark.parametrize("argv", BAD_INPUTS, ids=lambda argv: " ".join(argv[:2]))
+def test_bad_input_is_one_line_naming_the_command(
+    argv: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert iotids([*argv, "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(f"iotids {argv[0]}: "), err
+
+
+def test_a_missing_training_path_names_the_fix(tmp_path: Path) -> None:
+    from training.datasets import load
+
+    with pytest.raises(FileNotFoundError) as captures:
+        load("captures", str(tmp_path / "nope"))
+    assert str(captures.value).startswith(f"--path {tmp_path / 'nope'}: no such file or folder")
+    assert "benign-a.pcap" in str(captures.value)
+    with pytest.raises(FileNotFoundError) as empty:
+        load("captures", str(tmp_path))
+    assert "no .pcap/.pcapng files in it" in str(empty.value)
+    with pytest.raises(FileNotFoundError) as synthetic:
+        load("synthetic", str(tmp_path / "nope"))
+    assert f"iotids synth traffic -o {tmp_path / 'nope'}" in str(synthetic.value)

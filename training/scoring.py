@@ -26,15 +26,23 @@ class SchemaMismatch(ValueError):
 
 
 def read_state(model_dir: Path) -> dict[str, Any]:
-    """preprocess.json of a model directory."""
-    state: dict[str, Any] = json.loads((model_dir / "preprocess.json").read_text(encoding="utf-8"))
+    """preprocess.json of a model directory; FileNotFoundError naming the fix without one."""
+    path = model_dir / "preprocess.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"--model {model_dir}: no preprocess.json in it; give the folder iotids train -o wrote"
+        )
+    state: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return state
 
 
 def load_like(state: dict[str, Any], kind: str | None, path: str) -> Dataset:
     """Load ``path`` the way the model's training data was loaded (same options, encoders)."""
-    kind = kind or state["dataset"]["kind"]
+    trained_on = state["dataset"]["kind"]
+    kind = kind or trained_on
     options = dict(state["dataset"]["options"])
+    if kind != trained_on:  # another loader: only the options it shares (a capture's step)
+        options = {k: v for k, v in options.items() if k in _loader_options(kind)}
     if kind in ENCODED_KINDS:
         options["encoders"] = state["encoders"]
     dataset = load(kind, path, **options)
@@ -44,6 +52,19 @@ def load_like(state: dict[str, Any], kind: str | None, path: str) -> Dataset:
             f"does not match the model's {state['feature_set']} schema {state['schema_id']}"
         )
     return dataset
+
+
+def _loader_options(kind: str) -> set[str]:
+    """The keyword options the loader of ``kind`` takes (none for an unknown kind)."""
+    import importlib
+    import inspect
+
+    from training.datasets import LOADERS
+
+    if kind not in LOADERS:
+        return set()
+    module, _, name = LOADERS[kind].partition(":")
+    return set(inspect.signature(getattr(importlib.import_module(module), name)).parameters)
 
 
 def targets(dataset: Dataset, state: dict[str, Any]) -> tuple[npt.NDArray[np.int64], int]:
@@ -85,6 +106,13 @@ def evaluate_model(model_dir: str | Path, kind: str | None, path: str) -> dict[s
         w, y = x_scaled[:, None, :], y_all
         block, block_label = np.zeros(len(y), np.int64), np.zeros(0, np.int64)
     known = y >= 0
+    if not known.any():
+        found = sorted(set(dataset.label_names.tolist()))[:5]
+        raise ValueError(
+            f"--path {path}: no window has a class the model knows (found {', '.join(found)}; "
+            f"the model's: {', '.join(labels)}); name captures by class (benign-a.pcap) or "
+            "label them with --mapping when training"
+        )
     x_in = to_model_input(spec, w[known])
     model = keras.saving.load_model(model_dir / "model.keras")
     out = np.asarray(model.predict(x_in, batch_size=256, verbose=0), np.float64)

@@ -122,7 +122,9 @@ def csv_files(path: str | Path, pattern: str = "*.csv") -> list[Path]:
     if root.is_file():
         return [root]
     if not root.is_dir():
-        raise FileNotFoundError(f"no such file or folder: {root}")
+        raise FileNotFoundError(
+            f"--path {root}: no such file or folder; give the dataset's file or folder"
+        )
     files = sorted(root.glob(pattern))
     if not files:
         raise FileNotFoundError(f"no {pattern} files in {root}")

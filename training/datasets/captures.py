@@ -84,9 +84,12 @@ def capture_files(path: str | Path) -> list[Path]:
     root = Path(path)
     if root.is_file():
         return [root]
+    named = "one capture per class, named by class (benign-a.pcap, synflood-b.pcapng)"
+    if not root.exists():
+        raise FileNotFoundError(f"--path {root}: no such file or folder; give a folder of {named}")
     files = sorted({f for pattern in PATTERNS for f in root.glob(pattern)})
     if not files:
-        raise FileNotFoundError(f"no pcap/pcapng files in {root}")
+        raise FileNotFoundError(f"--path {root}: no .pcap/.pcapng files in it; put {named} there")
     return files
 
 

@@ -134,7 +134,9 @@ def load(
         raise ValueError(f"part: must be one of {PARTS}, got {part!r}")
     root = Path(path)
     if not root.is_dir():
-        raise FileNotFoundError(f"no synth folder at {root}")
+        raise FileNotFoundError(
+            f"--path {root}: no such folder; make one with: iotids synth traffic -o {root}"
+        )
     spec = StepSpec.parse(step)
     dataset = (
         _traffic(root, spec, max_rows) if part == "traffic" else _telemetry(root, spec, max_rows)
