@@ -7,7 +7,11 @@ VENV=${IOTIDS_VENV:-.venv}
 EXTRAS=${IOTIDS_EXTRAS:-train,dev,demo,console}
 
 need=()
-[ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || need+=(mosquitto mosquitto-clients)
+# venv needs ensurepip, which Debian ships apart from python3
+python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+[ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || need+=(mosquitto)
+# mosquitto_pub: the operator's publish-discovery.sh and the README recipes' test use it
+command -v mosquitto_pub >/dev/null || need+=(mosquitto-clients)
 command -v mcopy >/dev/null || need+=(mtools)
 command -v mkfs.vfat >/dev/null || [ -x /usr/sbin/mkfs.vfat ] || need+=(dosfstools)
 command -v tcpdump >/dev/null || [ -x /usr/bin/tcpdump ] || need+=(tcpdump)
@@ -22,7 +26,7 @@ if [ ${#need[@]} -gt 0 ]; then
         $SUDO apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
     else
-        echo "bootstrap: missing ${need[*]} and no root/sudo; tests that need them will fail" >&2
+        echo "bootstrap: missing ${need[*]} and no root/sudo; as root: apt-get install ${need[*]}" >&2
     fi
 fi
 

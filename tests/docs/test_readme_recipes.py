@@ -40,11 +40,13 @@ LOCAL: dict[str, tuple[str | None, str]] = {
 }
 
 
-def readme_commands(readme: Path = REPO / "README.md") -> list[str]:
-    """The commands of the recipe sections' ``sh`` blocks: continuations joined, comments cut."""
+def readme_commands(
+    readme: Path = REPO / "README.md", sections: tuple[str, ...] = SECTIONS
+) -> list[str]:
+    """The commands of the sections' ``sh`` blocks: continuations joined, comments cut."""
     text = readme.read_text(encoding="utf-8")
     commands: list[str] = []
-    for heading in SECTIONS:
+    for heading in sections:
         start = text.index(heading)
         end = text.find("\n## ", start + len(heading))
         section = text[start : end if end >= 0 else len(text)]
