@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_COLUMNS = 80
 REDRAW_S = 0.1  # a terminal redraw at most ten times a second: drawing must not cost the job
 BAR_CELLS = 24
+MIN_BAR_CELLS = 8
 
 
 def is_terminal(stream: TextIO) -> bool:
@@ -164,17 +165,17 @@ class Progress:
             self._stream.write("\r" + " " * (columns(self._stream) - 1) + "\r")
             self._drawn = False  # the next update draws again at once
 
-    def line(self, now: float) -> str:
-        """The text shown: ``label: [bar] pct done/total unit, rate, ETA, note``."""
+    def line(self, now: float, width: int = 0) -> str:
+        """The text shown: ``label: [bar] pct done/total unit, rate, ETA; note``.
+
+        With ``width`` (a terminal), the bar takes what the text leaves of it, up to BAR_CELLS
+        and none under MIN_BAR_CELLS: the counts and the note matter more than the bar.
+        """
         elapsed = max(now - self._began, 1e-9)
         rate = self.done / elapsed
-        parts = [f"{self.label}:"]
+        parts = []
         if self.total is not None:
-            fraction = min(self.done / self.total, 1.0)
-            filled = int(fraction * BAR_CELLS)
-            if self._terminal:
-                parts.append("[" + "#" * filled + "-" * (BAR_CELLS - filled) + "]")
-            parts.append(f"{fraction * 100:3.0f}%")
+            parts.append(f"{min(self.done / self.total, 1.0) * 100:3.0f}%")
             parts.append(f"{_count(self.done, self.unit, False)}/{_count(self.total, self.unit)},")
         else:
             parts.append(f"{_count(self.done, self.unit)},")
@@ -184,15 +185,18 @@ class Progress:
             parts.append(f"ETA {_clock((self.total - self.done) / rate)}")
         else:
             parts.append(_clock(elapsed))
-        if self.note:
-            parts.append(self.note)
-        return " ".join(parts)
+        text = " ".join(parts) + (f"; {self.note}" if self.note else "")
+        cells = min(BAR_CELLS, width - len(self.label) - len(text) - 5)
+        if self.total is None or cells < MIN_BAR_CELLS:
+            return f"{self.label}: {text}"
+        filled = int(min(self.done / self.total, 1.0) * cells)
+        return f"{self.label}: [{'#' * filled}{'-' * (cells - filled)}] {text}"
 
     def _draw(self, now: float) -> None:
         self._shown = now
         self._drawn = True
         width = columns(self._stream) - 1  # the last column would wrap on some terminals
-        text = self.line(now)[:width]
+        text = self.line(now, width)[:width]
         self._stream.write("\r" + text.ljust(width))
         self._stream.flush()
 

@@ -165,3 +165,10 @@ def test_a_missing_training_path_names_the_fix(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError) as synthetic:
         load("synthetic", str(tmp_path / "nope"))
     assert f"iotids synth traffic -o {tmp_path / 'nope'}" in str(synthetic.value)
+
+
+def test_json_where_a_script_needs_the_result() -> None:
+    parser, _ = build_parser()
+    parsers = dict(_every_parser(parser))
+    for path in [("keys",), ("convert",), ("provision",), ("agent", "validate-config")]:
+        assert "--json" in parsers[path]._option_string_actions, path

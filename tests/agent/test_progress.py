@@ -4,10 +4,13 @@ nothing under ``-q`` (warnings only)."""
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import pty
 import select
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -114,3 +117,40 @@ def test_a_log_line_during_a_bar_starts_on_a_clean_line() -> None:
     assert before.endswith("\r")  # the bar's line was blanked: the record starts at column 0
     assert after.startswith("\rreading captures: [")
     assert after.endswith("\n")
+
+
+def _kinds(json_lines: str) -> list[tuple[str, str, float]]:
+    events = [json.loads(line) for line in json_lines.splitlines()]
+    return [(e["type"], e["label"], e["window_end"]) for e in events]
+
+
+def test_a_replay_shows_its_share_of_the_capture(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from agent.cli import main as iotids
+    from tests.agent.flood_bundle import flood_kit
+
+    kit = flood_kit(tmp_path)
+    replay = [
+        "agent", "replay", "--bundle", str(kit.bundle), "--trust-key", str(kit.public_key),
+        "--capture", str(kit.capture), "--json",
+    ]  # fmt: skip
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    monkeypatch.setenv("COLUMNS", "120")
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        assert iotids(replay) == 0
+    events = capsys.readouterr().out
+    drawn = terminal.getvalue().split("\n")[0].split("\r")
+    assert drawn[1].startswith(f"replaying {kit.capture.name}: [")
+    assert "100%" in drawn[-1]
+    assert drawn[-1].rstrip().endswith("events")
+    quiet = _Terminal()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        assert iotids([*replay, "-q"]) == 0
+    assert _kinds(capsys.readouterr().out) == _kinds(events)  # the same, progress or not
+    assert "replaying" not in quiet.getvalue()
