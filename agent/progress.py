@@ -168,8 +168,8 @@ class Progress:
     def line(self, now: float, width: int = 0) -> str:
         """The text shown: ``label: [bar] pct done/total unit, rate, ETA; note``.
 
-        With ``width`` (a terminal), the bar takes what the text leaves of it, up to BAR_CELLS
-        and none under MIN_BAR_CELLS: the counts and the note matter more than the bar.
+        With ``width`` (a terminal), the bar takes what the counts leave of it, up to BAR_CELLS
+        and none under MIN_BAR_CELLS (the counts matter more); the note is cut at the edge.
         """
         elapsed = max(now - self._began, 1e-9)
         rate = self.done / elapsed
@@ -185,8 +185,9 @@ class Progress:
             parts.append(f"ETA {_clock((self.total - self.done) / rate)}")
         else:
             parts.append(_clock(elapsed))
-        text = " ".join(parts) + (f"; {self.note}" if self.note else "")
-        cells = min(BAR_CELLS, width - len(self.label) - len(text) - 5)
+        counts = " ".join(parts)
+        text = counts + (f"; {self.note}" if self.note else "")
+        cells = min(BAR_CELLS, width - len(self.label) - len(counts) - 5)
         if self.total is None or cells < MIN_BAR_CELLS:
             return f"{self.label}: {text}"
         filled = int(min(self.done / self.total, 1.0) * cells)
