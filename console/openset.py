@@ -31,7 +31,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", required=True, type=Path, help="the classifier bundle")
     parser.add_argument("--dataset", required=True, help="dataset kind (captures, synthetic)")
     parser.add_argument("--path", required=True, help="its folder: benign steps are learned")
-    parser.add_argument("--sign-key", required=True, type=Path, help="Ed25519 private key")
+    parser.add_argument(
+        "--sign-key", required=True, type=Path, metavar="KEY", help="Ed25519 private key"
+    )
     parser.add_argument("-o", "--out", required=True, type=Path, help="paired bundle to write")
     parser.add_argument("--epochs", type=int, default=60, help="autoencoder epochs (60)")
     parser.add_argument(

@@ -21,7 +21,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--representative", type=Path, help="scaled inputs .npz (x) for int8 calibration"
     )
     # A str, not a Path: Path("") is ".", which would hide an empty value from the check below.
-    parser.add_argument("--sign-key", help="Ed25519 private key (iotids keys generate)")
+    parser.add_argument(
+        "--sign-key", metavar="KEY", help="Ed25519 private key (iotids keys generate)"
+    )
     parser.add_argument(
         "--manifest", type=Path, help="preprocess fields (JSON) for a bare .keras / SavedModel"
     )

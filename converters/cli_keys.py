@@ -14,6 +14,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "-o",
         "--out",
         required=True,
+        metavar="PREFIX",
         help="writes PREFIX.key and PREFIX.pub (missing folders are made, mode 0700)",
     )
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")

@@ -172,3 +172,14 @@ def test_json_where_a_script_needs_the_result() -> None:
     parsers = dict(_every_parser(parser))
     for path in [("keys",), ("convert",), ("provision",), ("agent", "validate-config")]:
         assert "--json" in parsers[path]._option_string_actions, path
+
+
+def test_one_placeholder_per_kind_of_key() -> None:
+    """``PUB`` is always a public key and ``KEY`` the private one, as the README says."""
+    parser, _ = build_parser()
+    for path, sub in _every_parser(parser):
+        options = sub._option_string_actions
+        if "--trust-key" in options:
+            assert options["--trust-key"].metavar == "PUB", path
+        if "--sign-key" in options:
+            assert options["--sign-key"].metavar == "KEY", path
