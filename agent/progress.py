@@ -156,7 +156,7 @@ class Progress:
             self._draw(time.monotonic())
             self._stream.write("\n")
             self._stream.flush()
-        elif self._on and not self._terminal and self._logged not in (None, self.done):
+        elif self._on and self._logged not in (None, self.done):
             self._log(time.monotonic())
 
     def clear(self) -> None:
