@@ -32,7 +32,10 @@ LOCAL: dict[str, tuple[str | None, str]] = {
         None,
         "downloads aarch64 wheels from the package index; wheels/ holds a stub iotids wheel",
     ),
-    "iotids monitor": (None, "a live terminal view that runs until stopped; tested on its own"),
+    "iotids monitor": (
+        "iotids monitor --broker mqtt://{host}:{port} --once --timeout 1 --json",
+        "a live view that runs until stopped: its one-snapshot form, on the local broker",
+    ),
     "sh gw-01/operator/publish-discovery.sh": (
         "sh gw-01/operator/publish-discovery.sh -h {host} -p {port}",
         "the operator's broker is a local Mosquitto without TLS or users",
@@ -142,3 +145,5 @@ def test_train_and_deploy_recipes_run_verbatim(tmp_path: Path, mosquitto: Broker
     events = [json.loads(line) for line in replay.splitlines()]
     assert all(e["schema"] == "iotids.event/1" for e in events)
     assert (tmp_path / "gw-01" / "operator" / "publish-discovery.sh").is_file()
+    snapshot = next(v for k, v in outputs.items() if k.startswith("iotids monitor"))
+    assert isinstance(json.loads(snapshot), dict)
