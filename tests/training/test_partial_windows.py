@@ -126,3 +126,41 @@ def test_bad_partial_windows_name_the_key(tmp_path: Path) -> None:
         | {"partial_windows": 0.25},
     )
     assert config.partial_windows == 0.25
+
+
+def test_the_share_and_copies_are_recorded_for_the_bundle(tmp_path: Path) -> None:
+    from converters.bundle import EXTRA_KEYS
+    from training.train import preprocess_state
+
+    config = _config(tmp_path, partial_windows=0.5)
+    state = preprocess_state(config, prepare(config, _dataset()), {}, {})
+    recorded = state["partial_windows"]
+    assert recorded["share"] == 0.5
+    assert recorded["copies"] > 0
+    assert recorded["horizon_steps"] == HORIZON_WINDOWS * WINDOW
+    off = preprocess_state(_config(tmp_path), prepare(_config(tmp_path), _dataset()), {}, {})
+    assert off["partial_windows"] == {"share": 0.0, "copies": 0}
+    assert "partial_windows" in EXTRA_KEYS  # carried into the manifest's extra by the packer
+
+
+def test_the_flag_reaches_the_config_key(tmp_path: Path) -> None:
+    """``--partial-windows`` is the ``partial_windows`` key (the exit-2 path is shared)."""
+    import argparse
+    from dataclasses import fields
+
+    from training.cli_train import configure
+
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    flags = ["--dataset", "captures", "--path", str(tmp_path), "--model", "cnn", "--out", "o"]
+    args = parser.parse_args([*flags, "--padding", "zeros", "--partial-windows", "2"])
+    overrides = {
+        f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)
+    }
+    with pytest.raises(ConfigError, match=r"train\.partial_windows: must be in \[0, 1\], got 2"):
+        load_config(None, overrides)
+    args = parser.parse_args([*flags, "--padding", "zeros", "--partial-windows", "0.5"])
+    overrides = {
+        f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)
+    }
+    assert load_config(None, overrides).partial_windows == 0.5
