@@ -12,7 +12,8 @@ The recipe under test is ``--step 20p/1s --padding zeros --window 8 --partial-wi
 (the share chosen on generated traffic by ``benchmarks.partial_windows``, never on these
 captures); the full run then trains the same folds with the recipe before it (``--step 20p``,
 no padding) and prints its totals.
-Run: ``python -m benchmarks.events [--quick] [--step 20p] [--padding none] [--partial-windows S]``.
+Run: ``python -m benchmarks.events [--quick] [--step 20p] [--padding none] [--partial-windows S]
+[--seed N]`` (``--seed``: the models' training seed, for the spread over seeds).
 """
 
 from __future__ import annotations
@@ -121,21 +122,24 @@ def run(
     step: str | None = None,
     padding: str | None = None,
     partial: float | None = None,
+    seed: int = 0,
 ) -> list[dict[str, object]]:
     """The recipe under test per fold; the full run also measures the recipe before it."""
     if not shared_captures():
         return [_row("shared captures", "skipped", f"{DATASETS} absent", "")]
     if step is not None or padding is not None or partial is not None:
         share = PARTIAL if partial is None else partial
-        return run_recipe(quick, step or STEP, padding or PADDING, share)
-    rows = run_recipe(quick, STEP, PADDING, PARTIAL)
+        return run_recipe(quick, step or STEP, padding or PADDING, share, seed)
+    rows = run_recipe(quick, STEP, PADDING, PARTIAL, seed)
     if not quick:  # the same folds with the recipe before: totals only, for comparison
-        before = run_recipe(quick, BEFORE_STEP, "none", 0.0)
+        before = run_recipe(quick, BEFORE_STEP, "none", 0.0, seed)
         rows += [r for r in before if r["metric"] not in ("first alarm", "detections", "warning")]
     return rows
 
 
-def run_recipe(quick: bool, step: str, padding: str, partial: float) -> list[dict[str, object]]:
+def run_recipe(
+    quick: bool, step: str, padding: str, partial: float, seed: int = 0
+) -> list[dict[str, object]]:
     """Train per fold, replay the held-out captures, return the event-level figures."""
     from agent.bundle import load_bundle, load_public_key
     from training.events import evaluate_events
@@ -144,6 +148,7 @@ def run_recipe(quick: bool, step: str, padding: str, partial: float) -> list[dic
     folds = FOLDS[:1] if quick else FOLDS
     recipe = f"cnn {step} window {WINDOW} padding {padding}"
     recipe += f" partial {partial:g}" if padding == "zeros" else ""
+    recipe += f" seed {seed}" if seed else ""
     attacks: list[dict[str, Any]] = []
     benign_s, alarms = 0.0, 0
     began = time.perf_counter()
@@ -154,7 +159,8 @@ def run_recipe(quick: bool, step: str, padding: str, partial: float) -> list[dic
             train = [p for n, p in captures.items() if n not in held]
             folder = Path(tmp) / f"fold{i}"
             epochs = 8 if quick else 15
-            bundle, public, summary = train_fold(train, folder, step, padding, epochs, partial)
+            trained = train_fold(train, folder, step, padding, epochs, partial, seed)
+            bundle, public, summary = trained
             for warning in summary.get("warnings", []):
                 rows.append(_row(f"fold {i} training", "warning", warning, ""))
             loaded = load_bundle(bundle, [load_public_key(public)])
@@ -232,8 +238,9 @@ def main() -> None:
     parser.add_argument(
         "--partial-windows", type=float, help=f"only with this share (default {PARTIAL})"
     )
+    parser.add_argument("--seed", type=int, default=0, help="the models' training seed (0)")
     args = parser.parse_args()
-    for row in run(args.quick, args.step, args.padding, args.partial_windows):
+    for row in run(args.quick, args.step, args.padding, args.partial_windows, args.seed):
         value = row["value"]
         text = f"{value:.3f}" if isinstance(value, float) else str(value)
         print(f"{row['case']:<50} {row['metric']:<32} {text} {row['unit']} {row['target']}")
