@@ -8,7 +8,7 @@ so a held-out attack is one the model has never seen: it may be detected under a
 Figures are printed beside the targets (first alarm within 40 packets or 1 s of a dense
 attack's start; at most 2 detections per attack capture); a miss says so.
 
-The recipe under test is ``--step 20p/1s --padding zeros --window 8 --partial-windows 0.5``
+The recipe under test is ``--step 20p/1s --padding zeros --window 8 --partial-windows 1``
 (the share chosen on generated traffic by ``benchmarks.partial_windows``, never on these
 captures); the full run then trains the same folds with the recipe before it (``--step 20p``,
 no padding) and prints its totals.
@@ -49,7 +49,7 @@ FOLDS = (
 )
 STEP, PADDING, WINDOW = "20p/1s", "zeros", 8
 # padded copies of windows near a run's start; chosen on generated traffic (partial_windows.py)
-PARTIAL = 0.5
+PARTIAL = 1.0
 BEFORE_STEP = "20p"  # the recipe before time-limited steps and padded windows (no padding)
 
 
