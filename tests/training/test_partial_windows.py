@@ -164,3 +164,20 @@ def test_the_flag_reaches_the_config_key(tmp_path: Path) -> None:
         f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)
     }
     assert load_config(None, overrides).partial_windows == 0.5
+
+
+def test_the_share_is_chosen_by_target_then_alarms_then_packets_then_size() -> None:
+    from benchmarks.partial_windows import _rank
+
+    def result(within: int, alarms: int, packets: int) -> dict[str, object]:
+        hit = {"within_target": True, "detected": True, "packets_to_alarm": packets}
+        late = {"within_target": False, "detected": True, "packets_to_alarm": packets}
+        return {"attacks": [hit] * within + [late] * (3 - within), "alarms": alarms}
+
+    def best(results: dict[float, list[dict[str, object]]]) -> float:
+        return max(results, key=lambda share: _rank(results[share], share))
+
+    assert best({0.0: [result(2, 0, 20)], 1.0: [result(3, 5, 90)]}) == 1.0
+    assert best({0.0: [result(3, 1, 20)], 1.0: [result(3, 0, 90)]}) == 1.0
+    assert best({0.0: [result(3, 0, 60)], 0.5: [result(3, 0, 40)]}) == 0.5
+    assert best({0.0: [result(3, 0, 40)], 0.5: [result(3, 0, 40)]}) == 0.0
