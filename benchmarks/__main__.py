@@ -29,6 +29,7 @@ MODULES = (
     "benchmarks.incidents",
     "benchmarks.openset",
     "benchmarks.events",
+    "benchmarks.partial_windows",
     "benchmarks.training_quality",
     "benchmarks.fleet_load",
     "benchmarks.features_parallel",

@@ -8,9 +8,12 @@ so a held-out attack is one the model has never seen: it may be detected under a
 Figures are printed beside the targets (first alarm within 40 packets or 1 s of a dense
 attack's start; at most 2 detections per attack capture); a miss says so.
 
-The recipe under test is ``--step 20p/1s --padding zeros --window 8``; the full run then trains
-the same folds with the recipe before it (``--step 20p``, no padding) and prints its totals.
-Run: ``python -m benchmarks.events [--quick] [--step 20p] [--padding none]``.
+The recipe under test is ``--step 20p/1s --padding zeros --window 8 --partial-windows 1``
+(the share chosen on generated traffic by ``benchmarks.partial_windows``, never on these
+captures); the full run then trains the same folds with the recipe before it (``--step 20p``,
+no padding) and prints its totals.
+Run: ``python -m benchmarks.events [--quick] [--step 20p] [--padding none] [--partial-windows S]
+[--seed N]`` (``--seed``: the models' training seed, for the spread over seeds).
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ FOLDS = (
     ),
 )
 STEP, PADDING, WINDOW = "20p/1s", "zeros", 8
+# padded copies of windows near a run's start; chosen on generated traffic (partial_windows.py)
+PARTIAL = 1.0
 BEFORE_STEP = "20p"  # the recipe before time-limited steps and padded windows (no padding)
 
 
@@ -72,7 +77,13 @@ def _link(paths: list[Path], folder: Path) -> Path:
 
 
 def train_fold(
-    train: list[Path], folder: Path, step: str, padding: str, epochs: int
+    train: list[Path],
+    folder: Path,
+    step: str,
+    padding: str,
+    epochs: int,
+    partial: float = 0.0,
+    seed: int = 0,
 ) -> tuple[Path, Path, dict[str, Any]]:
     """CNN on ``train`` captures -> signed int8 bundle; (bundle, public key, metrics)."""
     from agent.quiet import quiet_tensorflow
@@ -91,7 +102,9 @@ def train_fold(
         "step": step,
         "window": WINDOW,
         "padding": padding,
+        "partial_windows": partial if padding == "zeros" else 0.0,
         "epochs": epochs,
+        "seed": seed,
         "units": 16,
         "patience": 4,
         "baseline_trees": 5,
@@ -105,21 +118,28 @@ def train_fold(
 
 
 def run(
-    quick: bool = False, step: str | None = None, padding: str | None = None
+    quick: bool = False,
+    step: str | None = None,
+    padding: str | None = None,
+    partial: float | None = None,
+    seed: int = 0,
 ) -> list[dict[str, object]]:
     """The recipe under test per fold; the full run also measures the recipe before it."""
     if not shared_captures():
         return [_row("shared captures", "skipped", f"{DATASETS} absent", "")]
-    if step is not None or padding is not None:
-        return run_recipe(quick, step or STEP, padding or PADDING)
-    rows = run_recipe(quick, STEP, PADDING)
+    if step is not None or padding is not None or partial is not None:
+        share = PARTIAL if partial is None else partial
+        return run_recipe(quick, step or STEP, padding or PADDING, share, seed)
+    rows = run_recipe(quick, STEP, PADDING, PARTIAL, seed)
     if not quick:  # the same folds with the recipe before: totals only, for comparison
-        before = run_recipe(quick, BEFORE_STEP, "none")
+        before = run_recipe(quick, BEFORE_STEP, "none", 0.0, seed)
         rows += [r for r in before if r["metric"] not in ("first alarm", "detections", "warning")]
     return rows
 
 
-def run_recipe(quick: bool, step: str, padding: str) -> list[dict[str, object]]:
+def run_recipe(
+    quick: bool, step: str, padding: str, partial: float, seed: int = 0
+) -> list[dict[str, object]]:
     """Train per fold, replay the held-out captures, return the event-level figures."""
     from agent.bundle import load_bundle, load_public_key
     from training.events import evaluate_events
@@ -127,6 +147,8 @@ def run_recipe(quick: bool, step: str, padding: str) -> list[dict[str, object]]:
     captures = shared_captures()
     folds = FOLDS[:1] if quick else FOLDS
     recipe = f"cnn {step} window {WINDOW} padding {padding}"
+    recipe += f" partial {partial:g}" if padding == "zeros" else ""
+    recipe += f" seed {seed}" if seed else ""
     attacks: list[dict[str, Any]] = []
     benign_s, alarms = 0.0, 0
     began = time.perf_counter()
@@ -136,7 +158,9 @@ def run_recipe(quick: bool, step: str, padding: str) -> list[dict[str, object]]:
             held_paths = [captures[n] for n in held if n in captures]
             train = [p for n, p in captures.items() if n not in held]
             folder = Path(tmp) / f"fold{i}"
-            bundle, public, summary = train_fold(train, folder, step, padding, 8 if quick else 15)
+            epochs = 8 if quick else 15
+            trained = train_fold(train, folder, step, padding, epochs, partial, seed)
+            bundle, public, summary = trained
             for warning in summary.get("warnings", []):
                 rows.append(_row(f"fold {i} training", "warning", warning, ""))
             loaded = load_bundle(bundle, [load_public_key(public)])
@@ -211,8 +235,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one fold, fewer epochs")
     parser.add_argument("--step", help=f"only this training step (default {STEP}, then 20p)")
     parser.add_argument("--padding", help=f"only with this padding (default {PADDING})")
+    parser.add_argument(
+        "--partial-windows", type=float, help=f"only with this share (default {PARTIAL})"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="the models' training seed (0)")
     args = parser.parse_args()
-    for row in run(args.quick, args.step, args.padding):
+    for row in run(args.quick, args.step, args.padding, args.partial_windows, args.seed):
         value = row["value"]
         text = f"{value:.3f}" if isinstance(value, float) else str(value)
         print(f"{row['case']:<50} {row['metric']:<32} {text} {row['unit']} {row['target']}")

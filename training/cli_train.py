@@ -29,6 +29,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--padding", help="zeros: pad each recording's first windows as the gateway does (none)"
     )
     parser.add_argument(
+        "--partial-windows",
+        type=float,
+        help="share S of windows near a stream's start copied with padded first steps (0)",
+    )
+    parser.add_argument(
         "--strict", action="store_true", default=None, help="too few windows of a class: error"
     )
     parser.add_argument("--epochs", type=int)

@@ -65,6 +65,9 @@ class TrainConfig:
     # "zeros": each recording's first windows are padded with all-zero steps, as the gateway
     # pads a new stream (recorded in the bundle); "none": windows start at step T
     padding: str = "none"
+    # share of the training windows near a recording's or attack's start that get a copy with
+    # their first k steps padded as the gateway pads a new stream (0: off)
+    partial_windows: float = 0.0
     strict: bool = False  # a class with too few windows is an error, not a warning
     # multi-worker training: JSON cluster spec (a file, or inline) and this worker's index;
     # the data is a folder of `iotids features --out` recordings (dataset "features")
@@ -121,6 +124,7 @@ class TrainConfig:
             _check_mapping(self.mapping)
         if self.padding not in ("none", "zeros"):
             raise ConfigError(f"train.padding: must be 'none' or 'zeros', got {self.padding!r}")
+        _check_partial(self)
         if not isinstance(self.cluster_timeout, int | float) or not (
             1 <= self.cluster_timeout <= 86_400
         ):
@@ -153,6 +157,17 @@ class TrainConfig:
         if self.part is not None:
             options["part"] = self.part
         return options
+
+
+def _check_partial(config: TrainConfig) -> None:
+    """Padded copies need a padding model and the in-memory trainer."""
+    share = config.partial_windows
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
+        raise ConfigError(f"train.partial_windows: must be in [0, 1], got {share!r}")
+    if share > 0 and config.padding != "zeros":
+        raise ConfigError("train.partial_windows: needs padding = 'zeros' (the gateway pads then)")
+    if share > 0 and (config.stream or config.dataset == "features"):
+        raise ConfigError("train.partial_windows: only the in-memory trainer adds padded copies")
 
 
 def _check_mapping(path: str) -> None:

@@ -176,6 +176,7 @@ HYPERPARAMETERS = (
     "window",
     "step",
     "padding",
+    "partial_windows",
     "epochs",
     "batch_size",
     "patience",

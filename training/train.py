@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from training import evaluate, shortfall, split
+from training import evaluate, partial, shortfall, split
 from training.config import ConfigError, TrainConfig
 from training.datasets import Dataset, load
 from training.fit import MIN_CALIBRATION_NORMALS, fit_anomaly, fit_classifier, stop_monitor
@@ -64,6 +64,7 @@ class Prepared:
     too_few: list[str] = field(default_factory=list)
     knots: Knots = field(default_factory=list)  # input encoding, fit on training rows
     padding: str = "none"  # "zeros": each recording's first windows padded (stream start)
+    partial: dict[str, Any] = field(default_factory=dict)  # padded copies added to training
 
 
 def window_for(config: TrainConfig, dataset: Dataset) -> int:
@@ -187,6 +188,8 @@ def prepare(config: TrainConfig, dataset: Dataset) -> Prepared:
         windows_of(prepared, x_scaled, y_all, ranges, the_split.rows[name], name)
     prepared.counts = {n: split.per_class_counts(prepared.y[n], labels) for n in split.SPLITS}
     prepared.too_few = split.warn_small(prepared.counts)
+    if config.partial_windows > 0 and dataset.sequential:  # after the counts: real windows only
+        prepared.partial = partial.apply(prepared, config.partial_windows, config.seed).to_dict()
     _log_split(prepared)
     return prepared
 
@@ -276,6 +279,7 @@ def preprocess_state(
         "step": ds.step,
         "window": prepared.spec.window,
         "padding": prepared.padding,
+        "partial_windows": prepared.partial or {"share": 0.0, "copies": 0},
         "input_shape": list(prepared.spec.input_shape),
         "model_type": prepared.spec.model_type,
         "task": prepared.spec.task,
