@@ -124,10 +124,10 @@ def _encode(dataset: Dataset, labels: list[str], anomaly: bool) -> npt.NDArray[n
 
 def model_labels(dataset: Dataset, model_type: str) -> list[str]:
     """Output classes: the dataset's, or benign / attack for the anomaly model."""
-    if model_type != "gru-anomaly":
+    if model_type not in ("gru-anomaly", "gru-forecast"):
         return dataset.labels
     if dataset.benign is None:
-        raise ConfigError("train.model: gru-anomaly needs a benign/normal class to learn")
+        raise ConfigError(f"train.model: {model_type} needs a benign/normal class to learn")
     return [dataset.benign, "attack"]
 
 
@@ -379,7 +379,11 @@ def train(config: TrainConfig) -> dict[str, Any]:
         )
     started = time.perf_counter()
     stopped_on = "val_loss" if prepared.spec.task == "anomaly" else stop_monitor(prepared)
-    if prepared.spec.task == "anomaly":
+    if prepared.spec.model_type == "gru-forecast":
+        from training.forecast import fit_forecast
+
+        history, thresholds, calibration = fit_forecast(config, prepared, model)
+    elif prepared.spec.task == "anomaly":
         history, thresholds, calibration = fit_anomaly(config, prepared, model)
     else:
         history = fit_classifier(config, prepared, model)
