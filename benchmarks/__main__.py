@@ -33,6 +33,7 @@ MODULES = (
     "benchmarks.fleet_load",
     "benchmarks.features_parallel",
     "benchmarks.multiworker",
+    "benchmarks.telemetry",
 )
 
 

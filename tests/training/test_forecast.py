@@ -1,0 +1,90 @@
+"""gru-forecast: the in-graph residual score, the false-alarm-rate threshold, training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.cli import main
+from training.config import ConfigError, TrainConfig
+from training.forecast import alarm_runs, steps_per_day, threshold_for_rate
+
+
+def test_alarm_runs_merge_short_gaps() -> None:
+    flags = np.zeros(100, bool)
+    flags[[3, 4, 10, 60, 61]] = True
+    assert alarm_runs(flags, gap=10) == [(3, 11), (60, 62)]
+    assert alarm_runs(flags, gap=2) == [(3, 5), (10, 11), (60, 62)]
+    assert alarm_runs(np.zeros(5, bool)) == []
+
+
+def test_threshold_keeps_alarms_within_the_rate() -> None:
+    rng = np.random.default_rng(0)
+    scores = rng.exponential(1.0, 20_000)
+    per_day = 20_000 / 4  # the scores span four days
+    threshold = threshold_for_rate(scores, per_day, 2.0)
+    assert len(alarm_runs(scores > threshold)) <= 8
+    assert threshold < scores.max()  # a rate above zero does not need the maximum
+    # under a day of scores and a rate of one a day: no alarm at all on them
+    short = threshold_for_rate(scores[:1000], 86_400, 1.0)
+    assert short > scores[:1000].max()
+
+
+def test_steps_per_day_follows_the_step() -> None:
+    assert steps_per_day({"kind": "time", "size": 10.0}) == 8640
+    assert steps_per_day({"kind": "packets", "size": 20}) == 86_400
+
+
+@pytest.mark.parametrize("bad", [0, -1, "x", 1e9])
+def test_bad_false_alarm_rate_names_the_key(bad: object) -> None:
+    with pytest.raises(ConfigError, match=r"train\.false_alarms_per_day"):
+        TrainConfig("synthetic", "p", "gru-forecast", "o", false_alarms_per_day=bad)  # type: ignore
+
+
+@pytest.mark.tf
+def test_graph_score_is_the_scaled_max_residual() -> None:
+    import keras
+
+    from training.forecast import residuals, set_spread
+    from training.models import ModelSpec, build, export_model
+
+    keras.utils.set_random_seed(0)
+    spec = ModelSpec("gru-forecast", 5, 3, 2, units=4, dropout=0.0)
+    model = build(spec)
+    spread = np.array([0.1, 0.02, 1e-6])  # the last one is floored to one int8 step
+    set_spread(model, spread)
+    x = np.random.default_rng(1).random((7, 5, 3)).astype(np.float32)
+    expected = (residuals(model, x) / np.maximum(spread, 1 / 255)).max(axis=1)
+    got = model.predict(x, verbose=0).reshape(-1)
+    np.testing.assert_allclose(got, expected, rtol=1e-4)
+    exported = export_model(spec, model)  # batch 1, unrolled: what converts to int8
+    one = exported.predict(x[:1], verbose=0).reshape(-1)
+    np.testing.assert_allclose(one, expected[:1], rtol=1e-4)
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_train_gru_forecast_on_synthetic_telemetry(tmp_path: Path) -> None:
+    synth = tmp_path / "synth"
+    args = ["synth", "telemetry", "--out", str(synth), "--duration", "20000", "--step", "5"]
+    assert main(args) == 0
+    out = tmp_path / "model"
+    config = tmp_path / "train.toml"
+    config.write_text(
+        f'[train]\ndataset = "synthetic"\npath = "{synth}"\nmodel = "gru-forecast"\n'
+        f'out = "{out}"\nwindow = 4\nepochs = 1\nmin_epochs = 1\nunits = 8\nstep = "10s"\n'
+        "false_alarms_per_day = 3\n"
+    )
+    assert main(["train", "--config", str(config), "--quiet"]) == 0
+    state = json.loads((out / "preprocess.json").read_text())
+    assert state["model_type"] == "gru-forecast"
+    assert state["task"] == "anomaly"
+    assert state["labels"][1] == "attack"
+    assert state["threshold_calibration"]["false_alarms_per_day"] == 3
+    assert state["thresholds"]["anomaly"] > 0
+    assert (out / "export.keras").is_file()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= metrics["model"]["macro_f1"] <= 1.0
