@@ -17,6 +17,7 @@ the lowest score whose alarms (runs of windows above it, merged when closer than
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,41 +33,94 @@ logger = logging.getLogger(__name__)
 FORECASTER = "forecaster"
 SCALE_LAYER = "residual_scale"
 SPREAD_QUANTILE = 0.99
-# one int8 input step: a column whose residual on normal windows is below it cannot be told
-# apart from quantization noise on the device, so it does not get a finer scale
-SPREAD_FLOOR = 1.0 / 255.0
+# about 5 int8 input steps: a column that is constant on normal windows (a staleness that stays
+# 0 while the link is up) gets estimates that wander by a few steps on inputs training never
+# showed, and a finer scale turned that wander into false alarms (on the tuning seeds)
+SPREAD_FLOOR = 0.02
 ALARM_GAP_STEPS = 30  # above-threshold windows closer than this are one alarm
+# the agent raises an event when RAISE_K of the last RAISE_N windows cross the threshold
+# (agent.config.Debounce defaults): alarms are counted the same way here
+RAISE_K, RAISE_N = 2, 3
 SECONDS_PER_DAY = 86_400.0
 
 
+def value_columns(columns: Sequence[str]) -> tuple[int, ...]:
+    """Per column, the index of its sensor's ``.value`` column (-1: not a sensor's column).
+
+    Columns are ``sensor.suffix`` (telemetry-v1, TON_IoT); a column without a sensor (the
+    reading interval) is context every head sees.
+    """
+    value_of = {c.rsplit(".", 1)[0]: i for i, c in enumerate(columns) if c.endswith(".value")}
+    owners = [value_of.get(c.rsplit(".", 1)[0], -1) if "." in c else -1 for c in columns]
+    return tuple(owners) if len(value_of) > 1 else tuple(-1 for _ in columns)
+
+
+def targets(spec: ModelSpec) -> list[int]:
+    """The columns the outputs estimate: every column's next step, then each sensor's value."""
+    return list(range(spec.features)) + nowcast_columns(spec)
+
+
+def nowcast_columns(spec: ModelSpec) -> list[int]:
+    """Sensors' value columns estimated from the other sensors alone, in column order."""
+    return sorted({v for v in spec.sensors if v >= 0})
+
+
 def scorer(keras: Any, inputs: Any, spec: ModelSpec, unroll: bool) -> Any:
-    """Window (T, F) -> forecast of step T from the steps before -> scaled max residual (1,)."""
+    """Window (T, F) -> forecasts and cross-sensor estimates -> scaled max residual (1,)."""
     layers = keras.layers
-    past = layers.Cropping1D((0, 1), name="past")(inputs)
-    last = layers.Reshape((spec.features,), name="actual")(
+    width = len(targets(spec))
+    predicted = forecaster(spec, inputs.shape[0], unroll)(inputs)
+    last = layers.Reshape((spec.features,), name="last")(
         layers.Cropping1D((spec.window - 1, 0), name="last_step")(inputs)
     )
-    predicted = forecaster(spec, inputs.shape[0], unroll)(past)
-    over = layers.ReLU(name="over")(layers.Subtract(name="above")([predicted, last]))
-    under = layers.ReLU(name="under")(layers.Subtract(name="below")([last, predicted]))
+    # the last step's value of every target column (fixed selection weights, set at build)
+    actual = _fixed(layers, "actual", _selection(spec), last)
+    over = layers.ReLU(name="over")(layers.Subtract(name="above")([predicted, actual]))
+    under = layers.ReLU(name="under")(layers.Subtract(name="below")([actual, predicted]))
     residual = layers.Add(name="residual")([over, under])
-    # 1 / spread per column, loaded after training (zeros until then)
-    scaled = layers.Dense(
-        spec.features, use_bias=False, trainable=False, kernel_initializer="zeros", name=SCALE_LAYER
-    )(residual)
-    column = layers.Reshape((spec.features, 1))(scaled)
+    # 1 / spread per target, loaded after training (zeros until then)
+    scaled = _fixed(layers, SCALE_LAYER, np.zeros((width, width), np.float32), residual)
+    column = layers.Reshape((width, 1))(scaled)
     score = layers.GlobalMaxPooling1D(name="anomaly_score")(column)
     return keras.Model(inputs, score, name="gru_forecast")
 
 
+def _fixed(layers: Any, name: str, kernel: npt.NDArray[np.float32], x: Any) -> Any:
+    """``x`` through a non-trainable bias-free Dense holding ``kernel`` (saved as a weight)."""
+    layer = layers.Dense(
+        kernel.shape[1], use_bias=False, trainable=False, kernel_initializer="zeros", name=name
+    )
+    out = layer(x)
+    layer.set_weights([kernel])
+    return out
+
+
+def _selection(spec: ModelSpec) -> npt.NDArray[np.float32]:
+    """(F, targets) 0/1 kernel picking each target column out of a step."""
+    cols = targets(spec)
+    kernel = np.zeros((spec.features, len(cols)), np.float32)
+    kernel[cols, np.arange(len(cols))] = 1.0
+    return kernel
+
+
 def forecaster(spec: ModelSpec, batch_size: int | None = None, unroll: bool = False) -> Any:
-    """The trainable part: T-1 steps in, the next step's F columns out (linear)."""
+    """The trainable part: the window in; the last step forecast from the steps before it, then
+    each sensor's last value estimated from the other sensors' whole window (a slow drift or a
+    spoofed reading follows its own past, not the process the other sensors see)."""
     import keras
 
-    inputs = keras.Input((spec.window - 1, spec.features), batch_size=batch_size, name="fc_in")
-    x = keras.layers.GRU(spec.units, unroll=unroll, name="history")(inputs)
-    x = keras.layers.Dense(spec.units, activation="relu", name="mix")(x)
-    out = keras.layers.Dense(spec.features, name="forecast")(x)
+    layers = keras.layers
+    inputs = keras.Input(spec.input_shape, batch_size=batch_size, name="fc_in")
+    past = layers.Cropping1D((0, 1), name="past")(inputs)
+    x = layers.GRU(spec.units, unroll=unroll, name="history")(past)
+    x = layers.Dense(spec.units, activation="relu", name="mix")(x)
+    outputs = [layers.Dense(spec.features, name="forecast")(x)]
+    for target in nowcast_columns(spec):
+        hide = np.diag([0.0 if owner == target else 1.0 for owner in spec.sensors])
+        others = _fixed(layers, f"others_{target}", hide.astype(np.float32), inputs)
+        h = layers.GRU(max(4, spec.units // 2), unroll=unroll, name=f"cross_{target}")(others)
+        outputs.append(layers.Dense(1, name=f"estimate_{target}")(h))
+    out = outputs[0] if len(outputs) == 1 else layers.Concatenate(name="estimates")(outputs)
     return keras.Model(inputs, out, name=FORECASTER)
 
 
@@ -76,17 +130,30 @@ def set_spread(model: Any, spread: npt.NDArray[np.float64]) -> None:
     model.get_layer(SCALE_LAYER).set_weights([np.diag(inverse).astype(np.float32)])
 
 
-def residuals(model: Any, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
-    """|forecast - actual| per column (N, F) of windows (N, T, F), before scaling."""
+def target_values(spec: ModelSpec, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """What the trainable part learns to output for windows (N, T, F)."""
+    return np.ascontiguousarray(x[:, -1][:, targets(spec)])
+
+
+def residuals(model: Any, spec: ModelSpec, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+    """|estimate - actual| per target (N, targets) of windows (N, T, F), before scaling."""
     if len(x) == 0:
-        return np.zeros((0, x.shape[-1]))
-    predicted = model.get_layer(FORECASTER).predict(x[:, :-1], batch_size=512, verbose=0)
-    return np.abs(np.asarray(predicted, np.float64) - x[:, -1].astype(np.float64))
+        return np.zeros((0, len(targets(spec))))
+    predicted = model.get_layer(FORECASTER).predict(x, batch_size=512, verbose=0)
+    return np.abs(np.asarray(predicted, np.float64) - target_values(spec, x))
+
+
+def debounced(
+    flags: npt.NDArray[np.bool_], k: int = RAISE_K, n: int = RAISE_N
+) -> npt.NDArray[np.bool_]:
+    """True where at least ``k`` of the last ``n`` windows were flagged (the agent's raise rule)."""
+    counts = np.convolve(flags.astype(np.int64), np.ones(n, np.int64))[: len(flags)]
+    return np.asarray(counts >= k)
 
 
 def alarm_runs(flags: npt.NDArray[np.bool_], gap: int = ALARM_GAP_STEPS) -> list[tuple[int, int]]:
-    """[start, stop) index runs of True, merging runs separated by fewer than ``gap`` Falses."""
-    idx = np.flatnonzero(flags)
+    """[start, stop) runs of raised windows (debounced ``flags``), merged across short gaps."""
+    idx = np.flatnonzero(debounced(flags))
     if len(idx) == 0:
         return []
     breaks = np.flatnonzero(np.diff(idx) > gap)
@@ -136,10 +203,11 @@ def fit_forecast(
     train = prepared.x["train"][prepared.y["train"] == 0]
     val = prepared.x["val"][prepared.y["val"] == 0]
     has_val = len(val) > 0
+    spec = prepared.spec
     history = part.fit(
-        train[:, :-1],
-        train[:, -1],
-        validation_data=(val[:, :-1], val[:, -1]) if has_val else None,
+        train,
+        target_values(spec, train),
+        validation_data=(val, target_values(spec, val)) if has_val else None,
         epochs=config.epochs,
         batch_size=config.batch_size,
         callbacks=training_callbacks(config, "val_loss" if has_val else "loss"),
@@ -149,7 +217,7 @@ def fit_forecast(
     calibration_set = val if held_out else train
     if not held_out:
         logger.warning("only %d held-out normal windows: calibrating on training normals", len(val))
-    spread = np.quantile(residuals(model, calibration_set), SPREAD_QUANTILE, axis=0)
+    spread = np.quantile(residuals(model, spec, calibration_set), SPREAD_QUANTILE, axis=0)
     set_spread(model, spread)
     scores = np.asarray(model.predict(calibration_set, batch_size=512, verbose=0)).reshape(-1)
     per_day = steps_per_day(prepared.dataset.step)

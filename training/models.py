@@ -52,6 +52,8 @@ class ModelSpec:
     dropout: float = 0.2
     encoding: int = 0  # piecewise-linear units in total (ENCODED models), 0: the scaled input
     members: int = 1  # dnn: sub-networks on the shared encoding whose softmaxes are averaged
+    # gru-forecast: per column its sensor's value column, -1 for none (training/forecast.py)
+    sensors: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.model_type not in MODEL_TYPES:

@@ -21,8 +21,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from training.forecast import SECONDS_PER_DAY, alarm_runs, threshold_for_rate
-from training.synth.telemetry import FAULTS, NORMAL, TelemetryScenario, synthesize_telemetry
+from agent.features.telemetry import telemetry_feature_set
+from training.forecast import SECONDS_PER_DAY, alarm_runs, debounced, threshold_for_rate
+from training.synth.telemetry import (
+    FAULTS,
+    NORMAL,
+    SENSORS,
+    TelemetryScenario,
+    synthesize_telemetry,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +37,7 @@ F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 DETECTORS = ("gru-forecast", "rolling-z", "isolation-forest")
 KINDS = FAULTS["industrial"]
+COLUMNS = list(telemetry_feature_set(SENSORS["industrial"]).columns)
 
 
 @dataclass(frozen=True)
@@ -108,12 +116,13 @@ def judge(scores: F64, threshold: float, types: npt.NDArray[np.str_], window: in
     """Found faults, their time to detect and false alarms of thresholded scores (1 s steps)."""
     flags = scores > threshold
     alarms = alarm_runs(flags)
+    raised = debounced(flags)  # as the agent raises: 2 of the last 3 windows
     spans = fault_spans(types)
     outcome = Outcome(normal_days=float((types == NORMAL).sum()) / SECONDS_PER_DAY)
     # a window still holds fault steps until ``window`` steps after the fault ends
     reach = [(kind, start, stop + window) for kind, start, stop in spans]
     for kind, start, stop in reach:
-        hits = np.flatnonzero(flags[start:stop])
+        hits = np.flatnonzero(raised[start:stop])
         outcome.found.setdefault(kind, []).append(len(hits) > 0)
         if len(hits):
             outcome.delays_s.setdefault(kind, []).append(float(hits[0]))
@@ -126,12 +135,14 @@ def judge(scores: F64, threshold: float, types: npt.NDArray[np.str_], window: in
 Scorer = Callable[[F32], F64]
 
 
-def detectors(train: Run, val: Run, cfg: EvalConfig, seed: int) -> dict[str, Scorer]:
+def detectors(
+    train: Run, val: Run, cfg: EvalConfig, seed: int, columns: list[str]
+) -> dict[str, Scorer]:
     """The three detectors fitted on the training run's clean windows (spreads on val's)."""
     from training.telemetry_baselines import fit_forest, forest_scores, rolling_z
 
     normal = train.windows[train.clean]
-    model = fit_model(normal, val.windows[val.clean], cfg, seed)
+    model = fit_model(normal, val.windows[val.clean], cfg, seed, columns)
     forest = fit_forest(normal, seed)
 
     def gru(windows: F32) -> F64:
@@ -144,29 +155,38 @@ def detectors(train: Run, val: Run, cfg: EvalConfig, seed: int) -> dict[str, Sco
     }
 
 
-def fit_model(normal: F32, val_normal: F32, cfg: EvalConfig, seed: int) -> Any:
+def fit_model(normal: F32, val_normal: F32, cfg: EvalConfig, seed: int, columns: list[str]) -> Any:
     """A gru-forecast scorer trained on ``normal``, residual spreads from ``val_normal``."""
     import keras
 
-    from training.forecast import SPREAD_QUANTILE, residuals, set_spread
+    from training.forecast import (
+        SPREAD_QUANTILE,
+        residuals,
+        set_spread,
+        target_values,
+        value_columns,
+    )
     from training.models import ModelSpec, build, trainable_part
 
     keras.utils.set_random_seed(seed)
-    spec = ModelSpec("gru-forecast", cfg.window, normal.shape[2], 2, cfg.units, 0.0)
+    sensors = value_columns(columns)
+    spec = ModelSpec(
+        "gru-forecast", cfg.window, normal.shape[2], 2, cfg.units, 0.0, sensors=sensors
+    )
     model = build(spec)
     part = trainable_part(model)
     part.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
     stop = keras.callbacks.EarlyStopping(patience=2, restore_best_weights=True)
     part.fit(
-        normal[:, :-1],
-        normal[:, -1],
-        validation_data=(val_normal[:, :-1], val_normal[:, -1]),
+        normal,
+        target_values(spec, normal),
+        validation_data=(val_normal, target_values(spec, val_normal)),
         epochs=cfg.epochs,
         batch_size=cfg.batch_size,
         callbacks=[stop],
         verbose=0,
     )
-    set_spread(model, np.quantile(residuals(model, val_normal), SPREAD_QUANTILE, axis=0))
+    set_spread(model, np.quantile(residuals(model, spec, val_normal), SPREAD_QUANTILE, axis=0))
     return model
 
 
@@ -186,7 +206,7 @@ def evaluate_seed(seed: int, cfg: EvalConfig) -> dict[str, Outcome]:
     scaler = Scaler.fit(runs[0][0])  # as ``iotids train``: the training run's steps
     train, val, test = (windows_of(scaler.transform(x), t, cfg.window) for x, t in runs)
     outcomes = {}
-    for name, score in detectors(train, val, cfg, seed).items():
+    for name, score in detectors(train, val, cfg, seed, COLUMNS).items():
         val_scores = score(val.windows[val.clean])
         threshold = threshold_for_rate(val_scores, SECONDS_PER_DAY, cfg.false_alarms_per_day)
         outcomes[name] = judge(score(test.windows), threshold, test.types, cfg.window)
@@ -230,7 +250,7 @@ def ton_iot_auc(path: str, seed: int, cfg: EvalConfig) -> dict[str, float]:
     train = Run(x["train"], np.zeros(0, np.str_), y["train"] == 0)
     val = Run(x["val"], np.zeros(0, np.str_), y["val"] == 0)
     result = {}
-    for name, score in detectors(train, val, cfg, seed).items():
+    for name, score in detectors(train, val, cfg, seed, prepared.dataset.columns).items():
         scores = score(x["test"])
         both = len(np.unique(y["test"])) == 2
         result[name] = float(roc_auc_score(y["test"], scores)) if both else float("nan")

@@ -158,6 +158,15 @@ def windows_of(
     prepared.y[name] = y
 
 
+def _sensors(config: TrainConfig, dataset: Dataset) -> tuple[int, ...]:
+    """gru-forecast's cross-sensor heads: each column's sensor value column (else none)."""
+    if config.model != "gru-forecast":
+        return ()
+    from training.forecast import value_columns
+
+    return value_columns(dataset.columns)
+
+
 def prepare(config: TrainConfig, dataset: Dataset) -> Prepared:
     """Split, fit the scaler on the training rows only, build the windows of every split."""
     labels = model_labels(dataset, config.model)
@@ -175,6 +184,7 @@ def prepare(config: TrainConfig, dataset: Dataset) -> Prepared:
         config.dropout,
         encoding_width(knots),
         config.members if config.model == "dnn" else 1,
+        sensors=_sensors(config, dataset),
     )
     benign = 0 if labels[0] == dataset.benign else None
     padding = config.padding if dataset.sequential else "none"

@@ -10,14 +10,23 @@ import pytest
 
 from agent.cli import main
 from training.config import ConfigError, TrainConfig
-from training.forecast import alarm_runs, steps_per_day, threshold_for_rate
+from training.forecast import (
+    SPREAD_FLOOR,
+    alarm_runs,
+    debounced,
+    steps_per_day,
+    threshold_for_rate,
+    value_columns,
+)
 
 
-def test_alarm_runs_merge_short_gaps() -> None:
+def test_alarms_need_two_of_three_windows_and_merge_short_gaps() -> None:
     flags = np.zeros(100, bool)
-    flags[[3, 4, 10, 60, 61]] = True
-    assert alarm_runs(flags, gap=10) == [(3, 11), (60, 62)]
-    assert alarm_runs(flags, gap=2) == [(3, 5), (10, 11), (60, 62)]
+    flags[[3, 4, 10, 60, 62, 70, 71]] = True
+    # a lone window (10) raises nothing, as on the agent; 60 and 62 are 2 of 3
+    assert debounced(flags).nonzero()[0].tolist() == [4, 5, 62, 71, 72]
+    assert alarm_runs(flags, gap=10) == [(4, 6), (62, 73)]
+    assert alarm_runs(flags, gap=2) == [(4, 6), (62, 63), (71, 73)]
     assert alarm_runs(np.zeros(5, bool)) == []
 
 
@@ -30,7 +39,9 @@ def test_threshold_keeps_alarms_within_the_rate() -> None:
     assert threshold < scores.max()  # a rate above zero does not need the maximum
     # under a day of scores and a rate of one a day: no alarm at all on them
     short = threshold_for_rate(scores[:1000], 86_400, 1.0)
-    assert short > scores[:1000].max()
+    assert alarm_runs(scores[:1000] > short) == []
+    # and the lowest such: a little lower raises one
+    assert alarm_runs(scores[:1000] > 0.98 * short) != []
 
 
 def test_steps_per_day_follows_the_step() -> None:
@@ -44,25 +55,40 @@ def test_bad_false_alarm_rate_names_the_key(bad: object) -> None:
         TrainConfig("synthetic", "p", "gru-forecast", "o", false_alarms_per_day=bad)  # type: ignore
 
 
+def test_value_columns_group_a_sensors_columns() -> None:
+    columns = ["t.value", "t.delta", "p.value", "p.delta", "interval_s"]
+    assert value_columns(columns) == (0, 0, 2, 2, -1)
+    # one sensor: nothing to estimate it from, so no cross-sensor heads
+    assert value_columns(["t.value", "t.delta"]) == (-1, -1)
+
+
 @pytest.mark.tf
 def test_graph_score_is_the_scaled_max_residual() -> None:
     import keras
 
-    from training.forecast import residuals, set_spread
+    from training.forecast import residuals, set_spread, targets
     from training.models import ModelSpec, build, export_model
 
     keras.utils.set_random_seed(0)
-    spec = ModelSpec("gru-forecast", 5, 3, 2, units=4, dropout=0.0)
+    sensors = value_columns(["t.value", "t.delta", "p.value", "p.delta"])
+    spec = ModelSpec("gru-forecast", 5, 4, 2, units=4, dropout=0.0, sensors=sensors)
+    assert targets(spec) == [0, 1, 2, 3, 0, 2]  # every column's forecast, two cross estimates
     model = build(spec)
-    spread = np.array([0.1, 0.02, 1e-6])  # the last one is floored to one int8 step
+    spread = np.array([0.1, 0.05, 0.03, 0.2, 0.1, 1e-6])  # the last one is floored
     set_spread(model, spread)
-    x = np.random.default_rng(1).random((7, 5, 3)).astype(np.float32)
-    expected = (residuals(model, x) / np.maximum(spread, 1 / 255)).max(axis=1)
+    x = np.random.default_rng(1).random((7, 5, 4)).astype(np.float32)
+    expected = (residuals(model, spec, x) / np.maximum(spread, SPREAD_FLOOR)).max(axis=1)
     got = model.predict(x, verbose=0).reshape(-1)
     np.testing.assert_allclose(got, expected, rtol=1e-4)
     exported = export_model(spec, model)  # batch 1, unrolled: what converts to int8
     one = exported.predict(x[:1], verbose=0).reshape(-1)
     np.testing.assert_allclose(one, expected[:1], rtol=1e-4)
+    # the estimate of t's value never reads t's own columns
+    hidden = x.copy()
+    hidden[:, :, :2] = 0.0
+    part = model.get_layer("forecaster")
+    cross = part.predict(x, verbose=0)[:, 4]
+    np.testing.assert_allclose(part.predict(hidden, verbose=0)[:, 4], cross, rtol=1e-5)
 
 
 @pytest.mark.tf

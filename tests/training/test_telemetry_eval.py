@@ -37,9 +37,10 @@ def test_judge_counts_found_faults_delays_and_false_alarms() -> None:
     )
     assert fault_spans(types) == [("drift", 100, 120), ("jump", 220, 230)]
     scores = np.zeros(len(types))
-    scores[105] = 2.0  # drift found 5 steps in
-    scores[50] = 2.0  # an alarm on normal steps: a false alarm
-    scores[400] = 2.0  # another
+    scores[104:106] = 2.0  # drift raised 5 steps in (2 of 3 windows)
+    scores[50:52] = 2.0  # an alarm on normal steps: a false alarm
+    scores[400:403] = 2.0  # another
+    scores[225] = 2.0  # one window alone raises nothing: the jump is missed
     outcome = judge(scores, 1.0, types, window=4)
     assert outcome.found == {"drift": [True], "jump": [False]}
     assert outcome.delays_s == {"drift": [5.0]}
