@@ -183,9 +183,9 @@ def threshold_for_rate(
     return top * 1.0001 + 1e-9
 
 
-def steps_per_day(step: dict[str, Any]) -> float:
+def steps_per_day(step: dict[str, Any] | None) -> float:
     """Windows per simulated day at this step size (rows are one step when not time-based)."""
-    if step.get("kind") == "time" and float(step.get("size", 0)) > 0:
+    if step is not None and step.get("kind") == "time" and float(step.get("size", 0)) > 0:
         return SECONDS_PER_DAY / float(step["size"])
     return SECONDS_PER_DAY
 

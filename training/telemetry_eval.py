@@ -97,7 +97,8 @@ def windows_of(x: F32, types: npt.NDArray[np.str_], window: int) -> Run:
     windows = np.ascontiguousarray(view.transpose(0, 2, 1)).astype(np.float32)
     fault = types != NORMAL
     dirty = np.lib.stride_tricks.sliding_window_view(fault, window).any(axis=1)
-    return Run(windows, types[window - 1 :], ~dirty)
+    clean: npt.NDArray[np.bool_] = np.logical_not(dirty)
+    return Run(windows, types[window - 1 :], clean)
 
 
 def fault_spans(types: npt.NDArray[np.str_]) -> list[tuple[str, int, int]]:
