@@ -1,8 +1,9 @@
 """gru-forecast: a GRU that forecasts a window's last step; the anomaly score is its residual.
 
 The graph takes the scaled window (T, F) the gateway feeds, forecasts step T from steps
-1..T-1, and outputs one score: max over columns of |forecast - actual| / spread, where the
-spread is each column's residual quantile on held-out normal windows (a fixed, non-trainable
+1..T-1, estimates each sensor's value at step T from the other sensors alone, and outputs one
+score: max over these targets of tanh(|estimate - actual| / (spread · SCORE_SCALE)), where the
+spread is each target's residual quantile on held-out normal windows (a fixed, non-trainable
 diagonal Dense). A reconstruction autoencoder (gru-anomaly) copies a stuck or spoofed reading
 back almost perfectly; a forecast from the recent past does not, and per-column spreads put a
 noisy temperature and a quiet pressure on one scale. Built-in layers only, so model.keras loads
@@ -37,6 +38,9 @@ SPREAD_QUANTILE = 0.99
 # 0 while the link is up) gets estimates that wander by a few steps on inputs training never
 # showed, and a finer scale turned that wander into false alarms (on the tuning seeds)
 SPREAD_FLOOR = 0.02
+# residuals in spreads are divided by this before tanh: thresholds of 3-7 spreads map to
+# 0.3-0.6, where tanh is still steep
+SCORE_SCALE = 10.0
 ALARM_GAP_STEPS = 30  # above-threshold windows closer than this are one alarm
 # the agent raises an event when RAISE_K of the last RAISE_N windows cross the threshold
 # (agent.config.Debounce defaults): alarms are counted the same way here
@@ -80,7 +84,11 @@ def scorer(keras: Any, inputs: Any, spec: ModelSpec, unroll: bool) -> Any:
     residual = layers.Add(name="residual")([over, under])
     # 1 / spread per target, loaded after training (zeros until then)
     scaled = _fixed(layers, SCALE_LAYER, np.zeros((width, width), np.float32), residual)
-    column = layers.Reshape((width, 1))(scaled)
+    # bounded to 0..1: an int8 output's 256 levels must resolve scores near the threshold,
+    # not span the largest fault residual of the calibration set (tanh is monotone, so the
+    # threshold keeps its meaning)
+    bounded = layers.Activation("tanh", name="bounded")(scaled)
+    column = layers.Reshape((width, 1))(bounded)
     score = layers.GlobalMaxPooling1D(name="anomaly_score")(column)
     return keras.Model(inputs, score, name="gru_forecast")
 
@@ -125,8 +133,8 @@ def forecaster(spec: ModelSpec, batch_size: int | None = None, unroll: bool = Fa
 
 
 def set_spread(model: Any, spread: npt.NDArray[np.float64]) -> None:
-    """Load 1 / spread (floored) as the scale layer's diagonal kernel."""
-    inverse = 1.0 / np.maximum(spread, SPREAD_FLOOR)
+    """Load 1 / (spread (floored) · SCORE_SCALE) as the scale layer's diagonal kernel."""
+    inverse = 1.0 / (np.maximum(spread, SPREAD_FLOOR) * SCORE_SCALE)
     model.get_layer(SCALE_LAYER).set_weights([np.diag(inverse).astype(np.float32)])
 
 

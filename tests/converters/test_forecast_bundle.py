@@ -33,8 +33,8 @@ def _folder(root: Path) -> Path:
     from training.models import ModelSpec, build, export_model, trainable_part
 
     keras.utils.set_random_seed(0)
-    # columns in pairs of one sensor: four cross-sensor heads beside the forecast
-    sensors = tuple(2 * (i // 2) for i in range(FEATURES.width))
+    # two sensors of four columns each: two cross-sensor heads beside the forecast
+    sensors = tuple(4 * (i // 4) for i in range(FEATURES.width))
     spec = ModelSpec("gru-forecast", WINDOW, FEATURES.width, 2, 8, 0.0, sensors=sensors)
     model = build(spec)
     x = _smooth_windows(300, 1)

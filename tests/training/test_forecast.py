@@ -11,6 +11,7 @@ import pytest
 from agent.cli import main
 from training.config import ConfigError, TrainConfig
 from training.forecast import (
+    SCORE_SCALE,
     SPREAD_FLOOR,
     alarm_runs,
     debounced,
@@ -77,7 +78,8 @@ def test_graph_score_is_the_scaled_max_residual() -> None:
     spread = np.array([0.1, 0.05, 0.03, 0.2, 0.1, 1e-6])  # the last one is floored
     set_spread(model, spread)
     x = np.random.default_rng(1).random((7, 5, 4)).astype(np.float32)
-    expected = (residuals(model, spec, x) / np.maximum(spread, SPREAD_FLOOR)).max(axis=1)
+    scaled = residuals(model, spec, x) / np.maximum(spread, SPREAD_FLOOR) / SCORE_SCALE
+    expected = np.tanh(scaled).max(axis=1)
     got = model.predict(x, verbose=0).reshape(-1)
     np.testing.assert_allclose(got, expected, rtol=1e-4)
     exported = export_model(spec, model)  # batch 1, unrolled: what converts to int8
