@@ -153,7 +153,7 @@ def train_all(layout: Layout, plan: DemoPlan, seed: int) -> str:
     parts = []
     for name, data, model, window in (
         ("traffic-cnn", "traffic-train", "cnn", plan.traffic_window),
-        ("telemetry-gru", "telemetry-train", "gru-forecast", plan.telemetry_window),
+        ("telemetry-gru", "telemetry-train", "gru-anomaly", plan.telemetry_window),
     ):
         metrics = _train(layout.data(data), model, layout.model(name), window, plan, seed)
         parts.append(f"{name} macro-F1 {metrics['model']['macro_f1']:.3f}")
