@@ -68,7 +68,7 @@ logger = logging.getLogger(__name__)
 
 FORMAT = 1
 MAX_VERSION = 2**63 - 1  # fits every consumer's integer type
-MODEL_TYPES = ("cnn", "lstm", "gru", "gru-anomaly", "dnn", "external")
+MODEL_TYPES = ("cnn", "lstm", "gru", "gru-anomaly", "gru-forecast", "dnn", "external")
 TASKS = ("classify", "anomaly")
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8", "external")
 

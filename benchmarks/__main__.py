@@ -34,6 +34,7 @@ MODULES = (
     "benchmarks.fleet_load",
     "benchmarks.features_parallel",
     "benchmarks.multiworker",
+    "benchmarks.telemetry",
 )
 
 

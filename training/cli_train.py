@@ -19,7 +19,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="captures, synthetic, ciciot2023, ton-iot, n-baiot, nsl-kdd, csv, features (workers)",
     )
     parser.add_argument("--path", help="file or folder of the dataset")
-    parser.add_argument("--model", help="cnn, lstm, gru, gru-anomaly or dnn")
+    parser.add_argument("--model", help="cnn, lstm, gru, gru-anomaly, gru-forecast or dnn")
     parser.add_argument("-o", "--out", help="output directory")
     parser.add_argument("--window", type=int, help="time steps per window (default 16)")
     parser.add_argument(
@@ -57,6 +57,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dropout", type=float, help="dropout rate (0.2)")
     parser.add_argument("--learning-rate", type=float)
     parser.add_argument("--target-fpr", type=float, help="gru-anomaly threshold FPR (0.01)")
+    parser.add_argument(
+        "--false-alarms-per-day",
+        type=float,
+        help="gru-forecast: threshold for at most this many alarms a day on validation (1)",
+    )
     parser.add_argument("--split", help="auto, time-block, blocks, stratified or by-file")
     parser.add_argument("--blocks", type=int, help="contiguous blocks per file for --split blocks")
     parser.add_argument("--test-files", nargs="*", help="group names for a by-file split")

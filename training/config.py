@@ -42,6 +42,8 @@ class TrainConfig:
     distill: float = 0.0  # dnn/classifiers: weight of a RandomForest teacher's soft labels
     learning_rate: float = 1e-3
     target_fpr: float = 0.01
+    # gru-forecast: threshold for at most this many alarms per day on held-out normal windows
+    false_alarms_per_day: float = 1.0
     # per-attack-label thresholds at ``target_fpr`` on benign validation windows (not 0.5)
     calibrate_thresholds: bool = False
     threshold_floor: float = 0.2  # calibrated thresholds never go below this
@@ -102,6 +104,13 @@ class TrainConfig:
                 )
         if not 0 < self.target_fpr < 1:
             raise ConfigError(f"train.target_fpr: must be in (0, 1), got {self.target_fpr!r}")
+        if not isinstance(self.false_alarms_per_day, int | float) or not (
+            0 < self.false_alarms_per_day <= 86_400
+        ):
+            raise ConfigError(
+                "train.false_alarms_per_day: must be in (0, 86400], "
+                f"got {self.false_alarms_per_day!r}"
+            )
         if not 0 < self.threshold_floor < 1:
             raise ConfigError(
                 f"train.threshold_floor: must be in (0, 1), got {self.threshold_floor!r}"

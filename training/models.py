@@ -1,9 +1,10 @@
-"""The model zoo (Keras 3 functional): cnn, lstm, gru, gru-anomaly, dnn.
+"""The model zoo (Keras 3 functional): cnn, lstm, gru, gru-anomaly, gru-forecast, dnn.
 
 Every model takes the SCALED input the device feeds: (T, F, 1) for cnn, (T, F) for the
 recurrent models, (F,) for dnn. Classifiers end in a softmax over the labels; gru-anomaly
 outputs one anomaly score per window (the reconstruction's mean squared error, computed in
-the graph from built-in layers only, so the device compares one number with a threshold).
+the graph from built-in layers only, so the device compares one number with a threshold);
+gru-forecast (training/forecast.py) outputs its scaled forecast residual the same way.
 
 Recurrent models are also rebuilt for export with a fixed batch of 1 and ``unroll=True``:
 Keras GRU/LSTM with a dynamic batch do not convert to TFLite, the unrolled fixed-batch graph
@@ -30,8 +31,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-MODEL_TYPES = ("cnn", "lstm", "gru", "gru-anomaly", "dnn")
-RECURRENT = ("lstm", "gru", "gru-anomaly")
+MODEL_TYPES = ("cnn", "lstm", "gru", "gru-anomaly", "gru-forecast", "dnn")
+RECURRENT = ("lstm", "gru", "gru-anomaly", "gru-forecast")
+ANOMALY = ("gru-anomaly", "gru-forecast")  # one score per window, compared with a threshold
 DNN_BINS = 32  # piecewise-linear bins per feature (at most) for ``iotids train``
 INPUT_LEVELS = 255  # int8 input steps over the scaled 0..1 range
 ENCODING_LAYER = "piecewise_linear"
@@ -50,6 +52,8 @@ class ModelSpec:
     dropout: float = 0.2
     encoding: int = 0  # piecewise-linear units in total (ENCODED models), 0: the scaled input
     members: int = 1  # dnn: sub-networks on the shared encoding whose softmaxes are averaged
+    # gru-forecast: per column its sensor's value column, -1 for none (training/forecast.py)
+    sensors: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.model_type not in MODEL_TYPES:
@@ -75,8 +79,8 @@ class ModelSpec:
 
     @property
     def task(self) -> str:
-        """``anomaly`` for gru-anomaly, ``classify`` otherwise."""
-        return "anomaly" if self.model_type == "gru-anomaly" else "classify"
+        """``anomaly`` for gru-anomaly and gru-forecast, ``classify`` otherwise."""
+        return "anomaly" if self.model_type in ANOMALY else "classify"
 
 
 def build(spec: ModelSpec, batch_size: int | None = None, unroll: bool = False) -> Any:
@@ -90,6 +94,10 @@ def build(spec: ModelSpec, batch_size: int | None = None, unroll: bool = False) 
         outputs = _dnn(keras, inputs, spec)
     elif spec.model_type == "gru-anomaly":
         return _anomaly_scorer(keras, inputs, spec, unroll)
+    elif spec.model_type == "gru-forecast":
+        from training.forecast import scorer
+
+        return scorer(keras, inputs, spec, unroll)
     else:
         outputs = _recurrent(keras, inputs, spec, unroll)
     return keras.Model(inputs, outputs, name=spec.model_type.replace("-", "_"))
@@ -216,9 +224,9 @@ def fit_encoding(model: Any, knots: Knots) -> None:
 
 
 def trainable_part(model: Any) -> Any:
-    """The sub-model to fit: the autoencoder inside a scorer, else the model itself."""
+    """The sub-model to fit: the autoencoder or forecaster inside a scorer, else the model."""
     for layer in model.layers:
-        if layer.name == "autoencoder":
+        if layer.name in ("autoencoder", "forecaster"):
             return layer
     return model
 

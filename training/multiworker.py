@@ -74,7 +74,7 @@ class Run:
 
 def train_multiworker(config: TrainConfig) -> dict[str, Any]:
     """Train on this worker of the cluster; the chief writes ``config.out``."""
-    if config.model == "gru-anomaly" or config.seeds > 1 or config.stream:
+    if config.model in ("gru-anomaly", "gru-forecast") or config.seeds > 1 or config.stream:
         raise ConfigError("train.cluster_spec: across workers trains one seed of cnn/lstm/gru/dnn")
     _check_mapping(config.mapping)
     if config.cluster_spec is None:

@@ -125,10 +125,10 @@ def _encode(dataset: Dataset, labels: list[str], anomaly: bool) -> npt.NDArray[n
 
 def model_labels(dataset: Dataset, model_type: str) -> list[str]:
     """Output classes: the dataset's, or benign / attack for the anomaly model."""
-    if model_type != "gru-anomaly":
+    if model_type not in ("gru-anomaly", "gru-forecast"):
         return dataset.labels
     if dataset.benign is None:
-        raise ConfigError("train.model: gru-anomaly needs a benign/normal class to learn")
+        raise ConfigError(f"train.model: {model_type} needs a benign/normal class to learn")
     return [dataset.benign, "attack"]
 
 
@@ -159,6 +159,15 @@ def windows_of(
     prepared.y[name] = y
 
 
+def _sensors(config: TrainConfig, dataset: Dataset) -> tuple[int, ...]:
+    """gru-forecast's cross-sensor heads: each column's sensor value column (else none)."""
+    if config.model != "gru-forecast":
+        return ()
+    from training.forecast import value_columns
+
+    return value_columns(dataset.columns)
+
+
 def prepare(config: TrainConfig, dataset: Dataset) -> Prepared:
     """Split, fit the scaler on the training rows only, build the windows of every split."""
     labels = model_labels(dataset, config.model)
@@ -176,6 +185,7 @@ def prepare(config: TrainConfig, dataset: Dataset) -> Prepared:
         config.dropout,
         encoding_width(knots),
         config.members if config.model == "dnn" else 1,
+        sensors=_sensors(config, dataset),
     )
     benign = 0 if labels[0] == dataset.benign else None
     padding = config.padding if dataset.sequential else "none"
@@ -383,7 +393,11 @@ def train(config: TrainConfig) -> dict[str, Any]:
         )
     started = time.perf_counter()
     stopped_on = "val_loss" if prepared.spec.task == "anomaly" else stop_monitor(prepared)
-    if prepared.spec.task == "anomaly":
+    if prepared.spec.model_type == "gru-forecast":
+        from training.forecast import fit_forecast
+
+        history, thresholds, calibration = fit_forecast(config, prepared, model)
+    elif prepared.spec.task == "anomaly":
         history, thresholds, calibration = fit_anomaly(config, prepared, model)
     else:
         history = fit_classifier(config, prepared, model)
