@@ -51,6 +51,11 @@ TABULAR_DNN: dict[str, Any] = {
     "epochs": 40,
     "patience": 10,
 }
+# per dataset: chosen on each seed's validation rows (scripts/tabular_validation.py)
+TABULAR_RECIPES: dict[str, dict[str, Any]] = {
+    "ciciot2023": dict(TABULAR_DNN),
+    "nsl-kdd": dict(TABULAR_DNN),
+}
 MIN_SUPPORT = 10  # fewer test windows of a class than this make its F1 noise
 HOST_IDENTITY = ("ttl_", "distinct_src", "distinct_dst", "entropy_src", "entropy_dst")
 
@@ -275,7 +280,7 @@ def _tabular(quick: bool) -> list[dict[str, object]]:
             TABULAR_SEEDS,
             dataset=dataset,
             path=str(DATASETS / folder),
-            **TABULAR_DNN,
+            **TABULAR_RECIPES[dataset],
         )
     return rows
 
