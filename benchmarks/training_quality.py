@@ -51,7 +51,7 @@ TABULAR_DNN: dict[str, Any] = {
     "epochs": 40,
     "patience": 10,
 }
-# per dataset: chosen on each seed's validation rows (scripts/tabular_validation.py)
+# per dataset: chosen on each seed's validation rows (benchmarks/tabular_validation.py)
 TABULAR_RECIPES: dict[str, dict[str, Any]] = {
     "ciciot2023": dict(TABULAR_DNN),
     "nsl-kdd": dict(TABULAR_DNN),

@@ -119,7 +119,8 @@ class TrainConfig:
             0 <= self.distill_augment <= MAX_AUGMENT
         ):
             raise ConfigError(
-                f"train.distill_augment: must be in [0, {MAX_AUGMENT}], got {self.distill_augment!r}"
+                f"train.distill_augment: must be in [0, {MAX_AUGMENT}], "
+                f"got {self.distill_augment!r}"
             )
         if self.distill_augment > 0 and self.model != "dnn":
             raise ConfigError(

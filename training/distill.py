@@ -100,7 +100,7 @@ def augmented(
     from sklearn.ensemble import RandomForestClassifier
 
     x, y = prepared.x["train"], prepared.y["train"]
-    count = int(round(config.distill_augment * len(x)))
+    count = round(config.distill_augment * len(x))
     new = swapped_rows(x, y, count, AUGMENT_SWAP, config.seed)
     forest = RandomForestClassifier(
         config.baseline_trees, random_state=config.seed, n_jobs=1, class_weight="balanced"

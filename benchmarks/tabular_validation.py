@@ -1,7 +1,7 @@
 """Choose the tabular dnn recipe on VALIDATION rows only: dnn vs RandomForest macro-F1 per seed.
 
 The held-out test part of each seed's split is never scored here. Run
-``python scripts/tabular_validation.py nsl-kdd --seeds 0 1 --set class_weight_power=0.5``.
+``python -m benchmarks.tabular_validation nsl-kdd --seeds 0 1 --set class_weight_power=0.5``.
 """
 
 from __future__ import annotations
