@@ -19,7 +19,7 @@
 
 Every case runs over several seeds and reports each seed's figures, then the mean ± sample std
 and range of every figure. Run ``python -m benchmarks.training_quality [--quick]
-[--cases mqttset tabular ton]``.
+[--cases mqttset tabular ton] [--tables ciciot2023 nsl-kdd]``.
 """
 
 from __future__ import annotations
@@ -257,7 +257,11 @@ def _seeded(
     return rows
 
 
-def run(quick: bool = False, cases: tuple[str, ...] = CASES) -> list[dict[str, object]]:
+def run(
+    quick: bool = False,
+    cases: tuple[str, ...] = CASES,
+    tables: tuple[str, ...] = tuple(TABULAR_RECIPES),
+) -> list[dict[str, object]]:
     """Every training-quality figure on the shared data (or ``cases`` of it), over seeds."""
     from agent.quiet import quiet_tensorflow
 
@@ -266,7 +270,7 @@ def run(quick: bool = False, cases: tuple[str, ...] = CASES) -> list[dict[str, o
     if "mqttset" in cases:
         rows += _mqttset(quick)
     if "tabular" in cases:
-        rows += _tabular(quick)
+        rows += _tabular(quick, tables)
     if "ton" in cases:
         rows += _ton(quick)
     return rows
@@ -286,13 +290,15 @@ def _mqttset(quick: bool) -> list[dict[str, object]]:
     return rows
 
 
-def _tabular(quick: bool) -> list[dict[str, object]]:
+def _tabular(quick: bool, tables: tuple[str, ...]) -> list[dict[str, object]]:
     """The tabular dnn against the RandomForest on CICIoT2023 and NSL-KDD, every seed."""
     rows: list[dict[str, object]] = []
     for case, dataset, folder in (
         ("ciciot2023-dnn 10 families", "ciciot2023", "ciciot2023_sample"),
         ("nsl-kdd-dnn 5 categories", "nsl-kdd", "nsl_kdd"),
     ):
+        if dataset not in tables:
+            continue
         rows += _seeded(
             case,
             quick,
@@ -327,9 +333,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 epochs, one TON_IoT device")
     parser.add_argument("--cases", nargs="*", choices=CASES, default=list(CASES))
+    parser.add_argument(
+        "--tables",
+        nargs="*",
+        choices=list(TABULAR_RECIPES),
+        default=list(TABULAR_RECIPES),
+        help="the tabular case's datasets (both)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    rows = run(quick=args.quick, cases=tuple(args.cases))
+    rows = run(quick=args.quick, cases=tuple(args.cases), tables=tuple(args.tables))
     print(f"{'case':40s} {'metric':30s} {'value':>10s} {'unit':6s} target")
     for r in rows:
         case, metric, value, unit = (str(r[k]) for k in ("case", "metric", "value", "unit"))
