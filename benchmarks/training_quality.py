@@ -21,7 +21,8 @@
   -1.13 on seeds 0-1; 3 rows: +0.08 on seed 0; 5 members: +0.44 / -1.01). NSL-KDD tempers the
   class weights to their square root (seeds 0-2: -0.05 / -2.04 / -0.42; balanced: -4.06 on
   seed 0) and adds one teacher-labelled row per training row (seeds 0-1: -0.07 / -1.45); 80
-  epochs with patience 20 did not help (-0.55 on seed 0). NSL-KDD's U2R has 1 validation row: its F1 is 0 or 1 for both models alike.
+  epochs with patience 20 did not help (-0.55 on seed 0). NSL-KDD's U2R has 1 validation row:
+  its F1 is 0 or 1 for both models alike.
 * TON_IoT telemetry, ``gru`` per device on a time-block split, next to a RandomForest.
 
 Every case runs over several seeds and reports each seed's figures, then the mean ± sample std
@@ -34,6 +35,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -239,6 +241,9 @@ def _seeded(
         gaps.append(gap)
         per_seed.append(_numeric(seed_rows))
         rows += seed_rows
+        # a long run's seeds show as they finish (the table comes at the end)
+        figures = ", ".join(f"{m} {v:g}" for m, v in per_seed[-1].items())
+        print(f"{case} seed {seed}: {figures}", file=sys.stderr, flush=True)
         rows.append(
             _row(
                 f"{case} seed {seed}",
