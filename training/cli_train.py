@@ -49,6 +49,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--distill", type=float, help="weight of a RandomForest teacher's soft labels (0)"
     )
+    parser.add_argument(
+        "--distill-augment",
+        type=float,
+        help="dnn: RandomForest-labelled new rows per training row (0)",
+    )
     parser.add_argument("--seed", type=int)
     parser.add_argument(
         "--seeds", type=int, help="train N seeds from --seed, report mean ± std, keep the best"

@@ -9,6 +9,7 @@ from typing import Any
 
 from training.models import MODEL_TYPES
 
+MAX_AUGMENT = 10  # augmented rows per training row: more only costs time
 SPLIT_METHODS = ("auto", "time-block", "blocks", "stratified", "by-file")
 
 
@@ -40,6 +41,7 @@ class TrainConfig:
     # training windows weigh (balanced class weight) ** this: 1 balanced, 0.5 tempered, 0 none
     class_weight_power: float = 1.0
     distill: float = 0.0  # dnn/classifiers: weight of a RandomForest teacher's soft labels
+    distill_augment: float = 0.0  # teacher-labelled new rows per training row (dnn tables)
     learning_rate: float = 1e-3
     target_fpr: float = 0.01
     # gru-forecast: threshold for at most this many alarms per day on held-out normal windows
@@ -125,6 +127,17 @@ class TrainConfig:
             )
         if not isinstance(self.distill, int | float) or not 0 <= self.distill < 1:
             raise ConfigError(f"train.distill: must be in [0, 1), got {self.distill!r}")
+        if not isinstance(self.distill_augment, int | float) or not (
+            0 <= self.distill_augment <= MAX_AUGMENT
+        ):
+            raise ConfigError(
+                f"train.distill_augment: must be in [0, {MAX_AUGMENT}], "
+                f"got {self.distill_augment!r}"
+            )
+        if self.distill_augment > 0 and self.model != "dnn":
+            raise ConfigError(
+                f"train.distill_augment: only dnn reads single rows to augment, got {self.model}"
+            )
         if self.members > 1 and self.model != "dnn":
             raise ConfigError(f"train.members: only dnn averages sub-networks, got {self.model}")
         if not 0 <= self.dropout < 1:

@@ -75,6 +75,16 @@ def val_macro_f1(prepared: Prepared) -> Any:
     return ValMacroF1()
 
 
+def tempered_class_weights(config: TrainConfig, prepared: Prepared) -> npt.NDArray[np.float64]:
+    """Each class's balanced weight to the power ``class_weight_power``."""
+    by_class = class_weights(prepared.y["train"], len(prepared.labels))
+    balanced = np.array([by_class[c] for c in range(len(prepared.labels))], np.float64)
+    # a power below 1 tempers the balance: with 8 rows of a class among 17,000 the balanced
+    # weight (x440) makes the net call that class on anything near it (recall 1, precision 0.3)
+    tempered: npt.NDArray[np.float64] = balanced**config.class_weight_power
+    return tempered
+
+
 def sample_weights(config: TrainConfig, prepared: Prepared) -> npt.NDArray[np.float64]:
     """Balanced class weights (to ``class_weight_power``) per window, x``onset_weight`` on onsets.
 
@@ -83,11 +93,7 @@ def sample_weights(config: TrainConfig, prepared: Prepared) -> npt.NDArray[np.fl
     one such window per run against a run's length of whole-attack windows.
     """
     y = prepared.y["train"]
-    by_class = class_weights(y, len(prepared.labels))
-    balanced = np.array([by_class[c] for c in range(len(prepared.labels))], np.float64)
-    # a power below 1 tempers the balance: with 8 rows of a class among 17,000 the balanced
-    # weight (x440) makes the net call that class on anything near it (recall 1, precision 0.3)
-    weights = (balanced**config.class_weight_power)[y]
+    weights = tempered_class_weights(config, prepared)[y]
     position = prepared.position["train"]
     onset = (position >= 0) & (position < config.onset_steps)
     if prepared.benign is not None:
@@ -116,14 +122,23 @@ def fit_classifier(config: TrainConfig, prepared: Prepared, model: Any) -> dict[
 
     With ``distill`` > 0 the targets mix the one-hot label with a RandomForest's out-of-fold
     class probabilities (a tree-ensemble teacher's soft labels; out-of-fold so the teacher's
-    probabilities on a row come from trees that never saw it).
+    probabilities on a row come from trees that never saw it); ``distill_augment`` adds
+    teacher-labelled new rows.
     """
     import keras
 
-    from training.distill import soft_targets
+    from training.distill import augmented, soft_targets
 
     y = prepared.y["train"]
+    n_classes = len(prepared.labels)
     targets = soft_targets(config, prepared)
+    x_fit = prepared.x["train"]
+    y_fit = targets if targets is not None else np.eye(n_classes, dtype=np.float32)[y]
+    weights = sample_weights(config, prepared)
+    if config.distill_augment > 0:
+        x_new, y_new, w_new = augmented(config, prepared, tempered_class_weights(config, prepared))
+        x_fit, y_fit = np.concatenate([x_fit, x_new]), np.concatenate([y_fit, y_new])
+        weights = np.concatenate([weights, w_new])
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
         loss=keras.losses.CategoricalCrossentropy(),
@@ -131,16 +146,16 @@ def fit_classifier(config: TrainConfig, prepared: Prepared, model: Any) -> dict[
     )
     has_val = len(prepared.y["val"]) > 0
     monitor = stop_monitor(prepared)
-    n_classes = len(prepared.labels)
     history = model.fit(
-        prepared.x["train"],
-        targets if targets is not None else np.eye(n_classes, dtype=np.float32)[y],
+        x_fit,
+        y_fit,
+        shuffle=True,
         validation_data=(prepared.x["val"], np.eye(n_classes, dtype=np.float32)[prepared.y["val"]])
         if has_val
         else None,
         epochs=config.epochs,
         batch_size=config.batch_size,
-        sample_weight=sample_weights(config, prepared),
+        sample_weight=weights,
         callbacks=[val_macro_f1(prepared), *training_callbacks(config, monitor)]
         if has_val
         else training_callbacks(config, monitor),

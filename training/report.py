@@ -191,6 +191,10 @@ HYPERPARAMETERS = (
     "target_fpr",
     "calibrate_thresholds",
     "baseline_trees",
+    "members",
+    "class_weight_power",
+    "distill",
+    "distill_augment",
 )
 
 

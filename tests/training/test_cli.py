@@ -130,6 +130,17 @@ def test_bad_config_exits_2_naming_the_key(
     assert "train.model" in capsys.readouterr().err
 
 
+def test_a_bad_augment_ratio_is_one_line_naming_its_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    flags = ["--dataset", "nsl-kdd", "--path", "x", "--model", "dnn", "--out", str(tmp_path)]
+    assert main(["train", *flags, "--distill-augment", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "train.distill_augment" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())
+
+
 @pytest.mark.slow
 def test_train_cnn_on_synthetic_traffic_uses_the_traffic_schema(tmp_path: Path) -> None:
     from agent.features.traffic import TRAFFIC_V1

@@ -20,3 +20,34 @@ def test_every_numeric_figure_gets_mean_std_and_range() -> None:
 def test_a_figure_missing_from_one_seed_is_left_out() -> None:
     rows = _spread_rows("c", [{"a": 1.0, "b": 2.0}, {"a": 3.0}])
     assert [r["metric"] for r in rows] == ["a"]
+
+
+def test_every_seed_says_whether_the_model_reached_the_forest(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from benchmarks import training_quality
+
+    scores = {0: (0.62, 0.61, 0.2), 1: (0.60, 0.61, 0.9)}  # model, forest, int8 loss (points)
+
+    def fake_train(case: str, quick: bool, seed: int, **options: object) -> tuple[dict, float]:
+        model, forest, loss = scores[seed]
+        per_class = {"a": {"support": 20}}
+        summary = {
+            "model": {"macro_f1": model, "accuracy": 0.9, "per_class": per_class},
+            "baseline": {"macro_f1": forest, "accuracy": 0.9},
+            "windows": {"test": 20},
+            "float_macro_f1": model,
+            "int8_macro_f1": model - loss / 100,
+        }
+        return summary, 1.0
+
+    monkeypatch.setattr(training_quality, "_train", fake_train)
+    rows = training_quality._seeded("t", False, (0, 1))
+    verdicts = {r["case"]: r for r in rows if r["metric"] == "model_ge_rf"}
+    assert verdicts["t seed 0"]["value"] == "yes"
+    assert verdicts["t seed 1"]["value"] == "no"
+    assert "MISSED" in str(verdicts["t seed 1"]["target"])
+    (summary,) = [r for r in rows if r["metric"] == "seeds_model_ge_rf"]
+    assert summary["value"] == "1/2"
+    assert "MISSED" in str(summary["target"])
+    (int8,) = [r for r in rows if r["metric"] == "seeds_int8_within"]
+    assert int8["value"] == "1/2"
+    assert "MISSED" in str(int8["target"])
