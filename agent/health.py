@@ -112,4 +112,12 @@ class Health:
 def _percentile(values: np.ndarray[Any, np.dtype[np.float64]], q: float) -> float | None:
     if values.size == 0:
         return None
-    return round(float(np.percentile(values, q)), 3)
+    # np.percentile's linear method by hand: np.percentile imports numpy.ma (1.2 MB) on first use
+    ordered = np.sort(values)
+    rank = q / 100 * (ordered.size - 1)
+    low = int(rank)
+    frac = rank - low
+    a, b = float(ordered[low]), float(ordered[min(low + 1, ordered.size - 1)])
+    # numpy's lerp: from the nearer end, so the result stays inside [a, b]
+    value = b - (b - a) * (1 - frac) if frac >= 0.5 else a + (b - a) * frac
+    return round(value, 3)

@@ -302,7 +302,8 @@ class _PcapngScanner:
         units = (w[:, 3].astype(np.uint64) << np.uint64(32)) | w[:, 4].astype(np.uint64)
         ts_ns = np.zeros(w.shape[0], dtype=np.int64)
         has_ts = ~spb & known
-        for k in np.unique(iface[has_ts]):
+        # bincount, not np.unique: np.unique imports numpy.ma (1.2 MB) on first use
+        for k in np.flatnonzero(np.bincount(iface[has_ts], minlength=len(self.interfaces))):
             sel = has_ts & (iface == k)
             ts_ns[sel] = self.interfaces[int(k)].to_ns(units[sel])
         last = np.where(has_ts, np.arange(w.shape[0]), -1)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-FAST_CHUNK = 8192  # frames per decode: vectorized enough, small enough for a Pi's RAM
+FAST_CHUNK = 4096  # frames per decode: as fast as 8192 here (2048 is ~20% slower), 3 MB lighter
 REALTIME_CHUNK = 256  # small chunks so pacing follows the capture closely
 
 
