@@ -1,7 +1,8 @@
 """``agent run`` leaves out the modules that cost resident memory and that it does not need.
 
 With MQTT off, ``hashlib`` would map OpenSSL's libcrypto only for SHA-256 (cryptography does it),
-and ``numpy.ma`` comes only through ``np.unique`` / ``np.percentile``; neither may come back.
+``numpy.ma`` comes only through ``np.unique`` / ``np.percentile``, psutil is for the host source
+(health reads /proc): none may come back.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ import numpy as np
 import pytest
 
 from agent.features.telemetry import sorted_distinct
-from agent.health import _percentile
+from agent.health import SelfUsage, _percentile
 from tests.agent.flood_bundle import REPO, FloodKit, flood_kit
 
-HEAVY = ("_hashlib", "numpy.ma", "sqlite3", "importlib.metadata")
+HEAVY = ("_hashlib", "numpy.ma", "psutil", "sqlite3", "importlib.metadata")
 RUN_AND_LIST = """
 import atexit, runpy, sys
 heavy = sys.argv[2:]
@@ -75,3 +76,16 @@ def test_trimmed_helpers_match_numpy(seed: int) -> None:
         steps = rng.integers(-3, 40, n)
         assert np.array_equal(sorted_distinct(steps), np.unique(steps))
     assert sorted_distinct(np.zeros(0, np.int64)).size == 0
+
+
+def test_self_usage_reads_what_psutil_reads() -> None:
+    psutil = pytest.importorskip("psutil")
+    usage, process = SelfUsage(), psutil.Process()
+    process.cpu_percent(None)
+    began = time.process_time()
+    while time.process_time() - began < 0.2:  # busy: both see the same CPU over the same wall
+        pass
+    ours, theirs = usage.cpu_percent(), process.cpu_percent(None)
+    assert ours > 0
+    assert abs(ours - theirs) < 10
+    assert abs(usage.rss_bytes() - process.memory_info().rss) < 1 << 20
