@@ -1,10 +1,10 @@
 """What holds the memory of ``agent run`` with one int8 model, and whether XNNPACK pays.
 
 Three views: (1) resident MB added by each import the agent may need, all measured in one fresh
-interpreter in the order the agent loads them, the optional ones last; (2) the running agent's resident memory by
-mapping (``/proc/PID/smaps``: each shared library's pages, the heap, anonymous memory) at its
-peak-RSS moment on a looping replay; (3) the int8 CNN's latency per window and the resident
-memory it adds with LiteRT's default XNNPACK delegate and without it.
+interpreter in the order the agent loads them, the optional ones last; (2) the running agent's
+resident memory by mapping (``/proc/PID/smaps``: each shared library's pages, the heap, anonymous
+memory) at its peak-RSS moment on a looping replay; (3) the int8 CNN's latency per window and the
+resident memory it adds with LiteRT's default XNNPACK delegate and without it.
 Run: ``python -m benchmarks.memory [--quick]`` (it builds its own model).
 """
 
