@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -57,6 +56,7 @@ from agent.bundle_archive import BundleError as BundleError
 from agent.bundle_archive import RawBundle as RawBundle
 from agent.bundle_archive import open_archive
 from agent.bundle_archive import read_bundle as read_bundle
+from agent.digest import sha256_hex
 from agent.features.schema import FeatureSet
 from agent.features.steps import PADDINGS, STEP_KINDS, StepSpec
 from agent.keys import as_key
@@ -431,7 +431,7 @@ def _claimed_key_id(manifest_bytes: bytes) -> str:
 
 def check_model_hash(manifest: Manifest, model_content: bytes) -> None:
     """The model bytes are the ones the (signed) manifest describes."""
-    digest = hashlib.sha256(model_content).hexdigest()
+    digest = sha256_hex(model_content)
     if digest != manifest.model_sha256:
         raise BundleError(
             f"bundle model: sha256 mismatch (manifest {manifest.model_sha256[:12]}…, "

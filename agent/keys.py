@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from agent.digest import sha256_hex
 
 # The DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410): the 32-byte key follows.
 _ED25519_SPKI = bytes.fromhex("302a300506032b6570032100")
@@ -21,7 +22,7 @@ _PEM_TAIL = b"-----END PUBLIC KEY-----"
 
 def key_id(public_key: Ed25519PublicKey) -> str:
     """First 16 hex digits of sha256 over the raw 32-byte public key."""
-    return hashlib.sha256(public_key.public_bytes_raw()).hexdigest()[:16]
+    return sha256_hex(public_key.public_bytes_raw())[:16]
 
 
 def _ed25519_pem(data: bytes) -> bytes | None:

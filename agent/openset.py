@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.bundle import Bundle, BundleError, Manifest, Scaler
+from agent.digest import sha256_hex
 from agent.runtime import Model, ModelLoadError
 
 SECTION = "openset"
@@ -215,7 +215,7 @@ def load_benign_model(bundle: Bundle, num_threads: int = 1) -> BenignModel | Non
         return None
     if content is None:
         raise BundleError("bundle file: missing anomaly.tflite (the manifest declares one)")
-    digest = hashlib.sha256(content).hexdigest()
+    digest = sha256_hex(content)
     if digest != spec.model_sha256 or len(content) != spec.model_size:
         raise BundleError(
             f"bundle benign model: sha256/size mismatch (manifest {spec.model_sha256[:12]}…, "

@@ -1,10 +1,10 @@
 """What holds the memory of ``agent run`` with one int8 model, and whether XNNPACK pays.
 
-Three views: (1) resident MB added by each import the agent needs, each measured in a fresh
-interpreter in the order the agent loads them; (2) the running agent's resident memory by
-mapping (``/proc/PID/smaps``: each shared library's pages, the heap, anonymous memory) at its
-peak-RSS moment on a looping replay; (3) the int8 CNN's latency per window and the resident
-memory it adds with LiteRT's default XNNPACK delegate and without it.
+Three views: (1) resident MB added by each import the agent may need, all measured in one fresh
+interpreter in the order the agent loads them, the optional ones last; (2) the running agent's
+resident memory by mapping (``/proc/PID/smaps``: each shared library's pages, the heap, anonymous
+memory) at its peak-RSS moment on a looping replay; (3) the int8 CNN's latency per window and the
+resident memory it adds with LiteRT's default XNNPACK delegate and without it.
 Run: ``python -m benchmarks.memory [--quick]`` (it builds its own model).
 """
 
@@ -31,12 +31,14 @@ TARGET = "<= 60"
 IMPORTS = (
     "numpy",
     "cryptography.hazmat.primitives.asymmetric.ed25519",
+    "ai_edge_litert.interpreter",
+    "agent.app",
+    "paho.mqtt.client",
     "psutil",
     "sqlite3",
-    "ai_edge_litert.interpreter",
-    "paho.mqtt.client",
-    "agent.app",
 )
+# loaded only when their part is used, so not by this benchmark's run (MQTT off, a pcap source)
+ONLY_WHEN = {"paho.mqtt.client": "MQTT on", "psutil": "host source", "sqlite3": "outbox"}
 PROBE_IMPORTS = """
 import importlib, sys
 def rss():
@@ -91,7 +93,8 @@ def import_costs() -> list[dict[str, object]]:
     rows = []
     for line in out.splitlines():
         name, mb = line.rsplit(" ", 1)
-        rows.append(_row(f"import {name}", "rss_added", round(float(mb), 1), "MB"))
+        case = f"import {name}" + (f" ({ONLY_WHEN[name]} only)" if name in ONLY_WHEN else "")
+        rows.append(_row(case, "rss_added", round(float(mb), 1), "MB"))
     return rows
 
 

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from agent.features.decode import decode_frames
+from agent.features.decode import decode_frames, rows_at
 from agent.features.packets import Capture, PacketTable
 
 logger = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ READ_SIZE = 4 << 20
 # lengths at once (up to SAME_LENGTH_SPAN of them): floods are runs of one frame size.
 SAME_LENGTH_RUN = 4
 SAME_LENGTH_SPAN = 1024
-_INCL_BYTES = np.arange(8, 12, dtype=np.int64)  # a pcap record header's captured length
+_INCL_AT = 8  # a pcap record header's captured length: 4 bytes from here
 NS_PER_S = 1_000_000_000
 
 
@@ -148,7 +148,7 @@ class _PcapScanner:
         if most < 1:
             return 0
         starts = pos + stride * np.arange(most, dtype=np.int64)
-        fields = np.frombuffer(data, np.uint8)[starts[:, None] + _INCL_BYTES]
+        fields = rows_at(np.frombuffer(data, np.uint8), starts + _INCL_AT, 4)
         same = fields.view(self.order + "u4")[:, 0] == incl
         taken = most if same.all() else int(np.argmin(same))
         positions.extend(starts[:taken].tolist())
@@ -156,7 +156,7 @@ class _PcapScanner:
 
     def frames(self, buf: U8, records: _Records) -> Capture:
         pos = np.asarray(records.positions, dtype=np.int64)
-        head = buf[pos[:, None] + np.arange(PCAP_RECORD, dtype=np.int64)]
+        head = rows_at(buf, pos, PCAP_RECORD)
         words = head.view(self.order + "u4").astype(np.int64)
         ts_ns = words[:, 0] * NS_PER_S + words[:, 1] * self.ts_scale
         linktype = np.full(pos.shape[0], self.linktype, dtype=np.uint16)
@@ -264,7 +264,7 @@ class _PcapngScanner:
     def frames(self, buf: U8, records: _Records) -> Capture:
         pos = np.asarray(records.positions, dtype=np.int64)
         n = pos.shape[0]
-        words = buf[pos[:, None] + np.arange(PCAPNG_PACKET_HEADER, dtype=np.int64)]
+        words = rows_at(buf, pos, PCAPNG_PACKET_HEADER)
         w = words.view(self.order + "u4").astype(np.int64)
         btype, blen = w[:, 0], w[:, 1]
         spb = btype == PCAPNG_SPB
@@ -302,7 +302,8 @@ class _PcapngScanner:
         units = (w[:, 3].astype(np.uint64) << np.uint64(32)) | w[:, 4].astype(np.uint64)
         ts_ns = np.zeros(w.shape[0], dtype=np.int64)
         has_ts = ~spb & known
-        for k in np.unique(iface[has_ts]):
+        # bincount, not np.unique: np.unique imports numpy.ma (1.2 MB) on first use
+        for k in np.flatnonzero(np.bincount(iface[has_ts], minlength=len(self.interfaces))):
             sel = has_ts & (iface == k)
             ts_ns[sel] = self.interfaces[int(k)].to_ns(units[sel])
         last = np.where(has_ts, np.arange(w.shape[0]), -1)

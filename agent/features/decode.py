@@ -119,12 +119,21 @@ class _Frames:
 
     def gather(self, pos: I64, width: int) -> U8:
         """Bytes ``pos .. pos+width`` of each row as an (m, width) matrix (bounds checked first)."""
-        matrix: U8 = self.buf[pos[:, None] + np.arange(width, dtype=np.int64)]
-        return matrix
+        return rows_at(self.buf, pos, width)
 
     def be16(self, pos: I64) -> I64:
         """Big-endian 16-bit fields at ``pos``."""
         return (self.buf[pos].astype(np.int64) << 8) | self.buf[pos + 1]
+
+
+def rows_at(buf: U8, pos: I64, width: int) -> U8:
+    """``buf[pos[:, None] + arange(width)]`` without that int64 index matrix (8 bytes per byte
+    gathered, 1-2 MB per chunk): rows of a strided view of ``buf``, copied once."""
+    if buf.shape[0] < width:  # no window fits: the plain gather (empty, or IndexError as before)
+        short: U8 = buf[pos[:, None] + np.arange(width, dtype=np.int64)]
+        return short
+    matrix: U8 = np.lib.stride_tricks.sliding_window_view(buf, width)[pos]
+    return matrix
 
 
 def _one_of(values: npt.NDArray[Any], choices: tuple[int, ...]) -> Mask:

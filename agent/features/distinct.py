@@ -27,7 +27,7 @@ import numpy.typing as npt
 BUCKETS_LOG2 = 14
 BUCKETS = 1 << BUCKETS_LOG2
 XLOGX_ONE = 1 << 20  # fixed-point unit of the c*log2(c) sums
-_TABLE_SIZE = 1 << 16  # c*log2(c) looked up below this, computed above (huge steps only)
+_TABLE_SIZE = 1 << 12  # c*log2(c) looked up below this (32 KB), computed above (busy steps)
 
 _M1 = np.uint64(0x9E37_79B9_7F4A_7C15)
 _M2 = np.uint64(0xBF58_476D_1CE4_E5B9)

@@ -7,8 +7,9 @@ whose schema id it cannot compute.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
+
+from agent.digest import sha256_hex
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class FeatureSet:
     def schema_id(self) -> str:
         """First 16 hex digits of sha256 over the id and the ordered column names."""
         text = self.id + "\n" + "\n".join(self.columns)
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+        return sha256_hex(text.encode("utf-8"))[:16]
 
     @property
     def width(self) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -65,6 +66,12 @@ class TelemetrySteps:
             np.concatenate([p.start_ns for p in parts]),
             np.concatenate([p.values for p in parts]),
         )
+
+
+def sorted_distinct(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """``np.unique(values)`` for a 1-D array, without the numpy.ma import (1.2 MB) it costs."""
+    ordered = np.sort(values)
+    return np.concatenate((ordered[:1], ordered[1:][ordered[1:] != ordered[:-1]]))
 
 
 class TelemetryFeaturizer:
@@ -182,7 +189,7 @@ class TelemetryFeaturizer:
         after each one (and after the previous emit) at most MAX_IDLE_STEPS empty ones."""
         assert self._origin is not None
         stamps = [ts[ts < horizon] for ts, _, _ in self._pending]
-        occupied = np.unique(
+        occupied = sorted_distinct(
             (np.concatenate([np.zeros(0, np.int64), *stamps]) - self._origin) // self._size
         )
         anchors = np.concatenate(([-1], occupied))  # -1: the step before this emit

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from agent.features.telemetry import TelemetryFeaturizer
+from agent.features.telemetry import TelemetryFeaturizer, sorted_distinct
 from agent.sources import SourceStats, StepBatch, empty_batch
 from agent.sources.sensors_payload import MAX_PAYLOAD_BYTES, PayloadError, reading_value
 
@@ -153,7 +153,7 @@ class MqttSensorSource:
         if readings:
             arr = np.asarray(readings, np.float64)
             ts = np.asarray([r[0] for r in readings], np.int64)
-            for index in np.unique(arr[:, 1]).astype(int).tolist():
+            for index in sorted_distinct(arr[:, 1]).astype(int).tolist():
                 mine = arr[:, 1] == index
                 self._featurizer.push(ts[mine], index, arr[mine, 2])
         steps = self._featurizer.advance(self._clock())
