@@ -1,6 +1,6 @@
 """``iotids features DIR`` on 1 and 2 worker processes (and Ray, when installed): the speed-up.
 
-The folder is the shared datasets' captures, each linked 30 times (2 with ``--quick``) into a
+The folder is the shared datasets' captures, each linked 120 times (2 with ``--quick``) into a
 temporary folder (nothing is copied), so the workers' start-up matters less. Reported: seconds
 (start-up included: the pool's interpreters, or ``ray.init``), packets/s, the speed-up over one
 worker (the single-process path) and the peak RSS of the busiest worker, which holds one
@@ -45,7 +45,7 @@ def run(quick: bool = False) -> list[dict[str, object]]:
         return [_row("shared captures", "skipped", f"{DATASETS} absent", "")]
     rows: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="iotids-bench-batch-") as tmp:
-        folder = _folder(Path(tmp), 2 if quick else 30)
+        folder = _folder(Path(tmp), 2 if quick else 120)
         engines: list[tuple[str, int, str | None]] = [
             ("processes", 1, None),
             ("processes", 2, None),
