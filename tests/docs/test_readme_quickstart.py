@@ -51,8 +51,16 @@ def test_make_targets_run_bootstrap_then_the_command() -> None:
     targets = [c.split()[1] for c in readme_commands(README, QUICKSTART) if c.startswith("make ")]
     assert sorted(targets) == sorted(expected)
     for target in targets:
+        # Under `make test` this runs inside make: its MAKELEVEL/MAKEFLAGS would make the
+        # inner make print "Entering directory" lines around the commands.
+        env = {k: v for k, v in os.environ.items() if k not in {"MAKELEVEL", "MAKEFLAGS", "MFLAGS"}}
         dry = subprocess.run(
-            ["make", "-n", target], cwd=REPO, capture_output=True, text=True, check=True
+            ["make", "--no-print-directory", "-n", target],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         assert dry.stdout.splitlines() == ["scripts/bootstrap.sh", expected[target]]
 
