@@ -11,6 +11,7 @@ the loss averages over every window and moves smoothly. Neither stops before ``m
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -164,6 +165,39 @@ def fit_classifier(config: TrainConfig, prepared: Prepared, model: Any) -> dict[
     return {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
 
+def fit_on_normals(
+    config: TrainConfig,
+    part: Any,
+    prepared: Prepared,
+    targets: Callable[[npt.NDArray[np.float32]], Any],
+) -> tuple[dict[str, list[float]], npt.NDArray[np.float32], bool]:
+    """Fit a compiled model of normal windows (an autoencoder, a forecaster) on the normal
+    training windows; its curves, the normals to calibrate on and whether they were held out.
+
+    Calibrating on training normals would set thresholds on windows the model has learned, so
+    held-out ones are used whenever there are enough of them, and the fallback is logged.
+    """
+    normal_train = prepared.x["train"][prepared.y["train"] == 0]
+    normal_val = prepared.x["val"][prepared.y["val"] == 0]
+    has_val = len(normal_val) > 0
+    history = part.fit(
+        normal_train,
+        targets(normal_train),
+        validation_data=(normal_val, targets(normal_val)) if has_val else None,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        callbacks=training_callbacks(config, "val_loss" if has_val else "loss"),
+        verbose=0,
+    )
+    held_out = len(normal_val) >= MIN_CALIBRATION_NORMALS
+    if not held_out:
+        logger.warning(
+            "only %d held-out normal windows: calibrating on training normals", len(normal_val)
+        )
+    curves = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    return curves, (normal_val if held_out else normal_train), held_out
+
+
 def fit_anomaly(
     config: TrainConfig, prepared: Prepared, model: Any
 ) -> tuple[dict[str, list[float]], dict[str, float], dict[str, Any]]:
@@ -174,24 +208,7 @@ def fit_anomaly(
 
     auto = trainable_part(model)
     auto.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mse")
-    normal_train = prepared.x["train"][prepared.y["train"] == 0]
-    normal_val = prepared.x["val"][prepared.y["val"] == 0]
-    has_val = len(normal_val) > 0
-    history = auto.fit(
-        normal_train,
-        normal_train,
-        validation_data=(normal_val, normal_val) if has_val else None,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        callbacks=training_callbacks(config, "val_loss" if has_val else "loss"),
-        verbose=0,
-    )
-    held_out = len(normal_val) >= MIN_CALIBRATION_NORMALS
-    calibration_set = normal_val if held_out else normal_train
-    if not held_out:
-        logger.warning(
-            "only %d held-out normal windows: calibrating on training normals", len(normal_val)
-        )
+    curves, calibration_set, held_out = fit_on_normals(config, auto, prepared, lambda x: x)
     scores = model.predict(calibration_set, batch_size=256, verbose=0).reshape(-1)
     threshold = float(np.quantile(scores, 1.0 - config.target_fpr))
     calibration = {
@@ -200,5 +217,4 @@ def fit_anomaly(
         "n_normal": len(calibration_set),
         "split": "val" if held_out else "train",
     }
-    curves = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     return curves, {"anomaly": threshold}, calibration

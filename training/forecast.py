@@ -204,27 +204,14 @@ def fit_forecast(
     """Fit the forecaster on normal windows; spreads and threshold from held-out normals."""
     import keras
 
-    from training.fit import MIN_CALIBRATION_NORMALS, training_callbacks
+    from training.fit import fit_on_normals
 
     part = model.get_layer(FORECASTER)
     part.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mse")
-    train = prepared.x["train"][prepared.y["train"] == 0]
-    val = prepared.x["val"][prepared.y["val"] == 0]
-    has_val = len(val) > 0
     spec = prepared.spec
-    history = part.fit(
-        train,
-        target_values(spec, train),
-        validation_data=(val, target_values(spec, val)) if has_val else None,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        callbacks=training_callbacks(config, "val_loss" if has_val else "loss"),
-        verbose=0,
+    curves, calibration_set, held_out = fit_on_normals(
+        config, part, prepared, lambda x: target_values(spec, x)
     )
-    held_out = len(val) >= MIN_CALIBRATION_NORMALS
-    calibration_set = val if held_out else train
-    if not held_out:
-        logger.warning("only %d held-out normal windows: calibrating on training normals", len(val))
     spread = np.quantile(residuals(model, spec, calibration_set), SPREAD_QUANTILE, axis=0)
     set_spread(model, spread)
     scores = np.asarray(model.predict(calibration_set, batch_size=512, verbose=0)).reshape(-1)
@@ -238,5 +225,4 @@ def fit_forecast(
         "split": "val" if held_out else "train",
         "spread_quantile": SPREAD_QUANTILE,
     }
-    curves = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     return curves, {"anomaly": threshold}, calibration
