@@ -128,11 +128,20 @@ class _Frames:
 
 def rows_at(buf: U8, pos: I64, width: int) -> U8:
     """``buf[pos[:, None] + arange(width)]`` without that int64 index matrix (8 bytes per byte
-    gathered, 1-2 MB per chunk): rows of a strided view of ``buf``, copied once."""
+    gathered, 1-2 MB per chunk), copied once.
+
+    ``buf`` is seen as overlapping ``width``-byte records, one starting at every byte, so each
+    row is one item copy: 2-5x faster than fancy indexing a (N, width) uint8 strided view,
+    which copies byte by byte.
+    """
     if buf.shape[0] < width:  # no window fits: the plain gather (empty, or IndexError as before)
         short: U8 = buf[pos[:, None] + np.arange(width, dtype=np.int64)]
         return short
-    matrix: U8 = np.lib.stride_tricks.sliding_window_view(buf, width)[pos]
+    if not buf.flags.c_contiguous:
+        strided: U8 = np.lib.stride_tricks.sliding_window_view(buf, width)[pos]
+        return strided
+    records = np.ndarray((buf.shape[0] - width + 1,), np.dtype((np.void, width)), buf, 0, (1,))
+    matrix: U8 = records[pos].view(np.uint8).reshape(-1, width)
     return matrix
 
 
