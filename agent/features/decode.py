@@ -99,6 +99,7 @@ class _Frames:
         self.buf = buf
         self.start = start
         self.end = end
+        self.n = n
         self.cols: dict[str, npt.NDArray[Any]] = {
             name: np.zeros(n, dtype=dt) for name, dt in COLUMNS.items()
         }
@@ -106,8 +107,17 @@ class _Frames:
 
     def check(self, rows: I64, checks: list[tuple[Mask, str]]) -> Mask:
         """Reject the rows failing each check, earlier checks first; returns the passing mask."""
-        ok = np.ones(rows.shape[0], dtype=np.bool_)
+        ok = self._failed(rows, checks)
+        return np.ones(rows.shape[0], dtype=np.bool_) if ok is None else ok
+
+    def _failed(self, rows: I64, checks: list[tuple[Mask, str]]) -> Mask | None:
+        """``check``'s mask, or None when every row passes (the common case, made cheap)."""
+        ok: Mask | None = None
         for bad, reason in checks:
+            if not bad.any():
+                continue
+            if ok is None:
+                ok = np.ones(rows.shape[0], dtype=np.bool_)
             hit = rows[ok & bad]
             self.reject[hit] = np.where(self.reject[hit] == 0, _CODE[reason], self.reject[hit])
             ok &= ~bad
@@ -115,7 +125,24 @@ class _Frames:
 
     def drop(self, rows: I64, bad: Mask, reason: str) -> I64:
         """Reject ``rows[bad]`` for ``reason``; returns the other rows."""
-        return rows[self.check(rows, [(bad, reason)])]
+        ok = self._failed(rows, [(bad, reason)])
+        return rows if ok is None else rows[ok]
+
+    def at(self, values: npt.NDArray[Any], rows: I64) -> npt.NDArray[Any]:
+        """``values[rows]`` of a per-frame array; no copy when ``rows`` is every frame.
+
+        Row sets are always ascending subsets of ``arange(n)`` (masks and selections of one),
+        so a set of ``n`` rows is all of them, in order.
+        """
+        return values if rows.shape[0] == self.n else values[rows]
+
+    def put(self, target: npt.NDArray[Any], rows: I64, values: npt.NDArray[Any] | int) -> None:
+        """``target[rows] = values`` for a per-frame array, a plain copy when ``rows`` is every
+        frame."""
+        if rows.shape[0] == self.n:
+            target[:] = values
+        else:
+            target[rows] = values
 
     def gather(self, pos: I64, width: int) -> U8:
         """Bytes ``pos .. pos+width`` of each row as an (m, width) matrix (bounds checked first)."""
@@ -143,6 +170,13 @@ def rows_at(buf: U8, pos: I64, width: int) -> U8:
     records = np.ndarray((buf.shape[0] - width + 1,), np.dtype((np.void, width)), buf, 0, (1,))
     matrix: U8 = records[pos].view(np.uint8).reshape(-1, width)
     return matrix
+
+
+def _keep(ok: Mask, *arrays: npt.NDArray[Any]) -> tuple[npt.NDArray[Any], ...]:
+    """Each array's rows where ``ok``; the arrays themselves when every row is ok."""
+    if ok.all():
+        return arrays
+    return tuple(a[ok] for a in arrays)
 
 
 def _one_of(values: npt.NDArray[Any], choices: tuple[int, ...]) -> Mask:
@@ -203,16 +237,20 @@ def decode_frames(
     rows = np.arange(n, dtype=np.int64)
     rows = frames.drop(rows, (start < 0) | (end > flat.shape[0]), "bad_frame_bounds")
     ethertype, l3 = _link_layer(frames, rows, linktype.astype(np.int64))
-    alive = rows[frames.reject[rows] == 0]
+    alive = rows[frames.at(frames.reject, rows) == 0]
+    kind = frames.at(ethertype, alive)
     transport = [
-        _ipv4(frames, alive[ethertype[alive] == ETH_IPV4], l3),
-        _ipv6(frames, alive[ethertype[alive] == ETH_IPV6], l3),
+        _ipv4(frames, alive[kind == ETH_IPV4], l3),
+        _ipv6(frames, alive[kind == ETH_IPV6], l3),
     ]
-    _arp(frames, alive[ethertype[alive] == ETH_ARP], l3)
+    _arp(frames, alive[kind == ETH_ARP], l3)
     for t_rows, t_pos, l4_len in transport:
         _transport(frames, t_rows, t_pos, l4_len)
     keep = frames.reject == 0
-    table = PacketTable(**{name: col[keep] for name, col in frames.cols.items()})
+    if keep.all():  # every frame decoded: the columns are the table, no copy
+        table = PacketTable(**frames.cols)
+    else:
+        table = PacketTable(**{name: col[keep] for name, col in frames.cols.items()})
     counts = np.bincount(frames.reject, minlength=len(REASONS))
     malformed: Counter[str] = Counter(
         {REASONS[code]: int(k) for code, k in enumerate(counts) if code and k}
@@ -229,32 +267,38 @@ def _link_layer(frames: _Frames, rows: I64, linktype: I64) -> tuple[I64, I64]:
     l3 = frames.start.copy()
     lt = linktype[rows]
     known = np.zeros(rows.shape[0], dtype=np.bool_)
+    # A chunk nearly always has one link type: the others' selections are empty and skipped.
     for dlt, header, proto_at in (
         (DLT_EN10MB, 14, 12),
         (DLT_LINUX_SLL, 16, 14),
         (DLT_LINUX_SLL2, 20, 0),
     ):
         sel = lt == dlt
+        if not sel.any():
+            continue
         known |= sel
-        r = frames.drop(
-            rows[sel], frames.end[rows[sel]] - frames.start[rows[sel]] < header, "truncated_link"
-        )
-        ethertype[r] = frames.be16(frames.start[r] + proto_at)
-        l3[r] = frames.start[r] + header
+        (r,) = _keep(sel, rows)
+        begin = frames.at(frames.start, r)
+        r = frames.drop(r, frames.at(frames.end, r) - begin < header, "truncated_link")
+        begin = frames.at(frames.start, r)
+        frames.put(ethertype, r, frames.be16(begin + proto_at))
+        frames.put(l3, r, begin + header)
     _vlan_tags(
         frames, rows[_one_of(lt, (DLT_EN10MB, DLT_LINUX_SLL, DLT_LINUX_SLL2))], ethertype, l3
     )
     raw = _one_of(lt, (DLT_RAW, DLT_RAW_BSD, DLT_RAW_OPENBSD))
-    known |= raw
-    _raw_ip(frames, rows[raw], ethertype)
+    if raw.any():
+        known |= raw
+        _raw_ip(frames, rows[raw], ethertype)
     for dlt, fixed in ((DLT_IPV4, ETH_IPV4), (DLT_IPV6, ETH_IPV6)):
         sel = lt == dlt
         known |= sel
         ethertype[rows[sel]] = fixed
     for dlt in (DLT_NULL, DLT_LOOP):
         sel = lt == dlt
-        known |= sel
-        _loopback(frames, rows[sel], ethertype, l3, network_order=dlt == DLT_LOOP)
+        if sel.any():
+            known |= sel
+            _loopback(frames, rows[sel], ethertype, l3, network_order=dlt == DLT_LOOP)
     frames.drop(rows, ~known, "unknown_linktype")
     return ethertype, l3
 
@@ -262,7 +306,9 @@ def _link_layer(frames: _Frames, rows: I64, linktype: I64) -> tuple[I64, I64]:
 def _vlan_tags(frames: _Frames, rows: I64, ethertype: I64, l3: I64) -> None:
     """Step over up to MAX_VLAN_TAGS 802.1Q / 802.1ad / QinQ tags to the inner ethertype."""
     for _ in range(MAX_VLAN_TAGS):
-        rows = rows[(frames.reject[rows] == 0) & _one_of(ethertype[rows], VLAN_TPIDS)]
+        rows = rows[
+            (frames.at(frames.reject, rows) == 0) & _one_of(frames.at(ethertype, rows), VLAN_TPIDS)
+        ]
         if rows.shape[0] == 0:
             return
         rows = frames.drop(rows, l3[rows] + 4 > frames.end[rows], "truncated_link")
@@ -298,8 +344,8 @@ def _loopback(frames: _Frames, rows: I64, ethertype: I64, l3: I64, *, network_or
 
 def _ipv4(frames: _Frames, rows: I64, l3: I64) -> tuple[I64, I64, I64]:
     """IPv4 header fields; returns the rows that carry a transport header, its offset and length."""
-    rows = frames.drop(rows, frames.end[rows] - l3[rows] < 20, "truncated_ip")
-    h = frames.gather(l3[rows], 20)
+    rows = frames.drop(rows, frames.at(frames.end, rows) - frames.at(l3, rows) < 20, "truncated_ip")
+    h = frames.gather(frames.at(l3, rows), 20)
     ihl = (h[:, 0] & 0x0F).astype(np.int64) * 4
     total = _be(h, 2, 2)
     ok = frames.check(
@@ -307,26 +353,28 @@ def _ipv4(frames: _Frames, rows: I64, l3: I64) -> tuple[I64, I64, I64]:
         [
             ((h[:, 0] >> 4) != 4, "bad_ip_version"),
             (ihl < 20, "bad_ip_header_length"),
-            (frames.end[rows] - l3[rows] < ihl, "truncated_ip"),
+            (frames.at(frames.end, rows) - frames.at(l3, rows) < ihl, "truncated_ip"),
             (total < ihl, "bad_ip_total_length"),
         ],
     )
-    rows, h, ihl, total = rows[ok], h[ok], ihl[ok], total[ok]
+    rows, h, ihl, total = _keep(ok, rows, h, ihl, total)
     cols = frames.cols
-    cols["l3"][rows] = L3_IPV4
-    cols["ip_len"][rows] = total
-    cols["ttl"][rows] = h[:, 8]
-    cols["proto"][rows] = h[:, 9]
-    cols["src_lo"][rows] = _be32_as_mapped(h, 12)
-    cols["dst_lo"][rows] = _be32_as_mapped(h, 16)
+    frames.put(cols["l3"], rows, L3_IPV4)
+    frames.put(cols["ip_len"], rows, total)
+    frames.put(cols["ttl"], rows, h[:, 8])
+    frames.put(cols["proto"], rows, h[:, 9])
+    frames.put(cols["src_lo"], rows, _be32_as_mapped(h, 12))
+    frames.put(cols["dst_lo"], rows, _be32_as_mapped(h, 16))
     frag_offset = _be(h, 6, 2) & 0x1FFF
     more = (h[:, 6] & 0x20) != 0
     frag = np.where(more | (frag_offset != 0), FRAG_IS_FRAGMENT, 0)
     frag |= np.where(frag_offset != 0, FRAG_NOT_FIRST, 0)
-    cols["frag"][rows] = frag
-    cols["payload_len"][rows] = total - ihl  # the transport step refines it for known protocols
+    frames.put(cols["frag"], rows, frag)
+    payload = total - ihl
+    frames.put(cols["payload_len"], rows, payload)  # the transport step refines it
     first = frag_offset == 0
-    return rows[first], (l3[rows] + ihl)[first], (total - ihl)[first]
+    rows, at, payload = _keep(first, rows, frames.at(l3, rows) + ihl, payload)
+    return rows, at, payload
 
 
 def _ipv6(frames: _Frames, rows: I64, l3: I64) -> tuple[I64, I64, I64]:
@@ -415,20 +463,21 @@ def _arp(frames: _Frames, rows: I64, l3: I64) -> None:
 
 def _transport(frames: _Frames, rows: I64, pos: I64, l4_len: I64) -> None:
     """TCP, UDP and ICMP headers of the rows that carry one; MQTT type on broker ports."""
-    proto = frames.cols["proto"][rows]
-    fragment = (frames.cols["frag"][rows] & FRAG_IS_FRAGMENT) != 0
+    proto = frames.at(frames.cols["proto"], rows)
+    fragment = (frames.at(frames.cols["frag"], rows) & FRAG_IS_FRAGMENT) != 0
     for sel, decode in (
         (proto == PROTO_TCP, _tcp),
         (proto == PROTO_UDP, _udp),
         ((proto == PROTO_ICMP) | (proto == PROTO_ICMPV6), _icmp),
     ):
-        decode(frames, rows[sel], pos[sel], l4_len[sel], fragment[sel])
+        if sel.any():
+            decode(frames, *_keep(sel, rows, pos, l4_len, fragment))
 
 
 def _tcp(frames: _Frames, rows: I64, pos: I64, l4_len: I64, fragment: Mask) -> None:
     """TCP ports, flags, window and data offset (RFC 9293 §3.1)."""
-    ok = frames.check(rows, [(frames.end[rows] - pos < 20, "truncated_tcp")])
-    rows, pos, l4_len, fragment = rows[ok], pos[ok], l4_len[ok], fragment[ok]
+    ok = frames.check(rows, [(frames.at(frames.end, rows) - pos < 20, "truncated_tcp")])
+    rows, pos, l4_len, fragment = _keep(ok, rows, pos, l4_len, fragment)
     h = frames.gather(pos, 20)
     hdr = (h[:, 12] >> 4).astype(np.int64) * 4
     ok = frames.check(
@@ -436,26 +485,27 @@ def _tcp(frames: _Frames, rows: I64, pos: I64, l4_len: I64, fragment: Mask) -> N
         [
             # a first fragment may stop inside the TCP options; a whole packet may not
             ((hdr < 20) | ((l4_len < hdr) & ~fragment), "bad_tcp_header_length"),
-            (frames.end[rows] - pos < hdr, "truncated_tcp"),
+            (frames.at(frames.end, rows) - pos < hdr, "truncated_tcp"),
         ],
     )
-    rows, h, hdr, pos, l4_len = rows[ok], h[ok], hdr[ok], pos[ok], l4_len[ok]
+    rows, h, hdr, pos, l4_len = _keep(ok, rows, h, hdr, pos, l4_len)
     sport, dport = _be(h, 0, 2), _be(h, 2, 2)
     payload = np.maximum(l4_len - hdr, 0)
     cols = frames.cols
-    cols["sport"][rows] = sport
-    cols["dport"][rows] = dport
-    cols["tcp_flags"][rows] = h[:, 13]
-    cols["tcp_window"][rows] = _be(h, 14, 2)
-    cols["tcp_hdr_len"][rows] = hdr
-    cols["payload_len"][rows] = payload
+    frames.put(cols["sport"], rows, sport)
+    frames.put(cols["dport"], rows, dport)
+    frames.put(cols["tcp_flags"], rows, h[:, 13])
+    frames.put(cols["tcp_window"], rows, _be(h, 14, 2))
+    frames.put(cols["tcp_hdr_len"], rows, hdr)
+    frames.put(cols["payload_len"], rows, payload)
     first = pos + hdr
     mqtt = (
         (_one_of(sport, MQTT_PORTS) | _one_of(dport, MQTT_PORTS))
         & (payload > 0)
-        & (first < frames.end[rows])
+        & (first < frames.at(frames.end, rows))
     )
-    cols["mqtt_type"][rows[mqtt]] = frames.buf[first[mqtt]] >> 4
+    if mqtt.any():
+        cols["mqtt_type"][rows[mqtt]] = frames.buf[first[mqtt]] >> 4
 
 
 def _udp(frames: _Frames, rows: I64, pos: I64, l4_len: I64, fragment: Mask) -> None:
@@ -463,21 +513,21 @@ def _udp(frames: _Frames, rows: I64, pos: I64, l4_len: I64, fragment: Mask) -> N
     ok = frames.check(
         rows,
         [
-            (frames.end[rows] - pos < 8, "truncated_udp"),
+            (frames.at(frames.end, rows) - pos < 8, "truncated_udp"),
             ((l4_len < 8) & ~fragment, "bad_udp_length"),
         ],
     )
-    rows, pos, l4_len = rows[ok], pos[ok], l4_len[ok]
+    rows, pos, l4_len = _keep(ok, rows, pos, l4_len)
     h = frames.gather(pos, 4)
-    frames.cols["sport"][rows] = _be(h, 0, 2)
-    frames.cols["dport"][rows] = _be(h, 2, 2)
-    frames.cols["payload_len"][rows] = np.maximum(l4_len - 8, 0)
+    frames.put(frames.cols["sport"], rows, _be(h, 0, 2))
+    frames.put(frames.cols["dport"], rows, _be(h, 2, 2))
+    frames.put(frames.cols["payload_len"], rows, np.maximum(l4_len - 8, 0))
 
 
 def _icmp(frames: _Frames, rows: I64, pos: I64, l4_len: I64, fragment: Mask) -> None:
     """ICMP / ICMPv6 type; the fixed part is type, code and checksum (4 bytes)."""
     del fragment  # the ICMP type is in the first fragment's first byte either way
-    ok = frames.check(rows, [(frames.end[rows] - pos < 4, "truncated_icmp")])
-    rows, pos, l4_len = rows[ok], pos[ok], l4_len[ok]
-    frames.cols["icmp_type"][rows] = frames.buf[pos]
-    frames.cols["payload_len"][rows] = np.maximum(l4_len - 4, 0)
+    ok = frames.check(rows, [(frames.at(frames.end, rows) - pos < 4, "truncated_icmp")])
+    rows, pos, l4_len = _keep(ok, rows, pos, l4_len)
+    frames.put(frames.cols["icmp_type"], rows, frames.buf[pos])
+    frames.put(frames.cols["payload_len"], rows, np.maximum(l4_len - 4, 0))
