@@ -27,6 +27,8 @@ import numpy.typing as npt
 BUCKETS_LOG2 = 14
 BUCKETS = 1 << BUCKETS_LOG2
 XLOGX_ONE = 1 << 20  # fixed-point unit of the c*log2(c) sums
+# Groups averaging fewer keys than this (packet-count steps) are sorted by a merge sort
+_SMALL_GROUPS = 64
 _TABLE_SIZE = 1 << 12  # c*log2(c) looked up below this (32 KB), computed above (busy steps)
 
 _M1 = np.uint64(0x9E37_79B9_7F4A_7C15)
@@ -99,7 +101,7 @@ class BucketCounts:
     @classmethod
     def of(cls, group: npt.NDArray[np.int64], bucket: npt.NDArray[np.int64]) -> BucketCounts:
         """Count each (group, bucket) pair; ``group`` is the step of each key, 0-based."""
-        keys = np.sort(group * BUCKETS + bucket)
+        keys = _sorted_keys(group, bucket)
         if keys.size == 0:
             empty = np.zeros(0, dtype=np.int64)
             return cls(empty, empty, empty)
@@ -119,6 +121,34 @@ class BucketCounts:
         """``(buckets, counts)`` of one group."""
         lo, hi = np.searchsorted(self.group, [g, g + 1])
         return self.bucket[lo:hi], self.count[lo:hi]
+
+
+def _sorted_keys(
+    group: npt.NDArray[np.int64], bucket: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    """``np.sort(group * BUCKETS + bucket)``, by the cheapest sort that gives the same keys.
+
+    numpy radix-sorts 16-bit integers: keys of up to four groups fit in 16 bits; else a
+    stable radix pass by bucket, then one by group (groups of a chunk fit 16 bits), which is
+    2-3x faster than sorting the int64 keys. Many small groups (packet-count steps) come
+    nearly sorted, where a stable 32-bit merge sort is faster still.
+    """
+    keys = group * BUCKETS + bucket
+    if keys.size == 0:
+        return keys
+    low, high = int(keys.min()), int(keys.max())
+    if low < 0 or int(bucket.min()) < 0 or int(bucket.max()) >= BUCKETS:
+        return np.sort(keys)  # not what the featurizer passes: the plain sort
+    if high < 1 << 16:
+        return np.sort(keys.astype(np.uint16), kind="stable").astype(np.int64)
+    if high < 1 << 32 and keys.size < _SMALL_GROUPS * (int(group.max()) - int(group.min()) + 1):
+        return np.sort(keys.astype(np.uint32), kind="stable").astype(np.int64)
+    if int(group.max()) < 1 << 16:
+        by_bucket = np.argsort(bucket.astype(np.uint16), kind="stable")
+        order = by_bucket[np.argsort(group.astype(np.uint16)[by_bucket], kind="stable")]
+        ordered: npt.NDArray[np.int64] = keys[order]
+        return ordered
+    return np.sort(keys)
 
 
 class BucketSketch:

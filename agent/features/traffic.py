@@ -418,18 +418,18 @@ class TrafficFeaturizer:
         fields = _packet_fields(t)
         fields["new_flows"] = self._flows.update(t)
         for name, mask in fields.items():
-            acc[:, _F[name]] = np.add.reduceat(mask, starts, dtype=np.int64)
+            acc[:, _F[name]] = _sums(mask, starts)
         acc[:, _F["packets"]] = np.diff(np.append(starts, n))
-        acc[:, _F["bytes"]] = np.add.reduceat(ip_len, starts)
-        acc[:, _F["bytes_sq"]] = np.add.reduceat(ip_len * ip_len, starts)
-        acc[:, _F["payload"]] = np.add.reduceat(t.payload_len, starts, dtype=np.int64)
-        acc[:, _F["size_min"]] = np.minimum.reduceat(ip_len, starts)
-        acc[:, _F["size_max"]] = np.maximum.reduceat(ip_len, starts)
+        acc[:, _F["bytes"]] = _sums(ip_len, starts)
+        acc[:, _F["bytes_sq"]] = _sums(ip_len * ip_len, starts)
+        acc[:, _F["payload"]] = _sums(t.payload_len, starts)
+        acc[:, _F["size_min"]] = _reduce(np.minimum, ip_len, starts)
+        acc[:, _F["size_max"]] = _reduce(np.maximum, ip_len, starts)
         ip = fields["ip_packets"]
         ttl = t.ttl.astype(np.int64)
-        acc[:, _F["ttl_sum"]] = np.add.reduceat(np.where(ip, ttl, 0), starts)
-        acc[:, _F["ttl_min"]] = np.minimum.reduceat(np.where(ip, ttl, _NO_MIN), starts)
-        acc[:, _F["ttl_max"]] = np.maximum.reduceat(np.where(ip, ttl, 0), starts)
+        acc[:, _F["ttl_sum"]] = _sums(np.where(ip, ttl, 0), starts)
+        acc[:, _F["ttl_min"]] = _reduce(np.minimum, np.where(ip, ttl, _NO_MIN), starts)
+        acc[:, _F["ttl_max"]] = _reduce(np.maximum, np.where(ip, ttl, 0), starts)
         self._gaps(t, step, starts, acc)
         port_ok = fields["port_packets"]
         sketches = {
@@ -452,9 +452,9 @@ class TrafficFeaturizer:
         same[0] = self._open_has_packets and int(step[0]) == self._open_step
         gap = np.clip(t.ts_ns - prev_ts, 0, MAX_GAP_US * 1000) // 1000
         gap = np.where(same, gap, 0)
-        acc[:, _F["gaps"]] = np.add.reduceat(same, starts, dtype=np.int64)
-        acc[:, _F["gap_us"]] = np.add.reduceat(gap, starts)
-        acc[:, _F["gap_us_sq"]] = np.add.reduceat(gap * gap, starts)
+        acc[:, _F["gaps"]] = _sums(same, starts)
+        acc[:, _F["gap_us"]] = _sums(gap, starts)
+        acc[:, _F["gap_us_sq"]] = _sums(gap * gap, starts)
 
     def _absorb(self, c: _Chunk) -> Steps:
         """Merge a chunk into the open step; close and emit every step before its last group."""
@@ -546,6 +546,30 @@ class TrafficFeaturizer:
         full[first] = rows
         starts = (np.repeat(idx, count) + offset) * self.step.size_ns
         return Steps(starts, finalize(full), full[:, _F["packets"]].copy())
+
+
+def _sums(values: npt.NDArray[np.generic], starts: npt.NDArray[np.intp]) -> I64 | int:
+    """Integer sum of ``values`` over each group starting at ``starts`` (the first is 0).
+
+    A chunk inside one time step is one group: a plain count or sum is 10x cheaper than
+    ``reduceat`` and the same integer.
+    """
+    if starts.shape[0] == 1:
+        if values.dtype == np.bool_:
+            return int(np.count_nonzero(values))
+        return int(values.sum(dtype=np.int64))
+    sums: I64 = np.add.reduceat(values, starts, dtype=np.int64)
+    return sums
+
+
+def _reduce(
+    ufunc: np.ufunc, values: npt.NDArray[np.int64], starts: npt.NDArray[np.intp]
+) -> I64 | int:
+    """``ufunc`` (minimum or maximum) over each group, one plain reduction for one group."""
+    if starts.shape[0] == 1:
+        return int(ufunc.reduce(values))
+    out: I64 = ufunc.reduceat(values, starts)
+    return out
 
 
 def _empty_acc() -> I64:
