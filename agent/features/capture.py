@@ -342,13 +342,20 @@ def _decode(
         ts_ns,
     )
     malformed.update(records.malformed)
-    kinds, counts = np.unique(linktype, return_counts=True)
     return Capture(
         packets=table,
         malformed=+malformed,
         frames=int(data_at.shape[0]) + records.frames,
-        linktypes=Counter({int(k): int(c) for k, c in zip(kinds, counts, strict=True)}),
+        linktypes=_link_types(linktype),
     )
+
+
+def _link_types(linktype: npt.NDArray[np.integer[Any]]) -> Counter[int]:
+    """Frames per link type; a chunk nearly always has one, counted without sorting."""
+    if linktype.shape[0] and bool((linktype == linktype[0]).all()):
+        return Counter({int(linktype[0]): int(linktype.shape[0])})
+    kinds, counts = np.unique(linktype, return_counts=True)
+    return Counter({int(k): int(c) for k, c in zip(kinds, counts, strict=True)})
 
 
 def _scanner_for(path: str | os.PathLike[str], head: bytes) -> _Scanner:
