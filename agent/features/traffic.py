@@ -54,6 +54,8 @@ from agent.features.distinct import (
     entropy_bits,
 )
 from agent.features.flows import DEFAULT_TIMEOUT_NS, FlowTable
+from agent.features.groups import reduce_groups as _reduce
+from agent.features.groups import sum_groups as _sums
 from agent.features.mixed import MixedClock
 from agent.features.packets import PacketTable
 from agent.features.schema import FeatureSet, register
@@ -546,30 +548,6 @@ class TrafficFeaturizer:
         full[first] = rows
         starts = (np.repeat(idx, count) + offset) * self.step.size_ns
         return Steps(starts, finalize(full), full[:, _F["packets"]].copy())
-
-
-def _sums(values: npt.NDArray[np.generic], starts: npt.NDArray[np.intp]) -> I64 | int:
-    """Integer sum of ``values`` over each group starting at ``starts`` (the first is 0).
-
-    A chunk inside one time step is one group: a plain count or sum is 10x cheaper than
-    ``reduceat`` and the same integer.
-    """
-    if starts.shape[0] == 1:
-        if values.dtype == np.bool_:
-            return int(np.count_nonzero(values))
-        return int(values.sum(dtype=np.int64))
-    sums: I64 = np.add.reduceat(values, starts, dtype=np.int64)
-    return sums
-
-
-def _reduce(
-    ufunc: np.ufunc, values: npt.NDArray[np.int64], starts: npt.NDArray[np.intp]
-) -> I64 | int:
-    """``ufunc`` (minimum or maximum) over each group, one plain reduction for one group."""
-    if starts.shape[0] == 1:
-        return int(ufunc.reduce(values))
-    out: I64 = ufunc.reduceat(values, starts)
-    return out
 
 
 def _empty_acc() -> I64:
