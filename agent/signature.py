@@ -1,0 +1,136 @@
+"""Ed25519 checks of a bundle's signature: in this process, or in a short-lived child.
+
+``cryptography`` costs the long-running agent about 6 MB resident for the few signature
+checks it makes (at start and at a model push). ``ChildVerifier`` runs them in
+``python -m agent.signature``: the request goes over stdin, the answer comes back as one JSON
+line, and the child exits, so the agent process never imports ``cryptography``. Anything but a
+well-formed answer (a crash, a timeout, a non-zero exit, garbage) is a refusal, never trust.
+Commands that run once and exit (``iotids verify``, ``validate-config``) check in process.
+
+A check is pure, so the child's answers for the exact same (keys, signature, manifest) are
+remembered: start-up reads the configured bundle twice and needs one child for it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from agent.bundle_archive import MAX_MANIFEST_BYTES, BundleError
+
+# (raw 32-byte keys, 64-byte signature, manifest bytes) -> index of the key that signed, or None
+Verifier = Callable[[Sequence[bytes], bytes, bytes], "int | None"]
+MAX_KEYS = 256
+# base64 and hex inflate the manifest by 4/3 and a key by 2; a little room for the JSON around
+MAX_REQUEST_BYTES = MAX_MANIFEST_BYTES * 4 // 3 + MAX_KEYS * 70 + 4096
+MAX_ANSWER_BYTES = 64
+CHILD_TIMEOUT = 60.0  # a Pi Zero 2 W under load starts Python and cryptography in a few seconds
+_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+
+
+def verify_here(keys: Sequence[bytes], signature: bytes, message: bytes) -> int | None:
+    """Index of the key whose signature over ``message`` this is, else None (in process)."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    for i, raw in enumerate(keys):
+        try:
+            Ed25519PublicKey.from_public_bytes(raw).verify(signature, message)
+        except (InvalidSignature, ValueError):
+            continue
+        return i
+    return None
+
+
+def _request(keys: Sequence[bytes], signature: bytes, message: bytes) -> bytes:
+    body = {
+        "keys": [key.hex() for key in keys],
+        "signature": signature.hex(),
+        "message": base64.b64encode(message).decode("ascii"),
+    }
+    return json.dumps(body).encode("ascii")
+
+
+def _answer(stdout: bytes, keys: int) -> int | None:
+    """The key index a child printed; BundleError for anything else."""
+    try:
+        found = json.loads(stdout[: MAX_ANSWER_BYTES + 1])["key"]
+    except (ValueError, TypeError, KeyError):
+        raise BundleError("bundle signature: verifier gave no answer") from None
+    if found is None or (type(found) is int and 0 <= found < keys):
+        return found
+    raise BundleError("bundle signature: verifier gave no answer")
+
+
+class ChildVerifier:
+    """Checks signatures in a child process; remembers the last few answers by exact inputs."""
+
+    def __init__(self, timeout: float = CHILD_TIMEOUT, remember: int = 8) -> None:
+        self.timeout = timeout
+        self.remember = remember
+        self.children = 0  # started so far: what tests and the memory benchmark read
+        self._known: OrderedDict[tuple[tuple[bytes, ...], bytes, bytes], int | None] = OrderedDict()
+
+    def __call__(self, keys: Sequence[bytes], signature: bytes, message: bytes) -> int | None:
+        asked = (tuple(keys), signature, message)
+        if asked in self._known:
+            self._known.move_to_end(asked)
+            return self._known[asked]
+        found = self._ask_child(asked[0], signature, message)
+        self._known[asked] = found
+        while len(self._known) > self.remember:
+            self._known.popitem(last=False)
+        return found
+
+    def _ask_child(self, keys: Sequence[bytes], signature: bytes, message: bytes) -> int | None:
+        if len(keys) > MAX_KEYS or len(message) > MAX_MANIFEST_BYTES:
+            raise BundleError("bundle signature: too many keys or too long a manifest to check")
+        env = dict(os.environ)  # the child imports this very package, wherever it came from
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, (_PACKAGE_ROOT, env.get("PYTHONPATH"))))
+        self.children += 1
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "agent.signature"],
+                input=_request(keys, signature, message),
+                capture_output=True,
+                timeout=self.timeout,
+                env=env,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise BundleError(
+                f"bundle signature: verifier timed out ({self.timeout:g} s)"
+            ) from None
+        except OSError as exc:
+            raise BundleError(f"bundle signature: verifier did not start ({exc})") from None
+        if done.returncode != 0:
+            raise BundleError(f"bundle signature: verifier failed (exit {done.returncode})")
+        return _answer(done.stdout, len(keys))
+
+
+def _serve() -> int:
+    """The child: one request on stdin, one answer on stdout; exit 2 on a bad request."""
+    data = sys.stdin.buffer.read(MAX_REQUEST_BYTES + 1)
+    if len(data) > MAX_REQUEST_BYTES:
+        return 2
+    try:
+        body = json.loads(data)
+        keys = [bytes.fromhex(key) for key in body["keys"]]
+        signature = bytes.fromhex(body["signature"])
+        message = base64.b64decode(body["message"], validate=True)
+    except (ValueError, TypeError, KeyError):
+        return 2
+    if any(len(key) != 32 for key in keys) or len(signature) != 64:
+        return 2
+    sys.stdout.write(json.dumps({"key": verify_here(keys, signature, message)}) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_serve())
