@@ -2,7 +2,7 @@
 
 ``cryptography`` costs the long-running agent about 6 MB resident for the few signature
 checks it makes (at start and at a model push). ``ChildVerifier`` runs them in
-``python -m agent.signature``: the request goes over stdin, the answer comes back as one JSON
+``python -m agent.signature_child``: the request goes over stdin, the answer comes back as one JSON
 line, and the child exits, so the agent process never imports ``cryptography``. Anything but a
 well-formed answer (a crash, a timeout, a non-zero exit, garbage) is a refusal, never trust.
 Commands that run once and exit (``iotids verify``, ``validate-config``) check in process.
@@ -23,29 +23,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from agent.bundle_archive import MAX_MANIFEST_BYTES, BundleError
+from agent.signature_child import MAX_KEYS, verify_here
+
+__all__ = ["ChildVerifier", "Verifier", "verify_here"]
 
 # (raw 32-byte keys, 64-byte signature, manifest bytes) -> index of the key that signed, or None
 Verifier = Callable[[Sequence[bytes], bytes, bytes], "int | None"]
-MAX_KEYS = 256
-# base64 and hex inflate the manifest by 4/3 and a key by 2; a little room for the JSON around
-MAX_REQUEST_BYTES = MAX_MANIFEST_BYTES * 4 // 3 + MAX_KEYS * 70 + 4096
 MAX_ANSWER_BYTES = 64
 CHILD_TIMEOUT = 60.0  # a Pi Zero 2 W under load starts Python and cryptography in a few seconds
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
-
-
-def verify_here(keys: Sequence[bytes], signature: bytes, message: bytes) -> int | None:
-    """Index of the key whose signature over ``message`` this is, else None (in process)."""
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-    for i, raw in enumerate(keys):
-        try:
-            Ed25519PublicKey.from_public_bytes(raw).verify(signature, message)
-        except (InvalidSignature, ValueError):
-            continue
-        return i
-    return None
 
 
 def _request(keys: Sequence[bytes], signature: bytes, message: bytes) -> bytes:
@@ -96,7 +82,7 @@ class ChildVerifier:
         self.children += 1
         try:
             done = subprocess.run(
-                [sys.executable, "-m", "agent.signature"],
+                [sys.executable, "-m", "agent.signature_child"],
                 input=_request(keys, signature, message),
                 capture_output=True,
                 timeout=self.timeout,
@@ -112,25 +98,3 @@ class ChildVerifier:
         if done.returncode != 0:
             raise BundleError(f"bundle signature: verifier failed (exit {done.returncode})")
         return _answer(done.stdout, len(keys))
-
-
-def _serve() -> int:
-    """The child: one request on stdin, one answer on stdout; exit 2 on a bad request."""
-    data = sys.stdin.buffer.read(MAX_REQUEST_BYTES + 1)
-    if len(data) > MAX_REQUEST_BYTES:
-        return 2
-    try:
-        body = json.loads(data)
-        keys = [bytes.fromhex(key) for key in body["keys"]]
-        signature = bytes.fromhex(body["signature"])
-        message = base64.b64decode(body["message"], validate=True)
-    except (ValueError, TypeError, KeyError):
-        return 2
-    if any(len(key) != 32 for key in keys) or len(signature) != 64:
-        return 2
-    sys.stdout.write(json.dumps({"key": verify_here(keys, signature, message)}) + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_serve())

@@ -91,3 +91,9 @@ def test_a_child_answer_out_of_range_is_a_refusal() -> None:
     with pytest.raises(BundleError, match="no answer"):
         signature._answer(b'{"key": true}\n', 2)
     assert signature._answer(b'{"key": null}\n', 2) is None
+
+
+def test_the_child_reads_manifests_as_large_as_the_archive_allows() -> None:
+    from agent import bundle_archive, signature_child
+
+    assert signature_child.MAX_MANIFEST_BYTES == bundle_archive.MAX_MANIFEST_BYTES
