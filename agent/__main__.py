@@ -89,6 +89,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from agent.preverify import preverify
+    from agent.signature import ChildVerifier
+
+    # before numpy and LiteRT load, so the signature child lives beside a small process
+    verify = ChildVerifier()
+    preverify(args.config, verify)
+
     from agent.app import App
     from agent.config import load_config
     from agent.config_checks import check_deployment
@@ -97,7 +104,7 @@ def _run(args: argparse.Namespace) -> int:
     check_deployment(config, create=True)
     if not getattr(args, "verbose", 0):
         logging.getLogger().setLevel(config.agent.log_level.upper())
-    app = App(config)
+    app = App(config, verify=verify)
     settle()
     return app.run()
 

@@ -80,11 +80,17 @@ def trusted_keys(config: AgentConfig) -> list[bytes]:
 class App:
     """The running agent: owns the stop Event, the threads, the slots and the sinks."""
 
-    def __init__(self, config: AgentConfig, *, sinks: Sequence[Sink] | None = None) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        sinks: Sequence[Sink] | None = None,
+        verify: ChildVerifier | None = None,
+    ) -> None:
         from agent.config_checks import model_steps
 
         # signatures are checked in a child: this long-running process never loads cryptography
-        self.verify = ChildVerifier()
+        self.verify = verify or ChildVerifier()
         self.config = config = model_steps(
             config, self.verify
         )  # a source without ``step``: its bundle's

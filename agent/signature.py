@@ -7,8 +7,9 @@ line, and the child exits, so the agent process never imports ``cryptography``. 
 well-formed answer (a crash, a timeout, a non-zero exit, garbage) is a refusal, never trust.
 Commands that run once and exit (``iotids verify``, ``validate-config``) check in process.
 
-A check is pure, so the child's answers for the exact same (keys, signature, manifest) are
-remembered: start-up reads the configured bundle twice and needs one child for it.
+A check is pure, so the child's answers are remembered by the SHA-256 of the exact request
+(keys, signature, manifest): start-up reads the configured bundle more than once and needs one
+child for it, and ``agent.preverify`` can ask before the heavy imports.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from agent.bundle_archive import MAX_MANIFEST_BYTES, BundleError
+from agent.digest import sha256_hex
 from agent.signature_child import MAX_KEYS, verify_here
 
 __all__ = ["ChildVerifier", "Verifier", "verify_here"]
@@ -55,27 +57,28 @@ def _answer(stdout: bytes, keys: int) -> int | None:
 
 
 class ChildVerifier:
-    """Checks signatures in a child process; remembers the last few answers by exact inputs."""
+    """Checks signatures in a child process; remembers answers by the exact request's digest."""
 
-    def __init__(self, timeout: float = CHILD_TIMEOUT, remember: int = 8) -> None:
+    def __init__(self, timeout: float = CHILD_TIMEOUT, remember: int = 64) -> None:
         self.timeout = timeout
         self.remember = remember
         self.children = 0  # started so far: what tests and the memory benchmark read
-        self._known: OrderedDict[tuple[tuple[bytes, ...], bytes, bytes], int | None] = OrderedDict()
+        self._known: OrderedDict[str, int | None] = OrderedDict()
 
     def __call__(self, keys: Sequence[bytes], signature: bytes, message: bytes) -> int | None:
-        asked = (tuple(keys), signature, message)
+        request = _request(keys, signature, message)
+        asked = sha256_hex(request)
         if asked in self._known:
             self._known.move_to_end(asked)
             return self._known[asked]
-        found = self._ask_child(asked[0], signature, message)
+        found = self._ask_child(request, len(keys), len(message))
         self._known[asked] = found
         while len(self._known) > self.remember:
             self._known.popitem(last=False)
         return found
 
-    def _ask_child(self, keys: Sequence[bytes], signature: bytes, message: bytes) -> int | None:
-        if len(keys) > MAX_KEYS or len(message) > MAX_MANIFEST_BYTES:
+    def _ask_child(self, request: bytes, keys: int, message: int) -> int | None:
+        if keys > MAX_KEYS or message > MAX_MANIFEST_BYTES:
             raise BundleError("bundle signature: too many keys or too long a manifest to check")
         env = dict(os.environ)  # the child imports this very package, wherever it came from
         env["PYTHONPATH"] = os.pathsep.join(filter(None, (_PACKAGE_ROOT, env.get("PYTHONPATH"))))
@@ -83,7 +86,7 @@ class ChildVerifier:
         try:
             done = subprocess.run(
                 [sys.executable, "-m", "agent.signature_child"],
-                input=_request(keys, signature, message),
+                input=request,
                 capture_output=True,
                 timeout=self.timeout,
                 env=env,
@@ -97,4 +100,4 @@ class ChildVerifier:
             raise BundleError(f"bundle signature: verifier did not start ({exc})") from None
         if done.returncode != 0:
             raise BundleError(f"bundle signature: verifier failed (exit {done.returncode})")
-        return _answer(done.stdout, len(keys))
+        return _answer(done.stdout, keys)

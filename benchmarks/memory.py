@@ -74,13 +74,11 @@ for _ in range(100):
     it.invoke()
 print((time.process_time() - began) / 3200 * 1e6, rss() - before)
 """
-PROBE_CHILD = """
-import resource
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from agent.signature import ChildVerifier
-key = Ed25519PrivateKey.generate()
-message = b"x" * 60_000  # a manifest of our largest size
-assert ChildVerifier()([key.public_key().public_bytes_raw()], key.sign(message), message) == 0
+# a fresh small launcher: a child's peak counts the image it was forked from before exec
+LAUNCH_CHILD = """
+import resource, subprocess, sys
+subprocess.run([sys.executable, "-m", "agent.signature_child"], input=sys.stdin.buffer.read(),
+               stdout=subprocess.DEVNULL, check=True)
 print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
 """
 
@@ -211,9 +209,20 @@ def xnnpack(model: Path) -> list[dict[str, object]]:
 
 def signature_child() -> list[dict[str, object]]:
     """The child's own peak: what a model push adds on top of the running agent for a moment."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from agent.signature import _request
+
+    key = Ed25519PrivateKey.generate()
+    message = b"x" * 60_000  # a manifest of our largest size
+    request = _request([key.public_key().public_bytes_raw()], key.sign(message), message)
     out = subprocess.run(
-        [sys.executable, "-c", PROBE_CHILD], capture_output=True, text=True, env=_env(), check=True
-    ).stdout
+        [sys.executable, "-c", LAUNCH_CHILD],
+        input=request,
+        capture_output=True,
+        env=_env(),
+        check=True,
+    ).stdout.decode()
     case = "signature child (at start-up and at a model push)"
     return [_row(case, "peak_rss", round(float(out.split()[-1]), 1), "MB")]
 

@@ -97,3 +97,28 @@ def test_the_child_reads_manifests_as_large_as_the_archive_allows() -> None:
     from agent import bundle_archive, signature_child
 
     assert signature_child.MAX_MANIFEST_BYTES == bundle_archive.MAX_MANIFEST_BYTES
+
+
+def test_preverify_asks_once_per_bundle_and_the_agent_reuses_the_answer(tmp_path: Path) -> None:
+    from agent.bundle_archive import open_archive
+    from agent.keys import raw_public_key
+    from agent.preverify import preverify
+    from tests.agent.flood_bundle import flood_kit
+
+    kit = flood_kit(tmp_path)
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        f'[agent]\nstate_dir = "{tmp_path}"\ntrusted_keys = ["{kit.public_key}"]\n'
+        f'[[models]]\nname = "flood"\nbundle = "{kit.bundle}"\nsource = "cap"\n'
+    )
+    verify = ChildVerifier()
+    preverify(config, verify)
+    assert verify.children == 1  # no saved bundle yet: only the config's
+    archive = open_archive(kit.bundle)
+    key = raw_public_key(Path(kit.public_key).read_bytes())
+    assert len(check_signature(archive, [key], verify)) == 16
+    assert verify.children == 1
+    for broken in ("[agent\n", "[agent]\ntrusted_keys = 3\n", ""):
+        config.write_text(broken)
+        preverify(config, verify)  # skipped without a word: the real checks report it
+    preverify(tmp_path / "missing.toml", verify)
