@@ -131,8 +131,14 @@ def _tree_rss_kb(pid: int) -> int:
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
         children = []
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return 0
     for each in (pid, *map(int, children)):
         try:
+            if each != pid and Path(f"/proc/{each}/cmdline").read_bytes() == command:
+                continue  # forked, not yet exec'd: it shares the agent's pages
             status = Path(f"/proc/{each}/status").read_text()
         except OSError:
             continue
