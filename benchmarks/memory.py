@@ -147,12 +147,15 @@ def _tree_rss_kb(pid: int) -> int:
     return total
 
 
-def agent_run(folder: Path, bundle: Path, public: Path, seconds: float) -> list[dict[str, object]]:
+def agent_run(
+    folder: Path, bundle: Path, public: Path, seconds: float, mqtt: str = "enabled = false\n"
+) -> list[dict[str, object]]:
+    """The agent's peak and what holds it; ``mqtt`` is the body of its ``[mqtt]`` section."""
     capture = DATASETS / "mqttset_reduced_pcap" / "benign-train.pcap"
     config = folder / "mem.toml"
     config.write_text(
         f'[agent]\ndevice_id = "bench"\nstate_dir = "{folder / "state"}"\n'
-        f'trusted_keys = ["{public}"]\nlog_level = "warning"\n[mqtt]\nenabled = false\n'
+        f'trusted_keys = ["{public}"]\nlog_level = "warning"\n[mqtt]\n{mqtt}'
         f'[[sources]]\nname = "cap"\nkind = "pcap"\npath = "{capture}"\nloop = true\n'
         f'[[models]]\nname = "cnn"\nbundle = "{bundle}"\nsource = "cap"\n'
     )
@@ -180,9 +183,12 @@ def agent_run(folder: Path, bundle: Path, public: Path, seconds: float) -> list[
     proc.terminate()
     proc.wait(30)
     peak = round(peak_kb / 1024, 1)
-    rows = [_row("agent run, 1 int8 model", "peak_rss", peak, "MB", TARGET)]
-    if peak > 60:
-        rows.append(_row("agent run, 1 int8 model", "target", "MISSED", "", TARGET))
+    if mqtt.startswith("enabled = false"):
+        rows = [_row("agent run, 1 int8 model", "peak_rss", peak, "MB", TARGET)]
+        if peak > 60:
+            rows.append(_row("agent run, 1 int8 model", "target", "MISSED", "", TARGET))
+    else:  # the target is stated for the benchmark's run above; this is beside it
+        return [_row("agent run, 1 int8 model, MQTT on (local Mosquitto)", "peak_rss", peak, "MB")]
     rows.append(
         _row(
             "agent run + signature child, summed",
@@ -211,6 +217,21 @@ def xnnpack(model: Path) -> list[dict[str, object]]:
         rows.append(_row(f"int8 CNN, {mode}, batch 32", "cpu_us_per_window", per_window, "us"))
         rows.append(_row(f"int8 CNN, {mode}", "rss_added", round(float(out[1]), 1), "MB"))
     return rows
+
+
+def _with_mqtt(folder: Path, bundle: Path, public: Path, seconds: float) -> list[dict[str, object]]:
+    """The same run publishing to a Mosquitto started here (paho, and ``ssl`` with it)."""
+    from tests.broker import MOSQUITTO, Broker
+
+    if not Path(MOSQUITTO).is_file():
+        return [_row("agent run, MQTT on", "skipped", f"no {MOSQUITTO}", "")]
+    broker = Broker(folder / "mosquitto", persistence=False)
+    broker.start()
+    try:
+        mqtt = f'host = "{broker.host}"\nport = {broker.port}\n'
+        return agent_run(folder, bundle, public, seconds, mqtt)
+    finally:
+        broker.kill()
 
 
 def signature_child() -> list[dict[str, object]]:
@@ -257,6 +278,7 @@ def run(quick: bool = False) -> list[dict[str, object]]:
         )
         rows += agent_run(folder, bundle, public, 5 if quick else 12)
         rows += signature_child()
+        rows += _with_mqtt(folder, bundle, public, 5 if quick else 12)
         rows += xnnpack(folder / "cnn.tflite")
     rows.append(_row("machine load", "loadavg_1min", round(os.getloadavg()[0], 2), ""))
     return rows
