@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from agent.inference import Debounce
+    from agent.signature import ChildVerifier
 
 logger = logging.getLogger(__name__)
 
@@ -75,11 +76,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Dispatch to the chosen action; returns the exit code."""
+    verify = _preverified(args.config) if args.agent_command == "run" else None
     from agent.bundle import BundleError
     from agent.calibrate_cli import run as calibrate
     from agent.config import ConfigError
 
-    actions = {"run": _run, "validate-config": _validate, "replay": _replay, "calibrate": calibrate}
+    actions = {
+        "run": lambda a: _run(a, verify),
+        "validate-config": _validate,
+        "replay": _replay,
+        "calibrate": calibrate,
+    }
     try:
         result: int = actions[args.agent_command](args)
     except (ConfigError, BundleError) as exc:
@@ -88,7 +95,18 @@ def run(args: argparse.Namespace) -> int:
     return result
 
 
-def _run(args: argparse.Namespace) -> int:
+def _preverified(config: str) -> ChildVerifier:
+    """A signature verifier that has checked the config's bundles already: before numpy and
+    LiteRT load, so its child process lives beside a small one."""
+    from agent.preverify import preverify
+    from agent.signature import ChildVerifier
+
+    verify = ChildVerifier()
+    preverify(config, verify)
+    return verify
+
+
+def _run(args: argparse.Namespace, verify: ChildVerifier | None = None) -> int:
     from agent.app import App
     from agent.config import load_config
     from agent.config_checks import check_deployment
@@ -97,7 +115,7 @@ def _run(args: argparse.Namespace) -> int:
     check_deployment(config, create=True)
     if not getattr(args, "verbose", 0):
         logging.getLogger().setLevel(config.agent.log_level.upper())
-    app = App(config)
+    app = App(config, verify=verify)
     settle()
     return app.run()
 

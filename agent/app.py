@@ -20,7 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from agent.bundle import Bundle, BundleError, load_public_key
+from agent.bundle import Bundle, BundleError
 from agent.config import AgentConfig, ConfigError, ModelConfig
 from agent.health import Health
 from agent.inference import (
@@ -31,6 +31,7 @@ from agent.inference import (
     describe,
     fit_bundle,
 )
+from agent.keys import raw_public_key
 from agent.model_update import (
     BundlePolicy,
     SlotSpec,
@@ -42,6 +43,7 @@ from agent.model_update import (
 from agent.pipeline import Pipeline
 from agent.replay import ReplayResult, replay_capture
 from agent.report import Sink
+from agent.signature import ChildVerifier
 from agent.site import SiteCalibrator, saved_calibration
 from agent.sources import FeatureSource, StepBatch, open_source
 from agent.step_queue import DropOldestQueue, sample_every
@@ -69,21 +71,29 @@ def trusted_keys(config: AgentConfig) -> list[bytes]:
     keys: list[bytes] = []
     for i, path in enumerate(config.agent.trusted_keys):
         try:
-            data = Path(path).read_bytes()
-            load_public_key(data)
+            keys.append(raw_public_key(Path(path).read_bytes()))
         except (OSError, ValueError) as exc:
             raise ConfigError(f"agent.trusted_keys[{i}]: {path}: {exc}") from None
-        keys.append(data)
     return keys
 
 
 class App:
     """The running agent: owns the stop Event, the threads, the slots and the sinks."""
 
-    def __init__(self, config: AgentConfig, *, sinks: Sequence[Sink] | None = None) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        sinks: Sequence[Sink] | None = None,
+        verify: ChildVerifier | None = None,
+    ) -> None:
         from agent.config_checks import model_steps
 
-        self.config = config = model_steps(config)  # a source without ``step``: its bundle's
+        # signatures are checked in a child: this long-running process never loads cryptography
+        self.verify = verify or ChildVerifier()
+        self.config = config = model_steps(
+            config, self.verify
+        )  # a source without ``step``: its bundle's
         self.stop = threading.Event()
         self.health = Health()
         self.queue: DropOldestQueue[tuple[str, StepBatch]] = DropOldestQueue(
@@ -93,6 +103,7 @@ class App:
             tuple(trusted_keys(config)),
             config.agent.max_bundle_bytes,
             config.agent.allow_downgrade,
+            self.verify,
         )
         self.update_failures = 0  # bundles (saved or received) that failed in an unexpected way
         self.update_results: dict[str, int] = {}  # "activated" / "refused: <why>" -> count

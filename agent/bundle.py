@@ -37,12 +37,10 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.bundle_archive import COMPANION as COMPANION
 from agent.bundle_archive import DEFAULT_MAX_BUNDLE_BYTES as DEFAULT_MAX_BUNDLE_BYTES
@@ -59,10 +57,14 @@ from agent.bundle_archive import read_bundle as read_bundle
 from agent.digest import sha256_hex
 from agent.features.schema import FeatureSet
 from agent.features.steps import PADDINGS, STEP_KINDS, StepSpec
-from agent.keys import as_key
 from agent.keys import key_id as key_id
 from agent.keys import load_public_key as load_public_key
+from agent.keys import raw_key
 from agent.runtime import Model, ModelLoadError, Quantization
+from agent.signature import Verifier, verify_here
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 logger = logging.getLogger(__name__)
 
@@ -397,21 +399,25 @@ class _Signed(Protocol):
     def signature(self) -> bytes | None: ...
 
 
-def check_signature(raw: _Signed, trusted_keys: Sequence[Ed25519PublicKey | bytes]) -> str:
-    """Key id of the trusted key that signed the manifest; BundleError otherwise."""
+def check_signature(
+    raw: _Signed,
+    trusted_keys: Sequence[Ed25519PublicKey | bytes],
+    verify: Verifier = verify_here,
+) -> str:
+    """Key id of the trusted key that signed the manifest; BundleError otherwise.
+
+    ``verify`` does the Ed25519 check: in process, or ``agent.signature.ChildVerifier``.
+    """
     if raw.signature is None:
         raise BundleError("bundle signature: unsigned bundle (no manifest.sig)")
     if len(raw.signature) != 64:
         raise BundleError(f"bundle signature: {len(raw.signature)} bytes, expected 64")
-    keys = [as_key(k) for k in trusted_keys]
+    keys = [raw_key(k) for k in trusted_keys]
     if not keys:
         raise BundleError("bundle signature: no trusted keys configured")
-    for key in keys:
-        try:
-            key.verify(raw.signature, raw.manifest_bytes)
-        except InvalidSignature:
-            continue
-        return key_id(key)
+    found = verify(keys, raw.signature, raw.manifest_bytes)
+    if found is not None:
+        return key_id(keys[found])
     claimed = _claimed_key_id(raw.manifest_bytes)
     if claimed in {key_id(k) for k in keys}:
         raise BundleError(
@@ -509,6 +515,7 @@ def load_bundle(
     trusted_keys: Sequence[Ed25519PublicKey | bytes],
     num_threads: int = 1,
     max_bytes: int = MAX_BUNDLE_BYTES,
+    verify: Verifier = verify_here,
 ) -> Bundle:
     """Read, authenticate and prove a bundle on this device; BundleError says what failed.
 
@@ -517,7 +524,7 @@ def load_bundle(
     """
     archive = open_archive(source, max_bytes)
     try:
-        signer = check_signature(archive, trusted_keys)
+        signer = check_signature(archive, trusted_keys, verify)
         manifest = Manifest.from_json(archive.manifest_bytes)
         raw = RawBundle(
             archive.manifest_bytes,

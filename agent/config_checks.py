@@ -21,6 +21,7 @@ from agent.config import AgentConfig, ConfigError, SourceConfig
 if TYPE_CHECKING:
     from agent.bundle import Manifest
     from agent.features.schema import FeatureSet
+    from agent.signature import Verifier
 
 
 def check_deployment(config: AgentConfig, *, create: bool = False) -> None:
@@ -138,7 +139,7 @@ def check_fits(key: str, manifest: Manifest, source: SourceConfig) -> None:
         raise ConfigError(f"{key}: {step_problem(manifest.step, source.step_spec, source.name)}")
 
 
-def model_steps(config: AgentConfig) -> AgentConfig:
+def model_steps(config: AgentConfig, verify: Verifier | None = None) -> AgentConfig:
     """Give each source that sets no ``step`` the step its bundles were trained with.
 
     Only a bundle signed by a trusted key is read (the full verification follows at start);
@@ -148,6 +149,7 @@ def model_steps(config: AgentConfig) -> AgentConfig:
     from agent.app import trusted_keys
     from agent.bundle import BundleError, Manifest, check_signature
     from agent.bundle_archive import open_archive
+    from agent.signature import verify_here
 
     keys = trusted_keys(config)
     sources = list(config.sources)
@@ -161,7 +163,7 @@ def model_steps(config: AgentConfig) -> AgentConfig:
             try:
                 archive = open_archive(model.bundle, config.agent.max_bundle_bytes)
                 try:
-                    check_signature(archive, keys)
+                    check_signature(archive, keys, verify or verify_here)
                     manifest = Manifest.from_json(archive.manifest_bytes)
                 finally:
                     archive.close()

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from agent.bundle import Bundle, BundleError, load_bundle
 from agent.inference import SlotBundle
+from agent.signature import Verifier, verify_here
 
 logger = logging.getLogger(__name__)
 
@@ -32,11 +33,12 @@ SAME_VERSION = "same-version"
 
 @dataclass(frozen=True)
 class BundlePolicy:
-    """What every bundle must pass on this agent (from ``[agent]``)."""
+    """What every bundle must pass on this agent (from ``[agent]``), and who checks signatures."""
 
     trusted_keys: tuple[bytes, ...]
     max_bundle_bytes: int
     allow_downgrade: bool = False
+    verify: Verifier = verify_here
 
 
 @dataclass(frozen=True)
@@ -64,12 +66,16 @@ def bundle_for_slot(
     if not slots:
         raise BundleError("bundle: this agent runs no models to replace")
     threads = slots[0].threads if len(slots) == 1 else 1
-    bundle = load_bundle(source, policy.trusted_keys, threads, policy.max_bundle_bytes)
+    bundle = load_bundle(
+        source, policy.trusted_keys, threads, policy.max_bundle_bytes, policy.verify
+    )
     slot, fitted = _fitting_slot(bundle, slots)
     if slot.current is not None and not policy.allow_downgrade:
         check_version(bundle, slot.current)
     if slot.threads != threads:  # verified on one thread; run on as many as the config gives
-        bundle = load_bundle(source, policy.trusted_keys, slot.threads, policy.max_bundle_bytes)
+        bundle = load_bundle(
+            source, policy.trusted_keys, slot.threads, policy.max_bundle_bytes, policy.verify
+        )
         fitted = slot.check(bundle)
     return slot, fitted
 

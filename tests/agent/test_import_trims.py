@@ -1,6 +1,7 @@
 """``agent run`` leaves out the modules that cost resident memory and that it does not need.
 
-With MQTT off, ``hashlib`` would map OpenSSL's libcrypto only for SHA-256 (cryptography does it),
+With MQTT off, ``hashlib`` would map OpenSSL's libcrypto only for SHA-256 (``_sha256`` does it),
+cryptography only for signature checks (a child process does them),
 ``numpy.ma`` comes only through ``np.unique`` / ``np.percentile``, psutil is for the host source
 (health reads /proc): none may come back.
 """
@@ -20,7 +21,7 @@ from agent.features.telemetry import sorted_distinct
 from agent.health import SelfUsage, _percentile
 from tests.agent.flood_bundle import REPO, FloodKit, flood_kit
 
-HEAVY = ("_hashlib", "numpy.ma", "psutil", "sqlite3", "importlib.metadata")
+HEAVY = ("_hashlib", "cryptography", "numpy.ma", "psutil", "sqlite3", "importlib.metadata")
 RUN_AND_LIST = """
 import atexit, runpy, sys
 heavy = sys.argv[2:]
