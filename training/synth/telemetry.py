@@ -326,7 +326,7 @@ def generate_telemetry(scenario: TelemetryScenario, out_dir: Path) -> TelemetryR
             cells = ",".join(_cell(v, binary) for v in row)
             out.write(f"{ts:.3f},{cells},{lab},{typ}\n")
     (out_dir / SCENARIO_JSON).write_text(scenario.to_json(), encoding="utf-8")
-    logger.info("wrote %d telemetry rows (%d labelled) to %s", len(types), int(label.sum()), path)
+    logger.debug("wrote %d telemetry rows (%d labelled) to %s", len(types), int(label.sum()), path)
     return TelemetryResult(path, timestamp, values, scenario.sensors, label, tuple(types))
 
 

@@ -154,7 +154,7 @@ def generate_traffic(scenario: TrafficScenario, out_dir: Path) -> TrafficResult:
         )
     (out_dir / SCENARIO_JSON).write_text(scenario.to_json(), encoding="utf-8")
     seconds = time.perf_counter() - began
-    logger.info("wrote %d packets (%d bytes) to %s in %.2f s", len(frames), size, pcap, seconds)
+    logger.debug("wrote %d packets (%d bytes) to %s in %.2f s", len(frames), size, pcap, seconds)
     return TrafficResult(
         out_dir, pcap, len(frames), frames.label, synth.label_names, starts, chosen, seconds
     )
