@@ -45,7 +45,7 @@ def preverify(config_path: str | Path, verify: ChildVerifier) -> None:
         keys = [raw_public_key(Path(path).read_bytes()) for path in agent.get("trusted_keys", [])]
         limit = agent.get("max_bundle_bytes", DEFAULT_MAX_BUNDLE_BYTES)
         bundles = _bundles(raw)
-    except (OSError, ValueError, TypeError, AttributeError):
+    except (OSError, ValueError, TypeError, AttributeError, RecursionError):
         return
     if not keys or type(limit) is not int:
         return
