@@ -153,6 +153,7 @@ class App:
                 model.raise_score,
                 model.merge_horizon,
                 model.quiet,
+                hold=model.hold,
             )
             slot = ModelSlot(
                 model.name,

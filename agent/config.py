@@ -344,7 +344,8 @@ class ModelConfig:
 
     An event is raised when ``raise_k`` of the last ``raise_n`` windows cross the threshold,
     or at once when a classifier's window scores at least ``raise_score``, and ended after
-    ``clear_m`` clean windows in a row.
+    ``clear_m`` clean windows in a row and ``quiet`` seconds without a hit, or, when ``hold`` is
+    longer, once ``hold`` seconds pass without its labels hitting its targets again.
     """
 
     name: str
@@ -358,6 +359,9 @@ class ModelConfig:
     raise_score: float = 2.0
     merge_horizon: float = 300.0  # s: other labels on its targets join a detection this young
     quiet: float = 3.0  # s without a hit before a detection ends, besides clear_m clean windows
+    # s from its last hit a quiet detection waits for the same label on its targets to resume
+    # it (a model fires on a long attack in bursts); <= quiet: it ends after quiet
+    hold: float = 60.0
     enabled: bool = True
     threads: int = 1  # interpreter threads (a Pi 4/5 has 4 cores; the capture needs one)
 
@@ -380,7 +384,7 @@ class ModelConfig:
             "raise_score",
             f"must be >= 0.5 (a softmax score; > 1 disables it), got {self.raise_score}",
         )
-        for key, top in (("merge_horizon", 86_400), ("quiet", 3600)):
+        for key, top in (("merge_horizon", 86_400), ("quiet", 3600), ("hold", 3600)):
             value = getattr(self, key)
             check(0 <= value <= top, key, f"must be 0..{top} seconds, got {value}")
         check(1 <= self.threads <= 16, "threads", f"must be 1..16, got {self.threads}")

@@ -4,7 +4,8 @@ A window "hits" a label when its score reaches the label's threshold from the bu
 A detection (an incident) is raised (``new``) when ``raise_k`` of a label's last ``raise_n``
 windows hit, updated while hits continue, and ended after ``clear_m`` clean windows in a row.
 One attack is one incident: a model that names a flood by two labels in turn gives one detection
-whose events carry the label histogram, not one detection per label (see ``Decider``). The
+whose events carry the label histogram, not one detection per label, and a model that fires on
+an attack in bursts gives one detection across the pauses (see ``Decider``). The
 event's ``category`` is the label's attack family (``agent.families``). Every event carries a
 uuid4 so consumers can drop the duplicates QoS 1 allows.
 """
@@ -116,6 +117,10 @@ class DecisionPolicy:
     quiet_s: float = 0.0
     # Updates come every update_every windows but at most once per update_s (packet steps).
     update_s: float = 0.0
+    # After quiet_s an incident is dormant, not ended: a hit of its main label on its
+    # targets within hold_s of its last hit resumes it (a model fires on a long attack in
+    # bursts); any other label raising there ends it. <= quiet_s: no dormancy, ends at once.
+    hold_s: float = 0.0
 
     def __post_init__(self) -> None:
         if not len(self.labels) == len(self.categories) == len(self.thresholds):
@@ -127,7 +132,7 @@ class DecisionPolicy:
             raise ValueError(f"raise_k must be 1..raise_n, got {self.raise_k}/{self.raise_n}")
         if self.clear_m < 1 or self.update_every < 1:
             raise ValueError("clear_m and update_every must be >= 1")
-        for name in ("merge_horizon_s", "quiet_s", "update_s"):
+        for name in ("merge_horizon_s", "quiet_s", "update_s", "hold_s"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -145,6 +150,7 @@ class DecisionPolicy:
         merge_horizon_s: float = 300.0,
         quiet_s: float = 0.0,
         update_s: float = 0.0,
+        hold_s: float = 0.0,
     ) -> DecisionPolicy:
         """Per-class thresholds by label name; ``default`` (else 0.5) for labels not listed."""
         default = float(thresholds.get("default", 0.5))
@@ -163,6 +169,7 @@ class DecisionPolicy:
             merge_horizon_s=merge_horizon_s,
             quiet_s=quiet_s,
             update_s=update_s,
+            hold_s=hold_s,
         )
 
     def watched(self) -> list[int]:
@@ -189,6 +196,17 @@ class _Incident:
     windows: int = 1
     clean: int = 0
     since_update: int = 0
+    # quiet for quiet_s: owns no label, waits up to hold_s from its last hit to resume or end
+    dormant: bool = False
+
+
+def _main_label(inc: _Incident, i: int) -> bool:
+    """Label ``i`` has as many hit windows in ``inc`` as any: what the incident is about.
+
+    Only that label resumes a dormant incident: a label the model gave its last windows in
+    passing (an attack's tail read as the next attack's kind) must not swallow the next attack.
+    """
+    return inc.labels[i] > 0 and inc.labels[i] == max(inc.labels.values())
 
 
 class Decider:
@@ -198,9 +216,13 @@ class Decider:
     ``update`` event naming it, instead of opening a new detection, when the incident is
     younger than ``merge_horizon_s`` and the window's targets overlap the incident's
     (``Targets.overlaps``). Otherwise it raises a new incident after ``raise_k`` of ``raise_n``
-    windows. An incident ends after ``clear_m`` windows in which none of its labels hit, once
-    ``quiet_s`` have passed since its last hit; a benign label is never watched, so it neither
-    opens nor extends one.
+    windows. After ``clear_m`` windows in which none of its labels hit, once ``quiet_s`` have
+    passed since its last hit, an incident ends, or with ``hold_s`` > ``quiet_s`` turns dormant
+    (no event): a hit of its main label (most hit windows) on its targets before ``hold_s`` has
+    passed since its last hit resumes it with an ``update``; another label raising a detection
+    on its targets ends it first (two attacks in a row stay two); else it ends once ``hold_s``
+    has passed. A dormant incident's ``end`` says its last hit as ``ended_ns``. A benign label
+    is never watched, so it neither opens nor extends one.
     """
 
     def __init__(self, policy: DecisionPolicy, model_id: str, source: str) -> None:
@@ -225,8 +247,9 @@ class Decider:
 
     @property
     def active_labels(self) -> list[str]:
-        """Labels that belong to an open incident."""
-        return [self.policy.labels[i] for i in sorted(self._owner)]
+        """Labels of the open incidents, dormant ones too (they have not ended yet)."""
+        found = {i for inc in self._incidents for i in inc.labels} | set(self._owner)
+        return [self.policy.labels[i] for i in sorted(found)]
 
     def observe(
         self,
@@ -260,9 +283,8 @@ class Decider:
         events = self._advance(time_ns, flat, hits, window_evidence)
         # The most confident label opens (or joins) first; the rest follow it.
         for i in sorted(loose, key=lambda j: -flat[j]):
-            event = self._join_or_raise(i, float(flat[i]), time_ns, window_evidence)
-            if event is not None:
-                events.append(event)
+            if i not in self._owner:  # a label before it may have resumed its incident
+                events += self._join_or_raise(i, float(flat[i]), time_ns, window_evidence)
         return events
 
     def observe_many(
@@ -288,28 +310,56 @@ class Decider:
         events: list[Event] = []
         k = 0
         while k < len(flat):
-            if not self._incidents and not hit[k]:
-                nxt = int(np.searchsorted(loud, k))
-                stop = int(loud[nxt]) if nxt < len(loud) else len(flat)
+            stop = self._calm_until(k, times_ns, loud) if not hit[k] else k
+            if stop > k:
                 self._forget(stop - k)
+                busy[k:stop] = bool(self._incidents)
+                self.last_window_ns = int(times_ns[stop - 1])
                 k = stop
                 continue
-            busy[k] = bool(self._owner)
+            busy[k] = bool(self._incidents)
             events += self.observe(int(times_ns[k]), flat[k], evidence_at(k))
             k += 1
         return events, busy
 
+    def _calm_until(
+        self, k: int, times_ns: npt.NDArray[np.int64], loud: npt.NDArray[np.intp]
+    ) -> int:
+        """Where a run of hitless windows from ``k`` stops changing anything but the counts.
+
+        With no incident open, up to the next hit; with only dormant ones, up to the next hit
+        or the first window at which one's hold runs out; with an active one, nothing (``k``).
+        """
+        if any(not inc.dormant for inc in self._incidents):
+            return k
+        nxt = int(np.searchsorted(loud, k))
+        stop = int(loud[nxt]) if nxt < len(loud) else len(times_ns)
+        if self._incidents:
+            expiry = min(inc.last_hit_ns for inc in self._incidents) + self.policy.hold_s * 1e9
+            stop = min(stop, int(np.searchsorted(times_ns, expiry, side="left")))
+        return max(stop, k)
+
     def _forget(self, windows: int) -> None:
-        """``windows`` windows without a watched hit and no incident open (see observe_many)."""
+        """``windows`` windows without a watched hit and no active incident (observe_many)."""
         quiet = [False] * min(windows, self.policy.raise_n)
         for recent in self._recent.values():
             recent.extend(quiet)
         self._loose.extend(quiet)
+        for inc in self._incidents:  # dormant ones: these windows are part of their span
+            inc.windows += windows
+            inc.clean += windows
+            inc.since_update += windows
 
     def close(self, time_ns: int, evidence: Evidence | None = None) -> list[Event]:
-        """End every open incident (the stream ended or the model is being replaced)."""
+        """End every open incident (the stream ended or the model is being replaced).
+
+        An active one ends at ``time_ns``; a dormant one at its last hit, as if it had waited.
+        """
         events = [
-            self._event("end", inc, time_ns, inc.peak, evidence, time_ns) for inc in self._incidents
+            self._event(
+                "end", inc, time_ns, inc.peak, evidence, inc.last_hit_ns if inc.dormant else time_ns
+            )
+            for inc in self._incidents
         ]
         self._incidents.clear()
         self._owner.clear()
@@ -328,9 +378,14 @@ class Decider:
         """One window for every open incident: hits keep it alive, ``clear_m`` misses end it."""
         events: list[Event] = []
         for inc in list(self._incidents):
-            mine = [i for i, owner in self._owner.items() if owner is inc and hits[i]]
             inc.windows += 1
             inc.since_update += 1
+            if inc.dormant:
+                # its labels are loose now: a hit resumes it in _join_or_raise
+                if time_ns - inc.last_hit_ns >= self.policy.hold_s * 1e9:
+                    events.append(self._finish(inc, time_ns, flat, window_evidence()))
+                continue
+            mine = [i for i, owner in self._owner.items() if owner is inc and hits[i]]
             if mine:
                 best = max(mine, key=lambda i: flat[i])
                 inc.clean = 0
@@ -350,55 +405,103 @@ class Decider:
                 continue
             inc.clean += 1
             quiet = time_ns - inc.last_hit_ns >= self.policy.quiet_s * 1e9
-            if inc.clean >= self.policy.clear_m and quiet:
-                self._end(inc)
-                score = float(flat[inc.label])
-                events.append(self._event("end", inc, time_ns, score, window_evidence(), time_ns))
+            if inc.clean < self.policy.clear_m or not quiet:
+                continue
+            if self.policy.hold_s > self.policy.quiet_s:
+                self._sleep(inc)
+                continue
+            self._end(inc)
+            score = float(flat[inc.label])
+            events.append(self._event("end", inc, time_ns, score, window_evidence(), time_ns))
         return events
 
     def _join_or_raise(
         self, i: int, score: float, time_ns: int, window_evidence: Callable[[], Evidence]
-    ) -> Event | None:
-        """Label ``i`` hit outside any incident: join one on the same targets, or raise one.
+    ) -> list[Event]:
+        """Label ``i`` hit outside any active incident: resume or join one on the same targets,
+        or raise one.
 
-        Joining needs one hit (the incident is already debounced); raising needs ``raise_k`` of
-        the last ``raise_n`` windows with such hits, of this label or of any label, so an attack
-        the model names by alternating labels is still raised.
+        Resuming a dormant incident whose main label is ``i`` and joining an active one both need
+        one hit (the incident is already debounced); raising needs ``raise_k`` of the last
+        ``raise_n`` windows with such hits, of this label or of any label, so an attack the
+        model names by alternating labels is still raised. A raise ends the dormant incidents
+        on its targets first: a different attack followed, not a pause of the same one.
         """
+        here: Targets | None = None
+        dormant = [inc for inc in self._incidents if inc.dormant and _main_label(inc, i)]
+        if dormant:
+            shown = window_evidence()
+            here = Targets.of(shown)
+            for inc in sorted(dormant, key=lambda inc: -inc.last_hit_ns):
+                if inc.targets.overlaps(here):
+                    inc.dormant = False
+                    return [self._absorb(inc, i, score, time_ns, shown)]
         horizon_ns = self.policy.merge_horizon_s * 1e9
-        young = [inc for inc in self._incidents if time_ns - inc.started_ns <= horizon_ns]
+        young = [
+            inc
+            for inc in self._incidents
+            if not inc.dormant and time_ns - inc.started_ns <= horizon_ns
+        ]
         if young:
             shown = window_evidence()
             here = Targets.of(shown)
             for inc in young:
                 if inc.targets.overlaps(here):
-                    self._owner[i] = inc
-                    inc.label = i
-                    inc.labels[i] += 1
-                    inc.peak = max(inc.peak, score)
-                    inc.clean = 0
-                    inc.since_update = 0
-                    inc.last_hit_ns = inc.last_update_ns = time_ns
-                    inc.targets = inc.targets.add(shown)
-                    return self._event("update", inc, time_ns, score, shown)
+                    return [self._absorb(inc, i, score, time_ns, shown)]
         k = self.policy.raise_k
         if sum(self._recent[i]) < k and sum(self._loose) < k and score < self.policy.raise_score:
-            return None
+            return []
         shown = window_evidence()
+        here = Targets.of(shown)
+        events = [
+            self._finish(inc, time_ns, None, shown)
+            for inc in list(self._incidents)
+            if inc.dormant and inc.targets.overlaps(here)
+        ]
         inc = _Incident(
             str(uuid.uuid4()),
             time_ns,
             score,
             i,
             Counter({i: sum(self._recent[i])}),
-            Targets.of(shown),
+            here,
             last_hit_ns=time_ns,
             last_update_ns=time_ns,
         )
         self._incidents.append(inc)
         self._owner[i] = inc
         self._loose.clear()  # these hits raised this incident; the next one needs its own
-        return self._event("new", inc, time_ns, score, shown)
+        return [*events, self._event("new", inc, time_ns, score, shown)]
+
+    def _absorb(self, inc: _Incident, i: int, score: float, time_ns: int, shown: Evidence) -> Event:
+        """Label ``i``'s hit joins (or resumes) ``inc``: an ``update`` naming it."""
+        self._owner[i] = inc
+        inc.label = i
+        inc.labels[i] += 1
+        inc.peak = max(inc.peak, score)
+        inc.clean = 0
+        inc.since_update = 0
+        inc.last_hit_ns = inc.last_update_ns = time_ns
+        inc.targets = inc.targets.add(shown)
+        return self._event("update", inc, time_ns, score, shown)
+
+    def _sleep(self, inc: _Incident) -> None:
+        """Quiet long enough: dormant, its labels loose (they debounce on, to raise or resume)."""
+        inc.dormant = True
+        for i in [i for i, owner in self._owner.items() if owner is inc]:
+            del self._owner[i]
+
+    def _finish(
+        self,
+        inc: _Incident,
+        time_ns: int,
+        flat: npt.NDArray[np.float64] | None,
+        evidence: Evidence,
+    ) -> Event:
+        """End a dormant incident, decided at ``time_ns``, ended at its last hit."""
+        self._end(inc)
+        score = float(flat[inc.label]) if flat is not None else 0.0
+        return self._event("end", inc, time_ns, score, evidence, inc.last_hit_ns)
 
     def _end(self, inc: _Incident) -> None:
         """Forget a finished incident; its labels debounce from scratch."""

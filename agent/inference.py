@@ -64,6 +64,7 @@ class Debounce:
     merge_horizon: float = 300.0  # seconds an incident absorbs other labels on its targets
     quiet: float = 3.0  # seconds without a hit (and clear_m clean windows) before an end
     update_s: float = 5.0  # at most one periodic update per this many seconds
+    hold: float = 60.0  # seconds from the last hit a quiet detection may resume (same label)
 
 
 def anomaly_scores(
@@ -135,6 +136,7 @@ def _manifest_policy(bundle: Bundle, debounce: Debounce) -> DecisionPolicy:
             merge_horizon_s=debounce.merge_horizon,
             quiet_s=debounce.quiet,
             update_s=debounce.update_s,
+            hold_s=debounce.hold,
         )
     return DecisionPolicy.from_manifest(
         m.labels,
@@ -147,6 +149,7 @@ def _manifest_policy(bundle: Bundle, debounce: Debounce) -> DecisionPolicy:
         merge_horizon_s=debounce.merge_horizon,
         quiet_s=debounce.quiet,
         update_s=debounce.update_s,
+        hold_s=debounce.hold,
     )
 
 

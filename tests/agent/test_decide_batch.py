@@ -44,7 +44,9 @@ def _strip(events: list[Any]) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 @pytest.mark.parametrize("chunk", [1, 7, 64, 5000])
-@pytest.mark.parametrize("kw", [{}, {"quiet_s": 0.5, "raise_score": 0.95}])
+@pytest.mark.parametrize(
+    "kw", [{}, {"quiet_s": 0.5, "raise_score": 0.95}, {"quiet_s": 0.5, "hold_s": 3.0}]
+)
 def test_observe_many_matches_observe(seed: int, chunk: int, kw: dict[str, Any]) -> None:
     scores = _stream(seed, 2000)
     times = np.arange(len(scores), dtype=np.int64) * 50_000_000  # 20 windows a second
@@ -68,6 +70,8 @@ def test_observe_many_matches_observe(seed: int, chunk: int, kw: dict[str, Any])
         busy += flags.tolist()
     assert len(expected) > 10  # the stream raises, updates and ends incidents
     assert {e.kind for e in expected} == {"new", "update", "end"}
+    if kw.get("hold_s"):  # some detections went dormant and ended at their last hit
+        assert any(e.kind == "end" and e.ended_ns != e.time_ns for e in expected)
     assert _strip(got) == _strip(expected)
     assert busy == expected_busy
 

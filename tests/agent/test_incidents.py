@@ -3,6 +3,8 @@ time (``merge_horizon_s``) and by evidence (same destination addresses or ports)
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -197,3 +199,109 @@ def test_the_agent_config_reaches_the_policy() -> None:
     }
     model = parse_config(data).models[0]
     assert (model.merge_horizon, model.quiet) == (60.0, 0.5)
+
+
+def _held(hold: float = 20.0, quiet: float = 3.0) -> Decider:
+    """1 s windows; quiet after 3 s without a hit, dormant until ``hold`` s after the last hit."""
+    policy = DecisionPolicy.from_manifest(
+        LABELS, {}, {}, clear_m=3, quiet_s=quiet, update_s=5.0, hold_s=hold
+    )
+    return Decider(policy, "m-1", "lan")
+
+
+def _burst(label: str | None, seconds: int, evidence: Evidence = VICTIM) -> list[Any]:
+    return [(label, evidence)] * seconds
+
+
+def test_a_pause_within_hold_resumes_the_same_detection() -> None:
+    decider = _held(hold=20.0)
+    # the model fires in bursts 10 s apart on one attack: one detection, resumed each time
+    plan = (_burst("snmpamp", 4) + _burst(None, 10)) * 3 + _burst(None, 30)
+    events = _run(decider, plan)
+    assert [e.kind for e in events] == ["new", "update", "update", "end"]
+    assert len({e.id for e in events}) == 1
+    resumed = events[1]
+    assert (resumed.time_ns // SECOND, resumed.label) == (14, "snmpamp")
+    end = events[-1]
+    # decided once hold had passed since the last hit (at 31 s), ended at that last hit
+    assert end.ended_ns == 31 * SECOND
+    assert end.time_ns == 51 * SECOND
+    assert end.to_dict()["end"] == 31.0
+    assert dict(end.labels) == {"snmpamp": 12}
+    # without hold (the quiet end alone) each burst is its own detection
+    kinds = [e.kind for e in _run(_held(hold=0.0), plan)]
+    assert (kinds.count("new"), kinds.count("end")) == (3, 3)
+
+
+def test_a_different_label_after_the_pause_is_a_new_detection() -> None:
+    decider = _held(hold=60.0)
+    # two attacks on one victim, 5 s apart: two detections, the first ended at its last hit
+    plan = _burst("syn_flood", 6) + _burst(None, 5) + _burst("mqtt_bruteforce", 6)
+    events = _run(decider, plan)
+    assert [(e.kind, e.label) for e in events] == [
+        ("new", "syn_flood"),
+        ("end", "syn_flood"),
+        ("new", "mqtt_bruteforce"),
+    ]
+    end, new = events[1], events[2]
+    assert end.ended_ns == 5 * SECOND
+    assert end.time_ns == new.time_ns == 12 * SECOND  # the second one's raise ends the first
+    assert new.id != end.id
+    # a single stray window of another label neither ends nor opens anything
+    stray = _run(_held(hold=60.0), _burst("syn_flood", 3) + _burst(None, 5) + [("snmpamp", VICTIM)])
+    assert [e.kind for e in stray] == ["new"]
+
+
+def test_the_same_label_on_other_targets_does_not_resume() -> None:
+    decider = _held(hold=60.0)
+    plan = _burst("syn_flood", 3) + _burst(None, 5) + _burst("syn_flood", 3, OTHER)
+    events = _run(decider, plan)
+    assert [e.kind for e in events] == ["new", "new"]
+    assert events[0].id != events[1].id
+    # the first, on its own victim, still ends when its hold runs out, at its last hit
+    later = _run(decider, _burst(None, 60), t0=len(plan))
+    assert [(e.kind, e.id, e.ended_ns) for e in later] == [
+        ("end", events[0].id, 2 * SECOND),
+        ("end", events[1].id, 10 * SECOND),
+    ]
+
+
+def test_shutdown_ends_a_dormant_detection_at_its_last_hit() -> None:
+    decider = _held(hold=60.0)
+    events = _run(decider, _burst("syn_flood", 4) + _burst(None, 10))
+    assert [e.kind for e in events] == ["new"]
+    assert decider.active_labels == ["syn_flood"]  # dormant is still open: calibration waits
+    ended = decider.close(14 * SECOND)
+    assert [(e.kind, e.id, e.ended_ns, e.time_ns) for e in ended] == [
+        ("end", events[0].id, 3 * SECOND, 14 * SECOND)
+    ]
+    assert decider.active_labels == []
+
+
+@pytest.mark.parametrize(("hold", "message"), [(-1, "got -1.0"), (3601, "got 3601.0")])
+def test_hold_is_checked_at_load(hold: float, message: str) -> None:
+    model = {"name": "m", "bundle": "b.bundle", "source": "lan", "hold": hold}
+    data = {
+        "agent": {"device_id": "gw-1"},
+        "sources": [{"name": "lan", "kind": "pcap", "path": "x.pcap"}],
+        "models": [model],
+    }
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data)
+    assert str(caught.value) == f"models[0].hold: must be 0..3600 seconds, {message}"
+
+
+def test_only_the_main_label_resumes_a_dormant_detection() -> None:
+    decider = _held(hold=60.0)
+    # a flood whose last window reads as mqtt_bruteforce, then a real brute force 5 s on
+    plan = _burst("syn_flood", 6) + _burst("mqtt_bruteforce", 1) + _burst(None, 4)
+    plan += _burst("mqtt_bruteforce", 4)
+    events = _run(decider, plan)
+    assert [(e.kind, e.label) for e in events] == [
+        ("new", "syn_flood"),
+        ("update", "mqtt_bruteforce"),
+        ("end", "mqtt_bruteforce"),
+        ("new", "mqtt_bruteforce"),
+    ]
+    assert events[2].ended_ns == 6 * SECOND
+    assert events[3].id != events[0].id
