@@ -361,7 +361,7 @@ class ModelConfig:
     quiet: float = 3.0  # s without a hit before a detection ends, besides clear_m clean windows
     # s from its last hit a quiet detection waits for the same label on its targets to resume
     # it (a model fires on a long attack in bursts); <= quiet: it ends after quiet
-    hold: float = 60.0
+    hold: float = 30.0
     enabled: bool = True
     threads: int = 1  # interpreter threads (a Pi 4/5 has 4 cores; the capture needs one)
 

@@ -64,7 +64,7 @@ class Debounce:
     merge_horizon: float = 300.0  # seconds an incident absorbs other labels on its targets
     quiet: float = 3.0  # seconds without a hit (and clear_m clean windows) before an end
     update_s: float = 5.0  # at most one periodic update per this many seconds
-    hold: float = 60.0  # seconds from the last hit a quiet detection may resume (same label)
+    hold: float = 30.0  # seconds from the last hit a quiet detection may resume (same label)
 
 
 def anomaly_scores(
