@@ -5,9 +5,10 @@ A model that names one attack by several labels in turn (a SYN flood read as ``s
 floods and every shared attack capture through the agent's own replay path with the trained
 int8 CNN of ``benchmarks.detection`` (1 s steps) and one trained the same way on 20-packet steps
 (window 8, the README's capture recipe) — both on generated traffic, so every capture here is
-traffic they never saw. Each replay runs twice: with the agent's defaults (incidents merge,
-end after a quiet period, updates at most every 5 s) and with the per-label policy (every label
-its own detection, ended by ``clear_m`` clean windows alone, updates every 5 windows). It prints
+traffic they never saw. Each replay runs twice: with the agent's defaults (incidents merge, go
+dormant after a quiet period and resume on their main label within ``hold``, updates at most
+every 5 s) and with the per-label policy (every label its own detection, ended by ``clear_m``
+clean windows alone, updates every 5 windows). It prints
 the detections (``new`` events) beside the target of at most 2 per attack capture, and for the
 floods the events per minute of capture.
 
@@ -138,7 +139,9 @@ def _replay(loaded: Bundle, capture: Path, before: bool) -> tuple[int, int, floa
     plan = PLANS["full"]
     debounce = Debounce(plan.raise_k, plan.raise_n)
     if before:  # every label its own detection, ended by clear_m windows alone
-        debounce = dataclasses.replace(debounce, merge_horizon=0.0, quiet=0.0, update_s=0.0)
+        debounce = dataclasses.replace(
+            debounce, merge_horizon=0.0, quiet=0.0, update_s=0.0, hold=0.0
+        )
     result = replay_capture(loaded, capture, debounce=debounce)
     minutes = _capture_minutes(capture)
     news = [e for e in result.events if e.kind == "new"]
