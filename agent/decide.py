@@ -251,6 +251,14 @@ class Decider:
         found = {i for inc in self._incidents for i in inc.labels} | set(self._owner)
         return [self.policy.labels[i] for i in sorted(found)]
 
+    @property
+    def busy(self) -> bool:
+        """An incident is active (not dormant): the window comes during an attack.
+
+        Site calibration leaves such windows out; a dormant incident's hold is not the attack.
+        """
+        return bool(self._owner)
+
     def observe(
         self,
         time_ns: int,
@@ -293,7 +301,7 @@ class Decider:
         scores: npt.NDArray[np.floating[Any]],
         evidence_at: Callable[[int], Callable[[], Evidence]],
     ) -> tuple[list[Event], npt.NDArray[np.bool_]]:
-        """``observe`` for many windows; also says which windows came while a detection was open.
+        """``observe`` for many windows; also says which came while a detection was active.
 
         Under a flood of benign-looking windows the per-window Python cost dominates, so a run
         of windows in which no watched label hits, while no incident is open, is taken in one
@@ -313,11 +321,11 @@ class Decider:
             stop = self._calm_until(k, times_ns, loud) if not hit[k] else k
             if stop > k:
                 self._forget(stop - k)
-                busy[k:stop] = bool(self._incidents)
+                # busy[k:stop] stays False: no active incident (dormant ones see no attack)
                 self.last_window_ns = int(times_ns[stop - 1])
                 k = stop
                 continue
-            busy[k] = bool(self._incidents)
+            busy[k] = self.busy
             events += self.observe(int(times_ns[k]), flat[k], evidence_at(k))
             k += 1
         return events, busy

@@ -215,6 +215,12 @@ def test_calibration_is_refused_while_a_detection_is_active(kit: FloodKit, pairs
         slot.calibrate(found)
     assert slot.calibration is None
     slot.push(StepBatch(steps.start_ns[middle:], steps.values[middle:]))
+    # the flood is over but its detection is dormant (hold): open, so still refused
+    assert slot.decider.active_labels
+    assert not slot.decider.busy
+    with pytest.raises(cal.CalibrationError, match="while a detection is active"):
+        slot.calibrate(found)
+    assert [e.kind for e in slot.close()] == ["end"]
     slot.calibrate(found)
     assert slot.calibration == found
     assert any(row[3].any() for row in opened)  # the hook marks windows inside a detection

@@ -54,7 +54,7 @@ def test_observe_many_matches_observe(seed: int, chunk: int, kw: dict[str, Any])
     expected: list[Any] = []
     expected_busy = []
     for k, row in enumerate(scores):
-        expected_busy.append(bool(one.active_labels))
+        expected_busy.append(one.busy)
         expected += one.observe(int(times[k]), row, _evidence(k))
     many = Decider(_policy(**kw), "m", "s")
     got: list[Any] = []
