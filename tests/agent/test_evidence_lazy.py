@@ -24,7 +24,7 @@ from agent.evidence import (
 )
 from agent.features.capture import read_capture
 from agent.features.packets import IPV4_MAPPED_LO_PREFIX, PacketTable
-from agent.inference import ModelSlot
+from agent.inference import Debounce, ModelSlot
 from agent.replay import replay_capture
 from agent.sources.traffic_steps import TrafficStepper
 from tests.agent.flood_bundle import FloodKit, flood_kit
@@ -114,13 +114,14 @@ def test_replay_events_are_identical_however_evidence_is_summarised(
     kit: FloodKit, bundle: Bundle, monkeypatch: pytest.MonkeyPatch, chunk: int
 ) -> None:
     monkeypatch.setattr(agent.sources.pcap, "FAST_CHUNK", chunk)  # windows across batches
-    lazy = _strip(replay_capture(bundle, kit.capture).events)
+    ended = Debounce(hold=0.0)  # the end decided on a window, with evidence (not at shutdown)
+    lazy = _strip(replay_capture(bundle, kit.capture, debounce=ended).events)
     with monkeypatch.context() as m:
         m.setattr(agent.inference, "MAX_PENDING_PACKETS", 0)  # the tail summarised at once
-        bounded = _strip(replay_capture(bundle, kit.capture).events)
+        bounded = _strip(replay_capture(bundle, kit.capture, debounce=ended).events)
     with monkeypatch.context() as m:
         m.setattr(TrafficStepper, "_evidence", _eager)
-        eager = _strip(replay_capture(bundle, kit.capture).events)
+        eager = _strip(replay_capture(bundle, kit.capture, debounce=ended).events)
     assert {e["type"] for e in eager} == {"new", "update", "end"}
     assert all(e["evidence"]["packets"] > 0 for e in eager)
     assert lazy == eager
