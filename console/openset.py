@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from agent.bundle import Manifest, read_bundle
 from agent.features.steps import StepSpec
+from agent.openset import SCALER_KINDS as SCALERS
 
 
 def to_int8(model: Any, representative: npt.NDArray[np.float32]) -> bytes:
@@ -49,6 +50,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--out", required=True, type=Path, help="paired bundle to write")
     parser.add_argument("--epochs", type=int, default=60, help="autoencoder epochs (60)")
     parser.add_argument(
+        "--scaler",
+        choices=SCALERS,
+        default="minmax",
+        help="the benign model's scaler: minmax (default) or log1p-minmax (log1p first)",
+    )
+    parser.add_argument(
         "--quantile",
         type=float,
         default=0.999,
@@ -76,7 +83,10 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"dataset: schema {dataset.feature_set.schema_id} is not the bundle's")
         windows = benign_windows(dataset, manifest.window)
         options = BenignTraining(
-            epochs=args.epochs, quantile=args.quantile, windows_per_day=per_day
+            epochs=args.epochs,
+            quantile=args.quantile,
+            windows_per_day=per_day,
+            scaler=args.scaler,
         )
         trained = train_benign(windows, to_int8, options)
         private = load_private_key(args.sign_key)

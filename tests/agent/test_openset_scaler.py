@@ -37,7 +37,7 @@ def _raw_windows(seed: int, n: int = 64) -> np.ndarray:
 def _log_pair(kit: FloodKit, folder: Path) -> Path:
     """The flood classifier paired with the zero benign model under a fitted log1p scaler."""
     model = zero_benign_model(kit.folder)
-    spec = dataclasses.replace(benign_spec(model), scaler=fit_scaler(_raw_windows(0)))
+    spec = dataclasses.replace(benign_spec(model), scaler=fit_scaler(_raw_windows(0), LOG_MINMAX))
     out = folder / "log.bundle"
     pair(kit.bundle, model, spec, kit.signer, out)  # type: ignore[arg-type]
     return out
@@ -46,7 +46,7 @@ def _log_pair(kit: FloodKit, folder: Path) -> Path:
 def test_the_scaler_training_fits_is_the_one_the_agent_applies(
     kit: FloodKit, tmp_path: Path
 ) -> None:
-    fitted = fit_scaler(_raw_windows(0))
+    fitted = fit_scaler(_raw_windows(0), LOG_MINMAX)
     assert isinstance(fitted, LogScaler)
     assert fitted.kind == LOG_MINMAX
     bundle = load_bundle(_log_pair(kit, tmp_path), [load_public_key(kit.public_key)])
