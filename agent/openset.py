@@ -298,18 +298,27 @@ class Fusion:
     the edge of benign for ``unknown`` (the signed floor, or a site calibration above it);
     ``gate_threshold`` the edge a known class must cross, always the signed floor: a site
     calibration quiets the site's own novelty, it must not also silence the classes the
-    classifier knows (their thresholds are calibrated on their own).
+    classifier knows (their thresholds are calibrated on their own). ``start_threshold`` is
+    the ``unknown`` edge of a stream's first ``start_windows`` windows (a site calibration's
+    stream-start edge, never below ``anomaly_threshold``), None: the same edge throughout.
     """
 
     watched: tuple[int, ...]
     thresholds: tuple[float, ...]
     anomaly_threshold: float
     gate_threshold: float
+    start_threshold: float | None = None
+    start_windows: int = 0
 
     def fuse(
-        self, probabilities: npt.NDArray[np.float64], anomaly: npt.NDArray[np.float64]
+        self,
+        probabilities: npt.NDArray[np.float64],
+        anomaly: npt.NDArray[np.float64],
+        numbers: npt.NDArray[np.int64] | None = None,
     ) -> npt.NDArray[np.float64]:
         """(N, labels) and (N,) -> (N, labels + 1): attack scores gated, then ``unknown``.
+
+        ``numbers`` are the windows' numbers in the stream (0: its first), for the start edge.
 
         With r = anomaly score / threshold, the last column is r / (1 + r) where no attack
         class is confident on a window far from benign (r >= 1), else 0: 0.5 at the edge of
@@ -317,6 +326,10 @@ class Fusion:
         """
         raw = np.asarray(anomaly, np.float64)
         ratio = raw / self.anomaly_threshold
+        if self.start_threshold is not None and numbers is not None:
+            # the stream's first windows (a network booting) against their own edge
+            start = max(self.start_threshold, self.anomaly_threshold)
+            ratio = np.where(np.asarray(numbers) < self.start_windows, raw / start, ratio)
         far = ratio >= 1.0  # NaN is not far: a broken score never raises
         fused = np.where((raw >= self.gate_threshold)[:, None], probabilities, 0.0)
         watched = list(self.watched)
