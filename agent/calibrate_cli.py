@@ -58,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     print(  # noqa: T201 - the CLI talks to its user
         f"wrote {args.out}: {found.windows} windows over {found.seconds:.0f} s "
         f"({found.excluded} flagged left out, {found.flagged_fraction:.1%} flagged); "
-        f"anomaly threshold {found.anomaly_threshold}; thresholds {dict(found.thresholds)}",
+        f"anomaly threshold {found.anomaly_threshold} (stream start "
+        f"{found.start_anomaly_threshold}); thresholds {dict(found.thresholds)}",
         file=sys.stderr,
     )
     return 0
@@ -93,7 +94,7 @@ def calibrate_bundle(bundle: Any, capture: str, target: float, progress: bool = 
     from agent.config import ConfigError
     from agent.replay import replay_capture
 
-    parts: list[tuple[Any, Any, Any, Any]] = []
+    parts: list[tuple[Any, Any, Any, Any, Any]] = []
     try:
         result = replay_capture(
             bundle, capture, on_scores=lambda *row: parts.append(row), progress=progress
@@ -107,6 +108,7 @@ def calibrate_bundle(bundle: Any, capture: str, target: float, progress: bool = 
     probabilities = np.concatenate([p[1] for p in parts])
     has_benign = parts[0][2] is not None
     anomaly = np.concatenate([p[2] for p in parts]) if has_benign else None
+    numbers = np.concatenate([p[4] for p in parts])
     manifest = bundle.manifest
     step_s = manifest.step.size_ns / 1e9 if manifest.step.kind == "time" else 0.0
     seconds = float(result.windows_scored * step_s) or (ends[-1] - ends[0]) / 1e9
@@ -130,6 +132,7 @@ def calibrate_bundle(bundle: Any, capture: str, target: float, progress: bool = 
             window=manifest.window,
             total=result.windows_scored,
             in_detection=busy,
+            start_anomaly=anomaly[numbers < cal.START_WINDOWS] if anomaly is not None else None,
         )
     except cal.CalibrationError as exc:
         raise ConfigError(str(exc)) from None

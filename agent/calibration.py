@@ -21,6 +21,12 @@ Attacks during calibration must not teach the agent that they are normal:
   top 1 % of the collected windows — where an attack that slipped through would sit — never
   sets a threshold.
 
+A stream's first ``START_WINDOWS`` windows (a network booting: every device connecting at
+once) are a rare event the tail fit never sees — once per calibration, inside its top 1 % — so
+a benign model's ``unknown`` edge for them is their own: the highest score the calibration's
+stream start reached, never below the steady edge. It applies to the first windows after the
+agent starts, when the site and the gateway usually boot together.
+
 The per-window rate aimed at is ``target * window / windows per day``: an odd step stays in
 ``window`` consecutive windows, which raise one alarm together.
 Classifier probabilities are fitted on a logit scale floored at one int8 output step
@@ -49,6 +55,9 @@ CALIBRATION_SCHEMA = "iotids.calibration/1"
 CONTAMINATION = 0.01  # the top fraction of collected windows that never sets a threshold
 MAX_EXCLUDED = 0.05  # flagged windows are excluded while they are at most this fraction
 MIN_WINDOWS = 100  # fewer windows say nothing about a tail
+# A stream's first windows have their own unknown edge. The boot of development sites spent its
+# far windows in the first 2; 10 leaves room for a slower one and ends seconds after start.
+START_WINDOWS = 10
 MAX_WINDOWS = 200_000  # collected windows kept (reservoir): bounded memory for any duration
 EPS = 1e-6
 # An int8 classifier's probabilities move in steps of 1/256: below one step a probability is
@@ -74,6 +83,8 @@ class SiteCalibration:
     flagged_fraction: float  # flagged or inside a detection
     seconds: float  # traffic time the windows span
     created: float = field(default_factory=time.time)
+    # the unknown edge of a stream's first START_WINDOWS windows; None: the steady one
+    start_anomaly_threshold: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (the state file, ``cal.json`` and the ``model`` topic's ``calibration``)."""
@@ -88,6 +99,8 @@ class SiteCalibration:
             "flagged_fraction": round(self.flagged_fraction, 6),
             "seconds": round(self.seconds, 3),
             "created": self.created,
+            "start_anomaly_threshold": self.start_anomaly_threshold,
+            "start_windows": START_WINDOWS if self.start_anomaly_threshold is not None else 0,
         }
 
     @classmethod
@@ -103,6 +116,12 @@ class SiteCalibration:
         anomaly = raw.get("anomaly_threshold")
         if anomaly is not None and not (_number(anomaly) and anomaly > 0):
             raise CalibrationError("calibration: anomaly_threshold: expected a number > 0 or null")
+        start = raw.get("start_anomaly_threshold")  # absent in older files
+        if start is not None and not (_number(start) and start > 0 and anomaly is not None):
+            raise CalibrationError(
+                "calibration: start_anomaly_threshold: expected a number > 0 (with "
+                "anomaly_threshold) or null"
+            )
         for key in ("target_false_alarms_per_day", "flagged_fraction", "seconds", "created"):
             if not _number(raw.get(key)):
                 raise CalibrationError(f"calibration: {key}: expected a number")
@@ -121,6 +140,7 @@ class SiteCalibration:
             float(raw["flagged_fraction"]),
             float(raw["seconds"]),
             float(raw["created"]),
+            None if start is None else float(start),
         )
 
 
@@ -213,13 +233,15 @@ def compute(
     window: int = 1,
     total: int | None = None,
     in_detection: npt.NDArray[np.bool_] | None = None,
+    start_anomaly: npt.NDArray[np.float64] | None = None,
 ) -> SiteCalibration:
     """Thresholds from the site's window scores (classifier probabilities, benign-model scores).
 
     A window is flagged when an attack label reaches its SIGNED threshold (and, with a benign
     model, the window is far from benign at the signed floor): the bundle would call it an
     attack. Flagged windows are left out while rare (see the module's notes). ``total`` is
-    how many windows the period had when only a sample of them is given.
+    how many windows the period had when only a sample of them is given. ``start_anomaly``
+    are the benign-model scores of the stream's first windows (at most ``START_WINDOWS``).
     """
     n = len(probabilities)
     if n < MIN_WINDOWS:
@@ -248,6 +270,7 @@ def compute(
         logs = np.log(np.maximum(np.asarray(anomaly, np.float64)[keep], 1e-12))
         site = math.exp(min(tail_threshold(logs, exceed), 700.0))
         anomaly_threshold = max(anomaly_floor, site)
+    start_threshold = _start_edge(start_anomaly, anomaly_threshold)
     return SiteCalibration(
         bundle_id,
         thresholds,
@@ -257,7 +280,19 @@ def compute(
         int(n - keep.sum()),
         fraction,
         seconds,
+        start_anomaly_threshold=start_threshold,
     )
+
+
+def _start_edge(start: npt.NDArray[np.float64] | None, steady: float | None) -> float | None:
+    """The stream start's edge: its highest finite score, when above the steady edge."""
+    if start is None or steady is None:
+        return None
+    scores = np.asarray(start, np.float64)[:START_WINDOWS]
+    scores = scores[np.isfinite(scores)]
+    if len(scores) == 0 or not float(scores.max()) > steady:
+        return None
+    return float(scores.max())
 
 
 class Collector:
@@ -269,6 +304,8 @@ class Collector:
         self.anomaly = np.zeros(capacity, np.float64)
         self.in_detection = np.zeros(capacity, bool)
         self.seen = 0
+        # benign-model scores of the stream's first windows (NaN: not seen during collection)
+        self.start_anomaly = np.full(START_WINDOWS, np.nan)
         self.first_ns: int | None = None
         self.last_ns: int | None = None
         self._rng = np.random.default_rng(seed)
@@ -279,10 +316,19 @@ class Collector:
         probabilities: npt.NDArray[np.float64],
         anomaly: npt.NDArray[np.float64] | None,
         in_detection: npt.NDArray[np.bool_],
+        numbers: npt.NDArray[np.int64] | None = None,
     ) -> None:
-        """Windows ending at ``ends_ns``: probabilities (N, labels), raw anomaly (N,)."""
+        """Windows ending at ``ends_ns``: probabilities (N, labels), raw anomaly (N,).
+
+        ``numbers`` are the windows' numbers in the stream: the first ``START_WINDOWS`` are
+        kept apart as well, for the stream start's edge.
+        """
         if len(ends_ns) == 0:
             return
+        if anomaly is not None and numbers is not None:
+            at = np.asarray(numbers, np.int64)
+            early = (at >= 0) & (at < START_WINDOWS)
+            self.start_anomaly[at[early]] = np.asarray(anomaly, np.float64)[early]
         if self.first_ns is None:
             self.first_ns = int(ends_ns[0])
         self.last_ns = int(ends_ns[-1])

@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from agent import openset
 from agent.bundle import Bundle, BundleError, check_compatible
-from agent.calibration import CalibrationError, SiteCalibration
+from agent.calibration import START_WINDOWS, CalibrationError, SiteCalibration
 from agent.decide import Decider, DecisionPolicy, Event, Evidence
 from agent.evidence import MAX_PENDING_PACKETS, held_packets, summarise
 from agent.features.schema import FeatureSet
@@ -40,14 +40,15 @@ MAX_BATCH = 32  # windows per interpreter call
 EvidenceRef = tuple[Sequence[Evidence | None], int]
 _NO_EVIDENCE: tuple[Evidence | None] = (None,)
 
-# window end times, classifier scores, benign-model scores (None: single model), and whether
-# a detection was open when each window came
+# window end times, classifier scores, benign-model scores (None: single model), whether
+# a detection was open when each window came, and each window's number in the stream (0: first)
 ScoreHook = Callable[
     [
         npt.NDArray[np.int64],
         npt.NDArray[np.float64],
         npt.NDArray[np.float64] | None,
         npt.NDArray[np.bool_],
+        npt.NDArray[np.int64],
     ],
     None,
 ]
@@ -262,7 +263,8 @@ class ModelSlot:
         first = self.windows_seen
         self.windows_seen += len(windows)
         # Deterministic sampling: window number i is scored when i % sample_every == 0.
-        picked = np.nonzero((np.arange(first, first + len(windows)) % sample_every) == 0)[0]
+        numbers = np.arange(first, first + len(windows), dtype=np.int64)
+        picked = np.nonzero((numbers % sample_every) == 0)[0]
         if len(picked) == 0:
             return events
         # Each step is scaled once (not once per window it falls in); unsampled, the windows
@@ -273,7 +275,7 @@ class ModelSlot:
         probabilities, anomaly = self._score(windows, scaled)
         scores = probabilities
         if self._fusion is not None and anomaly is not None:
-            scores = self._fusion.fuse(probabilities, anomaly)
+            scores = self._fusion.fuse(probabilities, anomaly, numbers[picked])
         self.windows_scored += len(picked)
         ends = np.asarray(batch.start_ns, np.int64)[picked + self.window - 1 - held] + self._step_ns
         window = self.window
@@ -286,7 +288,7 @@ class ModelSlot:
         found, busy = self.decider.observe_many(ends, scores, evidence_at)
         events += found
         if self.on_scores is not None:
-            self.on_scores(ends, probabilities, anomaly, busy)
+            self.on_scores(ends, probabilities, anomaly, busy, numbers[picked])
         return events
 
     def calibrate(self, calibration: SiteCalibration | None) -> None:
@@ -369,14 +371,18 @@ class ModelSlot:
         self._fusion = None
         if benign is not None:
             floor = benign.spec.threshold
+            start: float | None = None
             if calibration is not None and calibration.anomaly_threshold is not None:
                 floor = max(floor, calibration.anomaly_threshold)
+                start = calibration.start_anomaly_threshold
             n = len(bundle.manifest.labels)
             self._fusion = openset.Fusion(
                 tuple(i for i in policy.watched() if i < n),
                 policy.thresholds[:n],
                 floor,
                 benign.spec.threshold,
+                start_threshold=start,
+                start_windows=START_WINDOWS if start is not None else 0,
             )
 
     def _swap_if_staged(self, batch: StepBatch) -> list[Event]:

@@ -11,7 +11,8 @@ window from normal traffic — and the decision layer combines both, per window:
 
 The benign model ships inside the classifier's bundle as the member ``anomaly.tflite``,
 described by the signed manifest's ``extra["openset"]`` section (so one signature covers
-both models): the model's sha256 and size, its own min-max scaler (fit on benign windows), the
+both models): the model's sha256 and size, its own scaler (fit on benign windows: log1p then
+min-max, ``LogScaler``; older bundles carry a plain min-max one), the
 per-dimension error scale, the anomaly threshold (the signed floor calibration never goes
 below), and golden vectors checked on this device's runtime like the classifier's.
 
@@ -46,6 +47,49 @@ SUMMARY = "summary-v1"  # mean, max and last step of every feature of the scaled
 UNKNOWN = "unknown"
 UNKNOWN_CATEGORY = "unknown"
 MIN_ERROR_SCALE = 1e-3  # a dimension benign traffic never moves still has a finite scale
+LOG_MINMAX = "log1p-minmax"
+SCALER_KINDS = ("minmax", LOG_MINMAX)
+
+
+@dataclass(frozen=True)
+class LogScaler:
+    """The benign model's scaler: log1p of the raw features, then min-max to 0..1.
+
+    Counts and byte totals span orders of magnitude: on a linear scale the rarest benign
+    event (one download in hours) sets a feature's maximum and squeezes everyday traffic near
+    0, so a download a little larger than the one trained on reads as far from benign. On a
+    log scale everyday traffic fills the range and an event's distance grows with its ratio to
+    normal, not its difference. ``min`` / ``max`` are in log1p units. Every traffic-v1 feature
+    is >= 0; a negative value is read as 0 (log1p of it is undefined below -1).
+    """
+
+    min: tuple[float, ...]
+    max: tuple[float, ...]
+    kind: str = LOG_MINMAX
+
+    def transform(self, raw: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+        """Scaled features, same shape as ``raw``; 0 where max == min, beyond the range clipped."""
+        x = np.log1p(np.maximum(np.asarray(raw, dtype=np.float64), 0.0))
+        lo = np.asarray(self.min, dtype=np.float64)
+        span = np.asarray(self.max, dtype=np.float64) - lo
+        safe = np.where(span > 0, span, 1.0)
+        scaled = np.where(span > 0, (x - lo) / safe, 0.0)
+        return np.clip(scaled, 0.0, 1.0).astype(np.float32)
+
+
+BenignScaler = Scaler | LogScaler
+
+
+def _scaler_dict(scaler: BenignScaler) -> dict[str, Any]:
+    if isinstance(scaler, LogScaler):
+        return {"kind": scaler.kind, "min": list(scaler.min), "max": list(scaler.max)}
+    return {
+        "kind": scaler.kind,
+        "min": list(scaler.min),
+        "max": list(scaler.max),
+        "clip_low": list(scaler.clip_low),
+        "clip_high": list(scaler.clip_high),
+    }
 
 
 def summarize(scaled: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
@@ -60,7 +104,7 @@ class OpenSetSpec:
 
     model_sha256: str
     model_size: int
-    scaler: Scaler
+    scaler: BenignScaler
     error_scale: tuple[float, ...]
     threshold: float  # raw score at the edge of benign: the signed floor
     golden_inputs: npt.NDArray[np.float32]
@@ -85,13 +129,7 @@ class OpenSetSpec:
             "input": SUMMARY,
             "model_sha256": self.model_sha256,
             "model_size": self.model_size,
-            "scaler": {
-                "kind": self.scaler.kind,
-                "min": list(self.scaler.min),
-                "max": list(self.scaler.max),
-                "clip_low": list(self.scaler.clip_low),
-                "clip_high": list(self.scaler.clip_high),
-            },
+            "scaler": _scaler_dict(self.scaler),
             "error_scale": list(self.error_scale),
             "threshold": self.threshold,
             "golden": {
@@ -137,6 +175,19 @@ def _numbers(raw: Mapping[str, Any], key: str, length: int) -> tuple[float, ...]
     return result
 
 
+def _parse_scaler(s: Any, width: int) -> BenignScaler:
+    """The section's scaler; a range that runs backwards (a negative scale) is refused."""
+    if not isinstance(s, Mapping) or s.get("kind") not in SCALER_KINDS:
+        raise _fail("scaler", f"expected a scaler object of kind {' or '.join(SCALER_KINDS)}")
+    low, high = _numbers(s, "min", width), _numbers(s, "max", width)
+    if any(h < lo for lo, h in zip(low, high, strict=True)):
+        raise _fail("scaler.max", "values must be >= min (a negative scale)")
+    if s["kind"] == LOG_MINMAX:
+        return LogScaler(low, high)
+    clip_low, clip_high = _numbers(s, "clip_low", width), _numbers(s, "clip_high", width)
+    return Scaler("minmax", low, high, clip_low, clip_high)
+
+
 def _parse(raw: Mapping[str, Any], width: int) -> OpenSetSpec:
     if raw.get("format") != SECTION_FORMAT:
         raise _fail("format", f"this agent reads {SECTION_FORMAT}, got {raw.get('format')!r}")
@@ -147,12 +198,7 @@ def _parse(raw: Mapping[str, Any], width: int) -> OpenSetSpec:
         raise _fail("model_sha256", "expected 64 hex digits")
     if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
         raise _fail("model_size", "expected a positive integer")
-    s = raw.get("scaler")
-    if not isinstance(s, Mapping) or s.get("kind") != "minmax":
-        raise _fail("scaler", "expected a minmax scaler object")
-    scaler = Scaler(
-        "minmax", *(_numbers(s, k, width) for k in ("min", "max", "clip_low", "clip_high"))
-    )
+    scaler = _parse_scaler(raw.get("scaler"), width)
     error_scale = _numbers(raw, "error_scale", 3 * width)
     if min(error_scale) <= 0:
         raise _fail("error_scale", "values must be > 0")
@@ -252,18 +298,27 @@ class Fusion:
     the edge of benign for ``unknown`` (the signed floor, or a site calibration above it);
     ``gate_threshold`` the edge a known class must cross, always the signed floor: a site
     calibration quiets the site's own novelty, it must not also silence the classes the
-    classifier knows (their thresholds are calibrated on their own).
+    classifier knows (their thresholds are calibrated on their own). ``start_threshold`` is
+    the ``unknown`` edge of a stream's first ``start_windows`` windows (a site calibration's
+    stream-start edge, never below ``anomaly_threshold``), None: the same edge throughout.
     """
 
     watched: tuple[int, ...]
     thresholds: tuple[float, ...]
     anomaly_threshold: float
     gate_threshold: float
+    start_threshold: float | None = None
+    start_windows: int = 0
 
     def fuse(
-        self, probabilities: npt.NDArray[np.float64], anomaly: npt.NDArray[np.float64]
+        self,
+        probabilities: npt.NDArray[np.float64],
+        anomaly: npt.NDArray[np.float64],
+        numbers: npt.NDArray[np.int64] | None = None,
     ) -> npt.NDArray[np.float64]:
         """(N, labels) and (N,) -> (N, labels + 1): attack scores gated, then ``unknown``.
+
+        ``numbers`` are the windows' numbers in the stream (0: its first), for the start edge.
 
         With r = anomaly score / threshold, the last column is r / (1 + r) where no attack
         class is confident on a window far from benign (r >= 1), else 0: 0.5 at the edge of
@@ -271,6 +326,10 @@ class Fusion:
         """
         raw = np.asarray(anomaly, np.float64)
         ratio = raw / self.anomaly_threshold
+        if self.start_threshold is not None and numbers is not None:
+            # the stream's first windows (a network booting) against their own edge
+            start = max(self.start_threshold, self.anomaly_threshold)
+            ratio = np.where(np.asarray(numbers) < self.start_windows, raw / start, ratio)
         far = ratio >= 1.0  # NaN is not far: a broken score never raises
         fused = np.where((raw >= self.gate_threshold)[:, None], probabilities, 0.0)
         watched = list(self.watched)

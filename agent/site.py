@@ -67,6 +67,7 @@ class SiteCalibrator:
         probabilities: npt.NDArray[np.float64],
         anomaly: npt.NDArray[np.float64] | None,
         busy: npt.NDArray[np.bool_],
+        numbers: npt.NDArray[np.int64],
     ) -> None:
         if self.slot.bundle_id != self.bundle_id:
             self.slot.calibration = None
@@ -74,7 +75,7 @@ class SiteCalibrator:
         if self.slot.calibration is not None:
             return
         if self._pending is None:
-            self.collector.add(ends, probabilities, anomaly, busy)
+            self.collector.add(ends, probabilities, anomaly, busy, numbers)
             if self.collector.seconds < self.duration_s:
                 return
             self._pending = self._compute()
@@ -102,6 +103,7 @@ class SiteCalibrator:
                 window=manifest.window,
                 total=c.seen,
                 in_detection=c.in_detection[: c.kept],
+                start_anomaly=c.start_anomaly if benign is not None else None,
             )
         except cal.CalibrationError as exc:
             logger.warning("%s: %s; collecting again", slot.name, exc)

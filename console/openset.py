@@ -16,6 +16,8 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.bundle import Manifest, read_bundle
+from agent.features.steps import StepSpec
+from agent.openset import SCALER_KINDS as SCALERS
 
 
 def to_int8(model: Any, representative: npt.NDArray[np.float32]) -> bytes:
@@ -24,6 +26,17 @@ def to_int8(model: Any, representative: npt.NDArray[np.float32]) -> bytes:
 
     with _silenced():
         return to_tflite(model, "int8", representative)
+
+
+def dataset_step(step: StepSpec) -> tuple[str, float | None]:
+    """The loader's step for a bundle's step (its own short form), and windows per day.
+
+    ``step.text`` reads back as the same step: ``"20p/1.0s"`` for packets-or-time, which
+    formatting the size as seconds turned into 20-second steps. Only time steps have a clock,
+    so only they get windows per day (the threshold then also aims at 1 false alarm a day).
+    """
+    per_day = 86_400.0 / step.size if step.kind == "time" else None
+    return step.text, per_day
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +49,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-o", "--out", required=True, type=Path, help="paired bundle to write")
     parser.add_argument("--epochs", type=int, default=60, help="autoencoder epochs (60)")
+    parser.add_argument(
+        "--scaler",
+        choices=SCALERS,
+        default="minmax",
+        help="the benign model's scaler: minmax (default) or log1p-minmax (log1p first)",
+    )
     parser.add_argument(
         "--quantile",
         type=float,
@@ -58,16 +77,16 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         manifest = Manifest.from_json(read_bundle(args.bundle).manifest_bytes)
-        step = manifest.step
-        step_text = f"{int(step.size)}p" if step.kind == "packets" else f"{step.size}s"
+        step_text, per_day = dataset_step(manifest.step)
         dataset = load(args.dataset, args.path, step=step_text)
         if dataset.feature_set.schema_id != manifest.schema_id:
             raise ValueError(f"dataset: schema {dataset.feature_set.schema_id} is not the bundle's")
         windows = benign_windows(dataset, manifest.window)
-        # time steps: the edge also aims at 1 false alarm a day (packet steps have no clock)
-        per_day = 86_400.0 / step.size if step.kind == "time" else None
         options = BenignTraining(
-            epochs=args.epochs, quantile=args.quantile, windows_per_day=per_day
+            epochs=args.epochs,
+            quantile=args.quantile,
+            windows_per_day=per_day,
+            scaler=args.scaler,
         )
         trained = train_benign(windows, to_int8, options)
         private = load_private_key(args.sign_key)

@@ -3,12 +3,14 @@
 Windows come from the same feature pipeline as the classifier's (``training.datasets``, which
 calls ``agent/features``), with the classifier bundle's step and window; only windows whose
 every step is benign are used. The model is a small dense autoencoder over the window summary
-(``agent.openset.summarize``: per feature the mean, max and last step of the scaled window), fit
-on the first 80 % of benign windows in time order. It is converted to full int8 TFLite (the
-training summaries are the representative set) and everything after is measured on that int8
-model: the per-dimension error scale on the training windows, and the threshold — the signed
-floor a site calibration never goes below — from the scores of the last 20 % (never trained
-on): their ``quantile``, or higher where the site calibration's own tail fit
+(``agent.openset.summarize``: per feature the mean, max and last step of the window scaled by
+its own min-max scaler over the benign training steps, or with ``scaler = LOG_MINMAX``
+``agent.openset.LogScaler``: log1p first), fit on the first 80 % of benign windows in time
+order. It is converted to full int8
+TFLite (the training summaries are the representative set) and everything after is measured on
+that int8 model: the per-dimension error scale on the training windows, and the threshold —
+the signed floor a site calibration never goes below — from the scores of the last 20 % (never
+trained on): their ``quantile``, or higher where the site calibration's own tail fit
 (``agent.calibration.tail_threshold``) says benign windows would still cross it more than
 ``target_false_alarms_per_day`` (when the caller knows the windows per day: time steps). A
 few hundred held-out windows have no real 99.9th percentile (it is their maximum), and an edge
@@ -29,7 +31,14 @@ import numpy.typing as npt
 
 from agent.bundle import Scaler
 from agent.features.steps import sliding_windows
-from agent.openset import MIN_ERROR_SCALE, OpenSetSpec, summarize
+from agent.openset import (
+    LOG_MINMAX,
+    MIN_ERROR_SCALE,
+    BenignScaler,
+    LogScaler,
+    OpenSetSpec,
+    summarize,
+)
 from agent.runtime import Model
 from training.datasets.base import Dataset
 
@@ -54,6 +63,9 @@ class BenignTraining:
     batch_size: int = 64
     quantile: float = 0.999  # of held-out benign scores: the threshold (at least)
     seed: int = 0
+    # "minmax", or LOG_MINMAX (log1p first): on development seeds it halved the training
+    # network's own unknown alarms but a site calibration then left 10x more on another site
+    scaler: str = "minmax"
     # With windows_per_day (time steps), the threshold is also at least the edge benign windows
     # would cross about target_false_alarms_per_day times a day (site calibration's tail fit).
     target_false_alarms_per_day: float = 1.0
@@ -89,11 +101,20 @@ def benign_windows(dataset: Dataset, window: int) -> npt.NDArray[np.float32]:
     return np.concatenate(parts).astype(np.float32)
 
 
-def fit_scaler(windows: npt.NDArray[np.float32]) -> Scaler:
-    """Min-max over the benign training steps (what lies beyond clips to the 0..1 edges)."""
+def fit_scaler(windows: npt.NDArray[np.float32], kind: str = "minmax") -> BenignScaler:
+    """Min-max over the benign training steps, of log1p(x) for ``LOG_MINMAX``.
+
+    What lies beyond the range clips to the 0..1 edges. The log form is computed by the
+    agent's own ``LogScaler`` (the manifest carries its range, the agent applies it).
+    """
     rows = windows.reshape(-1, windows.shape[-1]).astype(np.float64)
-    lo, hi = rows.min(axis=0), rows.max(axis=0)
-    return Scaler("minmax", tuple(lo), tuple(hi), tuple(lo), tuple(hi))
+    if kind == LOG_MINMAX:
+        logs = np.log1p(np.maximum(rows, 0.0))
+        return LogScaler(tuple(map(float, logs.min(axis=0))), tuple(map(float, logs.max(axis=0))))
+    if kind != "minmax":
+        raise OpenSetError(f"benign scaler: expected {LOG_MINMAX} or minmax, got {kind!r}")
+    lo, hi = tuple(map(float, rows.min(axis=0))), tuple(map(float, rows.max(axis=0)))
+    return Scaler("minmax", lo, hi, lo, hi)
 
 
 def _build(width: int, options: BenignTraining) -> Any:
@@ -140,7 +161,7 @@ def train_benign(
     quiet_tensorflow()
     keras.utils.set_random_seed(options.seed)
     cut = int(len(windows) * TRAIN_FRACTION)
-    scaler = fit_scaler(windows[:cut])
+    scaler = fit_scaler(windows[:cut], options.scaler)
     train = summarize(scaler.transform(windows[:cut]))
     held = summarize(scaler.transform(windows[cut:]))
     model = _build(train.shape[1], options)
@@ -176,6 +197,7 @@ def train_benign(
             "method": "quantile of held-out benign window scores"
             + (", at least the tail fit at the target" if options.windows_per_day else ""),
             "quantile": options.quantile,
+            "scaler": scaler.kind,
             "target_false_alarms_per_day": options.target_false_alarms_per_day,
             "windows_per_day": options.windows_per_day,
             "n_benign": len(held),

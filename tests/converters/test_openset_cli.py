@@ -64,3 +64,33 @@ def test_openset_refuses_a_dataset_without_benign_steps_in_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("iotids openset: ")
     assert not (tmp_path / "x.bundle").exists()
+
+
+@pytest.mark.parametrize("step", ["20p/1s", "100p", "0.5s"])
+def test_openset_loads_the_dataset_with_the_bundles_own_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    # a packets-or-time bundle was once read as 20-second steps: its size formatted as seconds
+    import training.datasets
+    from agent.features.steps import StepSpec
+    from agent.features.traffic import TRAFFIC_V1
+    from converters.signing import generate_keypair
+    from tests.agent.bundles import bundle_bytes, manifest_for
+
+    kit = flood_kit(tmp_path / "flood")
+    wanted = StepSpec.parse(step)
+    bundle = tmp_path / "stepped.bundle"
+    bundle.write_bytes(
+        bundle_bytes(manifest_for(kit.model, TRAFFIC_V1, step=wanted), kit.model, None)
+    )
+    asked: list[str] = []
+
+    def load(kind: str, path: str, **options: str) -> None:
+        asked.append(options["step"])
+        raise ValueError("dataset: stop here")
+
+    monkeypatch.setattr(training.datasets, "load", load)
+    private, _, _ = generate_keypair(tmp_path / "release")
+    args = ["openset", "--bundle", str(bundle), "--dataset", "synthetic", "--path", str(tmp_path)]
+    assert iotids([*args, "--sign-key", str(private), "--out", str(tmp_path / "x.bundle")]) == 2
+    assert [StepSpec.parse(a) for a in asked] == [wanted]

@@ -1,0 +1,128 @@
+"""A stream's first windows (a network booting) get their own ``unknown`` edge from calibration."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from agent import calibration as cal
+from agent.bundle import load_bundle, load_public_key
+from agent.calibrate_cli import calibrate_bundle
+from agent.openset import Fusion
+from agent.replay import replay_capture
+from tests.agent.bundles import ethernet, ipv4, pcap_bytes, udp
+from tests.agent.flood_bundle import FloodKit, flood_kit
+from tests.agent.openset_kit import PairKit, pair_kit
+
+T0 = 1_700_000_000.0
+
+
+@pytest.fixture(scope="module")
+def kit(tmp_path_factory: pytest.TempPathFactory) -> FloodKit:
+    return flood_kit(tmp_path_factory.mktemp("flood"))
+
+
+@pytest.fixture(scope="module")
+def pairs(kit: FloodKit, tmp_path_factory: pytest.TempPathFactory) -> PairKit:
+    return pair_kit(kit, tmp_path_factory.mktemp("pairs"))
+
+
+def test_the_first_windows_are_judged_against_the_start_edge() -> None:
+    fusion = Fusion((1,), (0.5, 0.5), 2.0, 2.0, start_threshold=8.0, start_windows=10)
+    probabilities = np.tile([0.9, 0.1], (3, 1))
+    anomaly = np.array([6.0, 6.0, 16.0])
+    fused = fusion.fuse(probabilities, anomaly, np.array([0, 10, 9]))
+    assert fused[0, 2] == 0.0  # window 0: 6 is under the start edge
+    assert fused[1, 2] == pytest.approx(0.75)  # window 10: the steady edge, r = 3
+    assert fused[2, 2] == pytest.approx(2 / 3)  # window 9: r = 16 / 8
+    assert fusion.fuse(probabilities, anomaly)[0, 2] == pytest.approx(0.75)  # no numbers: steady
+
+
+def _compute(start: Any) -> cal.SiteCalibration:
+    n = 2000
+    return cal.compute(
+        bundle_id="b",
+        labels=("benign", "flood"),
+        watched=(1,),
+        signed=(0.5, 0.5),
+        probabilities=np.column_stack((np.full(n, 0.9), np.full(n, 0.1))),
+        anomaly=np.full(n, 0.5),
+        anomaly_floor=1.0,
+        seconds=float(n),
+        target_per_day=1.0,
+        start_anomaly=start,
+    )
+
+
+def test_calibration_sets_the_start_edge_only_above_the_steady_one() -> None:
+    assert _compute(np.array([9.0, 4.0, np.nan])).start_anomaly_threshold == 9.0
+    assert _compute(np.array([0.5, 0.9])).start_anomaly_threshold is None  # under the floor 1
+    assert _compute(np.full(3, np.nan)).start_anomaly_threshold is None
+    assert _compute(None).start_anomaly_threshold is None
+
+
+def test_the_collector_keeps_the_streams_first_windows_by_number() -> None:
+    collector = cal.Collector(2)
+    n = cal.START_WINDOWS + 5
+    ends = np.arange(n, dtype=np.int64)
+    scores = np.arange(n, dtype=np.float64)
+    collector.add(ends[:4], np.zeros((4, 2)), scores[:4], np.zeros(4, bool), ends[:4])
+    collector.add(ends[4:], np.zeros((n - 4, 2)), scores[4:], np.zeros(n - 4, bool), ends[4:])
+    assert collector.start_anomaly.tolist() == list(range(cal.START_WINDOWS))
+    late = cal.Collector(2)  # collecting again mid-stream (a new bundle): no stream start
+    late.add(ends[:3], np.zeros((3, 2)), scores[:3], np.zeros(3, bool), ends[:3] + 100)
+    assert np.isnan(late.start_anomaly).all()
+
+
+def test_the_start_edge_round_trips_and_hostile_values_are_refused() -> None:
+    found = _compute(np.array([9.0]))
+    data = found.to_dict()
+    assert cal.SiteCalibration.from_dict(json.loads(json.dumps(data))) == found
+    older = {k: v for k, v in data.items() if not k.startswith("start_")}
+    assert cal.SiteCalibration.from_dict(older).start_anomaly_threshold is None
+    for bad in (-1.0, 0.0, "9", True, float("inf")):
+        with pytest.raises(cal.CalibrationError, match="start_anomaly_threshold"):
+            cal.SiteCalibration.from_dict({**data, "start_anomaly_threshold": bad})
+    with pytest.raises(cal.CalibrationError, match="start_anomaly_threshold"):
+        cal.SiteCalibration.from_dict({**data, "anomaly_threshold": None})
+
+
+def _site(path: Path, burst_at: float | None = None) -> Path:
+    """Five calm packets a second for 300 s, the first 3 s a boot burst of 80 packets a second
+    from 16 devices; ``burst_at``: the same burst again later in the stream."""
+    frames = []
+    calm = ethernet(ipv4("192.168.1.10", "192.168.1.1", 17, udp(40000, 1883, b"x" * 20)))
+    for second in range(300):
+        frames += [(T0 + second + k * 0.2, calm) for k in range(5)]
+    for start in (0.0, burst_at) if burst_at is not None else (0.0,):
+        for i in range(240):
+            device = f"192.168.1.{20 + i % 16}"
+            hello = ethernet(ipv4(device, "192.168.1.1", 17, udp(40001, 1883, b"hello")))
+            frames.append((T0 + start + 0.01 + i / 80, hello))
+    frames.sort(key=lambda f: f[0])
+    path.write_bytes(pcap_bytes(frames))
+    return path
+
+
+def test_a_calibrated_site_boots_quietly_and_a_later_burst_still_alarms(
+    kit: FloodKit, pairs: PairKit, tmp_path: Path
+) -> None:
+    bundle = load_bundle(pairs.paired, [load_public_key(kit.public_key)])
+
+    def unknowns(capture: Path, calibration: Any = None) -> list[float]:
+        events = replay_capture(bundle, capture, calibration=calibration).events
+        return [e.time_ns / 1e9 - T0 for e in events if e.kind == "new" and e.label == "unknown"]
+
+    boot = _site(tmp_path / "boot.pcap")
+    assert len(unknowns(boot)) == 1  # the boot crosses the signed edge
+    found = calibrate_bundle(bundle, str(boot), 1.0)
+    assert found.start_anomaly_threshold is not None
+    assert found.start_anomaly_threshold > (found.anomaly_threshold or 0.0)
+    assert unknowns(boot, found) == []
+    later = unknowns(_site(tmp_path / "later.pcap", burst_at=150.0), found)
+    assert len(later) == 1
+    assert 150 < later[0] <= 155  # the same burst mid-stream: the steady edge
