@@ -168,10 +168,13 @@ def _sensors(config: TrainConfig, dataset: Dataset) -> tuple[int, ...]:
     return value_columns(dataset.columns)
 
 
-def prepare(config: TrainConfig, dataset: Dataset) -> Prepared:
-    """Split, fit the scaler on the training rows only, build the windows of every split."""
+def prepare(
+    config: TrainConfig, dataset: Dataset, the_split: split.Split | None = None
+) -> Prepared:
+    """Split (``the_split`` when given: a cross-validation fold), fit the scaler on the training
+    rows only, build the windows of every split."""
     labels = model_labels(dataset, config.model)
-    the_split = make_split(config, dataset)
+    the_split = the_split or make_split(config, dataset)
     scaler = Scaler.fit(dataset.x[the_split.rows["train"]])
     x_scaled = scaler.transform(dataset.x)
     encode = config.model in ENCODE_MODELS

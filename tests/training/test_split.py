@@ -111,3 +111,32 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"unknown keys.*epoch_count"):
         load_config(toml, {"epoch_count": 3})
     assert load_config(toml, {"epochs": 2}).epochs == 2
+
+
+def test_fold_split_scores_every_row_out_of_fold_once() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.random((230, 3)).astype(np.float32)
+    labels = np.array(["a"] * 200 + ["b"] * 19 + ["rare"] * 11, np.str_)
+    x[210] = x[0]  # same features, other label: a row that may not cross splits
+    x[5] = x[4]
+    labels[5] = labels[4]  # an exact duplicate: dropped before folding
+    tested = []
+    for fold in range(5):
+        s = split.fold_split(x, labels, fold, folds=5, seed=3)
+        assert s.removed["duplicate_rows"] == 1
+        sets = {name: set(s.rows[name].tolist()) for name in split.SPLITS}
+        assert not sets["train"] & sets["val"]
+        assert not sets["train"] & sets["test"]
+        assert not sets["val"] & sets["test"]
+        keys = {name: {x[i].tobytes() for i in s.rows[name]} for name in split.SPLITS}
+        assert not keys["train"] & (keys["val"] | keys["test"])
+        # stratified: the 11-row class has 2 or 3 test rows in every fold, and a validation row
+        assert {int((labels[s.rows["test"]] == "rare").sum())} <= {2, 3}
+        assert (labels[s.rows["val"]] == "rare").sum() >= 1
+        tested.append(s.rows["test"])
+    scored = np.concatenate(tested)
+    assert len(np.unique(scored)) == len(scored)  # never twice
+    unscored = 229 - len(scored)
+    assert unscored <= 1  # only a clashing row (when its twin trains) goes unscored
+    with pytest.raises(ValueError, match="fold 5"):
+        split.fold_split(x, labels, 5, folds=5)
