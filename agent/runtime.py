@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
 import logging
 import struct
+import sys
 import threading
+import types
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,11 +65,44 @@ class OpCode:
     builtin: bool
 
 
+def _without_package_init(module_name: str) -> types.ModuleType:
+    """Import ``package.module`` without running the package's ``__init__``.
+
+    LiteRT's ``__init__`` loads ``libLiteRt.so`` (~2 MB resident) for its CompiledModel API;
+    the interpreter wrapper does not link it. The package stands in as a bare module only while
+    its submodule imports, so a later ``import`` of the package runs the real ``__init__``.
+    Any failure falls back to the ordinary import.
+    """
+    package = module_name.rpartition(".")[0]
+    if package in sys.modules:
+        return importlib.import_module(module_name)
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(f"no package {package}")
+    bare = types.ModuleType(package)
+    bare.__path__ = list(spec.submodule_search_locations)
+    bare.__spec__ = spec
+    sys.modules[package] = bare
+    try:
+        return importlib.import_module(module_name)
+    except Exception:
+        for name in [n for n in sys.modules if n.startswith(package + ".")]:
+            del sys.modules[name]
+        sys.modules.pop(package, None)
+        return importlib.import_module(module_name)
+    finally:
+        if sys.modules.get(package) is bare:
+            del sys.modules[package]
+
+
 def _interpreter_class() -> tuple[Any, str]:
     """The first available Interpreter class and the distribution it came from."""
     for module_name, distribution in RUNTIMES:
         try:
-            module = importlib.import_module(module_name)
+            if module_name == "ai_edge_litert.interpreter":
+                module = _without_package_init(module_name)
+            else:
+                module = importlib.import_module(module_name)
         except ImportError:
             continue
         return module.Interpreter, distribution
