@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from agent.accumulate import AccumulatorError
+from agent.accumulate import spec_of as accumulator_spec
 from agent.bundle_archive import COMPANION as COMPANION
 from agent.bundle_archive import DEFAULT_MAX_BUNDLE_BYTES as DEFAULT_MAX_BUNDLE_BYTES
 from agent.bundle_archive import MANIFEST as MANIFEST
@@ -343,6 +345,8 @@ def _parse_manifest(raw: Mapping[str, Any]) -> Manifest:
     bundle_version = r.get("version", int) if "version" in raw else 0
     if not 0 <= bundle_version <= MAX_VERSION:
         raise r.fail("version", f"must be 0..{MAX_VERSION}, got {bundle_version}")
+    extra = r.mapping("extra") if "extra" in raw else {}
+    _check_accumulator(extra, width, task)
     return Manifest(
         bundle_id=r.text("bundle_id"),
         created=r.text("created"),
@@ -371,9 +375,21 @@ def _parse_manifest(raw: Mapping[str, Any]) -> Manifest:
         runtimes=r.mapping("runtimes", str),
         key_id=key_id,
         version=bundle_version,
-        extra=r.mapping("extra") if "extra" in raw else {},
+        extra=extra,
         padding=r.text("padding", PADDINGS) if "padding" in raw else "none",
     )
+
+
+def _check_accumulator(extra: Mapping[str, Any], width: int, task: str) -> None:
+    """A hostile or misfit ``extra.accumulator`` is refused at load, not when windows come."""
+    try:
+        spec = accumulator_spec(extra)
+        if spec is not None:
+            spec.check_width(width)
+    except AccumulatorError as exc:
+        raise BundleError(str(exc)) from None
+    if spec is not None and task != "anomaly":
+        raise BundleError("bundle manifest: extra.accumulator: only an anomaly model has one")
 
 
 # --- reading and checking ---------------------------------------------------------------------

@@ -24,6 +24,8 @@ import numpy as np
 import numpy.typing as npt
 
 from agent import openset
+from agent.accumulate import Accumulator
+from agent.accumulate import spec_of as accumulator_spec
 from agent.bundle import Bundle, BundleError, check_compatible
 from agent.calibration import START_WINDOWS, CalibrationError, SiteCalibration
 from agent.decide import Decider, DecisionPolicy, Event, Evidence
@@ -127,6 +129,8 @@ def _manifest_policy(bundle: Bundle, debounce: Debounce) -> DecisionPolicy:
         threshold = m.thresholds.get("anomaly", m.thresholds.get(label))
         if threshold is None:
             raise BundleError("bundle thresholds: an anomaly model needs thresholds['anomaly']")
+        if accumulator_spec(m.extra) is not None:
+            threshold = 1.0  # the slot decides on the accumulator's ratio (agent.accumulate)
         return DecisionPolicy(
             (label,),
             (str(m.categories.get(label, "anomaly")),),
@@ -210,6 +214,7 @@ class ModelSlot:
         self._evidence: list[EvidenceRef] = []
         self._benign: openset.BenignModel | None = None
         self._fusion: openset.Fusion | None = None
+        self._accumulator: Accumulator | None = None
         self._activate(self._fitted(bundle))
         self.windows_seen = 0
         self.windows_scored = 0
@@ -248,6 +253,8 @@ class ModelSlot:
         events = self._swap_if_staged(batch)
         if len(batch) == 0:
             return events
+        # every step advances the stuck test, sampled or not, so its runs count real steps
+        stuck = self._accumulator.stuck(batch.values) if self._accumulator else None
         held = len(self._tail)
         rows = np.concatenate((self._tail, batch.values), axis=0)
         tail = self._evidence
@@ -274,10 +281,14 @@ class ModelSlot:
             windows, scaled = windows[picked], scaled[picked]
         probabilities, anomaly = self._score(windows, scaled)
         scores = probabilities
+        last = picked + self.window - 1 - held  # each window's last step in the batch
+        if self._accumulator is not None and stuck is not None:
+            summed = self._accumulator.scores(probabilities[:, 0])
+            scores = np.maximum(summed, stuck[last]).reshape(-1, 1)
         if self._fusion is not None and anomaly is not None:
-            scores = self._fusion.fuse(probabilities, anomaly, numbers[picked])
+            scores = self._fusion.fuse(scores, anomaly, numbers[picked])
         self.windows_scored += len(picked)
-        ends = np.asarray(batch.start_ns, np.int64)[picked + self.window - 1 - held] + self._step_ns
+        ends = np.asarray(batch.start_ns, np.int64)[last] + self._step_ns
         window = self.window
 
         def evidence_at(k: int) -> Callable[[], Evidence]:
@@ -407,6 +418,9 @@ class ModelSlot:
         self._benign = benign
         self.window = window
         self._step_ns = self.step.size_ns if self.step.kind == "time" else 0
+        # a new bundle starts from no evidence: its scores are on another scale
+        spec = accumulator_spec(bundle.manifest.extra)
+        self._accumulator = Accumulator(spec) if spec is not None else None
         self._build_decider()
         keep = window - 1
         # A padding bundle starts the stream with the all-zero steps it was trained with, so

@@ -1,4 +1,5 @@
-"""Telemetry fault detection: gru-forecast against a rolling z-score and an IsolationForest.
+"""Telemetry fault detection: gru-forecast against a rolling z-score and an IsolationForest,
+each per window and through the agent's accumulator (``+acc``: agent/accumulate.py).
 
 Generated industrial runs (training/telemetry_eval.py): per fault kind the recall over 3 seeds
 (mean ± std of the per-seed recall) and the median time to detect; false alarms per simulated
@@ -41,7 +42,7 @@ def run(quick: bool = False) -> list[dict[str, object]]:
 
     quiet_tensorflow()
     cfg = (
-        EvalConfig(train_s=4 * 3600.0, val_s=4 * 3600.0, test_s=8 * 3600.0)
+        EvalConfig(train_s=4 * 3600.0, val_s=4 * 3600.0, test_s=8 * 3600.0, extra_val_s=8 * 3600.0)
         if quick
         else (EvalConfig())
     )

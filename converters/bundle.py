@@ -58,8 +58,9 @@ REQUIRED_KEYS = (
     "labels",
 )
 # Carried into the manifest's ``extra`` when training wrote them: categorical encoders and how
-# the data was loaded let ``evaluate --bundle`` (and a device) read new data the same way.
-EXTRA_KEYS = ("recurrent", "encoders", "dataset", "partial_windows")
+# the data was loaded let ``evaluate --bundle`` (and a device) read new data the same way; the
+# accumulator's parameters are what the agent decides with (agent/accumulate.py).
+EXTRA_KEYS = ("recurrent", "encoders", "dataset", "partial_windows", "accumulator")
 GOLDEN_COUNT = 4
 # Golden tolerance by mode, times the output's magnitude; int8 outputs get 2 quanta instead.
 GOLDEN_ATOL = {"float32": 1e-3, "float16": 1e-3, "dynamic": 5e-3, "int8": 5e-3, "external": 1e-3}

@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:
+    from agent.accumulate import AccumulatorSpec
     from training.config import TrainConfig
     from training.models import ModelSpec
     from training.train import Prepared
@@ -224,5 +225,30 @@ def fit_forecast(
         "n_normal": len(calibration_set),
         "split": "val" if held_out else "train",
         "spread_quantile": SPREAD_QUANTILE,
+        "accumulator": fit_forecast_accumulator(config, prepared, model, held_out).to_dict(),
     }
     return curves, {"anomaly": threshold}, calibration
+
+
+def fit_forecast_accumulator(
+    config: TrainConfig, prepared: Prepared, model: Any, held_out: bool
+) -> AccumulatorSpec:
+    """The agent's accumulator (agent/accumulate.py) fitted on the calibration split in order.
+
+    Its attack windows split the normals into stretches. Runs of equal values are counted on
+    scaled steps: scaling maps equal readings to equal values, and clipping can only join
+    runs, so the allowed runs are never shorter than the raw readings' (the agent's) runs.
+    """
+    from training.accumulate_fit import Stretch, fit_accumulator
+
+    split = "val" if held_out else "train"
+    x, normal = prepared.x[split], prepared.y[split] == 0
+    scores = np.asarray(model.predict(x, batch_size=512, verbose=0), np.float64).reshape(-1)
+    columns = prepared.dataset.columns
+    sensors = [i for i, c in enumerate(columns) if c.endswith(".value")]
+    return fit_accumulator(
+        [Stretch(scores, x[:, -1], normal)],
+        sensors,
+        steps_per_day(prepared.dataset.step),
+        config.false_alarms_per_day,
+    )

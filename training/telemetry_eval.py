@@ -9,6 +9,10 @@ first run, as ``iotids train`` does. A fault counts as found when an alarm (a ru
 above the threshold, merged across short gaps) overlaps it or the window after it; time to
 detect is from the fault's first step to the first such window; an alarm overlapping no fault
 is a false alarm, counted per simulated day of normal steps.
+
+Each detector is also judged through the agent's accumulator (``agent.accumulate``, the same
+code ``agent run`` uses for a bundle that carries one; name suffix ``+acc``), fitted on the
+validation run and ``extra_val_s`` more generated time (their fault-free windows).
 """
 
 from __future__ import annotations
@@ -35,9 +39,13 @@ logger = logging.getLogger(__name__)
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
-DETECTORS = ("gru-forecast", "rolling-z", "isolation-forest")
+EXTRA_SEED = 10_000
+BASE_DETECTORS = ("gru-forecast", "rolling-z", "isolation-forest")
+ACCUMULATED = "+acc"
+DETECTORS = BASE_DETECTORS + tuple(name + ACCUMULATED for name in BASE_DETECTORS)
 KINDS = FAULTS["industrial"]
 COLUMNS = list(telemetry_feature_set(SENSORS["industrial"]).columns)
+VALUE_COLUMNS = tuple(i for i, c in enumerate(COLUMNS) if c.endswith(".value"))
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,9 @@ class EvalConfig:
     train_stride: int = 4
     batch_size: int = 128
     false_alarms_per_day: float = 1.0
+    # more normal time to fit the accumulator's limit on: one validation run holds too few
+    # stretches of normal scores to place a rare-alarm limit
+    extra_val_s: float = 3 * SECONDS_PER_DAY
 
 
 @dataclass
@@ -118,7 +129,11 @@ def fault_spans(types: npt.NDArray[np.str_]) -> list[tuple[str, int, int]]:
 
 def judge(scores: F64, threshold: float, types: npt.NDArray[np.str_], window: int) -> Outcome:
     """Found faults, their time to detect and false alarms of thresholded scores (1 s steps)."""
-    flags = scores > threshold
+    return judge_flags(scores > threshold, types, window)
+
+
+def judge_flags(flags: npt.NDArray[np.bool_], types: npt.NDArray[np.str_], window: int) -> Outcome:
+    """``judge`` of per-window anomaly flags."""
     alarms = alarm_runs(flags)
     raised = debounced(flags)  # as the agent raises: 2 of the last 3 windows
     spans = fault_spans(types)
@@ -201,20 +216,37 @@ def scenario(seed: int, duration: float) -> TelemetryScenario:
 
 def evaluate_seed(seed: int, cfg: EvalConfig) -> dict[str, Outcome]:
     """Train, threshold and test every detector on the three runs of ``seed``."""
+    from agent.accumulate import Accumulator
+    from training.accumulate_fit import Stretch, fit_accumulator
     from training.preprocess import Scaler
 
     runs = [
         steps_of(scenario(seed * 3 + k, length))
         for k, length in enumerate((cfg.train_s, cfg.val_s, cfg.test_s))
     ]
+    # the extra validation time comes from seeds no other run uses
+    runs.append(steps_of(scenario(EXTRA_SEED + seed, cfg.extra_val_s)))
     scaler = Scaler.fit(runs[0][0])  # as ``iotids train``: the training run's steps
-    train, val, test = (windows_of(scaler.transform(x), t, cfg.window) for x, t in runs)
+    train, val, test, extra = (windows_of(scaler.transform(x), t, cfg.window) for x, t in runs)
+    # each window's last step as the agent's accumulator sees it: raw, before scaling
+    val_raw, test_raw, extra_raw = (x[cfg.window - 1 :] for x, _ in runs[1:])
     outcomes = {}
     for name, score in detectors(train, val, cfg, seed, COLUMNS).items():
-        val_scores = score(val.windows[val.clean])
-        threshold = threshold_for_rate(val_scores, SECONDS_PER_DAY, cfg.false_alarms_per_day)
-        outcomes[name] = judge(score(test.windows), threshold, test.types, cfg.window)
-        logger.info("seed %d %s: %s", seed, name, summary(outcomes[name]))
+        val_scores = score(val.windows)
+        threshold = threshold_for_rate(
+            val_scores[val.clean], SECONDS_PER_DAY, cfg.false_alarms_per_day
+        )
+        test_scores = score(test.windows)
+        outcomes[name] = judge(test_scores, threshold, test.types, cfg.window)
+        stretches = [
+            Stretch(val_scores, val_raw, val.clean),
+            Stretch(score(extra.windows), extra_raw, extra.clean),
+        ]
+        spec = fit_accumulator(stretches, VALUE_COLUMNS, SECONDS_PER_DAY, cfg.false_alarms_per_day)
+        ratios = Accumulator(spec).ratios(test_scores, test_raw)
+        outcomes[name + ACCUMULATED] = judge_flags(ratios >= 1.0, test.types, cfg.window)
+        for key in (name, name + ACCUMULATED):
+            logger.info("seed %d %s: %s", seed, key, summary(outcomes[key]))
     return outcomes
 
 

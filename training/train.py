@@ -301,6 +301,8 @@ def preprocess_state(
         "categories": categories(prepared.labels, prepared.benign, config.mapping),
         "thresholds": thresholds,
         "threshold_calibration": calibration,
+        # the agent's accumulator, fitted with the threshold (gru-forecast)
+        **({"accumulator": calibration["accumulator"]} if "accumulator" in calibration else {}),
         "encoders": ds.encoders,
         "split": {
             **prepared.split.summary(),

@@ -113,6 +113,13 @@ def test_train_gru_forecast_on_synthetic_telemetry(tmp_path: Path) -> None:
     assert state["labels"][1] == "attack"
     assert state["threshold_calibration"]["false_alarms_per_day"] == 3
     assert state["thresholds"]["anomaly"] > 0
+    # the agent's accumulator rides along into the bundle's extra (converters.bundle.EXTRA_KEYS)
+    from agent.accumulate import AccumulatorSpec
+
+    spec = AccumulatorSpec.from_manifest(state["accumulator"])
+    values = [i for i, c in enumerate(state["columns"]) if c.endswith(".value")]
+    assert list(spec.stuck_columns) == values
+    assert spec.limit > 0
     assert (out / "export.keras").is_file()
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= metrics["model"]["macro_f1"] <= 1.0
