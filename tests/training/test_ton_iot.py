@@ -120,3 +120,16 @@ def test_iotids_train_refuses_a_hostile_file_in_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert str(path) in err[0]
+
+
+def test_normal_vs_normal_auc_is_what_blocks_alone_give() -> None:
+    from training.telemetry_eval import _between_normal_runs
+
+    y = np.array([0] * 6 + [1] * 3 + [0] * 6)
+    block = np.array([0] * 6 + [1] * 3 + [2] * 6)
+    alike = np.tile([0.1, 0.2, 0.3], 5).astype(np.float64)
+    assert _between_normal_runs(alike, y, block) == 0.5
+    # the second normal run scores lower: folded, so the direction does not matter
+    shifted = np.where(block == 2, alike - 1.0, alike)
+    assert _between_normal_runs(shifted, y, block) == 1.0
+    assert np.isnan(_between_normal_runs(alike, y, np.where(block == 2, 0, block)))
