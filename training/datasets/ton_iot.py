@@ -3,14 +3,21 @@
 The Train_Test files are UTF-8 with a BOM, CRLF, padded ``time`` strings and text sensor
 states (``temp_condition``, ``door_state``, ``light_status``...). Rows are subsampled
 readings, not a continuous stream, so each row is one step: per sensor its value and its
-change since the previous row, plus the seconds since that row. Rows come in contiguous
-blocks per attack type, so a split must take time blocks (never shuffled rows).
+change since the previous row. Rows come in contiguous blocks per attack type, so a split
+must take time blocks (never shuffled rows).
+
+Two artefacts of how the files were assembled give the label away and are kept from the
+models: the same boolean is spelled ``true``/``false`` in normal rows and ``1``/``0`` in
+attack rows (garage door ``sphone_signal``), so spellings are mapped to one encoding; and
+normal rows are logged many per second while attack rows come about once a second, so the
+rows' timestamps (their spacing, or anything derived from them) are never a feature.
 """
 
 from __future__ import annotations
 
+import csv
 import logging
-from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,25 +29,26 @@ logger = logging.getLogger(__name__)
 
 META = ("date", "time", "ts", "label", "type")
 LABEL_MODES = ("type", "binary")
-MAX_INTERVAL_S = 3600.0
+# one spelling per boolean, whichever the row was written with
+BOOLEAN_SPELLINGS = {"true": "1", "false": "0"}
+REQUIRED = ("label", "type")
 
 
-def _seconds(date: str, time: str) -> float:
-    """Epoch seconds of a ``25-Apr-19`` date and a ``19:19:40`` time; NaN when unreadable."""
-    try:
-        return datetime.strptime(f"{date.strip()} {time.strip()}", "%d-%b-%y %H:%M:%S").timestamp()
-    except ValueError:
-        return float("nan")
+def _cell(text: str) -> str:
+    """A sensor cell trimmed and lower-cased, a spelled-out boolean as its 1 / 0."""
+    cleaned = text.strip().lower()
+    return BOOLEAN_SPELLINGS.get(cleaned, cleaned)
 
 
 def _sensor_values(
     name: str, cells: list[str], spec: dict[str, Any] | None
 ) -> tuple[npt.NDArray[np.float64], dict[str, Any]]:
     """A sensor column as numbers: numeric as read, text states ordinal-encoded."""
+    cells = [_cell(c) for c in cells]
     numbers = np.array([parse_number(c) for c in cells])
     if (spec is None and np.isfinite(numbers).mean() >= 0.99) or spec == {"kind": "number"}:
         return numbers, {"kind": "number"}
-    matrix, _, used = encode_categorical(name, [c.lower() for c in cells], spec, "ordinal")
+    matrix, _, used = encode_categorical(name, cells, spec, "ordinal")
     return matrix[:, 0].astype(np.float64), used
 
 
@@ -58,14 +66,27 @@ def _device(
         )
         features[f"{name}.value"] = values
         features[f"{name}.delta"] = np.concatenate(([0.0], np.diff(values)))
-    seconds = np.array([_seconds(r[col["date"]], r[col["time"]]) for r in rows])
-    interval = np.concatenate(([0.0], np.diff(seconds)))
-    features["interval_s"] = np.clip(np.nan_to_num(interval), 0.0, MAX_INTERVAL_S)
     if label_mode == "binary":
         labels = ["normal" if r[col["label"]].strip() == "0" else "attack" for r in rows]
     else:
         labels = [r[col["type"]].strip().lower() for r in rows]
     return features, np.array(labels, np.str_)
+
+
+def _read(file: Path, max_rows: int | None) -> tuple[list[str], list[list[str]], int]:
+    """Header, well-formed rows and the count of shifted rows; a file that is not a TON_IoT
+    telemetry table is refused with one line naming it (ValueError), never a traceback."""
+    try:
+        header, rows = read_rows(file)
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise ValueError(f"{file}: not a readable UTF-8 CSV ({exc})") from None
+    missing = [name for name in REQUIRED if name not in header]
+    if missing:
+        raise ValueError(f"{file}: no {', '.join(missing)} column (header {header[:8]})")
+    good = [r for r in rows if len(r) == len(header)][:max_rows]
+    if not good:
+        raise ValueError(f"{file}: no row with the header's {len(header)} fields")
+    return header, good, sum(1 for r in rows if r and len(r) != len(header))
 
 
 def load(
@@ -80,13 +101,11 @@ def load(
     used: dict[str, Any] = dict(encoders or {})
     devices, names, shifted = [], [], 0
     for file in csv_files(path):
-        header, rows = read_rows(file)
-        good = [r for r in rows if len(r) == len(header)][:max_rows]
-        shifted += sum(1 for r in rows if r and len(r) != len(header))
+        header, good, bad = _read(file, max_rows)
+        shifted += bad
         devices.append(_device(header, good, used, label_mode))
         names.append(file.stem.removeprefix("Train_Test_IoT_").lower())
-    columns = sorted({c for features, _ in devices for c in features if c != "interval_s"})
-    columns.append("interval_s")
+    columns = sorted({c for features, _ in devices for c in features})
     if encoders is not None and "columns" in encoders:
         columns = list(encoders["columns"])
     x = np.concatenate(
