@@ -190,8 +190,25 @@ def family_of(label: str) -> str:
 def holdout_detections(
     bundle: Bundle, capture: Path, scenario: TrafficScenario, calibration: Any = None
 ) -> dict[str, str | None]:
-    """Attack -> the label of the first ``new`` event inside it (None: missed)."""
-    return holdout_outcomes(bundle, capture, scenario, calibration)[0]
+    """Attack -> the label it raised an alarm with (None: missed).
+
+    The first ``new`` event inside it or, when none opened there, the label of a detection
+    opened before that the attack's hits carried on (an ``update`` inside it): an operator sees
+    that alarm go on through the attack. ``holdout_outcomes`` counts only the first as found.
+    """
+    from agent.replay import replay_capture
+
+    events = replay_capture(bundle, capture, calibration=calibration).events
+    step_ns = bundle.manifest.step.size_ns
+    t0 = scenario.start_time * 1_000_000_000
+    found: dict[str, str | None] = {}
+    for attack in scenario.attacks:
+        start = t0 + round(attack.start * 1e9)
+        until = t0 + round(attack.stop * 1e9) + bundle.manifest.window * step_ns
+        inside = [e for e in events if start < e.time_ns <= until and e.kind in ("new", "update")]
+        news = [e.label for e in inside if e.kind == "new"]
+        found[attack.name] = news[0] if news else inside[0].label if inside else None
+    return found
 
 
 def holdout_outcomes(
