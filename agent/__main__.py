@@ -68,6 +68,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     replay_p.add_argument(
         "--raise-score", type=float, help="one window this sure raises at once (off by default)"
     )
+    replay_p.add_argument(
+        "--hold",
+        type=_seconds_up_to_an_hour,
+        help="seconds a quiet detection waits for its label to resume it (30; as [[models]] hold)",
+    )
     from agent import calibrate_cli  # standard library only at import time
 
     calibrate_cli.add_replay_option(replay_p)
@@ -244,11 +249,22 @@ def _score_text(event: Any) -> str:
     )
 
 
+def _seconds_up_to_an_hour(text: str) -> float:
+    """An argparse type: 0..3600 seconds, the range the config allows."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be 0..3600 seconds, got {text}")
+    return value
+
+
 def _debounce(args: argparse.Namespace, debounce: type[Debounce]) -> Debounce:
     """The replay's debounce: the agent's defaults, overridden by the flags that were given."""
     given = {
         name: getattr(args, name)
-        for name in ("raise_k", "raise_n", "clear_m", "raise_score")
+        for name in ("raise_k", "raise_n", "clear_m", "raise_score", "hold")
         if getattr(args, name) is not None
     }
     return debounce(**given)

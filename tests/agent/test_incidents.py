@@ -3,6 +3,7 @@ time (``merge_horizon_s``) and by evidence (same destination addresses or ports)
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -305,3 +306,48 @@ def test_only_the_main_label_resumes_a_dormant_detection() -> None:
     ]
     assert events[2].ended_ns == 6 * SECOND
     assert events[3].id != events[0].id
+
+
+@pytest.mark.parametrize("hold", ["-1", "3601", "nan", "soon"])
+def test_replay_refuses_a_hold_the_config_would_refuse(hold: str) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "agent",
+            "replay",
+            *("--bundle", "b", "--capture", "c"),
+            "--hold",
+            hold,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].endswith(f"argument --hold: {_why(hold)}")
+
+
+def _why(hold: str) -> str:
+    return (
+        f"expected seconds, got {hold!r}"
+        if hold == "soon"
+        else f"must be 0..3600 seconds, got {hold}"
+    )
+
+
+def test_replay_hold_reaches_the_debounce() -> None:
+    import argparse
+
+    from agent.__main__ import _debounce
+    from agent.inference import Debounce
+
+    args = argparse.Namespace(raise_k=None, raise_n=None, clear_m=None, raise_score=None, hold=0.0)
+    assert _debounce(args, Debounce).hold == 0.0
+    args.hold = None
+    assert _debounce(args, Debounce).hold == Debounce().hold

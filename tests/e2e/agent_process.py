@@ -43,6 +43,9 @@ class AgentSetup:
     homeassistant: bool = True
     outbox_path: Path | None = None
     outbox_max_messages: int | None = None
+    # The looped capture repeats its attack within the default 30 s hold, which would keep one
+    # incident open for the whole test; these tests need each pass's detection to end.
+    hold: float = 0.0
 
 
 def agent_toml(setup: AgentSetup, broker: Broker, state_dir: Path) -> str:
@@ -88,6 +91,7 @@ def agent_toml(setup: AgentSetup, broker: Broker, state_dir: Path) -> str:
         'name = "cnn"',
         f'bundle = "{setup.bundle}"',
         'source = "lan"',
+        f"hold = {setup.hold}",
     ]
     return "\n".join(lines) + "\n"
 

@@ -174,6 +174,7 @@ def _offline_replay(kit: FloodKit, capture: Path) -> list[dict[str, Any]]:
             *(sys.executable, "-m", "agent", "replay", "--json"),
             *("--bundle", str(kit.bundle), "--capture", str(capture)),
             *("--trust-key", str(kit.public_key)),
+            *("--hold", "0"),  # as the test agents (tests.e2e.agent_process.AgentSetup.hold)
         ],
         cwd=REPO,
         capture_output=True,
