@@ -95,6 +95,7 @@ class App:
             config, self.verify
         )  # a source without ``step``: its bundle's
         self.stop = threading.Event()
+        self._signal: int | None = None  # the SIGTERM/SIGINT received, acted on by the run loop
         self.health = Health()
         self.queue: DropOldestQueue[tuple[str, StepBatch]] = DropOldestQueue(
             config.agent.queue_size, weigh=lambda item: len(item[1])
@@ -260,6 +261,9 @@ class App:
             len(self.pipeline.slot_list()),
         )
         while not self.stop.wait(0.5):
+            if self._signal is not None:
+                logger.info("signal %s: stopping", signal.Signals(self._signal).name)
+                break
             if self._threads and not self._threads[0].is_alive():
                 break  # the inference thread ended: every finite source is done
         self.shutdown()
@@ -317,8 +321,10 @@ class App:
             return
 
         def _handle(signum: int, frame: FrameType | None) -> None:
-            logger.info("signal %s: stopping", signal.Signals(signum).name)
-            self.stop.set()
+            # One assignment, no lock: the handler runs on the main thread between bytecodes,
+            # possibly while it holds the stop Event's lock inside stop.wait(); Event.set() (or
+            # logging) here can then wait forever on that lock. The run loop acts within 0.5 s.
+            self._signal = signum
 
         signal.signal(signal.SIGTERM, _handle)
         signal.signal(signal.SIGINT, _handle)
