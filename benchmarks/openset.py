@@ -128,7 +128,7 @@ def train_pair(folder: Path, plan: Plan, exclude: tuple[str, ...] = (), seed: in
     from converters.signing import generate_keypair, load_private_key
     from training.config import load_config
     from training.datasets import load
-    from training.openset import BenignTraining, benign_windows, train_benign
+    from training.openset import BenignTraining, benign_windows, stream_starts, train_benign
     from training.synth.scenario import preset
     from training.synth.traffic import generate_traffic
     from training.train import train
@@ -167,9 +167,11 @@ def train_pair(folder: Path, plan: Plan, exclude: tuple[str, ...] = (), seed: in
     private, public, _ = generate_keypair(folder / "signer")
     classifier = folder / "classifier.bundle"
     pack(folder / "model", "int8", classifier, sign_key=private)
-    windows = benign_windows(load("synthetic", str(data), step="1s"), plan.window)
+    dataset = load("synthetic", str(data), step="1s")
+    windows = benign_windows(dataset, plan.window)
+    starts = stream_starts(dataset, plan.window, overrides.get("padding", "none"))
     options = BenignTraining(seed=seed, windows_per_day=86_400.0)  # 1-s steps
-    benign = train_benign(windows, to_int8, options)
+    benign = train_benign(windows, to_int8, options, starts)
     paired = folder / "paired.bundle"
     pair(classifier, benign.tflite, benign.spec, load_private_key(private), paired)
     return Pair(classifier, paired, public, time.perf_counter() - began)

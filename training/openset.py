@@ -16,6 +16,15 @@ trained on): their ``quantile``, or higher where the site calibration's own tail
 few hundred held-out windows have no real 99.9th percentile (it is their maximum), and an edge
 the training network's own downloads and logins cross several times an hour raises `unknown`
 alarms that a new attack starting just after then continues instead of raising its own.
+
+A stream's first windows (a network booting: every sensor connecting within a second or two)
+are a few windows in a recording the model hardly learns, and none is among the held-out
+20 %: an uncalibrated pair raised ``unknown`` at the start of every other benign stream of its
+own training network. Given the recordings' own stream starts (``stream_starts``: each group's
+first ``START_WINDOWS`` windows, padded as the bundle pads them), the section also carries a
+``start_threshold``: ``START_MARGIN`` x their highest score, never below the threshold. A
+recording has one start, and starts differ (how the connections fall into the first steps),
+so one start's maximum is one draw: the margin covers the spread seen on development seeds.
 """
 
 from __future__ import annotations
@@ -30,9 +39,11 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.bundle import Scaler
-from agent.features.steps import sliding_windows
+from agent.calibration import START_WINDOWS
+from agent.features.steps import sliding_windows, stream_windows
 from agent.openset import (
     LOG_MINMAX,
+    MAX_START_RATIO,
     MIN_ERROR_SCALE,
     BenignScaler,
     LogScaler,
@@ -47,6 +58,9 @@ logger = logging.getLogger(__name__)
 TRAIN_FRACTION = 0.8
 GOLDEN_COUNT = 4
 MIN_WINDOWS = 50
+# Stream starts of benign generated streams (training network, seeds 950-959) scored up to
+# 1.7 x the highest score of the training recording's own start (three benign-model seeds)
+START_MARGIN = 2.0
 
 
 class OpenSetError(ValueError):
@@ -101,6 +115,25 @@ def benign_windows(dataset: Dataset, window: int) -> npt.NDArray[np.float32]:
     return np.concatenate(parts).astype(np.float32)
 
 
+def stream_starts(dataset: Dataset, window: int, padding: str = "none") -> npt.NDArray[np.float32]:
+    """Raw windows (N, T, F): each group's first ``START_WINDOWS`` windows, as the agent forms
+    them (``padding`` as the bundle's), over the group's leading benign steps only."""
+    benign = dataset.benign
+    if benign is None:
+        raise OpenSetError("dataset: no benign/normal class to learn from")
+    assert dataset.groups is not None
+    parts: list[npt.NDArray[np.float32]] = []
+    ok = dataset.label_names == benign
+    for group in dict.fromkeys(dataset.groups.tolist()):
+        rows = np.nonzero(dataset.groups == group)[0]
+        lead = int(np.argmin(ok[rows])) if not ok[rows].all() else len(rows)
+        steps = dataset.x[rows[:lead]].astype(np.float32)
+        if len(steps):
+            parts.append(stream_windows(steps, window, padding)[:START_WINDOWS])
+    width = dataset.x.shape[1]
+    return np.concatenate(parts) if parts else np.zeros((0, window, width), np.float32)
+
+
 def fit_scaler(windows: npt.NDArray[np.float32], kind: str = "minmax") -> BenignScaler:
     """Min-max over the benign training steps, of log1p(x) for ``LOG_MINMAX``.
 
@@ -142,15 +175,39 @@ def _threshold(scores: npt.NDArray[np.float64], window: int, options: BenignTrai
     return max(edge, float(np.exp(min(tail_threshold(logs, exceed), 700.0))))
 
 
+def _scores(
+    runtime: Model, x: npt.NDArray[np.float32], scale: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """The agent's score of window summaries: mean squared error over the error scale."""
+    error = (runtime.predict(x).astype(np.float64) - x) ** 2 / scale
+    return np.asarray(error.mean(axis=1), np.float64)
+
+
 # (Keras model, representative inputs) -> full-int8 TFLite bytes. The converter belongs to
 # ``converters``, which training may not import: the caller hands it in.
 ToInt8 = Callable[[Any, npt.NDArray[np.float32]], bytes]
 
 
+def _start_threshold(starts: npt.NDArray[np.float64], threshold: float) -> float | None:
+    """The stream start's edge: ``START_MARGIN`` x its highest score, when above ``threshold``."""
+    finite = starts[np.isfinite(starts)]
+    if len(finite) == 0:
+        return None
+    edge = START_MARGIN * float(finite.max())
+    return min(edge, MAX_START_RATIO * threshold) if edge > threshold else None
+
+
 def train_benign(
-    windows: npt.NDArray[np.float32], to_int8: ToInt8, options: BenignTraining | None = None
+    windows: npt.NDArray[np.float32],
+    to_int8: ToInt8,
+    options: BenignTraining | None = None,
+    starts: npt.NDArray[np.float32] | None = None,
 ) -> TrainedBenign:
-    """Fit, convert to int8, and describe the benign model of raw benign windows (N, T, F)."""
+    """Fit, convert to int8, and describe the benign model of raw benign windows (N, T, F).
+
+    ``starts`` (``stream_starts``) set the stream-start edge; they are scored, not trained on
+    beyond what ``windows`` already hold.
+    """
     import keras
 
     from agent.quiet import quiet_tensorflow
@@ -180,8 +237,12 @@ def train_benign(
     runtime = Model(tflite)
     error = (runtime.predict(train).astype(np.float64) - train) ** 2
     scale = np.maximum(error.mean(axis=0), MIN_ERROR_SCALE)
-    held_scores = np.mean((runtime.predict(held).astype(np.float64) - held) ** 2 / scale, axis=1)
+    held_scores = _scores(runtime, held, scale)
     threshold = _threshold(held_scores, windows.shape[1], options)
+    start_scores = np.zeros(0)
+    if starts is not None and len(starts):
+        start_scores = _scores(runtime, summarize(scaler.transform(starts)), scale)
+    start_threshold = _start_threshold(start_scores, threshold)
     golden_in = held[:GOLDEN_COUNT].astype(np.float32)
     out_q = runtime.output_quantization
     spec = OpenSetSpec(
@@ -202,13 +263,18 @@ def train_benign(
             "windows_per_day": options.windows_per_day,
             "n_benign": len(held),
             "n_train": cut,
+            "start": f"{START_MARGIN:g} x the highest score of the streams' first windows",
+            "n_start": len(start_scores),
+            "start_max_score": float(start_scores.max()) if len(start_scores) else None,
         },
+        start_threshold=start_threshold,
     )
     logger.info(
-        "benign model: %d bytes, %d training / %d held-out windows, threshold %.4g",
+        "benign model: %d bytes, %d training / %d held-out windows, threshold %.4g, start %s",
         len(tflite),
         cut,
         len(held),
         threshold,
+        f"{start_threshold:.4g}" if start_threshold is not None else "the same",
     )
     return TrainedBenign(tflite, spec, held_scores)
