@@ -58,8 +58,8 @@ logger = logging.getLogger(__name__)
 TRAIN_FRACTION = 0.8
 GOLDEN_COUNT = 4
 MIN_WINDOWS = 50
-# Stream starts of benign generated streams (training network, seeds 950-959) scored up to
-# 1.7 x the highest score of the training recording's own start (three benign-model seeds)
+# Starts of benign generated streams of the training network (150 s, seeds 950-1009) scored up
+# to 1.7 x the training recording's own start's highest; 950-959 so too with 3 model seeds
 START_MARGIN = 2.0
 
 
