@@ -385,9 +385,12 @@ class ModelSlot:
             # the bundle's signed stream-start edge holds until a calibration brings the site's
             # own; like the steady floor, a calibration only ever raises it
             start = benign.spec.start_threshold
+            span = benign.spec.start_windows or START_WINDOWS
             if calibration is not None and calibration.anomaly_threshold is not None:
                 floor = max(floor, calibration.anomaly_threshold)
-                start = _highest(start, calibration.start_anomaly_threshold)
+                if calibration.start_anomaly_threshold is not None:
+                    start = _highest(start, calibration.start_anomaly_threshold)
+                    span = START_WINDOWS
             n = len(bundle.manifest.labels)
             self._fusion = openset.Fusion(
                 tuple(i for i in policy.watched() if i < n),
@@ -395,7 +398,7 @@ class ModelSlot:
                 floor,
                 benign.spec.threshold,
                 start_threshold=start,
-                start_windows=START_WINDOWS if start is not None else 0,
+                start_windows=span if start is not None else 0,
             )
 
     def _swap_if_staged(self, batch: StepBatch) -> list[Event]:

@@ -42,6 +42,7 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.bundle import Bundle, BundleError, Manifest, Scaler
+from agent.calibration import START_WINDOWS
 from agent.digest import sha256_hex
 from agent.runtime import Model, ModelLoadError
 
@@ -120,6 +121,8 @@ class OpenSetSpec:
     calibration: Mapping[str, Any]
     # raw score at the edge of benign for a stream's first windows; None: ``threshold``
     start_threshold: float | None = None
+    # how many first windows it covers; None: START_WINDOWS (as a site calibration's)
+    start_windows: int | None = None
 
     @classmethod
     def from_manifest(cls, manifest: Manifest) -> OpenSetSpec | None:
@@ -133,7 +136,11 @@ class OpenSetSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form as stored in the manifest (arrays as base64 little-endian float32)."""
-        start = {} if self.start_threshold is None else {"start_threshold": self.start_threshold}
+        start: dict[str, Any] = {}
+        if self.start_threshold is not None:
+            start["start_threshold"] = self.start_threshold
+        if self.start_windows is not None:
+            start["start_windows"] = self.start_windows
         return {
             "format": SECTION_FORMAT,
             "input": SUMMARY,
@@ -217,6 +224,7 @@ def _parse(raw: Mapping[str, Any], width: int) -> OpenSetSpec:
     if not isinstance(threshold, int | float) or isinstance(threshold, bool) or not threshold > 0:
         raise _fail("threshold", "expected a number > 0")
     start = _start_threshold(raw.get("start_threshold"), float(threshold))
+    start_windows = _start_windows(raw.get("start_windows"), start)
     g = raw.get("golden")
     if not isinstance(g, Mapping):
         raise _fail("golden", "expected an object")
@@ -241,7 +249,19 @@ def _parse(raw: Mapping[str, Any], width: int) -> OpenSetSpec:
         float(atol),
         dict(calibration),
         start,
+        start_windows,
     )
+
+
+def _start_windows(value: Any, start: float | None) -> int | None:
+    """How many first windows the start edge covers: absent, or 1..START_WINDOWS with an edge."""
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= START_WINDOWS:
+        raise _fail("start_windows", f"expected a whole number from 1 to {START_WINDOWS}")
+    if start is None:
+        raise _fail("start_windows", "given without a start_threshold")
+    return value
 
 
 def _start_threshold(value: Any, threshold: float) -> float | None:
@@ -392,4 +412,5 @@ def describe(manifest: Manifest) -> dict[str, Any] | None:
     }
     if spec.start_threshold is not None:
         described["start_threshold"] = spec.start_threshold
+        described["start_windows"] = spec.start_windows or START_WINDOWS
     return described

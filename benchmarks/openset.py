@@ -123,7 +123,8 @@ def without_start_edge(bundle: Bundle) -> Bundle:
     """The same verified bundle with no signed stream-start edge: as bundles before it."""
     from agent.openset import SECTION
 
-    section = {k: v for k, v in bundle.manifest.extra[SECTION].items() if k != "start_threshold"}
+    start = ("start_threshold", "start_windows")
+    section = {k: v for k, v in bundle.manifest.extra[SECTION].items() if k not in start}
     manifest = dataclasses.replace(
         bundle.manifest, extra={**bundle.manifest.extra, SECTION: section}
     )

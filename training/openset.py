@@ -22,7 +22,8 @@ are a few windows in a recording the model hardly learns, and none is among the 
 20 %: an uncalibrated pair raised ``unknown`` at the start of every other benign stream of its
 own training network. Given the recordings' own stream starts (``stream_starts``: each group's
 first ``START_WINDOWS`` windows, padded as the bundle pads them), the section also carries a
-``start_threshold``: ``START_MARGIN`` x their highest score, never below the threshold. A
+``start_threshold``: ``START_MARGIN`` x their highest score, never below the threshold, over
+the first ``start_windows`` windows (where the starts were near the edge, and a window more). A
 recording has one start, and starts differ (how the connections fall into the first steps),
 so one start's maximum is one draw: the margin covers the spread seen on development seeds.
 """
@@ -33,7 +34,7 @@ import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -115,9 +116,16 @@ def benign_windows(dataset: Dataset, window: int) -> npt.NDArray[np.float32]:
     return np.concatenate(parts).astype(np.float32)
 
 
-def stream_starts(dataset: Dataset, window: int, padding: str = "none") -> npt.NDArray[np.float32]:
-    """Raw windows (N, T, F): each group's first ``START_WINDOWS`` windows, as the agent forms
-    them (``padding`` as the bundle's), over the group's leading benign steps only."""
+class StreamStarts(NamedTuple):
+    """Raw start windows (N, T, F) and each one's number in its stream (0: the first)."""
+
+    windows: npt.NDArray[np.float32]
+    numbers: npt.NDArray[np.int64]
+
+
+def stream_starts(dataset: Dataset, window: int, padding: str = "none") -> StreamStarts:
+    """Each group's first ``START_WINDOWS`` windows, as the agent forms them (``padding`` as
+    the bundle's), over the group's leading benign steps only."""
     benign = dataset.benign
     if benign is None:
         raise OpenSetError("dataset: no benign/normal class to learn from")
@@ -130,8 +138,12 @@ def stream_starts(dataset: Dataset, window: int, padding: str = "none") -> npt.N
         steps = dataset.x[rows[:lead]].astype(np.float32)
         if len(steps):
             parts.append(stream_windows(steps, window, padding)[:START_WINDOWS])
-    width = dataset.x.shape[1]
-    return np.concatenate(parts) if parts else np.zeros((0, window, width), np.float32)
+    if not parts:
+        return StreamStarts(
+            np.zeros((0, window, dataset.x.shape[1]), np.float32), np.zeros(0, np.int64)
+        )
+    numbers = np.concatenate([np.arange(len(part), dtype=np.int64) for part in parts])
+    return StreamStarts(np.concatenate(parts), numbers)
 
 
 def fit_scaler(windows: npt.NDArray[np.float32], kind: str = "minmax") -> BenignScaler:
@@ -188,20 +200,32 @@ def _scores(
 ToInt8 = Callable[[Any, npt.NDArray[np.float32]], bytes]
 
 
-def _start_threshold(starts: npt.NDArray[np.float64], threshold: float) -> float | None:
-    """The stream start's edge: ``START_MARGIN`` x its highest score, when above ``threshold``."""
-    finite = starts[np.isfinite(starts)]
-    if len(finite) == 0:
+def _start_edge(
+    scores: npt.NDArray[np.float64], numbers: npt.NDArray[np.int64], threshold: float, window: int
+) -> tuple[float, int] | None:
+    """The stream start's edge and how many first windows it covers, None: not needed.
+
+    The edge is ``START_MARGIN`` x the starts' highest score, when above ``threshold``. It
+    covers the windows up to the last one whose score that margin would lift over
+    ``threshold``, and ``window`` more (a boot a few steps later), at most ``START_WINDOWS``:
+    an unseen attack that starts with the stream is judged by the steady edge again soon after.
+    """
+    finite = np.isfinite(scores)
+    if not finite.any():
         return None
-    edge = START_MARGIN * float(finite.max())
-    return min(edge, MAX_START_RATIO * threshold) if edge > threshold else None
+    edge = START_MARGIN * float(scores[finite].max())
+    if not edge > threshold:
+        return None
+    near = numbers[finite & (START_MARGIN * np.where(finite, scores, 0.0) > threshold)]
+    covered = min(int(near.max()) + window, START_WINDOWS)
+    return min(edge, MAX_START_RATIO * threshold), covered
 
 
 def train_benign(
     windows: npt.NDArray[np.float32],
     to_int8: ToInt8,
     options: BenignTraining | None = None,
-    starts: npt.NDArray[np.float32] | None = None,
+    starts: StreamStarts | None = None,
 ) -> TrainedBenign:
     """Fit, convert to int8, and describe the benign model of raw benign windows (N, T, F).
 
@@ -239,10 +263,11 @@ def train_benign(
     scale = np.maximum(error.mean(axis=0), MIN_ERROR_SCALE)
     held_scores = _scores(runtime, held, scale)
     threshold = _threshold(held_scores, windows.shape[1], options)
-    start_scores = np.zeros(0)
-    if starts is not None and len(starts):
-        start_scores = _scores(runtime, summarize(scaler.transform(starts)), scale)
-    start_threshold = _start_threshold(start_scores, threshold)
+    start_scores, numbers = np.zeros(0), np.zeros(0, np.int64)
+    if starts is not None and len(starts.windows):
+        start_scores = _scores(runtime, summarize(scaler.transform(starts.windows)), scale)
+        numbers = starts.numbers
+    start = _start_edge(start_scores, numbers, threshold, windows.shape[1])
     golden_in = held[:GOLDEN_COUNT].astype(np.float32)
     out_q = runtime.output_quantization
     spec = OpenSetSpec(
@@ -267,7 +292,8 @@ def train_benign(
             "n_start": len(start_scores),
             "start_max_score": float(start_scores.max()) if len(start_scores) else None,
         },
-        start_threshold=start_threshold,
+        start_threshold=start[0] if start is not None else None,
+        start_windows=start[1] if start is not None else None,
     )
     logger.info(
         "benign model: %d bytes, %d training / %d held-out windows, threshold %.4g, start %s",
@@ -275,6 +301,6 @@ def train_benign(
         cut,
         len(held),
         threshold,
-        f"{start_threshold:.4g}" if start_threshold is not None else "the same",
+        f"{start[0]:.4g} over {start[1]} windows" if start is not None else "the same",
     )
     return TrainedBenign(tflite, spec, held_scores)

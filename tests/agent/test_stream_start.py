@@ -137,14 +137,16 @@ def test_a_calibrated_site_boots_quietly_and_a_later_burst_still_alarms(
 START = 4 * THRESHOLD  # above any score the zero model gives (a saturated summary: ~0.019)
 
 
-def _start_pair(kit: FloodKit, folder: Path, start: float | None = START) -> Path:
+def _start_pair(
+    kit: FloodKit, folder: Path, start: float | None = START, span: int | None = None
+) -> Path:
     """The flood classifier paired with the zero benign model, signed with a start edge."""
     model = zero_benign_model(kit.folder)
-    out = folder / f"start-{start}.bundle"
+    out = folder / f"start-{start}-{span}.bundle"
     pair(
         kit.bundle,
         model,
-        dataclasses.replace(benign_spec(model), start_threshold=start),
+        dataclasses.replace(benign_spec(model), start_threshold=start, start_windows=span),
         kit.signer,
         out,
     )  # type: ignore[arg-type]
@@ -168,6 +170,7 @@ def test_the_start_edge_is_signed_in_the_section_and_older_bundles_have_none(
         "benign_model": spec.model_sha256[:12],
         "threshold": THRESHOLD,
         "start_threshold": START,
+        "start_windows": cal.START_WINDOWS,  # none signed: a calibration's span
     }
     older = OpenSetSpec.from_manifest(load_bundle(_start_pair(kit, tmp_path, None), key).manifest)
     assert older is not None
@@ -179,10 +182,21 @@ def test_the_start_edge_is_signed_in_the_section_and_older_bundles_have_none(
     "bad", [math.nan, math.inf, -1.0, 0.0, THRESHOLD / 2, 101 * THRESHOLD, True, "0.02"]
 )
 def test_a_hostile_start_edge_is_refused_in_one_line(kit: FloodKit, bad: Any) -> None:
+    _refused(kit, {"start_threshold": bad}, "start_threshold: expected")
+
+
+@pytest.mark.parametrize("bad", [0, -1, cal.START_WINDOWS + 1, 2.0, True, "3", None])
+def test_a_hostile_start_span_is_refused_in_one_line(kit: FloodKit, bad: Any) -> None:
+    words = "start_windows: given without" if bad is None else "start_windows: expected"
+    change = {"start_windows": 3 if bad is None else bad}
+    _refused(kit, change if bad is None else {**change, "start_threshold": START}, words)
+
+
+def _refused(kit: FloodKit, change: dict[str, Any], words: str) -> None:
     manifest = load_bundle(kit.bundle, [load_public_key(kit.public_key)]).manifest
     section = benign_spec(zero_benign_model(kit.folder)).to_dict()
-    hostile = dataclasses.replace(manifest, extra={"openset": {**section, "start_threshold": bad}})
-    with pytest.raises(BundleError, match=r"extra\.openset\.start_threshold: expected") as info:
+    hostile = dataclasses.replace(manifest, extra={"openset": {**section, **change}})
+    with pytest.raises(BundleError, match=rf"extra\.openset\.{words}") as info:
         OpenSetSpec.from_manifest(Manifest.from_json(hostile.to_json()))
     assert "\n" not in str(info.value)
 
@@ -196,6 +210,15 @@ def test_an_uncalibrated_pair_boots_quietly_on_its_signed_start_edge(
     later = _unknowns(load_bundle(_start_pair(kit, tmp_path), key), boot)
     assert len(later) == 1
     assert 150 < later[0] <= 155  # the same burst mid-stream: the steady edge
+
+
+def test_the_start_edge_covers_only_its_signed_span(kit: FloodKit, tmp_path: Path) -> None:
+    key = [load_public_key(kit.public_key)]
+    boot = _site(tmp_path / "boot.pcap")  # the boot lasts 3 s: in the first ~6 windows
+    assert _unknowns(load_bundle(_start_pair(kit, tmp_path, START, 6 + 3), key), boot) == []
+    short = _unknowns(load_bundle(_start_pair(kit, tmp_path, START, 1), key), boot)
+    assert len(short) == 1  # windows 1 on: the steady edge
+    assert short[0] < 8
 
 
 def test_a_calibration_without_a_boot_keeps_the_bundles_start_edge(

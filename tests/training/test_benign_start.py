@@ -9,7 +9,7 @@ import pytest
 from agent.calibration import START_WINDOWS
 from agent.openset import MAX_START_RATIO
 from training.datasets.base import Dataset
-from training.openset import START_MARGIN, _start_threshold, stream_starts
+from training.openset import START_MARGIN, _start_edge, stream_starts
 
 WIDTH = 3
 
@@ -35,25 +35,29 @@ def _dataset(labels: list[list[str]]) -> Dataset:
 def test_each_groups_first_windows_over_its_leading_benign_steps() -> None:
     benign, flood = "benign", "flood"
     data = _dataset([[benign] * 30, [benign] * 5 + [flood] * 10, [flood] + [benign] * 20])
-    starts = stream_starts(data, 4)
+    starts, numbers = stream_starts(data, 4)
     # group 0: START_WINDOWS windows from step 0; group 1: its 5 benign steps give 2 windows;
     # group 2 starts with an attack: not a benign stream start
     assert len(starts) == START_WINDOWS + 2
+    assert numbers.tolist() == [*range(START_WINDOWS), 0, 1]
     assert starts[0, :, 0].tolist() == [0, 1, 2, 3]
     assert starts[START_WINDOWS, :, 0].tolist() == [100, 101, 102, 103]
     assert starts[-1, :, 0].tolist() == [101, 102, 103, 104]
 
 
 def test_padded_starts_begin_with_the_agents_zero_rows() -> None:
-    starts = stream_starts(_dataset([["benign"] * 30]), 4, "zeros")
+    starts, _ = stream_starts(_dataset([["benign"] * 30]), 4, "zeros")
     assert len(starts) == START_WINDOWS
     assert starts[0, :, 0].tolist() == [0, 0, 0, 0]  # three pad rows, then step 0 (value 0)
     assert starts[1, :, 0].tolist() == [0, 0, 0, 1]
 
 
 def test_the_start_edge_is_the_margin_over_the_highest_start_never_below_the_steady() -> None:
-    assert _start_threshold(np.array([1.0, 9.0, np.nan]), 6.0) == pytest.approx(START_MARGIN * 9)
-    assert _start_threshold(np.array([1.0, 2.0]), 6.0) is None  # the steady edge covers it
-    assert _start_threshold(np.array([np.nan]), 6.0) is None
-    assert _start_threshold(np.zeros(0), 6.0) is None
-    assert _start_threshold(np.array([1e9]), 6.0) == MAX_START_RATIO * 6.0  # what the agent loads
+    numbers = np.arange(4)
+    found = _start_edge(np.array([1.0, 9.0, np.nan, 1.0]), numbers, 6.0, 4)
+    assert found == (pytest.approx(START_MARGIN * 9), 1 + 4)  # window 1 near the edge, 4 more
+    assert _start_edge(np.array([1.0, 2.0]), numbers[:2], 6.0, 4) is None  # the steady edge
+    assert _start_edge(np.array([np.nan]), numbers[:1], 6.0, 4) is None
+    assert _start_edge(np.zeros(0), numbers[:0], 6.0, 4) is None
+    huge = _start_edge(np.array([1e9]), np.array([9]), 6.0, 4)
+    assert huge == (MAX_START_RATIO * 6.0, START_WINDOWS)  # what the agent loads
