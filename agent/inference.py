@@ -382,10 +382,15 @@ class ModelSlot:
         self._fusion = None
         if benign is not None:
             floor = benign.spec.threshold
-            start: float | None = None
+            # the bundle's signed stream-start edge holds until a calibration brings the site's
+            # own; like the steady floor, a calibration only ever raises it
+            start = benign.spec.start_threshold
+            span = benign.spec.start_windows or START_WINDOWS
             if calibration is not None and calibration.anomaly_threshold is not None:
                 floor = max(floor, calibration.anomaly_threshold)
-                start = calibration.start_anomaly_threshold
+                if calibration.start_anomaly_threshold is not None:
+                    start = _highest(start, calibration.start_anomaly_threshold)
+                    span = START_WINDOWS
             n = len(bundle.manifest.labels)
             self._fusion = openset.Fusion(
                 tuple(i for i in policy.watched() if i < n),
@@ -393,7 +398,7 @@ class ModelSlot:
                 floor,
                 benign.spec.threshold,
                 start_threshold=start,
-                start_windows=START_WINDOWS if start is not None else 0,
+                start_windows=span if start is not None else 0,
             )
 
     def _swap_if_staged(self, batch: StepBatch) -> list[Event]:
@@ -432,6 +437,12 @@ class ModelSlot:
         self._tail = np.concatenate((start[len(kept) :], kept), axis=0).astype(np.float32)
         padded: list[EvidenceRef] = [(_NO_EVIDENCE, 0)] * (len(self._tail) - len(kept))
         self._evidence = padded + kept_evidence
+
+
+def _highest(*edges: float | None) -> float | None:
+    """The highest of the edges given, None when there is none."""
+    given = [e for e in edges if e is not None]
+    return max(given) if given else None
 
 
 def _summarised(refs: list[EvidenceRef]) -> list[Evidence | None]:

@@ -14,7 +14,10 @@ described by the signed manifest's ``extra["openset"]`` section (so one signatur
 both models): the model's sha256 and size, its own scaler (fit on benign windows: log1p then
 min-max, ``LogScaler``; older bundles carry a plain min-max one), the
 per-dimension error scale, the anomaly threshold (the signed floor calibration never goes
-below), and golden vectors checked on this device's runtime like the classifier's.
+below), optionally a stream-start threshold (``start_threshold``: the edge of a stream's first
+``START_WINDOWS`` windows, fitted on the benign training recordings' own starts, never below
+the threshold; bundles without it use the threshold throughout), and golden vectors checked on
+this device's runtime like the classifier's.
 
 The benign model reads a summary of the scaled window, not the window itself: per feature the
 mean, the maximum and the last step (3 x F values). It is independent of the window length,
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +42,7 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.bundle import Bundle, BundleError, Manifest, Scaler
+from agent.calibration import START_WINDOWS
 from agent.digest import sha256_hex
 from agent.runtime import Model, ModelLoadError
 
@@ -49,6 +54,9 @@ UNKNOWN_CATEGORY = "unknown"
 MIN_ERROR_SCALE = 1e-3  # a dimension benign traffic never moves still has a finite scale
 LOG_MINMAX = "log1p-minmax"
 SCALER_KINDS = ("minmax", LOG_MINMAX)
+# A stream-start edge this many times the steady one would leave a stream's first windows
+# without an unknown answer at all: refused as a broken or hostile manifest, not obeyed.
+MAX_START_RATIO = 100.0
 
 
 @dataclass(frozen=True)
@@ -111,6 +119,10 @@ class OpenSetSpec:
     golden_outputs: npt.NDArray[np.float32]
     golden_atol: float
     calibration: Mapping[str, Any]
+    # raw score at the edge of benign for a stream's first windows; None: ``threshold``
+    start_threshold: float | None = None
+    # how many first windows it covers; None: START_WINDOWS (as a site calibration's)
+    start_windows: int | None = None
 
     @classmethod
     def from_manifest(cls, manifest: Manifest) -> OpenSetSpec | None:
@@ -124,6 +136,11 @@ class OpenSetSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form as stored in the manifest (arrays as base64 little-endian float32)."""
+        start: dict[str, Any] = {}
+        if self.start_threshold is not None:
+            start["start_threshold"] = self.start_threshold
+        if self.start_windows is not None:
+            start["start_windows"] = self.start_windows
         return {
             "format": SECTION_FORMAT,
             "input": SUMMARY,
@@ -132,6 +149,7 @@ class OpenSetSpec:
             "scaler": _scaler_dict(self.scaler),
             "error_scale": list(self.error_scale),
             "threshold": self.threshold,
+            **start,
             "golden": {
                 "inputs": _encode_array(self.golden_inputs),
                 "outputs": _encode_array(self.golden_outputs),
@@ -205,6 +223,8 @@ def _parse(raw: Mapping[str, Any], width: int) -> OpenSetSpec:
     threshold = raw.get("threshold")
     if not isinstance(threshold, int | float) or isinstance(threshold, bool) or not threshold > 0:
         raise _fail("threshold", "expected a number > 0")
+    start = _start_threshold(raw.get("start_threshold"), float(threshold))
+    start_windows = _start_windows(raw.get("start_windows"), start)
     g = raw.get("golden")
     if not isinstance(g, Mapping):
         raise _fail("golden", "expected an object")
@@ -228,7 +248,34 @@ def _parse(raw: Mapping[str, Any], width: int) -> OpenSetSpec:
         outputs,
         float(atol),
         dict(calibration),
+        start,
+        start_windows,
     )
+
+
+def _start_windows(value: Any, start: float | None) -> int | None:
+    """How many first windows the start edge covers: absent, or 1..START_WINDOWS with an edge."""
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= START_WINDOWS:
+        raise _fail("start_windows", f"expected a whole number from 1 to {START_WINDOWS}")
+    if start is None:
+        raise _fail("start_windows", "given without a start_threshold")
+    return value
+
+
+def _start_threshold(value: Any, threshold: float) -> float | None:
+    """The optional stream-start edge: absent (older bundles), or threshold..100 x threshold."""
+    if value is None:
+        return None
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        raise _fail("start_threshold", "expected a finite number")
+    if not threshold <= value <= MAX_START_RATIO * threshold:
+        raise _fail(
+            "start_threshold",
+            f"expected {threshold:.6g} (the threshold) to {MAX_START_RATIO:g} x that, got {value}",
+        )
+    return float(value)
 
 
 class BenignModel:
@@ -299,8 +346,9 @@ class Fusion:
     ``gate_threshold`` the edge a known class must cross, always the signed floor: a site
     calibration quiets the site's own novelty, it must not also silence the classes the
     classifier knows (their thresholds are calibrated on their own). ``start_threshold`` is
-    the ``unknown`` edge of a stream's first ``start_windows`` windows (a site calibration's
-    stream-start edge, never below ``anomaly_threshold``), None: the same edge throughout.
+    the ``unknown`` edge of a stream's first ``start_windows`` windows (the bundle's signed
+    stream-start edge or a site calibration's, never below ``anomaly_threshold``), None: the
+    same edge throughout.
     """
 
     watched: tuple[int, ...]
@@ -358,4 +406,11 @@ def describe(manifest: Manifest) -> dict[str, Any] | None:
         return None
     if spec is None:
         return None
-    return {"benign_model": spec.model_sha256[:12], "threshold": spec.threshold}
+    described: dict[str, Any] = {
+        "benign_model": spec.model_sha256[:12],
+        "threshold": spec.threshold,
+    }
+    if spec.start_threshold is not None:
+        described["start_threshold"] = spec.start_threshold
+        described["start_windows"] = spec.start_windows or START_WINDOWS
+    return described

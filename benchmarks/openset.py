@@ -15,6 +15,11 @@ Everything is generated here, from seeds the design was never tried on (``SEEDS`
   with the share of the stretch an alarm was open (one alarm open for hours counts once).
   Also the shared MQTTset benign captures when ``../shared/datasets`` exists: calibrated on
   ``benign-train``, counted on ``benign-5mb-train``.
+- **stream starts**: the uncalibrated pair replays benign streams of the training network's mix
+  (150 s each, ``SEEDS["starts"]`` on): streams with an alarm in their first ``START_WINDOWS``
+  windows and later, with the bundle's signed start edge and without it (the same models, the
+  field dropped: how bundles before it behaved). Its cost: every held-out kind alone from a
+  stream's first packet (12 s, demo-test rates): the first alarm, with and without the edge.
 - **cost**: the pair's int8 latency per window (classifier + benign model, one window per
   call, median) and the paired bundle's size.
 
@@ -58,7 +63,8 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "protocol-abuse": ("mqtt_slowdos",),
     "spoofing": ("arp_spoof",),
 }
-SEEDS = {"train": 11, "holdout": 301, "site_cal": 401, "site_test": 402}
+SEEDS = {"train": 11, "holdout": 301, "site_cal": 401, "site_test": 402, "starts": 601}
+START_SECONDS = 150.0  # a benign stream: long enough that its sessions do not crowd the start
 MQTTSET = ("mqttset_reduced_pcap/benign-train.pcap", "mqttset_reduced_pcap/benign-5mb-train.pcap")
 TARGET_FA = "<= 1 /day"
 TARGET_LATENCY = "<= 200"
@@ -75,10 +81,14 @@ class Plan:
     window: int = 4
     epochs: int = 20
     site_seconds: float = 4 * 3600.0  # each site stretch
+    starts: int = 20  # benign streams whose starts are counted
     families: tuple[str, ...] = tuple(FAMILIES)
 
 
-PLANS = {"full": Plan(), "quick": Plan(site_seconds=900.0, families=("scan", "spoofing"))}
+PLANS = {
+    "full": Plan(),
+    "quick": Plan(site_seconds=900.0, families=("scan", "spoofing"), starts=5),
+}
 
 
 def site_scenario(seed: int, seconds: float) -> TrafficScenario:
@@ -109,6 +119,76 @@ def holdout_scenario(kinds: tuple[str, ...], seed: int) -> TrafficScenario:
     return TrafficScenario(seed=seed, duration=30.0 + 52.0 * len(kinds) + 20.0, attacks=attacks)
 
 
+def without_start_edge(bundle: Bundle) -> Bundle:
+    """The same verified bundle with no signed stream-start edge: as bundles before it."""
+    from agent.openset import SECTION
+
+    start = ("start_threshold", "start_windows")
+    section = {k: v for k, v in bundle.manifest.extra[SECTION].items() if k not in start}
+    manifest = dataclasses.replace(
+        bundle.manifest, extra={**bundle.manifest.extra, SECTION: section}
+    )
+    return dataclasses.replace(bundle, manifest=manifest)
+
+
+def first_alarms(bundle: Bundle, capture: Path, start_time: float) -> list[tuple[float, str]]:
+    """(seconds from the stream's start, label) of every ``new`` event of an uncalibrated replay."""
+    from agent.replay import replay_capture
+
+    events = replay_capture(bundle, capture).events
+    return [(e.time_ns / 1e9 - start_time, e.label) for e in events if e.kind == "new"]
+
+
+def start_rows(pair: Pair, plan: Plan, folder: Path) -> list[dict[str, object]]:
+    """Benign streams with an alarm in their first windows, and later, with / without the edge."""
+    from agent.bundle import load_bundle, load_public_key
+    from agent.calibration import START_WINDOWS
+    from training.synth.scenario import TrafficScenario
+    from training.synth.traffic import generate_traffic
+
+    signed = load_bundle(pair.paired, [load_public_key(pair.public_key)])
+    step_s = signed.manifest.step.size_ns / 1e9
+    start_s = (signed.manifest.window + START_WINDOWS - 1) * step_s  # the last start window ends
+    counts = {"signed start edge": [0, 0], "no start edge": [0, 0]}
+    for seed in range(SEEDS["starts"], SEEDS["starts"] + plan.starts):
+        scenario = TrafficScenario(seed=seed, duration=START_SECONDS)
+        run = generate_traffic(scenario, folder / f"start-{seed}")
+        for case, bundle in (
+            ("signed start edge", signed),
+            ("no start edge", without_start_edge(signed)),
+        ):
+            times = [t for t, _ in first_alarms(bundle, run.pcap, scenario.start_time)]
+            counts[case][0] += any(t <= start_s for t in times)
+            counts[case][1] += any(t > start_s for t in times)
+    rows = []
+    for case, (early, later) in counts.items():
+        name = f"benign stream starts, {case}"
+        rows.append(_row(name, "alarm in first windows", f"{early}/{plan.starts}", "streams", "0"))
+        rows.append(_row(name, "alarm later", f"{later}/{plan.starts}", "streams"))
+    return rows
+
+
+def at_start_rows(
+    bundle: Bundle, kinds: tuple[str, ...], family: str, folder: Path
+) -> list[dict[str, object]]:
+    """Each held-out kind alone from the stream's first packet: first alarm, with / without edge."""
+    from training.synth.scenario import _DEMO_RATES, AttackSpec, TrafficScenario
+    from training.synth.traffic import generate_traffic
+
+    rows = []
+    for kind in kinds:
+        attack = AttackSpec(kind, 0.0, 12.0, _DEMO_RATES[kind] * 0.8)
+        scenario = TrafficScenario(seed=SEEDS["holdout"], duration=40.0, attacks=(attack,))
+        run = generate_traffic(scenario, folder / f"at-start-{kind}")
+        shown = []
+        for bundle_case in (bundle, without_start_edge(bundle)):
+            alarms = first_alarms(bundle_case, run.pcap, scenario.start_time)
+            shown.append(f"{alarms[0][1]} +{alarms[0][0]:.0f} s" if alarms else "missed")
+        value = f"{shown[0]} (without: {shown[1]})"
+        rows.append(_row(f"without {family}: {kind} from t=0", "first alarm, signed", value, ""))
+    return rows
+
+
 @dataclass(frozen=True)
 class Pair:
     """A classifier bundle and its paired bundle, with the key that signed both."""
@@ -128,7 +208,7 @@ def train_pair(folder: Path, plan: Plan, exclude: tuple[str, ...] = (), seed: in
     from converters.signing import generate_keypair, load_private_key
     from training.config import load_config
     from training.datasets import load
-    from training.openset import BenignTraining, benign_windows, train_benign
+    from training.openset import BenignTraining, benign_windows, stream_starts, train_benign
     from training.synth.scenario import preset
     from training.synth.traffic import generate_traffic
     from training.train import train
@@ -167,9 +247,11 @@ def train_pair(folder: Path, plan: Plan, exclude: tuple[str, ...] = (), seed: in
     private, public, _ = generate_keypair(folder / "signer")
     classifier = folder / "classifier.bundle"
     pack(folder / "model", "int8", classifier, sign_key=private)
-    windows = benign_windows(load("synthetic", str(data), step="1s"), plan.window)
+    dataset = load("synthetic", str(data), step="1s")
+    windows = benign_windows(dataset, plan.window)
+    starts = stream_starts(dataset, plan.window, overrides.get("padding", "none"))
     options = BenignTraining(seed=seed, windows_per_day=86_400.0)  # 1-s steps
-    benign = train_benign(windows, to_int8, options)
+    benign = train_benign(windows, to_int8, options, starts)
     paired = folder / "paired.bundle"
     pair(classifier, benign.tflite, benign.spec, load_private_key(private), paired)
     return Pair(classifier, paired, public, time.perf_counter() - began)
@@ -363,6 +445,7 @@ def family_rows(plan: Plan, folder: Path, site_cal: Path) -> list[dict[str, obje
         scenario = holdout_scenario(kinds, SEEDS["holdout"])
         run = generate_traffic(scenario, folder / f"holdout-{family}")
         calibration = calibrate_on(bundle, site_cal)
+        rows += at_start_rows(bundle, kinds, family, folder / f"holdout-{family}")
         for mode, cal in (("signed", None), ("calibrated", calibration)):
             found, notes = holdout_outcomes(bundle, run.pcap, scenario, cal)
             for kind, label in found.items():
@@ -404,6 +487,7 @@ def run(quick: bool = False) -> list[dict[str, object]]:
         pair = train_pair(folder / "all", plan)
         rows = [_row("pair, all families", "generate+train+pair", round(pair.seconds, 1), "s")]
         rows += site_rows(pair, plan, folder)
+        rows += start_rows(pair, plan, folder)
         rows += family_rows(plan, folder, folder / "s1" / "traffic.pcap")
     return rows
 

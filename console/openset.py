@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from converters.openset import pair
     from converters.signing import load_private_key
     from training.datasets import load
-    from training.openset import BenignTraining, benign_windows, train_benign
+    from training.openset import BenignTraining, benign_windows, stream_starts, train_benign
 
     try:
         manifest = Manifest.from_json(read_bundle(args.bundle).manifest_bytes)
@@ -88,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
             windows_per_day=per_day,
             scaler=args.scaler,
         )
-        trained = train_benign(windows, to_int8, options)
+        starts = stream_starts(dataset, manifest.window, manifest.padding)
+        trained = train_benign(windows, to_int8, options, starts)
         private = load_private_key(args.sign_key)
         paired = pair(args.bundle, trained.tflite, trained.spec, private, args.out)
         check = load_bundle(args.out, [private.public_key()])

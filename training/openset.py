@@ -16,6 +16,16 @@ trained on): their ``quantile``, or higher where the site calibration's own tail
 few hundred held-out windows have no real 99.9th percentile (it is their maximum), and an edge
 the training network's own downloads and logins cross several times an hour raises `unknown`
 alarms that a new attack starting just after then continues instead of raising its own.
+
+A stream's first windows (a network booting: every sensor connecting within a second or two)
+are a few windows in a recording the model hardly learns, and none is among the held-out
+20 %: an uncalibrated pair raised ``unknown`` at the start of every other benign stream of its
+own training network. Given the recordings' own stream starts (``stream_starts``: each group's
+first ``START_WINDOWS`` windows, padded as the bundle pads them), the section also carries a
+``start_threshold``: ``START_MARGIN`` x their highest score, never below the threshold, over
+the first ``start_windows`` windows (where the starts were near the edge, and a window more). A
+recording has one start, and starts differ (how the connections fall into the first steps),
+so one start's maximum is one draw: the margin covers the spread seen on development seeds.
 """
 
 from __future__ import annotations
@@ -24,15 +34,17 @@ import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from agent.bundle import Scaler
-from agent.features.steps import sliding_windows
+from agent.calibration import START_WINDOWS
+from agent.features.steps import sliding_windows, stream_windows
 from agent.openset import (
     LOG_MINMAX,
+    MAX_START_RATIO,
     MIN_ERROR_SCALE,
     BenignScaler,
     LogScaler,
@@ -47,6 +59,9 @@ logger = logging.getLogger(__name__)
 TRAIN_FRACTION = 0.8
 GOLDEN_COUNT = 4
 MIN_WINDOWS = 50
+# Starts of benign generated streams of the training network (150 s, seeds 950-1009) scored up
+# to 1.7 x the training recording's own start's highest; 950-959 so too with 3 model seeds
+START_MARGIN = 2.0
 
 
 class OpenSetError(ValueError):
@@ -101,6 +116,36 @@ def benign_windows(dataset: Dataset, window: int) -> npt.NDArray[np.float32]:
     return np.concatenate(parts).astype(np.float32)
 
 
+class StreamStarts(NamedTuple):
+    """Raw start windows (N, T, F) and each one's number in its stream (0: the first)."""
+
+    windows: npt.NDArray[np.float32]
+    numbers: npt.NDArray[np.int64]
+
+
+def stream_starts(dataset: Dataset, window: int, padding: str = "none") -> StreamStarts:
+    """Each group's first ``START_WINDOWS`` windows, as the agent forms them (``padding`` as
+    the bundle's), over the group's leading benign steps only."""
+    benign = dataset.benign
+    if benign is None:
+        raise OpenSetError("dataset: no benign/normal class to learn from")
+    assert dataset.groups is not None
+    parts: list[npt.NDArray[np.float32]] = []
+    ok = dataset.label_names == benign
+    for group in dict.fromkeys(dataset.groups.tolist()):
+        rows = np.nonzero(dataset.groups == group)[0]
+        lead = int(np.argmin(ok[rows])) if not ok[rows].all() else len(rows)
+        steps = dataset.x[rows[:lead]].astype(np.float32)
+        if len(steps):
+            parts.append(stream_windows(steps, window, padding)[:START_WINDOWS])
+    if not parts:
+        return StreamStarts(
+            np.zeros((0, window, dataset.x.shape[1]), np.float32), np.zeros(0, np.int64)
+        )
+    numbers = np.concatenate([np.arange(len(part), dtype=np.int64) for part in parts])
+    return StreamStarts(np.concatenate(parts), numbers)
+
+
 def fit_scaler(windows: npt.NDArray[np.float32], kind: str = "minmax") -> BenignScaler:
     """Min-max over the benign training steps, of log1p(x) for ``LOG_MINMAX``.
 
@@ -142,15 +187,51 @@ def _threshold(scores: npt.NDArray[np.float64], window: int, options: BenignTrai
     return max(edge, float(np.exp(min(tail_threshold(logs, exceed), 700.0))))
 
 
+def _scores(
+    runtime: Model, x: npt.NDArray[np.float32], scale: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """The agent's score of window summaries: mean squared error over the error scale."""
+    error = (runtime.predict(x).astype(np.float64) - x) ** 2 / scale
+    return np.asarray(error.mean(axis=1), np.float64)
+
+
 # (Keras model, representative inputs) -> full-int8 TFLite bytes. The converter belongs to
 # ``converters``, which training may not import: the caller hands it in.
 ToInt8 = Callable[[Any, npt.NDArray[np.float32]], bytes]
 
 
+def _start_edge(
+    scores: npt.NDArray[np.float64], numbers: npt.NDArray[np.int64], threshold: float, window: int
+) -> tuple[float, int] | None:
+    """The stream start's edge and how many first windows it covers, None: not needed.
+
+    The edge is ``START_MARGIN`` x the starts' highest score, when above ``threshold``. It
+    covers the windows up to the last one whose score that margin would lift over
+    ``threshold``, and ``window`` more (a boot a few steps later), at most ``START_WINDOWS``:
+    an unseen attack that starts with the stream is judged by the steady edge again soon after.
+    """
+    finite = np.isfinite(scores)
+    if not finite.any():
+        return None
+    edge = START_MARGIN * float(scores[finite].max())
+    if not edge > threshold:
+        return None
+    near = numbers[finite & (START_MARGIN * np.where(finite, scores, 0.0) > threshold)]
+    covered = min(int(near.max()) + window, START_WINDOWS)
+    return min(edge, MAX_START_RATIO * threshold), covered
+
+
 def train_benign(
-    windows: npt.NDArray[np.float32], to_int8: ToInt8, options: BenignTraining | None = None
+    windows: npt.NDArray[np.float32],
+    to_int8: ToInt8,
+    options: BenignTraining | None = None,
+    starts: StreamStarts | None = None,
 ) -> TrainedBenign:
-    """Fit, convert to int8, and describe the benign model of raw benign windows (N, T, F)."""
+    """Fit, convert to int8, and describe the benign model of raw benign windows (N, T, F).
+
+    ``starts`` (``stream_starts``) set the stream-start edge; they are scored, not trained on
+    beyond what ``windows`` already hold.
+    """
     import keras
 
     from agent.quiet import quiet_tensorflow
@@ -180,8 +261,13 @@ def train_benign(
     runtime = Model(tflite)
     error = (runtime.predict(train).astype(np.float64) - train) ** 2
     scale = np.maximum(error.mean(axis=0), MIN_ERROR_SCALE)
-    held_scores = np.mean((runtime.predict(held).astype(np.float64) - held) ** 2 / scale, axis=1)
+    held_scores = _scores(runtime, held, scale)
     threshold = _threshold(held_scores, windows.shape[1], options)
+    start_scores, numbers = np.zeros(0), np.zeros(0, np.int64)
+    if starts is not None and len(starts.windows):
+        start_scores = _scores(runtime, summarize(scaler.transform(starts.windows)), scale)
+        numbers = starts.numbers
+    start = _start_edge(start_scores, numbers, threshold, windows.shape[1])
     golden_in = held[:GOLDEN_COUNT].astype(np.float32)
     out_q = runtime.output_quantization
     spec = OpenSetSpec(
@@ -202,13 +288,19 @@ def train_benign(
             "windows_per_day": options.windows_per_day,
             "n_benign": len(held),
             "n_train": cut,
+            "start": f"{START_MARGIN:g} x the highest score of the streams' first windows",
+            "n_start": len(start_scores),
+            "start_max_score": float(start_scores.max()) if len(start_scores) else None,
         },
+        start_threshold=start[0] if start is not None else None,
+        start_windows=start[1] if start is not None else None,
     )
     logger.info(
-        "benign model: %d bytes, %d training / %d held-out windows, threshold %.4g",
+        "benign model: %d bytes, %d training / %d held-out windows, threshold %.4g, start %s",
         len(tflite),
         cut,
         len(held),
         threshold,
+        f"{start[0]:.4g} over {start[1]} windows" if start is not None else "the same",
     )
     return TrainedBenign(tflite, spec, held_scores)

@@ -1,8 +1,11 @@
-"""A stream's first windows (a network booting) get their own ``unknown`` edge from calibration."""
+"""A stream's first windows (a network booting) get their own ``unknown`` edge: the bundle's
+signed one until a site calibration brings the site's own (the higher of the two holds)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -10,13 +13,14 @@ import numpy as np
 import pytest
 
 from agent import calibration as cal
-from agent.bundle import load_bundle, load_public_key
+from agent.bundle import BundleError, Manifest, load_bundle, load_public_key
 from agent.calibrate_cli import calibrate_bundle
-from agent.openset import Fusion
+from agent.openset import Fusion, OpenSetSpec, describe
 from agent.replay import replay_capture
-from tests.agent.bundles import ethernet, ipv4, pcap_bytes, udp
+from converters.openset import pair
+from tests.agent.bundles import ethernet, flood_frames, ipv4, pcap_bytes, udp
 from tests.agent.flood_bundle import FloodKit, flood_kit
-from tests.agent.openset_kit import PairKit, pair_kit
+from tests.agent.openset_kit import THRESHOLD, PairKit, benign_spec, pair_kit, zero_benign_model
 
 T0 = 1_700_000_000.0
 
@@ -126,3 +130,120 @@ def test_a_calibrated_site_boots_quietly_and_a_later_burst_still_alarms(
     later = unknowns(_site(tmp_path / "later.pcap", burst_at=150.0), found)
     assert len(later) == 1
     assert 150 < later[0] <= 155  # the same burst mid-stream: the steady edge
+
+
+# --- the bundle's signed stream-start edge (no calibration yet) ---------------------------------
+
+START = 4 * THRESHOLD  # above any score the zero model gives (a saturated summary: ~0.019)
+
+
+def _start_pair(
+    kit: FloodKit, folder: Path, start: float | None = START, span: int | None = None
+) -> Path:
+    """The flood classifier paired with the zero benign model, signed with a start edge."""
+    model = zero_benign_model(kit.folder)
+    out = folder / f"start-{start}-{span}.bundle"
+    pair(
+        kit.bundle,
+        model,
+        dataclasses.replace(benign_spec(model), start_threshold=start, start_windows=span),
+        kit.signer,
+        out,
+    )  # type: ignore[arg-type]
+    return out
+
+
+def _unknowns(bundle: Any, capture: Path, calibration: Any = None) -> list[float]:
+    events = replay_capture(bundle, capture, calibration=calibration).events
+    return [e.time_ns / 1e9 - T0 for e in events if e.kind == "new" and e.label == "unknown"]
+
+
+def test_the_start_edge_is_signed_in_the_section_and_older_bundles_have_none(
+    kit: FloodKit, tmp_path: Path
+) -> None:
+    key = [load_public_key(kit.public_key)]
+    bundle = load_bundle(_start_pair(kit, tmp_path), key)
+    spec = OpenSetSpec.from_manifest(bundle.manifest)
+    assert spec is not None
+    assert spec.start_threshold == START
+    assert describe(bundle.manifest) == {
+        "benign_model": spec.model_sha256[:12],
+        "threshold": THRESHOLD,
+        "start_threshold": START,
+        "start_windows": cal.START_WINDOWS,  # none signed: a calibration's span
+    }
+    older = OpenSetSpec.from_manifest(load_bundle(_start_pair(kit, tmp_path, None), key).manifest)
+    assert older is not None
+    assert older.start_threshold is None
+    assert "start_threshold" not in older.to_dict()  # an old bundle's section, byte for byte
+
+
+@pytest.mark.parametrize(
+    "bad", [math.nan, math.inf, -1.0, 0.0, THRESHOLD / 2, 101 * THRESHOLD, True, "0.02"]
+)
+def test_a_hostile_start_edge_is_refused_in_one_line(kit: FloodKit, bad: Any) -> None:
+    _refused(kit, {"start_threshold": bad}, "start_threshold: expected")
+
+
+@pytest.mark.parametrize("bad", [0, -1, cal.START_WINDOWS + 1, 2.0, True, "3", None])
+def test_a_hostile_start_span_is_refused_in_one_line(kit: FloodKit, bad: Any) -> None:
+    words = "start_windows: given without" if bad is None else "start_windows: expected"
+    change = {"start_windows": 3 if bad is None else bad}
+    _refused(kit, change if bad is None else {**change, "start_threshold": START}, words)
+
+
+def _refused(kit: FloodKit, change: dict[str, Any], words: str) -> None:
+    manifest = load_bundle(kit.bundle, [load_public_key(kit.public_key)]).manifest
+    section = benign_spec(zero_benign_model(kit.folder)).to_dict()
+    hostile = dataclasses.replace(manifest, extra={"openset": {**section, **change}})
+    with pytest.raises(BundleError, match=rf"extra\.openset\.{words}") as info:
+        OpenSetSpec.from_manifest(Manifest.from_json(hostile.to_json()))
+    assert "\n" not in str(info.value)
+
+
+def test_an_uncalibrated_pair_boots_quietly_on_its_signed_start_edge(
+    kit: FloodKit, tmp_path: Path
+) -> None:
+    key = [load_public_key(kit.public_key)]
+    boot = _site(tmp_path / "boot.pcap", burst_at=150.0)
+    assert len(_unknowns(load_bundle(_start_pair(kit, tmp_path, None), key), boot)) == 2
+    later = _unknowns(load_bundle(_start_pair(kit, tmp_path), key), boot)
+    assert len(later) == 1
+    assert 150 < later[0] <= 155  # the same burst mid-stream: the steady edge
+
+
+def test_the_start_edge_covers_only_its_signed_span(kit: FloodKit, tmp_path: Path) -> None:
+    key = [load_public_key(kit.public_key)]
+    boot = _site(tmp_path / "boot.pcap")  # the boot lasts 3 s: in the first ~6 windows
+    assert _unknowns(load_bundle(_start_pair(kit, tmp_path, START, 6 + 3), key), boot) == []
+    short = _unknowns(load_bundle(_start_pair(kit, tmp_path, START, 1), key), boot)
+    assert len(short) == 1  # windows 1 on: the steady edge
+    assert short[0] < 8
+
+
+def test_a_calibration_without_a_boot_keeps_the_bundles_start_edge(
+    kit: FloodKit, tmp_path: Path
+) -> None:
+    bundle = load_bundle(_start_pair(kit, tmp_path), [load_public_key(kit.public_key)])
+    calm = tmp_path / "calm.pcap"
+    frames, _ = flood_frames(calm_s=300, flood_s=0, calm_after_s=0)
+    calm.write_bytes(pcap_bytes(frames))
+    found = calibrate_bundle(bundle, str(calm), 1.0)
+    assert found.start_anomaly_threshold is None  # this site's start was quiet
+    assert _unknowns(bundle, _site(tmp_path / "boot.pcap"), found) == []
+
+
+def test_a_flood_from_the_first_packet_is_still_raised_at_once(
+    kit: FloodKit, tmp_path: Path
+) -> None:
+    key = [load_public_key(kit.public_key)]
+    frames, _ = flood_frames(t0=T0, calm_s=0, flood_s=8, calm_after_s=20)
+    capture = tmp_path / "flood-first.pcap"
+    capture.write_bytes(pcap_bytes(frames))
+    first = {}
+    for start in (None, 100 * THRESHOLD):  # no start edge, and the highest one allowed
+        events = replay_capture(load_bundle(_start_pair(kit, tmp_path, start), key), capture).events
+        news = [e for e in events if e.kind == "new"]
+        assert [e.label for e in news] == ["flood"]  # the classifier stays armed
+        first[start] = news[0].time_ns
+    assert first[None] == first[100 * THRESHOLD]
