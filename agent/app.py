@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import functools
 import logging
-import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from agent.bundle import Bundle, BundleError
@@ -43,6 +41,7 @@ from agent.model_update import (
 from agent.pipeline import Pipeline
 from agent.replay import ReplayResult, replay_capture
 from agent.report import Sink
+from agent.signals import SignalLatch
 from agent.signature import ChildVerifier
 from agent.site import SiteCalibrator, saved_calibration
 from agent.sources import FeatureSource, StepBatch, open_source
@@ -95,7 +94,7 @@ class App:
             config, self.verify
         )  # a source without ``step``: its bundle's
         self.stop = threading.Event()
-        self._signal: int | None = None  # the SIGTERM/SIGINT received, acted on by the run loop
+        self._signals = SignalLatch()  # SIGTERM/SIGINT, acted on by the run loop
         self.health = Health()
         self.queue: DropOldestQueue[tuple[str, StepBatch]] = DropOldestQueue(
             config.agent.queue_size, weigh=lambda item: len(item[1])
@@ -237,7 +236,7 @@ class App:
 
     def run(self) -> int:
         """Start everything, wait for the stop Event (or the end of every file), shut down."""
-        self._install_signals()
+        self._signals.install()
         for sink in self.pipeline.sinks:
             sink.start()
         for slot in self.pipeline.slot_list():
@@ -261,8 +260,8 @@ class App:
             len(self.pipeline.slot_list()),
         )
         while not self.stop.wait(0.5):
-            if self._signal is not None:
-                logger.info("signal %s: stopping", signal.Signals(self._signal).name)
+            if self._signals.received is not None:
+                logger.info("signal %s: stopping", self._signals.name())
                 break
             if self._threads and not self._threads[0].is_alive():
                 break  # the inference thread ended: every finite source is done
@@ -315,19 +314,6 @@ class App:
         logger.error("%s; the agent exits with status %d", message, EXIT_FAILED)
         self.exit_code = EXIT_FAILED
         self.stop.set()
-
-    def _install_signals(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-
-        def _handle(signum: int, frame: FrameType | None) -> None:
-            # One assignment, no lock: the handler runs on the main thread between bytecodes,
-            # possibly while it holds the stop Event's lock inside stop.wait(); Event.set() (or
-            # logging) here can then wait forever on that lock. The run loop acts within 0.5 s.
-            self._signal = signum
-
-        signal.signal(signal.SIGTERM, _handle)
-        signal.signal(signal.SIGINT, _handle)
 
     def _deliver(self, source: FeatureSource, batch: StepBatch) -> None:
         """Queue a source's batch: a file waits for room, a live source drops the oldest."""

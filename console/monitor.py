@@ -23,17 +23,15 @@ session in ``console.monitor_client``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from typing import Final, TextIO
 
 from agent.broker_url import PASSWORD_ENV, USERNAME_ENV, BrokerUrl, BrokerUrlError, parse_broker_url
 from agent.contract import DEFAULT_PREFIX, valid_prefix, valid_share
+from agent.signals import stop_on_signals
 from console.monitor_client import MonitorError, follow
 from console.monitor_state import Fleet
 from console.monitor_view import LineView, ScreenView, View, clock, render
@@ -91,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         view = None if args.once else default_view(url, fleet)
         timeout = ONCE_TIMEOUT_S if args.once and args.timeout is None else args.timeout
         try:
-            with _stop_on_signals(stop):
+            with stop_on_signals(stop):
                 follow(
                     url,
                     fleet,
@@ -118,22 +116,6 @@ def default_view(url: BrokerUrl, fleet: Fleet, out: TextIO | None = None) -> Vie
     if stream.isatty():
         return ScreenView(stream, lambda: f"iotids monitor  {url}  prefix {fleet.prefix}")
     return LineView(stream)
-
-
-@contextlib.contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGINT / SIGTERM set ``stop`` (the loop ends, the terminal is restored) while inside."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    for sig in previous:
-        signal.signal(sig, lambda signum, frame: stop.set())
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _print_snapshot(url: BrokerUrl, fleet: Fleet, as_json: bool) -> None:

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import ssl
 import sys
 import threading
-from types import FrameType
 
 from agent.broker_url import BrokerUrlError, parse_broker_url
+from agent.signals import stop_on_signals
 
 logger = logging.getLogger(__name__)
 
@@ -106,12 +105,6 @@ def run(args: argparse.Namespace) -> int:
         tls=tls,
     )
     stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     collector = Collector(options, store, metrics)
     logger.info(
         "collect: %s (group %s) -> %s; metrics on %s",
@@ -121,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
         f"{args.metrics_host}:{args.metrics_port}/metrics" if server else "no port",
     )
     try:
-        collector.run(stop)
+        with stop_on_signals(stop):
+            collector.run(stop)
     finally:
         if server is not None:
             server.shutdown()
