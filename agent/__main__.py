@@ -120,6 +120,11 @@ def _run(args: argparse.Namespace, verify: ChildVerifier | None = None) -> int:
     check_deployment(config, create=True)
     if not getattr(args, "verbose", 0):
         logging.getLogger().setLevel(config.agent.log_level.upper())
+    uses_paho = config.mqtt.enabled or any(s.kind == "mqtt-sensors" for s in config.sources)
+    if uses_paho and config.mqtt.tls is None:
+        from agent.deferred import import_paho_without_tls
+
+        import_paho_without_tls()  # before anything imports paho: no OpenSSL for plain MQTT
     app = App(config, verify=verify)
     settle()
     return app.run()
