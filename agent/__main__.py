@@ -81,7 +81,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Dispatch to the chosen action; returns the exit code."""
-    verify = _preverified(args.config) if args.agent_command == "run" else None
+    verify = None
+    if args.agent_command == "run":
+        from agent.malloc import limit_arenas
+
+        limit_arenas()  # before any thread starts: threads take arenas when they first allocate
+        verify = _preverified(args.config)
     from agent.bundle import BundleError
     from agent.calibrate_cli import run as calibrate
     from agent.config import ConfigError
