@@ -81,7 +81,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Dispatch to the chosen action; returns the exit code."""
-    verify = _preverified(args.config) if args.agent_command == "run" else None
+    verify = None
+    if args.agent_command == "run":
+        from agent.malloc import limit_arenas
+
+        limit_arenas()  # before any thread starts: threads take arenas when they first allocate
+        verify = _preverified(args.config)
     from agent.bundle import BundleError
     from agent.calibrate_cli import run as calibrate
     from agent.config import ConfigError
@@ -120,6 +125,11 @@ def _run(args: argparse.Namespace, verify: ChildVerifier | None = None) -> int:
     check_deployment(config, create=True)
     if not getattr(args, "verbose", 0):
         logging.getLogger().setLevel(config.agent.log_level.upper())
+    uses_paho = config.mqtt.enabled or any(s.kind == "mqtt-sensors" for s in config.sources)
+    if uses_paho and config.mqtt.tls is None:
+        from agent.deferred import import_paho_without_tls
+
+        import_paho_without_tls()  # before anything imports paho: no OpenSSL for plain MQTT
     app = App(config, verify=verify)
     settle()
     return app.run()

@@ -5,6 +5,9 @@ clients from :func:`make_client`, so they agree on the callback API (paho 2's ``
 signatures), on how credentials are found (systemd credentials win over the environment), on
 TLS (verifying, TLS 1.2 or newer, no socket leaked by a refused handshake) and on what a refused
 CONNACK means.
+
+``ssl`` and ``agent.tls`` are imported only when TLS is used: a gateway reporting over plain
+MQTT never maps OpenSSL (see ``agent.deferred``).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import math
 import os
 import socket
-import ssl
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
@@ -21,13 +24,13 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from agent.broker_url import PASSWORD_ENV, USERNAME_ENV
-from agent.tls import ClosingSSLSocket
-from agent.tls import tls_context as tls_context  # the [mqtt.tls] context, built in one place
 
 if TYPE_CHECKING:
+    import ssl
+
     from paho.mqtt.reasoncodes import ReasonCode
 
-    from agent.config import MqttConfig
+    from agent.config import MqttConfig, TlsConfig
 
 ProtocolName = Literal["3.1.1", "5"]
 
@@ -73,6 +76,13 @@ def make_client(
     return client
 
 
+def tls_context(tls: TlsConfig) -> ssl.SSLContext:
+    """The ``[mqtt.tls]`` context, built in one place (``agent.tls``, imported on this call)."""
+    from agent.tls import tls_context as build
+
+    return build(tls)
+
+
 def set_backoff(client: mqtt.Client, low: float, high: float) -> None:
     """paho's capped exponential reconnect delay, in whole seconds (at least 1: no busy loop)."""
     client.reconnect_delay_set(max(1, math.ceil(low)), max(1, math.ceil(high)))
@@ -110,6 +120,10 @@ def url_tls_context(ca_file: str | None = None) -> ssl.SSLContext:
 
     Raises OSError / ssl.SSLError when the CA file cannot be read.
     """
+    import ssl
+
+    from agent.tls import ClosingSSLSocket
+
     context = ssl.create_default_context(cafile=ca_file)
     # Without this every refused handshake (retried with backoff) leaks a socket.
     context.sslsocket_class = ClosingSSLSocket
@@ -123,10 +137,12 @@ def is_auth_refused(reason: ReasonCode) -> bool:
 
 def connect_error_text(exc: OSError) -> str:
     """A short, human reason for a failed TCP/TLS connect."""
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS certificate verification failed ({exc.verify_message})"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS handshake failed ({exc.reason or exc})"
+    if is_ssl_error(exc):
+        import ssl  # loaded already: exc is one of its errors
+
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return f"TLS certificate verification failed ({exc.verify_message})"
+        return f"TLS handshake failed ({getattr(exc, 'reason', None) or exc})"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
     if isinstance(exc, socket.gaierror):
@@ -134,3 +150,13 @@ def connect_error_text(exc: OSError) -> str:
     if isinstance(exc, TimeoutError):
         return "timed out"
     return exc.strerror or str(exc)
+
+
+def is_ssl_error(exc: BaseException | None) -> bool:
+    """True for an ``ssl.SSLError``, without importing ``ssl`` for a plain connection.
+
+    With no ``ssl`` in ``sys.modules`` no SSL socket exists, so ``exc`` cannot be one of its
+    errors.
+    """
+    ssl = sys.modules.get("ssl")
+    return ssl is not None and isinstance(exc, ssl.SSLError)

@@ -40,7 +40,6 @@ from __future__ import annotations
 import logging
 import queue
 import sqlite3
-import ssl
 import sys
 import threading
 import time
@@ -65,6 +64,7 @@ from agent.contract import (
 )
 from agent.mqtt_client import (
     is_auth_refused,
+    is_ssl_error,
     make_client,
     resolve_credentials,
     set_backoff,
@@ -401,7 +401,7 @@ class MqttSink:
         """Say why the TCP or TLS connection failed (paho calls this inside its except block)."""
         exc = sys.exc_info()[1]
         where = f"{self.config.host}:{self.config.port}"
-        if isinstance(exc, ssl.SSLError):
+        if is_ssl_error(exc):
             what = f"TLS handshake with {where} failed: {exc}"
         else:
             what = f"cannot connect to {where}: {exc}"
