@@ -44,9 +44,10 @@ class FitSettings:
     limit_margin: float = 1.5
     run_margin: float = 2.0
     cap: float = 2.0
-    # the cross-sensor residual check (off: bundles carry none unless asked)
+    # the cross-sensor residual check (off: bundles carry none unless asked); the spans reach
+    # 300 steps because a temperature follows load through a thermal lag of minutes
     cross: bool = False
-    cross_spans: tuple[int, ...] = (1, 10, 30)
+    cross_spans: tuple[int, ...] = (1, 10, 30, 120, 300)
     cross_slack: float = 2.5  # residual spreads ignored per step
     cross_margin: float = 1.5
 
