@@ -253,8 +253,9 @@ class ModelSlot:
         events = self._swap_if_staged(batch)
         if len(batch) == 0:
             return events
-        # every step advances the stuck test, sampled or not, so its runs count real steps
-        stuck = self._accumulator.stuck(batch.values) if self._accumulator else None
+        # every step advances the stuck test and the cross check, sampled or not, so runs and
+        # averages count real steps
+        stuck = self._accumulator.step_ratios(batch.values) if self._accumulator else None
         held = len(self._tail)
         rows = np.concatenate((self._tail, batch.values), axis=0)
         tail = self._evidence

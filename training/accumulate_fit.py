@@ -1,11 +1,14 @@
 """Fit the agent's accumulator (agent/accumulate.py) on validation normals.
 
 The false-alarm budget is split in two: half to a per-window ``threshold`` (set like the
-bundle's, on all the normal time), half to the CUSUM. ``level`` is an upper quantile of the
+bundle's, on all the normal time), half to the CUSUM; a third each when the cross-sensor check
+is on (``FitSettings.cross``), the last to its limit. ``level`` is an upper quantile of the
 model's normal scores, so a normal window adds to the CUSUM only rarely; ``limit`` is the
 lowest CUSUM whose alarms on the normal stretches (each accumulated from zero, alarms counted
 as the agent raises them) stay within its half, times a margin; each sensor value column's
-allowed run is its longest run of one value on the same normals, times a margin. Everything is
+allowed run is its longest run of one value on the same normals, times a margin. The cross
+check's linear estimates are least squares (with an intercept) on the normals' raw steps, its
+spreads the residuals' standard deviations, its limit placed like the CUSUM's. Everything is
 chosen on validation data only.
 """
 
@@ -18,7 +21,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from agent.accumulate import AccumulatorSpec, cusum, run_lengths
+from agent.accumulate import (
+    AccumulatorSpec,
+    CrossSpec,
+    cross_design,
+    cross_residuals,
+    cusum,
+    moving_averages,
+    run_lengths,
+    two_sided_cusum,
+)
 from training.forecast import threshold_for_rate
 
 F64 = npt.NDArray[np.float64]
@@ -32,6 +44,12 @@ class FitSettings:
     limit_margin: float = 1.5
     run_margin: float = 2.0
     cap: float = 2.0
+    # the cross-sensor residual check (off: bundles carry none unless asked); the spans reach
+    # 300 steps because a temperature follows load through a thermal lag of minutes
+    cross: bool = False
+    cross_spans: tuple[int, ...] = (1, 10, 30, 120, 300)
+    cross_slack: float = 2.5  # residual spreads ignored per step
+    cross_margin: float = 1.5
 
 
 def segments(clean: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
@@ -77,7 +95,7 @@ def fit_accumulator(
     level = float(np.quantile(normal, s.level_quantile))
     # without a cap (cap · limit only ever lowers the sum, so it cannot add alarms)
     sums = np.concatenate([cusum(scores, level, 1.0, np.inf) for scores, _ in parts])
-    share = false_alarms_per_day / 2
+    share = false_alarms_per_day / (3 if s.cross else 2)
     # a model whose normal scores never exceed the level still needs a positive limit
     limit = max(threshold_for_rate(sums, steps_per_day, share), 1e-6)
     threshold = max(threshold_for_rate(normal, steps_per_day, share), 1e-6)
@@ -96,4 +114,64 @@ def fit_accumulator(
         threshold=threshold,
         stuck_columns=tuple(int(c) for c in value_columns),
         stuck_runs=tuple(runs),
+        cross=(
+            fit_cross(
+                [steps for _, steps in parts],
+                value_columns,
+                steps_per_day,
+                share,
+                s,
+            )
+            if s.cross
+            else None
+        ),
+    )
+
+
+def _valid(values: F64) -> F64:
+    """The rows with every value present: the agent's check skips the others."""
+    return values[np.isfinite(values).all(axis=1)]
+
+
+def fit_cross(
+    parts: Sequence[npt.NDArray[np.floating[Any]]],
+    columns: Sequence[int],
+    steps_per_day: float,
+    false_alarms_per_day: float,
+    settings: FitSettings | None = None,
+) -> CrossSpec:
+    """The cross check fitted on runs of normal raw steps, each averaged from its start.
+
+    Its limit keeps its alarms on these runs within ``false_alarms_per_day``, times a margin.
+    """
+    s = settings or FitSettings()
+    cols = list(columns)
+    spans = tuple(s.cross_spans)
+    values = [_valid(np.asarray(p, np.float64)[:, cols]) for p in parts]
+    averages = [moving_averages(v, v[:0], spans) for v in values]
+    warm = [~np.isnan(a).any(axis=(1, 2)) for a in averages]
+    if sum(int(w.sum()) for w in warm) <= len(cols) * len(spans) + 1:
+        raise ValueError("too few normal steps past the warm-up to fit the cross check")
+    weights = []
+    for i in range(len(cols)):
+        x = np.vstack([cross_design(a[w], i) for a, w in zip(averages, warm, strict=True)])
+        y = np.concatenate([v[w, i] for v, w in zip(values, warm, strict=True)])
+        weights.append(tuple(float(b) for b in np.linalg.lstsq(x, y, rcond=None)[0]))
+    draft = CrossSpec(tuple(cols), spans, tuple(weights), (1.0,) * len(cols), s.cross_slack, 1.0)
+    residuals = [cross_residuals(draft, v, v[:0]) for v in values]
+    spread = np.nanstd(np.vstack(residuals), axis=0)
+    spread = np.maximum(spread, 1e-9 * (1.0 + np.abs(np.vstack(values)).max(axis=0)))
+    start = np.zeros((2, len(cols)))
+    # without a cap, as for the CUSUM: a cap only ever lowers the sums
+    sums = np.concatenate(
+        [two_sided_cusum(r / spread, s.cross_slack, np.inf, start)[0] for r in residuals]
+    )
+    limit = max(threshold_for_rate(sums, steps_per_day, false_alarms_per_day), 1e-6)
+    return CrossSpec(
+        draft.columns,
+        spans,
+        draft.weights,
+        tuple(float(v) for v in spread),
+        s.cross_slack,
+        limit * s.cross_margin,
     )

@@ -12,7 +12,8 @@ is a false alarm, counted per simulated day of normal steps.
 
 Each detector is also judged through the agent's accumulator (``agent.accumulate``, the same
 code ``agent run`` uses for a bundle that carries one; name suffix ``+acc``), fitted on the
-validation run and ``extra_val_s`` more generated time (their fault-free windows).
+validation run and ``extra_val_s`` more generated time (their fault-free windows), with its
+cross-sensor residual check on (``FitSettings.cross``).
 """
 
 from __future__ import annotations
@@ -218,7 +219,7 @@ def scenario(seed: int, duration: float) -> TelemetryScenario:
 def evaluate_seed(seed: int, cfg: EvalConfig) -> dict[str, Outcome]:
     """Train, threshold and test every detector on the three runs of ``seed``."""
     from agent.accumulate import Accumulator
-    from training.accumulate_fit import Stretch, fit_accumulator
+    from training.accumulate_fit import FitSettings, Stretch, fit_accumulator
     from training.preprocess import Scaler
 
     runs = [
@@ -243,7 +244,13 @@ def evaluate_seed(seed: int, cfg: EvalConfig) -> dict[str, Outcome]:
             Stretch(val_scores, val_raw, val.clean),
             Stretch(score(extra.windows), extra_raw, extra.clean),
         ]
-        spec = fit_accumulator(stretches, VALUE_COLUMNS, SECONDS_PER_DAY, cfg.false_alarms_per_day)
+        spec = fit_accumulator(
+            stretches,
+            VALUE_COLUMNS,
+            SECONDS_PER_DAY,
+            cfg.false_alarms_per_day,
+            FitSettings(cross=True),
+        )
         ratios = Accumulator(spec).ratios(test_scores, test_raw)
         outcomes[name + ACCUMULATED] = judge_flags(ratios >= 1.0, test.types, cfg.window)
         for key in (name, name + ACCUMULATED):

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from agent.accumulate import Accumulator, AccumulatorError, AccumulatorSpec, cusum
+from agent.accumulate import Accumulator, AccumulatorError, AccumulatorSpec, CrossSpec, cusum
 from agent.app import App
 from agent.bundle import BundleError, Manifest
 from agent.config import parse_config
@@ -179,3 +179,26 @@ def _run(kit: FloodKit, state: Path, plant: Path, section: Any) -> list[dict[str
     thread.join(60)
     assert not thread.is_alive()
     return list(sink.events)
+
+
+def test_agent_run_raises_a_drift_through_the_cross_check(kit: FloodKit, tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    noise = rng.normal(0, 0.2, 100)
+    temps = 20 + noise + np.concatenate([np.zeros(50), np.linspace(0, 2.0, 50)])
+    plant = tmp_path / "plant.csv"
+    plant.write_text(
+        "timestamp,temp\n"
+        + "".join(f"{1_700_000_000 + i},{t:.3f}\n" for i, t in enumerate(temps.tolist()))
+    )
+    # the one-sensor kit has no second sensor: the value is estimated from the constant
+    # staleness column (so: a level of 20 °C), the staleness from the value (weight 0)
+    cross = CrossSpec((0, 2), (1, 3), ((0.0, 0.0, 20.0), (0.0, 0.0, 1.0)), (0.2, 1.0), 2.5, 20.0)
+    section = AccumulatorSpec(1.0, 10.0, cross=cross).to_dict()
+    assert _run(kit, tmp_path / "quiet", plant, None) == []
+    events = _run(kit, tmp_path / "with", plant, section)
+    new = [e for e in events if e["type"] == "new"]
+    assert len(new) == 1
+    # z passes the 2.5 slack after about 0.5 / 2.0 · 50 = 13 ramp steps, the sum 20 a few
+    # steps later: never before the ramp, well before its end
+    assert 1_700_000_050 + 13 < new[0]["window_end"] < 1_700_000_000 + 100
+    assert new[0]["score_ratio"] >= 1.0
