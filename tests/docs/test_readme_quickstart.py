@@ -47,7 +47,7 @@ def _bootstrap_packages() -> set[str]:
 def test_make_targets_run_bootstrap_then_the_command() -> None:
     if shutil.which("make") is None:
         pytest.skip("make is not installed (the Quickstart's apt-get line installs it)")
-    expected = {"demo": ".venv/bin/iotids demo", "test": ".venv/bin/python -m pytest -q"}
+    expected = {"demo": ".venv/bin/iotids demo", "test": ".venv/bin/python -m pytest -q -n 2"}
     targets = [c.split()[1] for c in readme_commands(README, QUICKSTART) if c.startswith("make ")]
     assert sorted(targets) == sorted(expected)
     for target in targets:
