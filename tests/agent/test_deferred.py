@@ -6,7 +6,6 @@ build certificates), and the stand-ins matter only where it is not yet imported.
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from agent.contract import Topics
+from tests.agent import agent_run
 from tests.agent.flood_bundle import REPO, FloodKit, flood_kit
 from tests.broker import Broker, Probe, make_pki
 
@@ -99,36 +99,19 @@ def test_paho_s_except_clauses_still_sort_would_block_and_reset() -> None:
 
 
 def _config(folder: Path, kit: FloodKit, broker: Broker, tls: str = "") -> Path:
-    config = folder / "agent.toml"
-    config.write_text(
-        f'[agent]\ndevice_id = "gw"\nstate_dir = "{folder}"\nstats_interval = 0.2\n'
-        f'log_level = "warning"\ntrusted_keys = ["{kit.public_key}"]\n'
+    mqtt = (
         f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\nbackoff_min = 1.0\n'
         f"backoff_max = 1.0\n{tls}"
-        f'[[sources]]\nname = "cap"\nkind = "pcap"\npath = "{kit.capture}"\nloop = true\n'
-        f'[[models]]\nname = "flood"\nbundle = "{kit.bundle}"\nsource = "cap"\n'
     )
-    return config
+    return agent_run.agent_toml(kit, folder, mqtt)
 
 
 def _start(config: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-c", RUN_AND_LIST, str(config), *OPENSSL],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return agent_run.start(RUN_AND_LIST, config, *OPENSSL)
 
 
 def _stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    out, err = agent_run.stop(proc)
     assert proc.returncode == 0, err[-3000:]
     return out, err
 

@@ -9,8 +9,6 @@ cryptography only for signature checks (a child process does them),
 
 from __future__ import annotations
 
-import signal
-import subprocess
 import sys
 import time
 import types
@@ -22,7 +20,8 @@ import pytest
 from agent.features.telemetry import sorted_distinct
 from agent.health import SelfUsage, _percentile
 from agent.runtime import _without_package_init
-from tests.agent.flood_bundle import REPO, FloodKit, flood_kit
+from tests.agent import agent_run
+from tests.agent.flood_bundle import FloodKit, flood_kit
 
 HEAVY = ("_hashlib", "cryptography", "numpy.ma", "psutil", "sqlite3", "importlib.metadata")
 RUN_AND_LIST = """
@@ -44,32 +43,10 @@ def kit(tmp_path_factory: pytest.TempPathFactory) -> FloodKit:
 
 
 def test_agent_run_with_mqtt_off_imports_no_heavy_module(kit: FloodKit, tmp_path: Path) -> None:
-    config = tmp_path / "agent.toml"
-    config.write_text(
-        f'[agent]\ndevice_id = "gw"\nstate_dir = "{tmp_path}"\nstats_interval = 0.2\n'
-        f'trusted_keys = ["{kit.public_key}"]\n[mqtt]\nenabled = false\n'
-        f'[[sources]]\nname = "cap"\nkind = "pcap"\npath = "{kit.capture}"\nloop = true\n'
-        f'[[models]]\nname = "flood"\nbundle = "{kit.bundle}"\nsource = "cap"\n'
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", RUN_AND_LIST, str(config), *HEAVY],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        if "running" in line:
-            break
+    proc = agent_run.start(RUN_AND_LIST, agent_run.agent_toml(kit, tmp_path), *HEAVY)
+    agent_run.wait_running(proc)
     time.sleep(1.0)  # the health snapshot (percentiles) runs every 0.2 s: several have run
-    proc.send_signal(signal.SIGTERM)
-    try:
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    out, err = agent_run.stop(proc)
     assert "Traceback" not in err, err
     assert "LOADED=\n" in out, out
     assert "MAPPED=\n" in out, out

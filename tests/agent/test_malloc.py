@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import platform
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.agent import agent_run
 from tests.agent.flood_bundle import REPO, flood_kit
 
 # Eight threads allocate at once; glibc's malloc_stats() then lists one "Arena N:" per arena.
@@ -64,33 +64,11 @@ def test_two_arenas_serve_eight_allocating_threads() -> None:
 
 
 def test_agent_run_uses_at_most_two_arenas(tmp_path: Path) -> None:
-    kit = flood_kit(tmp_path)
-    config = tmp_path / "agent.toml"
-    config.write_text(
-        f'[agent]\ndevice_id = "gw"\nstate_dir = "{tmp_path}"\nstats_interval = 0.2\n'
-        f'trusted_keys = ["{kit.public_key}"]\n[mqtt]\nenabled = false\n'
-        f'[[sources]]\nname = "cap"\nkind = "pcap"\npath = "{kit.capture}"\nloop = true\n'
-        f'[[models]]\nname = "flood"\nbundle = "{kit.bundle}"\nsource = "cap"\n'
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", RUN_THEN_STATS, str(config)],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        if "running" in line:
-            break
+    config = agent_run.agent_toml(flood_kit(tmp_path), tmp_path)
+    proc = agent_run.start(RUN_THEN_STATS, config)
+    agent_run.wait_running(proc)
     time.sleep(1.0)
-    proc.send_signal(signal.SIGTERM)
-    try:
-        err = proc.communicate(timeout=30)[1]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    err = agent_run.stop(proc)[1]
     assert proc.returncode == 0, err[-3000:]
     arenas = len(re.findall(r"^Arena \d+:", err, re.MULTILINE))
     assert 1 <= arenas <= 2, err[-3000:]
