@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ from agent.features.traffic import TRAFFIC_V1
 from agent.inference import Debounce, ModelSlot, anomaly_scores
 from agent.report.memory import MemorySink
 from agent.sources import StepBatch
+from tests.agent import agent_run
 from tests.agent.bundles import bundle_bytes, manifest_for, tampered, with_fields
 from tests.agent.flood_bundle import REPO, FloodKit, flood_kit
 from tests.broker import Broker
@@ -318,24 +318,12 @@ def test_agent_run_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    assert proc.stderr is not None
-    lines = []
-    for line in proc.stderr:
-        lines.append(line)
-        if "running" in line:
-            break
+    started = agent_run.wait_running(proc)
     time.sleep(0.5)
-    proc.send_signal(signal.SIGTERM)
-    try:
-        # communicate drains stderr while waiting: a full pipe must not hold the agent's exit
-        _, rest = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    rest = agent_run.stop(proc)[1]
     assert proc.returncode == 0
     assert "agent stopped" in rest
-    assert "Traceback" not in "".join(lines) + rest
+    assert "Traceback" not in started + rest
 
 
 def test_agent_run_with_a_bad_config_exits_2(tmp_path: Path) -> None:
