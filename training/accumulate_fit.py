@@ -83,11 +83,14 @@ def fit_accumulator(
     steps_per_day: float,
     false_alarms_per_day: float,
     settings: FitSettings | None = None,
+    cross_runs: Sequence[npt.NDArray[np.floating[Any]]] | None = None,
 ) -> AccumulatorSpec:
     """The accumulator for a model whose normal validation windows score as in ``stretches``.
 
     Each fault-free run of windows is accumulated from zero, as after a restart; a fault
-    splits a recording into such runs.
+    splits a recording into such runs. The cross check (``settings.cross``) is fitted on
+    ``cross_runs`` (runs of consecutive normal raw steps) when given, else on the stretches'
+    steps, which must then be raw.
     """
     s = settings or FitSettings()
     parts = [part for stretch in stretches for part in stretch.normal_parts()]
@@ -118,7 +121,7 @@ def fit_accumulator(
         stuck_runs=tuple(runs),
         cross=(
             fit_cross(
-                [steps for _, steps in parts],
+                [steps for _, steps in parts] if cross_runs is None else cross_runs,
                 value_columns,
                 steps_per_day,
                 share,

@@ -239,16 +239,33 @@ def fit_forecast_accumulator(
     scaled steps: scaling maps equal readings to equal values, and clipping can only join
     runs, so the allowed runs are never shorter than the raw readings' (the agent's) runs.
     """
-    from training.accumulate_fit import Stretch, fit_accumulator
+    from training.accumulate_fit import FitSettings, Stretch, fit_accumulator
 
     split = "val" if held_out else "train"
     x, normal = prepared.x[split], prepared.y[split] == 0
     scores = np.asarray(model.predict(x, batch_size=512, verbose=0), np.float64).reshape(-1)
     columns = prepared.dataset.columns
     sensors = [i for i, c in enumerate(columns) if c.endswith(".value")]
-    return fit_accumulator(
-        [Stretch(scores, x[:, -1], normal)],
-        sensors,
-        steps_per_day(prepared.dataset.step),
-        config.false_alarms_per_day,
-    )
+    stretches = [Stretch(scores, x[:, -1], normal)]
+    fit = (stretches, sensors, steps_per_day(prepared.dataset.step), config.false_alarms_per_day)
+    if len(sensors) >= 2:
+        try:
+            # The cross check reads the agent's raw steps, so it fits on raw normal rows: the
+            # training split's too, as its moving averages need runs longer than its longest
+            # span and a time-block split cuts validation into short blocks. A linear map of
+            # a few averages per sensor barely overfits.
+            runs = normal_raw_runs(prepared, "train") + normal_raw_runs(prepared, "val")
+            return fit_accumulator(*fit, FitSettings(cross=True), cross_runs=runs)
+        except ValueError as exc:
+            logger.warning("accumulator without the cross-sensor check: %s", exc)
+    return fit_accumulator(*fit)
+
+
+def normal_raw_runs(prepared: Prepared, split: str) -> list[npt.NDArray[np.float32]]:
+    """The unscaled steps of each of the split's contiguous normal row ranges."""
+    dataset = prepared.dataset
+    return [
+        dataset.x[start:end]
+        for start, end in prepared.split.ranges.get(split, [])
+        if end > start and dataset.label_names[start] == dataset.benign
+    ]

@@ -123,3 +123,27 @@ def test_train_gru_forecast_on_synthetic_telemetry(tmp_path: Path) -> None:
     assert (out / "export.keras").is_file()
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= metrics["model"]["macro_f1"] <= 1.0
+
+
+def test_gru_forecast_bundle_state_carries_the_cross_check(tmp_path: Path) -> None:
+    """With several sensors and enough normal validation steps, ``iotids train`` fits the
+    cross-sensor check on raw rows, as the agent will read them."""
+    synth = tmp_path / "synth"
+    args = ["synth", "telemetry", "--out", str(synth), "--duration", "60000", "--step", "5"]
+    assert main(args) == 0
+    out = tmp_path / "model"
+    config = tmp_path / "train.toml"
+    config.write_text(
+        f'[train]\ndataset = "synthetic"\npath = "{synth}"\nmodel = "gru-forecast"\n'
+        f'out = "{out}"\nwindow = 4\nepochs = 1\nmin_epochs = 1\nunits = 8\nstep = "5s"\n'
+    )
+    assert main(["train", "--config", str(config), "--quiet"]) == 0
+    state = json.loads((out / "preprocess.json").read_text())
+    from agent.accumulate import AccumulatorSpec
+
+    spec = AccumulatorSpec.from_manifest(state["accumulator"])
+    assert spec.cross is not None
+    spec.check_width(len(state["columns"]))
+    values = [i for i, c in enumerate(state["columns"]) if c.endswith(".value")]
+    assert len(values) >= 2
+    assert list(spec.cross.columns) == values
