@@ -286,13 +286,16 @@ def moving_averages(values: F64, history: F64, spans: Sequence[int]) -> F64:
     rows than the span have been seen (the warm-up).
     """
     rows = np.vstack([history, values])
-    sums = np.vstack([np.zeros((1, rows.shape[1])), np.cumsum(rows, axis=0)])
-    end = np.arange(len(history), len(rows)) + 1
     out = np.full((len(values), rows.shape[1], len(spans)), np.nan)
     for j, span in enumerate(spans):
-        start = end - span
-        filled = start >= 0
-        out[filled, :, j] = (sums[end[filled]] - sums[start[filled]]) / span
+        # each window summed afresh, not as a difference of running sums: a huge reading
+        # (or an overflow to inf) then spoils only the windows that hold it
+        first = max(len(history) - span + 1, 0)
+        if len(rows) - first < span:
+            continue
+        windows = np.lib.stride_tricks.sliding_window_view(rows[first:], span, axis=0)
+        sums = windows.sum(axis=-1)  # the window ending at row first + span - 1 + i
+        out[len(values) - len(sums) :, :, j] = sums / span
     return out
 
 
@@ -358,7 +361,9 @@ class CrossCheck:
         values = np.asarray(steps, np.float64)[:, self._columns]
         valid = np.isfinite(values).all(axis=1)
         good = values[valid]
-        z = cross_residuals(self.spec, good, self._history) / self._spread
+        # a huge finite reading may overflow an average to inf or NaN, which adds nothing
+        with np.errstate(over="ignore", invalid="ignore"):
+            z = cross_residuals(self.spec, good, self._history) / self._spread
         before = float(self._sums.max())
         sums, self._sums = two_sided_cusum(z, self.spec.slack, self._ceiling, self._sums)
         if self._keep:

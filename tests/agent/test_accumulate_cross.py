@@ -1,5 +1,6 @@
 """The cross-sensor check: a slow drift that keeps each sensor plausible breaks its coupling with
-the others and raises; a normal run stays quiet; hostile manifests are refused by field name.
+the others and raises; a normal run stays quiet; hostile manifests are refused by field name
+and hostile readings outlived.
 """
 
 from __future__ import annotations
@@ -107,6 +108,44 @@ def test_the_accumulator_takes_the_larger_ratio_and_reset_forgets() -> None:
     acc.reset()
     assert acc.step_ratios(x[:4]).max() == 0  # averages empty again: warming up
     assert AccumulatorSpec.from_manifest(spec.to_dict()) == spec
+
+
+# a estimated from b's 60-step average alone, b and c from a's last value: a fault on b stays
+# in b's average, and so in a's estimate, for 60 steps after it ends
+LAGGED = CrossSpec(
+    columns=(0, 2, 4),
+    spans=(1, 60),
+    weights=(
+        (0.0, -2.0, 0.0, 0.0, 10.0),
+        (-0.5, 0.0, 0.0, 0.0, 5.0),
+        (1.5, 0.0, 0.0, 0.0, 1.0),
+    ),
+    spread=(NOISE * math.sqrt(1 + 4 / 60), NOISE * math.sqrt(1.25), NOISE * math.sqrt(3.25)),
+    slack=2.5,
+    limit=20.0,
+)
+
+
+def slow_steps(n: int, seed: int) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """(n, 5) steps as ``steps`` with a load slow enough for a 60-step average to follow."""
+    x = steps(n, seed)
+    load = 0.5 * np.sin(2 * np.pi * np.arange(n) / 20_000)
+    rng = np.random.default_rng(seed + 100)
+    noise = rng.normal(0, NOISE, (n, 3))
+    x[:, 0] = 2 * load + noise[:, 0]
+    x[:, 2] = 5 - load + noise[:, 1]
+    x[:, 4] = 1 + 3 * load + noise[:, 2]
+    return x
+
+
+def test_hostile_readings_stay_bounded_and_are_forgotten() -> None:
+    x = slow_steps(2_000, seed=8)
+    x[500:505, 2] = 1.7e308  # finite, but a sum of two overflows
+    x[505:510, 0] = -1.7e308
+    ratios = CrossCheck(LAGGED, cap=2.0).ratios(x)
+    assert np.isfinite(ratios).all()
+    assert ratios.max() <= 2.0  # the cap holds
+    assert ratios[700:].max() < 1.0  # gone from every average and drained
 
 
 def manifest(**change: Any) -> dict[str, Any]:
