@@ -418,7 +418,10 @@ class Accumulator:
         sums = cusum(x, spec.level, spec.limit, spec.cap, self.total)
         if len(sums):
             self.total = float(sums[-1])
-        instant = np.nan_to_num(x / spec.threshold, nan=0.0)
+        if math.isinf(spec.threshold):  # no per-window test (inf / inf would be NaN)
+            instant = np.zeros(len(x), np.float64)
+        else:
+            instant = np.nan_to_num(x / spec.threshold, nan=0.0)
         return np.asarray(np.maximum(sums / spec.limit, instant), np.float64)
 
     def ratios(
