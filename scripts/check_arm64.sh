@@ -54,31 +54,13 @@ fi
 rm -f "$WHEELS"/iotids-*.whl
 "$PY" -m pip wheel --quiet --no-deps --wheel-dir "$WHEELS" "$REPO"
 
-# 5. Two signed int8 bundles: a CNN with random weights at 20-packet steps (many windows: the
-# outputs must be equal, accuracy is not the point) and the benchmark's hand-set flood rule at
-# 1-second steps (it raises events on the SYN flood, so the events compared are not empty).
-mkdir -p "$WORK"
+# 5. The two signed int8 bundles (scripts/arm64_bundles.py: a random-weight CNN at 20-packet
+# steps and the replay benchmark's hand-set flood rule at 1-second steps).
 if [ ! -e "$WORK/rule.bundle" ]; then
-    "$PY" - "$WORK" "${CAPTURES[@]}" "$DATASETS/mqttset_reduced_pcap/benign-train.pcap" <<'PYEOF'
-import sys
-from pathlib import Path
-from converters.quantize import quiet_tensorflow
-quiet_tensorflow()
-from agent.features.capture import read_capture
-from agent.features.traffic import TRAFFIC_V1, featurize
-from benchmarks import agent_replay as ar
-folder = Path(sys.argv[1])
-labels = ("benign", "ddos", "scan", "bruteforce")
-maxima = ar._feature_maxima([Path(p) for p in sys.argv[2:4]])
-ar.WINDOW = 8
-tflite = ar._cnn_int8(TRAFFIC_V1.width, len(labels))
-step = {"kind": "packets", "size": 20}
-_, key = ar._bundle(folder, "cnn", tflite, window=8, labels=labels, maxima=maxima, model_type="cnn", step=step)
-key.replace(folder / "cnn.pub")
-benign = featurize(read_capture(Path(sys.argv[4])).packets).values
-_, key, _ = ar._detector(folder, benign)
-key.replace(folder / "rule.pub")
-PYEOF
+    # start clean: a run that failed half way leaves keys that refuse to be overwritten
+    rm -rf "$WORK" && mkdir -p "$WORK"
+    "$PY" "$REPO/scripts/arm64_bundles.py" "$WORK" "${CAPTURES[@]}" \
+        "$DATASETS/mqttset_reduced_pcap/benign-train.pcap"
 fi
 BUNDLES=(cnn rule)
 
