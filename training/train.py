@@ -300,8 +300,9 @@ def preprocess_state(
         "labels": prepared.labels,
         "categories": categories(prepared.labels, prepared.benign, config.mapping),
         "thresholds": thresholds,
-        "threshold_calibration": calibration,
-        # the agent's accumulator, fitted with the threshold (gru-forecast)
+        # the agent's accumulator is fitted with the threshold (gru-forecast) but signed once,
+        # in the manifest's extra: its cross-check weights would otherwise be carried twice
+        "threshold_calibration": {k: v for k, v in calibration.items() if k != "accumulator"},
         **({"accumulator": calibration["accumulator"]} if "accumulator" in calibration else {}),
         "encoders": ds.encoders,
         "split": {

@@ -143,6 +143,7 @@ def test_gru_forecast_bundle_state_carries_the_cross_check(tmp_path: Path) -> No
 
     spec = AccumulatorSpec.from_manifest(state["accumulator"])
     assert spec.cross is not None
+    assert "accumulator" not in state["threshold_calibration"]  # signed once, in extra
     spec.check_width(len(state["columns"]))
     values = [i for i, c in enumerate(state["columns"]) if c.endswith(".value")]
     assert len(values) >= 2
