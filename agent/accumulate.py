@@ -53,6 +53,7 @@ CROSS_KEYS = (
     "cross_slack",
     "cross_limit",
 )
+KEYS = ("level", "limit", "cap", "threshold", "stuck_columns", "stuck_runs", *CROSS_KEYS)
 
 
 class AccumulatorError(ValueError):
@@ -178,8 +179,7 @@ class AccumulatorSpec:
         where = f"bundle manifest: extra.{SECTION}"
         if not isinstance(section, Mapping):
             raise AccumulatorError(f"{where}: must be a table")
-        known = {"level", "limit", "cap", "threshold", "stuck_columns", "stuck_runs", *CROSS_KEYS}
-        unknown = sorted(set(section) - known)
+        unknown = sorted(set(section) - set(KEYS))
         if unknown:
             raise AccumulatorError(f"{where}.{unknown[0]}: unknown key")
         return cls(

@@ -6,9 +6,11 @@ then runs the agent with ``runpy``); the tests read what it printed after a SIGT
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from tests.agent.flood_bundle import REPO, FloodKit
@@ -37,6 +39,18 @@ def start(code: str, config: Path, *args: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+@contextlib.contextmanager
+def running(code: str, config: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """:func:`start`, and whatever happens inside, no process left behind after."""
+    proc = start(code, config, *args)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
 
 
 def wait_running(proc: subprocess.Popen[str]) -> str:

@@ -106,10 +106,6 @@ def _config(folder: Path, kit: FloodKit, broker: Broker, tls: str = "") -> Path:
     return agent_run.agent_toml(kit, folder, mqtt)
 
 
-def _start(config: Path) -> subprocess.Popen[str]:
-    return agent_run.start(RUN_AND_LIST, config, *OPENSSL)
-
-
 def _stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
     out, err = agent_run.stop(proc)
     assert proc.returncode == 0, err[-3000:]
@@ -122,10 +118,12 @@ def test_plain_mqtt_agent_reconnects_after_a_broker_crash_without_openssl(
     broker = Broker(tmp_path / "broker", persistence=False)
     broker.start()
     topics = Topics.for_device("iotids", "gw")
-    proc = None
+    config = _config(tmp_path, kit, broker)
     try:
-        with Probe(broker, [topics.events, topics.status]) as probe:
-            proc = _start(_config(tmp_path, kit, broker))
+        with (
+            Probe(broker, [topics.events, topics.status]) as probe,
+            agent_run.running(RUN_AND_LIST, config, *OPENSSL) as proc,
+        ):
             online = probe.wait_for(lambda m: m.payload == b"online", 60)
             assert online is not None, "the agent never came online"
             assert probe.wait_for(lambda m: m.topic == topics.events, 30) is not None
@@ -135,11 +133,8 @@ def test_plain_mqtt_agent_reconnects_after_a_broker_crash_without_openssl(
             back = probe.wait_for(lambda m: m.payload == b"online", 30)
             assert back is not None, "the agent did not reconnect"
             assert probe.wait_for(lambda m: m.topic == topics.events, 30) is not None
-        out, err = _stop(proc)
+            out, err = _stop(proc)
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.communicate()
         broker.kill()
     assert "Traceback" not in err, err[-3000:]
     assert "cannot connect to" in err  # a reconnect was refused while the broker was down
@@ -154,17 +149,15 @@ def test_tls_agent_imports_the_real_ssl(kit: FloodKit, tmp_path: Path) -> None:
     broker = Broker(tmp_path / "broker", tls=pki, persistence=False)
     broker.start()
     topics = Topics.for_device("iotids", "gw")
-    proc = None
+    config = _config(tmp_path, kit, broker, f'[mqtt.tls]\nca_file = "{pki.ca_cert}"\n')
     try:
-        with Probe(broker, [topics.status]) as probe:
-            tls = f'[mqtt.tls]\nca_file = "{pki.ca_cert}"\n'
-            proc = _start(_config(tmp_path, kit, broker, tls))
+        with (
+            Probe(broker, [topics.status]) as probe,
+            agent_run.running(RUN_AND_LIST, config, *OPENSSL) as proc,
+        ):
             assert probe.wait_for(lambda m: m.payload == b"online", 60) is not None
-        out, err = _stop(proc)
+            out, err = _stop(proc)
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.communicate()
         broker.kill()
     assert "Traceback" not in err, err[-3000:]
     found = _lines(out)

@@ -14,7 +14,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.accumulate import Accumulator, AccumulatorError, AccumulatorSpec
+from agent.accumulate import KEYS, Accumulator, AccumulatorError, AccumulatorSpec
 from tests.agent.test_accumulate_cross import manifest
 from tests.agent.test_fuzz_inputs import EXAMPLES
 
@@ -24,20 +24,6 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 WIDTH = 5
-KEYS = (
-    "level",
-    "limit",
-    "cap",
-    "threshold",
-    "stuck_columns",
-    "stuck_runs",
-    "cross_columns",
-    "cross_spans",
-    "cross_weights",
-    "cross_spread",
-    "cross_slack",
-    "cross_limit",
-)
 SCALARS = st.one_of(
     st.none(),
     st.booleans(),

@@ -95,18 +95,24 @@ def test_graph_score_is_the_scaled_max_residual() -> None:
 
 @pytest.mark.tf
 @pytest.mark.slow
-def test_train_gru_forecast_on_synthetic_telemetry(tmp_path: Path) -> None:
+def _train_forecast(tmp_path: Path, duration: int, step: str, extra: str = "") -> Path:
+    """``iotids train --model gru-forecast`` (one small epoch) on generated telemetry; its out."""
     synth = tmp_path / "synth"
-    args = ["synth", "telemetry", "--out", str(synth), "--duration", "20000", "--step", "5"]
+    args = ["synth", "telemetry", "--out", str(synth), "--duration", str(duration), "--step", "5"]
     assert main(args) == 0
     out = tmp_path / "model"
     config = tmp_path / "train.toml"
     config.write_text(
         f'[train]\ndataset = "synthetic"\npath = "{synth}"\nmodel = "gru-forecast"\n'
-        f'out = "{out}"\nwindow = 4\nepochs = 1\nmin_epochs = 1\nunits = 8\nstep = "10s"\n'
-        "false_alarms_per_day = 3\n"
+        f'out = "{out}"\nwindow = 4\nepochs = 1\nmin_epochs = 1\nunits = 8\nstep = "{step}"\n'
+        + extra
     )
     assert main(["train", "--config", str(config), "--quiet"]) == 0
+    return out
+
+
+def test_train_gru_forecast_on_synthetic_telemetry(tmp_path: Path) -> None:
+    out = _train_forecast(tmp_path, 20000, "10s", "false_alarms_per_day = 3\n")
     state = json.loads((out / "preprocess.json").read_text())
     assert state["model_type"] == "gru-forecast"
     assert state["task"] == "anomaly"
@@ -125,19 +131,12 @@ def test_train_gru_forecast_on_synthetic_telemetry(tmp_path: Path) -> None:
     assert 0.0 <= metrics["model"]["macro_f1"] <= 1.0
 
 
+@pytest.mark.tf
+@pytest.mark.slow
 def test_gru_forecast_bundle_state_carries_the_cross_check(tmp_path: Path) -> None:
     """With several sensors and enough normal validation steps, ``iotids train`` fits the
     cross-sensor check on raw rows, as the agent will read them."""
-    synth = tmp_path / "synth"
-    args = ["synth", "telemetry", "--out", str(synth), "--duration", "60000", "--step", "5"]
-    assert main(args) == 0
-    out = tmp_path / "model"
-    config = tmp_path / "train.toml"
-    config.write_text(
-        f'[train]\ndataset = "synthetic"\npath = "{synth}"\nmodel = "gru-forecast"\n'
-        f'out = "{out}"\nwindow = 4\nepochs = 1\nmin_epochs = 1\nunits = 8\nstep = "5s"\n'
-    )
-    assert main(["train", "--config", str(config), "--quiet"]) == 0
+    out = _train_forecast(tmp_path, 60000, "5s")
     state = json.loads((out / "preprocess.json").read_text())
     from agent.accumulate import AccumulatorSpec
 
