@@ -69,6 +69,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--raise-score", type=float, help="one window this sure raises at once (off by default)"
     )
     replay_p.add_argument(
+        "--kernels",
+        default="auto",
+        help="interpreter kernels, as [agent] kernels: auto (time XNNPACK and the built-ins on "
+        "the model, keep the faster), xnnpack or builtin",
+    )
+    replay_p.add_argument(
         "--hold",
         type=_seconds_up_to_an_hour,
         help="seconds a quiet detection waits for its label to resume it (30; as [[models]] hold)",
@@ -120,6 +126,7 @@ def _run(args: argparse.Namespace, verify: ChildVerifier | None = None) -> int:
     from agent.app import App
     from agent.config import load_config
     from agent.config_checks import check_deployment
+    from agent.runtime import use_kernels
 
     config = load_config(args.config)
     check_deployment(config, create=True)
@@ -130,6 +137,7 @@ def _run(args: argparse.Namespace, verify: ChildVerifier | None = None) -> int:
         from agent.deferred import import_paho_without_tls
 
         import_paho_without_tls()  # before anything imports paho: no OpenSSL for plain MQTT
+    use_kernels(config.agent.kernels)
     app = App(config, verify=verify)
     settle()
     return app.run()
@@ -186,7 +194,12 @@ def _replay(args: argparse.Namespace) -> int:
     from agent.inference import Debounce
     from agent.replay import replay_capture
     from agent.report.jsonl import JsonLinesSink
+    from agent.runtime import use_kernels
 
+    try:
+        use_kernels(args.kernels)
+    except ValueError as exc:
+        raise ConfigError(f"--kernels: {exc}") from None
     keys = []
     for path in args.trust_key:
         try:

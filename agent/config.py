@@ -40,6 +40,7 @@ from agent.config_sources import (
     SensorTopic,
     SourceOptions,
 )
+from agent.runtime import KERNEL_CHOICES
 from agent.sources.registry import SOURCE_KINDS, kinds, options_class
 
 __all__ = [  # names that moved out stay importable from here, where callers always found them
@@ -94,6 +95,8 @@ class AgentSection:
     # model/set payloads (and the bundles loaded at start) larger than this are refused unread
     max_bundle_bytes: int = DEFAULT_MAX_BUNDLE_BYTES
     allow_downgrade: bool = False  # accept a bundle whose version is not above the active one
+    # interpreter kernels: auto times XNNPACK and the built-ins on each model and keeps the faster
+    kernels: str = "auto"
 
     def __post_init__(self) -> None:
         check(
@@ -103,6 +106,11 @@ class AgentSection:
             f"got {self.device_id!r}",
         )
         check(self.state_dir != "", "state_dir", "must not be empty")
+        check(
+            self.kernels in KERNEL_CHOICES,
+            "kernels",
+            f"must be one of {', '.join(KERNEL_CHOICES)}, got {self.kernels!r}",
+        )
         check(
             MIN_STATS_INTERVAL_S <= self.stats_interval <= MAX_PERIOD_S,
             "stats_interval",

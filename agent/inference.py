@@ -485,6 +485,7 @@ def describe(bundle: Bundle) -> dict[str, Any]:
         "model_type": m.model_type,
         "task": m.task,
         "quantization": m.quantization,
+        "kernels": bundle.model.kernels,  # xnnpack or builtin: what runs it on this CPU
         "window": m.window,
         "step": m.step.to_dict(),
         "padding": m.padding,

@@ -6,6 +6,11 @@ with the input tensor's scale and zero point, quantized outputs are dequantized 
 a fixed batch of 1 (recurrent models: only their unrolled fixed-batch graph converts) is run
 one window at a time.
 
+Which kernels run an interpreter is chosen per model at load (``use_kernels``): XNNPACK, the
+runtime's default delegate, or the built-in kernels alone. Which is faster depends on the CPU
+(XNNPACK ran the int8 CNN 2.5x faster than the built-ins on one x86 machine here and 1.5x
+slower on another), so ``auto`` times both on the model itself and keeps the faster.
+
 ``model_opcodes`` reads the operator table straight from the ``.tflite`` flatbuffer, so a model
 the runtime refuses (Flex ops, an operator version it is too old for) can still be described.
 """
@@ -16,9 +21,11 @@ import functools
 import importlib
 import importlib.util
 import logging
+import math
 import struct
 import sys
 import threading
+import time
 import types
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +44,13 @@ RUNTIMES: tuple[tuple[str, str], ...] = (
     ("tflite_runtime.interpreter", "tflite-runtime"),
 )
 TFLITE_IDENTIFIER = b"TFL3"
+KERNEL_CHOICES = ("auto", "xnnpack", "builtin")
+# auto keeps XNNPACK unless the built-ins are clearly faster: both round int8 a little
+# differently (one step in ~1 % of outputs), so a near tie should not flip between runs
+AUTO_MARGIN = 1.25
+AUTO_ROUNDS = 5  # timed invocations per kernel set, alternating, the fastest of each counts
+AUTO_BUDGET_S = 0.2  # stop timing early for a slow model: start-up stays bounded
+MAX_PICKED = 64
 BUILTIN_CUSTOM = 32  # BuiltinOperator.CUSTOM: Flex and other non-builtin ops
 
 
@@ -124,19 +138,98 @@ def runtime_version() -> str:
     return importlib.metadata.version(runtime_name())
 
 
-def load_interpreter(model_content: bytes, num_threads: int = 1) -> Any:
-    """An allocated interpreter for ``model_content``; ModelLoadError when it is refused."""
-    if model_content[4:8] != TFLITE_IDENTIFIER:
-        raise ModelLoadError("not a TFLite model (no TFL3 identifier)")
+_kernels = "auto"
+# auto's pick per model in this process: a model loaded twice (a replay after a check, a model
+# pushed again) runs on the same kernels, so its outputs do not move by a rounding step
+_picked: dict[tuple[int, int], str] = {}
+
+
+def use_kernels(choice: str) -> None:
+    """Kernels for the models loaded from now on: ``auto``, ``xnnpack`` or ``builtin``."""
+    global _kernels
+    if choice not in KERNEL_CHOICES:
+        raise ValueError(f"kernels must be one of {', '.join(KERNEL_CHOICES)}, got {choice!r}")
+    _kernels = choice
+
+
+def _builtin_resolver(interpreter_class: Any) -> Any:
+    """The runtime's "built-in kernels, no default delegate" resolver, None when it has none."""
+    module = sys.modules.get(interpreter_class.__module__)
+    resolvers = getattr(module, "OpResolverType", None)
+    return getattr(resolvers, "BUILTIN_WITHOUT_DEFAULT_DELEGATES", None)
+
+
+def _interpreter(model_content: bytes, num_threads: int, kernels: str) -> Any:
+    """One allocated interpreter with the given kernels; ModelLoadError when it is refused."""
     interpreter_class, distribution = _interpreter_class()
+    options: dict[str, Any] = {}
+    if kernels == "builtin":
+        options["experimental_op_resolver_type"] = _builtin_resolver(interpreter_class)
     try:
         with tflite_banner_quiet():
-            interpreter = interpreter_class(model_content=model_content, num_threads=num_threads)
+            interpreter = interpreter_class(
+                model_content=model_content, num_threads=num_threads, **options
+            )
             interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"{distribution} cannot load the model: {reason}") from exc
     return interpreter
+
+
+def _fastest_invoke(interpreter: Any) -> float:
+    """Seconds of one invocation on an all-zero input (the interpreter is warm afterwards)."""
+    detail = interpreter.get_input_details()[0]
+    interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+    began = time.perf_counter()
+    interpreter.invoke()
+    return time.perf_counter() - began
+
+
+def _pick(candidates: dict[str, Any]) -> str:
+    """The kernel set that runs this model fastest here, XNNPACK on a near tie."""
+    best = {name: math.inf for name in candidates}
+    for interpreter in candidates.values():
+        _fastest_invoke(interpreter)  # warm-up: XNNPACK packs its weights on the first call
+    deadline = time.perf_counter() + AUTO_BUDGET_S
+    for _ in range(AUTO_ROUNDS):
+        for name, interpreter in candidates.items():
+            best[name] = min(best[name], _fastest_invoke(interpreter))
+        if time.perf_counter() > deadline:
+            break
+    if best["builtin"] * AUTO_MARGIN < best["xnnpack"]:
+        return "builtin"
+    return "xnnpack"
+
+
+def load_interpreter(
+    model_content: bytes, num_threads: int = 1, kernels: str | None = None
+) -> tuple[Any, str]:
+    """An allocated interpreter for ``model_content`` and the kernels it runs on.
+
+    ModelLoadError when the runtime refuses the model. ``kernels`` defaults to ``use_kernels``'
+    choice; a runtime without a built-in-only resolver always runs its default (``xnnpack``).
+    """
+    if model_content[4:8] != TFLITE_IDENTIFIER:
+        raise ModelLoadError("not a TFLite model (no TFL3 identifier)")
+    choice = kernels or _kernels
+    if _builtin_resolver(_interpreter_class()[0]) is None:
+        choice = "xnnpack"
+    key = (len(model_content), hash(model_content))
+    choice = _picked.get(key, choice) if choice == "auto" else choice
+    if choice != "auto":
+        return _interpreter(model_content, num_threads, choice), choice
+    candidates = {
+        name: _interpreter(model_content, num_threads, name) for name in KERNEL_CHOICES[1:]
+    }
+    try:
+        chosen = _pick(candidates)
+    except (ValueError, RuntimeError):
+        chosen = "xnnpack"  # a model that cannot run on zeros is judged later, on real input
+    if len(_picked) >= MAX_PICKED:
+        _picked.clear()  # many different models pushed: forget, the next loads time again
+    _picked[key] = chosen
+    return candidates[chosen], chosen
 
 
 def _quantization(detail: dict[str, Any]) -> Quantization | None:
@@ -152,7 +245,7 @@ class Model:
 
     def __init__(self, model_content: bytes, num_threads: int = 1) -> None:
         self.content = model_content
-        self._interpreter = load_interpreter(model_content, num_threads)
+        self._interpreter, self.kernels = load_interpreter(model_content, num_threads)
         self._lock = threading.Lock()
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]

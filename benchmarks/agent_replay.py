@@ -198,7 +198,8 @@ def throughput(folder: Path, quick: bool) -> list[dict[str, object]]:
         maxima=_feature_maxima(captures),
         model_type="cnn",
     )
-    rows = _replay_rate(_load(bundle_path, public), captures, quick, "1 s steps", ">= 1,000,000")
+    loaded = _load(bundle_path, public)
+    rows = _replay_rate(loaded, captures, quick, "1 s steps", ">= 1,000,000")
     # The README's recipe for captures: 20-packet steps, windows of 8 (a flood makes a window
     # every 20 packets, so the per-window cost dominates there).
     steps_20p = _bundle(
@@ -211,7 +212,17 @@ def throughput(folder: Path, quick: bool) -> list[dict[str, object]]:
         model_type="cnn",
         step={"kind": "packets", "size": 20},
     )
-    rows += _replay_rate(_load(*steps_20p), captures, quick, "20p steps", ">= 300,000")
+    loaded_20p = _load(*steps_20p)
+    rows += _replay_rate(loaded_20p, captures, quick, "20p steps", ">= 300,000")
+    # [agent] kernels = auto: which kernel set the timing at load chose on this CPU
+    rows.append(
+        _row(
+            "int8 CNN",
+            "kernels",
+            f"{loaded.model.kernels} / {loaded_20p.model.kernels}",
+            "1 s / 20p",
+        )
+    )
     rows.append(_row("int8 CNN", "model_bytes", len(tflite), "bytes"))
     rows.append(_row("int8 CNN", "bundle", str(bundle_path.name), ""))
     return rows + peak_rss(folder, bundle_path, public, captures[0], quick)

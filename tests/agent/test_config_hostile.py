@@ -62,6 +62,7 @@ CASES: dict[str, tuple[str, str, str]] = {
         "sources[0].topics[0].values.open: ",
     ),
     "missing ca_file": ("", '[mqtt.tls]\nca_file = "/nonexistent/ca.pem"\n', "mqtt.tls.ca_file: "),
+    "unknown kernels": ('kernels = "fastest"', "", "agent.kernels: "),
     "missing trusted key": ('trusted_keys = ["/nonexistent/k.pub"]', "", "agent.trusted_keys[0]: "),
 }
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agent import runtime
 from agent.runtime import (
     Model,
     ModelLoadError,
@@ -121,6 +122,58 @@ def test_missing_runtime_names_both_packages(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", None)
     with pytest.raises(RuntimeUnavailableError, match=r"ai-edge-litert.*tflite-runtime"):
         load_interpreter(b"\0\0\0\0TFL3")
+
+
+def test_both_kernel_sets_load_and_agree_within_a_step(models: Path) -> None:
+    content = (models / "cnn_int8.tflite").read_bytes()
+    x, _ = _samples(models)
+    batch = x[:200, ..., None]
+    outputs = {}
+    for kernels in ("xnnpack", "builtin"):
+        _, used = load_interpreter(content, kernels=kernels)
+        assert used == kernels
+        runtime.use_kernels(kernels)
+        try:
+            model = Model(content)
+        finally:
+            runtime.use_kernels("auto")
+        assert model.kernels == kernels
+        outputs[kernels] = model.predict(batch)
+    quant = Model(content).output_quantization
+    assert quant is not None
+    # the two round int8 differently in a few outputs, never by more than one step
+    assert np.max(np.abs(outputs["xnnpack"] - outputs["builtin"])) <= quant.scale * 1.001
+
+
+@pytest.mark.parametrize(
+    ("builtin_s", "expected"), [(1.0, "builtin"), (1.9, "xnnpack"), (3.0, "xnnpack")]
+)
+def test_auto_keeps_the_faster_kernels_and_xnnpack_on_a_near_tie(
+    builtin_s: float, expected: str, models: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the CPU's real speed cannot be set from a test: the timing alone is replaced
+    content = (models / "cnn_int8.tflite").read_bytes()
+    monkeypatch.setattr(runtime, "_picked", {})
+    seconds = {"xnnpack": 2.0, "builtin": builtin_s}
+    made: dict[int, str] = {}
+    real = runtime._interpreter
+
+    def tracked(content: bytes, threads: int, kernels: str) -> object:
+        interpreter = real(content, threads, kernels)
+        made[id(interpreter)] = kernels
+        return interpreter
+
+    monkeypatch.setattr(runtime, "_interpreter", tracked)
+    monkeypatch.setattr(runtime, "_fastest_invoke", lambda it: seconds[made[id(it)]])
+    assert load_interpreter(content)[1] == expected
+    # the pick is remembered for this model: a second load does not time again
+    monkeypatch.setattr(runtime, "_fastest_invoke", lambda it: pytest.fail("timed twice"))
+    assert load_interpreter(content)[1] == expected
+
+
+def test_unknown_kernels_are_refused() -> None:
+    with pytest.raises(ValueError, match="auto, xnnpack, builtin"):
+        runtime.use_kernels("fast")
 
 
 def test_runtime_identity() -> None:
