@@ -216,8 +216,10 @@ class Decider:
     ``update`` event naming it, instead of opening a new detection, when the incident is
     younger than ``merge_horizon_s`` and the window's targets overlap the incident's
     (``Targets.overlaps``). Otherwise it raises a new incident after ``raise_k`` of ``raise_n``
-    windows. After ``clear_m`` windows in which none of its labels hit, once ``quiet_s`` have
-    passed since its last hit, an incident ends, or with ``hold_s`` > ``quiet_s`` turns dormant
+    windows. An incident's own labels are checked the same way when its ``update`` is due: a
+    hit on other targets is another attack begun inside it, and goes loose to raise its own.
+    After ``clear_m`` windows in which none of its labels hit, once ``quiet_s`` have passed
+    since its last hit, an incident ends, or with ``hold_s`` > ``quiet_s`` turns dormant
     (no event): a hit of its main label (most hit windows) on its targets before ``hold_s`` has
     passed since its last hit resumes it with an ``update``; another label raising a detection
     on its targets ends it first (two attacks in a row stay two); else it ends once ``hold_s``
