@@ -216,8 +216,10 @@ class Decider:
     ``update`` event naming it, instead of opening a new detection, when the incident is
     younger than ``merge_horizon_s`` and the window's targets overlap the incident's
     (``Targets.overlaps``). Otherwise it raises a new incident after ``raise_k`` of ``raise_n``
-    windows. After ``clear_m`` windows in which none of its labels hit, once ``quiet_s`` have
-    passed since its last hit, an incident ends, or with ``hold_s`` > ``quiet_s`` turns dormant
+    windows. An incident's own labels are checked the same way when its ``update`` is due: a
+    hit on other targets is another attack begun inside it, and goes loose to raise its own.
+    After ``clear_m`` windows in which none of its labels hit, once ``quiet_s`` have passed
+    since its last hit, an incident ends, or with ``hold_s`` > ``quiet_s`` turns dormant
     (no event): a hit of its main label (most hit windows) on its targets before ``hold_s`` has
     passed since its last hit resumes it with an ``update``; another label raising a detection
     on its targets ends it first (two attacks in a row stay two); else it ends once ``hold_s``
@@ -288,7 +290,10 @@ class Decider:
                 shown.append(evidence() if callable(evidence) else evidence)
             return shown[0]
 
-        events = self._advance(time_ns, flat, hits, window_evidence)
+        events, released = self._advance(time_ns, flat, hits, window_evidence)
+        if released:
+            loose += released
+            self._loose[-1] = True
         # The most confident label opens (or joins) first; the rest follow it.
         for i in sorted(loose, key=lambda j: -flat[j]):
             if i not in self._owner:  # a label before it may have resumed its incident
@@ -382,9 +387,13 @@ class Decider:
         flat: npt.NDArray[np.float64],
         hits: npt.NDArray[np.bool_],
         window_evidence: Callable[[], Evidence],
-    ) -> list[Event]:
-        """One window for every open incident: hits keep it alive, ``clear_m`` misses end it."""
+    ) -> tuple[list[Event], list[int]]:
+        """One window for every open incident: hits keep it alive, ``clear_m`` misses end it.
+
+        Also returns the labels released: their hit was due an ``update`` but went elsewhere.
+        """
         events: list[Event] = []
+        released: list[int] = []
         for inc in list(self._incidents):
             inc.windows += 1
             inc.since_update += 1
@@ -394,6 +403,17 @@ class Decider:
                     events.append(self._finish(inc, time_ns, flat, window_evidence()))
                 continue
             mine = [i for i, owner in self._owner.items() if owner is inc and hits[i]]
+            if mine and self._update_due(inc, time_ns):
+                shown = window_evidence()
+                if not inc.targets.overlaps(Targets.of(shown)):
+                    # Another attack began inside this detection (a benign download read as
+                    # unknown, then a flood on the broker): its hits are not this incident's,
+                    # they go on loose and raise their own. Checked only when the update's
+                    # evidence is made anyway, so a flood's windows cost no more.
+                    for i in mine:
+                        del self._owner[i]
+                    released += mine
+                    mine = []
             if mine:
                 best = max(mine, key=lambda i: flat[i])
                 inc.clean = 0
@@ -401,10 +421,7 @@ class Decider:
                 inc.labels.update(mine)
                 inc.peak = max(inc.peak, float(flat[best]))
                 inc.last_hit_ns = time_ns
-                if (
-                    inc.since_update >= self.policy.update_every
-                    and time_ns - inc.last_update_ns >= self.policy.update_s * 1e9
-                ):
+                if self._update_due(inc, time_ns):
                     inc.since_update = 0
                     inc.last_update_ns = time_ns
                     shown = window_evidence()
@@ -421,7 +438,14 @@ class Decider:
             self._end(inc)
             score = float(flat[inc.label])
             events.append(self._event("end", inc, time_ns, score, window_evidence(), time_ns))
-        return events
+        return events, released
+
+    def _update_due(self, inc: _Incident, time_ns: int) -> bool:
+        """A hit now sends ``inc``'s periodic ``update`` (every few windows, bounded in time)."""
+        return (
+            inc.since_update >= self.policy.update_every
+            and time_ns - inc.last_update_ns >= self.policy.update_s * 1e9
+        )
 
     def _join_or_raise(
         self, i: int, score: float, time_ns: int, window_evidence: Callable[[], Evidence]

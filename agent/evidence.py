@@ -15,7 +15,7 @@ import ipaddress
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +27,7 @@ TOP_K = 5
 # packet: ~2.4 MiB); beyond it the kept steps are summarised at once, as every step was before.
 MAX_PENDING_PACKETS = 1 << 16
 _V4_MAPPED_HI = 0
+_K = TypeVar("_K", str, int)
 _V4_MAPPED_MARK = 0xFFFF_0000_0000
 _V4_MAPPED_MASK = 0xFFFF_FFFF_0000_0000
 
@@ -319,9 +320,15 @@ class Targets:
 
     @classmethod
     def of(cls, evidence: Evidence) -> Targets:
-        """The destinations and ports named in one window's evidence."""
+        """Where the bulk of one window's packets went: its busiest destinations and ports.
+
+        Only those that together carry half the window's packets (all listed ones when they do
+        not): the broker every sensor publishes to is in nearly every window's top list, and
+        with it any two anomalies on a network would share a target.
+        """
         return cls(
-            tuple(a for a, _ in evidence.top_destinations), tuple(p for p, _ in evidence.top_ports)
+            _bulk(evidence.top_destinations, evidence.packets),
+            _bulk(evidence.top_ports, evidence.packets),
         )
 
     def add(self, evidence: Evidence) -> Targets:
@@ -342,6 +349,20 @@ class Targets:
         if self.addresses and other.addresses:
             return not set(self.addresses).isdisjoint(other.addresses)
         return not set(self.ports).isdisjoint(other.ports)
+
+
+def _bulk(top: tuple[tuple[_K, int], ...], packets: int) -> tuple[_K, ...]:
+    """The first keys of a most-common-first list that carry half of ``packets`` (or of the
+    list's own count, when it is larger: evidence merged from several steps' top lists)."""
+    half = max(packets, sum(n for _, n in top)) / 2
+    kept: list[_K] = []
+    carried = 0
+    for key, n in top:
+        kept.append(key)
+        carried += n
+        if carried >= half:
+            break
+    return tuple(kept)
 
 
 def _top_per_step(

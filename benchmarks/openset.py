@@ -24,7 +24,9 @@ Everything is generated here, from seeds the design was never tried on (``SEEDS`
   call, median) and the paired bundle's size.
 
 Families of the generator's kinds are listed here (the agent's own taxonomy may name more).
-Run: ``python -m benchmarks.openset [--quick]``.
+Run: ``python -m benchmarks.openset [--quick]``; ``--families-only`` with ``--families``,
+``--holdout-seed`` (development seeds, not the reported one) and ``--keep DIR`` (trained pairs
+reused: training is seeded) replays held-out families alone, for choosing a change.
 """
 
 from __future__ import annotations
@@ -215,6 +217,11 @@ def train_pair(folder: Path, plan: Plan, exclude: tuple[str, ...] = (), seed: in
 
     quiet_tensorflow()
     began = time.perf_counter()
+    if (folder / "paired.bundle").exists() and (folder / "signer.pub").exists():
+        # a kept folder: seeded training would make the same models again
+        return Pair(
+            folder / "classifier.bundle", folder / "paired.bundle", folder / "signer.pub", 0.0
+        )
     base = preset("demo-train")
     kept = tuple(a for a in base.attacks if a.kind not in exclude)
     once = dataclasses.replace(base, seed=SEEDS["train"], attacks=kept)
@@ -431,7 +438,9 @@ def site_rows(pair: Pair, plan: Plan, folder: Path) -> list[dict[str, object]]:
     return rows
 
 
-def family_rows(plan: Plan, folder: Path, site_cal: Path) -> list[dict[str, object]]:
+def family_rows(
+    plan: Plan, folder: Path, site_cal: Path, holdout_seed: int = SEEDS["holdout"]
+) -> list[dict[str, object]]:
     """Leave one family out: held-out attacks detected, signed thresholds and calibrated."""
     from agent.bundle import load_bundle, load_public_key
     from training.synth.traffic import generate_traffic
@@ -442,10 +451,11 @@ def family_rows(plan: Plan, folder: Path, site_cal: Path) -> list[dict[str, obje
         kinds = FAMILIES[family]
         pair = train_pair(folder / f"without-{family}", plan, kinds)
         bundle = load_bundle(pair.paired, [load_public_key(pair.public_key)])
-        scenario = holdout_scenario(kinds, SEEDS["holdout"])
-        run = generate_traffic(scenario, folder / f"holdout-{family}")
+        scenario = holdout_scenario(kinds, holdout_seed)
+        run = generate_traffic(scenario, folder / f"holdout-{family}-{holdout_seed}")
         calibration = calibrate_on(bundle, site_cal)
-        rows += at_start_rows(bundle, kinds, family, folder / f"holdout-{family}")
+        if holdout_seed == SEEDS["holdout"]:
+            rows += at_start_rows(bundle, kinds, family, folder / f"holdout-{family}")
         for mode, cal in (("signed", None), ("calibrated", calibration)):
             found, notes = holdout_outcomes(bundle, run.pcap, scenario, cal)
             for kind, label in found.items():
@@ -492,11 +502,38 @@ def run(quick: bool = False) -> list[dict[str, object]]:
     return rows
 
 
+def run_families(plan: Plan, folder: Path, holdout_seed: int) -> list[dict[str, object]]:
+    """Only the leave-one-family-out rows, in ``folder`` (kept: pairs and the site reused)."""
+    from training.synth.traffic import generate_traffic
+
+    site_cal = folder / "s1" / "traffic.pcap"
+    if not site_cal.exists():
+        generate_traffic(site_scenario(SEEDS["site_cal"], plan.site_seconds), folder / "s1")
+    return family_rows(plan, folder, site_cal, holdout_seed)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="two families, 15-min site stretches")
+    parser.add_argument("--families-only", action="store_true", help="held-out families alone")
+    parser.add_argument("--families", default="", help="comma-separated, with --families-only")
+    parser.add_argument("--holdout-seed", type=int, default=SEEDS["holdout"])
+    parser.add_argument("--keep", type=Path, help="folder kept between --families-only runs")
     args = parser.parse_args()
-    for row in run(args.quick):
+    if args.families_only:
+        plan = PLANS["quick" if args.quick else "full"]
+        if args.families:
+            plan = dataclasses.replace(plan, families=tuple(args.families.split(",")))
+        unknown = sorted(set(plan.families) - set(FAMILIES))
+        if unknown:
+            parser.error(
+                f"--families: unknown family {unknown[0]!r} (valid: {', '.join(FAMILIES)})"
+            )
+        with tempfile.TemporaryDirectory(prefix="iotids-bench-openset-") as tmp:
+            rows = run_families(plan, args.keep or Path(tmp), args.holdout_seed)
+    else:
+        rows = run(args.quick)
+    for row in rows:
         value = row["value"]
         text = f"{value:.3f}" if isinstance(value, float) else str(value)
         print(f"{row['case']:<40} {row['metric']:<28} {text:>10} {row['unit']} {row['target']}")
