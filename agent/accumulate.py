@@ -19,11 +19,12 @@ from step to step: the optional variability check (``flat_*`` keys, agent/accumu
 compares each watched sensor's mean absolute change over a span with a band fitted on normals.
 
 All feed one number per window, ``ratio`` = max(score / threshold, CUSUM / limit, run /
-(max run + 1), cross CUSUM / cross limit, variability outside its band), where ``threshold`` is a per-window one fitted with
-the rest, so a window loud enough alone (a replay's splice) still alarms at once: 1.0 or more
-is an anomaly, and the decision rule (k of n windows) thresholds it at 1.0. Parameters come
-from a bundle's signed manifest (``extra.accumulator``), fitted on validation normals by
-``training/accumulate_fit.py``; a bundle without them is thresholded per window as before.
+(max run + 1), cross CUSUM / cross limit, how far the variability is outside its band), where
+``threshold`` is a per-window one fitted with the rest, so a window loud enough alone (a
+replay's splice) still alarms at once: 1.0 or more is an anomaly, and the decision rule (k of
+n windows) thresholds it at 1.0. Parameters come from a bundle's signed manifest
+(``extra.accumulator``), fitted on validation normals by ``training/accumulate_fit.py``; a
+bundle without them is thresholded per window as before.
 """
 
 from __future__ import annotations
