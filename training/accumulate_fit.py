@@ -8,8 +8,9 @@ lowest CUSUM whose alarms on the normal stretches (each accumulated from zero, a
 as the agent raises them) stay within its half, times a margin; each sensor value column's
 allowed run is its longest run of one value on the same normals, times a margin. The cross
 check's linear estimates are least squares (with an intercept) on the normals' raw steps, its
-spreads the residuals' standard deviations, its limit placed like the CUSUM's. Everything is
-chosen on validation data only.
+spreads the residuals' standard deviations, its limit placed like the CUSUM's. The variability
+check's band (``FitSettings.flat``) spans the lowest to the highest mean absolute change over its
+span on the normal runs, widened by a margin. Everything is chosen on validation data only.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.accumulate import (
-    MAX_WEIGHT,
     AccumulatorSpec,
     CrossSpec,
     FlatSpec,
@@ -56,12 +56,13 @@ class FitSettings:
     cross_slack: float = 3.5  # residual spreads ignored per step
     cross_margin: float = 1.5
     # the variability check (off: bundles carry none unless asked): the band is the lowest
-    # and highest mean absolute change over ``flat_span`` steps on the normals, widened by
-    # ``flat_margin``; ``flat_rough`` False fits the calm side only
+    # and highest mean absolute change over ``flat_span`` steps on the normals, each widened by
+    # ``flat_margin``. Chosen on tuning seeds as the cross check was; the calm side alone found
+    # no spoofing there (the generator's spoofed value is redrawn each step, rougher than the
+    # process), the rough side most of it
     flat: bool = False
-    flat_span: int = 300
-    flat_margin: float = 1.2
-    flat_rough: bool = True
+    flat_span: int = 600
+    flat_margin: float = 1.1
 
 
 def segments(clean: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
@@ -178,7 +179,7 @@ def fit_flat(
     if not len(seen):
         raise ValueError("no normal run longer than the variability check's span")
     low = seen.min(axis=0) / s.flat_margin
-    high = seen.max(axis=0) * s.flat_margin if s.flat_rough else np.full(len(cols), MAX_WEIGHT)
+    high = seen.max(axis=0) * s.flat_margin
     return tuple(float(v) for v in low), tuple(float(v) for v in high)
 
 
