@@ -23,28 +23,35 @@ F64 = npt.NDArray[np.float64]
 RATIO_CEILING = 1e6
 
 
-def mean_changes(values: F64, last: F64, history: F64, span: int) -> F64:
-    """(S, C): each column's mean absolute change over the ``span`` changes ending at each row.
+def step_changes(values: F64, last: F64) -> tuple[F64, npt.NDArray[np.bool_]]:
+    """|each row - the row before| of ``values`` (finite rows), and which rows have one.
 
-    ``last`` (C,) is the row before these (NaN: none yet, so the first row adds no change) and
-    ``history`` the changes before them (the state of the previous call, at most span - 1);
-    NaN where fewer than ``span`` changes have been seen (the warm-up).
+    ``last`` (C,) is the row before these (NaN: none yet, so the first row has no change).
     """
     previous = np.vstack([last[None, :], values[:-1]]) if len(values) else values
     with np.errstate(over="ignore", invalid="ignore"):
         changes = np.abs(values - previous)
-    # the very first reading has nothing before it: it adds no change (NaN rows are dropped)
-    fresh = ~np.isnan(changes).any(axis=1)
-    rows = np.vstack([history, changes[fresh]])
+    fresh = np.logical_not(np.isnan(changes).any(axis=1))
+    return np.asarray(changes[fresh], np.float64), fresh
+
+
+def mean_changes(values: F64, last: F64, history: F64, span: int) -> F64:
+    """(S, C): each column's mean absolute change over the ``span`` changes ending at each row.
+
+    ``last`` (C,) is the row before these (NaN: none yet) and ``history`` the changes before
+    them (the state of the previous call, at most span - 1); NaN where fewer than ``span``
+    changes have been seen (the warm-up).
+    """
+    changes, fresh = step_changes(values, last)
+    rows = np.vstack([history, changes])
     out = np.full(values.shape, np.nan)
     if len(rows) < span:
         return out
     # each window summed afresh, not as a difference of running sums: a huge change (or an
     # overflow to inf) then spoils only the windows that hold it
-    first = max(len(history) - span + 1, 0)
-    windows = np.lib.stride_tricks.sliding_window_view(rows[first:], span, axis=0)
+    windows = np.lib.stride_tricks.sliding_window_view(rows, span, axis=0)
     with np.errstate(over="ignore", invalid="ignore"):
-        means = windows.sum(axis=-1) / span  # the window ending at change first + span - 1 + i
+        means = windows.sum(axis=-1) / span  # the window ending at change span - 1 + i
     ends = np.flatnonzero(fresh)  # the row each new change belongs to
     out[ends[len(ends) - len(means) :]] = means
     return out
@@ -91,12 +98,8 @@ class FlatCheck:
         means = mean_changes(good, self._last, self._history, self._span)
         ratios = band_ratios(means, self._low, self._high)
         if len(good):
-            previous = np.vstack([self._last[None, :], good[:-1]])
-            with np.errstate(over="ignore", invalid="ignore"):
-                changes = np.abs(good - previous)
-            changes = changes[~np.isnan(changes).any(axis=1)]
-            keep = self._span - 1
-            self._history = np.vstack([self._history, changes])[-keep:] if keep else changes[:0]
+            changes, _ = step_changes(good, self._last)
+            self._history = np.vstack([self._history, changes])[1 - self._span :]
             self._last = good[-1].copy()
         index = np.maximum.accumulate(np.where(valid, np.cumsum(valid) - 1, -1))
         before = self._ratio
