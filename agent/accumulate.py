@@ -14,12 +14,17 @@ others: the optional cross check (``cross_*`` keys) estimates each watched senso
 the OTHER sensors' moving averages over a few spans and runs a two-sided CUSUM of the residual,
 in units of its normal spread minus a ``cross_slack`` of spreads, against ``cross_limit``.
 
+A plausible reading that no longer follows the process can also change too little or too much
+from step to step: the optional variability check (``flat_*`` keys, agent/accumulate_flat.py)
+compares each watched sensor's mean absolute change over a span with a band fitted on normals.
+
 All feed one number per window, ``ratio`` = max(score / threshold, CUSUM / limit, run /
-(max run + 1), cross CUSUM / cross limit), where ``threshold`` is a per-window one fitted with
-the rest, so a window loud enough alone (a replay's splice) still alarms at once: 1.0 or more
-is an anomaly, and the decision rule (k of n windows) thresholds it at 1.0. Parameters come
-from a bundle's signed manifest (``extra.accumulator``), fitted on validation normals by
-``training/accumulate_fit.py``; a bundle without them is thresholded per window as before.
+(max run + 1), cross CUSUM / cross limit, how far the variability is outside its band), where
+``threshold`` is a per-window one fitted with the rest, so a window loud enough alone (a
+replay's splice) still alarms at once: 1.0 or more is an anomaly, and the decision rule (k of
+n windows) thresholds it at 1.0. Parameters come from a bundle's signed manifest
+(``extra.accumulator``), fitted on validation normals by ``training/accumulate_fit.py``; a
+bundle without them is thresholded per window as before.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from agent.accumulate_flat import FlatCheck
 
 F64 = npt.NDArray[np.float64]
 SECTION = "accumulator"
@@ -53,7 +60,17 @@ CROSS_KEYS = (
     "cross_slack",
     "cross_limit",
 )
-KEYS = ("level", "limit", "cap", "threshold", "stuck_columns", "stuck_runs", *CROSS_KEYS)
+FLAT_KEYS = ("flat_columns", "flat_span", "flat_low", "flat_high")
+KEYS = (
+    "level",
+    "limit",
+    "cap",
+    "threshold",
+    "stuck_columns",
+    "stuck_runs",
+    *CROSS_KEYS,
+    *FLAT_KEYS,
+)
 
 
 class AccumulatorError(ValueError):
@@ -141,6 +158,65 @@ class CrossSpec:
 
 
 @dataclass(frozen=True)
+class FlatSpec:
+    """The variability check: per column the band of its mean absolute change over ``span``."""
+
+    columns: tuple[int, ...]  # raw step columns (sensor values)
+    span: int  # changes averaged, in steps
+    low: tuple[float, ...]  # per column, calmer than this is anomalous (0: never)
+    high: tuple[float, ...]  # per column, rougher than this is anomalous
+
+    def __post_init__(self) -> None:
+        columns = self.columns
+        if not 1 <= len(columns) <= MAX_CROSS_COLUMNS or len(set(columns)) != len(columns):
+            raise AccumulatorError(
+                f"{WHERE}.flat_columns: 1..{MAX_CROSS_COLUMNS} columns, no repeats"
+            )
+        if any(not 0 <= c < MAX_COLUMNS for c in columns):
+            raise AccumulatorError(f"{WHERE}.flat_columns: column indices 0..{MAX_COLUMNS - 1}")
+        if not 2 <= self.span <= MAX_SPAN:
+            raise AccumulatorError(f"{WHERE}.flat_span: must be 2..{MAX_SPAN} steps")
+        if len(self.low) != len(columns) or not all(
+            math.isfinite(v) and 0 <= v <= MAX_WEIGHT for v in self.low
+        ):
+            raise AccumulatorError(f"{WHERE}.flat_low: one number >= 0 per column")
+        if len(self.high) != len(columns) or not all(
+            math.isfinite(v) and 0 < v <= MAX_WEIGHT for v in self.high
+        ):
+            raise AccumulatorError(f"{WHERE}.flat_high: one number > 0 per column")
+        if any(lo >= hi for lo, hi in zip(self.low, self.high, strict=True)):
+            raise AccumulatorError(f"{WHERE}.flat_high: must be above flat_low, column by column")
+
+    @classmethod
+    def from_manifest(cls, section: Mapping[str, Any]) -> FlatSpec | None:
+        """The variability check of an accumulator section, None when it has no ``flat_*`` key."""
+        present = [k for k in FLAT_KEYS if k in section]
+        if not present:
+            return None
+        missing = [k for k in FLAT_KEYS if k not in section]
+        if missing:
+            raise AccumulatorError(f"{WHERE}.{missing[0]}: needed with {present[0]}")
+        span = section["flat_span"]
+        if isinstance(span, bool) or not isinstance(span, int):
+            raise AccumulatorError(f"{WHERE}.flat_span: must be an integer")
+        return cls(
+            columns=_integers(section, "flat_columns"),
+            span=span,
+            low=_numbers(section["flat_low"], "flat_low"),
+            high=_numbers(section["flat_high"], "flat_high"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``flat_*`` keys of the manifest's accumulator section."""
+        return {
+            "flat_columns": list(self.columns),
+            "flat_span": self.span,
+            "flat_low": list(self.low),
+            "flat_high": list(self.high),
+        }
+
+
+@dataclass(frozen=True)
 class AccumulatorSpec:
     """What the accumulator subtracts, where it raises, and which columns it watches for runs."""
 
@@ -151,6 +227,7 @@ class AccumulatorSpec:
     stuck_columns: tuple[int, ...] = ()  # raw (unscaled) step columns watched for runs
     stuck_runs: tuple[int, ...] = ()  # per watched column, the longest normal run of one value
     cross: CrossSpec | None = None  # the cross-sensor residual check (None: off)
+    flat: FlatSpec | None = None  # the variability (flat-line) check (None: off)
 
     def __post_init__(self) -> None:
         where = f"bundle manifest: extra.{SECTION}"
@@ -190,6 +267,7 @@ class AccumulatorSpec:
             stuck_columns=_integers(section, "stuck_columns"),
             stuck_runs=_integers(section, "stuck_runs"),
             cross=CrossSpec.from_manifest(section),
+            flat=FlatSpec.from_manifest(section),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -202,6 +280,7 @@ class AccumulatorSpec:
             "stuck_columns": list(self.stuck_columns),
             "stuck_runs": list(self.stuck_runs),
             **(self.cross.to_dict() if self.cross is not None else {}),
+            **(self.flat.to_dict() if self.flat is not None else {}),
         }
 
     def check_width(self, width: int) -> None:
@@ -212,6 +291,8 @@ class AccumulatorSpec:
             )
         if self.cross is not None and any(c >= width for c in self.cross.columns):
             raise AccumulatorError(f"{WHERE}.cross_columns: beyond the {width} step columns")
+        if self.flat is not None and any(c >= width for c in self.flat.columns):
+            raise AccumulatorError(f"{WHERE}.flat_columns: beyond the {width} step columns")
 
 
 def _number(section: Mapping[str, Any], key: str, default: float | None) -> float:
@@ -381,6 +462,10 @@ class Accumulator:
         self._columns = np.asarray(spec.stuck_columns, np.intp)
         self._allowed = np.asarray(spec.stuck_runs, np.float64) + 1.0
         self._cross = CrossCheck(spec.cross, spec.cap) if spec.cross is not None else None
+        flat = spec.flat
+        self._flat = (
+            FlatCheck(flat.columns, flat.span, flat.low, flat.high) if flat is not None else None
+        )
         self.reset()
 
     def reset(self) -> None:
@@ -388,6 +473,8 @@ class Accumulator:
         self.total = 0.0
         if self._cross is not None:
             self._cross.reset()
+        if self._flat is not None:
+            self._flat.reset()
         self._last = np.full(len(self._columns), np.nan)
         self._runs = np.zeros(len(self._columns), np.int64)
 
@@ -402,14 +489,16 @@ class Accumulator:
         return np.asarray((runs / self._allowed).max(axis=1), np.float64)
 
     def step_ratios(self, steps: npt.NDArray[np.floating[Any]]) -> F64:
-        """Per step (raw values, (S, width)) the larger of the stuck run and the cross check.
+        """Per step (raw values, (S, width)) the largest of the stuck run and the optional checks.
 
-        Every step must come through here once, in order: both keep state across calls.
+        Every step must come through here once, in order: each keeps state across calls.
         """
-        stuck = self.stuck(steps)
-        if self._cross is None:
-            return stuck
-        return np.asarray(np.maximum(stuck, self._cross.ratios(steps)), np.float64)
+        out = self.stuck(steps)
+        if self._cross is not None:
+            out = np.maximum(out, self._cross.ratios(steps))
+        if self._flat is not None:
+            out = np.maximum(out, self._flat.ratios(steps))
+        return np.asarray(out, np.float64)
 
     def scores(self, scores: npt.NDArray[np.floating[Any]]) -> F64:
         """Per window score, the larger of it over the threshold and the CUSUM over the limit."""

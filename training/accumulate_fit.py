@@ -8,8 +8,9 @@ lowest CUSUM whose alarms on the normal stretches (each accumulated from zero, a
 as the agent raises them) stay within its half, times a margin; each sensor value column's
 allowed run is its longest run of one value on the same normals, times a margin. The cross
 check's linear estimates are least squares (with an intercept) on the normals' raw steps, its
-spreads the residuals' standard deviations, its limit placed like the CUSUM's. Everything is
-chosen on validation data only.
+spreads the residuals' standard deviations, its limit placed like the CUSUM's. The variability
+check's band (``FitSettings.flat``) spans the lowest to the highest mean absolute change over its
+span on the normal runs, widened by a margin. Everything is chosen on validation data only.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy.typing as npt
 from agent.accumulate import (
     AccumulatorSpec,
     CrossSpec,
+    FlatSpec,
     cross_design,
     cross_residuals,
     cusum,
@@ -31,6 +33,7 @@ from agent.accumulate import (
     run_lengths,
     two_sided_cusum,
 )
+from agent.accumulate_flat import mean_changes
 from training.forecast import threshold_for_rate
 
 F64 = npt.NDArray[np.float64]
@@ -52,6 +55,14 @@ class FitSettings:
     cross_spans: tuple[int, ...] = (1, 10, 60, 180)
     cross_slack: float = 3.5  # residual spreads ignored per step
     cross_margin: float = 1.5
+    # the variability check (off: bundles carry none unless asked): the band is the lowest
+    # and highest mean absolute change over ``flat_span`` steps on the normals, each widened by
+    # ``flat_margin``. Chosen on tuning seeds as the cross check was; the calm side alone found
+    # no spoofing there (the generator's spoofed value is redrawn each step, rougher than the
+    # process), the rough side most of it
+    flat: bool = False
+    flat_span: int = 600
+    flat_margin: float = 1.1
 
 
 def segments(clean: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
@@ -88,9 +99,9 @@ def fit_accumulator(
     """The accumulator for a model whose normal validation windows score as in ``stretches``.
 
     Each fault-free run of windows is accumulated from zero, as after a restart; a fault
-    splits a recording into such runs. The cross check (``settings.cross``) is fitted on
-    ``cross_runs`` (runs of consecutive normal raw steps) when given, else on the stretches'
-    steps, which must then be raw.
+    splits a recording into such runs. The cross and variability checks (``settings.cross``,
+    ``settings.flat``) are fitted on ``cross_runs`` (runs of consecutive normal raw steps)
+    when given, else on the stretches' steps, which must then be raw.
     """
     s = settings or FitSettings()
     parts = [part for stretch in stretches for part in stretch.normal_parts()]
@@ -130,7 +141,46 @@ def fit_accumulator(
             if s.cross
             else None
         ),
+        flat=_flat_spec(
+            [steps for _, steps in parts] if cross_runs is None else cross_runs, value_columns, s
+        )
+        if s.flat
+        else None,
     )
+
+
+def _flat_spec(
+    parts: Sequence[npt.NDArray[np.floating[Any]]], columns: Sequence[int], s: FitSettings
+) -> FlatSpec:
+    low, high = fit_flat(parts, columns, s)
+    return FlatSpec(tuple(int(c) for c in columns), s.flat_span, low, high)
+
+
+def fit_flat(
+    parts: Sequence[npt.NDArray[np.floating[Any]]],
+    columns: Sequence[int],
+    settings: FitSettings | None = None,
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per column the band (low, high) of the mean absolute change over the span.
+
+    Each run of normal raw steps is taken from its start, as after a restart; low is the
+    lowest mean over them divided by the margin (0 when a column's readings ever hold still for
+    a whole span), high the highest times the margin.
+    """
+    s = settings or FitSettings()
+    cols = list(columns)
+    means = []
+    for part in parts:
+        values = _valid(np.asarray(part, np.float64)[:, cols])
+        start = np.full(len(cols), np.nan)
+        m = mean_changes(values, start, np.zeros((0, len(cols))), s.flat_span)
+        means.append(m[~np.isnan(m).any(axis=1)])
+    seen = np.vstack([np.zeros((0, len(cols))), *means])
+    if not len(seen):
+        raise ValueError("no normal run longer than the variability check's span")
+    low = seen.min(axis=0) / s.flat_margin
+    high = seen.max(axis=0) * s.flat_margin
+    return tuple(float(v) for v in low), tuple(float(v) for v in high)
 
 
 def _valid(values: F64) -> F64:

@@ -248,16 +248,22 @@ def fit_forecast_accumulator(
     sensors = [i for i, c in enumerate(columns) if c.endswith(".value")]
     stretches = [Stretch(scores, x[:, -1], normal)]
     fit = (stretches, sensors, steps_per_day(prepared.dataset.step), config.false_alarms_per_day)
-    if len(sensors) >= 2:
+    # The cross and variability checks read the agent's raw steps, so they fit on raw normal
+    # rows: the training split's too, as their spans need runs longer than the longest of them
+    # and a time-block split cuts validation into short blocks. A linear map of a few averages
+    # per sensor barely overfits; a band of one mean per sensor not at all.
+    runs = normal_raw_runs(prepared, "train") + normal_raw_runs(prepared, "val")
+    cross = len(sensors) >= 2
+    for settings, without in (
+        (FitSettings(cross=cross, flat=True), "variability"),
+        (FitSettings(cross=cross), "cross-sensor"),
+    ):
+        if not settings.cross and not settings.flat:
+            break
         try:
-            # The cross check reads the agent's raw steps, so it fits on raw normal rows: the
-            # training split's too, as its moving averages need runs longer than its longest
-            # span and a time-block split cuts validation into short blocks. A linear map of
-            # a few averages per sensor barely overfits.
-            runs = normal_raw_runs(prepared, "train") + normal_raw_runs(prepared, "val")
-            return fit_accumulator(*fit, FitSettings(cross=True), cross_runs=runs)
+            return fit_accumulator(*fit, settings, cross_runs=runs)
         except ValueError as exc:
-            logger.warning("accumulator without the cross-sensor check: %s", exc)
+            logger.warning("accumulator without the %s check: %s", without, exc)
     return fit_accumulator(*fit)
 
 

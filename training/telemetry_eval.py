@@ -13,7 +13,7 @@ is a false alarm, counted per simulated day of normal steps.
 Each detector is also judged through the agent's accumulator (``agent.accumulate``, the same
 code ``agent run`` uses for a bundle that carries one; name suffix ``+acc``), fitted on the
 validation run and ``extra_val_s`` more generated time (their fault-free windows), with its
-cross-sensor residual check on (``FitSettings.cross``).
+cross-sensor residual check and its variability check on (``FitSettings.cross``, ``.flat``).
 """
 
 from __future__ import annotations
@@ -249,7 +249,7 @@ def evaluate_seed(seed: int, cfg: EvalConfig) -> dict[str, Outcome]:
             VALUE_COLUMNS,
             SECONDS_PER_DAY,
             cfg.false_alarms_per_day,
-            FitSettings(cross=True),
+            FitSettings(cross=True, flat=True),
         )
         ratios = Accumulator(spec).ratios(test_scores, test_raw)
         outcomes[name + ACCUMULATED] = judge_flags(ratios >= 1.0, test.types, cfg.window)

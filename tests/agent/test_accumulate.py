@@ -15,7 +15,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from agent.accumulate import Accumulator, AccumulatorError, AccumulatorSpec, CrossSpec, cusum
+from agent.accumulate import (
+    Accumulator,
+    AccumulatorError,
+    AccumulatorSpec,
+    CrossSpec,
+    FlatSpec,
+    cusum,
+)
 from agent.app import App
 from agent.bundle import BundleError, Manifest
 from agent.config import parse_config
@@ -202,3 +209,30 @@ def test_agent_run_raises_a_drift_through_the_cross_check(kit: FloodKit, tmp_pat
     # steps later: never before the ramp, well before its end
     assert 1_700_000_050 + 13 < new[0]["window_end"] < 1_700_000_000 + 100
     assert new[0]["score_ratio"] >= 1.0
+
+
+def test_agent_run_raises_a_flat_line_only_with_the_variability_check(
+    kit: FloodKit, tmp_path: Path
+) -> None:
+    rng = np.random.default_rng(5)
+    temps = 20 + rng.normal(0, 0.2, 100)
+    temps[60:85] = 20.3 + rng.normal(0, 0.005, 25)  # a plausible level, held with a little noise
+    plant = tmp_path / "plant.csv"
+    plant.write_text(
+        "timestamp,temp\n"
+        + "".join(f"{1_700_000_000 + i},{t:.3f}\n" for i, t in enumerate(temps.tolist()))
+    )
+    # noise 0.2 changes by about 0.23 a step: a 10-step mean under 0.04 is far too calm
+    flat = FlatSpec(columns=(0,), span=10, low=(0.04,), high=(10.0,))
+    section = AccumulatorSpec(1.0, 10.0, flat=flat).to_dict()
+    assert _run(kit, tmp_path / "quiet", plant, None) == []
+    events = _run(kit, tmp_path / "with", plant, section)
+    new = [e for e in events if e["type"] == "new"]
+    assert len(new) == 1
+    # the last change from the noisy run leaves the 10-step span at step 70; the debounce
+    # (2 of 3) raises a window or two later: never before the calm value, before its end
+    assert 1_700_000_060 + 9 <= new[0]["window_end"] <= 1_700_000_060 + 14
+    assert new[0]["score_ratio"] >= 1.0
+    ends = [e for e in events if e["type"] == "end"]
+    assert ends
+    assert ends[0]["end"] < 1_700_000_000 + 100

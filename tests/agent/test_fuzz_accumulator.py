@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from agent.accumulate import KEYS, Accumulator, AccumulatorError, AccumulatorSpec
 from tests.agent.test_accumulate_cross import manifest
+from tests.agent.test_accumulate_flat import FLAT
 from tests.agent.test_fuzz_inputs import EXAMPLES
 
 FUZZ = settings(
@@ -35,6 +36,9 @@ VALUES = st.recursive(
     SCALARS, lambda inner: st.lists(inner, max_size=12) | st.dictionaries(st.text(), inner)
 )
 READINGS = st.floats(allow_nan=True, allow_infinity=True, width=64)
+# every optional check on, so mutations reach each one's parsing; a span of 3 steps, so the
+# few readings drawn get past the variability check's warm-up
+BASE = manifest(**{**FLAT.to_dict(), "flat_span": 3})
 
 
 @FUZZ
@@ -45,7 +49,7 @@ READINGS = st.floats(allow_nan=True, allow_infinity=True, width=64)
 def test_a_mutated_section_is_parsed_or_refused_by_name(
     changes: dict[str, Any], dropped: set[str]
 ) -> None:
-    section = {k: v for k, v in {**manifest(), **changes}.items() if k not in dropped}
+    section = {k: v for k, v in {**BASE, **changes}.items() if k not in dropped}
     refusal = ""
     try:
         spec = AccumulatorSpec.from_manifest(section)
@@ -67,7 +71,9 @@ def test_a_mutated_section_is_parsed_or_refused_by_name(
 def test_any_readings_give_ratios_never_an_exception(
     readings: list[list[float]], scores: list[float], split: int
 ) -> None:
-    spec = AccumulatorSpec.from_manifest(manifest())
+    spec = AccumulatorSpec.from_manifest(BASE)
+    assert spec.cross is not None
+    assert spec.flat is not None
     n = min(len(readings), len(scores))
     steps = np.asarray(readings[:n], np.float64).reshape(n, WIDTH)
     x = np.asarray(scores[:n], np.float64)

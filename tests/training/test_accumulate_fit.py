@@ -1,4 +1,5 @@
-"""Fitting the accumulator's cross check on correlated sensors with lags between them."""
+"""Fitting the accumulator's cross check on correlated sensors with lags between them, and its
+variability band."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import numpy as np
 import pytest
 
 from agent.accumulate import Accumulator, AccumulatorSpec, CrossCheck
-from training.accumulate_fit import FitSettings, Stretch, fit_accumulator, fit_cross
+from agent.accumulate_flat import FlatCheck
+from training.accumulate_fit import FitSettings, Stretch, fit_accumulator, fit_cross, fit_flat
 
 F64 = np.ndarray[Any, np.dtype[np.float64]]
 DAY = 86_400.0
@@ -79,3 +81,39 @@ def test_fit_accumulator_adds_the_cross_check_only_when_asked() -> None:
 def test_too_few_normal_steps_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="too few normal steps"):
         fit_cross([plant(100, 0)], COLUMNS, DAY, 1.0, SETTINGS)
+
+
+def test_fit_flat_bands_each_sensor_and_leaves_a_state_that_holds_still_uncalm() -> None:
+    parts = [plant(20_000, seed) for seed in range(3)]
+    for part in parts:
+        part[:, 3] = (np.arange(len(part)) // 700) % 2  # a 0/1 state: holds for 700 steps
+    settings = FitSettings(flat=True, flat_span=120, flat_margin=1.2)
+    low, high = fit_flat(parts, (0, 1, 2, 3), settings)
+    assert low[3] == 0.0  # it holds still over whole spans: never calm
+    assert 0 < low[0] < high[0]
+    check = FlatCheck((0, 1, 2, 3), 120, low, high)
+    fresh = plant(20_000, seed=8)
+    fresh[:, 3] = (np.arange(len(fresh)) // 900) % 2
+    assert check.ratios(fresh).max() < 1.0
+    calm = fresh.copy()
+    # temperature replaced by a plausible level with a tenth of its noise
+    calm[10_000:11_000, 0] = 21.0 + np.random.default_rng(9).normal(0, 0.01, 1_000)
+    check.reset()
+    ratios = check.ratios(calm)
+    assert ratios[:10_000].max() < 1.0
+    assert ratios[10_120:11_000].min() >= 1.0
+    with pytest.raises(ValueError, match="no normal run longer"):
+        fit_flat([plant(100, 0)], COLUMNS, settings)
+
+
+def test_fit_accumulator_adds_the_flat_check_only_when_asked() -> None:
+    rng = np.random.default_rng(6)
+    raw = plant(10_000, 1)
+    stretches = [Stretch(rng.gamma(2.0, 0.1, len(raw)), raw, np.ones(len(raw), bool))]
+    assert fit_accumulator(stretches, COLUMNS, DAY, 1.0).flat is None
+    settings = FitSettings(flat=True, flat_span=60)
+    spec = fit_accumulator(stretches, COLUMNS, DAY, 1.0, settings)
+    assert spec.flat is not None
+    assert spec.flat.columns == COLUMNS
+    assert spec.flat.span == 60
+    assert AccumulatorSpec.from_manifest(spec.to_dict()) == spec

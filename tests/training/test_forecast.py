@@ -135,7 +135,7 @@ def test_train_gru_forecast_on_synthetic_telemetry(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_gru_forecast_bundle_state_carries_the_cross_check(tmp_path: Path) -> None:
     """With several sensors and enough normal validation steps, ``iotids train`` fits the
-    cross-sensor check on raw rows, as the agent will read them."""
+    cross-sensor and variability checks on raw rows, as the agent will read them."""
     out = _train_forecast(tmp_path, 60000, "5s")
     state = json.loads((out / "preprocess.json").read_text())
     from agent.accumulate import AccumulatorSpec
@@ -147,3 +147,5 @@ def test_gru_forecast_bundle_state_carries_the_cross_check(tmp_path: Path) -> No
     values = [i for i, c in enumerate(state["columns"]) if c.endswith(".value")]
     assert len(values) >= 2
     assert list(spec.cross.columns) == values
+    assert spec.flat is not None
+    assert list(spec.flat.columns) == values
