@@ -40,7 +40,8 @@ def main() -> int:
         ok &= oa.shape == ox.shape and diff <= 1
         print(
             f"{name}: {pa['windows']} windows, int8 outputs equal={equal} "
-            f"(max |diff| {diff} quantization steps, {int((oa != ox).sum())} of {oa.size} differ)"
+            f"(max |diff| {diff} quantization steps, {int((oa != ox).sum())} of {oa.size} differ;"
+            f" kernels arm64 {pa.get('kernels', '?')}, x86 {px.get('kernels', '?')})"
         )
         print(
             f"{name}: inference per window, EMULATED arm64 "

@@ -43,6 +43,7 @@ def main() -> None:
         "python": platform.python_version(),
         "numpy": np.__version__,
         "runtime": _version("ai-edge-litert"),
+        "kernels": bundle.model.kernels,  # [agent] kernels = auto: each machine times its own
         "windows": len(windows),
         "inference_s_per_window": seconds / max(len(windows), 1),
         "outputs": values,
