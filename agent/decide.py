@@ -405,7 +405,7 @@ class Decider:
             mine = [i for i, owner in self._owner.items() if owner is inc and hits[i]]
             if mine and self._update_due(inc, time_ns):
                 shown = window_evidence()
-                if not inc.targets.overlaps(Targets.of(shown)):
+                if inc.targets.elsewhere(Targets.of(shown)):
                     # Another attack began inside this detection (a benign download read as
                     # unknown, then a flood on the broker): its hits are not this incident's,
                     # they go on loose and raise their own. Checked only when the update's

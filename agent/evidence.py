@@ -350,6 +350,16 @@ class Targets:
             return not set(self.addresses).isdisjoint(other.addresses)
         return not set(self.ports).isdisjoint(other.ports)
 
+    def elsewhere(self, other: Targets) -> bool:
+        """``other`` went somewhere else entirely: no shared address AND no shared port.
+
+        Stricter than not ``overlaps``: a scan of random addresses on one port (a telnet worm)
+        names new addresses every window but stays on its port, and is still the same attack.
+        """
+        if self.overlaps(other):
+            return False
+        return set(self.ports).isdisjoint(other.ports)
+
 
 def _bulk(top: tuple[tuple[_K, int], ...], packets: int) -> tuple[_K, ...]:
     """The first keys of a most-common-first list that carry half of ``packets`` (or of the

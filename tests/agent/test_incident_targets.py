@@ -117,3 +117,15 @@ def test_a_sustained_flood_with_its_background_stays_one_detection() -> None:
     assert [e.kind for e in events].count("new") == 1
     assert len({e.id for e in events}) == 1
     assert events[-1].kind == "end"
+
+
+def _scan_window(t: int) -> Evidence:
+    """A Mirai-style telnet scan: 5 new random internet addresses each second, all on port 23."""
+    hosts = tuple((f"203.0.{t}.{k}", 40) for k in range(5))
+    return Evidence(packets=400, top_destinations=hosts, top_ports=((23, 380), (1883, 20)))
+
+
+def test_a_scan_of_random_addresses_on_one_port_stays_one_detection() -> None:
+    # its bulk addresses change every window, its port does not: one attack, one detection
+    events = _run(_decider(hold=30.0), [("syn_flood", _scan_window(t)) for t in range(60)])
+    assert [e.kind for e in events].count("new") == 1
