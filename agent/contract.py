@@ -42,6 +42,8 @@ STATS_SCHEMA: Final = "iotids.stats/1"
 MODEL_SCHEMA: Final = "iotids.model/1"
 STATE_SCHEMA: Final = "iotids.state/1"
 SCHEMAS: Final = (EVENT_SCHEMA, STATS_SCHEMA, MODEL_SCHEMA, STATE_SCHEMA)
+# the model topic's ``kernels``: what runs the model on the gateway (agent.runtime picks one)
+KERNELS: Final = ("xnnpack", "builtin")
 
 ONLINE: Final = b"online"
 OFFLINE: Final = b"offline"

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from agent.contract import KERNELS
 from agent.quiet import tflite_banner_quiet
 
 logger = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ RUNTIMES: tuple[tuple[str, str], ...] = (
     ("tflite_runtime.interpreter", "tflite-runtime"),
 )
 TFLITE_IDENTIFIER = b"TFL3"
-KERNEL_CHOICES = ("auto", "xnnpack", "builtin")
+KERNEL_CHOICES = ("auto", *KERNELS)
 # auto keeps XNNPACK unless the built-ins are clearly faster: both round int8 a little
 # differently (one step in ~1 % of outputs), so a near tie should not flip between runs
 AUTO_MARGIN = 1.25

@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from agent.contract import (
     DEFAULT_PREFIX,
+    KERNELS,
     SEEN_IDS,
     Deduplicator,
     Kind,
@@ -265,15 +266,19 @@ class Fleet:
     def _model(self, gateway: Gateway, model: dict[str, Any]) -> list[str]:
         """The active bundle and the result of the last update attempt (retained)."""
         last = model.get("last_update")
+        kernels = model.get("kernels")
         summary = {
             "bundle_id": model.get("bundle_id"),
             "feature_set": model.get("feature_set"),
+            "kernels": kernels if kernels in KERNELS else None,
             "last_update": last if isinstance(last, dict) else None,
         }
         if summary == gateway.model:
             return []
         gateway.model = summary
         line = f"{gateway.device} model {summary['bundle_id']}"
+        if summary["kernels"]:
+            line += f" on {summary['kernels']} kernels"
         if isinstance(last, dict):
             line += f" (last update {last.get('result', '?')}"
             line += f": {last['reason']})" if last.get("reason") else ")"

@@ -96,6 +96,17 @@ def test_model_lines_carry_the_refusal_reason() -> None:
     assert fleet.apply("iotids/gw/model", payload, NOW, retained=True) == []
 
 
+def test_model_lines_say_which_kernels_run_it_and_ignore_other_values() -> None:
+    fleet = Fleet()
+    body = {"bundle_id": "cnn-1", "kernels": "builtin"}
+    lines = fleet.apply("iotids/gw/model", json.dumps(body).encode(), NOW, retained=True)
+    assert lines == ["gw model cnn-1 on builtin kernels"]
+    # a hostile or unknown value is not echoed
+    body = {"bundle_id": "cnn-2", "kernels": "\u001b[2Jfast" * 100}
+    lines = fleet.apply("iotids/gw/model", json.dumps(body).encode(), NOW, retained=True)
+    assert lines == ["gw model cnn-2"]
+
+
 @pytest.mark.parametrize(
     ("topic", "payload"),
     [
