@@ -127,12 +127,8 @@ class CrossSpec:
     @classmethod
     def from_manifest(cls, section: Mapping[str, Any]) -> CrossSpec | None:
         """The cross check of an accumulator section, None when it has no ``cross_*`` key."""
-        present = [k for k in CROSS_KEYS if k in section]
-        if not present:
+        if not _all_or_none(section, CROSS_KEYS):
             return None
-        missing = [k for k in CROSS_KEYS if k not in section]
-        if missing:
-            raise AccumulatorError(f"{WHERE}.{missing[0]}: needed with {present[0]}")
         rows = section["cross_weights"]
         if not _is_list(rows) or len(rows) > MAX_CROSS_COLUMNS:
             raise AccumulatorError(f"{WHERE}.cross_weights: must be a list of lists")
@@ -190,12 +186,8 @@ class FlatSpec:
     @classmethod
     def from_manifest(cls, section: Mapping[str, Any]) -> FlatSpec | None:
         """The variability check of an accumulator section, None when it has no ``flat_*`` key."""
-        present = [k for k in FLAT_KEYS if k in section]
-        if not present:
+        if not _all_or_none(section, FLAT_KEYS):
             return None
-        missing = [k for k in FLAT_KEYS if k not in section]
-        if missing:
-            raise AccumulatorError(f"{WHERE}.{missing[0]}: needed with {present[0]}")
         span = section["flat_span"]
         if isinstance(span, bool) or not isinstance(span, int):
             raise AccumulatorError(f"{WHERE}.flat_span: must be an integer")
@@ -293,6 +285,15 @@ class AccumulatorSpec:
             raise AccumulatorError(f"{WHERE}.cross_columns: beyond the {width} step columns")
         if self.flat is not None and any(c >= width for c in self.flat.columns):
             raise AccumulatorError(f"{WHERE}.flat_columns: beyond the {width} step columns")
+
+
+def _all_or_none(section: Mapping[str, Any], keys: Sequence[str]) -> bool:
+    """Whether an optional check's keys are in ``section``: all of them, or none (False)."""
+    present = [k for k in keys if k in section]
+    missing = [k for k in keys if k not in section]
+    if present and missing:
+        raise AccumulatorError(f"{WHERE}.{missing[0]}: needed with {present[0]}")
+    return bool(present)
 
 
 def _number(section: Mapping[str, Any], key: str, default: float | None) -> float:
