@@ -178,7 +178,7 @@ def _interpreter(model_content: bytes, num_threads: int, kernels: str) -> Any:
     return interpreter
 
 
-def _fastest_invoke(interpreter: Any) -> float:
+def _timed_invoke(interpreter: Any) -> float:
     """Seconds of one invocation on an all-zero input (the interpreter is warm afterwards)."""
     detail = interpreter.get_input_details()[0]
     interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
@@ -191,11 +191,11 @@ def _pick(candidates: dict[str, Any]) -> str:
     """The kernel set that runs this model fastest here, XNNPACK on a near tie."""
     best = {name: math.inf for name in candidates}
     for interpreter in candidates.values():
-        _fastest_invoke(interpreter)  # warm-up: XNNPACK packs its weights on the first call
+        _timed_invoke(interpreter)  # warm-up: XNNPACK packs its weights on the first call
     deadline = time.perf_counter() + AUTO_BUDGET_S
     for _ in range(AUTO_ROUNDS):
         for name, interpreter in candidates.items():
-            best[name] = min(best[name], _fastest_invoke(interpreter))
+            best[name] = min(best[name], _timed_invoke(interpreter))
         if time.perf_counter() > deadline:
             break
     if best["builtin"] * AUTO_MARGIN < best["xnnpack"]:
@@ -220,9 +220,7 @@ def load_interpreter(
     choice = _picked.get(key, choice) if choice == "auto" else choice
     if choice != "auto":
         return _interpreter(model_content, num_threads, choice), choice
-    candidates = {
-        name: _interpreter(model_content, num_threads, name) for name in KERNEL_CHOICES[1:]
-    }
+    candidates = {name: _interpreter(model_content, num_threads, name) for name in KERNELS}
     try:
         chosen = _pick(candidates)
     except (ValueError, RuntimeError):

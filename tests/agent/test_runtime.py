@@ -164,10 +164,10 @@ def test_auto_keeps_the_faster_kernels_and_xnnpack_on_a_near_tie(
         return interpreter
 
     monkeypatch.setattr(runtime, "_interpreter", tracked)
-    monkeypatch.setattr(runtime, "_fastest_invoke", lambda it: seconds[made[id(it)]])
+    monkeypatch.setattr(runtime, "_timed_invoke", lambda it: seconds[made[id(it)]])
     assert load_interpreter(content)[1] == expected
     # the pick is remembered for this model: a second load does not time again
-    monkeypatch.setattr(runtime, "_fastest_invoke", lambda it: pytest.fail("timed twice"))
+    monkeypatch.setattr(runtime, "_timed_invoke", lambda it: pytest.fail("timed twice"))
     assert load_interpreter(content)[1] == expected
 
 
