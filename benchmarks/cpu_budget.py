@@ -76,7 +76,9 @@ def stages(bundle: Any, capture: Path, repeat: int) -> dict[str, float]:
     windows = sliding_windows(values, window)
 
     def inference() -> Any:
-        # as the slot does: each step scaled once, the scaled windows cut from them
+        # as the slot does: each step scaled once, the scaled windows cut from them; cold, or
+        # the repeats would find their windows' answers remembered by the model
+        bundle.model.forget()
         scaled = sliding_windows(bundle.manifest.scaler.transform(values), window)
         return slot._score(windows, scaled)[0]
 

@@ -86,9 +86,55 @@ def test_dynamic_batch_resizes(models: Path) -> None:
     x, _ = _samples(models)
     cnn = _load(models, "cnn_float32")
     big = cnn.predict(x[:7, ..., None])
+    cnn.forget()  # else the two windows are answered from the first call
     small = cnn.predict(x[:2, ..., None])
+    assert cnn.rows_run == 9
     assert np.allclose(big[:2], small, atol=1e-6)
     assert cnn.predict(x[:0, ..., None]).shape == (0, 3)
+
+
+@pytest.mark.parametrize("name", ["cnn_int8", "cnn_float32", "gru_int8"])
+def test_repeated_windows_are_answered_without_running_them_again(models: Path, name: str) -> None:
+    need(models, name)
+    x, _ = _samples(models)
+    if name.startswith("cnn"):
+        x = x[..., None]
+    # a periodic network: windows repeat one after another and with a period of three
+    order = [0, 0, 0, 1, 2, 3, 1, 2, 3, 1, 4, 4]
+    model = _load(models, name)
+    first = model.predict(x[order[:7]])
+    second = model.predict(x[order[7:]])
+    assert model.rows_run == 5  # windows 0 to 4, each once
+    alone = _load(models, name)
+    expected = np.concatenate([alone.predict(x[i : i + 1]) for i in order])
+    assert np.array_equal(np.concatenate([first, second]), expected)
+    assert alone.rows_run == 5
+
+
+def test_remembering_nothing_runs_every_window(models: Path) -> None:
+    x, _ = _samples(models)
+    cnn = _load(models, "cnn_int8")
+    cnn.remember = 0
+    repeated = x[[0, 0, 1, 0], ..., None]
+    got = cnn.predict(repeated)
+    assert cnn.rows_run == 4
+    assert np.array_equal(got, _load(models, "cnn_int8").predict(repeated))
+    cnn.remember = runtime.RECENT_INPUTS
+    cnn.predict(repeated, reuse=False)
+    assert cnn.rows_run == 8
+
+
+def test_the_remembered_inputs_are_bounded(models: Path) -> None:
+    x, _ = _samples(models)
+    need_rows = runtime.RECENT_INPUTS + 1
+    assert len(x) > need_rows
+    cnn = _load(models, "cnn_int8")
+    cnn.predict(x[:need_rows, ..., None])
+    # the oldest input was forgotten when the newest arrived: it runs again
+    cnn.predict(x[:1, ..., None])
+    assert cnn.rows_run == need_rows + 1
+    cnn.predict(x[need_rows - 1 : need_rows, ..., None])
+    assert cnn.rows_run == need_rows + 1
 
 
 def test_wrong_input_shape_is_refused(models: Path) -> None:
