@@ -365,11 +365,13 @@ class Targets:
         a new port on each (nmap's host groups, a service sweep), stays one source. A spoofed
         flood's sources are random, but its victim stays.
         """
-        if self.overlaps(other):
+        if self.overlaps(other) or self.same_source(other):
             return False
-        return set(self.ports).isdisjoint(other.ports) and set(self.sources).isdisjoint(
-            other.sources
-        )
+        return set(self.ports).isdisjoint(other.ports)
+
+    def same_source(self, other: Targets) -> bool:
+        """A shared bulk source: the same scanner or flooder, whatever it hits now."""
+        return not set(self.sources).isdisjoint(other.sources)
 
 
 def _bulk(top: tuple[tuple[_K, int], ...], packets: int) -> tuple[_K, ...]:

@@ -218,3 +218,16 @@ def test_a_scan_over_new_addresses_and_ports_stays_one_detection(
     events = _run(_decider(hold=30.0), [("syn_flood", w) for w in windows])
     assert [e.kind for e in events].count("new") == 1
     assert len({e.id for e in events}) == 1
+
+
+def test_a_scan_in_bursts_resumes_its_detection_by_its_source() -> None:
+    # 2 s on each host, its own service port, then 4 s of nothing the model flags: dormant
+    # between hosts (quiet after 3 s), and each burst names a new address and port
+    services = (554, 8123, 9100, 8080, 1900, 5683, 502, 47808, 8883, 5353)
+    plan: list[tuple[str | None, Evidence]] = []
+    for t in range(60):
+        probe = (SCANNER, f"192.168.50.{10 + t // 6}", services[t // 6])
+        plan.append(("syn_flood", _window([probe] * 100)) if t % 6 < 2 else (None, _window([])))
+    events = _run(_decider(hold=30.0), plan)
+    assert [e.kind for e in events].count("new") == 1
+    assert [e.kind for e in events].count("update") >= 9  # every burst resumed it
