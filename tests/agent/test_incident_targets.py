@@ -4,6 +4,8 @@ went (its bulk, not every busy address), and a hit that went elsewhere raises it
 The case from the open-set benchmark: a benign download raises ``unknown``, then a flood on the
 broker begins while that detection is still open (or dormant). Every window's top list names
 the broker, which all sensors publish to, so by top lists alone the two shared a target.
+And the other way round: one scanner whose bulk moves to new addresses and new ports at once
+is still one attack, held together by its source.
 """
 
 from __future__ import annotations
