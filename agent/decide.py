@@ -216,12 +216,14 @@ class Decider:
     ``update`` event naming it, instead of opening a new detection, when the incident is
     younger than ``merge_horizon_s`` and the window's targets overlap the incident's
     (``Targets.overlaps``). Otherwise it raises a new incident after ``raise_k`` of ``raise_n``
-    windows. An incident's own labels are checked the same way when its ``update`` is due: a
-    hit on other targets is another attack begun inside it, and goes loose to raise its own.
+    windows. An incident's own labels are checked when its ``update`` is due: a hit that went
+    elsewhere (``Targets.elsewhere``: no shared address, port or sender) is another attack begun
+    inside it, and goes loose to raise its own.
     After ``clear_m`` windows in which none of its labels hit, once ``quiet_s`` have passed
     since its last hit, an incident ends, or with ``hold_s`` > ``quiet_s`` turns dormant
-    (no event): a hit of its main label (most hit windows) on its targets before ``hold_s`` has
-    passed since its last hit resumes it with an ``update``; another label raising a detection
+    (no event): a hit of its main label (most hit windows) on its targets, or from its bulk
+    source, before ``hold_s`` has passed since its last hit resumes it with an ``update``
+    (a sweep pausing between hosts stays one); another label raising a detection
     on its targets ends it first (two attacks in a row stay two); else it ends once ``hold_s``
     has passed. A dormant incident's ``end`` says its last hit as ``ended_ns``. A benign label
     is never watched, so it neither opens nor extends one.
@@ -465,7 +467,8 @@ class Decider:
             shown = window_evidence()
             here = Targets.of(shown)
             for inc in sorted(dormant, key=lambda inc: -inc.last_hit_ns):
-                if inc.targets.overlaps(here):
+                # the same targets, or the same sender: a sweep that pauses between hosts
+                if inc.targets.overlaps(here) or inc.targets.same_source(here):
                     inc.dormant = False
                     return [self._absorb(inc, i, score, time_ns, shown)]
         horizon_ns = self.policy.merge_horizon_s * 1e9

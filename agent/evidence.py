@@ -308,19 +308,22 @@ def _columns_evidence(
 
 @dataclass(frozen=True)
 class Targets:
-    """What an incident hit: destination addresses and ports from its events' evidence.
+    """What an incident hit: destination addresses and ports from its events' evidence, and
+    the sources that sent the bulk of it (who hit them).
 
     Bounded: the newest ``MAX_TARGETS`` of each are kept, so a long scan cannot grow it.
     """
 
     addresses: tuple[str, ...] = ()
     ports: tuple[int, ...] = ()
+    sources: tuple[str, ...] = ()
 
     MAX_TARGETS = 32
 
     @classmethod
     def of(cls, evidence: Evidence) -> Targets:
-        """Where the bulk of one window's packets went: its busiest destinations and ports.
+        """Where the bulk of one window's packets went (its busiest destinations and ports), and
+        where it came from (its busiest sources).
 
         Only those that together carry half the window's packets (all listed ones when they do
         not): the broker every sensor publishes to is in nearly every window's top list, and
@@ -329,6 +332,7 @@ class Targets:
         return cls(
             _bulk(evidence.top_destinations, evidence.packets),
             _bulk(evidence.top_ports, evidence.packets),
+            _bulk(evidence.top_sources, evidence.packets),
         )
 
     def add(self, evidence: Evidence) -> Targets:
@@ -337,12 +341,15 @@ class Targets:
         return Targets(
             tuple(dict.fromkeys(seen.addresses + self.addresses))[: self.MAX_TARGETS],
             tuple(dict.fromkeys(seen.ports + self.ports))[: self.MAX_TARGETS],
+            tuple(dict.fromkeys(seen.sources + self.sources))[: self.MAX_TARGETS],
         )
 
     def overlaps(self, other: Targets) -> bool:
         """Same targets: a shared destination address; when either side names no address, a
         shared destination port; when either side names neither (telemetry and host sources
         carry no packets), the gateway itself is the one target, so they overlap.
+
+        Sources do not count here: two attackers on one victim are one incident on it.
         """
         if not (self.addresses or self.ports) or not (other.addresses or other.ports):
             return True
@@ -351,14 +358,20 @@ class Targets:
         return not set(self.ports).isdisjoint(other.ports)
 
     def elsewhere(self, other: Targets) -> bool:
-        """``other`` went somewhere else entirely: no shared address AND no shared port.
+        """``other`` is another attack entirely: no shared address, port or bulk source.
 
-        Stricter than not ``overlaps``: a scan of random addresses on one port (a telnet worm)
-        names new addresses every window but stays on its port, and is still the same attack.
+        Stricter than not ``overlaps``, as one attack's bulk may move on every axis but one: a
+        worm scanning random addresses stays on its port; a scanner sweeping host after host,
+        a new port on each (nmap's host groups, a service sweep), stays one source. A spoofed
+        flood's sources are random, but its victim stays.
         """
-        if self.overlaps(other):
+        if self.overlaps(other) or self.same_source(other):
             return False
         return set(self.ports).isdisjoint(other.ports)
+
+    def same_source(self, other: Targets) -> bool:
+        """A shared bulk source: the same scanner or flooder, whatever it hits now."""
+        return not set(self.sources).isdisjoint(other.sources)
 
 
 def _bulk(top: tuple[tuple[_K, int], ...], packets: int) -> tuple[_K, ...]:
