@@ -378,6 +378,13 @@ class ModelSlot:
             )
             calibration = self.calibration = None
         benign = self._benign
+        groups = benign.spec.groups if benign is not None else None
+        edges = calibration.group_thresholds if calibration is not None else None
+        if calibration is not None and len(edges or ()) != len(groups.groups if groups else ()):
+            logger.warning(
+                "%s: calibration's group edges do not fit the bundle: ignored", self.name
+            )
+            calibration = self.calibration = None
         policy = policy_for(bundle, self.debounce, calibration, open_set=benign is not None)
         self.decider = Decider(policy, bundle.manifest.bundle_id, self.source)
         self._fusion = None
@@ -400,6 +407,7 @@ class ModelSlot:
                 benign.spec.threshold,
                 start_threshold=start,
                 start_windows=span if start is not None else 0,
+                group_edges=calibration.group_thresholds if calibration is not None else None,
             )
 
     def _swap_if_staged(self, batch: StepBatch) -> list[Event]:

@@ -258,7 +258,7 @@ def train_pair(folder: Path, plan: Plan, exclude: tuple[str, ...] = (), seed: in
     windows = benign_windows(dataset, plan.window)
     starts = stream_starts(dataset, plan.window, overrides.get("padding", "none"))
     options = BenignTraining(seed=seed, windows_per_day=86_400.0)  # 1-s steps
-    benign = train_benign(windows, to_int8, options, starts)
+    benign = train_benign(windows, to_int8, options, starts, tuple(dataset.columns))
     paired = folder / "paired.bundle"
     pair(classifier, benign.tflite, benign.spec, load_private_key(private), paired)
     return Pair(classifier, paired, public, time.perf_counter() - began)
