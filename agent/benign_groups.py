@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -86,14 +86,20 @@ class Groups:
             ],
         }
 
-    def dims(self, columns: Sequence[str]) -> tuple[npt.NDArray[np.intp], ...]:
-        """Per group, its summary dimensions (mean, max, last step of each of its columns)."""
+    def layout(self, columns: Sequence[str]) -> Layout:
+        """Where each group's summary dimensions are (mean, max, last step of its columns)."""
         width = len(columns)
         at = {c: i for i, c in enumerate(columns)}
-        return tuple(
-            np.asarray([k * width + at[c] for k in range(3) for c in g.columns], np.intp)
-            for g in self.groups
-        )
+        dims = [[k * width + at[c] for k in range(3) for c in g.columns] for g in self.groups]
+        starts = np.cumsum([0] + [len(d) for d in dims[:-1]])
+        return Layout(np.concatenate(dims).astype(np.intp), starts.astype(np.intp))
+
+
+class Layout(NamedTuple):
+    """The groups' dimensions one after another (``order``) and where each group starts."""
+
+    order: npt.NDArray[np.intp]
+    starts: npt.NDArray[np.intp]
 
 
 def group_columns(columns: Sequence[str]) -> dict[str, tuple[str, ...]]:
@@ -167,11 +173,13 @@ def wide_transform(scaler: Any, raw: npt.NDArray[Any], span: float) -> npt.NDArr
     return np.clip(scaled, 0.0, span).astype(np.float32)
 
 
-def group_scores(
-    error: npt.NDArray[np.float64], dims: Sequence[npt.NDArray[np.intp]]
-) -> npt.NDArray[np.float64]:
+def clips_at_range(scaler: Any) -> bool:
+    """True when ``scaler.transform`` is the wide scaling clipped at 1 (computed once then)."""
+    if not isinstance(scaler, Scaler):
+        return True
+    return scaler.clip_low == scaler.min and scaler.clip_high == scaler.max
+
+
+def group_scores(error: npt.NDArray[np.float64], layout: Layout) -> npt.NDArray[np.float64]:
     """(N, 3F) per-dimension errors -> (N, groups): each group's largest."""
-    out = np.empty((len(error), len(dims)), np.float64)
-    for j, d in enumerate(dims):
-        out[:, j] = error[:, d].max(axis=1)
-    return out
+    return np.asarray(np.maximum.reduceat(error[:, layout.order], layout.starts, axis=1))

@@ -45,7 +45,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from agent.benign_groups import Groups, group_scores, parse_groups, wide_transform
+from agent.benign_groups import (
+    Groups,
+    clips_at_range,
+    group_scores,
+    parse_groups,
+    wide_transform,
+)
 from agent.bundle import Bundle, BundleError, Manifest, Scaler
 from agent.calibration import START_WINDOWS
 from agent.digest import sha256_hex
@@ -298,7 +304,8 @@ class BenignModel:
         self.model = model
         self._error_scale = np.asarray(spec.error_scale, np.float64)
         groups = spec.groups
-        self._dims = groups.dims(columns) if groups is not None else ()
+        self._layout = groups.layout(columns) if groups is not None else None
+        self._clips_at_range = clips_at_range(spec.scaler)
         self._edges = np.asarray([g.threshold for g in groups.groups] if groups else [], float)
 
     def scores(self, windows: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
@@ -307,15 +314,19 @@ class BenignModel:
         With groups: (N, groups), each group's score over its signed edge (``threshold`` is
         the edge of their largest, see ``Fusion``).
         """
-        x = summarize(self.spec.scaler.transform(windows))
-        out = self.model.predict(x).astype(np.float64)
         groups = self.spec.groups
-        if groups is None:
+        if groups is None or self._layout is None:
+            x = summarize(self.spec.scaler.transform(windows))
+            out = self.model.predict(x).astype(np.float64)
             error = (out - x.astype(np.float64)) ** 2 / self._error_scale
             return np.asarray(error.mean(axis=1), np.float64)
-        wide = summarize(wide_transform(self.spec.scaler, windows, groups.range))
-        error = (out - wide.astype(np.float64)) ** 2 / self._error_scale
-        return np.asarray(group_scores(error, self._dims) / self._edges, np.float64)
+        wide = wide_transform(self.spec.scaler, windows, groups.range)
+        # the model reads the window clipped at the benign range, as it was trained
+        clipped = np.minimum(wide, 1.0) if self._clips_at_range else None
+        x = summarize(clipped if clipped is not None else self.spec.scaler.transform(windows))
+        out = self.model.predict(x).astype(np.float64)
+        error = (out - summarize(wide).astype(np.float64)) ** 2 / self._error_scale
+        return np.asarray(group_scores(error, self._layout) / self._edges, np.float64)
 
 
 def load_benign_model(bundle: Bundle, num_threads: int = 1) -> BenignModel | None:

@@ -45,7 +45,15 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from agent.benign_groups import RANGE, Group, Groups, group_columns, group_scores, wide_transform
+from agent.benign_groups import (
+    RANGE,
+    Group,
+    Groups,
+    Layout,
+    group_columns,
+    group_scores,
+    wide_transform,
+)
 from agent.bundle import Scaler
 from agent.calibration import START_WINDOWS
 from agent.features.steps import sliding_windows, stream_windows
@@ -214,15 +222,16 @@ class Scoring(NamedTuple):
     scaler: BenignScaler
     scale: npt.NDArray[np.float64]
     groups: Groups | None
-    dims: tuple[npt.NDArray[np.intp], ...]
+    layout: Layout | None
 
     def group_scores(self, windows: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
         """Raw windows -> (N, groups) raw group scores (``agent.openset.BenignModel``'s)."""
         assert self.groups is not None
+        assert self.layout is not None
         x = summarize(self.scaler.transform(windows))
         wide = summarize(wide_transform(self.scaler, windows, self.groups.range))
         error = (self.runtime.predict(x).astype(np.float64) - wide) ** 2 / self.scale
-        return group_scores(error, self.dims)
+        return group_scores(error, self.layout)
 
     def scores(self, windows: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
         """Raw windows -> the score the section's ``threshold`` is the edge of."""
@@ -238,13 +247,15 @@ def _groups(
     """``scoring`` with feature groups, each edge fitted on the held-out windows ``held``."""
     named = group_columns(columns)
     unfitted = Groups(RANGE, tuple(Group(n, cs, 1.0) for n, cs in named.items()))
-    dims = unfitted.dims(columns)
-    scores = scoring._replace(groups=unfitted, dims=dims).group_scores(held)
+    layout = unfitted.layout(columns)
+    scores = scoring._replace(groups=unfitted, layout=layout).group_scores(held)
     fitted = tuple(
-        Group(g.name, g.columns, max(1.0, _threshold(scores[:, j], held.shape[1], opts, len(dims))))
+        Group(
+            g.name, g.columns, max(1.0, _threshold(scores[:, j], held.shape[1], opts, len(named)))
+        )
         for j, g in enumerate(unfitted.groups)
     )
-    return scoring._replace(groups=Groups(RANGE, fitted), dims=dims)
+    return scoring._replace(groups=Groups(RANGE, fitted), layout=layout)
 
 
 # (Keras model, representative inputs) -> full-int8 TFLite bytes. The converter belongs to
@@ -315,7 +326,7 @@ def train_benign(
     runtime = Model(tflite)
     error = (runtime.predict(train).astype(np.float64) - train) ** 2
     scale = np.maximum(error.mean(axis=0), MIN_ERROR_SCALE)
-    scoring = Scoring(runtime, scaler, scale, None, ())
+    scoring = Scoring(runtime, scaler, scale, None, None)
     if options.groups and columns:
         scoring = _groups(scoring, windows[cut:], columns, options)
     held_scores = scoring.scores(windows[cut:])
