@@ -265,3 +265,48 @@ def test_the_collector_keeps_one_score_per_group() -> None:
     assert collector.anomaly.shape == (50, 2)
     np.testing.assert_allclose(collector.anomaly[:, 1], collector.anomaly[:, 0] * 2)
     np.testing.assert_array_equal(collector.start_anomaly[:, 0], np.arange(cal.START_WINDOWS))
+
+
+def _grouped_unsure(kit: FloodKit, folder: Path) -> Any:
+    """The never-confident classifier with the kit's benign model, grouped: only ``unknown``."""
+    from tests.agent.openset_kit import THRESHOLD, pair_kit
+
+    pairs = pair_kit(kit, folder)
+    spec = benign_spec(pairs.benign_model)
+    named = group_columns(COLUMNS)
+    groups = Groups(10.0, tuple(Group(n, cs, THRESHOLD) for n, cs in named.items()))
+    out = folder / "grouped-unsure.bundle"
+    grouped = dataclasses.replace(spec, threshold=1.0, groups=groups)
+    pair(
+        pairs.unsure.parent / "unsure-classifier.bundle",
+        pairs.benign_model,
+        grouped,
+        kit.signer,
+        out,
+    )  # type: ignore[arg-type]
+    return load_bundle(out, [load_public_key(kit.public_key)]), pairs.long_capture
+
+
+def test_the_agent_applies_a_calibrations_group_edges_and_ignores_ill_fitting_ones(
+    kit: FloodKit, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from agent.calibrate_cli import calibrate_bundle
+    from agent.replay import replay_capture
+
+    bundle, capture = _grouped_unsure(kit, tmp_path)
+    names = list(group_columns(COLUMNS))
+
+    def unknowns(calibration: cal.SiteCalibration | None) -> int:
+        events = replay_capture(bundle, capture, calibration=calibration).events
+        return sum(e.kind == "new" and e.label == "unknown" for e in events)
+
+    assert unknowns(None) == 1  # the flood, through the packet count's group
+    found = calibrate_bundle(bundle, str(capture), 1.0)  # the real collection, one row a window
+    assert found.group_thresholds is not None
+    assert len(found.group_thresholds) == len(names)
+    deaf = [1e9 if n == "volume" else 1.0 for n in names]
+    quiet = dataclasses.replace(found, group_thresholds=tuple(deaf))
+    assert unknowns(quiet) == 0  # the flood's group raised past it: that site's normal
+    misfit = dataclasses.replace(quiet, group_thresholds=(1e9, 1e9))
+    assert unknowns(misfit) == 1  # ignored: the signed edges again
+    assert "group edges do not fit the bundle" in caplog.text
