@@ -16,7 +16,7 @@ from agent import calibration as cal
 from agent.benign_groups import MAX_GROUPS, TRAFFIC_GROUPS, Group, Groups, group_columns
 from agent.bundle import BundleError, Manifest, Scaler, load_bundle, load_public_key
 from agent.features.traffic import TRAFFIC_V1
-from agent.openset import BenignModel, Fusion, OpenSetSpec, load_benign_model
+from agent.openset import BenignModel, Fusion, OpenSetSpec, describe, load_benign_model
 from agent.runtime import Model
 from converters.openset import pair
 from tests.agent.flood_bundle import FloodKit, flood_kit
@@ -176,8 +176,13 @@ def test_old_sections_stay_one_score_and_grouped_ones_round_trip(
         shape = (3, len(group_columns(COLUMNS))) if grouped else (3,)
         assert benign.scores(windows).shape == shape
         assert (benign.spec.groups is not None) == grouped
+        described = describe(load_bundle(out, [load_public_key(kit.public_key)]).manifest)
+        assert described is not None
         if grouped:
             assert benign.spec.groups == _spec(zero_model, True).groups
+            assert described["groups"] == list(group_columns(COLUMNS))  # on the model topic
+        else:
+            assert "groups" not in described
 
 
 def _manifest_with(kit: FloodKit, zero_model: bytes, groups: Any) -> Manifest:
