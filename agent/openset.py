@@ -299,7 +299,7 @@ def _start_threshold(value: Any, threshold: float) -> float | None:
 class BenignModel:
     """The verified benign model of a bundle: scores windows by their distance from benign."""
 
-    def __init__(self, spec: OpenSetSpec, model: Model, columns: Sequence[str] = ()) -> None:
+    def __init__(self, spec: OpenSetSpec, model: Model, columns: Sequence[str]) -> None:
         self.spec = spec
         self.model = model
         self._error_scale = np.asarray(spec.error_scale, np.float64)
