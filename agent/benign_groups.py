@@ -5,9 +5,15 @@ that moves two features like a site's everyday spread over many: a site whose by
 packet timing sit beyond the training network's raises that one edge, and the attack drowns
 under it. Per group (volume, protocols, ARP, services, TCP flags, MQTT, addressing, timing,
 TTL, fragments) each group has its own score and its own edge, signed with the bundle and
-raised by a site calibration one group at a time; a window's distance from benign is its
+raised by a site calibration one group at a time; a window's distance from benign is then its
 largest ratio of a group's score to that group's edge, so the fusion downstream still sees one
 number per window (1 at the edge).
+
+Until a site calibration brings group edges, a window is judged by the one score over every
+dimension against the one signed edge, as a bundle without groups: per-group edges learn where a
+site's own spread lies, and before any site is seen the aggregate edge is the conservative one
+(each group's signed edge is at a share of the target rate, so between them the training
+network's own traffic crosses some group's edge more often than the one edge).
 
 A group's score is its largest dimension's error (mean, max and last step of each of its
 features), not their mean: two features of fifteen dimensions would be diluted again. The
@@ -32,6 +38,7 @@ from agent.bundle import BundleError, Scaler
 MAX_GROUPS = 64
 MAX_NAME = 40
 MAX_RANGE = 1000.0  # x the benign range: beyond it an error says nothing more
+MAX_START = 100.0  # a stream start's edge: 1 to this x the steady one (as the section's)
 
 # Groups of traffic-v1 columns (desktop training writes them into the signed section; the
 # agent reads whatever columns the section names).
@@ -71,20 +78,27 @@ class Group:
 
 @dataclass(frozen=True)
 class Groups:
-    """The section's ``groups``: the range errors are read to, and the groups."""
+    """The section's ``groups``: the range errors are read to, the groups, and the edge of the
+    largest group ratio in a stream's first ``start_windows`` windows (None: 1 throughout)."""
 
     range: float
     groups: tuple[Group, ...]
+    start_threshold: float | None = None
+    start_windows: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form inside the signed section."""
-        return {
+        out: dict[str, Any] = {
             "range": self.range,
             "list": [
                 {"name": g.name, "columns": list(g.columns), "threshold": g.threshold}
                 for g in self.groups
             ],
         }
+        if self.start_threshold is not None:
+            out["start_threshold"] = self.start_threshold
+            out["start_windows"] = self.start_windows
+        return out
 
     def layout(self, columns: Sequence[str]) -> Layout:
         """Where each group's summary dimensions are (mean, max, last step of its columns)."""
@@ -125,7 +139,7 @@ def _positive(value: Any) -> bool:
     )
 
 
-def parse_groups(raw: Any, columns: Sequence[str]) -> Groups | None:
+def parse_groups(raw: Any, columns: Sequence[str], max_start_windows: int) -> Groups | None:
     """The optional ``groups`` object: None when absent; BundleError naming the key if bad."""
     if raw is None:
         return None
@@ -158,7 +172,23 @@ def parse_groups(raw: Any, columns: Sequence[str]) -> Groups | None:
             raise _fail(f".list[{i}].threshold", "expected a finite number > 0")
         names.add(name)
         groups.append(Group(name, tuple(cols), float(threshold)))
-    return Groups(float(span), tuple(groups))
+    start, windows = _parse_start(raw, max_start_windows)
+    return Groups(float(span), tuple(groups), start, windows)
+
+
+def _parse_start(raw: Mapping[str, Any], most: int) -> tuple[float | None, int | None]:
+    """The optional group stream-start edge (a ratio, 1 to MAX_START) and its 1..most windows."""
+    start: Any = raw.get("start_threshold")
+    windows: Any = raw.get("start_windows")
+    if start is None:
+        if windows is not None:
+            raise _fail(".start_windows", "given without a start_threshold")
+        return None, None
+    if not _positive(start) or not 1.0 <= float(start) <= MAX_START:
+        raise _fail(".start_threshold", f"expected a number from 1 to {MAX_START:g}")
+    if not isinstance(windows, int) or isinstance(windows, bool) or not 1 <= windows <= most:
+        raise _fail(".start_windows", f"expected a whole number from 1 to {most}")
+    return float(start), windows
 
 
 def wide_transform(scaler: Any, raw: npt.NDArray[Any], span: float) -> npt.NDArray[np.float32]:

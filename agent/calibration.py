@@ -30,7 +30,8 @@ agent starts, when the site and the gateway usually boot together.
 A benign model with feature groups (``agent.benign_groups``) scores each group apart: each
 group's edge is its own tail at the target rate divided by the number of groups, so all of
 them together still cross about the target rate, and a site whose everyday spread is in one
-group (byte counts, packet timing) raises that group's edge only.
+group (byte counts, packet timing) raises that group's edge only. Such a calibration moves the
+agent from the one signed edge to the group edges (see ``agent.benign_groups``).
 
 The per-window rate aimed at is ``target * window / windows per day``: an odd step stays in
 ``window`` consecutive windows, which raise one alarm together.
@@ -273,7 +274,9 @@ def compute(
     attack. Flagged windows are left out while rare (see the module's notes). ``total`` is
     how many windows the period had when only a sample of them is given. ``start_anomaly``
     are the benign-model scores of the stream's first windows (at most ``START_WINDOWS``).
-    A grouped benign model's scores are (N, groups): each group gets its own edge.
+    A grouped benign model's scores are (N, 1 + groups), the raw score then the ratios to
+    the signed group edges: the raw one flags, each group gets its own edge, and the start
+    edge is the largest ratio's.
     """
     n = len(probabilities)
     if n < MIN_WINDOWS:
@@ -285,7 +288,7 @@ def compute(
     watch = list(watched)
     flagged = np.any(probs[:, watch] >= limits[watch], axis=1) if watch else np.zeros(n, bool)
     if anomaly is not None and anomaly_floor is not None:
-        flagged &= _largest(anomaly) >= anomaly_floor
+        flagged &= _raw(anomaly) >= anomaly_floor
     if in_detection is not None:
         flagged |= np.asarray(in_detection, bool)
     fraction = float(flagged.mean())
@@ -301,14 +304,17 @@ def compute(
     groups: tuple[float, ...] | None = None
     if anomaly is not None and anomaly_floor is not None:
         scores = np.asarray(anomaly, np.float64)[keep]
-        if scores.ndim == 2:  # one edge per group, the rate shared among them
-            share = exceed / scores.shape[1]
-            groups = tuple(max(anomaly_floor, _log_tail(g, share)) for g in scores.T)
+        if scores.ndim == 2:  # one edge per group (never below its signed one), the rate shared
+            ratios = scores[:, 1:]
+            share = exceed / ratios.shape[1]
+            groups = tuple(max(1.0, _log_tail(g, share)) for g in ratios.T)
             anomaly_threshold = anomaly_floor
         else:
             anomaly_threshold = max(anomaly_floor, _log_tail(scores, exceed))
-    start = None if start_anomaly is None else _largest(start_anomaly)
-    start_threshold = _start_edge(start, anomaly_threshold)
+    start_threshold = _start_edge(
+        None if start_anomaly is None else _largest_ratio(start_anomaly),
+        1.0 if groups is not None else anomaly_threshold,
+    )
     return SiteCalibration(
         bundle_id,
         thresholds,
@@ -323,10 +329,16 @@ def compute(
     )
 
 
-def _largest(scores: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+def _raw(scores: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """A window's raw score: itself, or a grouped model's first column."""
+    values = np.asarray(scores, np.float64)
+    return values[:, 0] if values.ndim == 2 else values
+
+
+def _largest_ratio(scores: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """A window's score: itself, or a grouped model's largest group ratio (NaN stays NaN)."""
     values = np.asarray(scores, np.float64)
-    return values.max(axis=1) if values.ndim == 2 else values
+    return values[:, 1:].max(axis=1) if values.ndim == 2 else values
 
 
 def _log_tail(scores: npt.NDArray[np.float64], exceed: float) -> float:

@@ -394,6 +394,10 @@ class ModelSlot:
             # own; like the steady floor, a calibration only ever raises it
             start = benign.spec.start_threshold
             span = benign.spec.start_windows or START_WINDOWS
+            grouped = calibration is not None and groups is not None and edges is not None
+            if grouped and groups is not None:  # the largest group ratio from now on
+                start = groups.start_threshold
+                span = groups.start_windows or START_WINDOWS
             if calibration is not None and calibration.anomaly_threshold is not None:
                 floor = max(floor, calibration.anomaly_threshold)
                 if calibration.start_anomaly_threshold is not None:
@@ -407,7 +411,7 @@ class ModelSlot:
                 benign.spec.threshold,
                 start_threshold=start,
                 start_windows=span if start is not None else 0,
-                group_edges=calibration.group_thresholds if calibration is not None else None,
+                group_edges=edges if grouped else None,
             )
 
     def _swap_if_staged(self, batch: StepBatch) -> list[Event]:

@@ -28,9 +28,10 @@ busy one. Scores are compared relative to the threshold (r = score / threshold; 
 of benign), which keeps them comparable across sites and bundles; ``unknown`` events carry
 r / (1 + r), 0.5 at the edge.
 
-A section may carry feature ``groups`` (``agent.benign_groups``): then the score is per group,
-each against its own signed edge, and ``threshold`` is the edge of the largest such ratio (1
-when trained so); a site calibration raises each group's edge apart.
+A section may carry feature ``groups`` (``agent.benign_groups``): each group has its own
+signed edge, which a site calibration raises apart; once a calibration carries group edges, a
+window's ratio is its largest group ratio. Before that the one score and ``threshold`` judge
+it, as without groups.
 """
 
 from __future__ import annotations
@@ -254,7 +255,7 @@ def _parse(raw: Mapping[str, Any], columns: Sequence[str]) -> OpenSetSpec:
     calibration = raw.get("calibration", {})
     if not isinstance(calibration, Mapping):
         raise _fail("calibration", "expected an object")
-    groups = parse_groups(raw.get("groups"), columns)
+    groups = parse_groups(raw.get("groups"), columns, START_WINDOWS)
     return OpenSetSpec(
         digest,
         size,
@@ -311,8 +312,8 @@ class BenignModel:
     def scores(self, windows: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
         """Raw feature windows (N, T, F) -> raw anomaly score per window (threshold: edge).
 
-        With groups: (N, groups), each group's score over its signed edge (``threshold`` is
-        the edge of their largest, see ``Fusion``).
+        With groups: (N, 1 + groups), the raw score first, then each group's score over its
+        signed edge (``Fusion`` reads the one or the others).
         """
         groups = self.spec.groups
         if groups is None or self._layout is None:
@@ -325,8 +326,10 @@ class BenignModel:
         clipped = np.minimum(wide, 1.0) if self._clips_at_range else None
         x = summarize(clipped if clipped is not None else self.spec.scaler.transform(windows))
         out = self.model.predict(x).astype(np.float64)
+        one = ((out - x.astype(np.float64)) ** 2 / self._error_scale).mean(axis=1)
         error = (out - summarize(wide).astype(np.float64)) ** 2 / self._error_scale
-        return np.asarray(group_scores(error, self._layout) / self._edges, np.float64)
+        ratios = group_scores(error, self._layout) / self._edges
+        return np.asarray(np.concatenate((one[:, None], ratios), axis=1), np.float64)
 
 
 def load_benign_model(bundle: Bundle, num_threads: int = 1) -> BenignModel | None:
@@ -383,10 +386,11 @@ class Fusion:
     classifier knows (their thresholds are calibrated on their own). ``start_threshold`` is
     the ``unknown`` edge of a stream's first ``start_windows`` windows (the bundle's signed
     stream-start edge or a site calibration's, never below ``anomaly_threshold``), None: the
-    same edge throughout. ``group_edges`` are a site calibration's per-group edges for a
-    grouped benign model (its scores are (N, groups) ratios to the signed group edges): the
-    steady ratio is then the largest ratio to them; the gate and the start edge read the
-    largest ratio to the signed ones.
+    same edge throughout. A grouped benign model's scores are (N, 1 + groups): the raw score,
+    then the ratios to the signed group edges. Without ``group_edges`` (a site calibration's
+    per-group edges) the raw score is read as without groups; with them the ratio is the
+    largest group ratio to them, and ``start_threshold`` is the edge of the largest ratio to
+    the signed ones. The gate always reads the raw score.
     """
 
     watched: tuple[int, ...]
@@ -402,16 +406,17 @@ class Fusion:
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """(raw score for the gate, r = distance from benign, 1 at the edge) per window."""
         scores = np.asarray(anomaly, np.float64)
-        if scores.ndim == 2:  # per group: the largest (a NaN anywhere stays NaN: not far)
-            edges = self.group_edges or (self.anomaly_threshold,) * scores.shape[1]
-            raw = scores.max(axis=1)
-            ratio = np.max(scores / np.asarray(edges, np.float64), axis=1)
-        else:
-            raw, ratio = scores, scores / self.anomaly_threshold
+        raw = scores[:, 0] if scores.ndim == 2 else scores
+        read, ratio = raw, raw / self.anomaly_threshold
+        if scores.ndim == 2 and self.group_edges is not None:
+            # per group against the site's edges: the largest (a NaN anywhere stays NaN)
+            groups = scores[:, 1:]
+            read = groups.max(axis=1)
+            ratio = np.max(groups / np.asarray(self.group_edges, np.float64), axis=1)
         if self.start_threshold is not None and numbers is not None:
             # the stream's first windows (a network booting) against their own edge, which
             # only ever quiets them (never below the steady edge)
-            start = np.minimum(ratio, raw / self.start_threshold)
+            start = np.minimum(ratio, read / self.start_threshold)
             ratio = np.where(np.asarray(numbers) < self.start_windows, start, ratio)
         return raw, ratio
 

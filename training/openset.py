@@ -30,8 +30,10 @@ so one start's maximum is one draw: the margin covers the spread seen on develop
 Given the feature ``columns``, the benign model is scored per feature group
 (``agent.benign_groups``): each group's signed edge is fitted on the held-out scores like the
 threshold above, at the target rate divided by the number of groups and never below 1 (one
-dimension's typical error on the training windows: below it a group says nothing), and the
-section's ``threshold`` is 1, the edge of the largest ratio of a group's score to its edge.
+dimension's typical error on the training windows: below it a group says nothing). The
+section's ``threshold`` stays the one score's edge, which the agent applies until a site
+calibration brings group edges; the groups carry their own stream-start edge (of the largest
+ratio of a group's score to its signed edge) for after that.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -234,9 +236,12 @@ class Scoring(NamedTuple):
         return group_scores(error, self.layout)
 
     def scores(self, windows: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
-        """Raw windows -> the score the section's ``threshold`` is the edge of."""
-        if self.groups is None:
-            return _scores(self.runtime, summarize(self.scaler.transform(windows)), self.scale)
+        """Raw windows -> the one score the section's ``threshold`` is the edge of."""
+        return _scores(self.runtime, summarize(self.scaler.transform(windows)), self.scale)
+
+    def largest_ratios(self, windows: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+        """Raw windows -> the largest ratio of a group's score to its signed edge."""
+        assert self.groups is not None
         edges = np.asarray([g.threshold for g in self.groups.groups], np.float64)
         return np.asarray((self.group_scores(windows) / edges).max(axis=1), np.float64)
 
@@ -330,13 +335,20 @@ def train_benign(
     if options.groups and columns:
         scoring = _groups(scoring, windows[cut:], columns, options)
     held_scores = scoring.scores(windows[cut:])
-    # grouped: each group's edge is already at its share of the target, their largest ratio's is 1
-    threshold = 1.0 if scoring.groups else _threshold(held_scores, windows.shape[1], options)
+    threshold = _threshold(held_scores, windows.shape[1], options)
     start_scores, numbers = np.zeros(0), np.zeros(0, np.int64)
     if starts is not None and len(starts.windows):
         start_scores = scoring.scores(starts.windows)
         numbers = starts.numbers
     start = _start_edge(start_scores, numbers, threshold, windows.shape[1])
+    if scoring.groups is not None and starts is not None and len(starts.windows):
+        # the largest group ratio's own start edge (its steady edge is 1), for after a site
+        # calibration brings group edges
+        ratios = scoring.largest_ratios(starts.windows)
+        edge = _start_edge(ratios, numbers, 1.0, windows.shape[1])
+        if edge is not None:
+            groups = replace(scoring.groups, start_threshold=edge[0], start_windows=edge[1])
+            scoring = scoring._replace(groups=groups)
     golden_in = held[:GOLDEN_COUNT].astype(np.float32)
     out_q = runtime.output_quantization
     spec = OpenSetSpec(

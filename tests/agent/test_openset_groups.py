@@ -1,6 +1,7 @@
 """Feature groups of the benign model: a few-feature deviation stands out in its group after a
-site calibration that the window's one mean score hides it under; a hostile section or
-calibration file is refused in one line."""
+site calibration that the window's one mean score hides it under; before one, a grouped model
+reads exactly as an ungrouped one; a hostile section or calibration file is refused in one
+line."""
 
 from __future__ import annotations
 
@@ -47,8 +48,8 @@ def _spec(model: bytes, grouped: bool) -> OpenSetSpec:
     if not grouped:
         return base
     named = group_columns(COLUMNS)
-    groups = Groups(10.0, tuple(Group(n, cs, EDGE) for n, cs in named.items()))
-    return dataclasses.replace(base, threshold=1.0, groups=groups)
+    groups = Groups(10.0, tuple(Group(n, cs, EDGE) for n, cs in named.items()), 2.0, 4)
+    return dataclasses.replace(base, groups=groups)
 
 
 def _windows(rng: np.random.Generator, n: int, busy: bool) -> np.ndarray:
@@ -115,7 +116,8 @@ def test_an_arp_poisoning_hidden_by_the_mean_stands_out_in_its_group(zero_model:
     mean_signed, mean_cal, mean_calm, mean_found = results[False]
     group_signed, group_cal, group_calm, group_found = results[True]
     assert np.all(mean_signed > 1.0)
-    assert np.all(group_signed > 1.0)
+    # before a calibration: the one score against the one signed edge, as without groups
+    np.testing.assert_array_equal(group_signed, mean_signed)
     assert mean_found.anomaly_threshold is not None
     assert mean_found.anomaly_threshold > 5 * EDGE  # the bursts raised the one edge...
     assert np.all(mean_cal < 1.0)  # ...over the attack: missed after calibration
@@ -134,34 +136,40 @@ def test_the_error_reads_past_the_benign_range_up_to_the_signed_range(zero_model
     arp = list(group_columns(COLUMNS)).index("arp")
     windows = np.zeros((3, 4, WIDTH), np.float32)
     windows[:, :, COLUMNS.index("arp_reply")] = np.array([1.0, 5.0, 1e6])[:, None] * RAW_MAX
-    scores = benign.scores(windows)[:, arp] * EDGE  # back to the raw group score
+    scores = benign.scores(windows)[:, 1 + arp] * EDGE  # back to the raw group score
     np.testing.assert_allclose(scores, [1.0, 25.0, 100.0], rtol=1e-5)  # x squared, x <= 10
 
 
-def test_grouped_fusion_gates_on_the_signed_edges_and_rates_on_the_calibrated_ones() -> None:
-    fusion = Fusion(
+def test_grouped_fusion_reads_the_one_score_until_a_calibration_brings_group_edges() -> None:
+    signed = Fusion(
         watched=(1,),
         thresholds=(0.5, 0.5),
-        anomaly_threshold=1.0,
-        gate_threshold=1.0,
+        anomaly_threshold=2.0,
+        gate_threshold=2.0,
         start_threshold=10.0,
         start_windows=2,
-        group_edges=(1.0, 4.0),
     )
+    calibrated = dataclasses.replace(signed, start_threshold=5.0, group_edges=(1.0, 4.0))
     probabilities = np.array([[0.9, 0.1], [0.9, 0.1], [0.1, 0.9], [0.9, 0.1]])
-    anomaly = np.array([[0.5, 3.0], [2.0, 0.1], [0.2, 3.0], [np.nan, 9.0]])
-    fused = fusion.fuse(probabilities, anomaly, np.array([50, 50, 50, 50]))
+    # the raw score, then the ratios to the signed group edges
+    anomaly = np.array([[1.0, 0.5, 3.0], [4.0, 2.0, 0.1], [3.0, 0.2, 3.0], [1.0, np.nan, 9.0]])
+    steady = np.array([50, 50, 50, 50])
+    _, ratio = signed.ratios(anomaly, steady)
+    np.testing.assert_allclose(ratio, [0.5, 2.0, 1.5, 0.5])  # raw / 2: the groups unread
+    _, ratio = calibrated.ratios(anomaly, steady)
+    np.testing.assert_allclose(ratio[:3], [0.75, 2.0, 0.75])  # the largest ratio to the site's
+    fused = calibrated.fuse(probabilities, anomaly, steady)
     assert fused[0, 2] == 0.0  # 3 / 4: within its group's calibrated edge
     assert fused[1, 2] == pytest.approx(2.0 / 3.0)  # r = 2 in the first group
-    assert fused[2, 1] == pytest.approx(0.9)  # past the SIGNED edge (3 > 1): the class stands
+    assert fused[2, 1] == pytest.approx(0.9)  # the raw score past the signed gate: it stands
     assert np.all(fused[3] == 0.0)  # a NaN group score is never far
-    # a stream's first windows: the start edge reads the largest signed ratio and only quiets
-    start = np.array([[0.5, 9.0], [0.5, 20.0], [0.5, 2.0]])
-    raw, ratio = fusion.ratios(start, np.array([0, 1, 1]))
-    np.testing.assert_allclose(raw, [9.0, 20.0, 2.0])
-    np.testing.assert_allclose(ratio, [0.9, 2.0, 0.2])  # min(raw / 10, steady 2.25 / 5 / 0.5)
-    _, later = fusion.ratios(start, np.array([2, 2, 2]))
-    np.testing.assert_allclose(later, [2.25, 5.0, 0.5])  # past the start: the steady edges
+    # a stream's first windows: each path's start edge only quiets (the calibrated one reads
+    # the largest ratio to the signed group edges)
+    start = np.array([[40.0, 0.5, 9.0], [40.0, 0.5, 20.0], [1.0, 0.5, 2.0]])
+    first = np.array([0, 1, 1])
+    np.testing.assert_allclose(signed.ratios(start, first)[1], [4.0, 4.0, 0.1])  # 40 / 10
+    np.testing.assert_allclose(calibrated.ratios(start, first)[1], [1.8, 4.0, 0.4])
+    np.testing.assert_allclose(calibrated.ratios(start, steady[:3])[1], [2.25, 5.0, 0.5])
 
 
 def test_old_sections_stay_one_score_and_grouped_ones_round_trip(
@@ -173,7 +181,7 @@ def test_old_sections_stay_one_score_and_grouped_ones_round_trip(
         benign = load_benign_model(load_bundle(out, [load_public_key(kit.public_key)]))
         assert benign is not None
         windows = _windows(np.random.default_rng(1), 3, False)
-        shape = (3, len(group_columns(COLUMNS))) if grouped else (3,)
+        shape = (3, 1 + len(group_columns(COLUMNS))) if grouped else (3,)
         assert benign.scores(windows).shape == shape
         assert (benign.spec.groups is not None) == grouped
         described = describe(load_bundle(out, [load_public_key(kit.public_key)]).manifest)
@@ -194,14 +202,19 @@ def _manifest_with(kit: FloodKit, zero_model: bytes, groups: Any) -> Manifest:
     return dataclasses.replace(manifest, extra={**manifest.extra, "openset": section})
 
 
-GOOD = {"range": 10.0, "list": [{"name": "arp", "columns": ["arp"], "threshold": 1.0}]}
+GOOD = {
+    "range": 10.0,
+    "list": [{"name": "arp", "columns": ["arp"], "threshold": 1.0}],
+    "start_threshold": 2.0,
+    "start_windows": 4,
+}
 
 
 def _with(**changes: Any) -> dict[str, Any]:
     bad = json.loads(json.dumps(GOOD))
     for key, value in changes.items():
-        if key == "range":
-            bad["range"] = value
+        if key in ("range", "start_threshold", "start_windows"):
+            bad[key] = value
         else:
             bad["list"][0][key] = value
     return bad
@@ -226,6 +239,15 @@ def _with(**changes: Any) -> dict[str, Any]:
         (_with(threshold=0), "groups.list[0].threshold"),
         (_with(threshold=-1.0), "groups.list[0].threshold"),
         (_with(threshold="1"), "groups.list[0].threshold"),
+        (_with(start_threshold=0.5), "groups.start_threshold"),
+        (_with(start_threshold=101.0), "groups.start_threshold"),
+        (_with(start_threshold=float("nan")), "groups.start_threshold"),
+        (_with(start_threshold="2"), "groups.start_threshold"),
+        (_with(start_windows=0), "groups.start_windows"),
+        (_with(start_windows=11), "groups.start_windows"),
+        (_with(start_windows=True), "groups.start_windows"),
+        (_with(start_windows=None), "groups.start_windows"),
+        (_with(start_threshold=None), "groups.start_windows: given without a start_threshold"),
     ],
 )
 def test_a_hostile_groups_section_is_one_bundle_error(
@@ -281,7 +303,7 @@ def _grouped_unsure(kit: FloodKit, folder: Path) -> Any:
     named = group_columns(COLUMNS)
     groups = Groups(10.0, tuple(Group(n, cs, THRESHOLD) for n, cs in named.items()))
     out = folder / "grouped-unsure.bundle"
-    grouped = dataclasses.replace(spec, threshold=1.0, groups=groups)
+    grouped = dataclasses.replace(spec, groups=groups)
     pair(
         pairs.unsure.parent / "unsure-classifier.bundle",
         pairs.benign_model,
