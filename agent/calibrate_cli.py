@@ -55,11 +55,13 @@ def run(args: argparse.Namespace) -> int:
         cal.save(found, args.out)
     except OSError as exc:
         raise ConfigError(f"--out {args.out}: {exc.strerror}") from None
+    groups = found.group_thresholds
+    edges = f"; group edges {[round(g, 3) for g in groups]}" if groups is not None else ""
     print(  # noqa: T201 - the CLI talks to its user
         f"wrote {args.out}: {found.windows} windows over {found.seconds:.0f} s "
         f"({found.excluded} flagged left out, {found.flagged_fraction:.1%} flagged); "
         f"anomaly threshold {found.anomaly_threshold} (stream start "
-        f"{found.start_anomaly_threshold}); thresholds {dict(found.thresholds)}",
+        f"{found.start_anomaly_threshold}){edges}; thresholds {dict(found.thresholds)}",
         file=sys.stderr,
     )
     return 0

@@ -27,6 +27,12 @@ a benign model's ``unknown`` edge for them is their own: the highest score the c
 stream start reached, never below the steady edge. It applies to the first windows after the
 agent starts, when the site and the gateway usually boot together.
 
+A benign model with feature groups (``agent.benign_groups``) scores each group apart: each
+group's edge is its own tail at the target rate divided by the number of groups, so all of
+them together still cross about the target rate, and a site whose everyday spread is in one
+group (byte counts, packet timing) raises that group's edge only. Such a calibration moves the
+agent from the one signed edge to the group edges (see ``agent.benign_groups``).
+
 The per-window rate aimed at is ``target * window / windows per day``: an odd step stays in
 ``window`` consecutive windows, which raise one alarm together.
 Classifier probabilities are fitted on a logit scale floored at one int8 output step
@@ -50,6 +56,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from agent.benign_groups import MAX_GROUPS
 
 CALIBRATION_SCHEMA = "iotids.calibration/1"
 CONTAMINATION = 0.01  # the top fraction of collected windows that never sets a threshold
@@ -85,6 +93,8 @@ class SiteCalibration:
     created: float = field(default_factory=time.time)
     # the unknown edge of a stream's first START_WINDOWS windows; None: the steady one
     start_anomaly_threshold: float | None = None
+    # a grouped benign model's per-group edges (ratios to the signed ones); None: ungrouped
+    group_thresholds: tuple[float, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (the state file, ``cal.json`` and the ``model`` topic's ``calibration``)."""
@@ -101,6 +111,9 @@ class SiteCalibration:
             "created": self.created,
             "start_anomaly_threshold": self.start_anomaly_threshold,
             "start_windows": START_WINDOWS if self.start_anomaly_threshold is not None else 0,
+            "group_thresholds": (
+                list(self.group_thresholds) if self.group_thresholds is not None else None
+            ),
         }
 
     @classmethod
@@ -122,6 +135,7 @@ class SiteCalibration:
                 "calibration: start_anomaly_threshold: expected a number > 0 (with "
                 "anomaly_threshold) or null"
             )
+        groups = _group_thresholds(raw.get("group_thresholds"), anomaly)
         for key in ("target_false_alarms_per_day", "flagged_fraction", "seconds", "created"):
             if not _number(raw.get(key)):
                 raise CalibrationError(f"calibration: {key}: expected a number")
@@ -141,7 +155,25 @@ class SiteCalibration:
             float(raw["seconds"]),
             float(raw["created"]),
             None if start is None else float(start),
+            groups,
         )
+
+
+def _group_thresholds(value: Any, anomaly: Any) -> tuple[float, ...] | None:
+    """Per-group edges: absent or null, else 1 to MAX_GROUPS numbers > 0 (with an anomaly one)."""
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or not 1 <= len(value) <= MAX_GROUPS
+        or not all(_number(v) and v > 0 for v in value)
+        or anomaly is None
+    ):
+        raise CalibrationError(
+            f"calibration: group_thresholds: expected 1 to {MAX_GROUPS} numbers > 0 (with "
+            "anomaly_threshold) or null"
+        )
+    return tuple(float(v) for v in value)
 
 
 def _number(value: Any) -> bool:
@@ -242,6 +274,9 @@ def compute(
     attack. Flagged windows are left out while rare (see the module's notes). ``total`` is
     how many windows the period had when only a sample of them is given. ``start_anomaly``
     are the benign-model scores of the stream's first windows (at most ``START_WINDOWS``).
+    A grouped benign model's scores are (N, 1 + groups), the raw score then the ratios to
+    the signed group edges: the raw one flags, each group gets its own edge, and the start
+    edge is the largest ratio's.
     """
     n = len(probabilities)
     if n < MIN_WINDOWS:
@@ -253,7 +288,7 @@ def compute(
     watch = list(watched)
     flagged = np.any(probs[:, watch] >= limits[watch], axis=1) if watch else np.zeros(n, bool)
     if anomaly is not None and anomaly_floor is not None:
-        flagged &= np.asarray(anomaly, np.float64) >= anomaly_floor
+        flagged &= _raw(anomaly) >= anomaly_floor
     if in_detection is not None:
         flagged |= np.asarray(in_detection, bool)
     fraction = float(flagged.mean())
@@ -266,11 +301,20 @@ def compute(
         site = _sigmoid(tail_threshold(_logit(probs[keep, i]), exceed))
         thresholds[labels[i]] = max(float(limits[i]), min(site, 1.0))
     anomaly_threshold: float | None = None
+    groups: tuple[float, ...] | None = None
     if anomaly is not None and anomaly_floor is not None:
-        logs = np.log(np.maximum(np.asarray(anomaly, np.float64)[keep], 1e-12))
-        site = math.exp(min(tail_threshold(logs, exceed), 700.0))
-        anomaly_threshold = max(anomaly_floor, site)
-    start_threshold = _start_edge(start_anomaly, anomaly_threshold)
+        scores = np.asarray(anomaly, np.float64)[keep]
+        if scores.ndim == 2:  # one edge per group (never below its signed one), the rate shared
+            ratios = scores[:, 1:]
+            share = exceed / ratios.shape[1]
+            groups = tuple(max(1.0, _log_tail(g, share)) for g in ratios.T)
+            anomaly_threshold = anomaly_floor
+        else:
+            anomaly_threshold = max(anomaly_floor, _log_tail(scores, exceed))
+    start_threshold = _start_edge(
+        None if start_anomaly is None else _largest_ratio(start_anomaly),
+        1.0 if groups is not None else anomaly_threshold,
+    )
     return SiteCalibration(
         bundle_id,
         thresholds,
@@ -281,7 +325,26 @@ def compute(
         fraction,
         seconds,
         start_anomaly_threshold=start_threshold,
+        group_thresholds=groups,
     )
+
+
+def _raw(scores: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """A window's raw score: itself, or a grouped model's first column."""
+    values = np.asarray(scores, np.float64)
+    return values[:, 0] if values.ndim == 2 else values
+
+
+def _largest_ratio(scores: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """A window's score: itself, or a grouped model's largest group ratio (NaN stays NaN)."""
+    values = np.asarray(scores, np.float64)
+    return values[:, 1:].max(axis=1) if values.ndim == 2 else values
+
+
+def _log_tail(scores: npt.NDArray[np.float64], exceed: float) -> float:
+    """``tail_threshold`` of positive scores on a log scale, back in score units."""
+    logs = np.log(np.maximum(np.asarray(scores, np.float64), 1e-12))
+    return math.exp(min(tail_threshold(logs, exceed), 700.0))
 
 
 def _start_edge(start: npt.NDArray[np.float64] | None, steady: float | None) -> float | None:
@@ -301,7 +364,7 @@ class Collector:
     def __init__(self, labels: int, capacity: int = MAX_WINDOWS, seed: int = 0) -> None:
         self.capacity = capacity
         self.probabilities = np.zeros((capacity, labels), np.float32)
-        self.anomaly = np.zeros(capacity, np.float64)
+        self.anomaly: npt.NDArray[np.floating[Any]] = np.zeros(capacity, np.float64)
         self.in_detection = np.zeros(capacity, bool)
         self.seen = 0
         # benign-model scores of the stream's first windows (NaN: not seen during collection)
@@ -325,6 +388,11 @@ class Collector:
         """
         if len(ends_ns) == 0:
             return
+        if anomaly is not None and np.ndim(anomaly) == 2 and self.anomaly.ndim == 1:
+            # a grouped benign model: one score per group (allocated on its first windows)
+            groups = int(np.shape(anomaly)[1])
+            self.anomaly = np.zeros((self.capacity, groups), np.float32)  # 4 B a group
+            self.start_anomaly = np.full((START_WINDOWS, groups), np.nan)
         if anomaly is not None and numbers is not None:
             at = np.asarray(numbers, np.int64)
             early = (at >= 0) & (at < START_WINDOWS)

@@ -378,6 +378,13 @@ class ModelSlot:
             )
             calibration = self.calibration = None
         benign = self._benign
+        groups = benign.spec.groups if benign is not None else None
+        edges = calibration.group_thresholds if calibration is not None else None
+        if calibration is not None and len(edges or ()) != len(groups.groups if groups else ()):
+            logger.warning(
+                "%s: calibration's group edges do not fit the bundle: ignored", self.name
+            )
+            calibration = self.calibration = None
         policy = policy_for(bundle, self.debounce, calibration, open_set=benign is not None)
         self.decider = Decider(policy, bundle.manifest.bundle_id, self.source)
         self._fusion = None
@@ -387,6 +394,10 @@ class ModelSlot:
             # own; like the steady floor, a calibration only ever raises it
             start = benign.spec.start_threshold
             span = benign.spec.start_windows or START_WINDOWS
+            grouped = calibration is not None and groups is not None and edges is not None
+            if grouped and groups is not None:  # the largest group ratio from now on
+                start = groups.start_threshold
+                span = groups.start_windows or START_WINDOWS
             if calibration is not None and calibration.anomaly_threshold is not None:
                 floor = max(floor, calibration.anomaly_threshold)
                 if calibration.start_anomaly_threshold is not None:
@@ -400,6 +411,7 @@ class ModelSlot:
                 benign.spec.threshold,
                 start_threshold=start,
                 start_windows=span if start is not None else 0,
+                group_edges=edges if grouped else None,
             )
 
     def _swap_if_staged(self, batch: StepBatch) -> list[Event]:

@@ -27,6 +27,11 @@ error on benign training windows, so a feature benign traffic never moves counts
 busy one. Scores are compared relative to the threshold (r = score / threshold; 1 is the edge
 of benign), which keeps them comparable across sites and bundles; ``unknown`` events carry
 r / (1 + r), 0.5 at the edge.
+
+A section may carry feature ``groups`` (``agent.benign_groups``): each group has its own
+signed edge, which a site calibration raises apart; once a calibration carries group edges, a
+window's ratio is its largest group ratio. Before that the one score and ``threshold`` judge
+it, as without groups.
 """
 
 from __future__ import annotations
@@ -41,6 +46,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from agent.benign_groups import (
+    Groups,
+    clips_at_range,
+    group_scores,
+    parse_groups,
+    wide_transform,
+)
 from agent.bundle import Bundle, BundleError, Manifest, Scaler
 from agent.calibration import START_WINDOWS
 from agent.digest import sha256_hex
@@ -123,6 +135,8 @@ class OpenSetSpec:
     start_threshold: float | None = None
     # how many first windows it covers; None: START_WINDOWS (as a site calibration's)
     start_windows: int | None = None
+    # per-group scores and edges; None: one score per window (bundles before them)
+    groups: Groups | None = None
 
     @classmethod
     def from_manifest(cls, manifest: Manifest) -> OpenSetSpec | None:
@@ -132,7 +146,7 @@ class OpenSetSpec:
             return None
         if not isinstance(raw, Mapping):
             raise BundleError(f"bundle manifest: extra.{SECTION}: expected an object")
-        return _parse(raw, len(manifest.columns))
+        return _parse(raw, manifest.columns)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form as stored in the manifest (arrays as base64 little-endian float32)."""
@@ -141,6 +155,8 @@ class OpenSetSpec:
             start["start_threshold"] = self.start_threshold
         if self.start_windows is not None:
             start["start_windows"] = self.start_windows
+        if self.groups is not None:
+            start["groups"] = self.groups.to_dict()
         return {
             "format": SECTION_FORMAT,
             "input": SUMMARY,
@@ -206,7 +222,8 @@ def _parse_scaler(s: Any, width: int) -> BenignScaler:
     return Scaler("minmax", low, high, clip_low, clip_high)
 
 
-def _parse(raw: Mapping[str, Any], width: int) -> OpenSetSpec:
+def _parse(raw: Mapping[str, Any], columns: Sequence[str]) -> OpenSetSpec:
+    width = len(columns)
     if raw.get("format") != SECTION_FORMAT:
         raise _fail("format", f"this agent reads {SECTION_FORMAT}, got {raw.get('format')!r}")
     if raw.get("input") != SUMMARY:
@@ -238,6 +255,7 @@ def _parse(raw: Mapping[str, Any], width: int) -> OpenSetSpec:
     calibration = raw.get("calibration", {})
     if not isinstance(calibration, Mapping):
         raise _fail("calibration", "expected an object")
+    groups = parse_groups(raw.get("groups"), columns, START_WINDOWS)
     return OpenSetSpec(
         digest,
         size,
@@ -250,6 +268,7 @@ def _parse(raw: Mapping[str, Any], width: int) -> OpenSetSpec:
         dict(calibration),
         start,
         start_windows,
+        groups,
     )
 
 
@@ -281,17 +300,36 @@ def _start_threshold(value: Any, threshold: float) -> float | None:
 class BenignModel:
     """The verified benign model of a bundle: scores windows by their distance from benign."""
 
-    def __init__(self, spec: OpenSetSpec, model: Model) -> None:
+    def __init__(self, spec: OpenSetSpec, model: Model, columns: Sequence[str]) -> None:
         self.spec = spec
         self.model = model
         self._error_scale = np.asarray(spec.error_scale, np.float64)
+        groups = spec.groups
+        self._layout = groups.layout(columns) if groups is not None else None
+        self._clips_at_range = clips_at_range(spec.scaler)
+        self._edges = np.asarray([g.threshold for g in groups.groups] if groups else [], float)
 
     def scores(self, windows: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
-        """Raw feature windows (N, T, F) -> raw anomaly score per window (threshold: edge)."""
-        x = summarize(self.spec.scaler.transform(windows))
+        """Raw feature windows (N, T, F) -> raw anomaly score per window (threshold: edge).
+
+        With groups: (N, 1 + groups), the raw score first, then each group's score over its
+        signed edge (``Fusion`` reads the one or the others).
+        """
+        groups = self.spec.groups
+        if groups is None or self._layout is None:
+            x = summarize(self.spec.scaler.transform(windows))
+            out = self.model.predict(x).astype(np.float64)
+            error = (out - x.astype(np.float64)) ** 2 / self._error_scale
+            return np.asarray(error.mean(axis=1), np.float64)
+        wide = wide_transform(self.spec.scaler, windows, groups.range)
+        # the model reads the window clipped at the benign range, as it was trained
+        clipped = np.minimum(wide, 1.0) if self._clips_at_range else None
+        x = summarize(clipped if clipped is not None else self.spec.scaler.transform(windows))
         out = self.model.predict(x).astype(np.float64)
-        error = (out - x.astype(np.float64)) ** 2 / self._error_scale
-        return np.asarray(error.mean(axis=1), np.float64)
+        one = ((out - x.astype(np.float64)) ** 2 / self._error_scale).mean(axis=1)
+        error = (out - summarize(wide).astype(np.float64)) ** 2 / self._error_scale
+        ratios = group_scores(error, self._layout) / self._edges
+        return np.asarray(np.concatenate((one[:, None], ratios), axis=1), np.float64)
 
 
 def load_benign_model(bundle: Bundle, num_threads: int = 1) -> BenignModel | None:
@@ -333,7 +371,7 @@ def load_benign_model(bundle: Bundle, num_threads: int = 1) -> BenignModel | Non
         raise BundleError(
             f"bundle benign model golden vectors: max error {error:.6g} > {spec.golden_atol:.6g}"
         )
-    return BenignModel(spec, model)
+    return BenignModel(spec, model, bundle.manifest.columns)
 
 
 @dataclass(frozen=True)
@@ -348,7 +386,11 @@ class Fusion:
     classifier knows (their thresholds are calibrated on their own). ``start_threshold`` is
     the ``unknown`` edge of a stream's first ``start_windows`` windows (the bundle's signed
     stream-start edge or a site calibration's, never below ``anomaly_threshold``), None: the
-    same edge throughout.
+    same edge throughout. A grouped benign model's scores are (N, 1 + groups): the raw score,
+    then the ratios to the signed group edges. Without ``group_edges`` (a site calibration's
+    per-group edges) the raw score is read as without groups; with them the ratio is the
+    largest group ratio to them, and ``start_threshold`` is the edge of the largest ratio to
+    the signed ones. The gate always reads the raw score.
     """
 
     watched: tuple[int, ...]
@@ -357,6 +399,26 @@ class Fusion:
     gate_threshold: float
     start_threshold: float | None = None
     start_windows: int = 0
+    group_edges: tuple[float, ...] | None = None
+
+    def ratios(
+        self, anomaly: npt.NDArray[np.float64], numbers: npt.NDArray[np.int64] | None = None
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """(raw score for the gate, r = distance from benign, 1 at the edge) per window."""
+        scores = np.asarray(anomaly, np.float64)
+        raw = scores[:, 0] if scores.ndim == 2 else scores
+        read, ratio = raw, raw / self.anomaly_threshold
+        if scores.ndim == 2 and self.group_edges is not None:
+            # per group against the site's edges: the largest (a NaN anywhere stays NaN)
+            groups = scores[:, 1:]
+            read = groups.max(axis=1)
+            ratio = np.max(groups / np.asarray(self.group_edges, np.float64), axis=1)
+        if self.start_threshold is not None and numbers is not None:
+            # the stream's first windows (a network booting) against their own edge, which
+            # only ever quiets them (never below the steady edge)
+            start = np.minimum(ratio, read / self.start_threshold)
+            ratio = np.where(np.asarray(numbers) < self.start_windows, start, ratio)
+        return raw, ratio
 
     def fuse(
         self,
@@ -372,12 +434,7 @@ class Fusion:
         class is confident on a window far from benign (r >= 1), else 0: 0.5 at the edge of
         benign, below 1 like a softmax score, so ``raise_score`` means the same for it.
         """
-        raw = np.asarray(anomaly, np.float64)
-        ratio = raw / self.anomaly_threshold
-        if self.start_threshold is not None and numbers is not None:
-            # the stream's first windows (a network booting) against their own edge
-            start = max(self.start_threshold, self.anomaly_threshold)
-            ratio = np.where(np.asarray(numbers) < self.start_windows, raw / start, ratio)
+        raw, ratio = self.ratios(anomaly, numbers)
         far = ratio >= 1.0  # NaN is not far: a broken score never raises
         fused = np.where((raw >= self.gate_threshold)[:, None], probabilities, 0.0)
         watched = list(self.watched)
@@ -413,4 +470,6 @@ def describe(manifest: Manifest) -> dict[str, Any] | None:
     if spec.start_threshold is not None:
         described["start_threshold"] = spec.start_threshold
         described["start_windows"] = spec.start_windows or START_WINDOWS
+    if spec.groups is not None:
+        described["groups"] = [g.name for g in spec.groups.groups]
     return described

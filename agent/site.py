@@ -96,7 +96,7 @@ class SiteCalibrator:
                 watched=[i for i in policy.watched() if i < n],
                 signed=policy.thresholds[:n],
                 probabilities=c.probabilities[: c.kept].astype(np.float64),
-                anomaly=c.anomaly[: c.kept] if benign is not None else None,
+                anomaly=c.anomaly[: c.kept].astype(np.float64) if benign is not None else None,
                 anomaly_floor=benign.spec.threshold if benign is not None else None,
                 seconds=c.seconds,
                 target_per_day=self.target_per_day,

@@ -258,7 +258,7 @@ def train_pair(folder: Path, plan: Plan, exclude: tuple[str, ...] = (), seed: in
     windows = benign_windows(dataset, plan.window)
     starts = stream_starts(dataset, plan.window, overrides.get("padding", "none"))
     options = BenignTraining(seed=seed, windows_per_day=86_400.0)  # 1-s steps
-    benign = train_benign(windows, to_int8, options, starts)
+    benign = train_benign(windows, to_int8, options, starts, tuple(dataset.columns))
     paired = folder / "paired.bundle"
     pair(classifier, benign.tflite, benign.spec, load_private_key(private), paired)
     return Pair(classifier, paired, public, time.perf_counter() - began)
@@ -408,6 +408,18 @@ def latency_us(bundle: Bundle, capture: Path, runs: int = 400) -> tuple[float, f
     )
 
 
+def group_edges_raised(bundle: Bundle, calibration: SiteCalibration) -> str | None:
+    """A grouped benign model's groups whose edge the calibration raised, and by how much."""
+    from agent.openset import OpenSetSpec
+
+    spec = OpenSetSpec.from_manifest(bundle.manifest)
+    edges = calibration.group_thresholds
+    if spec is None or spec.groups is None or edges is None:
+        return None
+    raised = [f"{g.name} {e:.3g}" for g, e in zip(spec.groups.groups, edges, strict=True) if e > 1]
+    return ", ".join(raised) or "none"
+
+
 def site_rows(pair: Pair, plan: Plan, folder: Path) -> list[dict[str, object]]:
     """False alarms per day on another site's held-out stretch, before and after calibration."""
     from agent.bundle import load_bundle, load_public_key
@@ -433,6 +445,9 @@ def site_rows(pair: Pair, plan: Plan, folder: Path) -> list[dict[str, object]]:
             if which == "pair" and calibration.anomaly_threshold is not None:
                 floor = calibration.anomaly_threshold
                 rows.append(_row(name, "anomaly threshold", round(floor, 3), "raw score"))
+                raised = group_edges_raised(bundle, calibration)
+                if raised is not None:
+                    rows.append(_row(name, "group edges raised", raised, "x the signed edge"))
         if which == "pair":
             end_to_end, invokes = latency_us(bundle, test_run.pcap)
             rows.append(_row("pair", "int8 latency p50", end_to_end, "us/window", TARGET_LATENCY))

@@ -61,6 +61,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=0.999,
         help="held-out benign score quantile that sets the threshold (0.999)",
     )
+    parser.add_argument(
+        "--groups",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="score per feature group, each with its own edge (default); --no-groups: one score",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,9 +93,10 @@ def run(args: argparse.Namespace) -> int:
             quantile=args.quantile,
             windows_per_day=per_day,
             scaler=args.scaler,
+            groups=args.groups,
         )
         starts = stream_starts(dataset, manifest.window, manifest.padding)
-        trained = train_benign(windows, to_int8, options, starts)
+        trained = train_benign(windows, to_int8, options, starts, manifest.columns)
         private = load_private_key(args.sign_key)
         paired = pair(args.bundle, trained.tflite, trained.spec, private, args.out)
         check = load_bundle(args.out, [private.public_key()])

@@ -26,6 +26,14 @@ first ``START_WINDOWS`` windows, padded as the bundle pads them), the section al
 the first ``start_windows`` windows (where the starts were near the edge, and a window more). A
 recording has one start, and starts differ (how the connections fall into the first steps),
 so one start's maximum is one draw: the margin covers the spread seen on development seeds.
+
+Given the feature ``columns``, the benign model is scored per feature group
+(``agent.benign_groups``): each group's signed edge is fitted on the held-out scores like the
+threshold above, at the target rate divided by the number of groups and never below 1 (one
+dimension's typical error on the training windows: below it a group says nothing). The
+section's ``threshold`` stays the one score's edge, which the agent applies until a site
+calibration brings group edges; the groups carry their own stream-start edge (of the largest
+ratio of a group's score to its signed edge) for after that.
 """
 
 from __future__ import annotations
@@ -33,12 +41,21 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
+from agent.benign_groups import (
+    RANGE,
+    Group,
+    Groups,
+    Layout,
+    group_columns,
+    group_scores,
+    wide_transform,
+)
 from agent.bundle import Scaler
 from agent.calibration import START_WINDOWS
 from agent.features.steps import sliding_windows, stream_windows
@@ -85,6 +102,7 @@ class BenignTraining:
     # would cross about target_false_alarms_per_day times a day (site calibration's tail fit).
     target_false_alarms_per_day: float = 1.0
     windows_per_day: float | None = None
+    groups: bool = True  # per feature group (with the columns given); False: one score
 
 
 @dataclass(frozen=True)
@@ -174,15 +192,19 @@ def _build(width: int, options: BenignTraining) -> Any:
     return keras.Model(inputs, out, name="benign_autoencoder")
 
 
-def _threshold(scores: npt.NDArray[np.float64], window: int, options: BenignTraining) -> float:
-    """The signed edge: the held-out ``quantile``, raised to the tail fit at the target rate."""
+def _threshold(
+    scores: npt.NDArray[np.float64], window: int, options: BenignTraining, share: int = 1
+) -> float:
+    """The signed edge: the held-out ``quantile``, raised to the tail fit at the target rate
+    (a ``share`` of it: one of that many groups)."""
     from agent.calibration import tail_threshold
 
     edge = float(np.quantile(scores, options.quantile))
     if not options.windows_per_day:
         return edge
     # as site calibration counts it: one odd step stays in ``window`` windows, one alarm
-    exceed = min(options.target_false_alarms_per_day * window / options.windows_per_day, 0.5)
+    rate = options.target_false_alarms_per_day * window / options.windows_per_day
+    exceed = min(rate, 0.5) / share
     logs = np.log(np.maximum(scores, 1e-12))
     return max(edge, float(np.exp(min(tail_threshold(logs, exceed), 700.0))))
 
@@ -193,6 +215,52 @@ def _scores(
     """The agent's score of window summaries: mean squared error over the error scale."""
     error = (runtime.predict(x).astype(np.float64) - x) ** 2 / scale
     return np.asarray(error.mean(axis=1), np.float64)
+
+
+class Scoring(NamedTuple):
+    """How the agent will score windows: its scaler, error scale and groups (None: one score)."""
+
+    runtime: Model
+    scaler: BenignScaler
+    scale: npt.NDArray[np.float64]
+    groups: Groups | None
+    layout: Layout | None
+
+    def group_scores(self, windows: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+        """Raw windows -> (N, groups) raw group scores (``agent.openset.BenignModel``'s)."""
+        assert self.groups is not None
+        assert self.layout is not None
+        x = summarize(self.scaler.transform(windows))
+        wide = summarize(wide_transform(self.scaler, windows, self.groups.range))
+        error = (self.runtime.predict(x).astype(np.float64) - wide) ** 2 / self.scale
+        return group_scores(error, self.layout)
+
+    def scores(self, windows: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+        """Raw windows -> the one score the section's ``threshold`` is the edge of."""
+        return _scores(self.runtime, summarize(self.scaler.transform(windows)), self.scale)
+
+    def largest_ratios(self, windows: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+        """Raw windows -> the largest ratio of a group's score to its signed edge."""
+        assert self.groups is not None
+        edges = np.asarray([g.threshold for g in self.groups.groups], np.float64)
+        return np.asarray((self.group_scores(windows) / edges).max(axis=1), np.float64)
+
+
+def _groups(
+    scoring: Scoring, held: npt.NDArray[np.float32], columns: tuple[str, ...], opts: BenignTraining
+) -> Scoring:
+    """``scoring`` with feature groups, each edge fitted on the held-out windows ``held``."""
+    named = group_columns(columns)
+    unfitted = Groups(RANGE, tuple(Group(n, cs, 1.0) for n, cs in named.items()))
+    layout = unfitted.layout(columns)
+    scores = scoring._replace(groups=unfitted, layout=layout).group_scores(held)
+    fitted = tuple(
+        Group(
+            g.name, g.columns, max(1.0, _threshold(scores[:, j], held.shape[1], opts, len(named)))
+        )
+        for j, g in enumerate(unfitted.groups)
+    )
+    return scoring._replace(groups=Groups(RANGE, fitted), layout=layout)
 
 
 # (Keras model, representative inputs) -> full-int8 TFLite bytes. The converter belongs to
@@ -226,11 +294,13 @@ def train_benign(
     to_int8: ToInt8,
     options: BenignTraining | None = None,
     starts: StreamStarts | None = None,
+    columns: tuple[str, ...] = (),
 ) -> TrainedBenign:
     """Fit, convert to int8, and describe the benign model of raw benign windows (N, T, F).
 
     ``starts`` (``stream_starts``) set the stream-start edge; they are scored, not trained on
-    beyond what ``windows`` already hold.
+    beyond what ``windows`` already hold. With the windows' ``columns`` (and
+    ``options.groups``) the model is scored per feature group.
     """
     import keras
 
@@ -261,13 +331,24 @@ def train_benign(
     runtime = Model(tflite)
     error = (runtime.predict(train).astype(np.float64) - train) ** 2
     scale = np.maximum(error.mean(axis=0), MIN_ERROR_SCALE)
-    held_scores = _scores(runtime, held, scale)
+    scoring = Scoring(runtime, scaler, scale, None, None)
+    if options.groups and columns:
+        scoring = _groups(scoring, windows[cut:], columns, options)
+    held_scores = scoring.scores(windows[cut:])
     threshold = _threshold(held_scores, windows.shape[1], options)
     start_scores, numbers = np.zeros(0), np.zeros(0, np.int64)
     if starts is not None and len(starts.windows):
-        start_scores = _scores(runtime, summarize(scaler.transform(starts.windows)), scale)
+        start_scores = scoring.scores(starts.windows)
         numbers = starts.numbers
     start = _start_edge(start_scores, numbers, threshold, windows.shape[1])
+    if scoring.groups is not None and starts is not None and len(starts.windows):
+        # the largest group ratio's own start edge (its steady edge is 1), for after a site
+        # calibration brings group edges
+        ratios = scoring.largest_ratios(starts.windows)
+        edge = _start_edge(ratios, numbers, 1.0, windows.shape[1])
+        if edge is not None:
+            groups = replace(scoring.groups, start_threshold=edge[0], start_windows=edge[1])
+            scoring = scoring._replace(groups=groups)
     golden_in = held[:GOLDEN_COUNT].astype(np.float32)
     out_q = runtime.output_quantization
     spec = OpenSetSpec(
@@ -291,9 +372,14 @@ def train_benign(
             "start": f"{START_MARGIN:g} x the highest score of the streams' first windows",
             "n_start": len(start_scores),
             "start_max_score": float(start_scores.max()) if len(start_scores) else None,
+            "groups": "per group: its largest dimension's error against the window scaled to "
+            f"{RANGE:g} x the benign range, edge at the target / groups, at least 1"
+            if scoring.groups
+            else None,
         },
         start_threshold=start[0] if start is not None else None,
         start_windows=start[1] if start is not None else None,
+        groups=scoring.groups,
     )
     logger.info(
         "benign model: %d bytes, %d training / %d held-out windows, threshold %.4g, start %s",

@@ -37,6 +37,11 @@ def test_openset_pairs_a_classifier_with_an_int8_benign_model(
     assert benign is not None
     assert benign.model.input_dtype == "int8"  # full int8, like the classifier
     assert benign.spec.threshold > 0
+    # scored per feature group by default, every column in one group, each with its own edge
+    assert benign.spec.groups is not None
+    grouped = [c for g in benign.spec.groups.groups for c in g.columns]
+    assert sorted(grouped) == sorted(bundle.manifest.columns)
+    assert all(g.threshold >= 1.0 for g in benign.spec.groups.groups)
     assert bundle.manifest.bundle_id.startswith("flood-int8-test+benign-")
     assert "anomaly.tflite" in zipfile.ZipFile(out).namelist()
     # the old key no longer vouches for it: the pair is signed by whoever paired it

@@ -26,3 +26,13 @@ def test_with_a_clock_the_edge_aims_at_the_target_false_alarms_per_day() -> None
     day = np.random.default_rng(2).lognormal(0.0, 0.5, 86_400)  # a day of the same traffic
     assert (day >= edge).sum() <= 4 * 5  # a handful of windows, not the ~86 of the quantile
     assert (day >= np.quantile(scores, 0.999)).sum() > 4 * 5
+
+
+def test_a_group_aims_at_its_share_of_the_target() -> None:
+    # eleven groups crossing at a rate each add up to eleven times it: each aims at 1 / 11
+    scores = np.random.default_rng(3).lognormal(0.0, 0.5, 300)
+    options = BenignTraining(windows_per_day=86_400.0)
+    shared = _threshold(scores, 4, options, share=11)
+    fitted = float(np.exp(tail_threshold(np.log(scores), 4 / 86_400 / 11)))
+    assert shared == max(fitted, float(np.quantile(scores, 0.999)))
+    assert shared > _threshold(scores, 4, options)
