@@ -198,6 +198,8 @@ class _Incident:
     since_update: int = 0
     # quiet for quiet_s: owns no label, waits up to hold_s from its last hit to resume or end
     dormant: bool = False
+    # the bulk of the last window it showed (its new or latest update)
+    latest: Targets = field(default_factory=Targets)
 
 
 def _main_label(inc: _Incident, i: int) -> bool:
@@ -428,6 +430,7 @@ class Decider:
                     inc.last_update_ns = time_ns
                     shown = window_evidence()
                     inc.targets = inc.targets.add(shown)
+                    inc.latest = Targets.of(shown)
                     events.append(self._event("update", inc, time_ns, float(flat[best]), shown))
                 continue
             inc.clean += 1
@@ -488,6 +491,13 @@ class Decider:
             return []
         shown = window_evidence()
         here = Targets.of(shown)
+        # the traffic an incident showed last, only named differently: the same attack, at
+        # any age (a 14-min reflection read as three labels in turn stays one detection)
+        same = [inc for inc in self._incidents if inc.latest.same_traffic(here)]
+        if same:
+            inc = max(same, key=lambda inc: inc.last_hit_ns)
+            inc.dormant = False
+            return [self._absorb(inc, i, score, time_ns, shown)]
         events = [
             self._finish(inc, time_ns, None, shown)
             for inc in list(self._incidents)
@@ -502,6 +512,7 @@ class Decider:
             here,
             last_hit_ns=time_ns,
             last_update_ns=time_ns,
+            latest=here,
         )
         self._incidents.append(inc)
         self._owner[i] = inc
@@ -518,6 +529,7 @@ class Decider:
         inc.since_update = 0
         inc.last_hit_ns = inc.last_update_ns = time_ns
         inc.targets = inc.targets.add(shown)
+        inc.latest = Targets.of(shown)
         return self._event("update", inc, time_ns, score, shown)
 
     def _sleep(self, inc: _Incident) -> None:

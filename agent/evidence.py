@@ -329,10 +329,13 @@ class Targets:
         not): the broker every sensor publishes to is in nearly every window's top list, and
         with it any two anomalies on a network would share a target.
         """
+        addresses = _bulk(evidence.top_destinations, evidence.packets)
         return cls(
-            _bulk(evidence.top_destinations, evidence.packets),
+            addresses,
             _bulk(evidence.top_ports, evidence.packets),
-            _bulk(evidence.top_sources, evidence.packets),
+            # a bulk destination that also sends (a victim answering its attacker, a camera
+            # streaming) is hit, not who hits: as a sender it would tie any two attacks on it
+            tuple(a for a in _bulk(evidence.top_sources, evidence.packets) if a not in addresses),
         )
 
     def add(self, evidence: Evidence) -> Targets:
@@ -368,6 +371,20 @@ class Targets:
         if self.overlaps(other) or self.same_source(other):
             return False
         return set(self.ports).isdisjoint(other.ports)
+
+    def same_traffic(self, other: Targets) -> bool:
+        """The same flow of packets: a shared bulk address, port AND source (each side naming
+        all three). A model may name one attack's traffic by several labels in turn; a new
+        phase of an attack (a brute force after a scan) moves at least its port.
+        """
+        return all(
+            a and b and not set(a).isdisjoint(b)
+            for a, b in (
+                (self.addresses, other.addresses),
+                (self.ports, other.ports),
+                (self.sources, other.sources),
+            )
+        )
 
     def same_source(self, other: Targets) -> bool:
         """A shared bulk source: the same scanner or flooder, whatever it hits now."""

@@ -233,3 +233,40 @@ def test_a_scan_in_bursts_resumes_its_detection_by_its_source() -> None:
     events = _run(_decider(hold=30.0), plan)
     assert [e.kind for e in events].count("new") == 1
     assert [e.kind for e in events].count("update") >= 9  # every burst resumed it
+
+
+def _reflection(t: int) -> Evidence:
+    """A SYN/ACK reflection on one victim: the same reflectors, the victim's ports 21 and 9069."""
+    return Evidence(
+        packets=300,
+        top_sources=(("75.136.225.254", 120), ("93.114.150.139", 60), (f"198.51.{t}.7", 5)),
+        top_destinations=(("10.10.10.10", 300),),
+        top_ports=((21, 150), (9069, 60), (1000 + t, 5)),
+    )
+
+
+def test_the_same_traffic_under_another_label_stays_one_detection_at_any_age() -> None:
+    # 10 minutes, past the merge horizon (300 s): the model reads some bursts as a SYN flood
+    plan = [("syn_flood" if 400 <= t < 406 else "unknown", _reflection(t)) for t in range(600)]
+    events = _run(_decider(hold=30.0), plan)
+    assert [e.kind for e in events].count("new") == 1
+    assert dict(events[-1].labels)["syn_flood"] >= 2
+
+
+def test_a_brute_force_after_a_scan_from_the_same_host_is_its_own_detection() -> None:
+    scan = Evidence(
+        packets=400,
+        top_sources=(("10.0.0.66", 400),),
+        top_destinations=(("10.0.0.40", 400),),
+        top_ports=tuple((p, 80) for p in (81, 8081, 5900, 3389, 25)),
+    )
+    brute = Evidence(
+        packets=400,
+        top_sources=(("10.0.0.66", 400),),
+        top_destinations=(("10.0.0.40", 400),),
+        top_ports=((22, 390), (81, 10)),
+    )
+    # past the merge horizon (300 s), where only the same traffic still joins
+    plan = [("unknown", scan)] * 320 + [("syn_flood", brute)] * 20
+    events = _run(_decider(hold=30.0), plan)
+    assert [e.label for e in events if e.kind == "new"] == ["unknown", "syn_flood"]
