@@ -2,6 +2,10 @@
 
 ``code`` is a small script run with ``python -c`` (it usually registers an ``atexit`` report,
 then runs the agent with ``runpy``); the tests read what it printed after a SIGTERM.
+
+The agent's log goes to a file, not a pipe: under a flood it logs a line per detection update,
+and a pipe nobody reads while the test waits fills in a second and blocks every thread that
+logs (paho's network thread included, which then never announces ``online`` again).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import contextlib
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,19 +35,32 @@ def agent_toml(kit: FloodKit, folder: Path, mqtt: str = MQTT_OFF) -> Path:
     return config
 
 
-def start(code: str, config: Path, *args: str) -> subprocess.Popen[str]:
-    """``python -c code CONFIG ARGS...`` with stdout and stderr piped."""
-    return subprocess.Popen(
-        [sys.executable, "-c", code, str(config), *args],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+class AgentProcess(subprocess.Popen[str]):
+    """The child, with stdout piped and stderr (the agent's log) written to ``log_path``."""
+
+    log_path: Path
+
+    def log(self) -> str:
+        """The agent's log so far."""
+        return self.log_path.read_text(errors="replace")
+
+
+def spawn(argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> AgentProcess:
+    """Run ``argv`` from the repository, its stderr to ``log_path``."""
+    with log_path.open("w") as log:
+        proc = AgentProcess(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+    proc.log_path = log_path
+    return proc
+
+
+def start(code: str, config: Path, *args: str) -> AgentProcess:
+    """``python -c code CONFIG ARGS...``; its log goes to ``agent-stderr.log`` beside CONFIG."""
+    argv = [sys.executable, "-c", code, str(config), *args]
+    return spawn(argv, config.parent / "agent-stderr.log")
 
 
 @contextlib.contextmanager
-def running(code: str, config: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
+def running(code: str, config: Path, *args: str) -> Iterator[AgentProcess]:
     """:func:`start`, and whatever happens inside, no process left behind after."""
     proc = start(code, config, *args)
     try:
@@ -53,25 +71,27 @@ def running(code: str, config: Path, *args: str) -> Iterator[subprocess.Popen[st
             proc.communicate()
 
 
-def wait_running(proc: subprocess.Popen[str]) -> str:
-    """Read the agent's log up to its "running" line (or its end); what was read."""
-    assert proc.stderr is not None
-    lines = []
-    for line in proc.stderr:
-        lines.append(line)
-        if "running" in line:
-            break
-    return "".join(lines)
+def wait_running(proc: AgentProcess, timeout: float = 120) -> str:
+    """Wait for the agent's "running" line (or its exit); its log up to that line."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = proc.log()
+        at = text.find("running")
+        if at >= 0:
+            return text[: text.find("\n", at) + 1 or len(text)]
+        if proc.poll() is not None or time.monotonic() > deadline:
+            return text
+        time.sleep(0.05)
 
 
-def stop(proc: subprocess.Popen[str], timeout: float = 30) -> tuple[str, str]:
-    """SIGTERM, then the rest of stdout and stderr (killed if it outlives ``timeout``)."""
+def stop(proc: AgentProcess, timeout: float = 30) -> tuple[str, str]:
+    """SIGTERM, then stdout and the whole log (killed if it outlives ``timeout``)."""
     proc.send_signal(signal.SIGTERM)
     try:
-        # communicate drains the pipes while waiting: a full pipe must not hold the exit
-        out, err = proc.communicate(timeout=timeout)
+        # communicate drains stdout while waiting: a full pipe must not hold the exit
+        out, _ = proc.communicate(timeout=timeout)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    return out, err
+    return out, proc.log()

@@ -311,11 +311,9 @@ def test_agent_run_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         "[mqtt]\nenabled = false\n"
         '[[sources]]\nname = "host"\nkind = "host"\nstep = "0.2s"\n'
     )
-    proc = subprocess.Popen(
+    proc = agent_run.spawn(
         [sys.executable, "-m", "agent", "run", "--config", str(config)],
-        cwd=REPO,
-        stderr=subprocess.PIPE,
-        text=True,
+        tmp_path / "agent-stderr.log",
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     started = agent_run.wait_running(proc)
