@@ -309,9 +309,10 @@ def _main(argv: Sequence[str] | None) -> int:
 
     finish_parsers(parser)  # -v / -q after the action too, descriptions from the help
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    from agent.log_sink import configure_logging
+
+    configure_logging(
+        logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
     )
     return run(args)
 

@@ -188,10 +188,9 @@ def _command_in(argv: Sequence[str]) -> str | None:
 def _main(argv: Sequence[str] | None) -> int:
     parser, modules = build_parser(_command_in(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=log_level(args.verbose, args.quiet),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from agent.log_sink import configure_logging
+
+    configure_logging(log_level(args.verbose, args.quiet))
     if args.command is None:
         parser.print_help()
         return 2

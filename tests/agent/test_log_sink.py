@@ -1,0 +1,58 @@
+"""A stderr nobody reads must not stall the agent: its log drops lines instead of blocking."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.contract import Topics
+from tests.agent import agent_run
+from tests.agent.flood_bundle import REPO, flood_kit
+from tests.broker import Broker, Probe
+
+pytestmark = pytest.mark.broker
+
+
+def test_an_agent_whose_stderr_is_never_read_still_reconnects_and_reports(tmp_path: Path) -> None:
+    kit = flood_kit(tmp_path / "kit")
+    broker = Broker(tmp_path / "broker", persistence=False)
+    broker.start()
+    topics = Topics.for_device("iotids", "gw")
+    mqtt = (
+        f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\nbackoff_min = 1.0\n'
+        "backoff_max = 1.0\n"
+    )
+    config = agent_run.agent_toml(kit, tmp_path, mqtt)
+    # a pipe this test does not read until the end: the flood logs every update, so it is full
+    # within seconds, as a paused terminal or a stuck log reader would leave it
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "run", "--config", str(config)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        with Probe(broker, [topics.events, topics.status]) as probe:
+            assert probe.wait_for(lambda m: m.payload == b"online", 60) is not None
+            assert probe.wait_for(lambda m: m.topic == topics.events, 30) is not None
+            time.sleep(3)  # the pipe fills
+            broker.kill()
+            time.sleep(2.5)
+            broker.start()
+            back = probe.wait_for(lambda m: m.payload == b"online", 30)
+            assert back is not None, "the agent stalled on its own log"
+            assert probe.wait_for(lambda m: m.topic == topics.events, 30) is not None
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        broker.kill()
+    assert proc.returncode == 0
+    assert b"Traceback" not in err
