@@ -19,8 +19,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tests.agent.flood_bundle import REPO, FloodKit
+from tests.broker import Broker
 
 MQTT_OFF = "[mqtt]\nenabled = false\n"
+
+
+def mqtt_toml(broker: Broker, tls: str = "") -> str:
+    """An ``[mqtt]`` table for ``broker`` that retries every second (outage tests)."""
+    return (
+        f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\nbackoff_min = 1.0\n'
+        f"backoff_max = 1.0\n{tls}"
+    )
 
 
 def agent_toml(kit: FloodKit, folder: Path, mqtt: str = MQTT_OFF) -> Path:

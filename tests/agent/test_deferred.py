@@ -99,14 +99,10 @@ def test_paho_s_except_clauses_still_sort_would_block_and_reset() -> None:
 
 
 def _config(folder: Path, kit: FloodKit, broker: Broker, tls: str = "") -> Path:
-    mqtt = (
-        f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\nbackoff_min = 1.0\n'
-        f"backoff_max = 1.0\n{tls}"
-    )
-    return agent_run.agent_toml(kit, folder, mqtt)
+    return agent_run.agent_toml(kit, folder, agent_run.mqtt_toml(broker, tls))
 
 
-def _stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
+def _stop(proc: agent_run.AgentProcess) -> tuple[str, str]:
     out, err = agent_run.stop(proc)
     assert proc.returncode == 0, err[-3000:]
     return out, err

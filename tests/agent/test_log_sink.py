@@ -23,11 +23,7 @@ def test_an_agent_whose_stderr_is_never_read_still_reconnects_and_reports(tmp_pa
     broker = Broker(tmp_path / "broker", persistence=False)
     broker.start()
     topics = Topics.for_device("iotids", "gw")
-    mqtt = (
-        f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\nbackoff_min = 1.0\n'
-        "backoff_max = 1.0\n"
-    )
-    config = agent_run.agent_toml(kit, tmp_path, mqtt)
+    config = agent_run.agent_toml(kit, tmp_path, agent_run.mqtt_toml(broker))
     # a pipe this test does not read until the end: the flood logs every update, so it is full
     # within seconds, as a paused terminal or a stuck log reader would leave it
     proc = subprocess.Popen(
