@@ -584,5 +584,15 @@ class Decider:
             labels=tuple((labels[i], n) for i, n in inc.labels.most_common()),
             threshold=float(self._thresholds[inc.label]),
         )
-        logger.info("%s %s (%s) %s score=%.3f", kind, event.label, event.category, event.id, score)
+        # new and end at info; updates (one per update_every windows of every open incident, a
+        # stream of them when a capture replays at full speed) at debug
+        logger.log(
+            logging.DEBUG if kind == "update" else logging.INFO,
+            "%s %s (%s) %s score=%.3f",
+            kind,
+            event.label,
+            event.category,
+            event.id,
+            score,
+        )
         return event

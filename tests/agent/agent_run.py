@@ -3,9 +3,9 @@
 ``code`` is a small script run with ``python -c`` (it usually registers an ``atexit`` report,
 then runs the agent with ``runpy``); the tests read what it printed after a SIGTERM.
 
-The agent's log goes to a file, not a pipe: under a flood it logs a line per detection update,
-and a pipe nobody reads while the test waits fills in a second and blocks every thread that
-logs (paho's network thread included, which then never announces ``online`` again).
+The agent's log goes to a file, not a pipe: at debug, under a flood, it logs a line per detection
+update, and a pipe nobody reads while the test waits fills in a second (``test_log_sink`` shows
+the agent no longer blocks on it, but a pipe full of lines says nothing a test could read).
 """
 
 from __future__ import annotations
@@ -32,11 +32,12 @@ def mqtt_toml(broker: Broker, tls: str = "") -> str:
     )
 
 
-def agent_toml(kit: FloodKit, folder: Path, mqtt: str = MQTT_OFF) -> Path:
+def agent_toml(kit: FloodKit, folder: Path, mqtt: str = MQTT_OFF, log_level: str = "info") -> Path:
     """A config replaying the kit's flood capture in a loop into its flood bundle."""
     config = folder / "agent.toml"
     config.write_text(
         f'[agent]\ndevice_id = "gw"\nstate_dir = "{folder}"\nstats_interval = 0.2\n'
+        f'log_level = "{log_level}"\n'
         f'trusted_keys = ["{kit.public_key}"]\n{mqtt}'
         f'[[sources]]\nname = "cap"\nkind = "pcap"\npath = "{kit.capture}"\nloop = true\n'
         f'[[models]]\nname = "flood"\nbundle = "{kit.bundle}"\nsource = "cap"\n'

@@ -23,9 +23,9 @@ def test_an_agent_whose_stderr_is_never_read_still_reconnects_and_reports(tmp_pa
     broker = Broker(tmp_path / "broker", persistence=False)
     broker.start()
     topics = Topics.for_device("iotids", "gw")
-    config = agent_run.agent_toml(kit, tmp_path, agent_run.mqtt_toml(broker))
-    # a pipe this test does not read until the end: the flood logs every update, so it is full
-    # within seconds, as a paused terminal or a stuck log reader would leave it
+    # debug: the flood then logs every detection update, so the pipe this test does not read
+    # until the end is full within seconds, as a paused terminal or a stuck log reader leaves it
+    config = agent_run.agent_toml(kit, tmp_path, agent_run.mqtt_toml(broker), log_level="debug")
     proc = subprocess.Popen(
         [sys.executable, "-m", "agent", "run", "--config", str(config)],
         cwd=REPO,
