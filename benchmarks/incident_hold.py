@@ -8,6 +8,8 @@ measures both on generated traffic only, with seeds no benchmark reports on:
 
 * bursty: every attack kind in bursts of 4 s with pauses of 4-15 s (drawn from the seed) for
   ~80 s, kinds 150 s apart: detections (``new`` events) per attack, target <= 2;
+* campaign: the same with 4 bursts of 20-60 s and pauses of 20-120 s (a campaign over minutes):
+  a pause past ``hold`` with nothing else joining it is a new detection;
 * in a row: the ``demo-test`` and ``mixed`` presets on seeds 901-903 / 911-913: attacks found
   under their own label and under any label (``benchmarks.detection``'s credit), which must not
   drop against ``hold`` = 0 (a detection ends after ``quiet``).
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,53 +36,67 @@ if TYPE_CHECKING:
     from training.synth.scenario import AttackSpec
 
 HOLDS = (0.0, 10.0, 20.0, 30.0, 60.0, 120.0)
-BURSTY_SEED = 921
 ROW_SEEDS = {"demo-test": (901, 902, 903), "mixed": (911, 912, 913)}
-BURST_S = 4.0
-PAUSES_S = (4.0, 15.0)
-BURSTS = 8
 APART_S = 150.0
 
+
+@dataclass(frozen=True)
+class Bursts:
+    """Every attack kind in ``count`` bursts with pauses between, one kind after another."""
+
+    name: str
+    seed: int
+    count: int
+    burst_s: tuple[float, float]  # drawn per burst
+    pause_s: tuple[float, float]  # drawn per pause
+
+
+# bursts of 4 s with short pauses (a model firing on a long attack now and then), and a
+# campaign: minute-long bursts with pauses of up to two minutes, as a reflection campaign runs
+BURSTY = Bursts("bursty", 921, 8, (4.0, 4.0), (4.0, 15.0))
+CAMPAIGN = Bursts("campaign", 922, 4, (20.0, 60.0), (20.0, 120.0))
 
 Span = tuple[str, float, float]  # attack kind, first burst's start, last pause's end (s)
 
 
-def bursty_attacks(seed: int) -> tuple[tuple[Span, ...], tuple[AttackSpec, ...]]:
+def bursty_attacks(plan: Bursts) -> tuple[tuple[Span, ...], tuple[AttackSpec, ...]]:
     """Every attack kind in bursts, one kind after another; also each kind's span."""
     from training.synth.scenario import AttackSpec, preset
 
     rates = {a.kind: a.intensity for a in preset("demo-test").attacks}
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(plan.seed)
     specs: list[AttackSpec] = []
     spans: list[Span] = []
     at = 20.0
     for kind in rates:
         first = at
-        for _ in range(BURSTS):
-            specs.append(AttackSpec(kind, at, at + BURST_S, rates[kind]))
-            at += BURST_S + float(rng.uniform(*PAUSES_S))
+        for _ in range(plan.count):
+            burst = float(rng.uniform(*plan.burst_s))
+            specs.append(AttackSpec(kind, at, at + burst, rates[kind]))
+            at += burst + float(rng.uniform(*plan.pause_s))
         spans.append((kind, first, at))
         at += APART_S
     return tuple(spans), tuple(specs)
 
 
-def bursty_detections(loaded: Bundle, folder: Path, hold: float) -> dict[str, int]:
+def bursty_detections(
+    loaded: Bundle, folder: Path, hold: float, plan: Bursts = BURSTY
+) -> dict[str, int]:
     """``new`` events decided within each bursty attack's span (plus one window)."""
     from agent.inference import Debounce
     from agent.replay import replay_capture
     from training.synth.scenario import preset
     from training.synth.traffic import generate_traffic
 
-    spans, specs = bursty_attacks(BURSTY_SEED)
+    spans, specs = bursty_attacks(plan)
     last = spans[-1][2]
     scenario = dataclasses.replace(
-        preset("benign"), seed=BURSTY_SEED, duration=last + 30.0, attacks=specs
+        preset("benign"), seed=plan.seed, duration=last + 30.0, attacks=specs
     )
-    pcap = folder / "bursty" / "traffic.pcap"
+    pcap = folder / plan.name / "traffic.pcap"
     if not pcap.exists():
-        generate_traffic(scenario, folder / "bursty")
-    plan = PLANS["full"]
-    debounce = Debounce(plan.raise_k, plan.raise_n, hold=hold)
+        generate_traffic(scenario, folder / plan.name)
+    debounce = Debounce(PLANS["full"].raise_k, PLANS["full"].raise_n, hold=hold)
     events = replay_capture(loaded, pcap, debounce=debounce).events
     t0 = scenario.start_time * 1_000_000_000
     grace = loaded.manifest.window * loaded.manifest.step.size_ns
@@ -123,17 +140,21 @@ def main() -> None:
             bundle, key = trained.bundle, trained.public_key
         loaded = load_bundle(bundle, [load_public_key(key)])
         for hold in HOLDS:
-            per_attack = bursty_detections(loaded, folder, hold)
-            over = sorted(k for k, n in per_attack.items() if n > 2)
+            line = [f"hold {hold:5.0f} s"]
+            for plan in (BURSTY, CAMPAIGN):
+                per_attack = bursty_detections(loaded, folder, hold, plan)
+                over = sorted(k for k, n in per_attack.items() if n > 2)
+                line.append(
+                    f"{plan.name}: {sum(per_attack.values()):3d} detections for "
+                    f"{len(per_attack)} attacks, max {max(per_attack.values())}, > 2: "
+                    f"{', '.join(over) or '-'}"
+                )
+                print(f"    {plan.name} per attack:", per_attack, flush=True)
             label, anyone, total, outside = in_a_row(loaded, folder, hold)
-            print(
-                f"hold {hold:5.0f} s  bursty: {sum(per_attack.values()):3d} detections for "
-                f"{len(per_attack)} attacks, max {max(per_attack.values())}, > 2: "
-                f"{', '.join(over) or '-'}  |  in a row: {label}/{total} by label, "
-                f"{anyone}/{total} any label, {outside} outside",
-                flush=True,
+            line.append(
+                f"in a row: {label}/{total} by label, {anyone}/{total} any label, {outside} outside"
             )
-            print("    per attack:", per_attack, flush=True)
+            print("  |  ".join(line), flush=True)
 
 
 if __name__ == "__main__":
