@@ -93,6 +93,7 @@ def calibrate_bundle(bundle: Any, capture: str, target: float, progress: bool = 
     import numpy as np
 
     from agent import calibration as cal
+    from agent import classifier_unknown
     from agent.config import ConfigError
     from agent.replay import replay_capture
 
@@ -119,13 +120,15 @@ def calibrate_bundle(bundle: Any, capture: str, target: float, progress: bool = 
     from agent.openset import load_benign_model
 
     benign = load_benign_model(bundle)
-    policy: DecisionPolicy = policy_for(bundle, Debounce())
+    policy: DecisionPolicy = policy_for(bundle, Debounce(), open_set=benign is not None)
+    n = len(manifest.labels)  # the classifier's; a decided ``unknown`` comes after them
+    own_unknown = benign is None and len(policy.labels) > n
     try:
         return cal.compute(
             bundle_id=manifest.bundle_id,
-            labels=policy.labels,
-            watched=policy.watched(),
-            signed=policy.thresholds,
+            labels=policy.labels[:n],
+            watched=[i for i in policy.watched() if i < n],
+            signed=policy.thresholds[:n],
             probabilities=probabilities,
             anomaly=anomaly,
             anomaly_floor=benign.spec.threshold if benign is not None else None,
@@ -135,6 +138,7 @@ def calibrate_bundle(bundle: Any, capture: str, target: float, progress: bool = 
             total=result.windows_scored,
             in_detection=busy,
             start_anomaly=anomaly[numbers < cal.START_WINDOWS] if anomaly is not None else None,
+            unknown_edge=classifier_unknown.EDGE if own_unknown else None,
         )
     except cal.CalibrationError as exc:
         raise ConfigError(str(exc)) from None

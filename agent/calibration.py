@@ -57,6 +57,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from agent import classifier_unknown
 from agent.benign_groups import MAX_GROUPS
 
 CALIBRATION_SCHEMA = "iotids.calibration/1"
@@ -266,6 +267,7 @@ def compute(
     total: int | None = None,
     in_detection: npt.NDArray[np.bool_] | None = None,
     start_anomaly: npt.NDArray[np.float64] | None = None,
+    unknown_edge: float | None = None,
 ) -> SiteCalibration:
     """Thresholds from the site's window scores (classifier probabilities, benign-model scores).
 
@@ -276,7 +278,8 @@ def compute(
     are the benign-model scores of the stream's first windows (at most ``START_WINDOWS``).
     A grouped benign model's scores are (N, 1 + groups), the raw score then the ratios to
     the signed group edges: the raw one flags, each group gets its own edge, and the start
-    edge is the largest ratio's.
+    edge is the largest ratio's. ``unknown_edge``: the signed edge of a classifier's own
+    ``unknown`` (``agent.classifier_unknown``), calibrated as one more label; None: it has none.
     """
     n = len(probabilities)
     if n < MIN_WINDOWS:
@@ -289,6 +292,9 @@ def compute(
     flagged = np.any(probs[:, watch] >= limits[watch], axis=1) if watch else np.zeros(n, bool)
     if anomaly is not None and anomaly_floor is not None:
         flagged &= _raw(anomaly) >= anomaly_floor
+    benign = [i for i in range(probs.shape[1]) if i not in watch]
+    if unknown_edge is not None:  # what the bundle says while calibrating: signed thresholds
+        flagged |= classifier_unknown.scores(probs, benign, watch, limits) >= unknown_edge
     if in_detection is not None:
         flagged |= np.asarray(in_detection, bool)
     fraction = float(flagged.mean())
@@ -300,6 +306,16 @@ def compute(
     for i in watch:
         site = _sigmoid(tail_threshold(_logit(probs[keep, i]), exceed))
         thresholds[labels[i]] = max(float(limits[i]), min(site, 1.0))
+    if unknown_edge is not None:
+        # scored as the agent will score it after this calibration: a window is confident of
+        # a class at that class's calibrated threshold, so a class the site raised leaves its
+        # windows to unknown, and the unknown edge must be learned on those too
+        in_force = [thresholds.get(labels[i], float(limits[i])) for i in range(len(labels))]
+        unknown = classifier_unknown.scores(probs[keep], benign, watch, in_force)
+        site = _sigmoid(tail_threshold(_logit(unknown), exceed))
+        # windows at the top score more often than the target rate: past every score (1)
+        site = 1.0 if site >= classifier_unknown.TOP else site
+        thresholds[classifier_unknown.UNKNOWN] = max(unknown_edge, site)
     anomaly_threshold: float | None = None
     groups: tuple[float, ...] | None = None
     if anomaly is not None and anomaly_floor is not None:

@@ -23,11 +23,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from agent import openset
+from agent import classifier_unknown, openset
 from agent.accumulate import Accumulator
 from agent.accumulate import spec_of as accumulator_spec
 from agent.bundle import Bundle, BundleError, check_compatible
 from agent.calibration import START_WINDOWS, CalibrationError, SiteCalibration
+from agent.classifier_unknown import ClassifierUnknown
 from agent.decide import Decider, DecisionPolicy, Event, Evidence
 from agent.evidence import MAX_PENDING_PACKETS, held_packets, summarise
 from agent.features.schema import FeatureSet
@@ -99,13 +100,21 @@ def policy_for(
     """The decision policy a bundle's manifest implies (anomaly: one label, one threshold).
 
     A site calibration made for this bundle raises label thresholds (never lowers them); a
-    bundle with a benign model decides on one more label, ``unknown`` (agent.openset).
+    bundle with a benign model decides on one more label, ``unknown`` (agent.openset), and so
+    does a classifier without one that has benign and attack labels (agent.classifier_unknown).
     """
     policy = _manifest_policy(bundle, debounce)
-    if calibration is not None and calibration.bundle_id == bundle.manifest.bundle_id:
+    fits = calibration is not None and calibration.bundle_id == bundle.manifest.bundle_id
+    if calibration is not None and fits:
         policy = _calibrated(policy, calibration)
     if not open_set:
-        return policy
+        unknown = ClassifierUnknown.of(policy) if bundle.manifest.task != "anomaly" else None
+        if unknown is None:
+            return policy
+        edge = classifier_unknown.EDGE
+        if calibration is not None and fits:
+            edge = max(edge, float(calibration.thresholds.get(openset.UNKNOWN, edge)))
+        return unknown.extend(policy, edge)
     return dataclasses.replace(
         policy,
         labels=openset.fused_labels(policy.labels),
@@ -214,6 +223,7 @@ class ModelSlot:
         self._evidence: list[EvidenceRef] = []
         self._benign: openset.BenignModel | None = None
         self._fusion: openset.Fusion | None = None
+        self._unknown: ClassifierUnknown | None = None
         self._accumulator: Accumulator | None = None
         self._activate(self._fitted(bundle))
         self.windows_seen = 0
@@ -223,6 +233,11 @@ class ModelSlot:
     def benign(self) -> openset.BenignModel | None:
         """The bundle's benign model, None for a single-model bundle."""
         return self._benign
+
+    @property
+    def classifier_unknown(self) -> bool:
+        """The classifier decides ``unknown`` on its own (no benign model; see policy_for)."""
+        return self._unknown is not None
 
     @property
     def bundle_id(self) -> str:
@@ -288,6 +303,8 @@ class ModelSlot:
             scores = np.maximum(summed, stuck[last]).reshape(-1, 1)
         if self._fusion is not None and anomaly is not None:
             scores = self._fusion.fuse(scores, anomaly, numbers[picked])
+        elif self._unknown is not None:
+            scores = self._unknown.fuse(scores)
         self.windows_scored += len(picked)
         ends = np.asarray(batch.start_ns, np.int64)[last] + self._step_ns
         window = self.window
@@ -388,6 +405,17 @@ class ModelSlot:
         policy = policy_for(bundle, self.debounce, calibration, open_set=benign is not None)
         self.decider = Decider(policy, bundle.manifest.bundle_id, self.source)
         self._fusion = None
+        n = len(bundle.manifest.labels)
+        self._unknown = None
+        if benign is None and len(policy.labels) == n + 1:  # the classifier's own unknown
+            self._unknown = ClassifierUnknown.of(
+                dataclasses.replace(
+                    policy,
+                    labels=policy.labels[:n],
+                    categories=policy.categories[:n],
+                    thresholds=policy.thresholds[:n],
+                )
+            )
         if benign is not None:
             floor = benign.spec.threshold
             # the bundle's signed stream-start edge holds until a calibration brings the site's

@@ -103,12 +103,13 @@ def test_far_from_benign_with_no_confident_class_is_unknown(kit: FloodKit, pairs
     assert events[-1].kind == "end"
 
 
-def test_a_single_model_bundle_behaves_as_before(kit: FloodKit) -> None:
+def test_a_single_model_bundle_decides_unknown_from_its_classifier(kit: FloodKit) -> None:
     bundle = _load(kit.bundle, kit)
     assert load_benign_model(bundle) is None  # type: ignore[arg-type]
     slot = ModelSlot("m", "lan", TRAFFIC_V1, bundle.manifest.step, bundle, Debounce())  # type: ignore[attr-defined]
-    assert slot.decider.policy.labels == ("benign", "flood")
+    assert slot.decider.policy.labels == ("benign", "flood", "unknown")
     assert slot.benign is None
+    assert slot.classifier_unknown
 
 
 def _rewrite(bundle: Path, out: Path, *, drop: str = "", replace: bytes | None = None) -> Path:

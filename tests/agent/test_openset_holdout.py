@@ -79,7 +79,9 @@ def test_a_family_absent_from_training_still_raises_an_alarm(tmp_path: Path) -> 
     assert None not in own.values(), f"an attack raised no alarm of its own: {own} {notes}"
     assert _start_alarms(paired, tmp_path) == {seed: [] for seed in BENIGN_SEEDS}
     alone = holdout_detections(classifier, run.pcap, scenario)
-    assert "unknown" not in alone.values()  # the classifier alone has no such answer
+    # the classifier alone answers unknown from its own scores (agent.classifier_unknown) when
+    # it is sure a window is not benign; the pair finds every attack it finds, and more
+    assert {k for k, v in alone.items() if v is not None} <= {k for k, v in found.items() if v}
     # calibrated on another site's benign traffic, the scans are still caught
     site = generate_traffic(site_scenario(SEEDS["site_cal"] + 10, 900.0), tmp_path / "site")
     calibration = calibrate_on(paired, site.pcap)
