@@ -82,4 +82,5 @@ class ClassifierUnknown:
             labels=(*policy.labels, UNKNOWN),
             categories=(*policy.categories, UNKNOWN),
             thresholds=(*policy.thresholds, edge),
+            solo=(*policy.solo, len(policy.labels)),  # it raises itself, lifts no class
         )

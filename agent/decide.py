@@ -202,7 +202,8 @@ class Decider:
             self._recent[i].append(bool(hits[i]))
             if hits[i] and i not in self._owner:
                 loose.append(i)
-        self._loose.append(bool(loose))
+        solo = self.policy.solo
+        self._loose.append(any(i not in solo for i in loose))
         shown: list[Evidence] = []
 
         def window_evidence() -> Evidence:
@@ -213,7 +214,7 @@ class Decider:
         events, released = self._advance(time_ns, flat, hits, window_evidence)
         if released:
             loose += released
-            self._loose[-1] = True
+            self._loose[-1] = self._loose[-1] or any(i not in solo for i in released)
         # The most confident label opens (or joins) first; the rest follow it.
         for i in sorted(loose, key=lambda j: -flat[j]):
             if i not in self._owner:  # a label before it may have resumed its incident

@@ -38,6 +38,9 @@ class DecisionPolicy:
     # targets within hold_s of its last hit resumes it (a model fires on a long attack in
     # bursts); any other label raising there ends it. <= quiet_s: no dormancy, ends at once.
     hold_s: float = 0.0
+    # Labels whose hits raise only themselves, never another label's k of n (a classifier's
+    # own unknown: its hits would otherwise lift a weak guess of any class into an alarm).
+    solo: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if not len(self.labels) == len(self.categories) == len(self.thresholds):

@@ -139,3 +139,27 @@ def test_the_slot_decides_unknown_at_the_calibrated_edge(kit: FloodKit, tmp_path
         events = replay_capture(bundle, kit.capture, calibration=calibration).events
         raised[edge] = [e.label for e in events if e.kind == "new"]
     assert raised == {0.96: ["unknown"], 0.99: []}
+
+
+def test_unknown_hits_raise_only_unknown_never_lift_a_weak_class() -> None:
+    from agent.decide import Decider, Evidence
+
+    base = DecisionPolicy(("benign", "scan"), ("benign", "scan"), (0.5, 0.5), raise_k=2)
+    unknown = ClassifierUnknown.of(base)
+    assert unknown is not None
+    policy = unknown.extend(base)
+    assert policy.solo == (2,)
+    windows = [
+        [0.02, 0.4, 0.98],  # not benign, no class confident: an unknown hit
+        [0.3, 0.7, 0.0],  # one scan hit: with the unknown hit before, 2 of 3 "any label"
+    ]
+    decider = Decider(policy, "m", "lan")
+    news = [
+        e
+        for t, w in enumerate(windows)
+        for e in decider.observe(t * 10**9, np.array(w), Evidence())
+        if e.kind == "new"
+    ]
+    assert news == []  # scan needs its own 2 of 3; unknown's one hit is not scan's
+    third = decider.observe(2 * 10**9, np.array([0.02, 0.4, 0.98]), Evidence())
+    assert [e.label for e in third if e.kind == "new"] == ["unknown"]  # its own 2 of 3
