@@ -4,8 +4,9 @@ A bundle without a benign model still shows when a window is none of the classes
 its benign label gets almost no probability, yet no attack label reaches its threshold (the mass
 spread over several attack labels, as on an attack kind it never saw). Such a window scores
 ``1 - p(benign)`` on one more label, ``unknown`` (family ``unknown``), raised at ``EDGE`` like any
-label (k of n windows), so an unseen attack is raised from its first windows instead of when
-one attack label finally wins. A site calibration raises the edge from the site's own windows as
+label (k of n windows of its own: its hits never count toward another label's k, or a weak
+class guess beside one would become an alarm), so an unseen attack is raised from its first
+windows instead of when one attack label finally wins. A site calibration raises the edge from the site's own windows as
 it raises any label's (never lowers it): on a network unlike the training one, whose everyday
 windows the classifier finds un-benign, that quiets it there.
 
