@@ -6,9 +6,9 @@ spread over several attack labels, as on an attack kind it never saw). Such a wi
 ``1 - p(benign)`` on one more label, ``unknown`` (family ``unknown``), raised at ``EDGE`` like any
 label (k of n windows of its own: its hits never count toward another label's k, or a weak
 class guess beside one would become an alarm), so an unseen attack is raised from its first
-windows instead of when one attack label finally wins. A site calibration raises the edge from the site's own windows as
-it raises any label's (never lowers it): on a network unlike the training one, whose everyday
-windows the classifier finds un-benign, that quiets it there.
+windows instead of when one attack label finally wins. A site calibration raises the edge from
+the site's own windows as it raises any label's (never lowers it): on a network unlike the
+training one, whose everyday windows the classifier finds un-benign, that quiets it there.
 
 A bundle with a benign model decides ``unknown`` from that model instead (``agent.openset``).
 ``EDGE`` was chosen on generated traffic only (see the README's Benchmarks): of 0.8, 0.9 and
