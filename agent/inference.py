@@ -69,6 +69,8 @@ class Debounce:
     quiet: float = 3.0  # seconds without a hit (and clear_m clean windows) before an end
     update_s: float = 5.0  # at most one periodic update per this many seconds
     hold: float = 30.0  # seconds from the last hit a quiet detection may resume (same label)
+    # a classifier's own unknown (no benign model): its signed edge; inf: never raised
+    unknown_edge: float = classifier_unknown.EDGE
 
 
 def anomaly_scores(
@@ -111,7 +113,7 @@ def policy_for(
         unknown = ClassifierUnknown.of(policy) if bundle.manifest.task != "anomaly" else None
         if unknown is None:
             return policy
-        edge = classifier_unknown.EDGE
+        edge = debounce.unknown_edge
         if calibration is not None and fits:
             edge = max(edge, float(calibration.thresholds.get(openset.UNKNOWN, edge)))
         return unknown.extend(policy, edge)

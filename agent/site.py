@@ -20,7 +20,6 @@ import numpy as np
 import numpy.typing as npt
 
 from agent import calibration as cal
-from agent import classifier_unknown
 from agent.inference import ModelSlot, calibration_state, describe
 
 logger = logging.getLogger(__name__)
@@ -105,7 +104,7 @@ class SiteCalibrator:
                 total=c.seen,
                 in_detection=c.in_detection[: c.kept],
                 start_anomaly=c.start_anomaly if benign is not None else None,
-                unknown_edge=classifier_unknown.EDGE if slot.classifier_unknown else None,
+                unknown_edge=slot.debounce.unknown_edge if slot.classifier_unknown else None,
             )
         except cal.CalibrationError as exc:
             logger.warning("%s: %s; collecting again", slot.name, exc)

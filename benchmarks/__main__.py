@@ -30,6 +30,7 @@ MODULES = (
     "benchmarks.openset",
     "benchmarks.events",
     "benchmarks.partial_windows",
+    "benchmarks.unknown_edge",
     "benchmarks.training_quality",
     "benchmarks.fleet_load",
     "benchmarks.features_parallel",
