@@ -224,7 +224,10 @@ def _replay(args: argparse.Namespace) -> int:
         raise  # stdout closed by the reader: the CLI's entry point ends quietly
     except (OSError, ValueError) as exc:
         raise ConfigError(f"--capture {args.capture}: {exc}") from None
+    from agent.log_sink import drain
+
     stats = result.source
+    drain()  # the replay's event lines first, its summary last
     print(  # noqa: T201 - the CLI talks to its user
         f"replayed {stats.packets} packets ({sum(stats.malformed.values())} malformed) in "
         f"{result.seconds:.2f} s ({result.packets_per_s:,.0f} packets/s): {stats.steps} steps, "
@@ -309,12 +312,15 @@ def _main(argv: Sequence[str] | None) -> int:
 
     finish_parsers(parser)  # -v / -q after the action too, descriptions from the help
     args = parser.parse_args(argv)
-    from agent.log_sink import configure_logging
+    from agent.log_sink import configure_logging, drain
 
     configure_logging(
         logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
     )
-    return run(args)
+    try:
+        return run(args)
+    finally:
+        drain()
 
 
 if __name__ == "__main__":

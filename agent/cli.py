@@ -202,7 +202,12 @@ def _main(argv: Sequence[str] | None) -> int:
             file=sys.stderr,
         )
         return 1
-    result: int = modules[args.command].run(args)
+    from agent.log_sink import drain
+
+    try:
+        result: int = modules[args.command].run(args)
+    finally:
+        drain()  # the command's log is written before whatever its caller prints next
     return result
 
 

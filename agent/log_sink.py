@@ -13,6 +13,7 @@ import logging
 import queue
 import sys
 import threading
+import time
 from typing import Final, TextIO
 
 FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -45,6 +46,9 @@ class _DroppingHandler(logging.Handler):
             self.dropped += 1
 
 
+_active: queue.Queue[str | None] | None = None  # the queue configure_logging set up
+
+
 def _write(lines: queue.Queue[str | None], stream: TextIO) -> None:
     while (line := lines.get()) is not None:
         try:
@@ -52,6 +56,20 @@ def _write(lines: queue.Queue[str | None], stream: TextIO) -> None:
             stream.flush()
         except (OSError, ValueError):  # a closed or broken stderr: nothing left to tell
             pass
+        lines.task_done()
+
+
+def drain(timeout: float = 2.0) -> bool:
+    """Wait until every line queued so far is written (a command's last words come after its
+    log), at most ``timeout`` s: a stderr that never drains cannot hold the caller. True when
+    drained (or nothing is queued through here)."""
+    lines = _active
+    if lines is None:
+        return True
+    deadline = time.monotonic() + timeout
+    while lines.unfinished_tasks and time.monotonic() < deadline:
+        time.sleep(0.002)
+    return not lines.unfinished_tasks
 
 
 def configure_logging(level: int) -> None:
@@ -64,6 +82,8 @@ def configure_logging(level: int) -> None:
     handler.setFormatter(logging.Formatter(FORMAT))
     root.addHandler(handler)
     root.setLevel(level)
+    global _active
+    _active = lines
     writer = threading.Thread(target=_write, args=(lines, sys.stderr), name="log", daemon=True)
     writer.start()
 

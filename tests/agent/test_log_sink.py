@@ -52,3 +52,23 @@ def test_an_agent_whose_stderr_is_never_read_still_reconnects_and_reports(tmp_pa
         broker.kill()
     assert proc.returncode == 0
     assert b"Traceback" not in err
+
+
+def test_drain_writes_every_queued_line_before_the_caller_speaks() -> None:
+    # a command's own last words (a replay's summary, a wrapper's report) come after its log
+    code = (
+        "import logging, sys\n"
+        "from agent.log_sink import configure_logging, drain\n"
+        "configure_logging(logging.INFO)\n"
+        "for i in range(2000):\n"
+        "    logging.getLogger('t').info('line %d', i)\n"
+        "assert drain(timeout=10.0)\n"
+        "print('DONE', file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-500:]
+    lines = done.stderr.splitlines()
+    assert lines[-1] == "DONE"
+    assert sum("line " in line for line in lines) == 2000
