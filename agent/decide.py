@@ -238,7 +238,8 @@ class Decider:
         if flat.shape[1] != len(self.policy.labels):
             raise ValueError(f"expected {len(self.policy.labels)} scores, got {flat.shape[1]}")
         watched = self._watched
-        hit = np.asarray((flat[:, watched] >= self._thresholds[watched]).any(axis=1), bool)
+        hits = flat[:, watched] >= self._thresholds[watched]
+        hit = np.asarray(hits.any(axis=1), bool)
         loud = np.flatnonzero(hit)
         busy = np.zeros(len(flat), bool)
         events: list[Event] = []
@@ -249,6 +250,12 @@ class Decider:
                 self._forget(stop - k)
                 # busy[k:stop] stays False: no active incident (dormant ones see no attack)
                 self.last_window_ns = int(times_ns[stop - 1])
+                k = stop
+                continue
+            stop = self._steady_until(k, times_ns, hits) if hit[k] else k
+            if stop > k:  # a flood's windows that only extend its one open detection
+                self._extend(k, stop, times_ns, flat, hits)
+                busy[k:stop] = True
                 k = stop
                 continue
             busy[k] = self.busy
@@ -272,6 +279,59 @@ class Decider:
             expiry = min(inc.last_hit_ns for inc in self._incidents) + self.policy.hold_s * 1e9
             stop = min(stop, int(np.searchsorted(times_ns, expiry, side="left")))
         return max(stop, k)
+
+    def _steady_until(
+        self, k: int, times_ns: npt.NDArray[np.int64], hits: npt.NDArray[np.bool_]
+    ) -> int:
+        """Where a run from ``k`` stops being windows that only extend the one open incident.
+
+        Such a window hits only labels that incident owns, at least one, and brings no
+        ``update``: all it changes is counts, the incident's label, peak and last hit.
+        """
+        if len(self._incidents) != 1 or self._incidents[0].dormant:
+            return k
+        inc = self._incidents[0]
+        column = {i: c for c, i in enumerate(self._watched)}
+        owned = np.zeros(len(self._watched), bool)
+        owned[[column[i] for i, o in self._owner.items() if o is inc]] = True
+        run = hits[k:]
+        ok = np.asarray(run[:, owned].any(axis=1) & ~run[:, ~owned].any(axis=1), bool)
+        stop = len(ok) if ok.all() else int(np.argmin(ok))
+        since = inc.since_update + np.arange(1, stop + 1)
+        waited = times_ns[k : k + stop] - inc.last_update_ns >= self.policy.update_s * 1e9
+        due = (since >= self.policy.update_every) & waited
+        return k + (int(np.argmax(due)) if due.any() else stop)
+
+    def _extend(
+        self,
+        k: int,
+        stop: int,
+        times_ns: npt.NDArray[np.int64],
+        flat: npt.NDArray[np.float64],
+        hits: npt.NDArray[np.bool_],
+    ) -> None:
+        """``observe`` for the windows ``_steady_until`` found, at once (the same state after)."""
+        inc = self._incidents[0]
+        n, keep = stop - k, self.policy.raise_n
+        for c, i in enumerate(self._watched):
+            self._recent[i].extend(hits[max(k, stop - keep) : stop, c].tolist())
+        self._loose.extend([False] * min(n, keep))
+        mine = [i for i, o in self._owner.items() if o is inc]  # in the order observe takes them
+        scores = np.where(
+            hits[k:stop][:, [self._watched.index(i) for i in mine]], flat[k:stop][:, mine], -np.inf
+        )
+        best = scores.argmax(axis=1)  # the first of equal scores, as ``max`` in observe
+        firsts = [int(np.argmax(scores[:, c] > -np.inf)) for c in range(len(mine))]
+        for c in sorted(range(len(mine)), key=lambda c: firsts[c]):  # counter order: first hit
+            counted = int(np.count_nonzero(scores[:, c] > -np.inf))
+            if counted:
+                inc.labels[mine[c]] += counted
+        inc.windows += n
+        inc.since_update += n
+        inc.clean = 0
+        inc.label = mine[int(best[-1])]
+        inc.peak = max(inc.peak, float(scores[np.arange(n), best].max()))
+        inc.last_hit_ns = self.last_window_ns = int(times_ns[stop - 1])
 
     def _forget(self, windows: int) -> None:
         """``windows`` windows without a watched hit and no active incident (observe_many)."""

@@ -76,6 +76,48 @@ def test_observe_many_matches_observe(seed: int, chunk: int, kw: dict[str, Any])
     assert busy == expected_busy
 
 
+def _floods(seed: int, n: int) -> np.ndarray:
+    """Long floods read as one or two labels at once, scores rounded so that some tie."""
+    rng = np.random.default_rng(seed)
+    scores = np.round(rng.uniform(0, 0.45, (n, len(LABELS))), 2)
+    for start in rng.integers(0, n - 400, 6):
+        length = int(rng.integers(50, 400))
+        for label in rng.choice([1, 2], int(rng.integers(1, 3)), replace=False):
+            scores[start : start + length, label] = np.round(rng.uniform(0.4, 0.99, length), 1)
+    return scores
+
+
+@pytest.mark.parametrize("seed", [4, 5, 6, 7])
+@pytest.mark.parametrize("chunk", [3, 64, 5000])
+@pytest.mark.parametrize(
+    "kw",
+    [{"quiet_s": 0.5, "update_s": 5.0}, {"quiet_s": 0.5, "hold_s": 3.0, "update_s": 0.3}, {}],
+)
+def test_observe_many_matches_observe_under_floods(
+    seed: int, chunk: int, kw: dict[str, Any]
+) -> None:
+    # the flood path extends an open detection many windows at once: same events, same state
+    scores = _floods(seed, 3000)
+    times = np.arange(len(scores), dtype=np.int64) * 50_000_000
+    one = Decider(_policy(**kw), "m", "s")
+    expected: list[Any] = []
+    for k, row in enumerate(scores):
+        expected += one.observe(int(times[k]), row, _evidence(k))
+    expected += one.close(int(times[-1]))
+    many = Decider(_policy(**kw), "m", "s")
+    got: list[Any] = []
+    for start in range(0, len(scores), chunk):
+        part = slice(start, start + chunk)
+
+        def at(k: int, start: int = start) -> Any:
+            return lambda: _evidence(start + k)
+
+        got += many.observe_many(times[part], scores[part], at)[0]
+    got += many.close(int(times[-1]))
+    assert sum(e.kind == "update" for e in expected) > 20  # floods long enough to update
+    assert _strip(got) == _strip(expected)
+
+
 def test_observe_many_checks_the_score_width() -> None:
     with pytest.raises(ValueError, match="expected 3 scores"):
         Decider(_policy(), "m", "s").observe_many(
