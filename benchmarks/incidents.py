@@ -131,8 +131,10 @@ def _capture_minutes(capture: Path) -> float:
     return float(stamps[-1] - stamps[0]) / 6e10 if len(stamps) > 1 else 0.0
 
 
-def _replay(loaded: Bundle, capture: Path, before: bool) -> tuple[int, int, float, list[str]]:
-    """(detections, events, events per minute, families) of one replay."""
+def _replay(
+    loaded: Bundle, capture: Path, before: bool
+) -> tuple[int, int, float, list[str], float]:
+    """(detections, events, events per minute, families, packets/s) of one replay."""
     from agent.inference import Debounce
     from agent.replay import replay_capture
 
@@ -146,15 +148,16 @@ def _replay(loaded: Bundle, capture: Path, before: bool) -> tuple[int, int, floa
     minutes = _capture_minutes(capture)
     news = [e for e in result.events if e.kind == "new"]
     per_minute = round(len(result.events) / minutes, 1) if minutes > 0 else float("nan")
-    return len(news), len(result.events), per_minute, sorted({e.category for e in news})
+    families = sorted({e.category for e in news})
+    return len(news), len(result.events), per_minute, families, result.packets_per_s
 
 
 def replay_rows(
     case: str, loaded: Bundle, capture: Path, flood: bool = False
 ) -> list[dict[str, object]]:
     """Detections (and for floods events per minute) now, beside the per-label policy's."""
-    old, _, old_rate, _ = _replay(loaded, capture, before=True)
-    now, events, rate, families = _replay(loaded, capture, before=False)
+    old, _, old_rate, _, _ = _replay(loaded, capture, before=True)
+    now, events, rate, families, speed = _replay(loaded, capture, before=False)
     verdict = " (no alarm)" if now == 0 else " (missed)" if now > 2 else ""
     rows = [
         _row(
@@ -175,6 +178,8 @@ def replay_rows(
                 f"per-label policy {old_rate}",
             )
         )
+        # the decider under a detected flood: its windows extend one open detection
+        rows.append(_row(case, "replay packets/s", round(speed), "packets/s, one run"))
     return rows
 
 
