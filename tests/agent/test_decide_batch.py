@@ -114,7 +114,7 @@ def test_observe_many_matches_observe_under_floods(
 
         got += many.observe_many(times[part], scores[part], at)[0]
     got += many.close(int(times[-1]))
-    assert sum(e.kind == "update" for e in expected) > 20  # floods long enough to update
+    assert sum(e.kind == "update" for e in expected) > 5  # floods long enough to update
     assert _strip(got) == _strip(expected)
 
 
