@@ -292,7 +292,7 @@ def compute(
     flagged = np.any(probs[:, watch] >= limits[watch], axis=1) if watch else np.zeros(n, bool)
     if anomaly is not None and anomaly_floor is not None:
         flagged &= _raw(anomaly) >= anomaly_floor
-    benign = [i for i in range(probs.shape[1]) if i not in watch]
+    benign = [i for i in range(probs.shape[1]) if i not in watch]  # for a classifier's unknown
     if unknown_edge is not None:  # what the bundle says while calibrating: signed thresholds
         flagged |= classifier_unknown.scores(probs, benign, watch, limits) >= unknown_edge
     if in_detection is not None:

@@ -63,13 +63,18 @@ class ClassifierUnknown:
     thresholds: tuple[float, ...]  # the classifier's, as in force (a calibration raises them)
 
     @classmethod
-    def of(cls, policy: DecisionPolicy) -> ClassifierUnknown | None:
-        """For a classifier policy with benign and attack labels; None otherwise."""
-        watched = tuple(policy.watched())
-        benign = tuple(i for i in range(len(policy.labels)) if i not in watched)
-        if not watched or not benign or UNKNOWN in policy.labels:
+    def of(cls, policy: DecisionPolicy, labels: int | None = None) -> ClassifierUnknown | None:
+        """For a classifier policy with benign and attack labels; None otherwise.
+
+        ``labels``: how many of the policy's labels are the classifier's (the first ones; an
+        ``unknown`` already appended after them is not), all of them when None.
+        """
+        n = len(policy.labels) if labels is None else labels
+        watched = tuple(i for i in policy.watched() if i < n)
+        benign = tuple(i for i in range(n) if i not in watched)
+        if not watched or not benign or UNKNOWN in policy.labels[:n]:
             return None
-        return cls(benign, watched, policy.thresholds)
+        return cls(benign, watched, policy.thresholds[:n])
 
     def fuse(self, probabilities: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """(N, labels) -> (N, labels + 1): the classifier's scores, then ``unknown``."""

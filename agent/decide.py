@@ -157,6 +157,7 @@ class Decider:
             for label, cat in zip(policy.labels, policy.categories, strict=True)
         )
         self._thresholds = np.asarray(policy.thresholds, np.float64)
+        self._column = {i: c for c, i in enumerate(self._watched)}  # label -> watched column
         self._recent: dict[int, deque[bool]] = {
             i: deque(maxlen=policy.raise_n) for i in self._watched
         }
@@ -291,9 +292,8 @@ class Decider:
         if len(self._incidents) != 1 or self._incidents[0].dormant:
             return k
         inc = self._incidents[0]
-        column = {i: c for c, i in enumerate(self._watched)}
         owned = np.zeros(len(self._watched), bool)
-        owned[[column[i] for i, o in self._owner.items() if o is inc]] = True
+        owned[[self._column[i] for i, o in self._owner.items() if o is inc]] = True
         run = hits[k:]
         ok = np.asarray(run[:, owned].any(axis=1) & ~run[:, ~owned].any(axis=1), bool)
         stop = len(ok) if ok.all() else int(np.argmin(ok))
@@ -318,7 +318,7 @@ class Decider:
         self._loose.extend([False] * min(n, keep))
         mine = [i for i, o in self._owner.items() if o is inc]  # in the order observe takes them
         scores = np.where(
-            hits[k:stop][:, [self._watched.index(i) for i in mine]], flat[k:stop][:, mine], -np.inf
+            hits[k:stop][:, [self._column[i] for i in mine]], flat[k:stop][:, mine], -np.inf
         )
         best = scores.argmax(axis=1)  # the first of equal scores, as ``max`` in observe
         firsts = [int(np.argmax(scores[:, c] > -np.inf)) for c in range(len(mine))]

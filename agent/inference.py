@@ -106,15 +106,16 @@ def policy_for(
     does a classifier without one that has benign and attack labels (agent.classifier_unknown).
     """
     policy = _manifest_policy(bundle, debounce)
-    fits = calibration is not None and calibration.bundle_id == bundle.manifest.bundle_id
-    if calibration is not None and fits:
+    if calibration is not None and calibration.bundle_id != bundle.manifest.bundle_id:
+        calibration = None  # made for another bundle
+    if calibration is not None:
         policy = _calibrated(policy, calibration)
     if not open_set:
         unknown = ClassifierUnknown.of(policy) if bundle.manifest.task != "anomaly" else None
         if unknown is None:
             return policy
         edge = debounce.unknown_edge
-        if calibration is not None and fits:
+        if calibration is not None:
             edge = max(edge, float(calibration.thresholds.get(openset.UNKNOWN, edge)))
         return unknown.extend(policy, edge)
     return dataclasses.replace(
@@ -410,14 +411,7 @@ class ModelSlot:
         n = len(bundle.manifest.labels)
         self._unknown = None
         if benign is None and len(policy.labels) == n + 1:  # the classifier's own unknown
-            self._unknown = ClassifierUnknown.of(
-                dataclasses.replace(
-                    policy,
-                    labels=policy.labels[:n],
-                    categories=policy.categories[:n],
-                    thresholds=policy.thresholds[:n],
-                )
-            )
+            self._unknown = ClassifierUnknown.of(policy, n)
         if benign is not None:
             floor = benign.spec.threshold
             # the bundle's signed stream-start edge holds until a calibration brings the site's
