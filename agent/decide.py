@@ -36,6 +36,8 @@ from agent.families import family_for
 logger = logging.getLogger(__name__)
 
 EventKind = Literal["new", "update", "end"]
+# Dormant detections kept at once; past it the longest quiet ends early (at its last hit).
+MAX_DORMANT = 32
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,9 @@ class _Incident:
     dormant: bool = False
     # the bulk of the last window it showed (its new or latest update)
     latest: Targets = field(default_factory=Targets)
+    # the detection another label raised on its targets while it was dormant: until that one
+    # is quiet too, the hits are that attack's, not a resumption of this one
+    superseded_by: _Incident | None = None
 
 
 def _main_label(inc: _Incident, i: int) -> bool:
@@ -142,9 +147,10 @@ class Decider:
     (no event): a hit of its main label (most hit windows) on its targets, or from its bulk
     source, before ``hold_s`` has passed since its last hit resumes it with an ``update``
     (a sweep pausing between hosts stays one); another label raising a detection
-    on its targets ends it first (two attacks in a row stay two); else it ends once ``hold_s``
-    has passed. A dormant incident's ``end`` says its last hit as ``ended_ns``. A benign label
-    is never watched, so it neither opens nor extends one.
+    on its targets supersedes it: two attacks in a row stay two, and until the new one is
+    quiet too its hits are its own, but a stray raise in an attack's pause does not split the
+    attack; it ends once ``hold_s`` has passed, its ``end`` saying its last hit as ``ended_ns``.
+    A benign label is never watched, so it neither opens nor extends one.
     """
 
     def __init__(self, policy: DecisionPolicy, model_id: str, source: str) -> None:
@@ -289,14 +295,20 @@ class Decider:
         Such a window hits only labels that incident owns, at least one, and brings no
         ``update``: all it changes is counts, the incident's label, peak and last hit.
         """
-        if len(self._incidents) != 1 or self._incidents[0].dormant:
+        active = [inc for inc in self._incidents if not inc.dormant]
+        if len(active) != 1:
             return k
-        inc = self._incidents[0]
+        inc = active[0]
         owned = np.zeros(len(self._watched), bool)
         owned[[self._column[i] for i, o in self._owner.items() if o is inc]] = True
         run = hits[k:]
         ok = np.asarray(run[:, owned].any(axis=1) & ~run[:, ~owned].any(axis=1), bool)
         stop = len(ok) if ok.all() else int(np.argmin(ok))
+        if len(self._incidents) > 1:  # dormant ones too: stop where the first one's hold runs out
+            expiry = (
+                min(x.last_hit_ns for x in self._incidents if x.dormant) + self.policy.hold_s * 1e9
+            )
+            stop = min(stop, int(np.searchsorted(times_ns[k:], expiry, side="left")))
         since = inc.since_update + np.arange(1, stop + 1)
         waited = times_ns[k : k + stop] - inc.last_update_ns >= self.policy.update_s * 1e9
         due = (since >= self.policy.update_every) & waited
@@ -311,7 +323,7 @@ class Decider:
         hits: npt.NDArray[np.bool_],
     ) -> None:
         """``observe`` for the windows ``_steady_until`` found, at once (the same state after)."""
-        inc = self._incidents[0]
+        inc = next(x for x in self._incidents if not x.dormant)
         n, keep = stop - k, self.policy.raise_n
         for c, i in enumerate(self._watched):
             self._recent[i].extend(hits[max(k, stop - keep) : stop, c].tolist())
@@ -326,8 +338,9 @@ class Decider:
             counted = int(np.count_nonzero(scores[:, c] > -np.inf))
             if counted:
                 inc.labels[mine[c]] += counted
-        inc.windows += n
-        inc.since_update += n
+        for other in self._incidents:  # the dormant ones count these windows as observe does
+            other.windows += n
+            other.since_update += n
         inc.clean = 0
         inc.label = mine[int(best[-1])]
         inc.peak = max(inc.peak, float(scores[np.arange(n), best].max()))
@@ -438,11 +451,12 @@ class Decider:
         Resuming a dormant incident whose main label is ``i`` and joining an active one both need
         one hit (the incident is already debounced); raising needs ``raise_k`` of the last
         ``raise_n`` windows with such hits, of this label or of any label, so an attack the
-        model names by alternating labels is still raised. A raise ends the dormant incidents
-        on its targets first: a different attack followed, not a pause of the same one.
+        model names by alternating labels is still raised. A raise supersedes the dormant
+        incidents on its targets: they resume only once it is quiet too (a stray raise in a
+        pause), and meanwhile their labels' hits there join it (a different attack followed).
         """
         here: Targets | None = None
-        dormant = [inc for inc in self._incidents if inc.dormant and _main_label(inc, i)]
+        dormant = [inc for inc in self._incidents if self._resumable(inc) and _main_label(inc, i)]
         if dormant:
             shown = window_evidence()
             here = Targets.of(shown)
@@ -475,11 +489,6 @@ class Decider:
             inc = max(same, key=lambda inc: inc.last_hit_ns)
             inc.dormant = False
             return [self._absorb(inc, i, score, time_ns, shown)]
-        events = [
-            self._finish(inc, time_ns, None, shown)
-            for inc in list(self._incidents)
-            if inc.dormant and inc.targets.overlaps(here)
-        ]
         inc = _Incident(
             str(uuid.uuid4()),
             time_ns,
@@ -491,10 +500,25 @@ class Decider:
             last_update_ns=time_ns,
             latest=here,
         )
+        for old in self._incidents:
+            if old.dormant and old.targets.overlaps(here):
+                old.superseded_by = inc
         self._incidents.append(inc)
         self._owner[i] = inc
         self._loose.clear()  # these hits raised this incident; the next one needs its own
-        return [*events, self._event("new", inc, time_ns, score, shown)]
+        return [*self._evict(time_ns, shown), self._event("new", inc, time_ns, score, shown)]
+
+    def _resumable(self, inc: _Incident) -> bool:
+        """``inc`` is dormant and no detection raised over it since is still active."""
+        over = inc.superseded_by
+        return inc.dormant and (over is None or over.dormant or over not in self._incidents)
+
+    def _evict(self, time_ns: int, shown: Evidence) -> list[Event]:
+        """End the dormant incidents past ``MAX_DORMANT``, longest quiet first (bounded memory:
+        a stream raising on ever new targets would otherwise keep each for ``hold_s``)."""
+        dormant = sorted((x for x in self._incidents if x.dormant), key=lambda x: x.last_hit_ns)
+        over = dormant[: max(0, len(dormant) - MAX_DORMANT)]
+        return [self._finish(inc, time_ns, None, shown) for inc in over]
 
     def _absorb(self, inc: _Incident, i: int, score: float, time_ns: int, shown: Evidence) -> Event:
         """Label ``i``'s hit joins (or resumes) ``inc``: an ``update`` naming it."""

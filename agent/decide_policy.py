@@ -36,7 +36,8 @@ class DecisionPolicy:
     update_s: float = 0.0
     # After quiet_s an incident is dormant, not ended: a hit of its main label on its
     # targets within hold_s of its last hit resumes it (a model fires on a long attack in
-    # bursts); any other label raising there ends it. <= quiet_s: no dormancy, ends at once.
+    # bursts), unless another label raised there and is still active. <= quiet_s: no
+    # dormancy, ends at once.
     hold_s: float = 0.0
     # Labels whose hits raise only themselves, never another label's k of n (a classifier's
     # own unknown: its hits would otherwise lift a weak guess of any class into an alarm).

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from agent.config import ConfigError, parse_config
-from agent.decide import Decider, DecisionPolicy, Event, Evidence, Targets
+from agent.decide import MAX_DORMANT, Decider, DecisionPolicy, Event, Evidence, Targets
 
 LABELS = ("benign", "syn_flood", "mqtt_bruteforce", "snmpamp")
 SECOND = 1_000_000_000
@@ -239,15 +239,16 @@ def test_a_different_label_after_the_pause_is_a_new_detection() -> None:
     # two attacks on one victim, 5 s apart: two detections, the first ended at its last hit
     plan = _burst("syn_flood", 6) + _burst(None, 5) + _burst("mqtt_bruteforce", 6)
     events = _run(decider, plan)
-    assert [(e.kind, e.label) for e in events] == [
-        ("new", "syn_flood"),
-        ("end", "syn_flood"),
-        ("new", "mqtt_bruteforce"),
+    assert [(e.kind, e.label) for e in events] == [("new", "syn_flood"), ("new", "mqtt_bruteforce")]
+    assert events[1].time_ns == 12 * SECOND
+    first, second = events[0].id, events[1].id
+    assert first != second
+    # the first waits out its hold, then ends at its last hit; the second ends after its own
+    later = _run(decider, _burst(None, 80), t0=len(plan))
+    assert [(e.kind, e.id, e.ended_ns) for e in later] == [
+        ("end", first, 5 * SECOND),
+        ("end", second, 16 * SECOND),
     ]
-    end, new = events[1], events[2]
-    assert end.ended_ns == 5 * SECOND
-    assert end.time_ns == new.time_ns == 12 * SECOND  # the second one's raise ends the first
-    assert new.id != end.id
     # a single stray window of another label neither ends nor opens anything
     stray = _run(_held(hold=60.0), _burst("syn_flood", 3) + _burst(None, 5) + [("snmpamp", VICTIM)])
     assert [e.kind for e in stray] == ["new"]
@@ -301,11 +302,54 @@ def test_only_the_main_label_resumes_a_dormant_detection() -> None:
     assert [(e.kind, e.label) for e in events] == [
         ("new", "syn_flood"),
         ("update", "mqtt_bruteforce"),
-        ("end", "mqtt_bruteforce"),
         ("new", "mqtt_bruteforce"),
     ]
-    assert events[2].ended_ns == 6 * SECOND
-    assert events[3].id != events[0].id
+    assert events[2].id != events[0].id
+
+
+def test_a_stray_raise_in_a_pause_does_not_split_the_attack() -> None:
+    decider = _held(hold=60.0)
+    # a flood in bursts; in one pause the model raises another label for a few windows
+    plan = _burst("syn_flood", 6) + _burst(None, 5) + _burst("mqtt_bruteforce", 3)
+    plan += _burst(None, 8) + _burst("syn_flood", 6)
+    events = _run(decider, plan)
+    assert [(e.kind, e.label) for e in events[:3]] == [
+        ("new", "syn_flood"),
+        ("new", "mqtt_bruteforce"),
+        ("update", "syn_flood"),
+    ]
+    flood, stray, resumed = events[:3]
+    assert resumed.time_ns == 22 * SECOND  # the next burst's first window
+    # it resumes the flood's detection, and the burst goes on updating that one
+    assert {e.id for e in events[2:]} == {flood.id} != {stray.id}
+
+
+def test_the_old_label_joins_the_new_detection_while_it_is_active() -> None:
+    decider = _held(hold=60.0)
+    # a brute force follows the flood; the flood's label still hits now and then inside it
+    plan = _burst("syn_flood", 6) + _burst(None, 5) + _burst("mqtt_bruteforce", 4)
+    plan += [("syn_flood", VICTIM), *_burst("mqtt_bruteforce", 4)]
+    events = _run(decider, plan)
+    assert [(e.kind, e.label) for e in events] == [
+        ("new", "syn_flood"),
+        ("new", "mqtt_bruteforce"),
+        ("update", "syn_flood"),
+    ]
+    assert events[2].id == events[1].id  # not a resumption of the flood's detection
+
+
+def test_dormant_detections_are_bounded() -> None:
+    decider = _held(hold=3600.0)
+    events: list[Event] = []
+    for n in range(MAX_DORMANT + 5):  # short attacks on ever new victims, each then dormant
+        victim = Evidence(packets=50, top_destinations=((f"10.1.0.{n}", 50),), top_ports=((n, 50),))
+        events += _run(decider, _burst("syn_flood", 3, victim) + _burst(None, 5), t0=n * 8)
+    ends = [e for e in events if e.kind == "end"]
+    # checked at each raise: the last one's leaves MAX_DORMANT of the dormant before it, the
+    # longest quiet ended early, at their last hit
+    assert len(ends) == 4
+    assert [e.id for e in ends] == [e.id for e in events if e.kind == "new"][:4]
+    assert all(e.ended_ns is not None and e.ended_ns < e.time_ns for e in ends)
 
 
 @pytest.mark.parametrize("hold", ["-1", "3601", "nan", "soon"])
