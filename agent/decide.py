@@ -333,11 +333,8 @@ class Decider:
             hits[k:stop][:, [self._column[i] for i in mine]], flat[k:stop][:, mine], -np.inf
         )
         best = scores.argmax(axis=1)  # the first of equal scores, as ``max`` in observe
-        firsts = [int(np.argmax(scores[:, c] > -np.inf)) for c in range(len(mine))]
-        for c in sorted(range(len(mine)), key=lambda c: firsts[c]):  # counter order: first hit
-            counted = int(np.count_nonzero(scores[:, c] > -np.inf))
-            if counted:
-                inc.labels[mine[c]] += counted
+        for c, i in enumerate(mine):  # each owned label is in the histogram since it joined
+            inc.labels[i] += int(np.count_nonzero(scores[:, c] > -np.inf))
         for other in self._incidents:  # the dormant ones count these windows as observe does
             other.windows += n
             other.since_update += n

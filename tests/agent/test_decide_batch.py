@@ -123,3 +123,25 @@ def test_observe_many_checks_the_score_width() -> None:
         Decider(_policy(), "m", "s").observe_many(
             np.zeros(2, np.int64), np.zeros((2, 2)), lambda k: Evidence
         )
+
+
+def test_a_batched_flood_forgets_earlier_loose_hits() -> None:
+    # a scan window on other targets inside a flood, 18 flood windows, then one more scan
+    # window: two scan hits 19 windows apart must not add up to a raise (k = 2 of n = 3)
+    victim = Evidence(50, 3000, top_destinations=(("10.0.0.5", 50),), top_ports=((80, 50),))
+    other = Evidence(50, 3000, top_destinations=(("10.0.9.9", 50),), top_ports=((22, 50),))
+    rows = [(1, victim), (1, victim), (3, other)] + [(1, victim)] * 18 + [(2, other)]
+    scores = np.zeros((len(rows), len(LABELS)))
+    for k, (which, _) in enumerate(rows):
+        scores[k, 1] = 0.9 if which & 1 else 0.1  # ddos
+        scores[k, 2] = 0.9 if which & 2 else 0.1  # scan
+    times = np.arange(len(rows), dtype=np.int64) * 50_000_000
+    policy = {"raise_k": 2, "raise_n": 3, "update_s": 100.0}
+    one = Decider(_policy(**policy), "m", "s")
+    expected: list[Any] = []
+    for k, (_, shown) in enumerate(rows):
+        expected += one.observe(int(times[k]), scores[k], shown)
+    many = Decider(_policy(**policy), "m", "s")
+    got = many.observe_many(times, scores, lambda k: lambda: rows[k][1])[0]
+    assert [(e.kind, e.label) for e in expected] == [("new", "ddos")]
+    assert _strip(got) == _strip(expected)
