@@ -99,7 +99,7 @@ def _ratio(score: float, threshold: float) -> float | None:
     return round(score / threshold, 3)
 
 
-@dataclass
+@dataclass(eq=False)  # one incident is itself only: ``in`` and ``remove`` go by identity
 class _Incident:
     """An open detection: one attack, whatever labels the model gives it along the way."""
 
