@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--raise-k", type=int, help="--events: windows to raise (of n; 2)")
     parser.add_argument("--raise-n", type=int, help="--events: window span for raising (3)")
     parser.add_argument("--clear-m", type=int, help="--events: clean windows to end (3)")
+    parser.add_argument(
+        "--calibration",
+        type=Path,
+        help="--events: a site calibration (iotids agent calibrate) in force, as on that site",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,9 +87,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _events(args: argparse.Namespace) -> int:
     """Event-level evaluation through the agent's replay path."""
-    from pathlib import Path
-
     from agent.bundle import BundleError, load_bundle, load_public_key
+    from agent.calibrate_cli import load_for_replay
+    from agent.config import ConfigError
     from agent.inference import Debounce
     from training import events_report
     from training.events import evaluate_events
@@ -98,8 +104,9 @@ def _events(args: argparse.Namespace) -> int:
         bundle = load_bundle(args.bundle, keys)
         given = {k: getattr(args, k) for k in ("raise_k", "raise_n", "clear_m")}
         debounce = Debounce(**{k: v for k, v in given.items() if v is not None})
-        result = evaluate_events(bundle, args.path, debounce)
-    except (BundleError, OSError, ValueError) as exc:
+        calibration = load_for_replay(args.calibration, bundle.manifest.bundle_id)
+        result = evaluate_events(bundle, args.path, debounce, calibration)
+    except (BundleError, ConfigError, OSError, ValueError) as exc:
         print(f"iotids evaluate: {exc}", file=sys.stderr)  # noqa: T201
         return 2
     if args.out:
@@ -114,8 +121,6 @@ def _events(args: argparse.Namespace) -> int:
 
 def _bundle(args: argparse.Namespace) -> int:
     """A bundle's int8 model on a raw dataset, the float reference beside it when given."""
-    from pathlib import Path
-
     from agent.bundle import BundleError
     from training.bundle_eval import evaluate_bundle
 

@@ -36,6 +36,7 @@ from training.datasets.captures import capture_files, label_from_name
 
 if TYPE_CHECKING:
     from agent.bundle import Bundle
+    from agent.calibration import SiteCalibration
     from agent.decide import Event
     from agent.features.packets import PacketTable
     from agent.inference import Debounce
@@ -184,14 +185,17 @@ def alarm_events(events: list[Event]) -> list[Event]:
 
 
 def evaluate_capture(
-    bundle: Bundle, truth: Truth, debounce: Debounce | None = None
+    bundle: Bundle,
+    truth: Truth,
+    debounce: Debounce | None = None,
+    calibration: SiteCalibration | None = None,
 ) -> CaptureResult:
     """Replay one capture through the agent and score its events against ``truth``."""
     from agent.features.capture import read_capture
     from agent.replay import replay_capture
 
     table = read_capture(truth.capture).packets
-    replay = replay_capture(bundle, truth.capture, debounce=debounce)
+    replay = replay_capture(bundle, truth.capture, debounce=debounce, calibration=calibration)
     alarms = alarm_events(replay.events)
     ends = {e.id: e.ended_ns or e.time_ns for e in replay.events if e.kind == "end"}
     decided = decided_ns(bundle, table, alarms)
@@ -270,9 +274,16 @@ def truths(path: str | Path) -> list[Truth]:
 
 
 def evaluate_events(
-    bundle: Bundle, path: str | Path, debounce: Debounce | None = None
+    bundle: Bundle,
+    path: str | Path,
+    debounce: Debounce | None = None,
+    calibration: SiteCalibration | None = None,
 ) -> dict[str, Any]:
-    """Every capture under ``path`` replayed and scored; the JSON document of the report."""
+    """Every capture under ``path`` replayed and scored; the JSON document of the report.
+
+    With a site ``calibration`` the agent decides as it would on that site (its thresholds in
+    force): whether calibrating on a site's traffic still leaves these attacks detected.
+    """
     from agent.inference import Debounce
     from agent.progress import Progress
 
@@ -281,11 +292,12 @@ def evaluate_events(
     with Progress("replaying captures", len(found), "captures") as bar:
         for truth in found:
             bar.update(note=Path(truth.capture).name)
-            captures.append(evaluate_capture(bundle, truth, debounce))
+            captures.append(evaluate_capture(bundle, truth, debounce, calibration))
             bar.update(advance=1)
     result = summarize(bundle, captures)
     used = asdict(debounce or Debounce())
     result["debounce"] = {k: v if v != float("inf") else None for k, v in used.items()}
+    result["calibration"] = calibration.to_dict() if calibration is not None else None
     return result
 
 

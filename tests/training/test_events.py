@@ -84,6 +84,40 @@ def test_evaluate_events_cli_writes_json_markdown_and_timeline(
     assert run(missing) == 2
 
 
+def test_evaluate_events_with_a_site_calibration_in_force(
+    tmp_path: Path, model: bytes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from agent import calibration as cal
+    from agent.bundle import load_bundle, load_public_key
+    from agent.calibrate_cli import calibrate_bundle
+    from training.cli_evaluate import configure, run
+
+    data = _captures(tmp_path / "captures")
+    bundle, public = padded_bundle(tmp_path, "zeros", model)
+    site, _ = flood_frames(calm_s=240, flood_s=0, calm_after_s=0)
+    (tmp_path / "site.pcap").write_bytes(pcap_bytes(site))
+    loaded = load_bundle(bundle, [load_public_key(public)])
+    made = calibrate_bundle(loaded, str(tmp_path / "site.pcap"), 1.0)
+    cal.save(made, tmp_path / "cal.json")
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    given = [*("--events", "--bundle", str(bundle), "--trust-key", str(public))]
+    given += [*("--path", str(data), "--json", "--calibration", str(tmp_path / "cal.json"))]
+    assert run(parser.parse_args(given)) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["calibration"]["bundle_id"] == "flood-zeros"
+    assert printed["calibration"]["thresholds"] == dict(made.thresholds)
+    (flood,) = [a for c in printed["captures"] for a in c["attacks"]]
+    assert flood["detected"]  # the site's calm traffic did not lift the flood's threshold past it
+    # a calibration made for another bundle is refused in one line
+    other = cal.SiteCalibration(**{**vars(made), "bundle_id": "another"})
+    cal.save(other, tmp_path / "other.json")
+    given[-1] = str(tmp_path / "other.json")
+    assert run(parser.parse_args(given)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "iotids evaluate: --calibration: made for bundle another, not flood-zeros"
+
+
 def test_a_synthetic_folder_is_scored_per_attack_interval(tmp_path: Path, model: bytes) -> None:
     from training.events import evaluate_events, truth_of_synthetic
     from training.synth.scenario import preset
