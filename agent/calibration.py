@@ -25,7 +25,12 @@ A stream's first ``START_WINDOWS`` windows (a network booting: every device conn
 once) are a rare event the tail fit never sees — once per calibration, inside its top 1 % — so
 a benign model's ``unknown`` edge for them is their own: the highest score the calibration's
 stream start reached, never below the steady edge. It applies to the first windows after the
-agent starts, when the site and the gateway usually boot together.
+agent starts, when the site and the gateway usually boot together. A classifier without a
+benign model has no score to put an edge on there: when the calibration stream's own start
+fired any of its labels at the calibrated thresholds (the site's boot read as an attack), its
+labels hit nothing in a stream's first ``START_WINDOWS`` windows (``start_quiet_windows``) —
+another boot fires other labels, so all of them wait; an attack under way when the agent
+starts is raised those windows later.
 
 A benign model with feature groups (``agent.benign_groups``) scores each group apart: each
 group's edge is its own tail at the target rate divided by the number of groups, so all of
@@ -73,6 +78,9 @@ EPS = 1e-6
 # "zero", and a logit of 1e-6 beside one of 1/256 would read as a wide tail and extrapolate to
 # a threshold near 1 (a known class silenced on the site). One step is the floor of the fit.
 PROBABILITY_FLOOR = 1.0 / 256.0
+# A threshold past every probability (float or int8) and every unknown score: the label never
+# hits on this site, whose everyday windows reach the top score more often than the target.
+SILENCED = 1.0 + 1.0 / 256.0
 
 
 class CalibrationError(ValueError):
@@ -96,6 +104,8 @@ class SiteCalibration:
     start_anomaly_threshold: float | None = None
     # a grouped benign model's per-group edges (ratios to the signed ones); None: ungrouped
     group_thresholds: tuple[float, ...] | None = None
+    # a classifier alone: its labels hit nothing in a stream's first this many windows
+    start_quiet_windows: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (the state file, ``cal.json`` and the ``model`` topic's ``calibration``)."""
@@ -115,6 +125,7 @@ class SiteCalibration:
             "group_thresholds": (
                 list(self.group_thresholds) if self.group_thresholds is not None else None
             ),
+            "start_quiet_windows": self.start_quiet_windows,
         }
 
     @classmethod
@@ -145,6 +156,11 @@ class SiteCalibration:
                 raise CalibrationError(f"calibration: {key}: expected an integer")
         if not isinstance(raw.get("bundle_id"), str):
             raise CalibrationError("calibration: bundle_id: expected a string")
+        quiet = raw.get("start_quiet_windows", 0)  # absent in older files
+        if isinstance(quiet, bool) or not isinstance(quiet, int) or not 0 <= quiet <= START_WINDOWS:
+            raise CalibrationError(
+                f"calibration: start_quiet_windows: expected a whole number 0..{START_WINDOWS}"
+            )
         return cls(
             raw["bundle_id"],
             {k: float(v) for k, v in thresholds.items()},
@@ -157,6 +173,7 @@ class SiteCalibration:
             float(raw["created"]),
             None if start is None else float(start),
             groups,
+            quiet,
         )
 
 
@@ -268,6 +285,7 @@ def compute(
     in_detection: npt.NDArray[np.bool_] | None = None,
     start_anomaly: npt.NDArray[np.float64] | None = None,
     unknown_edge: float | None = None,
+    start_probabilities: npt.NDArray[np.float64] | None = None,
 ) -> SiteCalibration:
     """Thresholds from the site's window scores (classifier probabilities, benign-model scores).
 
@@ -280,6 +298,8 @@ def compute(
     the signed group edges: the raw one flags, each group gets its own edge, and the start
     edge is the largest ratio's. ``unknown_edge``: the signed edge of a classifier's own
     ``unknown`` (``agent.classifier_unknown``), calibrated as one more label; None: it has none.
+    ``start_probabilities``: the classifier's scores of the stream's first windows (NaN rows:
+    not seen), for ``start_quiet_windows`` when there is no benign model.
     """
     n = len(probabilities)
     if n < MIN_WINDOWS:
@@ -304,18 +324,18 @@ def compute(
     exceed = min(target_per_day * window / windows_per_day, 0.5)
     thresholds: dict[str, float] = {}
     for i in watch:
-        site = _sigmoid(tail_threshold(_logit(probs[keep, i]), exceed))
-        thresholds[labels[i]] = max(float(limits[i]), min(site, 1.0))
+        thresholds[labels[i]] = _past_pile(probs[keep, i], exceed, float(limits[i]))
     if unknown_edge is not None:
         # scored as the agent will score it after this calibration: a window is confident of
         # a class at that class's calibrated threshold, so a class the site raised leaves its
         # windows to unknown, and the unknown edge must be learned on those too
         in_force = [thresholds.get(labels[i], float(limits[i])) for i in range(len(labels))]
         unknown = classifier_unknown.scores(probs[keep], benign, watch, in_force)
-        site = _sigmoid(tail_threshold(_logit(unknown), exceed))
-        # windows at the top score more often than the target rate: past every score (1)
-        site = 1.0 if site >= classifier_unknown.TOP else site
-        thresholds[classifier_unknown.UNKNOWN] = max(unknown_edge, site)
+        thresholds[classifier_unknown.UNKNOWN] = _past_pile(unknown, exceed, unknown_edge)
+    quiet = 0
+    if anomaly is None and start_probabilities is not None:
+        start = np.asarray(start_probabilities, np.float64).reshape(-1, probs.shape[1])
+        quiet = START_WINDOWS if _fired(start, labels, watch, thresholds, limits) else 0
     anomaly_threshold: float | None = None
     groups: tuple[float, ...] | None = None
     if anomaly is not None and anomaly_floor is not None:
@@ -342,7 +362,49 @@ def compute(
         seconds,
         start_anomaly_threshold=start_threshold,
         group_thresholds=groups,
+        start_quiet_windows=quiet,
     )
+
+
+def _fired(
+    probs: npt.NDArray[np.float64],
+    labels: Sequence[str],
+    watch: list[int],
+    thresholds: Mapping[str, float],
+    signed: npt.NDArray[np.float64],
+) -> bool:
+    """Any window of ``probs`` raises a hit with the calibrated ``thresholds`` in force."""
+    if not watch or len(probs) == 0:
+        return False
+    in_force = [thresholds.get(label, float(signed[i])) for i, label in enumerate(labels)]
+    if np.any(probs[:, watch] >= np.asarray(in_force)[watch]):
+        return True
+    edge = thresholds.get(classifier_unknown.UNKNOWN)
+    if edge is None:
+        return False
+    benign = [i for i in range(probs.shape[1]) if i not in watch]
+    return bool(np.any(classifier_unknown.scores(probs, benign, watch, in_force) >= edge))
+
+
+def _past_pile(probs: npt.NDArray[np.float64], exceed: float, floor: float) -> float:
+    """The probability site windows exceed at rate ``exceed`` (the tail fit on a logit scale),
+    never below ``floor`` (the signed threshold).
+
+    An int8 output moves in steps of 1/256, and a site's everyday windows may pile on one step
+    (another network read as one attack class at the top probability, all day). Then the top
+    1 % sits on the fitted edge itself and there is no tail to fit: the edge moves past the
+    pile, to the next score above it, or past every score (``SILENCED``) when the pile is the
+    highest — a threshold those windows would cross all day silences nothing.
+    """
+    edge = max(floor, _sigmoid(tail_threshold(_logit(probs), exceed)))
+    finite = probs[np.isfinite(probs)]
+    if exceed >= CONTAMINATION or len(finite) == 0:
+        return edge
+    top = float(np.quantile(finite, 1.0 - CONTAMINATION))
+    if edge > top:
+        return edge
+    above = finite[finite > top]
+    return max(edge, float(above.min())) if len(above) else SILENCED
 
 
 def _raw(scores: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -383,8 +445,10 @@ class Collector:
         self.anomaly: npt.NDArray[np.floating[Any]] = np.zeros(capacity, np.float64)
         self.in_detection = np.zeros(capacity, bool)
         self.seen = 0
-        # benign-model scores of the stream's first windows (NaN: not seen during collection)
+        # benign-model scores and probabilities of the stream's first windows (NaN: not seen
+        # during collection)
         self.start_anomaly = np.full(START_WINDOWS, np.nan)
+        self.start_probabilities = np.full((START_WINDOWS, labels), np.nan)
         self.first_ns: int | None = None
         self.last_ns: int | None = None
         self._rng = np.random.default_rng(seed)
@@ -409,10 +473,12 @@ class Collector:
             groups = int(np.shape(anomaly)[1])
             self.anomaly = np.zeros((self.capacity, groups), np.float32)  # 4 B a group
             self.start_anomaly = np.full((START_WINDOWS, groups), np.nan)
-        if anomaly is not None and numbers is not None:
+        if numbers is not None:
             at = np.asarray(numbers, np.int64)
             early = (at >= 0) & (at < START_WINDOWS)
-            self.start_anomaly[at[early]] = np.asarray(anomaly, np.float64)[early]
+            self.start_probabilities[at[early]] = np.asarray(probabilities, np.float64)[early]
+            if anomaly is not None:
+                self.start_anomaly[at[early]] = np.asarray(anomaly, np.float64)[early]
         if self.first_ns is None:
             self.first_ns = int(ends_ns[0])
         self.last_ns = int(ends_ns[-1])

@@ -30,8 +30,8 @@ from agent.families import UNKNOWN as UNKNOWN  # the label and its family alike
 
 EDGE = 0.95  # benign at most 5 %
 # The highest score: an int8 benign probability of 0 means "under one output step" (1/256) and
-# reads as half a step, so an edge of 1 is past every score (a site calibration's way to
-# silence it where everyday windows reach the top more often than the target rate).
+# reads as half a step, so no score reaches 1 (a site calibration silences it past every
+# score where everyday windows reach the top more often than the target rate).
 TOP = 1.0 - 1.0 / 512.0
 
 

@@ -110,6 +110,23 @@ def test_an_int8_label_that_is_almost_always_zero_keeps_its_signed_threshold() -
     assert found.thresholds["flood"] == 0.5
 
 
+def test_a_site_read_as_one_class_at_the_int8_top_silences_it() -> None:
+    # another network's everyday traffic read as a flood at the int8 top probability on most
+    # windows: a threshold at that top would still be crossed all day, so it goes past it
+    rng = np.random.default_rng(3)
+    n = 3000
+    top = 255 / 256
+    flood = np.where(rng.random(n) < 0.6, top, rng.uniform(0.0, 0.3, n))
+    found = _compute(np.column_stack((1 - flood, flood)), None, anomaly_floor=None)
+    assert found.thresholds["flood"] == cal.SILENCED > top
+    assert found.flagged_fraction > cal.MAX_EXCLUDED  # the site's normal: calibrated on
+    # a pile on a lower step with a few windows above it: the next score above the pile
+    flood = np.where(rng.random(n) < 0.6, 128 / 256, rng.uniform(0.0, 0.3, n))
+    flood[:10] = 200 / 256
+    found = _compute(np.column_stack((1 - flood, flood)), None, anomaly_floor=None)
+    assert found.thresholds["flood"] == 200 / 256
+
+
 def test_too_few_windows_is_an_error() -> None:
     with pytest.raises(cal.CalibrationError, match="need at least"):
         _compute(np.zeros((10, 2)), np.zeros(10))

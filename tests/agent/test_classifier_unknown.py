@@ -118,7 +118,7 @@ def test_a_site_whose_everyday_windows_look_un_benign_raises_the_unknown_edge() 
     assert raised.thresholds["unknown"] > 0.99
     # windows scoring the top (benign exactly 0) more often than the target rate: silenced
     zero = np.column_stack((np.zeros(3600), np.full(3600, 0.5), np.full(3600, 0.5)))
-    assert _calibrate(zero).thresholds["unknown"] == 1.0
+    assert _calibrate(zero).thresholds["unknown"] == cal.SILENCED
     assert scores(zero, [0], [1, 2], [0.5, 0.8, 0.8]).max() < 1.0
     assert raised.flagged_fraction > cal.MAX_EXCLUDED  # that IS the site's normal: calibrated on
     calm = np.column_stack((np.full(3600, 0.98), np.full(3600, 0.01), np.full(3600, 0.01)))
