@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
         f"wrote {args.out}: {found.windows} windows over {found.seconds:.0f} s "
         f"({found.excluded} flagged left out, {found.flagged_fraction:.1%} flagged); "
         f"anomaly threshold {found.anomaly_threshold} (stream start "
-        f"{found.start_anomaly_threshold}){edges}; thresholds {dict(found.thresholds)}",
+        f"{found.start_anomaly_threshold}){edges}; thresholds {dict(found.thresholds)}; "
+        f"labels quiet in a stream's first {found.start_quiet_windows} windows",
         file=sys.stderr,
     )
     return 0
@@ -139,6 +140,7 @@ def calibrate_bundle(bundle: Any, capture: str, target: float, progress: bool = 
             in_detection=busy,
             start_anomaly=anomaly[numbers < cal.START_WINDOWS] if anomaly is not None else None,
             unknown_edge=classifier_unknown.EDGE if own_unknown else None,
+            start_probabilities=probabilities[numbers < cal.START_WINDOWS],
         )
     except cal.CalibrationError as exc:
         raise ConfigError(str(exc)) from None

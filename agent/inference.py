@@ -227,6 +227,7 @@ class ModelSlot:
         self._benign: openset.BenignModel | None = None
         self._fusion: openset.Fusion | None = None
         self._unknown: ClassifierUnknown | None = None
+        self._start_quiet = 0  # a stream's first windows in which no label hits (calibration)
         self._accumulator: Accumulator | None = None
         self._activate(self._fitted(bundle))
         self.windows_seen = 0
@@ -308,6 +309,9 @@ class ModelSlot:
             scores = self._fusion.fuse(scores, anomaly, numbers[picked])
         elif self._unknown is not None:
             scores = self._unknown.fuse(scores)
+        if self._start_quiet and int(numbers[picked[0]]) < self._start_quiet:
+            # the site's boot fired this classifier when it was calibrated: no hits yet
+            scores = np.where((numbers[picked] < self._start_quiet)[:, None], 0.0, scores)
         self.windows_scored += len(picked)
         ends = np.asarray(batch.start_ns, np.int64)[last] + self._step_ns
         window = self.window
@@ -412,6 +416,8 @@ class ModelSlot:
         self._unknown = None
         if benign is None and len(policy.labels) == n + 1:  # the classifier's own unknown
             self._unknown = ClassifierUnknown.of(policy, n)
+        quiet = calibration.start_quiet_windows if calibration is not None else 0
+        self._start_quiet = quiet if benign is None else 0
         if benign is not None:
             floor = benign.spec.threshold
             # the bundle's signed stream-start edge holds until a calibration brings the site's

@@ -105,6 +105,7 @@ class SiteCalibrator:
                 in_detection=c.in_detection[: c.kept],
                 start_anomaly=c.start_anomaly if benign is not None else None,
                 unknown_edge=slot.debounce.unknown_edge if slot.classifier_unknown else None,
+                start_probabilities=c.start_probabilities,
             )
         except cal.CalibrationError as exc:
             logger.warning("%s: %s; collecting again", slot.name, exc)
