@@ -31,6 +31,7 @@ MODULES = (
     "benchmarks.events",
     "benchmarks.partial_windows",
     "benchmarks.unknown_edge",
+    "benchmarks.cross_site",
     "benchmarks.training_quality",
     "benchmarks.fleet_load",
     "benchmarks.features_parallel",
