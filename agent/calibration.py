@@ -325,17 +325,18 @@ def compute(
     thresholds: dict[str, float] = {}
     for i in watch:
         thresholds[labels[i]] = _past_pile(probs[keep, i], exceed, float(limits[i]))
+    in_force = [thresholds.get(labels[i], float(limits[i])) for i in range(len(labels))]
     if unknown_edge is not None:
         # scored as the agent will score it after this calibration: a window is confident of
         # a class at that class's calibrated threshold, so a class the site raised leaves its
         # windows to unknown, and the unknown edge must be learned on those too
-        in_force = [thresholds.get(labels[i], float(limits[i])) for i in range(len(labels))]
         unknown = classifier_unknown.scores(probs[keep], benign, watch, in_force)
         thresholds[classifier_unknown.UNKNOWN] = _past_pile(unknown, exceed, unknown_edge)
     quiet = 0
     if anomaly is None and start_probabilities is not None:
         start = np.asarray(start_probabilities, np.float64).reshape(-1, probs.shape[1])
-        quiet = START_WINDOWS if _fired(start, labels, watch, thresholds, limits) else 0
+        edge = thresholds.get(classifier_unknown.UNKNOWN)
+        quiet = START_WINDOWS if _fired(start, benign, watch, in_force, edge) else 0
     anomaly_threshold: float | None = None
     groups: tuple[float, ...] | None = None
     if anomaly is not None and anomaly_floor is not None:
@@ -368,22 +369,20 @@ def compute(
 
 def _fired(
     probs: npt.NDArray[np.float64],
-    labels: Sequence[str],
+    benign: list[int],
     watch: list[int],
-    thresholds: Mapping[str, float],
-    signed: npt.NDArray[np.float64],
+    in_force: list[float],
+    unknown_edge: float | None,
 ) -> bool:
-    """Any window of ``probs`` raises a hit with the calibrated ``thresholds`` in force."""
+    """Any window of ``probs`` hits a label at the thresholds ``in_force`` (one per label), or
+    the classifier's own ``unknown`` at ``unknown_edge`` (None: it has none)."""
     if not watch or len(probs) == 0:
         return False
-    in_force = [thresholds.get(label, float(signed[i])) for i, label in enumerate(labels)]
     if np.any(probs[:, watch] >= np.asarray(in_force)[watch]):
         return True
-    edge = thresholds.get(classifier_unknown.UNKNOWN)
-    if edge is None:
+    if unknown_edge is None:
         return False
-    benign = [i for i in range(probs.shape[1]) if i not in watch]
-    return bool(np.any(classifier_unknown.scores(probs, benign, watch, in_force) >= edge))
+    return bool(np.any(classifier_unknown.scores(probs, benign, watch, in_force) >= unknown_edge))
 
 
 def _past_pile(probs: npt.NDArray[np.float64], exceed: float, floor: float) -> float:
