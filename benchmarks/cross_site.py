@@ -22,7 +22,8 @@ Per model and site:
 
 Beside calibration, the other remedy: the same recipe trained with the site's calibration hour
 as one more benign capture (``benign-<site>.pcap`` beside the shared ones), its signed
-thresholds counted on the same hour and the same held-out attacks.
+thresholds counted on the same hour and the same held-out attacks; and both: that model
+calibrated on the hour it was trained with (the only other hour there is).
 
 Rates are per day of the stretch's own packet time (a 20-packet step is not a second).
 Run: ``python -m benchmarks.cross_site [--quick]``.
@@ -35,7 +36,7 @@ import dataclasses
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -103,12 +104,23 @@ def per_day(stretches: list[Stretch]) -> tuple[float, str]:
     return (round(alarms / hours * 24, 1) if hours > 0 else float("nan")), unit
 
 
+@dataclass
+class Tally:
+    """Everything counted over the models: stretches per (site, remedy), attacks per case."""
+
+    stretches: dict[tuple[str, str], list[Stretch]] = field(default_factory=dict)
+    attacks: dict[str, list[tuple[str, bool]]] = field(default_factory=dict)
+
+    def stretch(self, site: str, remedy: str, figures: Stretch) -> None:
+        self.stretches.setdefault((site, remedy), []).append(figures)
+
+    def found(self, case: str, result: dict[str, Any]) -> None:
+        self.attacks.setdefault(case, []).extend(_detected(result))
+
+
 def run(quick: bool = False) -> list[dict[str, object]]:
     """Every model on every site: false alarms before and after, held-out attacks after."""
-    from agent.bundle import load_bundle, load_public_key
-    from benchmarks.events import FOLDS, PARTIAL, STEP, WINDOW, shared_captures, train_fold
-    from benchmarks.openset import calibrate_on
-    from training.events import evaluate_events
+    from benchmarks.events import FOLDS, PARTIAL, STEP, WINDOW, shared_captures
     from training.synth.traffic import generate_traffic
 
     captures = shared_captures()
@@ -118,66 +130,95 @@ def run(quick: bool = False) -> list[dict[str, object]]:
     seeds = MODEL_SEEDS[:1] if quick else MODEL_SEEDS
     folds = FOLDS[:1] if quick else FOLDS
     began = time.perf_counter()
-    before: dict[str, list[Stretch]] = {name: [] for name in SITE_SEEDS}
-    after: dict[str, list[Stretch]] = {name: [] for name in SITE_SEEDS}
-    adapted: dict[str, list[Stretch]] = {name: [] for name in SITE_SEEDS}
-    found: dict[str, list[tuple[str, bool]]] = {"signed": []}
+    tally = Tally()
     with tempfile.TemporaryDirectory(prefix="iotids-bench-cross-site-") as tmp:
         root = Path(tmp)
-        stretches = {
-            name: tuple(
-                generate_traffic(site(name, s, seconds), root / f"site-{s}").pcap for s in pair
-            )
-            for name, pair in SITE_SEEDS.items()
+        made = {
+            s: generate_traffic(site(n, s, seconds), root / f"site-{s}").pcap
+            for n, pair in SITE_SEEDS.items()
+            for s in pair
         }
-        benign = {name: root / f"benign-{name.replace(' ', '-')}.pcap" for name in SITE_SEEDS}
-        for name, path in benign.items():  # the class comes from the file name
-            path.symlink_to(stretches[name][0])
+        stretches = {name: (made[a], made[b]) for name, (a, b) in SITE_SEEDS.items()}
         for seed in seeds:
             for i, held in enumerate(folds):
                 folder = root / f"seed{seed}-fold{i}"
                 train = [p for n, p in captures.items() if n not in held]
-                bundle_path, public, _ = train_fold(train, folder, STEP, "zeros", 15, PARTIAL, seed)
-                bundle = load_bundle(bundle_path, [load_public_key(public)])
-                attacks = folder / "held"
-                attacks.mkdir()
-                for name in held:
-                    if name in captures and not name.startswith("benign"):
-                        (attacks / name).symlink_to(captures[name])
-                found["signed"] += _detected(evaluate_events(bundle, attacks))
-                for name, (cal_pcap, test_pcap) in stretches.items():
-                    before[name].append(replay_stretch(bundle, test_pcap))
-                    calibration = calibrate_on(bundle, cal_pcap)
-                    after[name].append(replay_stretch(bundle, test_pcap, calibration))
-                    later = dataclasses.replace(calibration, start_quiet_windows=0)
-                    for when, used in (("later", later), ("at start", calibration)):
-                        result = evaluate_events(bundle, attacks, None, used)
-                        found.setdefault(f"{name} {when}", []).extend(_detected(result))
-                    own = folder / benign[name].stem
-                    path, key, _ = train_fold(
-                        [*train, benign[name]], own, STEP, "zeros", 15, PARTIAL, seed
-                    )
-                    site_model = load_bundle(path, [load_public_key(key)])
-                    adapted[name].append(replay_stretch(site_model, test_pcap))
-                    result = evaluate_events(site_model, attacks)
-                    found.setdefault(f"{name} trained", []).extend(_detected(result))
+                attacks = _link(folder / "held", {n: captures[n] for n in held if n in captures})
+                one_model(tally, folder, train, attacks, stretches, seed)
     recipe = f"cnn {STEP} window {WINDOW} partial {PARTIAL:g}, {len(seeds) * len(folds)} models"
-    rows: list[dict[str, object]] = []
-    for name in SITE_SEEDS:
-        case = f"{name}, {recipe}"
-        value, unit = per_day(before[name])
-        worst = max(s.open_share for s in before[name])
-        rows.append(_row(case, "false alarms before", value, f"{unit}; open up to {worst:.1%}"))
-        value, unit = per_day(after[name])
-        rows.append(_row(case, "after calibration", value, unit, TARGET))
-        for when in ("later", "at start"):
-            metric = f"held-out attacks, calibrated, {when}"
-            rows.append(_row(case, metric, *_tally(found[f"{name} {when}"])))
-        value, unit = per_day(adapted[name])
-        rows.append(_row(case, "trained with its benign hour", value, unit, TARGET))
-        rows.append(_row(case, "held-out attacks, so trained", *_tally(found[f"{name} trained"])))
-    rows.append(_row(recipe, "held-out attacks, signed", *_tally(found["signed"])))
+    rows = [r for name in SITE_SEEDS for r in site_rows(tally, name, f"{name}, {recipe}")]
+    rows.append(_row(recipe, "held-out attacks, signed", *_tally(tally.attacks["signed"])))
     rows.append(_row(recipe, "train+replay", time.perf_counter() - began, "s"))
+    return rows
+
+
+def _link(folder: Path, captures: dict[str, Path]) -> Path:
+    """``folder`` holding links to the attack captures among ``captures``."""
+    folder.mkdir(parents=True)
+    for name, path in captures.items():
+        if not name.startswith("benign"):
+            (folder / name).symlink_to(path)
+    return folder
+
+
+def one_model(
+    tally: Tally,
+    folder: Path,
+    train: list[Path],
+    attacks: Path,
+    stretches: dict[str, tuple[Path, Path]],
+    seed: int,
+) -> None:
+    """One fold and seed: the recipe's model, then per site calibration and the site's model."""
+    from benchmarks.openset import calibrate_on
+    from training.events import evaluate_events
+
+    bundle = _trained(train, folder, seed)
+    tally.found("signed", evaluate_events(bundle, attacks))
+    for name, (cal_pcap, test_pcap) in stretches.items():
+        tally.stretch(name, "before", replay_stretch(bundle, test_pcap))
+        calibration = calibrate_on(bundle, cal_pcap)
+        tally.stretch(name, "calibrated", replay_stretch(bundle, test_pcap, calibration))
+        later = dataclasses.replace(calibration, start_quiet_windows=0)
+        tally.found(f"{name} later", evaluate_events(bundle, attacks, None, later))
+        tally.found(f"{name} at start", evaluate_events(bundle, attacks, None, calibration))
+        # the class comes from the file name: the site's hour as one more benign capture
+        own = folder / f"benign-{name.replace(' ', '-')}.pcap"
+        own.symlink_to(cal_pcap)
+        site_model = _trained([*train, own], folder / own.stem, seed)
+        tally.stretch(name, "trained", replay_stretch(site_model, test_pcap))
+        tally.found(f"{name} trained", evaluate_events(site_model, attacks))
+        calibration = calibrate_on(site_model, cal_pcap)
+        tally.stretch(name, "both", replay_stretch(site_model, test_pcap, calibration))
+        later = dataclasses.replace(calibration, start_quiet_windows=0)
+        tally.found(f"{name} both", evaluate_events(site_model, attacks, None, later))
+
+
+def _trained(train: list[Path], folder: Path, seed: int) -> Bundle:
+    """The events benchmark's recipe on ``train``, signed and loaded as the agent does."""
+    from agent.bundle import load_bundle, load_public_key
+    from benchmarks.events import PARTIAL, STEP, train_fold
+
+    path, key, _ = train_fold(train, folder, STEP, "zeros", 15, PARTIAL, seed)
+    return load_bundle(path, [load_public_key(key)])
+
+
+def site_rows(tally: Tally, name: str, case: str) -> list[dict[str, object]]:
+    """One site's rows: false alarms and held-out attacks for each remedy."""
+    value, unit = per_day(tally.stretches[(name, "before")])
+    worst = max(s.open_share for s in tally.stretches[(name, "before")])
+    rows = [_row(case, "false alarms before", value, f"{unit}; open up to {worst:.1%}")]
+    # (remedy, its false-alarm metric, (key of its held-out attacks, when they come) ...)
+    for remedy, metric, attacks in (
+        ("calibrated", "after calibration", (("later", "later"), ("at start", "at start"))),
+        ("trained", "trained with its benign hour", (("trained", "later"),)),
+        ("both", "trained with it, calibrated on it", (("both", "later"),)),
+    ):
+        value, unit = per_day(tally.stretches[(name, remedy)])
+        rows.append(_row(case, metric, value, unit, TARGET))
+        for key, when in attacks:
+            found = _tally(tally.attacks[f"{name} {key}"])
+            rows.append(_row(case, f"held-out attacks, {remedy}, {when}", *found))
     return rows
 
 
