@@ -70,7 +70,8 @@ def test_the_recipes_are_found() -> None:
 
 
 def _captures(folder: Path) -> None:
-    """The user's captures: one class per file, named by class, and a suspicious capture."""
+    """The user's captures: one class per file, named by class, a suspicious capture and a
+    stretch of the gateway's own network."""
     gen = folder / "generated"
     flood = gen / "flood.json"
     gen.mkdir()
@@ -87,6 +88,7 @@ def _captures(folder: Path) -> None:
         "benign": ["--preset", "benign", "--duration", "90", "--seed", "11"],
         "synflood": ["--scenario", str(flood)],
         "suspicious": ["--preset", "default", "--duration", "120", "--seed", "12"],
+        "site": ["--preset", "benign", "--duration", "150", "--seed", "13"],
     }
     for name, args in runs.items():
         _iotids(folder, "synth", "traffic", "-q", "-o", str(gen / name), *args)
@@ -94,6 +96,7 @@ def _captures(folder: Path) -> None:
     shutil.copy(gen / "benign" / "traffic.pcap", folder / "captures" / "benign-a.pcap")
     shutil.copy(gen / "synflood" / "traffic.pcap", folder / "captures" / "synflood-b.pcap")
     shutil.copy(gen / "suspicious" / "traffic.pcap", folder / "suspicious.pcapng")
+    shutil.copy(gen / "site" / "traffic.pcap", folder / "site-hour.pcap")  # the gateway's own
 
 
 def _env() -> dict[str, str]:
