@@ -57,12 +57,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {args.out}: {exc.strerror}") from None
     groups = found.group_thresholds
     edges = f"; group edges {[round(g, 3) for g in groups]}" if groups is not None else ""
+    quiet = found.start_quiet_windows
+    start = f"; no label hits in a stream's first {quiet} windows" if quiet else ""
     print(  # noqa: T201 - the CLI talks to its user
         f"wrote {args.out}: {found.windows} windows over {found.seconds:.0f} s "
         f"({found.excluded} flagged left out, {found.flagged_fraction:.1%} flagged); "
         f"anomaly threshold {found.anomaly_threshold} (stream start "
-        f"{found.start_anomaly_threshold}){edges}; thresholds {dict(found.thresholds)}; "
-        f"labels quiet in a stream's first {found.start_quiet_windows} windows",
+        f"{found.start_anomaly_threshold}){edges}; thresholds {dict(found.thresholds)}{start}",
         file=sys.stderr,
     )
     return 0
