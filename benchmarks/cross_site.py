@@ -62,6 +62,7 @@ class Stretch:
     hours: float
     open_share: float
     labels: tuple[str, ...]
+    at_s: tuple[float, ...] = ()  # the first alarms, seconds after the stretch's first packet
 
 
 def _row(case: str, metric: str, value: object, unit: str, target: str = "") -> dict[str, object]:
@@ -87,11 +88,13 @@ def replay_stretch(bundle: Bundle, capture: Path, calibration: Any = None) -> St
     hours = float(ts.max() - ts.min()) / 3.6e12 if len(ts) else 0.0
     events = replay_capture(bundle, capture, calibration=calibration).events
     news = [e for e in events if e.kind == "new"]
+    # one alarm that never ends counts once: how much of the stretch it covered says the rest
     open_s = sum(
         ((e.ended_ns or e.time_ns) - e.started_ns) / 1e9 for e in events if e.kind == "end"
     )
     share = open_s / (hours * 3600) if hours > 0 else 0.0
-    return Stretch(len(news), hours, share, tuple(sorted({e.label for e in news})))
+    at = tuple((e.time_ns - int(ts.min())) / 1e9 for e in news[:3])
+    return Stretch(len(news), hours, share, tuple(sorted({e.label for e in news})), at)
 
 
 def per_day(stretches: list[Stretch]) -> tuple[float, str]:

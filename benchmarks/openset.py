@@ -348,23 +348,15 @@ def false_alarms_per_day(
     bundle: Bundle, capture: Path, calibration: Any = None
 ) -> tuple[float, str]:
     """``new`` events per day of ``capture`` and the unit (span, labels, when) to print."""
-    from agent.features.capture import read_capture
-    from agent.replay import replay_capture
+    from benchmarks.cross_site import replay_stretch
 
-    result = replay_capture(bundle, capture, calibration=calibration)
-    news = [e for e in result.events if e.kind == "new"]
-    days = result.source.steps * bundle.manifest.step.size_ns / 8.64e13
-    labels = ", ".join(sorted({e.label for e in news})) or "-"
-    # one alarm that never ends counts once: say how much of the stretch it covered
-    open_s = sum(
-        ((e.ended_ns or e.time_ns) - e.started_ns) / 1e9 for e in result.events if e.kind == "end"
-    )
-    share = open_s / (days * 86_400) if days > 0 else 0.0
-    first_ns = int(read_capture(capture).packets.ts_ns.min()) if news else 0
-    at = ", ".join(f"+{(e.time_ns - first_ns) / 1e9:.0f} s" for e in news[:3])
+    got = replay_stretch(bundle, capture, calibration)
+    labels = ", ".join(got.labels) or "-"
+    at = ", ".join(f"+{s:.0f} s" for s in got.at_s)
     when = f" at {at}" if at else ""
-    unit = f"/day: {len(news)} in {days * 24:.2f} h ({labels}{when}; alarm open {share:.1%} of it)"
-    return (round(len(news) / days, 1) if days > 0 else float("nan")), unit
+    unit = f"/day: {got.alarms} in {got.hours:.2f} h ({labels}{when}; "
+    unit += f"alarm open {got.open_share:.1%} of it)"
+    return (round(got.alarms / got.hours * 24, 1) if got.hours > 0 else float("nan")), unit
 
 
 def latency_us(bundle: Bundle, capture: Path, runs: int = 400) -> tuple[float, float]:
