@@ -72,3 +72,14 @@ def test_the_agent_holds_its_labels_in_a_quiet_stream_start(kit: FloodKit, tmp_p
     assert first[0].time_ns - int(attack[0][0] * 1e9) <= (window + 2) * step
     assert first[1].time_ns - first[0].time_ns >= (cal.START_WINDOWS - 2) * step
     assert first[1].time_ns <= first[0].time_ns + (cal.START_WINDOWS + window) * step
+
+
+def test_the_collector_keeps_the_stream_starts_probabilities() -> None:
+    collector = cal.Collector(labels=2, capacity=50)
+    ends = np.arange(12, dtype=np.int64) * 1_000_000_000
+    probabilities = np.column_stack((np.linspace(0, 1, 12), np.linspace(1, 0, 12)))
+    collector.add(ends, probabilities, None, np.zeros(12, bool), np.arange(12, dtype=np.int64))
+    assert np.array_equal(collector.start_probabilities, probabilities[: cal.START_WINDOWS])
+    # windows that came later in the stream do not touch them
+    collector.add(ends + 12, probabilities[::-1], None, np.zeros(12, bool), np.arange(12) + 12)
+    assert np.array_equal(collector.start_probabilities, probabilities[: cal.START_WINDOWS])
