@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from agent.calibration import SILENCED
 from agent.contract import (
     DEFAULT_PREFIX,
     KERNELS,
@@ -36,6 +38,9 @@ logger = logging.getLogger(__name__)
 
 KINDS: Final[tuple[Kind, ...]] = ("status", "events", "stats", "model")
 OTHER_LABELS_SHOWN: Final = 3
+SILENCED_SHOWN: Final = 6
+# what a label may look like on the operator's screen; anything else is not echoed
+_LABEL: Final = re.compile(r"[\w.+:/-]{1,64}")
 
 
 def _number(value: object) -> float | None:
@@ -272,6 +277,7 @@ class Fleet:
             "feature_set": model.get("feature_set"),
             "kernels": kernels if kernels in KERNELS else None,
             "last_update": last if isinstance(last, dict) else None,
+            "calibration": _calibration(model.get("calibration")),
         }
         if summary == gateway.model:
             return []
@@ -279,10 +285,39 @@ class Fleet:
         line = f"{gateway.device} model {summary['bundle_id']}"
         if summary["kernels"]:
             line += f" on {summary['kernels']} kernels"
+        if summary["calibration"]:
+            line += f", {summary['calibration']}"
         if isinstance(last, dict):
             line += f" (last update {last.get('result', '?')}"
             line += f": {last['reason']})" if last.get("reason") else ")"
         return [line]
+
+
+def _calibration(field: object) -> str | None:
+    """The model topic's site calibration in a few words: ``calibrated (silenced a, b; first 10
+    windows quiet)`` — the labels a site calibration switched off are what an operator must know."""
+    if not isinstance(field, Mapping):
+        return None
+    state = field.get("state")
+    if state == "collecting":
+        return "calibrating"
+    if state != "calibrated":
+        return None
+    thresholds = field.get("thresholds")
+    silenced = sorted(
+        label
+        for label, value in (thresholds.items() if isinstance(thresholds, Mapping) else ())
+        if isinstance(label, str) and _LABEL.fullmatch(label) and (_number(value) or 0) >= SILENCED
+    )
+    parts = []
+    if silenced:
+        more = len(silenced) - SILENCED_SHOWN
+        shown = ", ".join(silenced[:SILENCED_SHOWN]) + (f" and {more} more" if more > 0 else "")
+        parts.append(f"silenced {shown}")
+    quiet = _number(field.get("start_quiet_windows"))
+    if quiet is not None and 0 < quiet <= 1000:
+        parts.append(f"first {quiet:.0f} windows quiet")
+    return "calibrated" + (f" ({'; '.join(parts)})" if parts else "")
 
 
 def describe(detection: Detection) -> str:

@@ -107,6 +107,24 @@ def test_model_lines_say_which_kernels_run_it_and_ignore_other_values() -> None:
     assert lines == ["gw model cnn-2"]
 
 
+def test_model_lines_name_the_labels_a_site_calibration_silenced() -> None:
+    fleet = Fleet()
+    calibration = {
+        "state": "calibrated",
+        "thresholds": {"syn_flood": 0.7, "amp": 1.00390625, "unknown": 1.00390625, "\u001b[2J": 2},
+        "start_quiet_windows": 10,
+    }
+    body = {"bundle_id": "cnn-1", "calibration": calibration}
+    lines = fleet.apply("iotids/gw/model", json.dumps(body).encode(), NOW, retained=True)
+    assert lines == ["gw model cnn-1, calibrated (silenced amp, unknown; first 10 windows quiet)"]
+    body["calibration"] = {"state": "collecting"}
+    lines = fleet.apply("iotids/gw/model", json.dumps(body).encode(), NOW, retained=True)
+    assert lines == ["gw model cnn-1, calibrating"]
+    body["calibration"] = {"state": "calibrated", "thresholds": "x", "start_quiet_windows": True}
+    lines = fleet.apply("iotids/gw/model", json.dumps(body).encode(), NOW, retained=True)
+    assert lines == ["gw model cnn-1, calibrated"]
+
+
 @pytest.mark.parametrize(
     ("topic", "payload"),
     [
