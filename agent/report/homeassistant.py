@@ -14,7 +14,8 @@ any character outside ``[A-Za-z0-9_-]`` replaced by ``_`` (Home Assistant's rule
 * ``sensor/<node>/packets_per_s`` — ``packets_per_s`` from the stats payload (state class
   ``measurement``, unit ``packets/s``, entity category ``diagnostic``).
 * ``sensor/<node>/active_model`` — ``bundle_id`` from the retained model payload (entity
-  category ``diagnostic``).
+  category ``diagnostic``); the site calibration in force (``state``, thresholds, a quiet
+  stream start) are its attributes.
 
 Every config carries ``availability_topic`` = ``<prefix>/<device>/status`` with
 ``payload_available`` ``online`` / ``payload_not_available`` ``offline`` (the agent's last will),
@@ -45,6 +46,8 @@ _LAST_ATTACK_TEMPLATE: Final = (
 )
 _OPEN_ATTRIBUTES: Final = "{{ {'detections': value_json.detections} | tojson }}"
 _LAST_ATTRIBUTES: Final = "{{ (value_json.last_attack or {}) | tojson }}"
+# the site calibration in force (its thresholds: a label above 1 is silenced on this site)
+_MODEL_ATTRIBUTES: Final = "{{ (value_json.calibration or {}) | tojson }}"
 
 
 def node_id(device_id: str) -> str:
@@ -105,6 +108,8 @@ def _entities(topics: Topics) -> list[tuple[str, str, dict[str, object]]]:
                 "icon": "mdi:brain",
                 "state_topic": topics.model,
                 "value_template": "{{ value_json.bundle_id }}",
+                "json_attributes_topic": topics.model,
+                "json_attributes_template": _MODEL_ATTRIBUTES,
                 "entity_category": "diagnostic",
             },
         ),

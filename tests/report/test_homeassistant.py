@@ -95,6 +95,27 @@ def test_the_templates_give_home_assistant_the_state_and_the_evidence(
     assert opened == {"detections": state["detections"]}
 
 
+def test_the_active_model_carries_its_site_calibration_as_attributes() -> None:
+    jinja2 = pytest.importorskip("jinja2", reason="renders HA's templates (the dev extra)")
+    env = jinja2.Environment(autoescape=False)
+    configs = {
+        topic.split("/")[-2]: json.loads(p)
+        for topic, p in discovery_messages("gw-1", "iotids", "homeassistant")
+    }
+    model = configs["active_model"]
+    assert model["json_attributes_topic"] == model["state_topic"] == "iotids/gw-1/model"
+    template = env.from_string(model["json_attributes_template"])
+    calibration = {
+        "state": "calibrated",
+        "thresholds": {"amp": 1.00390625},
+        "start_quiet_windows": 10,
+    }
+    payload = {"bundle_id": "cnn-1", "calibration": calibration}
+    assert json.loads(template.render(value_json=payload)) == calibration
+    # a model message without it (an update's result) gives no attributes, not an error
+    assert json.loads(template.render(value_json={"bundle_id": "cnn-2"})) == {}
+
+
 def test_node_id_keeps_only_what_home_assistant_accepts() -> None:
     assert node_id("gw-1_a") == "gw-1_a"
     assert node_id("gw.lab.2") == "gw_lab_2"
