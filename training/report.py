@@ -195,6 +195,7 @@ HYPERPARAMETERS = (
     "class_weight_power",
     "distill",
     "distill_augment",
+    "class_offsets",
 )
 
 
