@@ -54,11 +54,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=float,
         help="dnn: RandomForest-labelled new rows per training row (0)",
     )
-    parser.add_argument(
-        "--class-offsets",
-        type=float,
-        help="dnn: per-class logit offsets within ±this, fitted on validation for macro-F1 (0)",
-    )
     parser.add_argument("--seed", type=int)
     parser.add_argument(
         "--seeds", type=int, help="train N seeds from --seed, report mean ± std, keep the best"

@@ -10,7 +10,6 @@ from typing import Any
 from training.models import MODEL_TYPES
 
 MAX_AUGMENT = 10  # augmented rows per training row: more only costs time
-MAX_OFFSET = 5.0  # per-class logit offsets: exp(5) ~ 150x, beyond it a class is simply forced
 SPLIT_METHODS = ("auto", "time-block", "blocks", "stratified", "by-file")
 
 
@@ -43,9 +42,6 @@ class TrainConfig:
     class_weight_power: float = 1.0
     distill: float = 0.0  # dnn/classifiers: weight of a RandomForest teacher's soft labels
     distill_augment: float = 0.0  # teacher-labelled new rows per training row (dnn tables)
-    # dnn: per-class logit offsets within ±this, fitted on validation rows for macro-F1 and
-    # folded into the final biases (0: none)
-    class_offsets: float = 0.0
     learning_rate: float = 1e-3
     target_fpr: float = 0.01
     # gru-forecast: threshold for at most this many alarms per day on held-out normal windows
@@ -142,7 +138,6 @@ class TrainConfig:
             raise ConfigError(
                 f"train.distill_augment: only dnn reads single rows to augment, got {self.model}"
             )
-        _check_offsets(self)
         if self.members > 1 and self.model != "dnn":
             raise ConfigError(f"train.members: only dnn averages sub-networks, got {self.model}")
         if not 0 <= self.dropout < 1:
@@ -184,19 +179,6 @@ class TrainConfig:
         if self.part is not None:
             options["part"] = self.part
         return options
-
-
-def _check_offsets(config: TrainConfig) -> None:
-    """Offsets are a bounded number, and only the dnn's member heads take them."""
-    limit = config.class_offsets
-    if (
-        isinstance(limit, bool)
-        or not isinstance(limit, int | float)
-        or not (0 <= limit <= MAX_OFFSET)
-    ):
-        raise ConfigError(f"train.class_offsets: must be in [0, {MAX_OFFSET}], got {limit!r}")
-    if limit > 0 and config.model != "dnn":
-        raise ConfigError(f"train.class_offsets: only dnn takes offsets, got {config.model}")
 
 
 def _check_partial(config: TrainConfig) -> None:

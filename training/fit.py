@@ -124,8 +124,7 @@ def fit_classifier(config: TrainConfig, prepared: Prepared, model: Any) -> dict[
     With ``distill`` > 0 the targets mix the one-hot label with a RandomForest's out-of-fold
     class probabilities (a tree-ensemble teacher's soft labels; out-of-fold so the teacher's
     probabilities on a row come from trees that never saw it); ``distill_augment`` adds
-    teacher-labelled new rows; ``class_offsets`` then shifts each class's logits by what
-    maximises macro-F1 on the validation rows (``training/offsets.py``).
+    teacher-labelled new rows.
     """
     import keras
 
@@ -163,10 +162,6 @@ def fit_classifier(config: TrainConfig, prepared: Prepared, model: Any) -> dict[
         else training_callbacks(config, monitor),
         verbose=0,
     )
-    if config.class_offsets > 0 and has_val:
-        from training.offsets import apply_offsets
-
-        apply_offsets(model, prepared.x["val"], prepared.y["val"], config.class_offsets)
     return {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
 

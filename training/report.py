@@ -195,7 +195,6 @@ HYPERPARAMETERS = (
     "class_weight_power",
     "distill",
     "distill_augment",
-    "class_offsets",
 )
 
 
