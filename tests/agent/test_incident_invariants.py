@@ -1,6 +1,6 @@
 """The incident state machine on random streams: every detection opened is closed once, in order.
 
-Random labels on a few victims and senders, with pauses, through a decider that holds quiet
+Random labels on many victims and senders, with pauses, through a decider that holds quiet
 detections (``hold``), merges by targets and supersedes on raises: whatever the stream, each
 ``new`` is followed by updates of that detection only until its single ``end``, nothing
 follows an ``end``, an ``end`` never says a time after it was decided, and the dormant
