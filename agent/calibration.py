@@ -83,6 +83,15 @@ PROBABILITY_FLOOR = 1.0 / 256.0
 SILENCED = 1.0 + 1.0 / 256.0
 
 
+def silenced(thresholds: Mapping[str, object]) -> list[str]:
+    """The labels a calibration's ``thresholds`` switch off on its site, sorted."""
+    return sorted(
+        label
+        for label, value in thresholds.items()
+        if isinstance(value, int | float) and not isinstance(value, bool) and value >= SILENCED
+    )
+
+
 class CalibrationError(ValueError):
     """A calibration that cannot be made or used; one line says why."""
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from agent.calibration import SILENCED
+from agent.calibration import silenced as calibration_silenced
 from agent.contract import (
     DEFAULT_PREFIX,
     KERNELS,
@@ -304,11 +304,12 @@ def _calibration(field: object) -> str | None:
     if state != "calibrated":
         return None
     thresholds = field.get("thresholds")
-    silenced = sorted(
-        label
+    shown_labels = {
+        label: value
         for label, value in (thresholds.items() if isinstance(thresholds, Mapping) else ())
-        if isinstance(label, str) and _LABEL.fullmatch(label) and (_number(value) or 0) >= SILENCED
-    )
+        if isinstance(label, str) and _LABEL.fullmatch(label)
+    }
+    silenced = calibration_silenced(shown_labels)
     parts = []
     if silenced:
         more = len(silenced) - SILENCED_SHOWN
