@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from agent.calibration import silenced
 from training.events import DENSE_PACKETS, DENSE_SECONDS, MAX_DETECTIONS
 
 
@@ -16,6 +17,19 @@ def _fmt(value: object, digits: int = 3) -> str:
     return str(value)
 
 
+def _calibration_line(calibration: dict[str, Any] | None) -> str:
+    """Which thresholds decided: the bundle's, or a site calibration's (what it silenced)."""
+    if not calibration:
+        return "- thresholds: the bundle's own (no site calibration)"
+    off = silenced(calibration.get("thresholds") or {})
+    quiet = calibration.get("start_quiet_windows") or 0
+    line = f"- thresholds: a site calibration ({calibration.get('windows')} windows"
+    line += f", {calibration.get('seconds', 0):.0f} s)"
+    line += f"; silenced there: {', '.join(off)}" if off else ""
+    line += f"; no label hits in a stream's first {quiet} windows" if quiet else ""
+    return line
+
+
 def markdown(result: dict[str, Any], plot: str | None = None) -> str:
     """Per attack: detected, time and packets to first alarm, label, detections; then benign."""
     s = result["summary"]
@@ -24,6 +38,7 @@ def markdown(result: dict[str, Any], plot: str | None = None) -> str:
         "",
         f"- step {result['step']}, window {result['window']}, padding {result['padding']}, "
         f"debounce {result.get('debounce', 'default')}",
+        _calibration_line(result.get("calibration")),
         f"- attacks detected: {s['detected']} of {s['attacks']}; first alarm within "
         f"{DENSE_PACKETS} packets or {DENSE_SECONDS:g} s: {s['within_target']} of {s['attacks']}",
         f"- median to first alarm: {_fmt(s['median_packets_to_alarm'], 1)} packets, "

@@ -79,6 +79,7 @@ def test_evaluate_events_cli_writes_json_markdown_and_timeline(
     assert printed["debounce"]["raise_k"] == 2  # the agent's default
     assert json.loads((out / "events.json").read_text())["padding"] == "zeros"
     assert "| flood-a.pcap | flood |" in (out / "events.md").read_text()
+    assert "- thresholds: the bundle's own (no site calibration)" in (out / "events.md").read_text()
     assert (out / "events_timeline.png").stat().st_size > 1000
     missing = parser.parse_args(["--events", "--path", str(data)])
     assert run(missing) == 2
@@ -102,8 +103,11 @@ def test_evaluate_events_with_a_site_calibration_in_force(
     parser = argparse.ArgumentParser()
     configure(parser)
     given = [*("--events", "--bundle", str(bundle), "--trust-key", str(public))]
+    given += ["--out", str(tmp_path / "report")]
     given += [*("--path", str(data), "--json", "--calibration", str(tmp_path / "cal.json"))]
     assert run(parser.parse_args(given)) == 0
+    report = (tmp_path / "report" / "events.md").read_text()
+    assert f"- thresholds: a site calibration ({made.windows} windows" in report
     printed = json.loads(capsys.readouterr().out)
     assert printed["calibration"]["bundle_id"] == "flood-zeros"
     assert printed["calibration"]["thresholds"] == dict(made.thresholds)
