@@ -507,8 +507,8 @@ class Decider:
 
     def _resumable(self, inc: _Incident) -> bool:
         """``inc`` is dormant and no detection raised over it since is still active."""
-        over = inc.superseded_by
-        return inc.dormant and (over is None or over.dormant or over not in self._incidents)
+        over = inc.superseded_by  # cleared when that one ends
+        return inc.dormant and (over is None or over.dormant)
 
     def _evict(self, time_ns: int, shown: Evidence) -> list[Event]:
         """End the dormant incidents past ``MAX_DORMANT``, longest quiet first (bounded memory:
@@ -551,6 +551,9 @@ class Decider:
     def _end(self, inc: _Incident) -> None:
         """Forget a finished incident; its labels debounce from scratch."""
         self._incidents.remove(inc)
+        for other in self._incidents:
+            if other.superseded_by is inc:
+                other.superseded_by = None
         for i in [i for i, owner in self._owner.items() if owner is inc]:
             del self._owner[i]
             self._recent[i].clear()
