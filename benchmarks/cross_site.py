@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from benchmarks.openset import Stretch, replay_stretch
 from benchmarks.rows import row as table_row
 
 if TYPE_CHECKING:
@@ -54,17 +55,6 @@ SITE_SEEDS = {"demo network": (463, 464), "other site": (473, 474)}
 TARGET = "<= 1 /day"
 
 
-@dataclass(frozen=True)
-class Stretch:
-    """One replay of a site's stretch: its alarms and how much of it they covered."""
-
-    alarms: int
-    hours: float
-    open_share: float
-    labels: tuple[str, ...]
-    at_s: tuple[float, ...] = ()  # the first alarms, seconds after the stretch's first packet
-
-
 def _row(case: str, metric: str, value: object, unit: str, target: str = "") -> dict[str, object]:
     return table_row(NAME, case, metric, value, unit, target)
 
@@ -77,24 +67,6 @@ def site(name: str, seed: int, seconds: float) -> TrafficScenario:
     if name == "other site":
         return site_scenario(seed, seconds)
     return dataclasses.replace(preset("benign"), seed=seed, duration=seconds)
-
-
-def replay_stretch(bundle: Bundle, capture: Path, calibration: Any = None) -> Stretch:
-    """``new`` events of ``capture`` replayed through the agent, with ``calibration`` if any."""
-    from agent.features.capture import read_capture
-    from agent.replay import replay_capture
-
-    ts = read_capture(capture).packets.ts_ns
-    hours = float(ts.max() - ts.min()) / 3.6e12 if len(ts) else 0.0
-    events = replay_capture(bundle, capture, calibration=calibration).events
-    news = [e for e in events if e.kind == "new"]
-    # one alarm that never ends counts once: how much of the stretch it covered says the rest
-    open_s = sum(
-        ((e.ended_ns or e.time_ns) - e.started_ns) / 1e9 for e in events if e.kind == "end"
-    )
-    share = open_s / (hours * 3600) if hours > 0 else 0.0
-    at = tuple((e.time_ns - int(ts.min())) / 1e9 for e in news[:3])
-    return Stretch(len(news), hours, share, tuple(sorted({e.label for e in news})), at)
 
 
 def per_day(stretches: list[Stretch]) -> tuple[float, str]:
@@ -123,7 +95,7 @@ class Tally:
 
 def run(quick: bool = False) -> list[dict[str, object]]:
     """Every model on every site: false alarms before and after, held-out attacks after."""
-    from benchmarks.events import FOLDS, PARTIAL, STEP, WINDOW, shared_captures
+    from benchmarks.events import FOLDS, PARTIAL, STEP, WINDOW, link_captures, shared_captures
     from training.synth.traffic import generate_traffic
 
     captures = shared_captures()
@@ -146,22 +118,17 @@ def run(quick: bool = False) -> list[dict[str, object]]:
             for i, held in enumerate(folds):
                 folder = root / f"seed{seed}-fold{i}"
                 train = [p for n, p in captures.items() if n not in held]
-                attacks = _link(folder / "held", {n: captures[n] for n in held if n in captures})
+                attacks = folder / "held"
+                link_captures(
+                    [captures[n] for n in held if n in captures and not n.startswith("benign")],
+                    attacks,
+                )
                 one_model(tally, folder, train, attacks, stretches, seed)
     recipe = f"cnn {STEP} window {WINDOW} partial {PARTIAL:g}, {len(seeds) * len(folds)} models"
     rows = [r for name in SITE_SEEDS for r in site_rows(tally, name, f"{name}, {recipe}")]
     rows.append(_row(recipe, "held-out attacks, signed", *_tally(tally.attacks["signed"])))
     rows.append(_row(recipe, "train+replay", time.perf_counter() - began, "s"))
     return rows
-
-
-def _link(folder: Path, captures: dict[str, Path]) -> Path:
-    """``folder`` holding links to the attack captures among ``captures``."""
-    folder.mkdir(parents=True)
-    for name, path in captures.items():
-        if not name.startswith("benign"):
-            (folder / name).symlink_to(path)
-    return folder
 
 
 def one_model(
@@ -239,13 +206,13 @@ def _tally(found: list[tuple[str, bool]]) -> tuple[str, str]:
 
 def main() -> None:
     from agent.quiet import quiet_tensorflow
+    from benchmarks.__main__ import print_table
 
     quiet_tensorflow()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one fold, one seed, 10 min sites")
     args = parser.parse_args()
-    for r in run(args.quick):
-        print(f"{r['case']:60s} {r['metric']:30s} {r['value']!s:>10} {r['unit']} {r['target']}")
+    print_table(run(args.quick))
 
 
 if __name__ == "__main__":

@@ -69,7 +69,8 @@ def shared_captures() -> dict[str, Path]:
     return found
 
 
-def _link(paths: list[Path], folder: Path) -> Path:
+def link_captures(paths: list[Path], folder: Path) -> Path:
+    """``folder`` (made) holding a link to each of ``paths``, by its own name."""
     folder.mkdir(parents=True)
     for path in paths:
         (folder / path.name).symlink_to(path)
@@ -93,7 +94,7 @@ def train_fold(
     from training.train import train as train_model
 
     quiet_tensorflow()
-    data = _link(train, folder / "train")
+    data = link_captures(train, folder / "train")
     overrides: dict[str, Any] = {
         "dataset": "captures",
         "path": str(data),
@@ -164,7 +165,7 @@ def run_recipe(
             for warning in summary.get("warnings", []):
                 rows.append(_row(f"fold {i} training", "warning", warning, ""))
             loaded = load_bundle(bundle, [load_public_key(public)])
-            result = evaluate_events(loaded, _link(held_paths, folder / "held"))
+            result = evaluate_events(loaded, link_captures(held_paths, folder / "held"))
             for c in result["captures"]:
                 benign_s += c["benign_seconds"]
                 alarms += c["false_alarms"]

@@ -102,7 +102,7 @@ def _share(
 ) -> dict[str, Any]:
     """Attacks and false alarms of every fold trained with ``share``."""
     from agent.bundle import load_bundle, load_public_key
-    from benchmarks.events import _link, train_fold
+    from benchmarks.events import link_captures, train_fold
     from training.events import evaluate_events
 
     attacks: list[dict[str, Any]] = []
@@ -114,7 +114,7 @@ def _share(
         epochs = 8 if quick else 15
         bundle, public, _ = train_fold(kept, fold, STEP, "zeros", epochs, share, seed)
         loaded = load_bundle(bundle, [load_public_key(public)])
-        replay = _link([held[k] for k in ("benign", *out)], fold / "held")
+        replay = link_captures([held[k] for k in ("benign", *out)], fold / "held")
         result = evaluate_events(loaded, replay)
         for c in result["captures"]:
             alarms += c["false_alarms"]

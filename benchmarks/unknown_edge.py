@@ -71,7 +71,7 @@ def measure(
     from agent.bundle import load_bundle, load_public_key
     from agent.inference import Debounce
     from benchmarks.detection import PLANS
-    from benchmarks.events import _link
+    from benchmarks.events import link_captures
     from training.events import evaluate_events
 
     plan = PLANS["full"]
@@ -82,7 +82,7 @@ def measure(
         bundle = load_bundle(fold / "cnn.bundle", [load_public_key(fold / "signer.pub")])
         replays = fold / "replay"
         if not replays.exists():
-            _link([held[k] for k in ("benign", *out)], replays)
+            link_captures([held[k] for k in ("benign", *out)], replays)
             (fold / "site").mkdir()
             (fold / "site" / "benign-site.pcap").symlink_to(site)
         for c in evaluate_events(bundle, replays, debounce)["captures"]:
@@ -128,13 +128,13 @@ def run(quick: bool = False, keep: Path | None = None) -> list[dict[str, object]
 
 
 def main() -> None:
+    from benchmarks.__main__ import print_table
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="model seed 0, 15 min of the site")
     parser.add_argument("--keep", type=Path, help="a folder for the data and models, reused")
     args = parser.parse_args()
-    for row in run(args.quick, args.keep):
-        value = row["value"]
-        print(f"{row['case']:<28} {row['metric']:<16} {value!s:>10} {row['unit']} {row['target']}")
+    print_table(run(args.quick, args.keep))
 
 
 if __name__ == "__main__":
