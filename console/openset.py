@@ -8,9 +8,10 @@ The pairing itself is ``converters.openset``; the benign model ``training.opense
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -18,6 +19,11 @@ import numpy.typing as npt
 from agent.bundle import Manifest, read_bundle
 from agent.features.steps import StepSpec
 from agent.openset import SCALER_KINDS as SCALERS
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from training.openset import BenignTraining
 
 
 def to_int8(model: Any, representative: npt.NDArray[np.float32]) -> bytes:
@@ -69,41 +75,57 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    """Train the benign model on the dataset's benign windows and write the pair."""
+def pair_bundle(
+    bundle: Path,
+    dataset_kind: str,
+    path: str,
+    private: Ed25519PrivateKey,
+    out: Path,
+    options: BenignTraining | None = None,
+) -> str:
+    """Train the benign model on the dataset's benign windows, write the pair; its bundle id.
+
+    ``options`` may leave ``windows_per_day`` unset: it comes from the bundle's step. The pair
+    is read back as the agent reads it (signature, hashes, the benign model's golden vectors).
+    ValueError or OSError name what is wrong.
+    """
     from agent.bundle import load_bundle
     from agent.openset import load_benign_model
-    from agent.quiet import quiet_tensorflow
-
-    quiet_tensorflow()
     from converters.openset import pair
-    from converters.signing import load_private_key
     from training.datasets import load
     from training.openset import BenignTraining, benign_windows, stream_starts, train_benign
 
+    manifest = Manifest.from_json(read_bundle(bundle).manifest_bytes)
+    step_text, per_day = dataset_step(manifest.step)
+    dataset = load(dataset_kind, path, step=step_text)
+    if dataset.feature_set.schema_id != manifest.schema_id:
+        raise ValueError(f"dataset: schema {dataset.feature_set.schema_id} is not the bundle's")
+    windows = benign_windows(dataset, manifest.window)
+    options = dataclasses.replace(options or BenignTraining(), windows_per_day=per_day)
+    starts = stream_starts(dataset, manifest.window, manifest.padding)
+    trained = train_benign(windows, to_int8, options, starts, manifest.columns)
+    paired = pair(bundle, trained.tflite, trained.spec, private, out)
+    load_benign_model(load_bundle(out, [private.public_key()]))
+    return paired.bundle_id
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train the benign model on the dataset's benign windows and write the pair."""
+    from agent.quiet import quiet_tensorflow
+
+    quiet_tensorflow()
+    from converters.signing import load_private_key
+    from training.openset import BenignTraining
+
+    options = BenignTraining(
+        epochs=args.epochs, quantile=args.quantile, scaler=args.scaler, groups=args.groups
+    )
     try:
-        manifest = Manifest.from_json(read_bundle(args.bundle).manifest_bytes)
-        step_text, per_day = dataset_step(manifest.step)
-        dataset = load(args.dataset, args.path, step=step_text)
-        if dataset.feature_set.schema_id != manifest.schema_id:
-            raise ValueError(f"dataset: schema {dataset.feature_set.schema_id} is not the bundle's")
-        windows = benign_windows(dataset, manifest.window)
-        options = BenignTraining(
-            epochs=args.epochs,
-            quantile=args.quantile,
-            windows_per_day=per_day,
-            scaler=args.scaler,
-            groups=args.groups,
-        )
-        starts = stream_starts(dataset, manifest.window, manifest.padding)
-        trained = train_benign(windows, to_int8, options, starts, manifest.columns)
         private = load_private_key(args.sign_key)
-        paired = pair(args.bundle, trained.tflite, trained.spec, private, args.out)
-        check = load_bundle(args.out, [private.public_key()])
-        load_benign_model(check)
+        bundle_id = pair_bundle(args.bundle, args.dataset, args.path, private, args.out, options)
     except (ValueError, OSError) as exc:
         print(f"iotids openset: {exc}", file=sys.stderr)  # noqa: T201 - the CLI talks
         return 2
     size = args.out.stat().st_size
-    print(f"wrote {args.out} ({size} bytes): {paired.bundle_id}")  # noqa: T201
+    print(f"wrote {args.out} ({size} bytes): {bundle_id}")  # noqa: T201
     return 0
