@@ -25,10 +25,11 @@ A stream's first ``START_WINDOWS`` windows (a network booting: every device conn
 once) are a rare event the tail fit never sees — once per calibration, inside its top 1 % — so
 a benign model's ``unknown`` edge for them is their own: the highest score the calibration's
 stream start reached, never below the steady edge. It applies to the first windows after the
-agent starts, when the site and the gateway usually boot together. A classifier without a
-benign model has no score to put an edge on there: when the calibration stream's own start
-fired any of its labels at the calibrated thresholds (the site's boot read as an attack), its
-labels hit nothing in a stream's first ``START_WINDOWS`` windows (``start_quiet_windows``) —
+agent starts, when the site and the gateway usually boot together. That edge gates ``unknown``
+only, and a classifier without a benign model has no score to put an edge on at all: when the
+calibration stream's own start fired any label at the calibrated thresholds (the site's boot
+read as an attack; a pair's known class where its window passed the benign model's signed
+gate), no label hits in a stream's first ``START_WINDOWS`` windows (``start_quiet_windows``) —
 another boot fires other labels, so all of them wait; an attack under way when the agent
 starts is raised those windows later.
 
@@ -113,7 +114,7 @@ class SiteCalibration:
     start_anomaly_threshold: float | None = None
     # a grouped benign model's per-group edges (ratios to the signed ones); None: ungrouped
     group_thresholds: tuple[float, ...] | None = None
-    # a classifier alone: its labels hit nothing in a stream's first this many windows
+    # no label hits in a stream's first this many windows (the site's boot fired one)
     start_quiet_windows: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -308,7 +309,7 @@ def compute(
     edge is the largest ratio's. ``unknown_edge``: the signed edge of a classifier's own
     ``unknown`` (``agent.classifier_unknown``), calibrated as one more label; None: it has none.
     ``start_probabilities``: the classifier's scores of the stream's first windows (NaN rows:
-    not seen), for ``start_quiet_windows`` when there is no benign model.
+    not seen), for ``start_quiet_windows``.
     """
     n = len(probabilities)
     if n < MIN_WINDOWS:
@@ -342,9 +343,16 @@ def compute(
         unknown = classifier_unknown.scores(probs[keep], benign, watch, in_force)
         thresholds[classifier_unknown.UNKNOWN] = _past_pile(unknown, exceed, unknown_edge)
     quiet = 0
-    if anomaly is None and start_probabilities is not None:
+    if start_probabilities is not None:
         start = np.asarray(start_probabilities, np.float64).reshape(-1, probs.shape[1])
         edge = thresholds.get(classifier_unknown.UNKNOWN)
+        if anomaly is not None:
+            # a pair's known classes pass where the benign model's raw score reaches the
+            # signed floor (the fusion's gate); its unknown has the start edge instead
+            raw = np.full(len(start), np.nan)  # NaN: not seen, so not gated through
+            given = _raw(start_anomaly)[: len(start)] if start_anomaly is not None else raw[:0]
+            raw[: len(given)] = given
+            start, edge = start[raw >= (anomaly_floor or 0.0)], None
         quiet = START_WINDOWS if _fired(start, benign, watch, in_force, edge) else 0
     anomaly_threshold: float | None = None
     groups: tuple[float, ...] | None = None

@@ -416,8 +416,7 @@ class ModelSlot:
         self._unknown = None
         if benign is None and len(policy.labels) == n + 1:  # the classifier's own unknown
             self._unknown = ClassifierUnknown.of(policy, n)
-        quiet = calibration.start_quiet_windows if calibration is not None else 0
-        self._start_quiet = quiet if benign is None else 0
+        self._start_quiet = calibration.start_quiet_windows if calibration is not None else 0
         if benign is not None:
             floor = benign.spec.threshold
             # the bundle's signed stream-start edge holds until a calibration brings the site's

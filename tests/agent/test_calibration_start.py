@@ -1,4 +1,4 @@
-"""A classifier alone on a site whose boot it reads as an attack: quiet at a stream's start."""
+"""A site whose boot the classifier reads as an attack: quiet at a stream's start."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from agent.bundle import load_bundle, load_public_key
 from agent.calibrate_cli import calibrate_bundle
 from tests.agent.bundles import flood_frames, pcap_bytes
 from tests.agent.flood_bundle import FloodKit, flood_kit
+from tests.agent.openset_kit import pair_kit
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,7 @@ def kit(tmp_path_factory: pytest.TempPathFactory) -> FloodKit:
     return flood_kit(tmp_path_factory.mktemp("flood"))
 
 
-def _compute(start: Any, anomaly: Any = None) -> cal.SiteCalibration:
+def _compute(start: Any, anomaly: Any = None, start_anomaly: Any = None) -> cal.SiteCalibration:
     rng = np.random.default_rng(0)
     flood = rng.uniform(0.0, 0.2, 3000)  # a calm site
     return cal.compute(
@@ -35,6 +36,7 @@ def _compute(start: Any, anomaly: Any = None) -> cal.SiteCalibration:
         seconds=3000.0,
         target_per_day=1.0,
         start_probabilities=np.asarray(start, np.float64),
+        start_anomaly=start_anomaly,
     )
 
 
@@ -42,8 +44,17 @@ def test_a_boot_read_as_an_attack_quiets_the_stream_start() -> None:
     fired = [[0.9, 0.1], [0.1, 0.9], [np.nan, np.nan]]  # the second start window: a flood
     assert _compute(fired).start_quiet_windows == cal.START_WINDOWS
     assert _compute([[0.9, 0.1]] * cal.START_WINDOWS).start_quiet_windows == 0
-    # a benign model has its own stream-start edge: the classifier's labels are not quieted
-    assert _compute(fired, anomaly=np.full(3000, 0.5)).start_quiet_windows == 0
+    # a pair: the class fired where the benign model let it through (its raw score at the
+    # signed floor, 1.0 here), or it did not fire at all (the benign model called the window
+    # normal); a start window it never saw (NaN) did not fire
+    calm = np.full(3000, 0.5)
+    assert _compute(fired, calm, [0.2, 1.5, np.nan]).start_quiet_windows == cal.START_WINDOWS
+    assert _compute(fired, calm, [1.5, 0.2, np.nan]).start_quiet_windows == 0
+    assert _compute(fired, calm, [0.2, np.nan, np.nan]).start_quiet_windows == 0
+    assert _compute(fired, calm).start_quiet_windows == 0
+    grouped = [[0.2, 1.0], [1.5, 9.0], [np.nan, np.nan]]  # raw score, then a group's ratio
+    quiet = _compute(fired, np.column_stack((calm, calm)), grouped).start_quiet_windows
+    assert quiet == cal.START_WINDOWS
     found = _compute(fired)
     assert cal.SiteCalibration.from_dict(found.to_dict()) == found
     with pytest.raises(cal.CalibrationError, match="start_quiet_windows: expected a whole"):
@@ -52,8 +63,12 @@ def test_a_boot_read_as_an_attack_quiets_the_stream_start() -> None:
     assert cal.SiteCalibration.from_dict(older).start_quiet_windows == 0
 
 
-def test_the_agent_holds_its_labels_in_a_quiet_stream_start(kit: FloodKit, tmp_path: Path) -> None:
-    bundle = load_bundle(kit.bundle, [load_public_key(kit.public_key)])
+@pytest.mark.parametrize("paired", [False, True], ids=["classifier", "pair"])
+def test_the_agent_holds_its_labels_in_a_quiet_stream_start(
+    kit: FloodKit, tmp_path: Path, paired: bool
+) -> None:
+    path = pair_kit(kit, tmp_path / "pairs").paired if paired else kit.bundle
+    bundle = load_bundle(path, [load_public_key(kit.public_key)])
     # a site that boots with a burst the model reads as a flood, then stays calm
     boot, _ = flood_frames(calm_s=0, flood_s=3, calm_after_s=300)
     (tmp_path / "site.pcap").write_bytes(pcap_bytes(boot))
