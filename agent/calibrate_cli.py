@@ -57,10 +57,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out {args.out}: {exc.strerror}") from None
     groups = found.group_thresholds
     edges = f"; group edges {[round(g, 3) for g in groups]}" if groups is not None else ""
-    quiet = found.start_quiet_windows
-    start = f"; no label hits in a stream's first {quiet} windows" if quiet else ""
-    off = cal.silenced(found.thresholds)
-    start += f"; silenced on this site: {', '.join(off)}" if off else ""
+    said = cal.effects(found.thresholds, found.start_quiet_windows)
+    start = "".join(f"; {s}" for s in said)
     print(  # noqa: T201 - the CLI talks to its user
         f"wrote {args.out}: {found.windows} windows over {found.seconds:.0f} s "
         f"({found.excluded} flagged left out, {found.flagged_fraction:.1%} flagged); "

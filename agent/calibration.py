@@ -93,6 +93,16 @@ def silenced(thresholds: Mapping[str, object]) -> list[str]:
     )
 
 
+def effects(thresholds: Mapping[str, object], start_quiet_windows: object) -> list[str]:
+    """What a calibration switches off, in words (empty: nothing): its silenced labels and a
+    quiet stream start."""
+    off = silenced(thresholds)
+    said = [f"silenced on this site: {', '.join(off)}"] if off else []
+    if isinstance(start_quiet_windows, int) and start_quiet_windows > 0:
+        said.append(f"no label hits in a stream's first {start_quiet_windows} windows")
+    return said
+
+
 class CalibrationError(ValueError):
     """A calibration that cannot be made or used; one line says why."""
 
@@ -309,7 +319,7 @@ def compute(
     edge is the largest ratio's. ``unknown_edge``: the signed edge of a classifier's own
     ``unknown`` (``agent.classifier_unknown``), calibrated as one more label; None: it has none.
     ``start_probabilities``: the classifier's scores of the stream's first windows (NaN rows:
-    not seen), for ``start_quiet_windows``.
+    not seen; row for row with ``start_anomaly``), for ``start_quiet_windows``.
     """
     n = len(probabilities)
     if n < MIN_WINDOWS:
@@ -349,10 +359,10 @@ def compute(
         if anomaly is not None:
             # a pair's known classes pass where the benign model's raw score reaches the
             # signed floor (the fusion's gate); its unknown has the start edge instead
-            raw = np.full(len(start), np.nan)  # NaN: not seen, so not gated through
-            given = _raw(start_anomaly)[: len(start)] if start_anomaly is not None else raw[:0]
-            raw[: len(given)] = given
-            start, edge = start[raw >= (anomaly_floor or 0.0)], None
+            gate = np.zeros(len(start), bool)  # a window never seen (NaN) is not let through
+            if start_anomaly is not None and anomaly_floor is not None:
+                gate = _raw(start_anomaly) >= anomaly_floor
+            start, edge = start[gate], None
         quiet = START_WINDOWS if _fired(start, benign, watch, in_force, edge) else 0
     anomaly_threshold: float | None = None
     groups: tuple[float, ...] | None = None

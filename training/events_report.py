@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from agent.calibration import silenced
+from agent.calibration import effects
 from training.events import DENSE_PACKETS, DENSE_SECONDS, MAX_DETECTIONS
 
 
@@ -21,13 +21,9 @@ def _calibration_line(calibration: dict[str, Any] | None) -> str:
     """Which thresholds decided: the bundle's, or a site calibration's (what it silenced)."""
     if not calibration:
         return "- thresholds: the bundle's own (no site calibration)"
-    off = silenced(calibration.get("thresholds") or {})
-    quiet = calibration.get("start_quiet_windows") or 0
+    said = effects(calibration.get("thresholds") or {}, calibration.get("start_quiet_windows"))
     line = f"- thresholds: a site calibration ({calibration.get('windows')} windows"
-    line += f", {calibration.get('seconds', 0):.0f} s)"
-    line += f"; silenced there: {', '.join(off)}" if off else ""
-    line += f"; no label hits in a stream's first {quiet} windows" if quiet else ""
-    return line
+    return line + f", {calibration.get('seconds', 0):.0f} s)" + "".join(f"; {s}" for s in said)
 
 
 def markdown(result: dict[str, Any], plot: str | None = None) -> str:

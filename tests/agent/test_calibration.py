@@ -120,6 +120,11 @@ def test_a_site_read_as_one_class_at_the_int8_top_silences_it() -> None:
     found = _compute(np.column_stack((1 - flood, flood)), None, anomaly_floor=None)
     assert found.thresholds["flood"] == cal.SILENCED > top
     assert cal.silenced({**found.thresholds, "scan": 0.9, "odd": True}) == ["flood"]
+    assert cal.effects(found.thresholds, 10) == [
+        "silenced on this site: flood",
+        "no label hits in a stream's first 10 windows",
+    ]
+    assert cal.effects({"scan": 0.9}, 0) == cal.effects({}, None) == []
     assert found.flagged_fraction > cal.MAX_EXCLUDED  # the site's normal: calibrated on
     # a pile on a lower step with a few windows above it: the next score above the pile
     flood = np.where(rng.random(n) < 0.6, 128 / 256, rng.uniform(0.0, 0.3, n))
