@@ -99,7 +99,7 @@ def calibrate_bundle(bundle: Any, capture: str, target: float, progress: bool = 
     from agent.config import ConfigError
     from agent.replay import replay_capture
 
-    parts: list[tuple[Any, Any, Any, Any, Any]] = []
+    parts: list[tuple[Any, Any, Any, Any, Any, Any]] = []
     try:
         result = replay_capture(
             bundle, capture, on_scores=lambda *row: parts.append(row), progress=progress
@@ -114,6 +114,7 @@ def calibrate_bundle(bundle: Any, capture: str, target: float, progress: bool = 
     has_benign = parts[0][2] is not None
     anomaly = np.concatenate([p[2] for p in parts]) if has_benign else None
     numbers = np.concatenate([p[4] for p in parts])
+    early = np.concatenate([p[5] for p in parts])  # the stream's start period
     manifest = bundle.manifest
     step_s = manifest.step.size_ns / 1e9 if manifest.step.kind == "time" else 0.0
     seconds = float(result.windows_scored * step_s) or (ends[-1] - ends[0]) / 1e9
@@ -139,7 +140,7 @@ def calibrate_bundle(bundle: Any, capture: str, target: float, progress: bool = 
             window=manifest.window,
             total=result.windows_scored,
             in_detection=busy,
-            start_anomaly=anomaly[numbers < cal.START_WINDOWS] if anomaly is not None else None,
+            start_anomaly=anomaly[early] if anomaly is not None else None,
             unknown_edge=classifier_unknown.EDGE if own_unknown else None,
             start_probabilities=probabilities[numbers < cal.START_WINDOWS],
         )

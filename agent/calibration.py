@@ -21,10 +21,11 @@ Attacks during calibration must not teach the agent that they are normal:
   top 1 % of the collected windows — where an attack that slipped through would sit — never
   sets a threshold.
 
-A stream's first ``START_WINDOWS`` windows (a network booting: every device connecting at
-once) are a rare event the tail fit never sees — once per calibration, inside its top 1 % — so
-a benign model's ``unknown`` edge for them is their own: the highest score the calibration's
-stream start reached, never below the steady edge. It applies to the first windows after the
+A stream's start (a network booting: every device connecting at once) is a rare event the tail
+fit never sees — once per calibration, inside its top 1 % — so a benign model's ``unknown``
+edge for its first ``START_WINDOWS`` windows and ``START_SECONDS`` (whichever last longer) is
+their own: the highest score the calibration's stream start reached, never below the steady
+edge. It applies to the first windows after the
 agent starts, when the site and the gateway usually boot together. That edge gates ``unknown``
 only, and a classifier without a benign model has no score to put an edge on at all: when the
 calibration stream's own start fired any label at the calibrated thresholds (the site's boot
@@ -73,6 +74,12 @@ MIN_WINDOWS = 100  # fewer windows say nothing about a tail
 # A stream's first windows have their own unknown edge. The boot of development sites spent its
 # far windows in the first 2; 10 leaves room for a slower one and ends seconds after start.
 START_WINDOWS = 10
+# ... and a site calibration's edge holds for the stream's first seconds too: at packet-count
+# steps windows come faster than a boot ends (a development site's outlasted 10 windows of 20
+# packets by a second); 10 s are the 10 windows of the 1-s steps the count was chosen on
+START_SECONDS = 10.0
+START_MARGIN = 1e-6  # the start edge sits this far (relative) past the start's highest score
+START_LIMIT = 1_000  # windows a start period holds at most: bounded collection at any rate
 MAX_WINDOWS = 200_000  # collected windows kept (reservoir): bounded memory for any duration
 EPS = 1e-6
 # An int8 classifier's probabilities move in steps of 1/256: below one step a probability is
@@ -103,6 +110,22 @@ def effects(thresholds: Mapping[str, object], start_quiet_windows: object) -> li
     return said
 
 
+def starting(
+    numbers: npt.NDArray[np.int64],
+    elapsed_ns: npt.NDArray[np.int64] | None,
+    windows: int,
+    seconds: float,
+) -> npt.NDArray[np.bool_]:
+    """Which windows are in a stream's start period: its first ``windows``, and those whose last
+    step began less than ``seconds`` after its first step (``elapsed_ns``), at most START_LIMIT."""
+    at = np.asarray(numbers, np.int64)
+    early = at < windows
+    if seconds > 0 and elapsed_ns is not None:
+        late = np.asarray(elapsed_ns, np.int64)
+        early |= (at < START_LIMIT) & (late < int(seconds * 1e9))
+    return early
+
+
 class CalibrationError(ValueError):
     """A calibration that cannot be made or used; one line says why."""
 
@@ -126,6 +149,8 @@ class SiteCalibration:
     group_thresholds: tuple[float, ...] | None = None
     # no label hits in a stream's first this many windows (the site's boot fired one)
     start_quiet_windows: int = 0
+    # the start edge holds for the stream's first seconds too (0: older files, windows only)
+    start_seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (the state file, ``cal.json`` and the ``model`` topic's ``calibration``)."""
@@ -146,6 +171,7 @@ class SiteCalibration:
                 list(self.group_thresholds) if self.group_thresholds is not None else None
             ),
             "start_quiet_windows": self.start_quiet_windows,
+            "start_seconds": self.start_seconds,
         }
 
     @classmethod
@@ -181,6 +207,11 @@ class SiteCalibration:
             raise CalibrationError(
                 f"calibration: start_quiet_windows: expected a whole number 0..{START_WINDOWS}"
             )
+        seconds = raw.get("start_seconds", 0.0)  # absent in older files
+        if not (_number(seconds) and 0 <= seconds <= START_SECONDS):
+            raise CalibrationError(
+                f"calibration: start_seconds: expected a number 0..{START_SECONDS:g}"
+            )
         return cls(
             raw["bundle_id"],
             {k: float(v) for k, v in thresholds.items()},
@@ -194,6 +225,7 @@ class SiteCalibration:
             None if start is None else float(start),
             groups,
             quiet,
+            float(seconds),
         )
 
 
@@ -313,13 +345,15 @@ def compute(
     model, the window is far from benign at the signed floor): the bundle would call it an
     attack. Flagged windows are left out while rare (see the module's notes). ``total`` is
     how many windows the period had when only a sample of them is given. ``start_anomaly``
-    are the benign-model scores of the stream's first windows (at most ``START_WINDOWS``).
+    are the benign-model scores of the stream's start period (``starting`` with
+    ``START_WINDOWS`` and ``START_SECONDS``).
     A grouped benign model's scores are (N, 1 + groups), the raw score then the ratios to
     the signed group edges: the raw one flags, each group gets its own edge, and the start
     edge is the largest ratio's. ``unknown_edge``: the signed edge of a classifier's own
     ``unknown`` (``agent.classifier_unknown``), calibrated as one more label; None: it has none.
-    ``start_probabilities``: the classifier's scores of the stream's first windows (NaN rows:
-    not seen; row for row with ``start_anomaly``), for ``start_quiet_windows``.
+    ``start_probabilities``: the classifier's scores of the stream's first ``START_WINDOWS``
+    windows (NaN rows: not seen; row for row with the first of ``start_anomaly``), for
+    ``start_quiet_windows``: a silence, so it stays that short.
     """
     n = len(probabilities)
     if n < MIN_WINDOWS:
@@ -361,7 +395,7 @@ def compute(
             # signed floor (the fusion's gate); its unknown has the start edge instead
             gate = np.zeros(len(start), bool)  # a window never seen (NaN) is not let through
             if start_anomaly is not None and anomaly_floor is not None:
-                gate = _raw(start_anomaly) >= anomaly_floor
+                gate = _raw(start_anomaly)[: len(start)] >= anomaly_floor
             start, edge = start[gate], None
         quiet = START_WINDOWS if _fired(start, benign, watch, in_force, edge) else 0
     anomaly_threshold: float | None = None
@@ -391,6 +425,7 @@ def compute(
         start_anomaly_threshold=start_threshold,
         group_thresholds=groups,
         start_quiet_windows=quiet,
+        start_seconds=START_SECONDS if start_threshold is not None else 0.0,
     )
 
 
@@ -452,14 +487,17 @@ def _log_tail(scores: npt.NDArray[np.float64], exceed: float) -> float:
 
 
 def _start_edge(start: npt.NDArray[np.float64] | None, steady: float | None) -> float | None:
-    """The stream start's edge: its highest finite score, when above the steady edge."""
+    """The stream start's edge: just past its highest finite score, when above the steady edge.
+
+    Just past: a window at the edge is far from benign, and a benign model's score saturates
+    (an int8 output, a clipped summary), so another boot reaches the same highest score."""
     if start is None or steady is None:
         return None
-    scores = np.asarray(start, np.float64)[:START_WINDOWS]
+    scores = np.asarray(start, np.float64)
     scores = scores[np.isfinite(scores)]
     if len(scores) == 0 or not float(scores.max()) > steady:
         return None
-    return float(scores.max())
+    return float(scores.max()) * (1.0 + START_MARGIN)
 
 
 class Collector:
@@ -471,9 +509,9 @@ class Collector:
         self.anomaly: npt.NDArray[np.floating[Any]] = np.zeros(capacity, np.float64)
         self.in_detection = np.zeros(capacity, bool)
         self.seen = 0
-        # benign-model scores and probabilities of the stream's first windows (NaN: not seen
-        # during collection)
-        self.start_anomaly = np.full(START_WINDOWS, np.nan)
+        # benign-model scores of the stream's start period and probabilities of its first
+        # START_WINDOWS windows, by number (NaN: not seen during collection)
+        self.start_anomaly = np.full(START_LIMIT, np.nan)
         self.start_probabilities = np.full((START_WINDOWS, labels), np.nan)
         self.first_ns: int | None = None
         self.last_ns: int | None = None
@@ -486,11 +524,13 @@ class Collector:
         anomaly: npt.NDArray[np.float64] | None,
         in_detection: npt.NDArray[np.bool_],
         numbers: npt.NDArray[np.int64] | None = None,
+        early: npt.NDArray[np.bool_] | None = None,
     ) -> None:
         """Windows ending at ``ends_ns``: probabilities (N, labels), raw anomaly (N,).
 
-        ``numbers`` are the windows' numbers in the stream: the first ``START_WINDOWS`` are
-        kept apart as well, for the stream start's edge.
+        ``numbers`` are the windows' numbers in the stream and ``early`` which of them are in
+        its start period (None: its first ``START_WINDOWS``): they are kept apart as well, for
+        the stream start's edge and quiet.
         """
         if len(ends_ns) == 0:
             return
@@ -498,13 +538,15 @@ class Collector:
             # a grouped benign model: one score per group (allocated on its first windows)
             groups = int(np.shape(anomaly)[1])
             self.anomaly = np.zeros((self.capacity, groups), np.float32)  # 4 B a group
-            self.start_anomaly = np.full((START_WINDOWS, groups), np.nan)
+            self.start_anomaly = np.full((START_LIMIT, groups), np.nan)
         if numbers is not None:
             at = np.asarray(numbers, np.int64)
-            early = (at >= 0) & (at < START_WINDOWS)
-            self.start_probabilities[at[early]] = np.asarray(probabilities, np.float64)[early]
+            first = (at >= 0) & (at < START_WINDOWS)
+            self.start_probabilities[at[first]] = np.asarray(probabilities, np.float64)[first]
+            held = (at >= 0) & (at < START_LIMIT)
+            held &= first if early is None else np.asarray(early, bool)
             if anomaly is not None:
-                self.start_anomaly[at[early]] = np.asarray(anomaly, np.float64)[early]
+                self.start_anomaly[at[held]] = np.asarray(anomaly, np.float64)[held]
         if self.first_ns is None:
             self.first_ns = int(ends_ns[0])
         self.last_ns = int(ends_ns[-1])

@@ -27,7 +27,13 @@ from agent import classifier_unknown, openset
 from agent.accumulate import Accumulator
 from agent.accumulate import spec_of as accumulator_spec
 from agent.bundle import Bundle, BundleError, check_compatible
-from agent.calibration import START_WINDOWS, CalibrationError, SiteCalibration
+from agent.calibration import (
+    START_SECONDS,
+    START_WINDOWS,
+    CalibrationError,
+    SiteCalibration,
+    starting,
+)
 from agent.classifier_unknown import ClassifierUnknown
 from agent.decide import Decider, DecisionPolicy, Event, Evidence
 from agent.evidence import MAX_PENDING_PACKETS, held_packets, summarise
@@ -44,7 +50,8 @@ EvidenceRef = tuple[Sequence[Evidence | None], int]
 _NO_EVIDENCE: tuple[Evidence | None] = (None,)
 
 # window end times, classifier scores, benign-model scores (None: single model), whether
-# a detection was open when each window came, and each window's number in the stream (0: first)
+# a detection was open when each window came, each window's number in the stream (0: first)
+# and whether it is in the stream's start period as a site calibration sees it
 ScoreHook = Callable[
     [
         npt.NDArray[np.int64],
@@ -52,6 +59,7 @@ ScoreHook = Callable[
         npt.NDArray[np.float64] | None,
         npt.NDArray[np.bool_],
         npt.NDArray[np.int64],
+        npt.NDArray[np.bool_],
     ],
     None,
 ]
@@ -231,6 +239,7 @@ class ModelSlot:
         self._accumulator: Accumulator | None = None
         self._activate(self._fitted(bundle))
         self.windows_seen = 0
+        self._first_ns: int | None = None  # the stream's first step: the start period's clock
         self.windows_scored = 0
 
     @property
@@ -272,6 +281,8 @@ class ModelSlot:
         events = self._swap_if_staged(batch)
         if len(batch) == 0:
             return events
+        if self._first_ns is None:
+            self._first_ns = int(batch.start_ns[0])
         # every step advances the stuck test and the cross check, sampled or not, so runs and
         # averages count real steps
         stuck = self._accumulator.step_ratios(batch.values) if self._accumulator else None
@@ -302,11 +313,12 @@ class ModelSlot:
         probabilities, anomaly = self._score(windows, scaled)
         scores = probabilities
         last = picked + self.window - 1 - held  # each window's last step in the batch
+        elapsed = np.asarray(batch.start_ns, np.int64)[last] - self._first_ns
         if self._accumulator is not None and stuck is not None:
             summed = self._accumulator.scores(probabilities[:, 0])
             scores = np.maximum(summed, stuck[last]).reshape(-1, 1)
         if self._fusion is not None and anomaly is not None:
-            scores = self._fusion.fuse(scores, anomaly, numbers[picked])
+            scores = self._fusion.fuse(scores, anomaly, numbers[picked], elapsed)
         elif self._unknown is not None:
             scores = self._unknown.fuse(scores)
         if self._start_quiet and int(numbers[picked[0]]) < self._start_quiet:
@@ -324,7 +336,9 @@ class ModelSlot:
         found, busy = self.decider.observe_many(ends, scores, evidence_at)
         events += found
         if self.on_scores is not None:
-            self.on_scores(ends, probabilities, anomaly, busy, numbers[picked])
+            at = numbers[picked]
+            early = starting(at, elapsed, START_WINDOWS, START_SECONDS)
+            self.on_scores(ends, probabilities, anomaly, busy, at, early)
         return events
 
     def calibrate(self, calibration: SiteCalibration | None) -> None:
@@ -423,6 +437,7 @@ class ModelSlot:
             # own; like the steady floor, a calibration only ever raises it
             start = benign.spec.start_threshold
             span = benign.spec.start_windows or START_WINDOWS
+            seconds = 0.0  # a signed edge covers windows (fitted on recordings' first windows)
             grouped = calibration is not None and groups is not None and edges is not None
             if grouped and groups is not None:  # the largest group ratio from now on
                 start = groups.start_threshold
@@ -431,7 +446,7 @@ class ModelSlot:
                 floor = max(floor, calibration.anomaly_threshold)
                 if calibration.start_anomaly_threshold is not None:
                     start = _highest(start, calibration.start_anomaly_threshold)
-                    span = START_WINDOWS
+                    span, seconds = START_WINDOWS, calibration.start_seconds
             n = len(bundle.manifest.labels)
             self._fusion = openset.Fusion(
                 tuple(i for i in policy.watched() if i < n),
@@ -440,6 +455,7 @@ class ModelSlot:
                 benign.spec.threshold,
                 start_threshold=start,
                 start_windows=span if start is not None else 0,
+                start_seconds=seconds if start is not None else 0.0,
                 group_edges=edges if grouped else None,
             )
 

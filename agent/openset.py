@@ -54,7 +54,7 @@ from agent.benign_groups import (
     wide_transform,
 )
 from agent.bundle import Bundle, BundleError, Manifest, Scaler
-from agent.calibration import START_WINDOWS
+from agent.calibration import START_WINDOWS, starting
 from agent.digest import sha256_hex
 from agent.runtime import Model, ModelLoadError
 
@@ -399,10 +399,14 @@ class Fusion:
     gate_threshold: float
     start_threshold: float | None = None
     start_windows: int = 0
+    start_seconds: float = 0.0  # the start edge's time in the stream (a site calibration's)
     group_edges: tuple[float, ...] | None = None
 
     def ratios(
-        self, anomaly: npt.NDArray[np.float64], numbers: npt.NDArray[np.int64] | None = None
+        self,
+        anomaly: npt.NDArray[np.float64],
+        numbers: npt.NDArray[np.int64] | None = None,
+        elapsed_ns: npt.NDArray[np.int64] | None = None,
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """(raw score for the gate, r = distance from benign, 1 at the edge) per window."""
         scores = np.asarray(anomaly, np.float64)
@@ -417,7 +421,8 @@ class Fusion:
             # the stream's first windows (a network booting) against their own edge, which
             # only ever quiets them (never below the steady edge)
             start = np.minimum(ratio, read / self.start_threshold)
-            ratio = np.where(np.asarray(numbers) < self.start_windows, start, ratio)
+            early = starting(numbers, elapsed_ns, self.start_windows, self.start_seconds)
+            ratio = np.where(early, start, ratio)
         return raw, ratio
 
     def fuse(
@@ -425,16 +430,18 @@ class Fusion:
         probabilities: npt.NDArray[np.float64],
         anomaly: npt.NDArray[np.float64],
         numbers: npt.NDArray[np.int64] | None = None,
+        elapsed_ns: npt.NDArray[np.int64] | None = None,
     ) -> npt.NDArray[np.float64]:
         """(N, labels) and (N,) -> (N, labels + 1): attack scores gated, then ``unknown``.
 
-        ``numbers`` are the windows' numbers in the stream (0: its first), for the start edge.
+        ``numbers`` are the windows' numbers in the stream (0: its first) and ``elapsed_ns``
+        the time from its first step to each window's last, for the start edge.
 
         With r = anomaly score / threshold, the last column is r / (1 + r) where no attack
         class is confident on a window far from benign (r >= 1), else 0: 0.5 at the edge of
         benign, below 1 like a softmax score, so ``raise_score`` means the same for it.
         """
-        raw, ratio = self.ratios(anomaly, numbers)
+        raw, ratio = self.ratios(anomaly, numbers, elapsed_ns)
         far = ratio >= 1.0  # NaN is not far: a broken score never raises
         fused = np.where((raw >= self.gate_threshold)[:, None], probabilities, 0.0)
         watched = list(self.watched)

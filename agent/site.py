@@ -68,6 +68,7 @@ class SiteCalibrator:
         anomaly: npt.NDArray[np.float64] | None,
         busy: npt.NDArray[np.bool_],
         numbers: npt.NDArray[np.int64],
+        early: npt.NDArray[np.bool_],
     ) -> None:
         if self.slot.bundle_id != self.bundle_id:
             self.slot.calibration = None
@@ -75,7 +76,7 @@ class SiteCalibrator:
         if self.slot.calibration is not None:
             return
         if self._pending is None:
-            self.collector.add(ends, probabilities, anomaly, busy, numbers)
+            self.collector.add(ends, probabilities, anomaly, busy, numbers, early)
             if self.collector.seconds < self.duration_s:
                 return
             self._pending = self._compute()

@@ -15,10 +15,20 @@ import pytest
 from agent import calibration as cal
 from agent.bundle import BundleError, Manifest, load_bundle, load_public_key
 from agent.calibrate_cli import calibrate_bundle
+from agent.features.steps import StepSpec
+from agent.features.traffic import TRAFFIC_V1
 from agent.openset import Fusion, OpenSetSpec, describe
 from agent.replay import replay_capture
 from converters.openset import pair
-from tests.agent.bundles import ethernet, flood_frames, ipv4, pcap_bytes, udp
+from tests.agent.bundles import (
+    bundle_bytes,
+    ethernet,
+    flood_frames,
+    ipv4,
+    manifest_for,
+    pcap_bytes,
+    udp,
+)
 from tests.agent.flood_bundle import FloodKit, flood_kit
 from tests.agent.openset_kit import THRESHOLD, PairKit, benign_spec, pair_kit, zero_benign_model
 
@@ -63,7 +73,9 @@ def _compute(start: Any) -> cal.SiteCalibration:
 
 
 def test_calibration_sets_the_start_edge_only_above_the_steady_one() -> None:
-    assert _compute(np.array([9.0, 4.0, np.nan])).start_anomaly_threshold == 9.0
+    edge = _compute(np.array([9.0, 4.0, np.nan])).start_anomaly_threshold
+    assert edge == pytest.approx(9.0)
+    assert edge > 9.0  # just past the start's highest: another boot reaching it is quiet
     assert _compute(np.array([0.5, 0.9])).start_anomaly_threshold is None  # under the floor 1
     assert _compute(np.full(3, np.nan)).start_anomaly_threshold is None
     assert _compute(None).start_anomaly_threshold is None
@@ -76,18 +88,60 @@ def test_the_collector_keeps_the_streams_first_windows_by_number() -> None:
     scores = np.arange(n, dtype=np.float64)
     collector.add(ends[:4], np.zeros((4, 2)), scores[:4], np.zeros(4, bool), ends[:4])
     collector.add(ends[4:], np.zeros((n - 4, 2)), scores[4:], np.zeros(n - 4, bool), ends[4:])
-    assert collector.start_anomaly.tolist() == list(range(cal.START_WINDOWS))
+    held = collector.start_anomaly
+    assert held[: cal.START_WINDOWS].tolist() == list(range(cal.START_WINDOWS))
+    assert np.isnan(held[cal.START_WINDOWS :]).all()  # no start period given: windows only
     late = cal.Collector(2)  # collecting again mid-stream (a new bundle): no stream start
     late.add(ends[:3], np.zeros((3, 2)), scores[:3], np.zeros(3, bool), ends[:3] + 100)
     assert np.isnan(late.start_anomaly).all()
+
+
+def test_the_start_period_is_its_first_windows_or_seconds_whichever_last_longer() -> None:
+    numbers = np.array([0, 9, 10, 12, 40, cal.START_LIMIT])
+    second = 1_000_000_000
+    elapsed = np.array([0, 1, 2, 9, 11, 3]) * second
+    assert cal.starting(numbers, elapsed, 10, 0.0).tolist() == [1, 1, 0, 0, 0, 0]
+    assert cal.starting(numbers, None, 10, 10.0).tolist() == [1, 1, 0, 0, 0, 0]
+    # a window past the tenth but in the first 10 s is in; one past START_LIMIT never is
+    assert cal.starting(numbers, elapsed, 10, 10.0).tolist() == [1, 1, 1, 1, 0, 0]
+    slow = np.array([0, 5, 9]), np.array([0, 50, 90]) * second  # 10-s steps: windows hold
+    assert cal.starting(*slow, 10, 10.0).all()
+    collector = cal.Collector(2)
+    early = cal.starting(numbers, elapsed, 10, 10.0)
+    scores = np.arange(len(numbers), dtype=np.float64)
+    collector.add(numbers, np.zeros((6, 2)), scores, np.zeros(6, bool), numbers, early)
+    assert collector.start_anomaly[[0, 9, 10, 12]].tolist() == [0.0, 1.0, 2.0, 3.0]
+    assert np.isnan(collector.start_anomaly[40])
+    assert not np.isnan(collector.start_probabilities[[0, 9]]).any()  # the first 10 only
+    assert np.isnan(collector.start_probabilities[1:9]).all()
+
+
+def test_a_calibrations_start_edge_holds_for_its_seconds_too() -> None:
+    fusion = Fusion(
+        (1,), (0.5, 0.5), 2.0, 2.0, start_threshold=8.0, start_windows=10, start_seconds=10.0
+    )
+    probabilities = np.tile([0.9, 0.1], (3, 1))
+    anomaly = np.full(3, 6.0)
+    second = 1_000_000_000
+    numbers = np.array([14, 14, 3])
+    fused = fusion.fuse(probabilities, anomaly, numbers, np.array([9, 10, 30]) * second)
+    assert fused[:, 2].tolist() == [0.0, pytest.approx(0.75), 0.0]  # 9 s in; 10 s; window 3
+    alone = fusion.fuse(probabilities, anomaly, numbers)[:, 2]  # no times: the windows alone
+    assert alone.tolist() == [pytest.approx(0.75), pytest.approx(0.75), 0.0]
 
 
 def test_the_start_edge_round_trips_and_hostile_values_are_refused() -> None:
     found = _compute(np.array([9.0]))
     data = found.to_dict()
     assert cal.SiteCalibration.from_dict(json.loads(json.dumps(data))) == found
+    assert found.start_seconds == cal.START_SECONDS
+    assert _compute(None).start_seconds == 0.0  # no start edge, no start period
     older = {k: v for k, v in data.items() if not k.startswith("start_")}
     assert cal.SiteCalibration.from_dict(older).start_anomaly_threshold is None
+    assert cal.SiteCalibration.from_dict(older).start_seconds == 0.0  # windows only, as made
+    for bad in (-1.0, cal.START_SECONDS + 1, "10", True, math.nan):
+        with pytest.raises(cal.CalibrationError, match="start_seconds"):
+            cal.SiteCalibration.from_dict({**data, "start_seconds": bad})
     for bad in (-1.0, 0.0, "9", True, float("inf")):
         with pytest.raises(cal.CalibrationError, match="start_anomaly_threshold"):
             cal.SiteCalibration.from_dict({**data, "start_anomaly_threshold": bad})
@@ -130,6 +184,55 @@ def test_a_calibrated_site_boots_quietly_and_a_later_burst_still_alarms(
     later = unknowns(_site(tmp_path / "later.pcap", burst_at=150.0), found)
     assert len(later) == 1
     assert 150 < later[0] <= 155  # the same burst mid-stream: the steady edge
+
+
+def _fast_boot(path: Path, burst_at: float | None = None) -> Path:
+    """Five calm packets a second for 2,500 s, the first 5 s a boot of 300 packets a second
+    (15 steps of 100 packets: more than START_WINDOWS windows, fewer than 1 % of them all);
+    ``burst_at``: the same boot again later in the stream."""
+    frames = []
+    calm = ethernet(ipv4("192.168.1.10", "192.168.1.1", 17, udp(40000, 1883, b"x" * 20)))
+    for second in range(2500):
+        frames += [(T0 + second + k * 0.2, calm) for k in range(5)]
+    for start in (0.0, burst_at) if burst_at is not None else (0.0,):
+        for i in range(1500):
+            device = f"192.168.1.{20 + i % 16}"
+            hello = ethernet(ipv4(device, "192.168.1.1", 17, udp(40001, 1883, b"hello")))
+            frames.append((T0 + start + 0.001 + i / 300, hello))
+    frames.sort(key=lambda f: f[0])
+    path.write_bytes(pcap_bytes(frames))
+    return path
+
+
+def test_at_packet_count_steps_a_calibrated_boot_is_quiet_for_its_seconds(
+    kit: FloodKit, tmp_path: Path
+) -> None:
+    # a classifier never confident (only unknown can raise), at 100-packet / 1-s steps
+    step = StepSpec.parse("100p/1s")
+    manifest = manifest_for(
+        kit.model, TRAFFIC_V1, step=step, signer=kit.signer, thresholds={"flood": 1.5}
+    )
+    classifier = tmp_path / "unsure.bundle"
+    classifier.write_bytes(bundle_bytes(manifest, kit.model, kit.signer))  # type: ignore[arg-type]
+    model = zero_benign_model(kit.folder)
+    paired = tmp_path / "paired.bundle"
+    pair(classifier, model, benign_spec(model), kit.signer, paired)  # type: ignore[arg-type]
+    bundle = load_bundle(paired, [load_public_key(kit.public_key)])
+    boot = _fast_boot(tmp_path / "boot.pcap")
+    signed = _unknowns(bundle, boot)
+    assert len(signed) == 1
+    assert signed[0] < 2  # the boot crosses the signed edge in its first windows
+    found = calibrate_bundle(bundle, str(boot), 1.0)
+    assert found.start_seconds == cal.START_SECONDS
+    assert _unknowns(bundle, boot, found) == []
+    # the same edge over the first START_WINDOWS windows only (as older calibrations): the
+    # boot's last windows come within its 5 s and alarm
+    windows_only = _unknowns(bundle, boot, dataclasses.replace(found, start_seconds=0.0))
+    assert len(windows_only) == 1
+    assert 3 < windows_only[0] < 5
+    later = _unknowns(bundle, _fast_boot(tmp_path / "later.pcap", burst_at=1500.0), found)
+    assert len(later) == 1
+    assert 1500 < later[0] <= 1502  # mid-stream: the steady edge
 
 
 # --- the bundle's signed stream-start edge (no calibration yet) ---------------------------------
