@@ -143,6 +143,7 @@ def calibrate_bundle(bundle: Any, capture: str, target: float, progress: bool = 
             start_anomaly=anomaly[early] if anomaly is not None else None,
             unknown_edge=classifier_unknown.EDGE if own_unknown else None,
             start_probabilities=probabilities[numbers < cal.START_WINDOWS],
+            start_ends=ends[early],
         )
     except cal.CalibrationError as exc:
         raise ConfigError(str(exc)) from None

@@ -23,10 +23,12 @@ Attacks during calibration must not teach the agent that they are normal:
 
 A stream's start (a network booting: every device connecting at once) is a rare event the tail
 fit never sees — once per calibration, inside its top 1 % — so a benign model's ``unknown``
-edge for its first ``START_WINDOWS`` windows and ``START_SECONDS`` (whichever last longer) is
-their own: the highest score the calibration's stream start reached, never below the steady
-edge. It applies to the first windows after the
-agent starts, when the site and the gateway usually boot together. That edge gates ``unknown``
+edge for its first ``START_WINDOWS`` windows is their own: just past the highest score the
+calibration's stream start reached, never below the steady edge. Where the calibration's own
+boot outlasted those windows (packet-count steps come faster than a boot ends), the start
+period also lasts twice that boot's seconds, at most ``START_SECONDS`` (``start_seconds``). It
+applies to the first windows after the agent starts, when the site and the gateway usually
+boot together. That edge gates ``unknown``
 only, and a classifier without a benign model has no score to put an edge on at all: when the
 calibration stream's own start fired any label at the calibrated thresholds (the site's boot
 read as an attack; a pair's known class where its window passed the benign model's signed
@@ -74,9 +76,9 @@ MIN_WINDOWS = 100  # fewer windows say nothing about a tail
 # A stream's first windows have their own unknown edge. The boot of development sites spent its
 # far windows in the first 2; 10 leaves room for a slower one and ends seconds after start.
 START_WINDOWS = 10
-# ... and a site calibration's edge holds for the stream's first seconds too: at packet-count
-# steps windows come faster than a boot ends (a development site's outlasted 10 windows of 20
-# packets by a second); 10 s are the 10 windows of the 1-s steps the count was chosen on
+# ... and for the seconds a site's boot outlasts them, at most: at packet-count steps windows
+# come faster than a boot ends (a development site's outlasted 10 windows of 20 packets by a
+# second); 10 s are the 10 windows of the 1-s steps the count was chosen on
 START_SECONDS = 10.0
 START_MARGIN = 1e-6  # the start edge sits this far (relative) past the start's highest score
 START_LIMIT = 1_000  # windows a start period holds at most: bounded collection at any rate
@@ -149,7 +151,7 @@ class SiteCalibration:
     group_thresholds: tuple[float, ...] | None = None
     # no label hits in a stream's first this many windows (the site's boot fired one)
     start_quiet_windows: int = 0
-    # the start edge holds for the stream's first seconds too (0: older files, windows only)
+    # the start edge holds for the stream's first seconds too (0: its windows only)
     start_seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -338,6 +340,7 @@ def compute(
     start_anomaly: npt.NDArray[np.float64] | None = None,
     unknown_edge: float | None = None,
     start_probabilities: npt.NDArray[np.float64] | None = None,
+    start_ends: npt.NDArray[np.int64] | None = None,
 ) -> SiteCalibration:
     """Thresholds from the site's window scores (classifier probabilities, benign-model scores).
 
@@ -353,7 +356,8 @@ def compute(
     ``unknown`` (``agent.classifier_unknown``), calibrated as one more label; None: it has none.
     ``start_probabilities``: the classifier's scores of the stream's first ``START_WINDOWS``
     windows (NaN rows: not seen; row for row with the first of ``start_anomaly``), for
-    ``start_quiet_windows``: a silence, so it stays that short.
+    ``start_quiet_windows``: a silence, so it stays that short. ``start_ends``: the end times
+    of the ``start_anomaly`` windows, row for row (None: the start period is its windows).
     """
     n = len(probabilities)
     if n < MIN_WINDOWS:
@@ -409,10 +413,16 @@ def compute(
             anomaly_threshold = anomaly_floor
         else:
             anomaly_threshold = max(anomaly_floor, _log_tail(scores, exceed))
-    start_threshold = _start_edge(
-        None if start_anomaly is None else _largest_ratio(start_anomaly),
-        1.0 if groups is not None else anomaly_threshold,
-    )
+    start_threshold, start_seconds = None, 0.0
+    if start_anomaly is not None and anomaly_threshold is not None:
+        start_seconds = _boot_seconds(start_anomaly, start_ends, anomaly_threshold, groups)
+        rows = np.arange(len(start_anomaly)) < START_WINDOWS
+        if start_seconds > 0 and start_ends is not None:
+            rows |= _elapsed(start_anomaly, start_ends) < start_seconds
+        start_threshold = _start_edge(
+            _largest_ratio(np.asarray(start_anomaly, np.float64)[rows]),
+            1.0 if groups is not None else anomaly_threshold,
+        )
     return SiteCalibration(
         bundle_id,
         thresholds,
@@ -425,8 +435,45 @@ def compute(
         start_anomaly_threshold=start_threshold,
         group_thresholds=groups,
         start_quiet_windows=quiet,
-        start_seconds=START_SECONDS if start_threshold is not None else 0.0,
+        start_seconds=start_seconds if start_threshold is not None else 0.0,
     )
+
+
+def _elapsed(
+    start: npt.NDArray[np.float64], ends: npt.NDArray[np.int64]
+) -> npt.NDArray[np.float64]:
+    """Seconds from the first seen start window's end to each one's (inf: not seen)."""
+    seen = np.isfinite(_raw(start))
+    at = np.asarray(ends, np.int64)
+    if not seen.any():
+        return np.full(len(at), np.inf)
+    return np.where(seen, (at - at[np.argmax(seen)]) / 1e9, np.inf)
+
+
+def _boot_seconds(
+    start: npt.NDArray[np.float64],
+    ends: npt.NDArray[np.int64] | None,
+    steady: float,
+    groups: tuple[float, ...] | None,
+) -> float:
+    """How long the start period must last in seconds for the calibration's own boot: twice
+    the time to its last window past the steady edge(s), at most START_SECONDS, and 0 when
+    that came within the first START_WINDOWS windows (the window count covers it, and an
+    attack under way at agent start is not held back by seconds another site's boot needs).
+    Twice: a boot does not last as long twice (on a development site the counted stretch's
+    boot outlasted the calibration's by a fifth)."""
+    if ends is None:
+        return 0.0
+    values = np.asarray(start, np.float64)
+    if values.ndim == 2 and groups is not None:
+        far = np.any(values[:, 1:] / np.asarray(groups, np.float64) >= 1.0, axis=1)
+    else:
+        far = _raw(values) >= steady  # NaN (not seen) is not far
+    far[:START_WINDOWS] = False
+    if not far.any():
+        return 0.0
+    last = float(_elapsed(values, ends)[np.nonzero(far)[0][-1]])
+    return min(START_SECONDS, 2.0 * last)
 
 
 def _fired(
@@ -513,6 +560,7 @@ class Collector:
         # START_WINDOWS windows, by number (NaN: not seen during collection)
         self.start_anomaly = np.full(START_LIMIT, np.nan)
         self.start_probabilities = np.full((START_WINDOWS, labels), np.nan)
+        self.start_ends = np.zeros(START_LIMIT, np.int64)
         self.first_ns: int | None = None
         self.last_ns: int | None = None
         self._rng = np.random.default_rng(seed)
@@ -547,6 +595,7 @@ class Collector:
             held &= first if early is None else np.asarray(early, bool)
             if anomaly is not None:
                 self.start_anomaly[at[held]] = np.asarray(anomaly, np.float64)[held]
+                self.start_ends[at[held]] = np.asarray(ends_ns, np.int64)[held]
         if self.first_ns is None:
             self.first_ns = int(ends_ns[0])
         self.last_ns = int(ends_ns[-1])

@@ -107,6 +107,7 @@ class SiteCalibrator:
                 start_anomaly=c.start_anomaly if benign is not None else None,
                 unknown_edge=slot.debounce.unknown_edge if slot.classifier_unknown else None,
                 start_probabilities=c.start_probabilities,
+                start_ends=c.start_ends,
             )
         except cal.CalibrationError as exc:
             logger.warning("%s: %s; collecting again", slot.name, exc)

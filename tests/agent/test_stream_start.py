@@ -56,7 +56,7 @@ def test_the_first_windows_are_judged_against_the_start_edge() -> None:
     assert fusion.fuse(probabilities, anomaly)[0, 2] == pytest.approx(0.75)  # no numbers: steady
 
 
-def _compute(start: Any) -> cal.SiteCalibration:
+def _compute(start: Any, ends: Any = None) -> cal.SiteCalibration:
     n = 2000
     return cal.compute(
         bundle_id="b",
@@ -69,6 +69,7 @@ def _compute(start: Any) -> cal.SiteCalibration:
         seconds=float(n),
         target_per_day=1.0,
         start_anomaly=start,
+        start_ends=ends,
     )
 
 
@@ -130,11 +131,61 @@ def test_a_calibrations_start_edge_holds_for_its_seconds_too() -> None:
     assert alone.tolist() == [pytest.approx(0.75), pytest.approx(0.75), 0.0]
 
 
+def _boot(far_until: int, every_s: float, steady: float = 0.5) -> tuple[Any, Any]:
+    """Start rows of 30 windows ``every_s`` apart, far from benign (9) up to ``far_until``."""
+    scores = np.where(np.arange(30) <= far_until, 9.0, steady)
+    return scores, (np.arange(30) * every_s * 1e9).astype(np.int64)
+
+
+def test_the_start_period_lasts_twice_the_calibrations_boot_when_it_outlasts_the_windows() -> None:
+    assert _compute(*_boot(9, 0.4)).start_seconds == 0.0  # over within 10 windows
+    assert _compute(*_boot(11, 0.4)).start_seconds == pytest.approx(8.8)  # 4.4 s, twice
+    assert _compute(*_boot(20, 0.4)).start_seconds == cal.START_SECONDS  # 8 s: at most 10
+    assert _compute(_boot(20, 0.4)[0]).start_seconds == 0.0  # no times: windows only
+    # the edge is the boot's own: a window after the period (30 s on) does not raise it
+    late = _boot(11, 1.0)[0]
+    late[25] = 50.0
+    found = _compute(late, _boot(11, 1.0)[1])
+    assert found.start_seconds == cal.START_SECONDS
+    assert found.start_anomaly_threshold == pytest.approx(9.0)
+
+
+def test_a_grouped_boot_is_timed_against_the_calibrated_group_edges() -> None:
+    n = 2000
+    rng = np.random.default_rng(3)
+    # raw score, then ratios to the signed edges of two groups: the site's everyday timing
+    # group sits near 4 x its signed edge, so the calibration raises that edge
+    site = np.column_stack((np.full(n, 0.5), rng.uniform(0.1, 0.5, n), rng.uniform(3, 4, n)))
+    boot = np.tile([2.0, 0.2, 3.5], (30, 1))  # past the signed timing edge, not the site's
+    boot[:12, 1] = 6.0  # the other group far for 12 windows, 0.3 s apart
+    ends = (np.arange(30) * 0.3e9).astype(np.int64)
+
+    def found(start: Any) -> cal.SiteCalibration:
+        return cal.compute(
+            bundle_id="b",
+            labels=("benign",),
+            watched=(),
+            signed=(0.5,),
+            probabilities=np.zeros((n, 1)),
+            anomaly=site,
+            anomaly_floor=1.0,
+            seconds=float(n),
+            target_per_day=1.0,
+            start_anomaly=start,
+            start_ends=ends,
+        )
+
+    assert found(boot).start_seconds == pytest.approx(6.6)  # the last far one at 3.3 s
+    steady = boot.copy()
+    steady[:, 1] = 0.2  # only the timing group moved, within the site's edge: no boot
+    assert found(steady).start_seconds == 0.0
+
+
 def test_the_start_edge_round_trips_and_hostile_values_are_refused() -> None:
-    found = _compute(np.array([9.0]))
+    found = _compute(*_boot(11, 0.4))
     data = found.to_dict()
     assert cal.SiteCalibration.from_dict(json.loads(json.dumps(data))) == found
-    assert found.start_seconds == cal.START_SECONDS
+    assert found.start_seconds > 0
     assert _compute(None).start_seconds == 0.0  # no start edge, no start period
     older = {k: v for k, v in data.items() if not k.startswith("start_")}
     assert cal.SiteCalibration.from_dict(older).start_anomaly_threshold is None
