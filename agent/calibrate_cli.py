@@ -98,6 +98,7 @@ def calibrate_bundle(bundle: Any, capture: str, target: float, progress: bool = 
     from agent import classifier_unknown
     from agent.config import ConfigError
     from agent.replay import replay_capture
+    from agent.stream_start import START_WINDOWS
 
     parts: list[tuple[Any, Any, Any, Any, Any, Any]] = []
     try:
@@ -142,7 +143,7 @@ def calibrate_bundle(bundle: Any, capture: str, target: float, progress: bool = 
             in_detection=busy,
             start_anomaly=anomaly[early] if anomaly is not None else None,
             unknown_edge=classifier_unknown.EDGE if own_unknown else None,
-            start_probabilities=probabilities[numbers < cal.START_WINDOWS],
+            start_probabilities=probabilities[numbers < START_WINDOWS],
             start_ends=ends[early],
         )
     except cal.CalibrationError as exc:

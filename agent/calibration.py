@@ -28,13 +28,12 @@ calibration's stream start reached, never below the steady edge. Where the calib
 boot outlasted those windows (packet-count steps come faster than a boot ends), the start
 period also lasts twice that boot's seconds, at most ``START_SECONDS`` (``start_seconds``). It
 applies to the first windows after the agent starts, when the site and the gateway usually
-boot together. That edge gates ``unknown``
-only, and a classifier without a benign model has no score to put an edge on at all: when the
-calibration stream's own start fired any label at the calibrated thresholds (the site's boot
-read as an attack; a pair's known class where its window passed the benign model's signed
-gate), no label hits in a stream's first ``START_WINDOWS`` windows (``start_quiet_windows``) —
-another boot fires other labels, so all of them wait; an attack under way when the agent
-starts is raised those windows later.
+boot together. That edge gates ``unknown`` only, and a classifier without a benign model has
+no score to put an edge on at all: when the calibration stream's own start fired any label at
+the calibrated thresholds (the site's boot read as an attack; a pair's known class where its
+window passed the benign model's signed gate), no label hits in a stream's first
+``START_WINDOWS`` windows (``start_quiet_windows``) — another boot fires other labels, so all
+of them wait; an attack under way when the agent starts is raised those windows later.
 
 A benign model with feature groups (``agent.benign_groups``) scores each group apart: each
 group's edge is its own tail at the target rate divided by the number of groups, so all of
@@ -68,20 +67,18 @@ import numpy.typing as npt
 
 from agent import classifier_unknown
 from agent.benign_groups import MAX_GROUPS
+from agent.stream_start import (
+    START_LIMIT,
+    START_SECONDS,
+    START_WINDOWS,
+    calibrated_start,
+    raw_scores,
+)
 
 CALIBRATION_SCHEMA = "iotids.calibration/1"
 CONTAMINATION = 0.01  # the top fraction of collected windows that never sets a threshold
 MAX_EXCLUDED = 0.05  # flagged windows are excluded while they are at most this fraction
 MIN_WINDOWS = 100  # fewer windows say nothing about a tail
-# A stream's first windows have their own unknown edge. The boot of development sites spent its
-# far windows in the first 2; 10 leaves room for a slower one and ends seconds after start.
-START_WINDOWS = 10
-# ... and for the seconds a site's boot outlasts them, at most: at packet-count steps windows
-# come faster than a boot ends (a development site's outlasted 10 windows of 20 packets by a
-# second); 10 s are the 10 windows of the 1-s steps the count was chosen on
-START_SECONDS = 10.0
-START_MARGIN = 1e-6  # the start edge sits this far (relative) past the start's highest score
-START_LIMIT = 1_000  # windows a start period holds at most: bounded collection at any rate
 MAX_WINDOWS = 200_000  # collected windows kept (reservoir): bounded memory for any duration
 EPS = 1e-6
 # An int8 classifier's probabilities move in steps of 1/256: below one step a probability is
@@ -110,22 +107,6 @@ def effects(thresholds: Mapping[str, object], start_quiet_windows: object) -> li
     if isinstance(start_quiet_windows, int) and start_quiet_windows > 0:
         said.append(f"no label hits in a stream's first {start_quiet_windows} windows")
     return said
-
-
-def starting(
-    numbers: npt.NDArray[np.int64],
-    elapsed_ns: npt.NDArray[np.int64] | None,
-    windows: int,
-    seconds: float,
-) -> npt.NDArray[np.bool_]:
-    """Which windows are in a stream's start period: its first ``windows``, and those whose last
-    step began less than ``seconds`` after its first step (``elapsed_ns``), at most START_LIMIT."""
-    at = np.asarray(numbers, np.int64)
-    early = at < windows
-    if seconds > 0 and elapsed_ns is not None:
-        late = np.asarray(elapsed_ns, np.int64)
-        early |= (at < START_LIMIT) & (late < int(seconds * 1e9))
-    return early
 
 
 class CalibrationError(ValueError):
@@ -369,7 +350,7 @@ def compute(
     watch = list(watched)
     flagged = np.any(probs[:, watch] >= limits[watch], axis=1) if watch else np.zeros(n, bool)
     if anomaly is not None and anomaly_floor is not None:
-        flagged &= _raw(anomaly) >= anomaly_floor
+        flagged &= raw_scores(anomaly) >= anomaly_floor
     benign = [i for i in range(probs.shape[1]) if i not in watch]  # for a classifier's unknown
     if unknown_edge is not None:  # what the bundle says while calibrating: signed thresholds
         flagged |= classifier_unknown.scores(probs, benign, watch, limits) >= unknown_edge
@@ -399,7 +380,7 @@ def compute(
             # signed floor (the fusion's gate); its unknown has the start edge instead
             gate = np.zeros(len(start), bool)  # a window never seen (NaN) is not let through
             if start_anomaly is not None and anomaly_floor is not None:
-                gate = _raw(start_anomaly)[: len(start)] >= anomaly_floor
+                gate = raw_scores(start_anomaly)[: len(start)] >= anomaly_floor
             start, edge = start[gate], None
         quiet = START_WINDOWS if _fired(start, benign, watch, in_force, edge) else 0
     anomaly_threshold: float | None = None
@@ -415,13 +396,8 @@ def compute(
             anomaly_threshold = max(anomaly_floor, _log_tail(scores, exceed))
     start_threshold, start_seconds = None, 0.0
     if start_anomaly is not None and anomaly_threshold is not None:
-        start_seconds = _boot_seconds(start_anomaly, start_ends, anomaly_threshold, groups)
-        rows = np.arange(len(start_anomaly)) < START_WINDOWS
-        if start_seconds > 0 and start_ends is not None:
-            rows |= _elapsed(start_anomaly, start_ends) < start_seconds
-        start_threshold = _start_edge(
-            _largest_ratio(np.asarray(start_anomaly, np.float64)[rows]),
-            1.0 if groups is not None else anomaly_threshold,
+        start_threshold, start_seconds = calibrated_start(
+            start_anomaly, start_ends, anomaly_threshold, groups
         )
     return SiteCalibration(
         bundle_id,
@@ -435,45 +411,8 @@ def compute(
         start_anomaly_threshold=start_threshold,
         group_thresholds=groups,
         start_quiet_windows=quiet,
-        start_seconds=start_seconds if start_threshold is not None else 0.0,
+        start_seconds=start_seconds,
     )
-
-
-def _elapsed(
-    start: npt.NDArray[np.float64], ends: npt.NDArray[np.int64]
-) -> npt.NDArray[np.float64]:
-    """Seconds from the first seen start window's end to each one's (inf: not seen)."""
-    seen = np.isfinite(_raw(start))
-    at = np.asarray(ends, np.int64)
-    if not seen.any():
-        return np.full(len(at), np.inf)
-    return np.where(seen, (at - at[np.argmax(seen)]) / 1e9, np.inf)
-
-
-def _boot_seconds(
-    start: npt.NDArray[np.float64],
-    ends: npt.NDArray[np.int64] | None,
-    steady: float,
-    groups: tuple[float, ...] | None,
-) -> float:
-    """How long the start period must last in seconds for the calibration's own boot: twice
-    the time to its last window past the steady edge(s), at most START_SECONDS, and 0 when
-    that came within the first START_WINDOWS windows (the window count covers it, and an
-    attack under way at agent start is not held back by seconds another site's boot needs).
-    Twice: a boot does not last as long twice (on a development site the counted stretch's
-    boot outlasted the calibration's by a fifth)."""
-    if ends is None:
-        return 0.0
-    values = np.asarray(start, np.float64)
-    if values.ndim == 2 and groups is not None:
-        far = np.any(values[:, 1:] / np.asarray(groups, np.float64) >= 1.0, axis=1)
-    else:
-        far = _raw(values) >= steady  # NaN (not seen) is not far
-    far[:START_WINDOWS] = False
-    if not far.any():
-        return 0.0
-    last = float(_elapsed(values, ends)[np.nonzero(far)[0][-1]])
-    return min(START_SECONDS, 2.0 * last)
 
 
 def _fired(
@@ -515,36 +454,10 @@ def _past_pile(probs: npt.NDArray[np.float64], exceed: float, floor: float) -> f
     return max(edge, float(above.min())) if len(above) else SILENCED
 
 
-def _raw(scores: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """A window's raw score: itself, or a grouped model's first column."""
-    values = np.asarray(scores, np.float64)
-    return values[:, 0] if values.ndim == 2 else values
-
-
-def _largest_ratio(scores: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """A window's score: itself, or a grouped model's largest group ratio (NaN stays NaN)."""
-    values = np.asarray(scores, np.float64)
-    return values[:, 1:].max(axis=1) if values.ndim == 2 else values
-
-
 def _log_tail(scores: npt.NDArray[np.float64], exceed: float) -> float:
     """``tail_threshold`` of positive scores on a log scale, back in score units."""
     logs = np.log(np.maximum(np.asarray(scores, np.float64), 1e-12))
     return math.exp(min(tail_threshold(logs, exceed), 700.0))
-
-
-def _start_edge(start: npt.NDArray[np.float64] | None, steady: float | None) -> float | None:
-    """The stream start's edge: just past its highest finite score, when above the steady edge.
-
-    Just past: a window at the edge is far from benign, and a benign model's score saturates
-    (an int8 output, a clipped summary), so another boot reaches the same highest score."""
-    if start is None or steady is None:
-        return None
-    scores = np.asarray(start, np.float64)
-    scores = scores[np.isfinite(scores)]
-    if len(scores) == 0 or not float(scores.max()) > steady:
-        return None
-    return float(scores.max()) * (1.0 + START_MARGIN)
 
 
 class Collector:

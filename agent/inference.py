@@ -27,19 +27,14 @@ from agent import classifier_unknown, openset
 from agent.accumulate import Accumulator
 from agent.accumulate import spec_of as accumulator_spec
 from agent.bundle import Bundle, BundleError, check_compatible
-from agent.calibration import (
-    START_SECONDS,
-    START_WINDOWS,
-    CalibrationError,
-    SiteCalibration,
-    starting,
-)
+from agent.calibration import CalibrationError, SiteCalibration
 from agent.classifier_unknown import ClassifierUnknown
 from agent.decide import Decider, DecisionPolicy, Event, Evidence
 from agent.evidence import MAX_PENDING_PACKETS, held_packets, summarise
 from agent.features.schema import FeatureSet
 from agent.features.steps import StepSpec, lead_in, sliding_windows
 from agent.sources import StepBatch
+from agent.stream_start import START_SECONDS, START_WINDOWS, starting
 
 logger = logging.getLogger(__name__)
 

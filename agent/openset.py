@@ -54,9 +54,9 @@ from agent.benign_groups import (
     wide_transform,
 )
 from agent.bundle import Bundle, BundleError, Manifest, Scaler
-from agent.calibration import START_WINDOWS, starting
 from agent.digest import sha256_hex
 from agent.runtime import Model, ModelLoadError
+from agent.stream_start import START_WINDOWS, starting
 
 SECTION = "openset"
 SECTION_FORMAT = 1

@@ -144,7 +144,7 @@ def first_alarms(bundle: Bundle, capture: Path, start_time: float) -> list[tuple
 def start_rows(pair: Pair, plan: Plan, folder: Path) -> list[dict[str, object]]:
     """Benign streams with an alarm in their first windows, and later, with / without the edge."""
     from agent.bundle import load_bundle, load_public_key
-    from agent.calibration import START_WINDOWS
+    from agent.stream_start import START_WINDOWS
     from training.synth.scenario import TrafficScenario
     from training.synth.traffic import generate_traffic
 

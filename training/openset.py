@@ -57,7 +57,6 @@ from agent.benign_groups import (
     wide_transform,
 )
 from agent.bundle import Scaler
-from agent.calibration import START_WINDOWS
 from agent.features.steps import sliding_windows, stream_windows
 from agent.openset import (
     LOG_MINMAX,
@@ -69,6 +68,7 @@ from agent.openset import (
     summarize,
 )
 from agent.runtime import Model
+from agent.stream_start import START_WINDOWS
 from training.datasets.base import Dataset
 
 logger = logging.getLogger(__name__)

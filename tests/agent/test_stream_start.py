@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from agent import calibration as cal
+from agent import stream_start
 from agent.bundle import BundleError, Manifest, load_bundle, load_public_key
 from agent.calibrate_cli import calibrate_bundle
 from agent.features.steps import StepSpec
@@ -98,17 +99,17 @@ def test_the_collector_keeps_the_streams_first_windows_by_number() -> None:
 
 
 def test_the_start_period_is_its_first_windows_or_seconds_whichever_last_longer() -> None:
-    numbers = np.array([0, 9, 10, 12, 40, cal.START_LIMIT])
+    numbers = np.array([0, 9, 10, 12, 40, stream_start.START_LIMIT])
     second = 1_000_000_000
     elapsed = np.array([0, 1, 2, 9, 11, 3]) * second
-    assert cal.starting(numbers, elapsed, 10, 0.0).tolist() == [1, 1, 0, 0, 0, 0]
-    assert cal.starting(numbers, None, 10, 10.0).tolist() == [1, 1, 0, 0, 0, 0]
+    assert stream_start.starting(numbers, elapsed, 10, 0.0).tolist() == [1, 1, 0, 0, 0, 0]
+    assert stream_start.starting(numbers, None, 10, 10.0).tolist() == [1, 1, 0, 0, 0, 0]
     # a window past the tenth but in the first 10 s is in; one past START_LIMIT never is
-    assert cal.starting(numbers, elapsed, 10, 10.0).tolist() == [1, 1, 1, 1, 0, 0]
+    assert stream_start.starting(numbers, elapsed, 10, 10.0).tolist() == [1, 1, 1, 1, 0, 0]
     slow = np.array([0, 5, 9]), np.array([0, 50, 90]) * second  # 10-s steps: windows hold
-    assert cal.starting(*slow, 10, 10.0).all()
+    assert stream_start.starting(*slow, 10, 10.0).all()
     collector = cal.Collector(2)
-    early = cal.starting(numbers, elapsed, 10, 10.0)
+    early = stream_start.starting(numbers, elapsed, 10, 10.0)
     scores = np.arange(len(numbers), dtype=np.float64)
     collector.add(numbers, np.zeros((6, 2)), scores, np.zeros(6, bool), numbers, early)
     assert collector.start_anomaly[[0, 9, 10, 12]].tolist() == [0.0, 1.0, 2.0, 3.0]
@@ -140,13 +141,13 @@ def _boot(far_until: int, every_s: float, steady: float = 0.5) -> tuple[Any, Any
 def test_the_start_period_lasts_twice_the_calibrations_boot_when_it_outlasts_the_windows() -> None:
     assert _compute(*_boot(9, 0.4)).start_seconds == 0.0  # over within 10 windows
     assert _compute(*_boot(11, 0.4)).start_seconds == pytest.approx(8.8)  # 4.4 s, twice
-    assert _compute(*_boot(20, 0.4)).start_seconds == cal.START_SECONDS  # 8 s: at most 10
+    assert _compute(*_boot(20, 0.4)).start_seconds == stream_start.START_SECONDS  # 8 s: at most 10
     assert _compute(_boot(20, 0.4)[0]).start_seconds == 0.0  # no times: windows only
     # the edge is the boot's own: a window after the period (30 s on) does not raise it
     late = _boot(11, 1.0)[0]
     late[25] = 50.0
     found = _compute(late, _boot(11, 1.0)[1])
-    assert found.start_seconds == cal.START_SECONDS
+    assert found.start_seconds == stream_start.START_SECONDS
     assert found.start_anomaly_threshold == pytest.approx(9.0)
 
 
@@ -190,7 +191,7 @@ def test_the_start_edge_round_trips_and_hostile_values_are_refused() -> None:
     older = {k: v for k, v in data.items() if not k.startswith("start_")}
     assert cal.SiteCalibration.from_dict(older).start_anomaly_threshold is None
     assert cal.SiteCalibration.from_dict(older).start_seconds == 0.0  # windows only, as made
-    for bad in (-1.0, cal.START_SECONDS + 1, "10", True, math.nan):
+    for bad in (-1.0, stream_start.START_SECONDS + 1, "10", True, math.nan):
         with pytest.raises(cal.CalibrationError, match="start_seconds"):
             cal.SiteCalibration.from_dict({**data, "start_seconds": bad})
     for bad in (-1.0, 0.0, "9", True, float("inf")):
@@ -274,7 +275,7 @@ def test_at_packet_count_steps_a_calibrated_boot_is_quiet_for_its_seconds(
     assert len(signed) == 1
     assert signed[0] < 2  # the boot crosses the signed edge in its first windows
     found = calibrate_bundle(bundle, str(boot), 1.0)
-    assert found.start_seconds == cal.START_SECONDS
+    assert found.start_seconds == stream_start.START_SECONDS
     assert _unknowns(bundle, boot, found) == []
     # the same edge over the first START_WINDOWS windows only (as older calibrations): the
     # boot's last windows come within its 5 s and alarm
