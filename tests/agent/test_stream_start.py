@@ -201,18 +201,26 @@ def test_the_start_edge_round_trips_and_hostile_values_are_refused() -> None:
         cal.SiteCalibration.from_dict({**data, "anomaly_threshold": None})
 
 
-def _site(path: Path, burst_at: float | None = None) -> Path:
-    """Five calm packets a second for 300 s, the first 3 s a boot burst of 80 packets a second
-    from 16 devices; ``burst_at``: the same burst again later in the stream."""
+def _site(
+    path: Path,
+    burst_at: float | None = None,
+    *,
+    seconds: int = 300,
+    boot_packets: int = 240,
+    boot_rate: float = 80.0,
+) -> Path:
+    """Five calm packets a second for ``seconds``, the first seconds a boot burst of
+    ``boot_packets`` at ``boot_rate`` a second from 16 devices (by default 3 s at 80 a second);
+    ``burst_at``: the same burst again later in the stream."""
     frames = []
     calm = ethernet(ipv4("192.168.1.10", "192.168.1.1", 17, udp(40000, 1883, b"x" * 20)))
-    for second in range(300):
+    for second in range(seconds):
         frames += [(T0 + second + k * 0.2, calm) for k in range(5)]
     for start in (0.0, burst_at) if burst_at is not None else (0.0,):
-        for i in range(240):
+        for i in range(boot_packets):
             device = f"192.168.1.{20 + i % 16}"
             hello = ethernet(ipv4(device, "192.168.1.1", 17, udp(40001, 1883, b"hello")))
-            frames.append((T0 + start + 0.01 + i / 80, hello))
+            frames.append((T0 + start + 0.001 + i / boot_rate, hello))
     frames.sort(key=lambda f: f[0])
     path.write_bytes(pcap_bytes(frames))
     return path
@@ -239,21 +247,9 @@ def test_a_calibrated_site_boots_quietly_and_a_later_burst_still_alarms(
 
 
 def _fast_boot(path: Path, burst_at: float | None = None) -> Path:
-    """Five calm packets a second for 2,500 s, the first 5 s a boot of 300 packets a second
-    (15 steps of 100 packets: more than START_WINDOWS windows, fewer than 1 % of them all);
-    ``burst_at``: the same boot again later in the stream."""
-    frames = []
-    calm = ethernet(ipv4("192.168.1.10", "192.168.1.1", 17, udp(40000, 1883, b"x" * 20)))
-    for second in range(2500):
-        frames += [(T0 + second + k * 0.2, calm) for k in range(5)]
-    for start in (0.0, burst_at) if burst_at is not None else (0.0,):
-        for i in range(1500):
-            device = f"192.168.1.{20 + i % 16}"
-            hello = ethernet(ipv4(device, "192.168.1.1", 17, udp(40001, 1883, b"hello")))
-            frames.append((T0 + start + 0.001 + i / 300, hello))
-    frames.sort(key=lambda f: f[0])
-    path.write_bytes(pcap_bytes(frames))
-    return path
+    """2,500 s, the first 5 s a boot of 300 packets a second: 15 steps of 100 packets, more than
+    START_WINDOWS windows and fewer than 1 % of them all."""
+    return _site(path, burst_at, seconds=2500, boot_packets=1500, boot_rate=300.0)
 
 
 def test_at_packet_count_steps_a_calibrated_boot_is_quiet_for_its_seconds(
