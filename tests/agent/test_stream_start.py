@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +15,15 @@ import pytest
 
 from agent import calibration as cal
 from agent import stream_start
+from agent.app import App
 from agent.bundle import BundleError, Manifest, load_bundle, load_public_key
 from agent.calibrate_cli import calibrate_bundle
+from agent.config import parse_config
 from agent.features.steps import StepSpec
 from agent.features.traffic import TRAFFIC_V1
 from agent.openset import Fusion, OpenSetSpec, describe
 from agent.replay import replay_capture
+from agent.report.memory import MemorySink
 from converters.openset import pair
 from tests.agent.bundles import (
     bundle_bytes,
@@ -252,20 +256,27 @@ def _fast_boot(path: Path, burst_at: float | None = None) -> Path:
     return _site(path, burst_at, seconds=2500, boot_packets=1500, boot_rate=300.0)
 
 
-def test_at_packet_count_steps_a_calibrated_boot_is_quiet_for_its_seconds(
-    kit: FloodKit, tmp_path: Path
-) -> None:
-    # a classifier never confident (only unknown can raise), at 100-packet / 1-s steps
+@pytest.fixture(scope="module")
+def packet_pair(kit: FloodKit, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A classifier never confident (only unknown can raise) at 100-packet / 1-s steps, paired
+    with the zero benign model."""
+    folder = tmp_path_factory.mktemp("packet-pair")
     step = StepSpec.parse("100p/1s")
     manifest = manifest_for(
         kit.model, TRAFFIC_V1, step=step, signer=kit.signer, thresholds={"flood": 1.5}
     )
-    classifier = tmp_path / "unsure.bundle"
+    classifier = folder / "unsure.bundle"
     classifier.write_bytes(bundle_bytes(manifest, kit.model, kit.signer))  # type: ignore[arg-type]
     model = zero_benign_model(kit.folder)
-    paired = tmp_path / "paired.bundle"
+    paired = folder / "paired.bundle"
     pair(classifier, model, benign_spec(model), kit.signer, paired)  # type: ignore[arg-type]
-    bundle = load_bundle(paired, [load_public_key(kit.public_key)])
+    return paired
+
+
+def test_at_packet_count_steps_a_calibrated_boot_is_quiet_for_its_seconds(
+    kit: FloodKit, packet_pair: Path, tmp_path: Path
+) -> None:
+    bundle = load_bundle(packet_pair, [load_public_key(kit.public_key)])
     boot = _fast_boot(tmp_path / "boot.pcap")
     signed = _unknowns(bundle, boot)
     assert len(signed) == 1
@@ -281,6 +292,37 @@ def test_at_packet_count_steps_a_calibrated_boot_is_quiet_for_its_seconds(
     later = _unknowns(bundle, _fast_boot(tmp_path / "later.pcap", burst_at=1500.0), found)
     assert len(later) == 1
     assert 1500 < later[0] <= 1502  # mid-stream: the steady edge
+
+
+def test_the_agent_times_its_own_boot_while_it_calibrates(
+    kit: FloodKit, packet_pair: Path, tmp_path: Path
+) -> None:
+    config = {
+        "agent": {
+            "device_id": "gw-test",
+            "state_dir": str(tmp_path / "state"),
+            "trusted_keys": [str(kit.public_key)],
+        },
+        "mqtt": {"enabled": False},
+        "sources": [{"name": "lan", "kind": "pcap", "path": str(_fast_boot(tmp_path / "b.pcap"))}],
+        "models": [{"name": "pair", "bundle": str(packet_pair), "source": "lan"}],
+        "calibration": {"duration": "30m", "target_false_alarms_per_day": 1},
+    }
+    sink = MemorySink()
+    app = App(parse_config(config), sinks=[sink])
+    thread = threading.Thread(target=app.run, name="agent-under-test")
+    thread.start()
+    thread.join(120)
+    assert not thread.is_alive()
+    saved = cal.load(tmp_path / "state" / "calibration-pair.json")
+    offline = calibrate_bundle(
+        load_bundle(packet_pair, [load_public_key(kit.public_key)]), config["sources"][0]["path"], 1
+    )
+    assert saved.start_seconds == offline.start_seconds == stream_start.START_SECONDS
+    assert saved.start_anomaly_threshold == offline.start_anomaly_threshold
+    published = sink.models[-1]["calibration"]
+    assert published["state"] == "calibrated"
+    assert published["start_seconds"] == stream_start.START_SECONDS
 
 
 # --- the bundle's signed stream-start edge (no calibration yet) ---------------------------------
