@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from agent.report.memory import MemorySink
 from agent.sources import StepBatch
 from tests.agent.flood_bundle import FloodKit, flood_kit
 from tests.agent.openset_kit import PairKit, pair_kit
+from tests.agent.run_app import run_to_end
 
 
 @pytest.fixture(scope="module")
@@ -266,12 +266,7 @@ def test_the_agent_calibrates_persists_reports_and_resets(
         "models": [{"name": "cnn", "bundle": str(pairs.paired), "source": "lan"}],
         "calibration": {"duration": "4m", "target_false_alarms_per_day": 1},
     }
-    sink = MemorySink()
-    app = App(parse_config(config_data), sinks=[sink])
-    thread = threading.Thread(target=app.run, name="agent-under-test")
-    thread.start()
-    thread.join(60)
-    assert not thread.is_alive()
+    sink = run_to_end(config_data)
     assert sink.models[0]["calibration"] == {"state": "collecting"}
     assert sink.models[0]["open_set"]["threshold"] == 0.005
     # the flood came during calibration: the classifier stayed armed and raised it

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +14,12 @@ import pytest
 
 from agent import calibration as cal
 from agent import stream_start
-from agent.app import App
 from agent.bundle import BundleError, Manifest, load_bundle, load_public_key
 from agent.calibrate_cli import calibrate_bundle
-from agent.config import parse_config
 from agent.features.steps import StepSpec
 from agent.features.traffic import TRAFFIC_V1
 from agent.openset import Fusion, OpenSetSpec, describe
 from agent.replay import replay_capture
-from agent.report.memory import MemorySink
 from converters.openset import pair
 from tests.agent.bundles import (
     bundle_bytes,
@@ -36,6 +32,7 @@ from tests.agent.bundles import (
 )
 from tests.agent.flood_bundle import FloodKit, flood_kit
 from tests.agent.openset_kit import THRESHOLD, PairKit, benign_spec, pair_kit, zero_benign_model
+from tests.agent.run_app import run_to_end
 
 T0 = 1_700_000_000.0
 
@@ -308,12 +305,7 @@ def test_the_agent_times_its_own_boot_while_it_calibrates(
         "models": [{"name": "pair", "bundle": str(packet_pair), "source": "lan"}],
         "calibration": {"duration": "30m", "target_false_alarms_per_day": 1},
     }
-    sink = MemorySink()
-    app = App(parse_config(config), sinks=[sink])
-    thread = threading.Thread(target=app.run, name="agent-under-test")
-    thread.start()
-    thread.join(120)
-    assert not thread.is_alive()
+    sink = run_to_end(config, timeout=120)
     saved = cal.load(tmp_path / "state" / "calibration-pair.json")
     offline = calibrate_bundle(
         load_bundle(packet_pair, [load_public_key(kit.public_key)]), config["sources"][0]["path"], 1
