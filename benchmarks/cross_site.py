@@ -180,17 +180,10 @@ def _later(bundle: Bundle, calibration: SiteCalibration) -> tuple[Bundle, SiteCa
     """The bundle and calibration as a stream past its start sees them: no quiet start, no
     start edge (the calibration's or, for a pair, the signed one)."""
     from agent.openset import SECTION
+    from benchmarks.openset import without_start_edge
 
-    section = bundle.manifest.extra.get(SECTION)
-    if isinstance(section, dict):
-        start = ("start_threshold", "start_windows")
-        section = {k: v for k, v in section.items() if k not in start}
-        if isinstance(section.get("groups"), dict):
-            section["groups"] = {k: v for k, v in section["groups"].items() if k not in start}
-        extra = {**bundle.manifest.extra, SECTION: section}
-        bundle = dataclasses.replace(
-            bundle, manifest=dataclasses.replace(bundle.manifest, extra=extra)
-        )
+    if SECTION in bundle.manifest.extra:
+        bundle = without_start_edge(bundle, groups=True)
     return bundle, dataclasses.replace(
         calibration, start_quiet_windows=0, start_anomaly_threshold=None
     )

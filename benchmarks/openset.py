@@ -121,12 +121,15 @@ def holdout_scenario(kinds: tuple[str, ...], seed: int) -> TrafficScenario:
     return TrafficScenario(seed=seed, duration=30.0 + 52.0 * len(kinds) + 20.0, attacks=attacks)
 
 
-def without_start_edge(bundle: Bundle) -> Bundle:
-    """The same verified bundle with no signed stream-start edge: as bundles before it."""
+def without_start_edge(bundle: Bundle, *, groups: bool = False) -> Bundle:
+    """The same verified bundle with no signed stream-start edge: as bundles before it.
+    ``groups``: the feature groups' start edge dropped too (none left at all)."""
     from agent.openset import SECTION
 
     start = ("start_threshold", "start_windows")
     section = {k: v for k, v in bundle.manifest.extra[SECTION].items() if k not in start}
+    if groups and isinstance(section.get("groups"), dict):
+        section["groups"] = {k: v for k, v in section["groups"].items() if k not in start}
     manifest = dataclasses.replace(
         bundle.manifest, extra={**bundle.manifest.extra, SECTION: section}
     )
