@@ -247,11 +247,13 @@ class _TextSink:
         """One line per event."""
         evidence = event["evidence"]
         sources = ", ".join(f"{s['address']}×{s['packets']}" for s in evidence["top_sources"][:3])
+        back = event["recurrence"]
         print(  # noqa: T201 - the CLI talks to its user
             f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(event['window_end']))} "
             f"{event['type']:<6} {event['label']} ({event['category']}) "
             f"{_score_text(event)} "
             f"packets {evidence['packets']} from {sources or '-'}"
+            + (f"; recurs incident {event['incident'][:8]} (#{back + 1})" if back else "")
         )
 
     def publish_stats(self, stats: Any) -> None:

@@ -154,6 +154,7 @@ class App:
                 model.merge_horizon,
                 model.quiet,
                 hold=model.hold,
+                recur=model.recur,
             )
             slot = ModelSlot(
                 model.name,

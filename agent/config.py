@@ -370,6 +370,9 @@ class ModelConfig:
     # s from its last hit a quiet detection waits for the same label on its targets to resume
     # it (a model fires on a long attack in bursts); <= quiet: it ends after quiet
     hold: float = 30.0
+    # s from a detection's last hit in which the same label raised on its targets or from its
+    # sender is a recurrence: a new detection carrying its incident id; 0: never linked
+    recur: float = 3600.0
     enabled: bool = True
     threads: int = 1  # interpreter threads (a Pi 4/5 has 4 cores; the capture needs one)
 
@@ -392,7 +395,12 @@ class ModelConfig:
             "raise_score",
             f"must be >= 0.5 (a softmax score; > 1 disables it), got {self.raise_score}",
         )
-        for key, top in (("merge_horizon", 86_400), ("quiet", 3600), ("hold", 3600)):
+        for key, top in (
+            ("merge_horizon", 86_400),
+            ("quiet", 3600),
+            ("hold", 3600),
+            ("recur", 86_400),
+        ):
             value = getattr(self, key)
             check(0 <= value <= top, key, f"must be 0..{top} seconds, got {value}")
         check(1 <= self.threads <= 16, "threads", f"must be 1..16, got {self.threads}")

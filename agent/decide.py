@@ -13,18 +13,18 @@ uuid4 so consumers can drop the duplicates QoS 1 allows.
 from __future__ import annotations
 
 import logging
-import math
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from agent.contract import EVENT_SCHEMA
 from agent.decide_policy import DecisionPolicy as DecisionPolicy
+from agent.event import Event as Event
+from agent.event import EventKind
 from agent.evidence import TOP_K as TOP_K
 from agent.evidence import Evidence as Evidence
 from agent.evidence import Targets as Targets
@@ -32,71 +32,12 @@ from agent.evidence import address_text as address_text
 from agent.evidence import packet_evidence as packet_evidence
 from agent.evidence import step_evidence as step_evidence
 from agent.families import family_for
+from agent.recurrence import Ended, Recurrences
 
 logger = logging.getLogger(__name__)
 
-EventKind = Literal["new", "update", "end"]
 # Dormant detections kept at once; past it the longest quiet ends early (at its last hit).
 MAX_DORMANT = 32
-
-
-@dataclass(frozen=True)
-class Event:
-    """One step of a detection's lifecycle; ``id`` stays the same from ``new`` to ``end``."""
-
-    kind: EventKind
-    id: str
-    model: str
-    source: str
-    label: str
-    category: str
-    started_ns: int
-    time_ns: int
-    score: float
-    peak: float
-    windows: int
-    evidence: Evidence = field(default_factory=Evidence)
-    ended_ns: int | None = None
-    # windows per label seen in this incident, most first (``label`` is the latest one)
-    labels: tuple[tuple[str, int], ...] = ()
-    threshold: float = 0.0  # the label's threshold: ``score_ratio`` is the score over it
-
-    def to_dict(self) -> dict[str, Any]:
-        """The ``iotids.event/1`` payload (agent/report/mqtt.py documents it; times in Unix s).
-
-        ``id`` is fresh for every message (consumers drop duplicates by it); ``detection`` is the
-        id shared by the ``new`` / ``update`` / ``end`` of one detection.
-        """
-        return {
-            "schema": EVENT_SCHEMA,
-            "id": uuid.uuid4().hex,
-            "type": self.kind,
-            "detection": self.id,
-            "model": self.model,
-            "source": self.source,
-            "label": self.label,
-            "category": self.category,
-            "labels": dict(self.labels) if self.labels else {self.label: self.windows},
-            "start": self.started_ns / 1e9,
-            "window_end": self.time_ns / 1e9,
-            "end": None if self.ended_ns is None else self.ended_ns / 1e9,
-            "score": round(self.score, 6),
-            "peak_score": round(self.peak, 6),
-            # An anomaly's raw score (a reconstruction error such as 0.009) means nothing
-            # without its threshold; the ratio reads the same for every model: 1.0 = at it.
-            "threshold": round(self.threshold, 6),
-            "score_ratio": _ratio(self.score, self.threshold),
-            "peak_ratio": _ratio(self.peak, self.threshold),
-            "windows": self.windows,
-            "evidence": self.evidence.to_dict(),
-        }
-
-
-def _ratio(score: float, threshold: float) -> float | None:
-    """``score / threshold`` to 3 decimals; None when there is no positive, finite threshold."""
-    if not (threshold > 0 and math.isfinite(threshold) and math.isfinite(score)):
-        return None
-    return round(score / threshold, 3)
 
 
 @dataclass(eq=False)  # one incident is itself only: ``in`` and ``remove`` go by identity
@@ -121,6 +62,8 @@ class _Incident:
     # the detection another label raised on its targets while it was dormant: until that one
     # is quiet too, the hits are that attack's, not a resumption of this one
     superseded_by: _Incident | None = None
+    incident: str = ""  # the detection it recurs (agent.recurrence); "": none, its own id
+    recurrence: int = 0
 
 
 def _main_label(inc: _Incident, i: int) -> bool:
@@ -170,6 +113,7 @@ class Decider:
         self._owner: dict[int, _Incident] = {}  # label -> the open incident it belongs to
         self._loose: deque[bool] = deque(maxlen=policy.raise_n)  # windows with a loose hit
         self._incidents: list[_Incident] = []
+        self._ended = Recurrences(policy.recur_s)
         # The newest window's end on the stream's own clock (capture time for a replay): a
         # detection ended by shutdown ends there, so ``start`` and ``end`` share one clock.
         self.last_window_ns: int | None = None
@@ -486,6 +430,7 @@ class Decider:
             inc = max(same, key=lambda inc: inc.last_hit_ns)
             inc.dormant = False
             return [self._absorb(inc, i, score, time_ns, shown)]
+        first = self._ended.find(i, here, time_ns)
         inc = _Incident(
             str(uuid.uuid4()),
             time_ns,
@@ -496,6 +441,8 @@ class Decider:
             last_hit_ns=time_ns,
             last_update_ns=time_ns,
             latest=here,
+            incident=first.incident if first else "",
+            recurrence=first.recurrence + 1 if first else 0,
         )
         for old in self._incidents:
             if old.dormant and old.targets.overlaps(here):
@@ -549,8 +496,13 @@ class Decider:
         return self._event("end", inc, time_ns, score, evidence, inc.last_hit_ns)
 
     def _end(self, inc: _Incident) -> None:
-        """Forget a finished incident; its labels debounce from scratch."""
+        """Forget a finished incident; its labels debounce from scratch; a recurrence may
+        name it."""
         self._incidents.remove(inc)
+        main = inc.labels.most_common(1)[0][0] if inc.labels else inc.label
+        self._ended.remember(
+            Ended(inc.incident or inc.id, inc.recurrence, main, inc.targets, inc.last_hit_ns)
+        )
         for other in self._incidents:
             if other.superseded_by is inc:
                 other.superseded_by = None
@@ -584,6 +536,8 @@ class Decider:
             ended_ns=ended_ns,
             labels=tuple((labels[i], n) for i, n in inc.labels.most_common()),
             threshold=float(self._thresholds[inc.label]),
+            incident=inc.incident,
+            recurrence=inc.recurrence,
         )
         # new and end at info; updates (one per update_every windows of every open incident, a
         # stream of them when a capture replays at full speed) at debug

@@ -39,6 +39,9 @@ class DecisionPolicy:
     # bursts), unless another label raised there and is still active. <= quiet_s: no
     # dormancy, ends at once.
     hold_s: float = 0.0
+    # A detection raised by the main label of one that ended this recently, on its targets or
+    # from its sender, recurs it: its events carry that one's incident id (agent.recurrence).
+    recur_s: float = 0.0
     # Labels whose hits raise only themselves, never another label's k of n (a classifier's
     # own unknown: its hits would otherwise lift a weak guess of any class into an alarm).
     solo: tuple[int, ...] = ()
@@ -53,7 +56,7 @@ class DecisionPolicy:
             raise ValueError(f"raise_k must be 1..raise_n, got {self.raise_k}/{self.raise_n}")
         if self.clear_m < 1 or self.update_every < 1:
             raise ValueError("clear_m and update_every must be >= 1")
-        for name in ("merge_horizon_s", "quiet_s", "update_s", "hold_s"):
+        for name in ("merge_horizon_s", "quiet_s", "update_s", "hold_s", "recur_s"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -72,6 +75,7 @@ class DecisionPolicy:
         quiet_s: float = 0.0,
         update_s: float = 0.0,
         hold_s: float = 0.0,
+        recur_s: float = 0.0,
     ) -> DecisionPolicy:
         """Per-class thresholds by label name; ``default`` (else 0.5) for labels not listed."""
         default = float(thresholds.get("default", 0.5))
@@ -91,6 +95,7 @@ class DecisionPolicy:
             quiet_s=quiet_s,
             update_s=update_s,
             hold_s=hold_s,
+            recur_s=recur_s,
         )
 
     def watched(self) -> list[int]:

@@ -72,6 +72,7 @@ class Debounce:
     quiet: float = 3.0  # seconds without a hit (and clear_m clean windows) before an end
     update_s: float = 5.0  # at most one periodic update per this many seconds
     hold: float = 30.0  # seconds from the last hit a quiet detection may resume (same label)
+    recur: float = 3600.0  # seconds after a detection's last hit a new one may recur it
     # a classifier's own unknown (no benign model): its signed edge; inf: never raised
     unknown_edge: float = classifier_unknown.EDGE
 
@@ -157,6 +158,7 @@ def _manifest_policy(bundle: Bundle, debounce: Debounce) -> DecisionPolicy:
             quiet_s=debounce.quiet,
             update_s=debounce.update_s,
             hold_s=debounce.hold,
+            recur_s=debounce.recur,
         )
     return DecisionPolicy.from_manifest(
         m.labels,
@@ -170,6 +172,7 @@ def _manifest_policy(bundle: Bundle, debounce: Debounce) -> DecisionPolicy:
         quiet_s=debounce.quiet,
         update_s=debounce.update_s,
         hold_s=debounce.hold,
+        recur_s=debounce.recur,
     )
 
 

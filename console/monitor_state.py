@@ -71,6 +71,9 @@ class Detection:
     start: float | None
     end: float | None = None
     labels: dict[str, int] = field(default_factory=dict)  # windows per label of the incident
+    # the incident it recurs (the first detection's id) and how many came before it; 0: none
+    incident: str = ""
+    recurrence: int = 0
 
     def refresh(self, event: Mapping[str, Any]) -> None:
         """Take the newer figures of an ``update`` / ``end`` message."""
@@ -85,6 +88,9 @@ class Detection:
                 if n is not None and math.isfinite(n)
             }
             self.labels = dict(sorted(counts.items(), key=lambda kv: -kv[1])[:16])
+        recurrence, incident = _number(event.get("recurrence")), event.get("incident")
+        if recurrence is not None and 0 < recurrence < 1e9 and isinstance(incident, str):
+            self.recurrence, self.incident = int(recurrence), incident[:64]
         score, start = _number(event.get("score")), _number(event.get("start"))
         self.score = self.score if score is None else score
         self.start = self.start if start is None else start
@@ -101,6 +107,8 @@ class Detection:
             "start": self.start,
             "end": self.end,
             "labels": self.labels,
+            "incident": self.incident or self.detection,
+            "recurrence": self.recurrence,
         }
 
 
@@ -322,13 +330,24 @@ def _calibration(field: object) -> str | None:
 
 
 def describe(detection: Detection) -> str:
-    """``family: label (also other labels) score 0.97 [detection id]``, family first."""
+    """``family: label (also other labels) score 0.97 [detection id]``, family first; a
+    recurrence says so: ``... [detection id] back, 3rd time (incident first id)``."""
     score = "?" if detection.score is None else f"{detection.score:.2f}"
     others = [name for name in detection.labels if name != detection.label][:OTHER_LABELS_SHOWN]
     also = f" (also {', '.join(others)})" if others else ""
-    return (
+    text = (
         f"{detection.category}: {detection.label}{also} score {score} [{detection.detection[:12]}]"
     )
+    if detection.recurrence > 0:
+        time = ordinal(detection.recurrence + 1)
+        text += f" back, {time} time (incident {detection.incident[:12]})"
+    return text
+
+
+def ordinal(n: int) -> str:
+    """``2nd``, ``3rd``, ``11th``, ``21st``."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def fmt(value: float | None, digits: int = 1) -> str:

@@ -32,6 +32,8 @@ RESTART_REASON: Final = "agent-restart"
 # ``category`` is the attack family.
 _SUMMARY_KEYS: Final = (
     "detection",
+    "incident",
+    "recurrence",
     "type",
     "label",
     "category",

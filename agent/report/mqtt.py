@@ -7,7 +7,9 @@ Event (``iotids.event/1``), one message per lifecycle step of a detection:
 ``id`` (str, unique per message: a uuid4 hex unless the caller gave one — consumers drop
 duplicates by it, since QoS 1 is at-least-once and the outbox replays after a crash),
 ``type`` (``"new"`` | ``"update"`` | ``"end"``), ``detection`` (str, the id shared by the
-``new``/``update``/``end`` of one detection), ``active_events`` (int, detections active on this
+``new``/``update``/``end`` of one detection), ``incident`` (str, the detection id it recurs,
+else its own) and ``recurrence`` (int, 0 unless it recurs one: ``agent.recurrence``),
+``active_events`` (int, detections active on this
 device after this message, as in the retained state), and from the
 decider: ``label``, ``category``, ``score``, ``peak_score``, ``model``, ``start`` / ``end``
 (Unix s), ``evidence`` (``top_sources``, ``top_ports``, ``packets``, ``bytes``). An ``end``

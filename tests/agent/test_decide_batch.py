@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from agent.decide import Decider, DecisionPolicy, Evidence
+from agent.event import comparable
 
 LABELS = ("benign", "ddos", "scan")
 
@@ -34,18 +35,19 @@ def _evidence(k: int) -> Evidence:
 
 
 def _strip(events: list[Any]) -> list[dict[str, Any]]:
-    rows = [e.to_dict() for e in events]
-    ids = {row["detection"]: i for i, row in enumerate(rows)}  # uuids differ: compare order
-    for row in rows:
-        row["detection"] = ids[row["detection"]]
-        del row["id"]  # a fresh uuid per event
-    return rows
+    return comparable(e.to_dict() for e in events)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 @pytest.mark.parametrize("chunk", [1, 7, 64, 5000])
 @pytest.mark.parametrize(
-    "kw", [{}, {"quiet_s": 0.5, "raise_score": 0.95}, {"quiet_s": 0.5, "hold_s": 3.0}]
+    "kw",
+    [
+        {},
+        {"quiet_s": 0.5, "raise_score": 0.95},
+        {"quiet_s": 0.5, "hold_s": 3.0},
+        {"quiet_s": 0.5, "hold_s": 3.0, "recur_s": 600.0},
+    ],
 )
 def test_observe_many_matches_observe(seed: int, chunk: int, kw: dict[str, Any]) -> None:
     scores = _stream(seed, 2000)
@@ -72,6 +74,8 @@ def test_observe_many_matches_observe(seed: int, chunk: int, kw: dict[str, Any])
     assert {e.kind for e in expected} == {"new", "update", "end"}
     if kw.get("hold_s"):  # some detections went dormant and ended at their last hit
         assert any(e.kind == "end" and e.ended_ns != e.time_ns for e in expected)
+    if kw.get("recur_s"):  # some detections recur an ended one
+        assert any(e.recurrence > 0 for e in expected)
     assert _strip(got) == _strip(expected)
     assert busy == expected_busy
 

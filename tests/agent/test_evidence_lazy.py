@@ -15,6 +15,7 @@ import pytest
 import agent.inference
 import agent.sources.pcap
 from agent.bundle import Bundle, load_bundle
+from agent.event import comparable
 from agent.evidence import (
     Evidence,
     StepEvidence,
@@ -93,12 +94,7 @@ def test_joined_batches_read_as_one_and_stay_lazy() -> None:
 
 
 def _strip(events: list[Any]) -> list[dict[str, Any]]:
-    rows = [e.to_dict() for e in events]
-    ids: dict[str, int] = {}
-    for row in rows:
-        row["detection"] = ids.setdefault(row["detection"], len(ids))
-        del row["id"]  # a fresh uuid per event
-    return rows
+    return comparable(e.to_dict() for e in events)
 
 
 def _eager(self: TrafficStepper, starts: Any, counts: Any) -> tuple[Evidence | None, ...]:
