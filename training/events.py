@@ -71,7 +71,8 @@ class AttackResult:
     duration_s: float
     packets: int
     detected: bool
-    detections: int  # ``new`` events credited to this attack (incidents)
+    detections: int  # ``new`` events credited to this attack
+    incidents: int = 0  # the incidents of those (a recurrence counts with the one it recurs)
     seconds_to_alarm: float | None = None
     packets_to_alarm: int | None = None
     reported_label: str | None = None
@@ -95,6 +96,7 @@ class CaptureResult:
     seconds: float
     benign_seconds: float
     false_alarms: int
+    false_alarm_incidents: int = 0  # a false alarm recurring is one incident to look at
     attacks: list[AttackResult] = field(default_factory=list)
     detections: list[tuple[float, float, str]] = field(default_factory=list)  # start, end, label
 
@@ -222,6 +224,7 @@ def evaluate_capture(
             int(((truth.attack_ts[label] >= start) & (truth.attack_ts[label] <= end)).sum()),
             bool(hits),
             int(is_new[hits].sum()) if hits else 0,
+            len({alarms[i].incident or alarms[i].id for i in hits if is_new[i]}),
         )
         if hits:
             first = min(hits, key=lambda i: decided[i])
@@ -233,6 +236,8 @@ def evaluate_capture(
         result.attacks.append(attack)
     result.benign_seconds = (truth.last_ns - t0 - _covered(truth, grace)) / 1e9
     result.false_alarms = int((~credited & is_new).sum())
+    false = np.flatnonzero(~credited & is_new)
+    result.false_alarm_incidents = len({alarms[i].incident or alarms[i].id for i in false})
     result.detections = [
         ((e.time_ns - t0) / 1e9, (ends.get(e.id, e.time_ns) - t0) / 1e9, e.label)
         for e in alarms
@@ -330,9 +335,11 @@ def summarize(bundle: Bundle, captures: list[CaptureResult]) -> dict[str, Any]:
             "median_seconds_to_alarm": median([float(a.seconds_to_alarm or 0) for a in found]),
             "within_target": sum(a.within_target for a in attacks),
             "max_detections_per_attack": max((a.detections for a in attacks), default=0),
+            "max_incidents_per_attack": max((a.incidents for a in attacks), default=0),
             "attacks_over_detection_target": sum(a.detections > MAX_DETECTIONS for a in attacks),
             "benign_hours": round(hours, 6),
             "false_alarms": alarms,
+            "false_alarm_incidents": sum(c.false_alarm_incidents for c in captures),
             "false_alarms_per_hour": alarms / hours if hours > 0 else None,
         },
     }

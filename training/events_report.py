@@ -40,12 +40,14 @@ def markdown(result: dict[str, Any], plot: str | None = None) -> str:
         f"- median to first alarm: {_fmt(s['median_packets_to_alarm'], 1)} packets, "
         f"{_fmt(s['median_seconds_to_alarm'])} s",
         f"- most detections for one attack: {s['max_detections_per_attack']} (target <= "
-        f"{MAX_DETECTIONS}; {s['attacks_over_detection_target']} attacks over it)",
+        f"{MAX_DETECTIONS}; {s['attacks_over_detection_target']} attacks over it); most "
+        f"incidents: {s['max_incidents_per_attack']} (a recurrence counts with the one it recurs)",
         f"- false alarms: {s['false_alarms']} in {s['benign_hours']:.4f} h of benign traffic "
-        f"({_fmt(s['false_alarms_per_hour'], 2)} per hour)",
+        f"({_fmt(s['false_alarms_per_hour'], 2)} per hour; {s['false_alarm_incidents']} "
+        "incidents)",
         "",
         "| capture | attack | start s | packets | detected | s to alarm | packets to alarm "
-        "| reported (category) | detections |",
+        "| reported (category) | detections (incidents) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for c in result["captures"]:
@@ -54,11 +56,15 @@ def markdown(result: dict[str, Any], plot: str | None = None) -> str:
             lines.append(
                 f"| {c['capture']} | {a['label']} | {a['start_s']:.2f} | {a['packets']} "
                 f"| {'yes' if a['detected'] else '**MISSED**'} | {_fmt(a['seconds_to_alarm'], 4)} "
-                f"| {_fmt(a['packets_to_alarm'])} | {reported} | {a['detections']} |"
+                f"| {_fmt(a['packets_to_alarm'])} | {reported} | {a['detections']} "
+                f"({a['incidents']}) |"
             )
-    lines += ["", "| capture | benign seconds | false alarms |", "|---|---|---|"]
+    lines += ["", "| capture | benign seconds | false alarms (incidents) |", "|---|---|---|"]
     for c in result["captures"]:
-        lines.append(f"| {c['capture']} | {c['benign_seconds']:.1f} | {c['false_alarms']} |")
+        lines.append(
+            f"| {c['capture']} | {c['benign_seconds']:.1f} | {c['false_alarms']} "
+            f"({c['false_alarm_incidents']}) |"
+        )
     if plot:
         lines += ["", f"![timeline]({plot})"]
     return "\n".join(lines) + "\n"

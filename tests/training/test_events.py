@@ -156,3 +156,23 @@ def test_a_synthetic_folder_is_scored_per_attack_interval(tmp_path: Path, model:
     assert [a["label"] for a in found] == ["http_get_flood"]
     assert found[0]["detections"] == 1
     assert found[0]["start_s"] < capture["detections"][1][0]
+
+
+def test_a_flood_back_after_a_pause_is_two_detections_of_one_incident(
+    tmp_path: Path, model: bytes
+) -> None:
+    from training.events import evaluate_events
+    from training.events_report import markdown
+
+    t0 = 1_700_000_000.0
+    # two 2-s floods on one victim 62 s apart: past the 30-s hold, within the hour's recur
+    first, _ = flood_frames(t0=t0, calm_s=0, flood_s=2, calm_after_s=60, flood_rate=500)
+    again, _ = flood_frames(t0=t0 + 62, calm_s=0, flood_s=2, calm_after_s=0, flood_rate=500)
+    (tmp_path / "captures").mkdir()
+    (tmp_path / "captures" / "flood-b.pcap").write_bytes(pcap_bytes(first + again))
+    (tmp_path / "b").mkdir()
+    result = evaluate_events(load_padded(tmp_path / "b", "zeros", model), tmp_path / "captures")
+    (flood,) = [a for c in result["captures"] for a in c["attacks"]]
+    assert (flood["detections"], flood["incidents"]) == (2, 1)
+    assert result["summary"]["max_incidents_per_attack"] == 1
+    assert "| 2 (1) |" in markdown(result)
