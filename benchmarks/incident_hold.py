@@ -9,7 +9,10 @@ measures both on generated traffic only, with seeds no benchmark reports on:
 * bursty: every attack kind in bursts of 4 s with pauses of 4-15 s (drawn from the seed) for
   ~80 s, kinds 150 s apart: detections (``new`` events) per attack, target <= 2;
 * campaign: the same with 4 bursts of 20-60 s and pauses of 20-120 s (a campaign over minutes):
-  a pause past ``hold`` with nothing else joining it is a new detection;
+  a pause past ``hold`` with nothing else joining it is a new detection, which the agent links
+  to the one before as a recurrence (``recur``, an hour): incidents per attack are counted too,
+  and the attacks with a detection linked to an incident opened before they began (the model
+  gave two attacks one label from one sender: linked across attacks);
 * in a row: the ``demo-test`` and ``mixed`` presets on seeds 901-903 / 911-913: attacks found
   under their own label and under any label (``benchmarks.detection``'s credit), which must not
   drop against ``hold`` = 0 (a detection ends after ``quiet``).
@@ -79,10 +82,19 @@ def bursty_attacks(plan: Bursts) -> tuple[tuple[Span, ...], tuple[AttackSpec, ..
     return tuple(spans), tuple(specs)
 
 
+@dataclass(frozen=True)
+class PerAttack:
+    """What one bursty attack raised within its span (plus one window)."""
+
+    detections: int  # ``new`` events
+    incidents: int  # distinct incidents of those (a recurrence links to its first detection)
+    linked_before: bool  # one of them recurs an incident opened before the attack began
+
+
 def bursty_detections(
     loaded: Bundle, folder: Path, hold: float, plan: Bursts = BURSTY
-) -> dict[str, int]:
-    """``new`` events decided within each bursty attack's span (plus one window)."""
+) -> dict[str, PerAttack]:
+    """Detections and incidents raised within each bursty attack's span (plus one window)."""
     from agent.inference import Debounce
     from agent.replay import replay_capture
     from training.synth.scenario import preset
@@ -100,10 +112,13 @@ def bursty_detections(
     events = replay_capture(loaded, pcap, debounce=debounce).events
     t0 = scenario.start_time * 1_000_000_000
     grace = loaded.manifest.window * loaded.manifest.step.size_ns
-    out: dict[str, int] = {}
+    out: dict[str, PerAttack] = {}
     for kind, start, stop in spans:
         a, b = t0 + round(start * 1e9), t0 + round(stop * 1e9) + grace
-        out[kind] = sum(1 for e in events if e.kind == "new" and a < e.time_ns <= b)
+        news = [e for e in events if e.kind == "new" and a < e.time_ns <= b]
+        incidents = {e.incident or e.id for e in news}
+        opened_here = {e.id for e in news}
+        out[kind] = PerAttack(len(news), len(incidents), not incidents <= opened_here)
     return out
 
 
@@ -143,13 +158,18 @@ def main() -> None:
             line = [f"hold {hold:5.0f} s"]
             for plan in (BURSTY, CAMPAIGN):
                 per_attack = bursty_detections(loaded, folder, hold, plan)
-                over = sorted(k for k, n in per_attack.items() if n > 2)
+                counts = {k: a.detections for k, a in per_attack.items()}
+                incidents = {k: a.incidents for k, a in per_attack.items()}
+                over = sorted(k for k, n in counts.items() if n > 2)
+                linked = sorted(k for k, a in per_attack.items() if a.linked_before)
                 line.append(
-                    f"{plan.name}: {sum(per_attack.values()):3d} detections for "
-                    f"{len(per_attack)} attacks, max {max(per_attack.values())}, > 2: "
-                    f"{', '.join(over) or '-'}"
+                    f"{plan.name}: {sum(counts.values()):3d} detections for "
+                    f"{len(per_attack)} attacks, max {max(counts.values())}, > 2: "
+                    f"{', '.join(over) or '-'}; {sum(incidents.values())} incidents, max "
+                    f"{max(incidents.values())}, linked across attacks: {', '.join(linked) or '-'}"
                 )
-                print(f"    {plan.name} per attack:", per_attack, flush=True)
+                print(f"    {plan.name} detections per attack:", counts, flush=True)
+                print(f"    {plan.name} incidents per attack:", incidents, flush=True)
             label, anyone, total, outside = in_a_row(loaded, folder, hold)
             line.append(
                 f"in a row: {label}/{total} by label, {anyone}/{total} any label, {outside} outside"
