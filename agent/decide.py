@@ -543,11 +543,12 @@ class Decider:
         # stream of them when a capture replays at full speed) at debug
         logger.log(
             logging.DEBUG if kind == "update" else logging.INFO,
-            "%s %s (%s) %s score=%.3f",
+            "%s %s (%s) %s score=%.3f%s",
             kind,
             event.label,
             event.category,
             event.id,
             score,
+            f" recurs {inc.incident} (#{inc.recurrence + 1})" if inc.recurrence else "",
         )
         return event
