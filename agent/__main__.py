@@ -14,7 +14,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -76,8 +76,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     replay_p.add_argument(
         "--hold",
-        type=_seconds_up_to_an_hour,
+        type=_seconds_up_to(3600),
         help="seconds a quiet detection waits for its label to resume it (30; as [[models]] hold)",
+    )
+    replay_p.add_argument(
+        "--recur",
+        type=_seconds_up_to(86_400),
+        help="seconds after a detection's last hit a new one may recur it (3600; as [[models]] "
+        "recur)",
     )
     from agent import calibrate_cli  # standard library only at import time
 
@@ -277,22 +283,26 @@ def _score_text(event: Any) -> str:
     )
 
 
-def _seconds_up_to_an_hour(text: str) -> float:
-    """An argparse type: 0..3600 seconds, the range the config allows."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not 0 <= value <= 3600:
-        raise argparse.ArgumentTypeError(f"must be 0..3600 seconds, got {text}")
-    return value
+def _seconds_up_to(top: float) -> Callable[[str], float]:
+    """An argparse type: 0..``top`` seconds, the range the config allows."""
+
+    def seconds(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+        if not 0 <= value <= top:
+            raise argparse.ArgumentTypeError(f"must be 0..{top:g} seconds, got {text}")
+        return value
+
+    return seconds
 
 
 def _debounce(args: argparse.Namespace, debounce: type[Debounce]) -> Debounce:
     """The replay's debounce: the agent's defaults, overridden by the flags that were given."""
     given = {
         name: getattr(args, name)
-        for name in ("raise_k", "raise_n", "clear_m", "raise_score", "hold")
+        for name in ("raise_k", "raise_n", "clear_m", "raise_score", "hold", "recur")
         if getattr(args, name) is not None
     }
     return debounce(**given)

@@ -352,8 +352,14 @@ def test_dormant_detections_are_bounded() -> None:
     assert all(e.ended_ns is not None and e.ended_ns < e.time_ns for e in ends)
 
 
-@pytest.mark.parametrize("hold", ["-1", "3601", "nan", "soon"])
-def test_replay_refuses_a_hold_the_config_would_refuse(hold: str) -> None:
+@pytest.mark.parametrize(
+    ("flag", "hold", "top"),
+    [
+        *(("--hold", value, 3600) for value in ("-1", "3601", "nan", "soon")),
+        *(("--recur", value, 86400) for value in ("-1", "86401", "soon")),
+    ],
+)
+def test_replay_refuses_a_hold_the_config_would_refuse(flag: str, hold: str, top: int) -> None:
     import subprocess
     import sys
 
@@ -364,7 +370,7 @@ def test_replay_refuses_a_hold_the_config_would_refuse(hold: str) -> None:
             "agent",
             "replay",
             *("--bundle", "b", "--capture", "c"),
-            "--hold",
+            flag,
             hold,
         ],
         capture_output=True,
@@ -374,14 +380,14 @@ def test_replay_refuses_a_hold_the_config_would_refuse(hold: str) -> None:
         cwd=Path(__file__).resolve().parents[2],
     )
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1].endswith(f"argument --hold: {_why(hold)}")
+    assert done.stderr.strip().splitlines()[-1].endswith(f"argument {flag}: {_why(hold, top)}")
 
 
-def _why(hold: str) -> str:
+def _why(hold: str, top: int) -> str:
     return (
         f"expected seconds, got {hold!r}"
         if hold == "soon"
-        else f"must be 0..3600 seconds, got {hold}"
+        else f"must be 0..{top} seconds, got {hold}"
     )
 
 
@@ -391,7 +397,10 @@ def test_replay_hold_reaches_the_debounce() -> None:
     from agent.__main__ import _debounce
     from agent.inference import Debounce
 
-    args = argparse.Namespace(raise_k=None, raise_n=None, clear_m=None, raise_score=None, hold=0.0)
-    assert _debounce(args, Debounce).hold == 0.0
-    args.hold = None
+    args = argparse.Namespace(
+        raise_k=None, raise_n=None, clear_m=None, raise_score=None, hold=0.0, recur=60.0
+    )
+    assert (_debounce(args, Debounce).hold, _debounce(args, Debounce).recur) == (0.0, 60.0)
+    args.hold = args.recur = None
     assert _debounce(args, Debounce).hold == Debounce().hold
+    assert _debounce(args, Debounce).recur == Debounce().recur
