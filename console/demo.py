@@ -410,6 +410,11 @@ def _summary(
             "latency_ms_p50": latencies[-1]["latency_ms_p50"] if latencies else None,
             "latency_ms_p99": latencies[-1]["latency_ms_p99"] if latencies else None,
             "events": len(events),
+            # a detection that recurs an ended one is part of its incident
+            "detections": sum(1 for e in events if e.get("type") == "new"),
+            "incidents": len(
+                {e.get("incident") or e.get("detection") for e in events if e.get("type") == "new"}
+            ),
         },
         "stages": dict(progress.stages),
     }

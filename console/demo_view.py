@@ -305,6 +305,13 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     return lines
 
 
+def _incidents(agent: Mapping[str, Any]) -> str:
+    """``: 21 detections in 17 incidents`` (nothing for a summary written before incidents)."""
+    if "incidents" not in agent:
+        return ""
+    return f": {agent['detections']} detections in {agent['incidents']} incidents"
+
+
 def render_summary(summary: Mapping[str, Any]) -> str:
     """The summary as Markdown: detections, false alarms, per-class F1, models, the agent."""
     lines = ["# iotids demo summary", ""]
@@ -356,7 +363,9 @@ def render_summary(summary: Mapping[str, Any]) -> str:
         "",
         f"Replayed {agent['packets']} packets; peak RSS {agent['rss_mib_max']:.1f} MiB; "
         f"window scoring latency p50 {_ms(agent['latency_ms_p50'])}, "
-        f"p99 {_ms(agent['latency_ms_p99'])}; {agent['events']} events received over MQTT.",
+        f"p99 {_ms(agent['latency_ms_p99'])}; {agent['events']} events received over MQTT"
+        + _incidents(agent)
+        + ".",
         "",
         "## Stages (wall seconds)",
         "",

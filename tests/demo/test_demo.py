@@ -69,6 +69,7 @@ def test_quick_demo_runs_end_to_end_and_leaves_nothing_running(tmp_path: Path) -
     assert all(d["seconds_to_detect"] >= 0 for d in detected)
     assert summary["agent"]["packets"] > 0
     assert summary["agent"]["rss_mib_max"] > 0
+    assert 0 < summary["agent"]["incidents"] <= summary["agent"]["detections"]
     for name in ("traffic-cnn", "telemetry-gru"):
         assert (out / "bundles" / f"{name}.bundle").stat().st_size > 0
         assert (out / "models" / name / "report.md").is_file()

@@ -154,6 +154,9 @@ def test_render_summary_lists_every_attack_and_model() -> None:
     assert "udp_flood" in text
     assert "cnn-int8-x" in text
     assert "80.0 MiB" in text
+    assert "3 events received over MQTT." in text  # a summary written before incidents
+    summary["agent"] |= {"detections": 2, "incidents": 1}
+    assert "3 events received over MQTT: 2 detections in 1 incidents." in render_summary(summary)
 
 
 def test_the_agent_config_the_demo_writes_is_valid(tmp_path: Path) -> None:
