@@ -25,7 +25,11 @@ def main() -> int:
     folder = Path(sys.argv[1])
     emulated_s = float(sys.argv[2]) if len(sys.argv) > 2 else float("nan")
     ok = True
-    for arm in sorted(folder.glob("*.arm64.jsonl")):
+    runs = sorted(folder.glob("*.arm64.jsonl"))
+    if not runs:  # the arm64 half never wrote a result: nothing to compare is a failure
+        print(f"check-arm64: FAIL (no *.arm64.jsonl in {folder})")
+        return 1
+    for arm in runs:
         name = arm.name.removesuffix(".arm64.jsonl")
         a, x = _events(arm), _events(folder / f"{name}.x86.jsonl")
         same = a == x
