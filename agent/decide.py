@@ -5,7 +5,8 @@ A detection (an incident) is raised (``new``) when ``raise_k`` of a label's last
 windows hit, updated while hits continue, and ended after ``clear_m`` clean windows in a row.
 One attack is one incident: a model that names a flood by two labels in turn gives one detection
 whose events carry the label histogram, not one detection per label, and a model that fires on
-an attack in bursts gives one detection across the pauses (see ``Decider``). The
+an attack in bursts gives one detection across the pauses (see ``Decider``), and an attack back
+after a longer pause is a new detection of the same incident (``agent.recurrence``). The
 event's ``category`` is the label's attack family (``agent.families``). Every event carries a
 uuid4 so consumers can drop the duplicates QoS 1 allows.
 """

@@ -2,10 +2,10 @@
 
 An attack that pauses for longer than ``hold`` (a campaign in bursts minutes apart) ends its
 detection, and its next burst raises a new one. When that new detection's label is the main
-label of a detection that ended within ``recur_s`` of its last hit, on the same targets or from
-the same sender, it is a recurrence: it keeps its own id and lifecycle (``new`` ... ``end``,
-nothing held back or dropped) and carries the first detection's ``incident`` id and how many
-times the incident has come back, so a console shows one incident an operator acts on once.
+label of a detection that ended within ``recur_s`` of its last hit, from the same sender or on
+the same target and port, it is a recurrence: it keeps its own id and lifecycle (``new`` ...
+``end``, nothing held back or dropped) and carries the first detection's ``incident`` id and how
+many times the incident has come back, so a console shows one incident an operator acts on once.
 Zeek's notice framework suppresses such a repeat for an hour by default; here the repeat is
 still sent, only linked, and an hour is the default for the same reason: an attacker back
 within the hour is the same matter.
