@@ -63,6 +63,7 @@ from agent.keys import key_id as key_id
 from agent.keys import load_public_key as load_public_key
 from agent.keys import raw_key
 from agent.runtime import Model, ModelLoadError, Quantization
+from agent.scaling import Scaler as Scaler
 from agent.signature import Verifier, verify_here
 
 if TYPE_CHECKING:
@@ -91,26 +92,6 @@ class TensorSpec:
         if quant is None:
             return cls(dtype)
         return cls(dtype, quant.scale, quant.zero_point)
-
-
-@dataclass(frozen=True)
-class Scaler:
-    """Min-max scaling to 0..1 after clipping raw features to [clip_low, clip_high]."""
-
-    kind: str
-    min: tuple[float, ...]
-    max: tuple[float, ...]
-    clip_low: tuple[float, ...]
-    clip_high: tuple[float, ...]
-
-    def transform(self, raw: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
-        """Scaled features, same shape as ``raw`` (last axis = features); 0 where max == min."""
-        lo = np.asarray(self.min, dtype=np.float64)
-        span = np.asarray(self.max, dtype=np.float64) - lo
-        x = np.clip(np.asarray(raw, dtype=np.float64), self.clip_low, self.clip_high)
-        safe = np.where(span > 0, span, 1.0)
-        scaled = np.where(span > 0, (x - lo) / safe, 0.0)
-        return np.clip(scaled, 0.0, 1.0).astype(np.float32)
 
 
 @dataclass(frozen=True, eq=False)
@@ -191,6 +172,7 @@ class Manifest:
         """The manifest as the UTF-8 JSON bytes that get signed."""
         data = asdict(self)
         data["step"] = self.step.to_dict()
+        data["scaler"] = self.scaler.to_dict()
         data["golden"] = {
             "inputs": _encode_array(self.golden.inputs),
             "outputs": _encode_array(self.golden.outputs),
@@ -319,14 +301,10 @@ def _parse_manifest(raw: Mapping[str, Any]) -> Manifest:
         raise r.fail(
             "input_shape", f"{list(input_shape)} holds neither {window} x {width} nor 1 step"
         )
-    s = r.child("scaler")
-    scaler = Scaler(
-        s.text("kind", ("minmax",)),
-        s.floats("min", width),
-        s.floats("max", width),
-        s.floats("clip_low", width),
-        s.floats("clip_high", width),
-    )
+    try:
+        scaler = Scaler.parse(r.get("scaler", dict), width)
+    except ValueError as exc:
+        raise BundleError(f"bundle manifest: {r.prefix}scaler.{exc}") from None
     labels = r.strings("labels")
     task = r.text("task", TASKS)
     if task == "classify" and len(labels) < 2:

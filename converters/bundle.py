@@ -235,6 +235,15 @@ def _step(value: Any) -> StepSpec:
         raise PackError(f"training metadata: step: {exc}") from None
 
 
+def _scaler(preprocess: Mapping[str, Any]) -> Scaler:
+    """The training scaler as the agent reads it (older preprocess.json: no kind, minmax)."""
+    raw = {"kind": "minmax", **dict(preprocess["scaler"])}
+    try:
+        return Scaler.parse(raw, len(preprocess["columns"]))
+    except ValueError as exc:
+        raise PackError(f"training metadata: scaler.{exc}") from None
+
+
 def build_manifest(
     preprocess: Mapping[str, Any],
     model: Model,
@@ -250,7 +259,6 @@ def build_manifest(
     ``version`` defaults to the UTC conversion time as the integer YYYYMMDDHHMMSS: later
     conversions get higher versions without anyone keeping a counter.
     """
-    scaler = dict(preprocess["scaler"])
     digest = hashlib.sha256(model.content).hexdigest()
     now = dt.datetime.now(dt.UTC)
     manifest = Manifest(
@@ -268,10 +276,7 @@ def build_manifest(
         input=TensorSpec.of(model.input_dtype, model.input_quantization),
         output=TensorSpec.of(model.output_dtype, model.output_quantization),
         quantization=mode,
-        scaler=Scaler(
-            str(scaler.get("kind", "minmax")),
-            *(tuple(float(v) for v in scaler[k]) for k in ("min", "max", "clip_low", "clip_high")),
-        ),
+        scaler=_scaler(preprocess),
         labels=tuple(preprocess["labels"]),
         categories=_families(preprocess),
         thresholds=_thresholds(preprocess),

@@ -29,6 +29,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--padding", help="zeros: pad each recording's first windows as the gateway does (none)"
     )
     parser.add_argument(
+        "--scaler",
+        help="minmax, or quantile: each feature through its training quantiles, for int8 "
+        "tabular models (minmax)",
+    )
+    parser.add_argument(
         "--partial-windows",
         type=float,
         help="share S of windows near a stream's start copied with padded first steps (0)",

@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from agent.scaling import KINDS as SCALERS
 from training.models import MODEL_TYPES
 
 MAX_AUGMENT = 10  # augmented rows per training row: more only costs time
@@ -69,6 +70,9 @@ class TrainConfig:
     # "zeros": each recording's first windows are padded with all-zero steps, as the gateway
     # pads a new stream (recorded in the bundle); "none": windows start at step T
     padding: str = "none"
+    # "minmax" (clip, min-max to 0..1) or "quantile" (each feature through its training
+    # quantiles: an int8 model's one input scale then resolves heavy-tailed features too)
+    scaler: str = "minmax"
     # share of the training windows near a recording's or attack's start that get a copy with
     # their first k steps padded as the gateway pads a new stream (0: off)
     partial_windows: float = 0.0
@@ -146,6 +150,8 @@ class TrainConfig:
             _check_mapping(self.mapping)
         if self.padding not in ("none", "zeros"):
             raise ConfigError(f"train.padding: must be 'none' or 'zeros', got {self.padding!r}")
+        if self.scaler not in SCALERS:
+            raise ConfigError(f"train.scaler: must be one of {SCALERS}, got {self.scaler!r}")
         _check_partial(self)
         if not isinstance(self.cluster_timeout, int | float) or not (
             1 <= self.cluster_timeout <= 86_400

@@ -133,7 +133,7 @@ def _train(run: Run, collectives: Collectives) -> dict[str, Any]:
     if counts[0].sum() == 0 or counts[2].sum() == 0:
         raise ConfigError("train: the split left no training or no test windows (window too long?)")
     run.sample = _gathered_sample(collectives, local.sample, SAMPLE_ROWS // cluster.size)
-    run.scaler = Scaler.fit(run.sample)
+    run.scaler = Scaler.fit(run.sample, kind=run.config.scaler)
     model, optimizer = _build(run, strategy)
     run.sample = None
     started = time.perf_counter()

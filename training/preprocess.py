@@ -1,71 +1,109 @@
 """Scaling fitted on the training split only, saved with the model, applied the device's way.
 
-Device-side scaling (the converters' and the agent's contract) is
+Device-side scaling (the converters' and the agent's contract) is ``agent.scaling``: ``minmax``,
 ``x = clip((clip(raw, clip_low, clip_high) - min) / (max - min), 0, 1)`` and 0 where
-``max == min``; ``transform`` below is exactly that, so training sees what the gateway feeds.
+``max == min``, or ``quantile``, each feature through its training quantiles. ``transform``
+below calls that code, so training sees what the gateway feeds.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from agent.scaling import KINDS, MINMAX, QUANTILE, by_quantiles, minmax
+
 QUANTILES = (0.001, 0.999)
+QUANTILE_KNOTS = 129  # quantile scaling: knots per feature (distinct values kept)
 
 
 @dataclass(frozen=True)
 class Scaler:
-    """Per-feature quantile clipping then min-max to 0..1."""
+    """Per-feature quantile clipping then min-max to 0..1, or (``quantile``) each feature
+    through its training quantiles."""
 
     min: npt.NDArray[np.float64]
     max: npt.NDArray[np.float64]
     clip_low: npt.NDArray[np.float64]
     clip_high: npt.NDArray[np.float64]
+    kind: str = MINMAX
+    knots: tuple[tuple[float, ...], ...] = field(default=(), repr=False)
+    levels: tuple[tuple[float, ...], ...] = field(default=(), repr=False)
 
     @classmethod
-    def fit(cls, x: npt.NDArray[np.float32], quantiles: tuple[float, float] = QUANTILES) -> Scaler:
-        """Fit on training rows (N, F): clip bounds at the quantiles, min/max of the clipped."""
+    def fit(
+        cls,
+        x: npt.NDArray[np.float32],
+        quantiles: tuple[float, float] = QUANTILES,
+        kind: str = MINMAX,
+    ) -> Scaler:
+        """Fit on training rows (N, F): clip bounds at the quantiles, min/max of the clipped;
+        for ``quantile`` also each feature's knots."""
         if len(x) == 0:
             raise ValueError("cannot fit a scaler on zero training rows")
+        if kind not in KINDS:
+            raise ValueError(f"scaler: must be one of {', '.join(KINDS)}, got {kind!r}")
         data = x.astype(np.float64)
         low = np.quantile(data, quantiles[0], axis=0)
         high = np.quantile(data, quantiles[1], axis=0)
         clipped = np.clip(data, low, high)
-        return cls(clipped.min(axis=0), clipped.max(axis=0), low, high)
+        if kind == MINMAX:
+            return cls(clipped.min(axis=0), clipped.max(axis=0), low, high)
+        knots, levels = quantile_knots(data)
+        return cls(data.min(axis=0), data.max(axis=0), low, high, kind, knots, levels)
 
     def transform(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """Scale raw features (..., F) to 0..1 the way the device does."""
-        span = self.max - self.min
-        safe = np.where(span > 0, span, 1.0)
-        scaled = (np.clip(x.astype(np.float64), self.clip_low, self.clip_high) - self.min) / safe
-        scaled = np.where(span > 0, np.clip(scaled, 0.0, 1.0), 0.0)
-        return scaled.astype(np.float32)
+        if self.kind == QUANTILE:
+            return by_quantiles(x, self.knots, self.levels)
+        return minmax(
+            x, tuple(self.min), tuple(self.max), tuple(self.clip_low), tuple(self.clip_high)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The ``scaler`` entry of preprocess.json."""
-        return {
-            "kind": "minmax",
+        out: dict[str, Any] = {
+            "kind": self.kind,
             "min": self.min.tolist(),
             "max": self.max.tolist(),
             "clip_low": self.clip_low.tolist(),
             "clip_high": self.clip_high.tolist(),
         }
+        if self.kind == QUANTILE:
+            out["knots"] = [list(k) for k in self.knots]
+            out["levels"] = [list(v) for v in self.levels]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Scaler:
-        """Read the ``scaler`` entry back; a wrong kind or length names the key."""
-        if data.get("kind") != "minmax":
-            raise ValueError(f"scaler.kind: expected 'minmax', got {data.get('kind')!r}")
-        arrays = {
-            k: np.asarray(data[k], np.float64) for k in ("min", "max", "clip_low", "clip_high")
-        }
-        widths = {k: len(v) for k, v in arrays.items()}
-        if len(set(widths.values())) != 1:
-            raise ValueError(f"scaler: arrays differ in length {widths}")
-        return cls(**arrays)
+        """Read the ``scaler`` entry back (the agent's checks); a bad entry names the key."""
+        from agent.scaling import Scaler as DeviceScaler
+
+        width = len(data.get("min") or ())
+        device = DeviceScaler.parse({"kind": MINMAX, **data}, width)
+        low, high, clip_low, clip_high = (
+            np.asarray(v, np.float64)
+            for v in (device.min, device.max, device.clip_low, device.clip_high)
+        )
+        return cls(low, high, clip_low, clip_high, device.kind, device.knots, device.levels)
+
+
+def quantile_knots(
+    data: npt.NDArray[np.float64], count: int = QUANTILE_KNOTS
+) -> tuple[tuple[tuple[float, ...], ...], tuple[tuple[float, ...], ...]]:
+    """Per feature, its distinct quantile values at ``count`` even levels and the level of each
+    (a value many rows share, such as 0 in a sparse feature, sits mid-way up its run of levels)."""
+    grid = np.linspace(0.0, 1.0, count)
+    values = np.quantile(data, grid, axis=0)
+    knots, levels = [], []
+    for j in range(data.shape[1]):
+        distinct, which = np.unique(values[:, j], return_inverse=True)
+        knots.append(tuple(float(v) for v in distinct))
+        levels.append(tuple(float(grid[which == i].mean()) for i in range(len(distinct))))
+    return tuple(knots), tuple(levels)
 
 
 def class_weights(y: npt.NDArray[np.int64], n_classes: int) -> dict[int, float]:

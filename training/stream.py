@@ -157,7 +157,7 @@ def train_streaming(config: TrainConfig) -> dict[str, Any]:
     names, counts, sample_x, sample_y = survey(config)
     labels = _labels(counts)
     index = {label: i for i, label in enumerate(labels)}
-    scaler = Scaler.fit(sample_x)
+    scaler = Scaler.fit(sample_x, kind=config.scaler)
     spec = ModelSpec("dnn", 1, len(names), len(labels), config.units, config.dropout)
     per_split = {s: {label: counts[(s, label)] for label in labels} for s in split.SPLITS}
     y_train_counts = np.repeat(np.arange(len(labels)), [per_split["train"][n] for n in labels])

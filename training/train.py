@@ -175,7 +175,7 @@ def prepare(
     rows only, build the windows of every split."""
     labels = model_labels(dataset, config.model)
     the_split = the_split or make_split(config, dataset)
-    scaler = Scaler.fit(dataset.x[the_split.rows["train"]])
+    scaler = Scaler.fit(dataset.x[the_split.rows["train"]], kind=config.scaler)
     x_scaled = scaler.transform(dataset.x)
     encode = config.model in ENCODE_MODELS
     knots = encoding_knots(x_scaled[the_split.rows["train"]]) if encode else []
