@@ -63,8 +63,8 @@ class _Incident:
     # the detection another label raised on its targets while it was dormant: until that one
     # is quiet too, the hits are that attack's, not a resumption of this one
     superseded_by: _Incident | None = None
-    incident: str = ""  # the detection it recurs (agent.recurrence); "": none, its own id
-    recurrence: int = 0
+    incident: str = ""  # the first detection of the incident it belongs to (agent.recurrence)
+    recurrence: int = 0  # detections of that incident before this one
 
 
 def _main_label(inc: _Incident, i: int) -> bool:
@@ -432,8 +432,9 @@ class Decider:
             inc.dormant = False
             return [self._absorb(inc, i, score, time_ns, shown)]
         first = self._ended.find(i, here, time_ns)
+        new_id = str(uuid.uuid4())
         inc = _Incident(
-            str(uuid.uuid4()),
+            new_id,
             time_ns,
             score,
             i,
@@ -442,7 +443,7 @@ class Decider:
             last_hit_ns=time_ns,
             last_update_ns=time_ns,
             latest=here,
-            incident=first.incident if first else "",
+            incident=first.incident if first else new_id,
             recurrence=first.recurrence + 1 if first else 0,
         )
         for old in self._incidents:
@@ -502,7 +503,7 @@ class Decider:
         self._incidents.remove(inc)
         main = inc.labels.most_common(1)[0][0] if inc.labels else inc.label
         self._ended.remember(
-            Ended(inc.incident or inc.id, inc.recurrence, main, inc.targets, inc.last_hit_ns)
+            Ended(inc.incident, inc.recurrence, main, inc.targets, inc.last_hit_ns)
         )
         for other in self._incidents:
             if other.superseded_by is inc:

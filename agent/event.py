@@ -40,6 +40,11 @@ class Event:
     incident: str = ""  # the first detection's id when this one recurs it (agent.recurrence)
     recurrence: int = 0  # how many detections of the incident came before this one
 
+    @property
+    def incident_id(self) -> str:
+        """The incident this detection belongs to: the one it recurs, else itself."""
+        return self.incident or self.id
+
     def to_dict(self) -> dict[str, Any]:
         """The ``iotids.event/1`` payload (agent/report/mqtt.py documents it; times in Unix s).
 
@@ -52,7 +57,7 @@ class Event:
             "id": uuid.uuid4().hex,
             "type": self.kind,
             "detection": self.id,
-            "incident": self.incident or self.id,
+            "incident": self.incident_id,
             "recurrence": self.recurrence,
             "model": self.model,
             "source": self.source,

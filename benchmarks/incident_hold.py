@@ -116,7 +116,7 @@ def bursty_detections(
     for kind, start, stop in spans:
         a, b = t0 + round(start * 1e9), t0 + round(stop * 1e9) + grace
         news = [e for e in events if e.kind == "new" and a < e.time_ns <= b]
-        incidents = {e.incident or e.id for e in news}
+        incidents = {e.incident_id for e in news}
         opened_here = {e.id for e in news}
         out[kind] = PerAttack(len(news), len(incidents), not incidents <= opened_here)
     return out

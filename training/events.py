@@ -224,7 +224,7 @@ def evaluate_capture(
             int(((truth.attack_ts[label] >= start) & (truth.attack_ts[label] <= end)).sum()),
             bool(hits),
             int(is_new[hits].sum()) if hits else 0,
-            len({alarms[i].incident or alarms[i].id for i in hits if is_new[i]}),
+            len({alarms[i].incident_id for i in hits if is_new[i]}),
         )
         if hits:
             first = min(hits, key=lambda i: decided[i])
@@ -237,7 +237,7 @@ def evaluate_capture(
     result.benign_seconds = (truth.last_ns - t0 - _covered(truth, grace)) / 1e9
     result.false_alarms = int((~credited & is_new).sum())
     false = np.flatnonzero(~credited & is_new)
-    result.false_alarm_incidents = len({alarms[i].incident or alarms[i].id for i in false})
+    result.false_alarm_incidents = len({alarms[i].incident_id for i in false})
     result.detections = [
         ((e.time_ns - t0) / 1e9, (ends.get(e.id, e.time_ns) - t0) / 1e9, e.label)
         for e in alarms
