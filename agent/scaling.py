@@ -80,6 +80,15 @@ class Scaler:
                 raise ValueError(f"levels[{j}]: must be 0..1 and not decrease")
         return cls(kind, low, high, clip_low, clip_high, knots, levels)
 
+    @classmethod
+    def from_preprocess(cls, raw: Mapping[str, Any], width: int | None = None) -> Scaler:
+        """A training folder's ``preprocess.json`` scaler (older ones carry no kind: min-max);
+        ``width`` features, or as many as it has ``min`` values."""
+        if width is None:
+            low = raw.get("min")
+            width = len(low) if isinstance(low, list) else 0
+        return cls.parse({"kind": MINMAX, **raw}, width)
+
 
 def minmax(
     raw: npt.NDArray[Any],

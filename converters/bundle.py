@@ -236,10 +236,9 @@ def _step(value: Any) -> StepSpec:
 
 
 def _scaler(preprocess: Mapping[str, Any]) -> Scaler:
-    """The training scaler as the agent reads it (older preprocess.json: no kind, minmax)."""
-    raw = {"kind": "minmax", **dict(preprocess["scaler"])}
+    """The training scaler as the agent reads it, one value per column."""
     try:
-        return Scaler.parse(raw, len(preprocess["columns"]))
+        return Scaler.from_preprocess(preprocess["scaler"], len(preprocess["columns"]))
     except ValueError as exc:
         raise PackError(f"training metadata: scaler.{exc}") from None
 

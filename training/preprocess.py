@@ -2,36 +2,27 @@
 
 Device-side scaling (the converters' and the agent's contract) is ``agent.scaling``: ``minmax``,
 ``x = clip((clip(raw, clip_low, clip_high) - min) / (max - min), 0, 1)`` and 0 where
-``max == min``, or ``quantile``, each feature through its training quantiles. ``transform``
-below calls that code, so training sees what the gateway feeds.
+``max == min``, or ``quantile``, each feature through its training quantiles. The scaler below
+is that class with a ``fit``, so training sees what the gateway feeds.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from agent.scaling import KINDS, MINMAX, QUANTILE, by_quantiles, minmax
+from agent.scaling import KINDS, MINMAX
+from agent.scaling import Scaler as DeviceScaler
 
 QUANTILES = (0.001, 0.999)
 QUANTILE_KNOTS = 129  # quantile scaling: knots per feature (distinct values kept)
 
 
-@dataclass(frozen=True)
-class Scaler:
-    """Per-feature quantile clipping then min-max to 0..1, or (``quantile``) each feature
-    through its training quantiles."""
-
-    min: npt.NDArray[np.float64]
-    max: npt.NDArray[np.float64]
-    clip_low: npt.NDArray[np.float64]
-    clip_high: npt.NDArray[np.float64]
-    kind: str = MINMAX
-    knots: tuple[tuple[float, ...], ...] = field(default=(), repr=False)
-    levels: tuple[tuple[float, ...], ...] = field(default=(), repr=False)
+class Scaler(DeviceScaler):
+    """The gateway's scaler (``agent.scaling``: its transform and its ``preprocess.json`` /
+    manifest entry), fitted here on the training rows."""
 
     @classmethod
     def fit(
@@ -50,45 +41,23 @@ class Scaler:
         low = np.quantile(data, quantiles[0], axis=0)
         high = np.quantile(data, quantiles[1], axis=0)
         clipped = np.clip(data, low, high)
+        bounds = (_floats(low), _floats(high))
         if kind == MINMAX:
-            return cls(clipped.min(axis=0), clipped.max(axis=0), low, high)
+            return cls(kind, _floats(clipped.min(axis=0)), _floats(clipped.max(axis=0)), *bounds)
         knots, levels = quantile_knots(data)
-        return cls(data.min(axis=0), data.max(axis=0), low, high, kind, knots, levels)
-
-    def transform(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """Scale raw features (..., F) to 0..1 the way the device does."""
-        if self.kind == QUANTILE:
-            return by_quantiles(x, self.knots, self.levels)
-        return minmax(
-            x, tuple(self.min), tuple(self.max), tuple(self.clip_low), tuple(self.clip_high)
+        return cls(
+            kind, _floats(data.min(axis=0)), _floats(data.max(axis=0)), *bounds, knots, levels
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        """The ``scaler`` entry of preprocess.json."""
-        out: dict[str, Any] = {
-            "kind": self.kind,
-            "min": self.min.tolist(),
-            "max": self.max.tolist(),
-            "clip_low": self.clip_low.tolist(),
-            "clip_high": self.clip_high.tolist(),
-        }
-        if self.kind == QUANTILE:
-            out["knots"] = [list(k) for k in self.knots]
-            out["levels"] = [list(v) for v in self.levels]
-        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Scaler:
         """Read the ``scaler`` entry back (the agent's checks); a bad entry names the key."""
-        from agent.scaling import Scaler as DeviceScaler
+        device = DeviceScaler.from_preprocess(data)
+        return cls(**{f: getattr(device, f) for f in device.__dataclass_fields__})
 
-        width = len(data.get("min") or ())
-        device = DeviceScaler.parse({"kind": MINMAX, **data}, width)
-        low, high, clip_low, clip_high = (
-            np.asarray(v, np.float64)
-            for v in (device.min, device.max, device.clip_low, device.clip_high)
-        )
-        return cls(low, high, clip_low, clip_high, device.kind, device.knots, device.levels)
+
+def _floats(values: npt.NDArray[np.float64]) -> tuple[float, ...]:
+    return tuple(float(v) for v in values)
 
 
 def quantile_knots(
