@@ -220,6 +220,8 @@ class Collector:
             self.stored += 1
             if isinstance(row, EventRow):
                 self.metrics.event(row.type, row.category)
+                if row.opens_incident:
+                    self.metrics.incident(row.category)
         online = row.status == "online" if isinstance(row, StatusRow) else None
         self.metrics.heard(row.device, row.received, online=online, gauges=parsed.gauges)
         return True

@@ -65,6 +65,7 @@ class FleetMetrics:
         self._messages: dict[tuple[str, str], int] = {}  # (kind, result) -> count
         self._bad: dict[str, int] = {}  # reason -> count
         self._events: dict[tuple[str, str], int] = {}  # (type, category) -> count
+        self._incidents: dict[str, int] = {}  # category -> incidents opened
         self._gateways: dict[str, _Gateway] = {}
         self._untracked = 0
         self._store_up = True
@@ -90,6 +91,11 @@ class FleetMetrics:
         with self._lock:
             key = (event_type, category)
             self._events[key] = self._events.get(key, 0) + 1
+
+    def incident(self, category: str) -> None:
+        """Count one incident opened (a new detection that recurs none), by attack family."""
+        with self._lock:
+            self._incidents[category] = self._incidents.get(category, 0) + 1
 
     def heard(
         self,
@@ -149,6 +155,12 @@ class FleetMetrics:
             "counter",
             "Events stored, by lifecycle step and attack family.",
             ((_labels([("type", t), ("category", c)]), n) for (t, c), n in self._events.items()),
+        )
+        yield from _family(
+            "iotids_incidents_total",
+            "counter",
+            "Incidents opened, by attack family: new detections that recur no earlier one.",
+            ((_labels([("category", c)]), n) for c, n in self._incidents.items()),
         )
         gateways = sorted(self._gateways.items())
         yield from _family(

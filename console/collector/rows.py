@@ -26,10 +26,9 @@ from agent.contract import (
     schema_matches,
     split_topic,
 )
-from console.collector.store import EventRow, Row, StatsRow, StatusRow
+from console.collector.store import MAX_ID_CHARS, EventRow, Row, StatsRow, StatusRow
 
 CONSUMED: Final = ("events", "stats", "status")
-MAX_ID_CHARS: Final = 128  # device ids, event and detection ids
 MAX_NAME_CHARS: Final = 200  # labels, categories
 # Figures from a stats payload kept as per-gateway gauges (metric key -> payload key path).
 STATS_GAUGES: Final[Mapping[str, tuple[str, ...]]] = {
@@ -125,11 +124,14 @@ class Parser:
         event_id, event_type = key
         if len(event_id) > MAX_ID_CHARS:
             return Bad("events", "id too long")
+        detection = _text(body.get("detection"), MAX_ID_CHARS)
         row = EventRow(
             id=event_id,
             device=device,
             type=event_type,
-            detection=_text(body.get("detection"), MAX_ID_CHARS),
+            detection=detection,
+            # an agent from before incidents names none: each detection is its own
+            incident=_text(body.get("incident"), MAX_ID_CHARS) or detection,
             label=_text(body.get("label"), MAX_NAME_CHARS),
             category=_text(body.get("category"), MAX_NAME_CHARS),
             score=_number(body.get("score")),

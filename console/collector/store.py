@@ -3,7 +3,9 @@
 Three tables, the same in both engines:
 
 * ``events`` — one row per event message, keyed by its ``id`` (the contract's de-duplication
-  key): a replayed or redelivered event is ignored by the primary key, never stored twice.
+  key): a replayed or redelivered event is ignored by the primary key, never stored twice. Its
+  ``incident`` groups the detections of one attack that came back (a table made before the
+  column existed gets it at open, filled from the stored payloads).
 * ``stats`` — one row per stats message, keyed by ``(device, time)`` for the same reason.
 * ``devices`` — one row per gateway: last status (``online`` / ``offline``) and when it was
   last heard from.
@@ -50,12 +52,18 @@ class EventRow:
     device: str
     type: str
     detection: str
+    incident: str  # the first detection of the attack this one recurs, else its own
     label: str
     category: str
     score: float | None
     time: float
     received: float
     payload: str  # the message's JSON text, whole
+
+    @property
+    def opens_incident(self) -> bool:
+        """A ``new`` event that does not recur an earlier detection's incident."""
+        return self.type == "new" and self.incident == self.detection
 
 
 @dataclass(frozen=True)
@@ -99,22 +107,40 @@ class _Dialect:
     json_type: str
     greatest: str
     placeholder: str
+    incident_in_payload: str  # the payload's ``incident`` when it is a string, else NULL
 
     def sql(self, text: str) -> str:
         return text.replace("%s", self.placeholder)
 
 
-_SQLITE: Final = _Dialect(json_type="TEXT", greatest="MAX", placeholder="?")
-_POSTGRES: Final = _Dialect(json_type="JSONB", greatest="GREATEST", placeholder="%s")
+_SQLITE: Final = _Dialect(
+    json_type="TEXT",
+    greatest="MAX",
+    placeholder="?",
+    incident_in_payload=(
+        "CASE json_type(payload, '$.incident') WHEN 'text'"
+        " THEN json_extract(payload, '$.incident') END"
+    ),
+)
+_POSTGRES: Final = _Dialect(
+    json_type="JSONB",
+    greatest="GREATEST",
+    placeholder="%s",
+    incident_in_payload=(
+        "CASE jsonb_typeof(payload->'incident') WHEN 'string' THEN payload->>'incident' END"
+    ),
+)
+MAX_ID_CHARS: Final = 128  # device ids, event, detection and incident ids are cut to this
 
 
-def _schema(d: _Dialect) -> list[str]:
+def _tables(d: _Dialect) -> list[str]:
     return [
         f"""CREATE TABLE IF NOT EXISTS events (
             id TEXT PRIMARY KEY,
             device TEXT NOT NULL,
             type TEXT NOT NULL,
             detection TEXT NOT NULL,
+            incident TEXT NOT NULL DEFAULT '',
             label TEXT NOT NULL,
             category TEXT NOT NULL,
             score DOUBLE PRECISION,
@@ -122,8 +148,6 @@ def _schema(d: _Dialect) -> list[str]:
             received DOUBLE PRECISION NOT NULL,
             payload {d.json_type} NOT NULL
         )""",
-        "CREATE INDEX IF NOT EXISTS events_device_time ON events (device, time)",
-        "CREATE INDEX IF NOT EXISTS events_detection ON events (detection)",
         f"""CREATE TABLE IF NOT EXISTS stats (
             device TEXT NOT NULL,
             time DOUBLE PRECISION NOT NULL,
@@ -137,6 +161,25 @@ def _schema(d: _Dialect) -> list[str]:
             status_received DOUBLE PRECISION,
             last_seen DOUBLE PRECISION NOT NULL
         )""",
+    ]
+
+
+INDEXES: Final = (
+    "CREATE INDEX IF NOT EXISTS events_device_time ON events (device, time)",
+    "CREATE INDEX IF NOT EXISTS events_detection ON events (detection)",
+    "CREATE INDEX IF NOT EXISTS events_incident ON events (incident)",
+)
+
+
+def _add_incident(d: _Dialect) -> list[str]:
+    """An events table made before ``incident``: the column, filled from each stored payload.
+
+    The payload's ``incident`` cut as ``rows.Parser`` cuts it, else the row's own detection.
+    """
+    return [
+        "ALTER TABLE events ADD COLUMN incident TEXT NOT NULL DEFAULT ''",
+        "UPDATE events SET incident = COALESCE(NULLIF(substr("  # noqa: S608 - the dialect's constant expression only
+        f"{d.incident_in_payload}, 1, {MAX_ID_CHARS}), ''), detection)",
     ]
 
 
@@ -158,8 +201,8 @@ def _status_sql(d: _Dialect) -> str:
 
 def _event_sql(d: _Dialect) -> str:
     return d.sql(
-        "INSERT INTO events (id, device, type, detection, label, category, score, time,"
-        " received, payload) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        "INSERT INTO events (id, device, type, detection, incident, label, category, score,"
+        " time, received, payload) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
         " ON CONFLICT (id) DO NOTHING"
     )
 
@@ -200,7 +243,13 @@ class SqlStore:
         self._seen_sql = _seen_sql(dialect)
         self._status_sql = _status_sql(dialect)
         with self._transaction() as cur:
-            for statement in _schema(dialect):
+            for statement in _tables(dialect):
+                cur.execute(statement)
+            cur.execute("SELECT * FROM events LIMIT 0")
+            if "incident" not in {column[0] for column in cur.description}:  # type: ignore[attr-defined]
+                for statement in _add_incident(dialect):
+                    cur.execute(statement)
+            for statement in INDEXES:
                 cur.execute(statement)
 
     @contextmanager
@@ -245,6 +294,7 @@ class SqlStore:
                         row.device,
                         row.type,
                         row.detection,
+                        row.incident,
                         row.label,
                         row.category,
                         row.score,

@@ -20,7 +20,9 @@ from tests.console.collector.postgres import Postgres
 pytestmark = pytest.mark.broker
 
 
-def event(device: str, kind: str = "new", event_id: str | None = None) -> bytes:
+def event(
+    device: str, kind: str = "new", event_id: str | None = None, incident: str = "det-1"
+) -> bytes:
     return json.dumps(
         {
             "schema": "iotids.event/1",
@@ -29,6 +31,7 @@ def event(device: str, kind: str = "new", event_id: str | None = None) -> bytes:
             "id": event_id or uuid.uuid4().hex,
             "type": kind,
             "detection": "det-1",
+            "incident": incident,  # det-1's own: it opens one
             "active_events": 1,
             "label": "DDoS-SYN_Flood",
             "category": "ddos",
@@ -114,13 +117,18 @@ def test_events_stats_and_status_are_stored_and_exposed(
         gateway.publish("iotids/gw-1/events", event("gw-1", "new", duplicate))
         gateway.publish("iotids/gw-1/events", event("gw-1", "new", duplicate))  # a replay
         gateway.publish("iotids/gw-1/events", event("gw-1", "end"))
+        # the same attack back later: a new detection in the first one's incident
+        gateway.publish("iotids/gw-1/events", event("gw-1", "new", incident="det-0"))
         gateway.publish("iotids/gw-1/stats", stats("gw-1"))
     assert wait_until(lambda: count(store, "SELECT count(*) FROM stats") == 1)
-    assert wait_until(lambda: count(store, "SELECT count(*) FROM events") == 2)
+    assert wait_until(lambda: count(store, "SELECT count(*) FROM events") == 3)
+    assert count(store, "SELECT count(*) FROM events WHERE incident = 'det-0'") == 1
     assert count(store, "SELECT count(*) FROM devices WHERE status = 'online'") == 1
     text = collector.metrics.render()
     assert 'iotids_collector_messages_total{kind="events",result="duplicate"} 1.0' in text
     assert 'iotids_events_total{type="end",category="ddos"} 1.0' in text
+    assert 'iotids_events_total{type="new",category="ddos"} 2.0' in text
+    assert 'iotids_incidents_total{category="ddos"} 1.0' in text
     assert 'iotids_gateway_outbox_depth{device="gw-1"} 4.0' in text
     assert 'iotids_gateway_up{device="gw-1"} 1.0' in text
 

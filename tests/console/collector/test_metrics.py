@@ -29,6 +29,7 @@ def test_counts_and_gauges_render_as_exposition_text() -> None:
     metrics.message("events", "duplicate")
     metrics.bad("not json")
     metrics.event("new", "ddos")
+    metrics.incident("ddos")
     metrics.heard("gw-1", 100.0, online=True, gauges={"outbox_depth": 3, "cpu_percent": 12.5})
     metrics.heard("gw-2", 50.0, online=False)
     samples = _samples(metrics.render())
@@ -36,6 +37,7 @@ def test_counts_and_gauges_render_as_exposition_text() -> None:
     assert samples['iotids_collector_messages_total{kind="events",result="duplicate"}'] == 1
     assert samples['iotids_collector_bad_payloads_total{reason="not json"}'] == 1
     assert samples['iotids_events_total{type="new",category="ddos"}'] == 1
+    assert samples['iotids_incidents_total{category="ddos"}'] == 1
     assert samples['iotids_gateways{status="online"}'] == 1
     assert samples['iotids_gateways{status="offline"}'] == 1
     assert samples['iotids_gateway_up{device="gw-2"}'] == 0

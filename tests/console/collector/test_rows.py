@@ -33,6 +33,27 @@ def test_good_messages_become_rows_with_their_gauges() -> None:
 
 
 @pytest.mark.parametrize(
+    ("fields", "incident", "opens"),
+    [
+        ({"detection": "d1", "incident": "d1"}, "d1", True),
+        ({"detection": "d2", "incident": "d1", "recurrence": 1}, "d1", False),
+        ({"detection": "d3"}, "d3", True),  # an agent from before incidents
+        ({"detection": "d4", "incident": ""}, "d4", True),
+        ({"detection": "d5", "incident": ["d1"]}, "d5", True),
+        ({"detection": "d6", "incident": "i" * 500}, "i" * 128, False),
+        ({"detection": "d7", "incident": "d0", "type": "end"}, "d0", False),
+    ],
+)
+def test_an_event_names_its_incident_and_whether_it_opens_one(
+    fields: dict[str, object], incident: str, opens: bool
+) -> None:
+    parsed = Parser("iotids").parse("iotids/gw-1/events", _event(**fields), 1.0)
+    assert isinstance(parsed, Parsed)
+    assert isinstance(parsed.row, EventRow)
+    assert (parsed.row.incident, parsed.row.opens_incident) == (incident, opens)
+
+
+@pytest.mark.parametrize(
     ("topic", "payload", "reason"),
     [
         ("iotids/gw-1/model", _event(), "unexpected topic"),

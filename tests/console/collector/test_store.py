@@ -27,6 +27,7 @@ def _event(event_id: str, device: str = "gw-1", kind: str = "new") -> EventRow:
         device=device,
         type=kind,
         detection="d1",
+        incident="d1",
         label="DDoS-SYN_Flood",
         category="ddos",
         score=0.97,
@@ -37,12 +38,15 @@ def _event(event_id: str, device: str = "gw-1", kind: str = "new") -> EventRow:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
-        url = f"sqlite://{tmp_path / 'fleet.db'}"
-    else:
-        server: Postgres = request.getfixturevalue("postgres")
-        url = server.url
+        return f"sqlite://{tmp_path / 'fleet.db'}"
+    server: Postgres = request.getfixturevalue("postgres")
+    return server.url
+
+
+@pytest.fixture
+def store(url: str) -> Iterator[SqlStore]:
     instance = open_store(url)
     yield instance
     with instance._transaction() as cur:  # leave the shared server clean for the next test
@@ -74,6 +78,48 @@ def test_stats_and_status_land_with_the_device(store: SqlStore) -> None:
     with store._transaction() as cur:
         cur.execute("SELECT status, last_seen FROM devices WHERE device = 'gw-2'")
         assert cur.fetchone() == ("offline", 12.0)  # type: ignore[attr-defined]
+
+
+# the events table as collectors made it before incidents
+BEFORE_INCIDENTS = """CREATE TABLE events (
+    id TEXT PRIMARY KEY, device TEXT NOT NULL, type TEXT NOT NULL, detection TEXT NOT NULL,
+    label TEXT NOT NULL, category TEXT NOT NULL, score DOUBLE PRECISION,
+    time DOUBLE PRECISION NOT NULL, received DOUBLE PRECISION NOT NULL, payload {json} NOT NULL
+)"""
+
+
+def test_a_table_from_before_incidents_gets_them_from_its_stored_payloads(
+    store: SqlStore, url: str
+) -> None:
+    postgres = url.startswith("postgresql://")
+    mark = "%s" if postgres else "?"
+    stored = {  # detection -> the payload's incident, as an agent sent it (absent: none)
+        "d1": "d0",
+        "d2": None,
+        "d3": "",
+        "d4": 7,
+        "d5": "x" * 300,
+    }
+    with store._transaction() as cur:
+        cur.execute("DROP TABLE events")
+        cur.execute(BEFORE_INCIDENTS.format(json="JSONB" if postgres else "TEXT"))
+        for detection, incident in stored.items():
+            body = {"id": detection} | ({} if incident is None else {"incident": incident})
+            cur.execute(
+                "INSERT INTO events VALUES (" + ", ".join([mark] * 10) + ")",
+                (detection, "gw", "new", detection, "l", "c", 0.9, 1.0, 1.0, json.dumps(body)),
+            )
+    again = open_store(url)
+    try:
+        with again._transaction() as cur:
+            cur.execute("SELECT detection, incident FROM events ORDER BY detection")
+            found = dict(cur.fetchall())  # type: ignore[attr-defined]
+        # as the parser reads a payload now: a string, cut to 128; anything else: its own
+        assert found == {"d1": "d0", "d2": "d2", "d3": "d3", "d4": "d4", "d5": "x" * 128}
+        assert again.add(_event("e9")) is True  # and it takes new rows with the column
+        assert _count(again, "SELECT count(*) FROM events WHERE incident = 'd1'") == 1
+    finally:
+        again.close()
 
 
 def test_a_store_that_already_has_the_tables_opens_again(tmp_path: Path) -> None:
