@@ -189,6 +189,16 @@ def event_key(body: Mapping[str, Any]) -> tuple[str, str] | None:
     return message_id, str(phase)
 
 
+def incident_of(body: Mapping[str, Any], limit: int = 128) -> str:
+    """The incident an event belongs to: its ``incident`` (the first detection of an attack that
+    came back), else its own ``detection`` (an agent from before incidents); ids cut to ``limit``.
+    """
+    incident, detection = body.get("incident"), body.get("detection")
+    if isinstance(incident, str) and incident:
+        return incident[:limit]
+    return detection[:limit] if isinstance(detection, str) else ""
+
+
 class Deduplicator:
     """Remembers the last ``capacity`` ids: bounded memory whatever a publisher sends."""
 

@@ -381,6 +381,7 @@ def _summary(
     seed: int,
 ) -> dict[str, Any]:
     """Score the received events against the truth; write summary.json and summary.md."""
+    from agent.contract import incident_of
     from console.demo_view import Truth, detections_json, render_summary, score_detections
 
     truths = [Truth(label, a, b, "traffic") for label, a, b in truth.attacks]
@@ -410,11 +411,8 @@ def _summary(
             "latency_ms_p50": latencies[-1]["latency_ms_p50"] if latencies else None,
             "latency_ms_p99": latencies[-1]["latency_ms_p99"] if latencies else None,
             "events": len(events),
-            # a detection that recurs an ended one is part of its incident
             "detections": sum(1 for e in events if e.get("type") == "new"),
-            "incidents": len(
-                {e.get("incident") or e.get("detection") for e in events if e.get("type") == "new"}
-            ),
+            "incidents": len({incident_of(e) for e in events if e.get("type") == "new"}),
         },
         "stages": dict(progress.stages),
     }

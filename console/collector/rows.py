@@ -22,6 +22,7 @@ from agent.contract import (
     Deduplicator,
     decode,
     event_key,
+    incident_of,
     parse_status,
     schema_matches,
     split_topic,
@@ -124,14 +125,12 @@ class Parser:
         event_id, event_type = key
         if len(event_id) > MAX_ID_CHARS:
             return Bad("events", "id too long")
-        detection = _text(body.get("detection"), MAX_ID_CHARS)
         row = EventRow(
             id=event_id,
             device=device,
             type=event_type,
-            detection=detection,
-            # an agent from before incidents names none: each detection is its own
-            incident=_text(body.get("incident"), MAX_ID_CHARS) or detection,
+            detection=_text(body.get("detection"), MAX_ID_CHARS),
+            incident=incident_of(body, MAX_ID_CHARS),
             label=_text(body.get("label"), MAX_NAME_CHARS),
             category=_text(body.get("category"), MAX_NAME_CHARS),
             score=_number(body.get("score")),

@@ -73,3 +73,20 @@ def test_deduplicator_is_bounded() -> None:
     assert seen.first_time("a")  # forgotten: the oldest id went when "d" came
     with pytest.raises(ValueError, match="capacity"):
         Deduplicator(0)
+
+
+@pytest.mark.parametrize(
+    ("body", "incident"),
+    [
+        ({"detection": "d2", "incident": "d1"}, "d1"),
+        ({"detection": "d2"}, "d2"),  # an agent from before incidents
+        ({"detection": "d2", "incident": ""}, "d2"),
+        ({"detection": "d2", "incident": 7}, "d2"),
+        ({"detection": "d" * 300}, "d" * 128),
+        ({"incident": None}, ""),
+    ],
+)
+def test_an_event_belongs_to_its_incident_else_to_its_own_detection(
+    body: dict[str, object], incident: str
+) -> None:
+    assert contract.incident_of(body) == incident
