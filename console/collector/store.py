@@ -108,6 +108,9 @@ class _Dialect:
     greatest: str
     placeholder: str
     incident_in_payload: str  # the payload's ``incident`` when it is a string, else NULL
+    # two collectors upgrading one PostgreSQL database at once: the second's ALTER waits for
+    # the first's and then finds the column (SQLite has no IF NOT EXISTS here; one writer)
+    add_column: str
 
     def sql(self, text: str) -> str:
         return text.replace("%s", self.placeholder)
@@ -117,6 +120,7 @@ _SQLITE: Final = _Dialect(
     json_type="TEXT",
     greatest="MAX",
     placeholder="?",
+    add_column="ADD COLUMN",
     incident_in_payload=(
         "CASE json_type(payload, '$.incident') WHEN 'text'"
         " THEN json_extract(payload, '$.incident') END"
@@ -126,6 +130,7 @@ _POSTGRES: Final = _Dialect(
     json_type="JSONB",
     greatest="GREATEST",
     placeholder="%s",
+    add_column="ADD COLUMN IF NOT EXISTS",
     incident_in_payload=(
         "CASE jsonb_typeof(payload->'incident') WHEN 'string' THEN payload->>'incident' END"
     ),
@@ -177,9 +182,9 @@ def _add_incident(d: _Dialect) -> list[str]:
     The payload's ``incident`` cut as ``rows.Parser`` cuts it, else the row's own detection.
     """
     return [
-        "ALTER TABLE events ADD COLUMN incident TEXT NOT NULL DEFAULT ''",
+        f"ALTER TABLE events {d.add_column} incident TEXT NOT NULL DEFAULT ''",
         "UPDATE events SET incident = COALESCE(NULLIF(substr("  # noqa: S608 - the dialect's constant expression only
-        f"{d.incident_in_payload}, 1, {MAX_ID_CHARS}), ''), detection)",
+        f"{d.incident_in_payload}, 1, {MAX_ID_CHARS}), ''), detection) WHERE incident = ''",
     ]
 
 

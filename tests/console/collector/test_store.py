@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 
 from console.collector.store import (
+    _POSTGRES,
     EventRow,
     SqlStore,
     StatsRow,
     StatusRow,
     StoreError,
+    _add_incident,
     open_store,
 )
 from tests.console.collector.postgres import Postgres
@@ -118,6 +120,12 @@ def test_a_table_from_before_incidents_gets_them_from_its_stored_payloads(
         assert found == {"d1": "d0", "d2": "d2", "d3": "d3", "d4": "d4", "d5": "x" * 128}
         assert again.add(_event("e9")) is True  # and it takes new rows with the column
         assert _count(again, "SELECT count(*) FROM events WHERE incident = 'd1'") == 1
+        if postgres:  # a second collector that saw the old table too: its upgrade is a no-op
+            with again._transaction() as cur:
+                for statement in _add_incident(_POSTGRES):
+                    cur.execute(statement)
+            assert _count(again, "SELECT count(*) FROM events WHERE incident = 'd1'") == 1
+            assert _count(again, "SELECT count(*) FROM events") == 6
     finally:
         again.close()
 
