@@ -179,7 +179,8 @@ INDEXES: Final = (
 def _add_incident(d: _Dialect) -> list[str]:
     """An events table made before ``incident``: the column, filled from each stored payload.
 
-    The payload's ``incident`` cut as ``rows.Parser`` cuts it, else the row's own detection.
+    The rule of ``agent.contract.incident_of``, in SQL: the payload's ``incident`` when a
+    non-empty string, cut to the stored ids' length, else the row's own detection.
     """
     return [
         f"ALTER TABLE events {d.add_column} incident TEXT NOT NULL DEFAULT ''",
@@ -221,6 +222,7 @@ def _stats_sql(d: _Dialect) -> str:
 
 class _Cursor(Protocol):
     rowcount: int
+    description: Any  # DB-API: one sequence per result column, its name first
 
     def execute(self, query: Any, params: Any = ..., /) -> Any: ...
 
@@ -251,7 +253,7 @@ class SqlStore:
             for statement in _tables(dialect):
                 cur.execute(statement)
             cur.execute("SELECT * FROM events LIMIT 0")
-            if "incident" not in {column[0] for column in cur.description}:  # type: ignore[attr-defined]
+            if "incident" not in {column[0] for column in cur.description}:
                 for statement in _add_incident(dialect):
                     cur.execute(statement)
             for statement in INDEXES:
