@@ -33,6 +33,7 @@ MODULES = (
     "benchmarks.unknown_edge",
     "benchmarks.cross_site",
     "benchmarks.training_quality",
+    "benchmarks.tabular_cv",
     "benchmarks.fleet_load",
     "benchmarks.features_parallel",
     "benchmarks.multiworker",

@@ -13,7 +13,9 @@ fold all 11 count in every seed. The recipe was chosen on validation rows
 (``benchmarks.tabular_validation``), never on these figures.
 CICIoT2023's single split (``benchmarks.training_quality``) tests on ~1,900 rows, where one
 seed's dnn - forest moved by about two points against all rows out of fold; it is scored here too.
-Run ``python -m benchmarks.tabular_cv nsl-kdd --seeds 0 1 2 3 4`` (or ``ciciot2023``).
+Run ``python -m benchmarks.tabular_cv nsl-kdd --seeds 0 1 2 3 4`` (or ``ciciot2023``; each seed's
+line goes to stderr as it finishes, the summary to stdout); ``python -m benchmarks --only
+tabular_cv`` puts both datasets' recipes, seeds 0-4, in the one table.
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from benchmarks.rows import row as table_row
 from benchmarks.tabular_validation import FOLDERS, _value
-from benchmarks.training_quality import DATASETS, INT8_LOSS, TABULAR_RECIPES
+from benchmarks.training_quality import DATASETS, INT8_LOSS, TABULAR_RECIPES, TABULAR_SEEDS
 
+NAME = "tabular_cv"
 FOLDS = 5
 
 
@@ -170,6 +174,101 @@ def seed_scores(dataset_name: str, seed: int, options: dict[str, Any]) -> dict[s
     return figures
 
 
+def scored_seeds(
+    dataset: str, seeds: list[int], options: dict[str, Any]
+) -> tuple[list[dict[str, object]], str]:
+    """Each seed's out-of-fold figures as table rows (printed as they finish), and a summary."""
+    rows: list[dict[str, object]] = []
+    gaps, losses, dnns, forests = [], [], [], []
+    for seed in seeds:
+        started, cpu = time.perf_counter(), time.process_time()
+        f = seed_scores(dataset, seed, options)
+        gap, loss = (f["dnn"] - f["forest"]) * 100, (f["dnn"] - f["int8"]) * 100
+        gaps.append(gap)
+        losses.append(loss)
+        dnns.append(f["dnn"])
+        forests.append(f["forest"])
+        case = f"{dataset} out of fold, seed {seed} ({f['rows']:.0f} rows)"
+        rows += [
+            _row(
+                case,
+                "macro-F1 dnn / int8 / rf",
+                f"{f['dnn']:.4f} / {f['int8']:.4f} / {f['forest']:.4f}",
+                "",
+            ),
+            _row(
+                case, "dnn - rf", round(gap, 2), "points", ">= 0" + ("" if gap >= 0 else " MISSED")
+            ),
+            _row(
+                case,
+                "int8 loss",
+                round(loss, 2),
+                "points",
+                f"<= {INT8_LOSS}" + ("" if loss <= INT8_LOSS else " MISSED"),
+            ),
+        ]
+        print(
+            f"{dataset} seed {seed}: out-of-fold macro-F1 dnn {f['dnn']:.4f} "
+            f"int8 {f['int8']:.4f} rf {f['forest']:.4f} over {f['rows']:.0f} rows; "
+            f"dnn - rf {gap:+.2f} points ({'met' if gap >= 0 else 'MISSED'}), "
+            f"int8 loss {loss:+.2f} points ({'met' if loss <= INT8_LOSS else 'MISSED'}); "
+            f"{time.perf_counter() - started:.0f} s wall, {time.process_time() - cpu:.0f} s CPU",
+            file=sys.stderr,
+            flush=True,
+        )
+    n = len(gaps)
+    beaten, within = sum(g >= 0 for g in gaps), sum(v <= INT8_LOSS for v in losses)
+    case = f"{dataset} out of fold, seeds {' '.join(map(str, seeds))}"
+    rows += [
+        _row(case, "macro-F1 dnn vs rf", f"{_spread(dnns)} vs {_spread(forests)}", ""),
+        _row(
+            case,
+            "seeds dnn >= rf",
+            f"{beaten}/{n}",
+            "",
+            "all" + ("" if beaten == n else f" MISSED (worst {min(gaps):+.2f} points)"),
+        ),
+        _row(
+            case,
+            "seeds int8 within",
+            f"{within}/{n}",
+            "",
+            f"all <= {INT8_LOSS}" + ("" if within == n else f" MISSED (worst {max(losses):+.2f})"),
+        ),
+    ]
+    summary = (
+        f"dnn {_spread(dnns)} vs rf {_spread(forests)}; dnn >= rf on {beaten}/{n} seeds (target: "
+        f"all; worst {min(gaps):+.2f} points); int8 within {INT8_LOSS} on {within}/{n} "
+        f"(worst {max(losses):+.2f})"
+    )
+    return rows, summary
+
+
+def _spread(values: list[float]) -> str:
+    """Mean ± sample standard deviation (0 for one value)."""
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return f"{np.mean(values):.4f} ± {std:.4f}"
+
+
+def _row(case: str, metric: str, value: object, unit: str, target: str = "") -> dict[str, object]:
+    return table_row(NAME, case, metric, value, unit, target)
+
+
+def run(quick: bool = False) -> list[dict[str, object]]:
+    """Both tables' recipes out of fold over seeds 0-4 (``quick``: CICIoT2023, seed 0)."""
+    from agent.quiet import quiet_tensorflow
+
+    quiet_tensorflow()
+    rows: list[dict[str, object]] = []
+    for dataset in ("ciciot2023",) if quick else tuple(TABULAR_RECIPES):
+        if not (DATASETS / FOLDERS[dataset]).is_dir():
+            rows.append(_row(dataset, "skipped", f"{DATASETS / FOLDERS[dataset]} absent", ""))
+            continue
+        seeds = [0] if quick else list(TABULAR_SEEDS)
+        rows += scored_seeds(dataset, seeds, dict(TABULAR_RECIPES[dataset]))[0]
+    return rows
+
+
 def main() -> None:
     """Print each seed's out-of-fold figures, then how many seeds met each target."""
     from agent.quiet import quiet_tensorflow
@@ -177,38 +276,13 @@ def main() -> None:
     quiet_tensorflow()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", choices=sorted(FOLDERS))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(TABULAR_SEEDS))
     parser.add_argument("--set", nargs="*", default=[], help="recipe key=value overrides")
     args = parser.parse_args()
     options = dict(TABULAR_RECIPES[args.dataset])
     options.update({k: _value(v) for k, v in (s.split("=", 1) for s in args.set)})
-    gaps, losses, dnns, forests = [], [], [], []
-    for seed in args.seeds:
-        started, cpu = time.perf_counter(), time.process_time()
-        f = seed_scores(args.dataset, seed, options)
-        gap, loss = (f["dnn"] - f["forest"]) * 100, (f["dnn"] - f["int8"]) * 100
-        gaps.append(gap)
-        losses.append(loss)
-        dnns.append(f["dnn"])
-        forests.append(f["forest"])
-        print(
-            f"{args.dataset} seed {seed}: out-of-fold macro-F1 dnn {f['dnn']:.4f} "
-            f"int8 {f['int8']:.4f} rf {f['forest']:.4f} over {f['rows']:.0f} rows; "
-            f"dnn - rf {gap:+.2f} points ({'met' if gap >= 0 else 'MISSED'}), "
-            f"int8 loss {loss:+.2f} points ({'met' if loss <= INT8_LOSS else 'MISSED'}); "
-            f"{time.perf_counter() - started:.0f} s wall, {time.process_time() - cpu:.0f} s CPU",
-            flush=True,
-        )
-    n = len(gaps)
-    print(
-        f"{Path(__file__).name} {args.dataset} {args.set}: dnn {np.mean(dnns):.4f} ± "
-        f"{np.std(dnns, ddof=1) if n > 1 else 0:.4f} vs rf {np.mean(forests):.4f} ± "
-        f"{np.std(forests, ddof=1) if n > 1 else 0:.4f}; dnn >= rf on "
-        f"{sum(g >= 0 for g in gaps)}/{n} seeds (target: all; worst {min(gaps):+.2f} points); "
-        f"int8 within {INT8_LOSS} on {sum(v <= INT8_LOSS for v in losses)}/{n} "
-        f"(worst {max(losses):+.2f})",
-        file=sys.stdout,
-    )
+    _, summary = scored_seeds(args.dataset, args.seeds, options)
+    print(f"{Path(__file__).name} {args.dataset} {args.set}: {summary}")
 
 
 if __name__ == "__main__":

@@ -51,3 +51,25 @@ def test_every_seed_says_whether_the_model_reached_the_forest(monkeypatch) -> No
     (int8,) = [r for r in rows if r["metric"] == "seeds_int8_within"]
     assert int8["value"] == "1/2"
     assert "MISSED" in str(int8["target"])
+
+
+def test_out_of_fold_rows_say_each_seed_and_every_miss(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from benchmarks import tabular_cv
+
+    scores = {0: (0.61, 0.6095, 0.60), 1: (0.60, 0.59, 0.605)}  # dnn, int8, forest
+
+    def fake_scores(dataset: str, seed: int, options: dict) -> dict[str, float]:  # type: ignore[type-arg]
+        dnn, int8, forest = scores[seed]
+        return {"dnn": dnn, "int8": int8, "forest": forest, "rows": 100.0}
+
+    monkeypatch.setattr(tabular_cv, "seed_scores", fake_scores)
+    rows, summary = tabular_cv.scored_seeds("ciciot2023", [0, 1], {})
+    by = {(r["case"], r["metric"]): r for r in rows}
+    seed1 = "ciciot2023 out of fold, seed 1 (100 rows)"
+    assert by[(seed1, "dnn - rf")]["value"] == -0.5
+    assert by[(seed1, "dnn - rf")]["target"] == ">= 0 MISSED"
+    assert by[(seed1, "int8 loss")]["target"] == "<= 0.5 MISSED"
+    assert by[("ciciot2023 out of fold, seed 0 (100 rows)", "dnn - rf")]["target"] == ">= 0"
+    total = by[("ciciot2023 out of fold, seeds 0 1", "seeds dnn >= rf")]
+    assert (total["value"], total["target"]) == ("1/2", "all MISSED (worst -0.50 points)")
+    assert "dnn >= rf on 1/2 seeds" in summary
