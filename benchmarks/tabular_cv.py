@@ -33,7 +33,13 @@ import numpy.typing as npt
 
 from benchmarks.rows import row as table_row
 from benchmarks.tabular_validation import FOLDERS, _value
-from benchmarks.training_quality import DATASETS, INT8_LOSS, TABULAR_RECIPES, TABULAR_SEEDS
+from benchmarks.training_quality import (
+    DATASETS,
+    INT8_LOSS,
+    TABULAR_RECIPES,
+    TABULAR_SEEDS,
+    spread,
+)
 
 NAME = "tabular_cv"
 FOLDS = 5
@@ -220,7 +226,7 @@ def scored_seeds(
     beaten, within = sum(g >= 0 for g in gaps), sum(v <= INT8_LOSS for v in losses)
     case = f"{dataset} out of fold, seeds {' '.join(map(str, seeds))}"
     rows += [
-        _row(case, "macro-F1 dnn vs rf", f"{_spread(dnns)} vs {_spread(forests)}", ""),
+        _row(case, "macro-F1 dnn vs rf", f"{spread(dnns)} vs {spread(forests)}", ""),
         _row(
             case,
             "seeds dnn >= rf",
@@ -237,17 +243,11 @@ def scored_seeds(
         ),
     ]
     summary = (
-        f"dnn {_spread(dnns)} vs rf {_spread(forests)}; dnn >= rf on {beaten}/{n} seeds (target: "
+        f"dnn {spread(dnns)} vs rf {spread(forests)}; dnn >= rf on {beaten}/{n} seeds (target: "
         f"all; worst {min(gaps):+.2f} points); int8 within {INT8_LOSS} on {within}/{n} "
         f"(worst {max(losses):+.2f})"
     )
     return rows, summary
-
-
-def _spread(values: list[float]) -> str:
-    """Mean ± sample standard deviation (0 for one value)."""
-    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-    return f"{np.mean(values):.4f} ± {std:.4f}"
 
 
 def _row(case: str, metric: str, value: object, unit: str, target: str = "") -> dict[str, object]:

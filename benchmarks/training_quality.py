@@ -244,17 +244,23 @@ def _numeric(rows: list[dict[str, object]]) -> dict[str, float]:
     }
 
 
+def spread(values: Any) -> str:
+    """``mean ± sample std`` of one figure over seeds (std 0 for a single seed)."""
+    figures = np.asarray(values, np.float64)
+    std = float(figures.std(ddof=1)) if len(figures) > 1 else 0.0
+    return f"{figures.mean():.4f} ± {std:.4f}"
+
+
 def _spread_rows(case: str, per_seed: list[dict[str, float]]) -> list[dict[str, object]]:
     """Mean ± sample std and the range of every figure the seeds all report."""
     rows = []
     for metric in [m for m in per_seed[0] if all(m in s for s in per_seed)]:
         values = np.array([s[metric] for s in per_seed])
-        std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
         rows.append(
             _row(
                 case,
                 metric,
-                f"{values.mean():.4f} ± {std:.4f}",
+                spread(values),
                 "",
                 f"{len(values)} seeds, range {values.min():.4f}..{values.max():.4f}",
             )
