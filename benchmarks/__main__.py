@@ -2,7 +2,9 @@
 
 Each benchmark module exposes ``run(quick: bool) -> list[dict]`` whose rows carry
 ``benchmark``, ``case``, ``metric``, ``value``, ``unit`` and ``target``. Targets are
-printed beside what was measured; nothing here fails because a target was missed.
+printed beside what was measured; nothing here fails because a target was missed. A
+benchmark that raises becomes one ``error`` row (its traceback on stderr), the others still
+run, and the exit status is 1.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import platform
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results.json"))
     args = parser.parse_args(argv)
     rows: list[dict[str, Any]] = []
+    failed: list[str] = []
     for name in MODULES:
         if args.only and name.rsplit(".", 1)[-1] not in args.only:
             continue
@@ -95,13 +99,29 @@ def main(argv: list[str] | None = None) -> int:
             continue
         started = time.perf_counter()
         print(f"running {name} ...", file=sys.stderr, flush=True)
-        rows.extend(module.run(quick=args.quick))
+        try:
+            rows.extend(module.run(quick=args.quick))
+        except Exception as exc:  # one broken benchmark must not lose the others' rows
+            traceback.print_exc()
+            failed.append(name)
+            rows.append(
+                {"benchmark": name, "case": "run", "metric": "error", "value": _failure(exc)}
+            )
         print(f"  {name} took {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
     print_table(rows)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2, default=str))
     print(f"\nwritten: {args.json}")
+    if failed:
+        print(f"failed: {', '.join(failed)} (traceback above)", file=sys.stderr)
+        return 1
     return 0
+
+
+def _failure(exc: Exception) -> str:
+    """An exception as one table cell."""
+    text = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 if __name__ == "__main__":
