@@ -28,9 +28,9 @@ if TYPE_CHECKING:
 
 def to_int8(model: Any, representative: npt.NDArray[np.float32]) -> bytes:
     """Full-int8 TFLite of a Keras model, TensorFlow's console chatter kept off the terminal."""
-    from converters.quantize import _silenced, to_tflite
+    from converters.quantize import quiet_conversion, to_tflite
 
-    with _silenced():
+    with quiet_conversion():
         return to_tflite(model, "int8", representative)
 
 

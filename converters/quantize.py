@@ -73,7 +73,7 @@ INT8_STATS_WARNING = "Statistics for quantized inputs were expected"
 
 
 @contextlib.contextmanager
-def _silenced() -> Iterator[None]:
+def quiet_conversion() -> Iterator[None]:
     """Swallow what the MLIR converter and Keras export print on fds 1 and 2."""
     sys.stdout.flush()
     sys.stderr.flush()
@@ -187,7 +187,7 @@ def to_tflite(model: Any, mode: str, representative: np.ndarray | None = None) -
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
     try:
-        with _silenced():
+        with quiet_conversion():
             content: bytes = converter.convert()
     except Exception as exc:  # the converter raises ConverterError, RuntimeError, ValueError...
         ops = _refused_ops(str(exc))
@@ -208,7 +208,7 @@ def to_tflite(model: Any, mode: str, representative: np.ndarray | None = None) -
 def _representative(samples: np.ndarray) -> Callable[[], Iterator[list[np.ndarray]]]:
     """A representative-dataset generator, one sample per batch (fixed-batch graphs too)."""
     chosen = samples[:REPRESENTATIVE_LIMIT].astype(np.float32)
-    # TF calls this while _silenced() holds fds 1 and 2: the progress bar (int8 calibration
+    # TF calls this while quiet_conversion() holds fds 1 and 2: the progress bar (int8 calibration
     # runs the float model once per sample, the slow part of a conversion) draws on a copy of
     # the real stderr taken now. Log lines go to the silenced fd 2, so only a terminal sees it.
     terminal = os.dup(2)
@@ -281,7 +281,7 @@ def _convert_saved_model(path: Path, mode: str, samples: np.ndarray) -> Conversi
     import tensorflow as tf
 
     try:
-        with _silenced():
+        with quiet_conversion():
             serve = tf.saved_model.load(str(path)).signatures["serving_default"]
     except (OSError, KeyError, ValueError) as exc:
         raise ConversionError(f"model {path}: not a SavedModel with a serving signature") from exc

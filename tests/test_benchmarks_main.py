@@ -59,8 +59,6 @@ def test_all_benchmarks_running_exit_0(tmp_path: Path, monkeypatch: pytest.Monke
 
 @pytest.mark.tf
 @pytest.mark.slow
-# the benchmark's random-weight CNN is converted without input statistics, on purpose
-@pytest.mark.filterwarnings("ignore:Statistics for quantized inputs:UserWarning")
 def test_cpu_budget_decides_as_the_slot_does(tmp_path: Path) -> None:
     """A classifier with benign and attack labels decides over its own ``unknown`` too: the CPU
     budget's decision stage must feed the decider what the slot feeds it (it once raised)."""
