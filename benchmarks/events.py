@@ -134,8 +134,8 @@ def run(
     rows = run_recipe(quick, STEP, PADDING, PARTIAL, seed)
     if not quick:  # the same folds with the recipe before: totals only, for comparison
         before = run_recipe(quick, BEFORE_STEP, "none", 0.0, seed)
-        per_capture = ("first alarm", "detections", "incidents", "warning")
-        rows += [r for r in before if r["metric"] not in per_capture]
+        per_capture = ("opening", "first alarm", "detections", "incidents", "warning")
+        rows += [r for r in before if str(r["metric"]).split(":")[0] not in per_capture]
     return rows
 
 
@@ -182,9 +182,13 @@ def summary_rows(
     """Per attack capture, then the totals, each beside its target."""
     import statistics
 
+    from training.events import DENSE_PACKETS, opening_phrase
+
     rows = []
     for a in attacks:
         case = f"{a['capture']} ({recipe})"
+        opening = opening_phrase(a.get("opening_s"))
+        rows.append(_row(case, f"opening: first {DENSE_PACKETS} packets over (s)", opening, ""))
         if not a["detected"]:
             rows.append(_row(case, "first alarm", "MISSED", "", "<= 40 packets or 1 s"))
             continue

@@ -77,6 +77,9 @@ class AttackResult:
     packets_to_alarm: int | None = None
     reported_label: str | None = None
     reported_category: str | None = None
+    # seconds the attack's first DENSE_PACKETS packets span (None: it has fewer). Over
+    # DENSE_SECONDS the attack opens as a trickle, not densely; the verdict stays the same.
+    opening_s: float | None = None
 
     @property
     def within_target(self) -> bool:
@@ -225,6 +228,7 @@ def evaluate_capture(
             bool(hits),
             int(is_new[hits].sum()) if hits else 0,
             len({alarms[i].incident_id for i in hits if is_new[i]}),
+            opening_s=opening_seconds(truth.attack_ts[label], start, end),
         )
         if hits:
             first = min(hits, key=lambda i: decided[i])
@@ -244,6 +248,22 @@ def evaluate_capture(
         if e.kind == "new"
     ]
     return result
+
+
+def opening_seconds(ts_ns: I64, start: int, end: int) -> float | None:
+    """Seconds from an attack's first packet to its DENSE_PACKETS-th (None: fewer packets)."""
+    lo = int(np.searchsorted(ts_ns, start, side="left"))
+    hi = int(np.searchsorted(ts_ns, end, side="right"))
+    if hi - lo < DENSE_PACKETS:
+        return None
+    return round(int(ts_ns[lo + DENSE_PACKETS - 1] - ts_ns[lo]) / 1e9, 6)
+
+
+def opening_phrase(seconds: float | None) -> str:
+    """An attack's opening for a reader: a trickle when its first packets outlast the target."""
+    if seconds is None:
+        return f"- (under {DENSE_PACKETS})"
+    return f"{seconds:.3f}" + (" (trickle)" if seconds > DENSE_SECONDS else "")
 
 
 def _covered(truth: Truth, grace: int) -> int:

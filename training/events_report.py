@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.calibration import effects
-from training.events import DENSE_PACKETS, DENSE_SECONDS, MAX_DETECTIONS
+from training.events import DENSE_PACKETS, DENSE_SECONDS, MAX_DETECTIONS, opening_phrase
 
 
 def _fmt(value: object, digits: int = 3) -> str:
@@ -46,15 +46,17 @@ def markdown(result: dict[str, Any], plot: str | None = None) -> str:
         f"({_fmt(s['false_alarms_per_hour'], 2)} per hour; {s['false_alarm_incidents']} "
         "incidents)",
         "",
-        "| capture | attack | start s | packets | detected | s to alarm | packets to alarm "
-        "| reported (category) | detections (incidents) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| capture | attack | start s | packets | first {DENSE_PACKETS} packets over (s) "
+        "| detected | s to alarm | packets to alarm | reported (category) "
+        "| detections (incidents) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in result["captures"]:
         for a in c["attacks"]:
             reported = f"{a['reported_label']} ({a['reported_category']})" if a["detected"] else "-"
             lines.append(
                 f"| {c['capture']} | {a['label']} | {a['start_s']:.2f} | {a['packets']} "
+                f"| {opening_phrase(a.get('opening_s'))} "
                 f"| {'yes' if a['detected'] else '**MISSED**'} | {_fmt(a['seconds_to_alarm'], 4)} "
                 f"| {_fmt(a['packets_to_alarm'])} | {reported} | {a['detections']} "
                 f"({a['incidents']}) |"

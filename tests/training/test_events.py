@@ -48,6 +48,8 @@ def test_events_report_detection_packets_to_alarm_and_false_alarms(
     assert flood["detections"] == 1
     # 2-of-3 debounce: the 3rd and 4th padded windows are the first two over 0.5
     assert flood["packets_to_alarm"] == 80
+    # a benign packet at 0 s, then the flood from 0.01 s at 500/s: packet 40 at 0.086 s
+    assert flood["opening_s"] == pytest.approx(0.086)
     (late,) = [a for c in results["none"]["captures"] for a in c["attacks"]]
     assert late["packets_to_alarm"] == 100  # no window before the 4th step, raised on the 5th
     benign = next(c for c in padded["captures"] if c["capture"] == "benign-a.pcap")
@@ -78,7 +80,7 @@ def test_evaluate_events_cli_writes_json_markdown_and_timeline(
     assert printed["summary"]["attacks"] == 1
     assert printed["debounce"]["raise_k"] == 2  # the agent's default
     assert json.loads((out / "events.json").read_text())["padding"] == "zeros"
-    assert "| flood-a.pcap | flood |" in (out / "events.md").read_text()
+    assert "| flood-a.pcap | flood | 0.00 | 1010 | 0.086 | yes |" in (out / "events.md").read_text()
     assert "- thresholds: the bundle's own (no site calibration)" in (out / "events.md").read_text()
     assert (out / "events_timeline.png").stat().st_size > 1000
     missing = parser.parse_args(["--events", "--path", str(data)])
