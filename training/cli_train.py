@@ -39,6 +39,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="share S of windows near a stream's start copied with padded first steps (0)",
     )
     parser.add_argument(
+        "--onset-weight",
+        type=float,
+        help="weight x on windows ending in an attack's first 2 steps: decide early (1)",
+    )
+    parser.add_argument(
         "--strict", action="store_true", default=None, help="too few windows of a class: error"
     )
     parser.add_argument("--epochs", type=int)

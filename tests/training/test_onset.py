@@ -99,3 +99,26 @@ def test_calibrated_thresholds_hold_the_benign_validation_rate(tmp_path: Path) -
 def test_onset_and_threshold_settings_are_validated(key: str, value: object) -> None:
     with pytest.raises(ConfigError, match=rf"train\.{key}"):
         TrainConfig("synthetic", "p", "cnn", "o", **{key: value})  # type: ignore[arg-type]
+
+
+def test_the_onset_weight_flag_reaches_the_config_key(tmp_path: Path) -> None:
+    """``iotids train --onset-weight W`` is the ``onset_weight`` key, validated as the file's."""
+    import argparse
+
+    from training.cli_train import configure
+    from training.config import load_config
+
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    flags = ["--dataset", "captures", "--path", str(tmp_path), "--model", "cnn", "--out", "o"]
+
+    def config_of(weight: str) -> TrainConfig:
+        args = parser.parse_args([*flags, "--onset-weight", weight])
+        fields = dataclasses.fields(TrainConfig)
+        return load_config(
+            None, {f.name: getattr(args, f.name) for f in fields if hasattr(args, f.name)}
+        )
+
+    assert config_of("2").onset_weight == 2.0
+    with pytest.raises(ConfigError, match=r"train\.onset_weight: must be >= 1, got 0\.5"):
+        config_of("0.5")
