@@ -315,10 +315,7 @@ class ModelSlot:
         if self._accumulator is not None and stuck is not None:
             summed = self._accumulator.scores(probabilities[:, 0])
             scores = np.maximum(summed, stuck[last]).reshape(-1, 1)
-        if self._fusion is not None and anomaly is not None:
-            scores = self._fusion.fuse(scores, anomaly, numbers[picked], elapsed)
-        elif self._unknown is not None:
-            scores = self._unknown.fuse(scores)
+        scores = self.fused(scores, anomaly, numbers[picked], elapsed)
         if self._start_quiet and int(numbers[picked[0]]) < self._start_quiet:
             # the site's boot fired this classifier when it was calibrated: no hits yet
             scores = np.where((numbers[picked] < self._start_quiet)[:, None], 0.0, scores)
@@ -385,6 +382,22 @@ class ModelSlot:
         if self._benign is None:
             return scores, None
         return scores, np.concatenate([p[1] for p in parts if p[1] is not None])
+
+    def fused(
+        self,
+        scores: npt.NDArray[np.float64],
+        anomaly: npt.NDArray[np.float64] | None,
+        numbers: npt.NDArray[np.int64],
+        elapsed: npt.NDArray[np.int64],
+    ) -> npt.NDArray[np.float64]:
+        """The scores the decider takes: fused with the benign model's (a pair), or with the
+        classifier's own ``unknown`` (a classifier with benign and attack labels), else as is.
+        ``numbers``: each window's number in the stream; ``elapsed``: ns since its start."""
+        if self._fusion is not None and anomaly is not None:
+            return self._fusion.fuse(scores, anomaly, numbers, elapsed)
+        if self._unknown is not None:
+            return self._unknown.fuse(scores)
+        return scores
 
     def _score_chunk(
         self, windows: npt.NDArray[np.float32], scaled: npt.NDArray[np.float32]

@@ -87,10 +87,8 @@ def stages(bundle: Any, capture: Path, repeat: int) -> dict[str, float]:
 
     def decisions() -> Any:
         slot._build_decider()
-        # as the slot does: a classifier with benign and attack labels decides over one more
-        # score, its own ``unknown``, fused from the probabilities
-        unknown = slot._unknown
-        fused = unknown.fuse(scored) if unknown is not None else scored
+        numbers = np.arange(len(scored), dtype=np.int64)
+        fused = slot.fused(scored, None, numbers, ends)  # what the slot hands its decider
         return slot.decider.observe_many(ends, fused, lambda k: _no_evidence)
 
     decisions_s, _ = _cpu(decisions, repeat)
