@@ -175,6 +175,7 @@ class App:
                     calibrate.seconds,
                     calibrate.target_false_alarms_per_day,
                     lambda state: self.pipeline.publish_model(state),
+                    calibrate.attack_free,
                 )
         return slots
 

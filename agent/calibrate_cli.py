@@ -27,6 +27,11 @@ def configure(sub: Any) -> None:
         "--trust-key", action="append", default=[], metavar="PUB", help="trusted public key"
     )
     p.add_argument("--target-false-alarms-per-day", type=float, default=1.0, help="aim (default 1)")
+    p.add_argument(
+        "--attack-free",
+        action="store_true",
+        help="the capture holds no attack: learn every window of it, its rare events too",
+    )
     p.add_argument("--reset", action="store_true", help="delete the agent's saved calibrations")
     p.add_argument("--config", help="agent TOML file (with --reset: where its state is)")
     p.add_argument("--model", help="with --reset: only this model's calibration")
@@ -50,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--target-false-alarms-per-day: must be 0.001..1000")
     from agent import calibration as cal
 
-    found = offline(args.bundle, args.trust_key, args.capture, args.target_false_alarms_per_day)
+    target = args.target_false_alarms_per_day
+    found = offline(args.bundle, args.trust_key, args.capture, target, args.attack_free)
     try:
         cal.save(found, args.out)
     except OSError as exc:
@@ -61,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     start = "".join(f"; {s}" for s in said)
     print(  # noqa: T201 - the CLI talks to its user
         f"wrote {args.out}: {found.windows} windows over {found.seconds:.0f} s "
-        f"({found.excluded} flagged left out, {found.flagged_fraction:.1%} flagged); "
+        f"({found.excluded} flagged left out, {found.flagged_fraction:.1%} flagged"
+        f"{'; vouched attack-free' if found.attack_free else ''}); "
         f"anomaly threshold {found.anomaly_threshold} (stream start "
         f"{found.start_anomaly_threshold}){edges}; thresholds {dict(found.thresholds)}{start}",
         file=sys.stderr,
@@ -83,15 +90,21 @@ def trusted(paths: list[str]) -> list[Any]:
     return keys
 
 
-def offline(bundle_path: str, keys: list[str], capture: str, target: float) -> Any:
+def offline(
+    bundle_path: str, keys: list[str], capture: str, target: float, attack_free: bool = False
+) -> Any:
     """Verify the bundle, then calibrate it on ``capture``."""
     from agent.bundle import load_bundle
 
-    return calibrate_bundle(load_bundle(bundle_path, trusted(keys)), capture, target, True)
+    bundle = load_bundle(bundle_path, trusted(keys))
+    return calibrate_bundle(bundle, capture, target, True, attack_free)
 
 
-def calibrate_bundle(bundle: Any, capture: str, target: float, progress: bool = False) -> Any:
-    """Replay ``capture`` collecting window scores, then compute the site calibration."""
+def calibrate_bundle(
+    bundle: Any, capture: str, target: float, progress: bool = False, attack_free: bool = False
+) -> Any:
+    """Replay ``capture`` collecting window scores, then compute the site calibration
+    (``attack_free``: the capture is vouched to hold no attack, see agent.calibration)."""
     import numpy as np
 
     from agent import calibration as cal
@@ -145,6 +158,8 @@ def calibrate_bundle(bundle: Any, capture: str, target: float, progress: bool = 
             unknown_edge=classifier_unknown.EDGE if own_unknown else None,
             start_probabilities=probabilities[numbers < START_WINDOWS],
             start_ends=ends[early],
+            steady=~early,
+            attack_free=attack_free,
         )
     except cal.CalibrationError as exc:
         raise ConfigError(str(exc)) from None

@@ -41,6 +41,14 @@ them together still cross about the target rate, and a site whose everyday sprea
 group (byte counts, packet timing) raises that group's edge only. Such a calibration moves the
 agent from the one signed edge to the group edges (see ``agent.benign_groups``).
 
+An operator who knows the period held no attack (a capture recorded at install time behind a
+firewall, say) can say so (``attack_free``): then nothing is left out (every window is the
+site's own) and each threshold and edge also sits just past the highest score the period's
+steady windows reached (its stream start keeps the rules above). A site's rare everyday events
+(an SSH session, a firmware download: a few windows an hour, inside the top 1 %) are then
+learned instead of guarded against; the price is that an attack inside the period would be
+learned as the site's too.
+
 The per-window rate aimed at is ``target * window / windows per day``: an odd step stays in
 ``window`` consecutive windows, which raise one alarm together.
 Classifier probabilities are fitted on a logit scale floored at one int8 output step
@@ -68,7 +76,6 @@ import numpy.typing as npt
 from agent import classifier_unknown
 from agent.benign_groups import MAX_GROUPS
 from agent.stream_start import (
-    START_LIMIT,
     START_SECONDS,
     START_WINDOWS,
     calibrated_start,
@@ -134,6 +141,8 @@ class SiteCalibration:
     start_quiet_windows: int = 0
     # the start edge holds for the stream's first seconds too (0: its windows only)
     start_seconds: float = 0.0
+    # the period was vouched attack-free: every window kept, thresholds past its highest scores
+    attack_free: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (the state file, ``cal.json`` and the ``model`` topic's ``calibration``)."""
@@ -155,6 +164,7 @@ class SiteCalibration:
             ),
             "start_quiet_windows": self.start_quiet_windows,
             "start_seconds": self.start_seconds,
+            "attack_free": self.attack_free,
         }
 
     @classmethod
@@ -195,6 +205,9 @@ class SiteCalibration:
             raise CalibrationError(
                 f"calibration: start_seconds: expected a number 0..{START_SECONDS:g}"
             )
+        attack_free = raw.get("attack_free", False)  # absent in older files
+        if not isinstance(attack_free, bool):
+            raise CalibrationError("calibration: attack_free: expected true or false")
         return cls(
             raw["bundle_id"],
             {k: float(v) for k, v in thresholds.items()},
@@ -209,6 +222,7 @@ class SiteCalibration:
             groups,
             quiet,
             float(seconds),
+            attack_free,
         )
 
 
@@ -322,6 +336,8 @@ def compute(
     unknown_edge: float | None = None,
     start_probabilities: npt.NDArray[np.float64] | None = None,
     start_ends: npt.NDArray[np.int64] | None = None,
+    steady: npt.NDArray[np.bool_] | None = None,
+    attack_free: bool = False,
 ) -> SiteCalibration:
     """Thresholds from the site's window scores (classifier probabilities, benign-model scores).
 
@@ -339,6 +355,9 @@ def compute(
     windows (NaN rows: not seen; row for row with the first of ``start_anomaly``), for
     ``start_quiet_windows``: a silence, so it stays that short. ``start_ends``: the end times
     of the ``start_anomaly`` windows, row for row (None: the start period is its windows).
+    ``attack_free``: the period is vouched to hold no attack (see the module's notes);
+    ``steady`` marks the windows past the stream's start period, row for row (None: all), whose
+    highest scores the thresholds then sit past.
     """
     n = len(probabilities)
     if n < MIN_WINDOWS:
@@ -357,20 +376,27 @@ def compute(
     if in_detection is not None:
         flagged |= np.asarray(in_detection, bool)
     fraction = float(flagged.mean())
-    keep = ~flagged if fraction <= MAX_EXCLUDED else np.ones(n, bool)
+    keep = ~flagged if fraction <= MAX_EXCLUDED and not attack_free else np.ones(n, bool)
+    # attack-free: past the highest score of the steady windows too (all of them are kept)
+    highs = np.ones(n, bool) if steady is None else np.asarray(steady, bool).reshape(n)
+    highs &= attack_free
     windows_per_day = (total or n) / seconds * 86_400.0
     # one odd step stays in ``window`` consecutive windows: one alarm per run of that many hits
     exceed = min(target_per_day * window / windows_per_day, 0.5)
     thresholds: dict[str, float] = {}
     for i in watch:
-        thresholds[labels[i]] = _past_pile(probs[keep, i], exceed, float(limits[i]))
+        fitted = _past_pile(probs[keep, i], exceed, float(limits[i]))
+        thresholds[labels[i]] = max(fitted, _past_highest(probs[highs, i], 1.0 - PROBABILITY_FLOOR))
     in_force = [thresholds.get(labels[i], float(limits[i])) for i in range(len(labels))]
     if unknown_edge is not None:
         # scored as the agent will score it after this calibration: a window is confident of
         # a class at that class's calibrated threshold, so a class the site raised leaves its
         # windows to unknown, and the unknown edge must be learned on those too
-        unknown = classifier_unknown.scores(probs[keep], benign, watch, in_force)
-        thresholds[classifier_unknown.UNKNOWN] = _past_pile(unknown, exceed, unknown_edge)
+        unknown = classifier_unknown.scores(probs, benign, watch, in_force)
+        thresholds[classifier_unknown.UNKNOWN] = max(
+            _past_pile(unknown[keep], exceed, unknown_edge),
+            _past_highest(unknown[highs], classifier_unknown.TOP),
+        )
     quiet = 0
     if start_probabilities is not None:
         start = np.asarray(start_probabilities, np.float64).reshape(-1, probs.shape[1])
@@ -386,14 +412,20 @@ def compute(
     anomaly_threshold: float | None = None
     groups: tuple[float, ...] | None = None
     if anomaly is not None and anomaly_floor is not None:
-        scores = np.asarray(anomaly, np.float64)[keep]
+        every = np.asarray(anomaly, np.float64)
+        scores = every[keep]
         if scores.ndim == 2:  # one edge per group (never below its signed one), the rate shared
             ratios = scores[:, 1:]
             share = exceed / ratios.shape[1]
-            groups = tuple(max(1.0, _log_tail(g, share)) for g in ratios.T)
+            highest = every[highs, 1:].T
+            groups = tuple(
+                max(1.0, _log_tail(g, share), _past_highest(h, math.inf))
+                for g, h in zip(ratios.T, highest, strict=True)
+            )
             anomaly_threshold = anomaly_floor
         else:
-            anomaly_threshold = max(anomaly_floor, _log_tail(scores, exceed))
+            highest_raw = _past_highest(every[highs], math.inf)
+            anomaly_threshold = max(anomaly_floor, _log_tail(scores, exceed), highest_raw)
     start_threshold, start_seconds = None, 0.0
     if start_anomaly is not None and anomaly_threshold is not None:
         start_threshold, start_seconds = calibrated_start(
@@ -412,6 +444,7 @@ def compute(
         group_thresholds=groups,
         start_quiet_windows=quiet,
         start_seconds=start_seconds,
+        attack_free=attack_free,
     )
 
 
@@ -454,82 +487,17 @@ def _past_pile(probs: npt.NDArray[np.float64], exceed: float, floor: float) -> f
     return max(edge, float(above.min())) if len(above) else SILENCED
 
 
+def _past_highest(values: npt.NDArray[np.float64], top: float) -> float:
+    """Just past the highest finite value (any score above it hits); ``SILENCED`` when that is
+    ``top`` or more (no score the label can take is above it); -inf when there is none."""
+    finite = values[np.isfinite(values)]
+    if len(finite) == 0:
+        return -math.inf
+    highest = float(finite.max())
+    return SILENCED if highest >= top else float(np.nextafter(highest, math.inf))
+
+
 def _log_tail(scores: npt.NDArray[np.float64], exceed: float) -> float:
     """``tail_threshold`` of positive scores on a log scale, back in score units."""
     logs = np.log(np.maximum(np.asarray(scores, np.float64), 1e-12))
     return math.exp(min(tail_threshold(logs, exceed), 700.0))
-
-
-class Collector:
-    """Bounded memory for a calibration period: a uniform reservoir of window scores."""
-
-    def __init__(self, labels: int, capacity: int = MAX_WINDOWS, seed: int = 0) -> None:
-        self.capacity = capacity
-        self.probabilities = np.zeros((capacity, labels), np.float32)
-        self.anomaly: npt.NDArray[np.floating[Any]] = np.zeros(capacity, np.float64)
-        self.in_detection = np.zeros(capacity, bool)
-        self.seen = 0
-        # benign-model scores of the stream's start period and probabilities of its first
-        # START_WINDOWS windows, by number (NaN: not seen during collection)
-        self.start_anomaly = np.full(START_LIMIT, np.nan)
-        self.start_probabilities = np.full((START_WINDOWS, labels), np.nan)
-        self.start_ends = np.zeros(START_LIMIT, np.int64)
-        self.first_ns: int | None = None
-        self.last_ns: int | None = None
-        self._rng = np.random.default_rng(seed)
-
-    def add(
-        self,
-        ends_ns: npt.NDArray[np.int64],
-        probabilities: npt.NDArray[np.float64],
-        anomaly: npt.NDArray[np.float64] | None,
-        in_detection: npt.NDArray[np.bool_],
-        numbers: npt.NDArray[np.int64] | None = None,
-        early: npt.NDArray[np.bool_] | None = None,
-    ) -> None:
-        """Windows ending at ``ends_ns``: probabilities (N, labels), raw anomaly (N,).
-
-        ``numbers`` are the windows' numbers in the stream and ``early`` which of them are in
-        its start period (None: its first ``START_WINDOWS``): they are kept apart as well, for
-        the stream start's edge and quiet.
-        """
-        if len(ends_ns) == 0:
-            return
-        if anomaly is not None and np.ndim(anomaly) == 2 and self.anomaly.ndim == 1:
-            # a grouped benign model: one score per group (allocated on its first windows)
-            groups = int(np.shape(anomaly)[1])
-            self.anomaly = np.zeros((self.capacity, groups), np.float32)  # 4 B a group
-            self.start_anomaly = np.full((START_LIMIT, groups), np.nan)
-        if numbers is not None:
-            at = np.asarray(numbers, np.int64)
-            first = (at >= 0) & (at < START_WINDOWS)
-            self.start_probabilities[at[first]] = np.asarray(probabilities, np.float64)[first]
-            held = (at >= 0) & (at < START_LIMIT)
-            held &= first if early is None else np.asarray(early, bool)
-            if anomaly is not None:
-                self.start_anomaly[at[held]] = np.asarray(anomaly, np.float64)[held]
-                self.start_ends[at[held]] = np.asarray(ends_ns, np.int64)[held]
-        if self.first_ns is None:
-            self.first_ns = int(ends_ns[0])
-        self.last_ns = int(ends_ns[-1])
-        for j in range(len(probabilities)):
-            slot = self.seen
-            if slot >= self.capacity:
-                slot = int(self._rng.integers(0, self.seen + 1))
-            self.seen += 1
-            if slot < self.capacity:
-                self.probabilities[slot] = probabilities[j]
-                self.anomaly[slot] = anomaly[j] if anomaly is not None else 0.0
-                self.in_detection[slot] = in_detection[j]
-
-    @property
-    def kept(self) -> int:
-        """Windows held."""
-        return min(self.seen, self.capacity)
-
-    @property
-    def seconds(self) -> float:
-        """Traffic time spanned so far."""
-        if self.first_ns is None or self.last_ns is None:
-            return 0.0
-        return (self.last_ns - self.first_ns) / 1e9

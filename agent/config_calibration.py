@@ -15,10 +15,16 @@ _UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 @dataclass(frozen=True)
 class CalibrationConfig:
-    """``[calibration]``: the period to learn from and the false-alarm rate to aim for."""
+    """``[calibration]``: the period to learn from and the false-alarm rate to aim for.
+
+    ``attack_free``: the operator vouches that the period holds no attack, so every window of
+    it is learned, its rare events too (``agent.calibration``); leave it false on a network
+    that may be under attack while it calibrates.
+    """
 
     duration: str = "24h"
     target_false_alarms_per_day: float = 1.0
+    attack_free: bool = False
 
     def __post_init__(self) -> None:
         from agent.config import check  # the loader's key-path errors (imported late: a cycle)
@@ -37,6 +43,11 @@ class CalibrationConfig:
             0.001 <= self.target_false_alarms_per_day <= 1000.0,
             "target_false_alarms_per_day",
             f"must be 0.001..1000, got {self.target_false_alarms_per_day}",
+        )
+        check(
+            isinstance(self.attack_free, bool),
+            "attack_free",
+            f"must be true or false, got {self.attack_free!r}",
         )
 
     @property

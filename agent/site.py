@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from agent import calibration as cal
+from agent.calibration_collect import Collector
 from agent.inference import ModelSlot, calibration_state, describe
 
 logger = logging.getLogger(__name__)
@@ -35,11 +36,13 @@ class SiteCalibrator:
         duration_s: float,
         target_per_day: float,
         publish: Callable[[Mapping[str, object]], None],
+        attack_free: bool = False,
     ) -> None:
         self.slot = slot
         self.path = cal.state_path(state_dir, slot.name)
         self.duration_s = duration_s
         self.target_per_day = target_per_day
+        self.attack_free = attack_free
         self._publish = publish
         self._pending: cal.SiteCalibration | None = None
         self._start()
@@ -52,7 +55,7 @@ class SiteCalibrator:
 
     def _start(self) -> None:
         self.bundle_id = self.slot.bundle_id
-        self.collector = cal.Collector(len(self.slot.bundle.manifest.labels))
+        self.collector = Collector(len(self.slot.bundle.manifest.labels))
         self._pending = None
         logger.info(
             "%s: calibrating on site traffic for %.0f s (bundle %s)",
@@ -108,6 +111,8 @@ class SiteCalibrator:
                 unknown_edge=slot.debounce.unknown_edge if slot.classifier_unknown else None,
                 start_probabilities=c.start_probabilities,
                 start_ends=c.start_ends,
+                steady=c.steady[: c.kept],
+                attack_free=self.attack_free,
             )
         except cal.CalibrationError as exc:
             logger.warning("%s: %s; collecting again", slot.name, exc)

@@ -339,11 +339,13 @@ def holdout_outcomes(
     return found, notes
 
 
-def calibrate_on(bundle: Bundle, capture: Path, target: float = 1.0) -> SiteCalibration:
+def calibrate_on(
+    bundle: Bundle, capture: Path, target: float = 1.0, attack_free: bool = False
+) -> SiteCalibration:
     """``iotids agent calibrate``'s computation on one capture (no files)."""
     from agent.calibrate_cli import calibrate_bundle
 
-    found: SiteCalibration = calibrate_bundle(bundle, str(capture), target)
+    found: SiteCalibration = calibrate_bundle(bundle, str(capture), target, False, attack_free)
     return found
 
 

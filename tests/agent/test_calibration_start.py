@@ -12,6 +12,7 @@ from agent import calibration as cal
 from agent.app import replay_capture
 from agent.bundle import load_bundle, load_public_key
 from agent.calibrate_cli import calibrate_bundle
+from agent.calibration_collect import Collector
 from tests.agent.bundles import flood_frames, pcap_bytes
 from tests.agent.flood_bundle import FloodKit, flood_kit
 from tests.agent.openset_kit import pair_kit
@@ -90,7 +91,7 @@ def test_the_agent_holds_its_labels_in_a_quiet_stream_start(
 
 
 def test_the_collector_keeps_the_stream_starts_probabilities() -> None:
-    collector = cal.Collector(labels=2, capacity=50)
+    collector = Collector(labels=2, capacity=50)
     ends = np.arange(12, dtype=np.int64) * 1_000_000_000
     probabilities = np.column_stack((np.linspace(0, 1, 12), np.linspace(1, 0, 12)))
     collector.add(ends, probabilities, None, np.zeros(12, bool), np.arange(12, dtype=np.int64))

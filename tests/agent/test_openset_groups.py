@@ -16,6 +16,7 @@ import pytest
 from agent import calibration as cal
 from agent.benign_groups import MAX_GROUPS, TRAFFIC_GROUPS, Group, Groups, group_columns
 from agent.bundle import BundleError, Manifest, Scaler, load_bundle, load_public_key
+from agent.calibration_collect import Collector
 from agent.features.traffic import TRAFFIC_V1
 from agent.openset import BenignModel, Fusion, OpenSetSpec, describe, load_benign_model
 from agent.runtime import Model
@@ -285,7 +286,7 @@ def test_group_edges_round_trip_in_a_calibration_file_and_bad_ones_are_refused(
 
 
 def test_the_collector_keeps_one_score_per_group() -> None:
-    collector = cal.Collector(labels=1, capacity=50)
+    collector = Collector(labels=1, capacity=50)
     ends = np.arange(80, dtype=np.int64) * 1_000_000_000
     scores = np.stack((np.arange(80.0), np.arange(80.0) * 2), axis=1)
     collector.add(ends, np.zeros((80, 1)), scores, np.zeros(80, bool), np.arange(80))

@@ -16,6 +16,7 @@ from agent import calibration as cal
 from agent import stream_start
 from agent.bundle import BundleError, Manifest, load_bundle, load_public_key
 from agent.calibrate_cli import calibrate_bundle
+from agent.calibration_collect import Collector
 from agent.features.steps import StepSpec
 from agent.features.traffic import TRAFFIC_V1
 from agent.openset import Fusion, OpenSetSpec, describe
@@ -85,7 +86,7 @@ def test_calibration_sets_the_start_edge_only_above_the_steady_one() -> None:
 
 
 def test_the_collector_keeps_the_streams_first_windows_by_number() -> None:
-    collector = cal.Collector(2)
+    collector = Collector(2)
     n = cal.START_WINDOWS + 5
     ends = np.arange(n, dtype=np.int64)
     scores = np.arange(n, dtype=np.float64)
@@ -94,7 +95,7 @@ def test_the_collector_keeps_the_streams_first_windows_by_number() -> None:
     held = collector.start_anomaly
     assert held[: cal.START_WINDOWS].tolist() == list(range(cal.START_WINDOWS))
     assert np.isnan(held[cal.START_WINDOWS :]).all()  # no start period given: windows only
-    late = cal.Collector(2)  # collecting again mid-stream (a new bundle): no stream start
+    late = Collector(2)  # collecting again mid-stream (a new bundle): no stream start
     late.add(ends[:3], np.zeros((3, 2)), scores[:3], np.zeros(3, bool), ends[:3] + 100)
     assert np.isnan(late.start_anomaly).all()
 
@@ -109,7 +110,7 @@ def test_the_start_period_is_its_first_windows_or_seconds_whichever_last_longer(
     assert stream_start.starting(numbers, elapsed, 10, 10.0).tolist() == [1, 1, 1, 1, 0, 0]
     slow = np.array([0, 5, 9]), np.array([0, 50, 90]) * second  # 10-s steps: windows hold
     assert stream_start.starting(*slow, 10, 10.0).all()
-    collector = cal.Collector(2)
+    collector = Collector(2)
     early = stream_start.starting(numbers, elapsed, 10, 10.0)
     scores = np.arange(len(numbers), dtype=np.float64)
     collector.add(numbers, np.zeros((6, 2)), scores, np.zeros(6, bool), numbers, early)

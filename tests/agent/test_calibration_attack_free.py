@@ -1,0 +1,164 @@
+"""A calibration the operator vouches attack-free: every window learned, thresholds past the
+highest steady scores; the stream start keeps its own rules; the flag travels end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from agent import calibration as cal
+from agent.calibration_collect import Collector
+from agent.cli import main as iotids
+from agent.config import ConfigError, parse_config
+from tests.agent.flood_bundle import FloodKit, flood_kit
+from tests.agent.openset_kit import PairKit, pair_kit
+
+
+def _compute(probabilities: Any, anomaly: Any = None, **kw: Any) -> cal.SiteCalibration:
+    args: dict[str, Any] = {
+        "bundle_id": "b",
+        "labels": ("benign", "flood"),
+        "watched": (1,),
+        "signed": (0.5, 0.5),
+        "probabilities": probabilities,
+        "anomaly": anomaly,
+        "anomaly_floor": None if anomaly is None else 1.0,
+        "seconds": float(len(probabilities)),
+        "target_per_day": 1.0,
+    }
+    return cal.compute(**(args | kw))
+
+
+def _site_with_a_rare_event(n: int = 20_000) -> tuple[np.ndarray, np.ndarray]:
+    """Everyday flood scores well below the signed 0.5, and 0.5 % of windows (an SSH session,
+    say) read as a flood at 0.9 and far from benign."""
+    rng = np.random.default_rng(7)
+    flood = rng.beta(2, 30, n)
+    anomaly = rng.lognormal(0.0, 0.3, n)
+    flood[5000:5100] = 0.9
+    anomaly[5000:5100] = 40.0
+    return np.column_stack((1 - flood, flood)), anomaly
+
+
+def test_the_rare_event_is_guarded_against_by_default_and_learned_when_vouched() -> None:
+    probabilities, anomaly = _site_with_a_rare_event()
+    guarded = _compute(probabilities, anomaly)
+    assert guarded.excluded == 100 and not guarded.attack_free
+    assert guarded.thresholds["flood"] < 0.9  # the event would still be raised
+    assert (guarded.anomaly_threshold or 0) < 40.0
+    vouched = _compute(probabilities, anomaly, attack_free=True)
+    assert vouched.excluded == 0 and vouched.attack_free
+    assert vouched.windows == len(probabilities)
+    # just past the highest score each reached: the event no longer hits, anything above does
+    assert 0.9 < vouched.thresholds["flood"] < 0.9 + 1e-9
+    assert 40.0 < (vouched.anomaly_threshold or 0) < 40.0 + 1e-9
+
+
+def test_a_vouched_period_still_never_lowers_a_threshold_below_the_signed_one() -> None:
+    n = 2000
+    probabilities = np.column_stack((np.full(n, 0.99), np.full(n, 0.01)))
+    found = _compute(probabilities, np.full(n, 0.01), attack_free=True)
+    assert found.thresholds == {"flood": 0.5}
+    assert found.anomaly_threshold == 1.0
+
+
+def test_the_stream_start_keeps_its_own_rules_when_vouched() -> None:
+    probabilities, _ = _site_with_a_rare_event()
+    probabilities[:10] = (0.01, 0.99)  # the site's boot read as a flood
+    steady = np.ones(len(probabilities), bool)
+    steady[:10] = False
+    found = _compute(
+        probabilities,
+        attack_free=True,
+        steady=steady,
+        start_probabilities=probabilities[:10],
+    )
+    # the boot's 0.99 does not set the steady threshold; it quiets the stream's start instead
+    assert 0.9 < found.thresholds["flood"] < 0.91
+    assert found.start_quiet_windows == cal.START_WINDOWS
+
+
+def test_a_label_at_the_int8_top_in_a_vouched_period_is_silenced_and_says_so() -> None:
+    n = 500
+    flood = np.full(n, 0.1)
+    flood[7] = 255 / 256
+    found = _compute(np.column_stack((1 - flood, flood)), attack_free=True)
+    assert found.thresholds["flood"] == cal.SILENCED
+    assert cal.silenced(found.thresholds) == ["flood"]
+
+
+def test_grouped_edges_sit_past_each_groups_highest_ratio() -> None:
+    rng = np.random.default_rng(8)
+    n = 5000
+    raw = rng.lognormal(0.0, 0.2, n)
+    ratios = rng.uniform(0.1, 0.5, (n, 3))
+    ratios[100, 1] = 7.0  # one group reached 7 times its signed edge once
+    anomaly = np.column_stack((raw, ratios))
+    probabilities = np.column_stack((np.full(n, 0.9), np.full(n, 0.1)))
+    guarded = _compute(probabilities, anomaly)
+    vouched = _compute(probabilities, anomaly, attack_free=True)
+    assert guarded.group_thresholds is not None and vouched.group_thresholds is not None
+    assert guarded.group_thresholds[1] < 7.0 < vouched.group_thresholds[1] < 7.0 + 1e-9
+    assert vouched.group_thresholds[0] == vouched.group_thresholds[2] == 1.0  # never below
+
+
+def test_the_flag_round_trips_and_a_bad_one_is_refused() -> None:
+    found = _compute(np.column_stack((np.full(500, 0.9), np.full(500, 0.1))), attack_free=True)
+    assert cal.SiteCalibration.from_dict(found.to_dict()) == found
+    older = {k: v for k, v in found.to_dict().items() if k != "attack_free"}
+    assert cal.SiteCalibration.from_dict(older).attack_free is False
+    with pytest.raises(cal.CalibrationError, match="attack_free: expected true or false"):
+        cal.SiteCalibration.from_dict(found.to_dict() | {"attack_free": "yes"})
+
+
+def test_the_collector_marks_the_stream_start_apart() -> None:
+    collector = Collector(labels=2, capacity=50)
+    n = 30
+    collector.add(
+        np.arange(n, dtype=np.int64),
+        np.zeros((n, 2)),
+        None,
+        np.zeros(n, bool),
+        np.arange(n, dtype=np.int64),
+        np.arange(n) < 12,  # the start period ran 12 windows (its seconds outlasted 10)
+    )
+    assert collector.steady[:n].tolist() == [False] * 12 + [True] * 18
+
+
+def test_config_key_is_a_boolean() -> None:
+    agent = {"agent": {"device_id": "gw"}}
+    config = parse_config(agent | {"calibration": {"attack_free": True}})
+    assert config.calibration is not None and config.calibration.attack_free is True
+    default = parse_config(agent | {"calibration": {}})
+    assert default.calibration is not None and default.calibration.attack_free is False
+    with pytest.raises(ConfigError, match="calibration.attack_free: must be true or false"):
+        parse_config(agent | {"calibration": {"attack_free": "yes"}})
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory: pytest.TempPathFactory) -> tuple[FloodKit, PairKit]:
+    kit = flood_kit(tmp_path_factory.mktemp("flood"))
+    return kit, pair_kit(kit, tmp_path_factory.mktemp("pairs"))
+
+
+def test_the_cli_flag_learns_the_capture_whole(
+    pairs: tuple[FloodKit, PairKit], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the same capture, flood and all, that the default calibration keeps detecting: vouched
+    # attack-free, its flood is learned as the site's own and replays quiet
+    kit, pair = pairs
+    common = ("--bundle", str(pair.paired), "--trust-key", str(kit.public_key))
+    capture = ("--capture", str(pair.long_capture))
+    out = tmp_path / "cal.json"
+    assert iotids(["agent", "calibrate", *common, *capture, "--out", str(out), "--attack-free"]) == 0
+    assert "vouched attack-free" in capsys.readouterr().err
+    found = cal.load(out)
+    assert found.attack_free and found.excluded == 0
+    code = iotids(["agent", "replay", *common, *capture, "--calibration", str(out), "--json"])
+    assert code == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [e for e in events if e["type"] == "new"] == []
