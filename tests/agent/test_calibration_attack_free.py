@@ -16,6 +16,7 @@ from agent.cli import main as iotids
 from agent.config import ConfigError, parse_config
 from tests.agent.flood_bundle import FloodKit, flood_kit
 from tests.agent.openset_kit import PairKit, pair_kit
+from tests.agent.run_app import run_to_end
 
 
 def _compute(probabilities: Any, anomaly: Any = None, **kw: Any) -> cal.SiteCalibration:
@@ -47,11 +48,13 @@ def _site_with_a_rare_event(n: int = 20_000) -> tuple[np.ndarray, np.ndarray]:
 def test_the_rare_event_is_guarded_against_by_default_and_learned_when_vouched() -> None:
     probabilities, anomaly = _site_with_a_rare_event()
     guarded = _compute(probabilities, anomaly)
-    assert guarded.excluded == 100 and not guarded.attack_free
+    assert guarded.excluded == 100
+    assert not guarded.attack_free
     assert guarded.thresholds["flood"] < 0.9  # the event would still be raised
     assert (guarded.anomaly_threshold or 0) < 40.0
     vouched = _compute(probabilities, anomaly, attack_free=True)
-    assert vouched.excluded == 0 and vouched.attack_free
+    assert vouched.excluded == 0
+    assert vouched.attack_free
     assert vouched.windows == len(probabilities)
     # just past the highest score each reached: the event no longer hits, anything above does
     assert 0.9 < vouched.thresholds["flood"] < 0.9 + 1e-9
@@ -101,7 +104,8 @@ def test_grouped_edges_sit_past_each_groups_highest_ratio() -> None:
     probabilities = np.column_stack((np.full(n, 0.9), np.full(n, 0.1)))
     guarded = _compute(probabilities, anomaly)
     vouched = _compute(probabilities, anomaly, attack_free=True)
-    assert guarded.group_thresholds is not None and vouched.group_thresholds is not None
+    assert guarded.group_thresholds is not None
+    assert vouched.group_thresholds is not None
     assert guarded.group_thresholds[1] < 7.0 < vouched.group_thresholds[1] < 7.0 + 1e-9
     assert vouched.group_thresholds[0] == vouched.group_thresholds[2] == 1.0  # never below
 
@@ -132,10 +136,12 @@ def test_the_collector_marks_the_stream_start_apart() -> None:
 def test_config_key_is_a_boolean() -> None:
     agent = {"agent": {"device_id": "gw"}}
     config = parse_config(agent | {"calibration": {"attack_free": True}})
-    assert config.calibration is not None and config.calibration.attack_free is True
+    assert config.calibration is not None
+    assert config.calibration.attack_free is True
     default = parse_config(agent | {"calibration": {}})
-    assert default.calibration is not None and default.calibration.attack_free is False
-    with pytest.raises(ConfigError, match="calibration.attack_free: must be true or false"):
+    assert default.calibration is not None
+    assert default.calibration.attack_free is False
+    with pytest.raises(ConfigError, match=r"calibration\.attack_free: must be true or false"):
         parse_config(agent | {"calibration": {"attack_free": "yes"}})
 
 
@@ -154,11 +160,37 @@ def test_the_cli_flag_learns_the_capture_whole(
     common = ("--bundle", str(pair.paired), "--trust-key", str(kit.public_key))
     capture = ("--capture", str(pair.long_capture))
     out = tmp_path / "cal.json"
-    assert iotids(["agent", "calibrate", *common, *capture, "--out", str(out), "--attack-free"]) == 0
+    vouch = ("--out", str(out), "--attack-free")
+    assert iotids(["agent", "calibrate", *common, *capture, *vouch]) == 0
     assert "vouched attack-free" in capsys.readouterr().err
     found = cal.load(out)
-    assert found.attack_free and found.excluded == 0
+    assert found.attack_free
+    assert found.excluded == 0
     code = iotids(["agent", "replay", *common, *capture, "--calibration", str(out), "--json"])
     assert code == 0
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [e for e in events if e["type"] == "new"] == []
+
+
+def test_the_live_agent_calibrates_vouched_and_reports_it(
+    pairs: tuple[FloodKit, PairKit], tmp_path: Path
+) -> None:
+    kit, pair = pairs
+    config_data: dict[str, Any] = {
+        "agent": {
+            "device_id": "gw-test",
+            "state_dir": str(tmp_path / "state"),
+            "trusted_keys": [str(kit.public_key)],
+        },
+        "mqtt": {"enabled": False},
+        "sources": [{"name": "lan", "kind": "pcap", "path": str(pair.long_capture)}],
+        "models": [{"name": "cnn", "bundle": str(pair.paired), "source": "lan"}],
+        "calibration": {"duration": "4m", "attack_free": True},
+    }
+    sink = run_to_end(config_data)
+    saved = cal.load(tmp_path / "state" / "calibration-cnn.json")
+    assert saved.attack_free
+    assert saved.excluded == 0
+    reported = sink.models[-1]["calibration"]
+    assert reported["state"] == "calibrated"
+    assert reported["attack_free"] is True
