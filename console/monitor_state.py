@@ -318,7 +318,8 @@ def _calibration(field: object) -> str | None:
         if isinstance(label, str) and _LABEL.fullmatch(label)
     }
     silenced = calibration_silenced(shown_labels)
-    parts = []
+    # vouched attack-free: an attack during the period was learned as the site's own
+    parts = ["vouched attack-free"] if field.get("attack_free") is True else []
     if silenced:
         more = len(silenced) - SILENCED_SHOWN
         shown = ", ".join(silenced[:SILENCED_SHOWN]) + (f" and {more} more" if more > 0 else "")

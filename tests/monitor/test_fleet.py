@@ -117,6 +117,12 @@ def test_model_lines_name_the_labels_a_site_calibration_silenced() -> None:
     body = {"bundle_id": "cnn-1", "calibration": calibration}
     lines = fleet.apply("iotids/gw/model", json.dumps(body).encode(), NOW, retained=True)
     assert lines == ["gw model cnn-1, calibrated (silenced amp, unknown; first 10 windows quiet)"]
+    calibration["attack_free"] = True
+    lines = fleet.apply("iotids/gw/model", json.dumps(body).encode(), NOW, retained=True)
+    assert lines == [
+        "gw model cnn-1, calibrated (vouched attack-free; silenced amp, unknown; first 10 "
+        "windows quiet)"
+    ]
     body["calibration"] = {"state": "collecting"}
     lines = fleet.apply("iotids/gw/model", json.dumps(body).encode(), NOW, retained=True)
     assert lines == ["gw model cnn-1, calibrating"]
