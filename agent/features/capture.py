@@ -264,6 +264,10 @@ class _PcapngScanner:
     def frames(self, buf: U8, records: _Records) -> Capture:
         pos = np.asarray(records.positions, dtype=np.int64)
         n = pos.shape[0]
+        if n and int(pos[-1]) + PCAPNG_PACKET_HEADER > buf.shape[0]:
+            # the last block is shorter than an EPB's fixed fields (an SPB, or a corrupt one):
+            # zeros past the buffer's end, so every row can be read; its length judges it below
+            buf = np.concatenate((buf, np.zeros(PCAPNG_PACKET_HEADER, np.uint8)))
         words = rows_at(buf, pos, PCAPNG_PACKET_HEADER)
         w = words.view(self.order + "u4").astype(np.int64)
         btype, blen = w[:, 0], w[:, 1]

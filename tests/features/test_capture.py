@@ -315,6 +315,22 @@ def test_pcapng_unknown_interface_and_bad_block_are_counted(tmp_path: Path) -> N
     assert len(result.packets) == 1
 
 
+def test_pcapng_packet_blocks_shorter_than_their_fields_are_counted(tmp_path: Path) -> None:
+    # a block length valid for a block (12+, a multiple of 4) but short of a packet block's fixed
+    # fields, in the middle and at the very end of the file, where an EPB's 28 bytes run past it
+    ip = craft.ipv4(PROTO_UDP, craft.udp(1, 2))
+    short = [craft.block(kind, b"\0" * size) for kind, size in ((6, 16), (2, 8))]
+    good = craft.epb(0, 1, ip) + craft.epb(0, 2, ip)
+    for tail in (craft.block(6, b""), craft.spb(b"")):  # a 12-byte EPB; an empty 16-byte SPB
+        path = tmp_path / "short.pcapng"
+        path.write_bytes(craft.shb() + craft.idb(101) + good + b"".join(short) + tail)
+        result = read_capture(path)
+        assert result.malformed["corrupt_block"] == 2  # the two in the middle
+        assert sum(result.malformed.values()) == 3  # and the last, counted as what it reads as
+        assert result.frames == 5
+        assert result.packets.ts_ns.tolist() == [1_000, 2_000]
+
+
 def test_truncated_crafted_file_ends_cleanly(tmp_path: Path) -> None:
     data = craft.pcap(zip(TIMES, FRAMES, strict=True))
     for cut, kept in ((len(data) - 5, 4), (24 + 8, 0), (10, 0)):
