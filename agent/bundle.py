@@ -34,6 +34,7 @@ import base64
 import binascii
 import json
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from agent import json_bounded
 from agent.accumulate import AccumulatorError
 from agent.accumulate import spec_of as accumulator_spec
 from agent.bundle_archive import COMPANION as COMPANION
@@ -184,8 +186,8 @@ class Manifest:
     def from_json(cls, data: bytes) -> Manifest:
         """Parse and validate; BundleError names the offending key."""
         try:
-            raw = json.loads(data.decode("utf-8"))
-        except (ValueError, RecursionError) as exc:  # also integers of more than 4300 digits
+            raw = json_bounded.loads(data.decode("utf-8"))
+        except (ValueError, RecursionError) as exc:  # also integers wider than an int64
             raise BundleError(f"bundle manifest: not valid JSON ({exc})") from None
         if not isinstance(raw, dict):
             raise BundleError("bundle manifest: not a JSON object")
@@ -204,7 +206,8 @@ def _decode_array(value: Any, key: str) -> npt.NDArray[np.float32]:
         shape = tuple(int(d) for d in value["shape"])
         data = base64.b64decode(value["data"], validate=True)
         return np.frombuffer(data, dtype="<f4").reshape(shape).astype(np.float32)
-    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+    # OverflowError: a dimension of Infinity
+    except (KeyError, TypeError, ValueError, OverflowError, binascii.Error) as exc:
         raise BundleError(f"bundle manifest: {key}: malformed array ({exc})") from None
 
 
@@ -260,6 +263,15 @@ class _Reader:
 
     def child(self, key: str) -> _Reader:
         return _Reader(self.get(key, dict), f"{self.prefix}{key}.")
+
+
+def _thresholds(reader: _Reader) -> dict[str, float]:
+    """Finite numbers only: a NaN threshold is never reached, which silently disarms a label."""
+    found = reader.mapping("thresholds", (int, float))
+    for label, value in found.items():
+        if isinstance(value, bool) or not math.isfinite(value):
+            raise reader.fail("thresholds", f"{label[:40]!r}: expected a finite number")
+    return {k: float(v) for k, v in found.items()}
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
@@ -343,7 +355,7 @@ def _parse_manifest(raw: Mapping[str, Any]) -> Manifest:
         scaler=scaler,
         labels=labels,
         categories=r.mapping("categories", str),
-        thresholds={k: float(v) for k, v in r.mapping("thresholds", (int, float)).items()},
+        thresholds=_thresholds(r),
         threshold_calibration=r.mapping("threshold_calibration"),
         metrics=r.mapping("metrics"),
         golden=golden,

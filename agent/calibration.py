@@ -73,7 +73,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from agent import classifier_unknown
+from agent import classifier_unknown, json_bounded
 from agent.benign_groups import MAX_GROUPS
 from agent.stream_start import (
     START_SECONDS,
@@ -244,7 +244,13 @@ def _group_thresholds(value: Any, anomaly: Any) -> tuple[float, ...] | None:
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite JSON number; an integer too large for a float is not one."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def save(calibration: SiteCalibration, path: str | Path) -> None:
@@ -276,8 +282,9 @@ def load(path: str | Path) -> SiteCalibration:
     if len(data) > MAX_FILE_BYTES:
         raise CalibrationError(f"calibration: {path} is larger than {MAX_FILE_BYTES} bytes")
     try:
-        raw = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raw = json_bounded.loads(data.decode("utf-8"))
+    # ValueError: a JSON error, or an integer past Python's digit limit
+    except (ValueError, RecursionError) as exc:
         raise CalibrationError(f"calibration: {path} is not valid JSON ({exc})") from None
     return SiteCalibration.from_dict(raw)
 

@@ -24,6 +24,11 @@ StepKind = Literal["time", "packets", "packets_or_time"]
 STEP_KINDS: tuple[StepKind, ...] = ("time", "packets", "packets_or_time")
 Padding = Literal["none", "zeros"]
 PADDINGS: tuple[Padding, ...] = ("none", "zeros")
+# Bounds any step must keep: a time in whole nanoseconds, neither zero nor past any capture, and
+# a packet count a step buffer can hold (a config or a signed manifest may say anything)
+MIN_STEP_SECONDS = 1e-6
+MAX_STEP_SECONDS = 86_400.0
+MAX_STEP_PACKETS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -40,13 +45,15 @@ class StepSpec:
     def __post_init__(self) -> None:
         if self.kind not in STEP_KINDS:
             raise ValueError(f"step kind must be one of {', '.join(STEP_KINDS)}, got {self.kind!r}")
-        if not self.size > 0:
-            raise ValueError(f"step size must be > 0, got {self.size!r}")
-        if self.kind != "time" and int(self.size) != self.size:
-            raise ValueError(f"a packet-count step needs a whole number, got {self.size!r}")
+        if self.kind == "time":
+            _check_seconds("step size", self.size)
+        elif not 1 <= self.size <= MAX_STEP_PACKETS or int(self.size) != self.size:
+            raise ValueError(
+                f"a packet-count step must be a whole number 1..{MAX_STEP_PACKETS}, "
+                f"got {self.size!r}"
+            )
         if self.kind == "packets_or_time":
-            if not self.seconds > 0 or round(self.seconds * 1e9) < 1:
-                raise ValueError(f"step seconds must be > 0, got {self.seconds!r}")
+            _check_seconds("step seconds", self.seconds)
         elif self.seconds != 0:
             raise ValueError(f"only a packets_or_time step has seconds, got {self.seconds!r}")
 
@@ -103,11 +110,20 @@ class StepSpec:
             if packets.kind != "packets" or seconds.kind != "time":
                 raise ValueError(f"expected N packets / T seconds such as 20p/1s, got {text!r}")
             return cls("packets_or_time", packets.size, seconds.size)
-        if text.endswith("p"):
-            return cls("packets", float(int(text[:-1])))
-        if text.endswith("s"):
-            text = text[:-1]
-        return cls("time", float(text))
+        try:
+            if text.endswith("p"):
+                return cls("packets", float(int(text[:-1])))
+            return cls("time", float(text.removesuffix("s")))
+        except OverflowError:  # an integer wider than a float
+            raise ValueError(f"step out of range: {text[:40]!r}") from None
+
+
+def _check_seconds(name: str, value: float) -> None:
+    """ValueError unless ``value`` seconds is a finite time within the step bounds."""
+    if not MIN_STEP_SECONDS <= value <= MAX_STEP_SECONDS:  # NaN and inf fail too
+        raise ValueError(
+            f"{name} must be {MIN_STEP_SECONDS:g}..{MAX_STEP_SECONDS:g} seconds, got {value!r}"
+        )
 
 
 def sliding_windows(steps: npt.NDArray[np.float32], length: int) -> npt.NDArray[np.float32]:

@@ -17,6 +17,7 @@ from agent.config import ConfigError, parse_config
 from agent.features.traffic import TRAFFIC_V1
 from agent.inference import Debounce, ModelSlot
 from agent.report.memory import MemorySink
+from agent.site import saved_calibration
 from agent.sources import StepBatch
 from tests.agent.flood_bundle import FloodKit, flood_kit
 from tests.agent.openset_kit import PairKit, pair_kit
@@ -146,10 +147,21 @@ def test_a_calibration_file_round_trips_atomically_and_bad_files_are_one_line(
     cal.save(found, path)
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary left behind
     assert cal.load(path) == found
-    for text in ("{", '{"schema": "x"}', json.dumps({**found.to_dict(), "windows": "9"})):
+    good = json.dumps(found.to_dict())
+    for text in (
+        "{",
+        '{"schema": "x"}',
+        json.dumps({**found.to_dict(), "windows": "9"}),
+        good.replace('"seconds": 500.0', '"seconds": 1' + "0" * 400),  # no float holds it
+        good.replace('"seconds": 500.0', '"seconds": ' + "9" * 5000),  # past the digit limit
+        good.replace('"seconds": 500.0', '"seconds": NaN'),
+    ):
+        assert text != good
         path.write_text(text)
         with pytest.raises(cal.CalibrationError):
             cal.load(path)
+        # the agent's saved state: unreadable is ignored (calibrate again), never a crash
+        assert saved_calibration(path.parent, "cnn") is None
 
 
 @pytest.mark.parametrize(

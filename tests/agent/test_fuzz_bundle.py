@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -146,3 +147,35 @@ def test_a_signed_but_hostile_manifest_is_refused_with_a_bundle_error(
         document[key] = value
         manifest = json.dumps(document).encode()
     _only_bundle_errors(_zip(manifest, MODEL, SIGNER.sign(manifest), zipfile.ZIP_STORED))
+
+
+def _signed_with(edit: str, value: str) -> bytes:
+    """The manifest with the JSON text at ``edit`` (a key path) replaced by ``value``, signed."""
+    document = json.loads(MANIFEST)
+    *path, last = edit.split(".")
+    node = document
+    for part in path:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    node[int(last) if isinstance(node, list) else last] = "@VALUE@"
+    manifest = json.dumps(document).replace('"@VALUE@"', value).encode()
+    return _zip(manifest, MODEL, SIGNER.sign(manifest), zipfile.ZIP_STORED)
+
+
+@pytest.mark.parametrize(
+    ("edit", "value"),
+    [
+        ("golden.atol", "1" + "0" * 400),  # an integer no float holds
+        ("golden.inputs.shape.0", "Infinity"),
+        ("step.size", "1" + "0" * 400),
+        ("step.size", "1e300"),  # finite, but no step lasts that long
+        ("step.size", "1e999"),  # inf once read
+        ("scaler.min.0", "1" + "0" * 400),
+        ("thresholds.attack", "NaN"),
+        ("thresholds.attack", "9" * 5000),  # past Python's digit limit
+    ],
+)
+def test_numbers_out_of_range_deep_in_a_signed_manifest_are_bundle_errors(
+    edit: str, value: str
+) -> None:
+    with pytest.raises(BundleError, match="bundle manifest"):
+        load_bundle(_signed_with(edit, value), [PUBLIC])

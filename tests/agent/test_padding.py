@@ -74,7 +74,7 @@ def test_manifest_padding_and_step_kinds_parse_old_and_new(model: bytes) -> None
     assert parsed.step.to_dict() == {"kind": "packets", "size": 20.0}
     for key, value, why in (
         ("padding", "mirror", "padding: must be one of none, zeros"),
-        ("step", {"kind": "packets_or_time", "size": 20}, "step: step seconds must be > 0"),
+        ("step", {"kind": "packets_or_time", "size": 20}, "step: step seconds must be 1e-06"),
         ("step", {"kind": "hours", "size": 1}, "step.kind: must be one of"),
     ):
         with pytest.raises(BundleError, match=why):

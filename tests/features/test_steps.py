@@ -34,6 +34,26 @@ def test_bad_whichever_first_is_refused(text: str) -> None:
         StepSpec.parse(text)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "20p/1e309s",
+        "20p/inf",
+        "1e309s",
+        "nan",
+        "1e-300s",
+        "99999999999999999999999p",
+        "1" * 401 + "p",
+    ],
+)
+def test_a_step_out_of_range_is_a_value_error(text: str) -> None:
+    # never OverflowError, and never a step of 0 ns or one no capture could fill
+    with pytest.raises(ValueError, match=r"must be|out of range"):
+        StepSpec.parse(text)
+    with pytest.raises(ValueError, match="must be"):
+        StepSpec.from_dict({"kind": "time", "size": 1e300})
+
+
 def _table(ts: list[int]) -> PacketTable:
     n = len(ts)
     return PacketTable.from_columns(ts_ns=np.array(ts, np.int64), ip_len=np.full(n, 60))
