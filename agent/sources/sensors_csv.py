@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import logging
 import math
-import re
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ import numpy as np
 
 from agent.features.telemetry import MAX_READING, TelemetryFeaturizer
 from agent.sources import SourceStats, StepBatch, empty_batch
+from agent.sources.sensors_payload import DECIMAL
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig, SourceConfig
@@ -33,7 +33,6 @@ logger = logging.getLogger(__name__)
 CHUNK_ROWS = 4096
 MAX_LINE_CHARS = 64 * 1024  # far below csv's own 128 KiB field limit, which raises instead
 MAX_TIMESTAMP_S = 7_258_118_400  # 2200-01-01: int64 nanoseconds end in 2262
-_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)  # no 1_0, inf or nan
 
 
 def parse_timestamp(text: str) -> int:
@@ -42,11 +41,13 @@ def parse_timestamp(text: str) -> int:
     ValueError for anything else, and for a time before 1970 or after 2199.
     """
     text = text.strip()
-    if _NUMBER.fullmatch(text):
+    if DECIMAL.fullmatch(text):
         seconds = float(text)
     else:
         try:
             seconds = datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+        except ValueError:  # its message would echo the whole cell
+            raise ValueError(f"timestamp {text[:40]!r}: not a number or an ISO 8601 time") from None
         except (OverflowError, OSError) as exc:  # a date the platform's time_t cannot hold
             raise ValueError(f"timestamp {text[:40]!r}: {exc}") from None
     if not (math.isfinite(seconds) and 0 <= seconds < MAX_TIMESTAMP_S):
@@ -59,7 +60,7 @@ def _cell_value(text: str | None) -> float:
     if text is None:
         return math.nan
     text = text.strip()
-    if len(text) > 64 or _NUMBER.fullmatch(text) is None:
+    if len(text) > 64 or DECIMAL.fullmatch(text) is None:
         return math.nan
     value = float(text)
     return value if math.isfinite(value) and abs(value) <= MAX_READING else math.nan

@@ -369,3 +369,18 @@ def test_a_huge_sensor_payload_is_refused_and_with_mqtt5_never_sent(
         assert mosquitto.count("too large outgoing PUBLISH for iotids-gw-sensors-plant") == 1
     else:
         assert source.stats.malformed["too_large"] == 1
+
+
+def test_a_long_run_of_digits_is_refused_in_linear_time(tmp_path: Path) -> None:
+    # "111...1x" made the old decimal pattern backtrack quadratically: 5-8 s for one 16 KiB MQTT
+    # reading on the network thread, 29 s for a 32,000-character CSV timestamp
+    from agent.sources.sensors_csv import parse_timestamp
+    from agent.sources.sensors_payload import PayloadError, reading_value
+
+    began = time.perf_counter()
+    with pytest.raises(PayloadError):
+        reading_value(b"1" * 16_383 + b"x")
+    with pytest.raises(ValueError, match="timestamp"):
+        parse_timestamp("1" * 60_000 + "x")
+    assert reading_value(b"0" * 8000 + b"12.5") == 12.5  # a long number that is one still reads
+    assert time.perf_counter() - began < 1.0
