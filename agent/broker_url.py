@@ -40,7 +40,11 @@ class BrokerUrl:
 
 def parse_broker_url(url: str) -> BrokerUrl:
     """Parse ``mqtt://host[:port]`` / ``mqtts://host[:port]``; the port defaults per scheme."""
-    parts = urllib.parse.urlsplit(url.strip())
+    try:
+        parts = urllib.parse.urlsplit(url.strip())
+        parts.hostname  # noqa: B018 - parses the netloc: an unclosed "[::1" raises here
+    except ValueError as exc:
+        raise BrokerUrlError(f"broker URL {url[:80]!r}: {exc}") from None
     scheme = parts.scheme.lower()
     # Checked first, so no later message echoes a password back to a terminal or a log.
     if parts.username is not None or parts.password is not None:

@@ -69,10 +69,13 @@ def check_state_dir(key: str, path: str, *, create: bool) -> None:
     """ConfigError unless ``path`` is (or could be made) a directory this process may write."""
     target = Path(path)
     existing = target
-    while not existing.exists():  # the nearest ancestor that exists decides
-        if existing.parent == existing:
-            break
-        existing = existing.parent
+    try:
+        while not existing.exists():  # the nearest ancestor that exists decides
+            if existing.parent == existing:
+                break
+            existing = existing.parent
+    except OSError as exc:  # a name longer than the file system allows
+        raise ConfigError(f"{key}: {path[:120]}: {exc.strerror or exc}") from None
     if existing.exists() and not existing.is_dir():
         raise ConfigError(f"{key}: {path}: {existing} is not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
@@ -184,12 +187,15 @@ def model_steps(config: AgentConfig, verify: Verifier | None = None) -> AgentCon
 def _check_outbox_file(config: AgentConfig) -> None:
     """An outbox file already there must be one the agent can open (a directory is not)."""
     path = Path(config.outbox.resolved_path(config.agent.state_dir))
-    if not path.exists() and not path.is_symlink():
-        return  # nothing to check: the outbox module (and SQLite) loads only when MQTT is on
+    key = "outbox.path" if config.outbox.path else "agent.state_dir"
+    try:
+        if not path.exists() and not path.is_symlink():
+            return  # nothing to check: the outbox module (and SQLite) loads only when MQTT is on
+    except OSError as exc:  # a name longer than the file system allows
+        raise ConfigError(f"{key}: {str(path)[:120]}: {exc.strerror or exc}") from None
     from agent.report.outbox import OutboxError, check_existing
 
     try:
         check_existing(path)
     except OutboxError as exc:
-        key = "outbox.path" if config.outbox.path else "agent.state_dir"
         raise ConfigError(f"{key}: {exc}") from None

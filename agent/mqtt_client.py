@@ -98,11 +98,23 @@ def resolve_credentials(
     cred_dir = env.get(config.credentials_dir_env)
     if cred_dir:
         user_file, pass_file = (Path(cred_dir) / name for name in CREDENTIAL_FILES)
-        if user_file.is_file():
-            username = user_file.read_text(encoding="utf-8").rstrip("\r\n")
-        if pass_file.is_file():
-            password = pass_file.read_text(encoding="utf-8").rstrip("\r\n")
+        from_file = _credential(user_file), _credential(pass_file)
+        username = from_file[0] if from_file[0] is not None else username
+        password = from_file[1] if from_file[1] is not None else password
     return username, password
+
+
+def _credential(path: Path) -> str | None:
+    """One systemd credential file's text (None: no such file); ConfigError when unreadable."""
+    from agent.config import ConfigError  # late: agent.config imports this module's callers
+
+    try:
+        if not path.is_file():
+            return None
+        return path.read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else exc.strerror or exc
+        raise ConfigError(f"credentials: {path}: {why}") from None
 
 
 def env_credentials(environ: Mapping[str, str] | None = None) -> tuple[str | None, str | None]:

@@ -121,6 +121,24 @@ def test_unusable_state_dir_is_one_line(
         assert len(err.splitlines()) == 1
 
 
+@pytest.mark.parametrize("key", ["state_dir", "outbox"])
+def test_a_path_name_too_long_for_the_file_system_is_one_line(
+    key: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    long = tmp_path / ("a" * 300)  # past NAME_MAX: exists() itself raises
+    path = tmp_path / "agent.toml"
+    if key == "state_dir":
+        path.write_text(f'[agent]\ndevice_id = "gw"\nstate_dir = "{long}"\n')
+    else:
+        path.write_text(_toml(tmp_path, rest=f'[outbox]\npath = "{long}"\n'))
+    assert iotids(["agent", "validate-config", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    named = "agent.state_dir" if key == "state_dir" else "outbox.path"
+    assert err.startswith(f"iotids agent: {named}: "), err
+    assert "too long" in err
+    assert len(err.splitlines()) == 1
+
+
 @pytest.mark.parametrize("what", ["directory", "not-sqlite"])
 def test_an_unusable_outbox_file_is_refused_by_validate_config_as_by_run(
     what: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -38,6 +38,8 @@ def test_round_trip_and_tls_flag() -> None:
         ("mqtt://h:70000", "the port must be 1-65535"),
         ("mqtt://h/topic", "only scheme://host:port"),
         ("mqtt://h?x=1", "only scheme://host:port"),
+        ("mqtt://[::1", "Invalid IPv6 URL"),  # urlsplit's own ValueError, one line too
+        ("mqtt://[zz]:1", "IPv6"),
     ],
 )
 def test_invalid_urls_say_why(text: str, message: str) -> None:

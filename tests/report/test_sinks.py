@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import MqttConfig
+from agent.config import ConfigError, MqttConfig
 from agent.contract import Topics
 from agent.mqtt_client import resolve_credentials
 from agent.report import Sink
@@ -83,6 +83,9 @@ def test_credentials_directory_wins_over_environment(tmp_path: Path) -> None:
     (tmp_path / "mqtt-username").write_text("file-user")
     assert resolve_credentials(config, env) == ("file-user", "file-pass")
     assert resolve_credentials(config, {}) == (None, None)
+    (tmp_path / "mqtt-username").write_bytes(b"\xff\xfeuser")  # not text: one line, exit 2
+    with pytest.raises(ConfigError, match=r"credentials: .*mqtt-username: not UTF-8 text"):
+        resolve_credentials(config, env)
 
 
 def test_topics_follow_the_prefix() -> None:
