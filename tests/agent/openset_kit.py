@@ -12,6 +12,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -110,3 +111,21 @@ def pair_kit(kit: FloodKit, folder: Path) -> PairKit:
     capture = folder / "long.pcap"
     capture.write_bytes(pcap_bytes(frames))
     return PairKit(out["paired"], out["deaf"], out["unsure"], capture, start, model)
+
+
+def calibrating_config(
+    kit: FloodKit, pairs: PairKit, state: Path, calibration: dict[str, Any]
+) -> dict[str, Any]:
+    """An agent config replaying the pair's long capture (its flood included) with MQTT off,
+    the pair as its one model and ``calibration`` as its ``[calibration]`` table."""
+    return {
+        "agent": {
+            "device_id": "gw-test",
+            "state_dir": str(state),
+            "trusted_keys": [str(kit.public_key)],
+        },
+        "mqtt": {"enabled": False},
+        "sources": [{"name": "lan", "kind": "pcap", "path": str(pairs.long_capture)}],
+        "models": [{"name": "cnn", "bundle": str(pairs.paired), "source": "lan"}],
+        "calibration": calibration,
+    }

@@ -20,7 +20,7 @@ from agent.report.memory import MemorySink
 from agent.site import saved_calibration
 from agent.sources import StepBatch
 from tests.agent.flood_bundle import FloodKit, flood_kit
-from tests.agent.openset_kit import PairKit, pair_kit
+from tests.agent.openset_kit import PairKit, calibrating_config, pair_kit
 from tests.agent.run_app import run_to_end
 
 
@@ -267,17 +267,8 @@ def test_calibration_is_refused_while_a_detection_is_active(kit: FloodKit, pairs
 def test_the_agent_calibrates_persists_reports_and_resets(
     kit: FloodKit, pairs: PairKit, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config_data: dict[str, Any] = {
-        "agent": {
-            "device_id": "gw-test",
-            "state_dir": str(tmp_path / "state"),
-            "trusted_keys": [str(kit.public_key)],
-        },
-        "mqtt": {"enabled": False},
-        "sources": [{"name": "lan", "kind": "pcap", "path": str(pairs.long_capture)}],
-        "models": [{"name": "cnn", "bundle": str(pairs.paired), "source": "lan"}],
-        "calibration": {"duration": "4m", "target_false_alarms_per_day": 1},
-    }
+    calibration = {"duration": "4m", "target_false_alarms_per_day": 1}
+    config_data = calibrating_config(kit, pairs, tmp_path / "state", calibration)
     sink = run_to_end(config_data)
     assert sink.models[0]["calibration"] == {"state": "collecting"}
     assert sink.models[0]["open_set"]["threshold"] == 0.005

@@ -15,7 +15,7 @@ from agent.calibration_collect import Collector
 from agent.cli import main as iotids
 from agent.config import ConfigError, parse_config
 from tests.agent.flood_bundle import FloodKit, flood_kit
-from tests.agent.openset_kit import PairKit, pair_kit
+from tests.agent.openset_kit import PairKit, calibrating_config, pair_kit
 from tests.agent.run_app import run_to_end
 
 
@@ -176,17 +176,8 @@ def test_the_live_agent_calibrates_vouched_and_reports_it(
     pairs: tuple[FloodKit, PairKit], tmp_path: Path
 ) -> None:
     kit, pair = pairs
-    config_data: dict[str, Any] = {
-        "agent": {
-            "device_id": "gw-test",
-            "state_dir": str(tmp_path / "state"),
-            "trusted_keys": [str(kit.public_key)],
-        },
-        "mqtt": {"enabled": False},
-        "sources": [{"name": "lan", "kind": "pcap", "path": str(pair.long_capture)}],
-        "models": [{"name": "cnn", "bundle": str(pair.paired), "source": "lan"}],
-        "calibration": {"duration": "4m", "attack_free": True},
-    }
+    calibration = {"duration": "4m", "attack_free": True}
+    config_data = calibrating_config(kit, pair, tmp_path / "state", calibration)
     sink = run_to_end(config_data)
     saved = cal.load(tmp_path / "state" / "calibration-cnn.json")
     assert saved.attack_free
