@@ -283,7 +283,7 @@ def load(path: str | Path) -> SiteCalibration:
         raise CalibrationError(f"calibration: {path} is larger than {MAX_FILE_BYTES} bytes")
     try:
         raw = json_bounded.loads(data.decode("utf-8"))
-    # ValueError: a JSON error, or an integer past Python's digit limit
+    # ValueError: not UTF-8, not JSON, or an integer wider than an int64 (json_bounded)
     except (ValueError, RecursionError) as exc:
         raise CalibrationError(f"calibration: {path} is not valid JSON ({exc})") from None
     return SiteCalibration.from_dict(raw)
