@@ -64,6 +64,8 @@ class _Records:
     """Record positions found in one buffer, and what the scan learned about the file."""
 
     positions: list[int] = field(default_factory=list)
+    # pcapng: (first record, its first interface) of each section begun in this buffer
+    sections: list[tuple[int, int]] = field(default_factory=list)
     malformed: Counter[str] = field(default_factory=Counter)
     frames: int = 0  # frames rejected by the reader itself (counted with ``malformed``)
 
@@ -198,11 +200,16 @@ class _PcapngScanner:
 
     def __init__(self) -> None:
         self.order = "<"
+        # the interfaces of the sections of the buffer being scanned, the current one's from _base
         self.interfaces: list[_Interface] = []
+        self._base = 0
         self.last_ts = 0  # an SPB has no timestamp: it takes the previous packet's
         self._block = struct.Struct("<II")
 
     def scan(self, data: bytes, pos: int, limit: int, records: _Records) -> _ScanState:
+        if self._base:  # earlier sections' packets are decoded: only the current one's stay
+            del self.interfaces[: self._base]
+            self._base = 0
         end = len(data)
         append = records.positions.append
         unpack = self._block.unpack_from
@@ -211,9 +218,10 @@ class _PcapngScanner:
                 return _ScanState(pos, need=12)
             btype, blen = unpack(data, pos)
             if btype == PCAPNG_SHB:
-                if records.positions:  # a new section may change byte order and interfaces
+                # a section per packet must not cost a buffer each: only another byte order does
+                if records.positions and _section_order(data[pos + 8 : pos + 12]) != self.order:
                     return _ScanState(pos)
-                if not self._section(data, pos):
+                if not self._section(data, pos, records):
                     return _ScanState(pos, corrupt=True)
                 unpack = self._block.unpack_from
                 btype, blen = unpack(data, pos)
@@ -229,14 +237,15 @@ class _PcapngScanner:
             pos = nxt
         return _ScanState(pos)
 
-    def _section(self, data: bytes, pos: int) -> bool:
+    def _section(self, data: bytes, pos: int, records: _Records) -> bool:
         """Start a section (byte order from its magic, no interfaces yet); False if corrupt."""
         order = _section_order(data[pos + 8 : pos + 12])
         if order is None:
             return False
         self.order = order
         self._block = struct.Struct(order + "II")
-        self.interfaces = []
+        self._base = len(self.interfaces)
+        records.sections.append((len(records.positions), self._base))
         return True
 
     def _interface(self, data: bytes, pos: int, blen: int) -> None:
@@ -276,12 +285,13 @@ class _PcapngScanner:
         # OPB: a 16-bit interface id and a 16-bit drop count share the EPB's interface word
         iface = np.where(opb, (w[:, 2] & 0xFFFF) if self.order == "<" else (w[:, 2] >> 16), w[:, 2])
         iface = np.where(spb, 0, iface)
+        base, count = self._section_of(records, n)
+        known = iface < count
+        iface = np.where(known, iface + base, 0)  # into ``interfaces``, across sections
         caplen = np.where(spb, w[:, 2], w[:, 5])
         wire_len = np.where(spb, w[:, 2], w[:, 6])
         data_at = pos + np.where(spb, 12, PCAPNG_PACKET_HEADER)
         room = blen - np.where(spb, 16, PCAPNG_PACKET_HEADER + 4)
-        known = iface < len(self.interfaces)
-        iface = np.where(known, iface, 0)
         snaplen = np.array([i.snaplen for i in self.interfaces] or [0], dtype=np.int64)[iface]
         caplen = np.where(
             spb,
@@ -298,6 +308,14 @@ class _PcapngScanner:
         return _decode(
             buf, data_at[good], caplen[good], wire_len[good], linktype[good], ts_ns[good], records
         )
+
+    def _section_of(self, records: _Records, n: int) -> tuple[I64, I64]:
+        """Per record: its section's first interface in ``interfaces``, and how many it has."""
+        starts = np.array([0] + [s for s, _ in records.sections], np.int64)
+        bases = np.array([0] + [b for _, b in records.sections], np.int64)
+        counts = np.append(bases[1:], len(self.interfaces)) - bases
+        section = np.searchsorted(starts, np.arange(n), side="right") - 1
+        return bases[section], counts[section]
 
     def _timestamps(
         self, w: I64, iface: I64, spb: npt.NDArray[np.bool_], known: npt.NDArray[np.bool_]
