@@ -244,13 +244,7 @@ def _group_thresholds(value: Any, anomaly: Any) -> tuple[float, ...] | None:
 
 
 def _number(value: Any) -> bool:
-    """A finite JSON number; an integer too large for a float is not one."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:
-        return False
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def save(calibration: SiteCalibration, path: str | Path) -> None:

@@ -60,9 +60,9 @@ class Collector:
             at = np.asarray(numbers, np.int64)
             first = (at >= 0) & (at < START_WINDOWS)
             self.start_probabilities[at[first]] = np.asarray(probabilities, np.float64)[first]
-            held = (at >= 0) & (at < START_LIMIT)
-            held &= first if early is None else np.asarray(early, bool)
-            steady = ~first if early is None else ~np.asarray(early, bool)
+            starting = first if early is None else np.asarray(early, bool)
+            held = (at >= 0) & (at < START_LIMIT) & starting
+            steady = ~starting
             if anomaly is not None:
                 self.start_anomaly[at[held]] = np.asarray(anomaly, np.float64)[held]
                 self.start_ends[at[held]] = np.asarray(ends_ns, np.int64)[held]
