@@ -22,18 +22,18 @@ Attacks during calibration must not teach the agent that they are normal:
   sets a threshold.
 
 A stream's start (a network booting: every device connecting at once) is a rare event the tail
-fit never sees — once per calibration, inside its top 1 % — so a benign model's ``unknown``
-edge for its first ``START_WINDOWS`` windows is their own: just past the highest score the
-calibration's stream start reached, never below the steady edge. Where the calibration's own
-boot outlasted those windows (packet-count steps come faster than a boot ends), the start
-period also lasts twice that boot's seconds, at most ``START_SECONDS`` (``start_seconds``). It
-applies to the first windows after the agent starts, when the site and the gateway usually
-boot together. That edge gates ``unknown`` only, and a classifier without a benign model has
-no score to put an edge on at all: when the calibration stream's own start fired any label at
-the calibrated thresholds (the site's boot read as an attack; a pair's known class where its
-window passed the benign model's signed gate), no label hits in a stream's first
-``START_WINDOWS`` windows (``start_quiet_windows``) — another boot fires other labels, so all
-of them wait; an attack under way when the agent starts is raised those windows later.
+fit never sees — once per calibration, inside its top 1 % — so a benign model's ``unknown`` edge
+for its first ``START_WINDOWS`` windows is their own: ``START_MARGIN`` x the highest score the
+calibration's stream start reached (one boot is one draw), never below the steady edge. Where
+the calibration's own boot outlasted those windows (packet-count steps come faster than a boot
+ends), the start period also lasts twice that boot's seconds, at most ``START_SECONDS``
+(``start_seconds``). It applies to the first windows after the agent starts, when the site and
+the gateway usually boot together. That edge gates ``unknown`` only, and a classifier without a
+benign model has no score to put an edge on at all: when the calibration stream's own start
+fired any label at the calibrated thresholds (the site's boot read as an attack; a pair's known
+class where its window passed the benign model's signed gate), no label hits in a stream's first
+``START_WINDOWS`` windows (``start_quiet_windows``) — another boot fires other labels, so all of
+them wait; an attack under way when the agent starts is raised those windows later.
 
 A benign model with feature groups (``agent.benign_groups``) scores each group apart: each
 group's edge is its own tail at the target rate divided by the number of groups, so all of

@@ -68,7 +68,7 @@ from agent.openset import (
     summarize,
 )
 from agent.runtime import Model
-from agent.stream_start import START_WINDOWS
+from agent.stream_start import START_MARGIN, START_WINDOWS
 from training.datasets.base import Dataset
 
 logger = logging.getLogger(__name__)
@@ -76,9 +76,6 @@ logger = logging.getLogger(__name__)
 TRAIN_FRACTION = 0.8
 GOLDEN_COUNT = 4
 MIN_WINDOWS = 50
-# Starts of benign generated streams of the training network (150 s, seeds 950-1009) scored up
-# to 1.7 x the training recording's own start's highest; 950-959 so too with 3 model seeds
-START_MARGIN = 2.0
 
 
 class OpenSetError(ValueError):

@@ -21,6 +21,7 @@ from agent.features.steps import StepSpec
 from agent.features.traffic import TRAFFIC_V1
 from agent.openset import Fusion, OpenSetSpec, describe
 from agent.replay import replay_capture
+from agent.stream_start import START_MARGIN
 from converters.openset import pair
 from tests.agent.bundles import (
     bundle_bytes,
@@ -76,11 +77,14 @@ def _compute(start: Any, ends: Any = None) -> cal.SiteCalibration:
     )
 
 
-def test_calibration_sets_the_start_edge_only_above_the_steady_one() -> None:
+def test_the_calibrated_start_edge_is_the_margin_past_its_highest_above_the_steady_one() -> None:
     edge = _compute(np.array([9.0, 4.0, np.nan])).start_anomaly_threshold
-    assert edge == pytest.approx(9.0)
-    assert edge > 9.0  # just past the start's highest: another boot reaching it is quiet
-    assert _compute(np.array([0.5, 0.9])).start_anomaly_threshold is None  # under the floor 1
+    # one boot's highest is one draw: another boot at 1.7 x it is quiet, and the edge is far
+    assert edge == pytest.approx(START_MARGIN * 9.0)
+    assert START_MARGIN >= 1.7
+    near = _compute(np.array([0.6, 0.9])).start_anomaly_threshold  # under the steady edge 1
+    assert near == pytest.approx(START_MARGIN * 0.9)  # another boot may still cross it
+    assert _compute(np.array([0.3, 0.4])).start_anomaly_threshold is None  # the margin under 1
     assert _compute(np.full(3, np.nan)).start_anomaly_threshold is None
     assert _compute(None).start_anomaly_threshold is None
 
@@ -150,7 +154,7 @@ def test_the_start_period_lasts_twice_the_calibrations_boot_when_it_outlasts_the
     late[25] = 50.0
     found = _compute(late, _boot(11, 1.0)[1])
     assert found.start_seconds == stream_start.START_SECONDS
-    assert found.start_anomaly_threshold == pytest.approx(9.0)
+    assert found.start_anomaly_threshold == pytest.approx(START_MARGIN * 9.0)
 
 
 def test_a_grouped_boot_is_timed_against_the_calibrated_group_edges() -> None:

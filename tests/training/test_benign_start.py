@@ -8,8 +8,9 @@ import pytest
 
 from agent.calibration import START_WINDOWS
 from agent.openset import MAX_START_RATIO
+from agent.stream_start import START_MARGIN
 from training.datasets.base import Dataset
-from training.openset import START_MARGIN, _start_edge, stream_starts
+from training.openset import _start_edge, stream_starts
 
 WIDTH = 3
 
