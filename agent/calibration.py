@@ -43,11 +43,12 @@ agent from the one signed edge to the group edges (see ``agent.benign_groups``).
 
 An operator who knows the period held no attack (a capture recorded at install time behind a
 firewall, say) can say so (``attack_free``): then nothing is left out (every window is the
-site's own) and each threshold and edge also sits just past the highest score the period's
-steady windows reached (its stream start keeps the rules above). A site's rare everyday events
-(an SSH session, a firmware download: a few windows an hour, inside the top 1 %) are then
-learned instead of guarded against; the price is that an attack inside the period would be
-learned as the site's too.
+site's own) and each threshold and edge also sits ``START_MARGIN`` past the highest score the
+period's steady windows reached: that many times a score, that many times the odds of a
+probability (its stream start keeps the rules above). A site's rare everyday events (an SSH
+session, a firmware download: a few windows an hour, inside the top 1 %) are then learned
+instead of guarded against, each with the margin its boot gets: a period holds one of each, one
+draw. The price is that an attack inside the period would be learned as the site's too.
 
 The per-window rate aimed at is ``target * window / windows per day``: an odd step stays in
 ``window`` consecutive windows, which raise one alarm together.
@@ -76,6 +77,7 @@ import numpy.typing as npt
 from agent import classifier_unknown, json_bounded
 from agent.benign_groups import MAX_GROUPS
 from agent.stream_start import (
+    START_MARGIN,
     START_SECONDS,
     START_WINDOWS,
     calibrated_start,
@@ -489,13 +491,20 @@ def _past_pile(probs: npt.NDArray[np.float64], exceed: float, floor: float) -> f
 
 
 def _past_highest(values: npt.NDArray[np.float64], top: float) -> float:
-    """Just past the highest finite value (any score above it hits); ``SILENCED`` when that is
-    ``top`` or more (no score the label can take is above it); -inf when there is none."""
+    """``START_MARGIN`` past the highest finite value: that many times a score (``top`` inf), that
+    many times the odds of a probability (``top`` < 1); ``SILENCED`` when that is ``top`` or more
+    (no score the label can take is above it); -inf when there is none."""
     finite = values[np.isfinite(values)]
     if len(finite) == 0:
         return -math.inf
     highest = float(finite.max())
-    return SILENCED if highest >= top else float(np.nextafter(highest, math.inf))
+    if math.isinf(top):
+        past = START_MARGIN * highest if highest > 0 else highest
+    else:
+        odds = START_MARGIN * highest / (1.0 - highest) if highest < 1.0 else math.inf
+        past = odds / (1.0 + odds) if highest > 0 else highest
+    past = max(past, float(np.nextafter(highest, math.inf)))
+    return SILENCED if past >= top else past
 
 
 def _log_tail(scores: npt.NDArray[np.float64], exceed: float) -> float:

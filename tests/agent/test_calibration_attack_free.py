@@ -1,5 +1,6 @@
-"""A calibration the operator vouches attack-free: every window learned, thresholds past the
-highest steady scores; the stream start keeps its own rules; the flag travels end to end."""
+"""A calibration the operator vouches attack-free: every window learned, thresholds the margin
+past the highest steady scores; the stream start keeps its own rules; the flag travels end to
+end."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from agent import calibration as cal
 from agent.calibration_collect import Collector
 from agent.cli import main as iotids
 from agent.config import ConfigError, parse_config
+from agent.stream_start import START_MARGIN
 from tests.agent.flood_bundle import FloodKit, flood_kit
 from tests.agent.openset_kit import PairKit, calibrating_config, pair_kit
 from tests.agent.run_app import run_to_end
@@ -32,6 +34,12 @@ def _compute(probabilities: Any, anomaly: Any = None, **kw: Any) -> cal.SiteCali
         "target_per_day": 1.0,
     }
     return cal.compute(**(args | kw))
+
+
+def _odds_past(p: float) -> float:
+    """The probability at ``START_MARGIN`` times the odds of ``p``."""
+    odds = START_MARGIN * p / (1.0 - p)
+    return odds / (1.0 + odds)
 
 
 def _site_with_a_rare_event(n: int = 20_000) -> tuple[np.ndarray, np.ndarray]:
@@ -56,9 +64,11 @@ def test_the_rare_event_is_guarded_against_by_default_and_learned_when_vouched()
     assert vouched.excluded == 0
     assert vouched.attack_free
     assert vouched.windows == len(probabilities)
-    # just past the highest score each reached: the event no longer hits, anything above does
-    assert 0.9 < vouched.thresholds["flood"] < 0.9 + 1e-9
-    assert 40.0 < (vouched.anomaly_threshold or 0) < 40.0 + 1e-9
+    # the margin past the highest each reached (the period saw the event once: one draw), so
+    # the event no longer hits, nor does it a little higher; a flood far above it does
+    assert vouched.thresholds["flood"] == pytest.approx(_odds_past(0.9))  # 0.947 at 2 x
+    assert vouched.thresholds["flood"] > 0.9
+    assert vouched.anomaly_threshold == pytest.approx(START_MARGIN * 40.0)
 
 
 def test_a_vouched_period_still_never_lowers_a_threshold_below_the_signed_one() -> None:
@@ -81,7 +91,8 @@ def test_the_stream_start_keeps_its_own_rules_when_vouched() -> None:
         start_probabilities=probabilities[:10],
     )
     # the boot's 0.99 does not set the steady threshold; it quiets the stream's start instead
-    assert 0.9 < found.thresholds["flood"] < 0.91
+    assert found.thresholds["flood"] == pytest.approx(_odds_past(0.9))
+    assert found.thresholds["flood"] < _odds_past(0.99)
     assert found.start_quiet_windows == cal.START_WINDOWS
 
 
@@ -92,6 +103,9 @@ def test_a_label_at_the_int8_top_in_a_vouched_period_is_silenced_and_says_so() -
     found = _compute(np.column_stack((1 - flood, flood)), attack_free=True)
     assert found.thresholds["flood"] == cal.SILENCED
     assert cal.silenced(found.thresholds) == ["flood"]
+    flood[7] = 254 / 256  # one int8 step under the top: the margin leaves only the top above
+    near = _compute(np.column_stack((1 - flood, flood)), attack_free=True)
+    assert 254 / 256 < near.thresholds["flood"] < 255 / 256
 
 
 def test_grouped_edges_sit_past_each_groups_highest_ratio() -> None:
@@ -106,7 +120,8 @@ def test_grouped_edges_sit_past_each_groups_highest_ratio() -> None:
     vouched = _compute(probabilities, anomaly, attack_free=True)
     assert guarded.group_thresholds is not None
     assert vouched.group_thresholds is not None
-    assert guarded.group_thresholds[1] < 7.0 < vouched.group_thresholds[1] < 7.0 + 1e-9
+    assert guarded.group_thresholds[1] < 7.0
+    assert vouched.group_thresholds[1] == pytest.approx(START_MARGIN * 7.0)
     assert vouched.group_thresholds[0] == vouched.group_thresholds[2] == 1.0  # never below
 
 
