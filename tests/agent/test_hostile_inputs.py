@@ -377,10 +377,10 @@ def test_a_long_run_of_digits_is_refused_in_linear_time(tmp_path: Path) -> None:
     from agent.sources.sensors_csv import parse_timestamp
     from agent.sources.sensors_payload import PayloadError, reading_value
 
-    began = time.perf_counter()
+    began = time.process_time()  # CPU, not wall: a loaded machine does not fail it
     with pytest.raises(PayloadError):
         reading_value(b"1" * 16_383 + b"x")
     with pytest.raises(ValueError, match="timestamp"):
         parse_timestamp("1" * 60_000 + "x")
     assert reading_value(b"0" * 8000 + b"12.5") == 12.5  # a long number that is one still reads
-    assert time.perf_counter() - began < 1.0
+    assert time.process_time() - began < 1.0

@@ -343,9 +343,9 @@ def test_many_pcapng_sections_share_a_buffer_each_with_its_own_interfaces(tmp_pa
     unit = two + craft.shb() + craft.idb(1, tsresol=9) + craft.epb(0, 3, eth) + one + big
     path = tmp_path / "sections.pcapng"
     path.write_bytes(unit * 2000)
-    began = time.perf_counter()
+    began = time.process_time()  # this process's CPU: other work on the machine does not count
     result = read_capture(path)
-    assert time.perf_counter() - began < 5.0  # 10,000 sections: 15 s before
+    assert time.process_time() - began < 5.0  # 10,000 sections: 15 s before
     assert result.packets.ts_ns[:4].tolist() == [5_000, 3, 7_000, 9_000]
     assert len(result.packets) == 4 * 2000
     assert result.malformed == Counter({"unknown_interface": 2000})
