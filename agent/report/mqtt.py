@@ -45,7 +45,10 @@ import sqlite3
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
+from contextlib import suppress
+from dataclasses import dataclass
 from typing import Final
 
 import paho.mqtt.client as mqtt
@@ -86,6 +89,22 @@ _EVENT_KINDS: Final[Mapping[str, Kind]] = {
     "update": "event_update",
     "end": "event_end",
 }
+# Kept in memory, in order, while the disk refuses them (full): everything but stats, whose
+# next one says the same. About 10 MB at most; past that the oldest is lost, said in a line.
+_HELD_KINDS: Final = frozenset({"event_new", "event_update", "event_end", "model", "state"})
+_HELD_MAX: Final = 10_000
+
+
+@dataclass(frozen=True)
+class _Held:
+    """A message the outbox could not store yet."""
+
+    kind: Kind
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    track: Track | None
 
 
 def _log_callback_failures(client: mqtt.Client, userdata: object, level: int, text: str) -> None:
@@ -138,6 +157,10 @@ class MqttSink:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._acks: queue.SimpleQueue[tuple[int, ReasonCode]] = queue.SimpleQueue()
+        self._acked: list[int] = []  # acknowledged rows not yet deleted from the outbox
+        self._held: deque[_Held] = deque()  # what the disk refused, oldest first
+        self._held_lock = threading.Lock()
+        self._holding = False
         self._detections = Detections(outbox.open_detections(), outbox.last_event())
         self._events_lock = threading.Lock()  # an event and the state after it stay in order
         self._last_failure = ""
@@ -212,6 +235,10 @@ class MqttSink:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5.0)
+        with self._held_lock:
+            self._store_held()
+            if self._held:
+                logger.error("mqtt: %d messages the disk refused are lost at exit", len(self._held))
         if self._connected.is_set():
             info = self._client.publish(self.topics.status, OFFLINE, qos=1, retain=True)
             try:
@@ -280,15 +307,57 @@ class MqttSink:
         retain: bool,
         track: Track | None = None,
     ) -> None:
-        """Encode and store one message, then wake the publisher; errors are logged, not raised."""
+        """Encode and store one message, then wake the publisher; errors are logged, not raised.
+
+        A message the disk refuses (full) waits in memory with those after it, in order, and
+        is stored as soon as the disk takes it (the publisher retries every second)."""
         try:
-            self.outbox.put(kind, topic, encode(payload), qos, retain, track=track)
-        except (sqlite3.Error, TypeError, ValueError, OSError) as exc:
+            data = encode(payload)
+        except (TypeError, ValueError) as exc:
             # A sink never takes the app down: count it, say it, carry on.
             self._failures += 1
-            logger.error("mqtt: could not queue a %s for %s: %s", kind, topic, exc)
+            logger.error("mqtt: could not encode a %s for %s: %s", kind, topic, exc)
             return
+        if kind not in _HELD_KINDS:
+            try:
+                self.outbox.put(kind, topic, data, qos, retain, track=track)
+            except (sqlite3.Error, OSError) as exc:
+                self._failures += 1
+                logger.error("mqtt: could not queue a %s for %s: %s", kind, topic, exc)
+                return
+        else:
+            with self._held_lock:
+                self._held.append(_Held(kind, topic, data, qos, retain, track))
+                self._store_held()
         self._wake.set()
+
+    def _store_held(self) -> None:
+        """Store the held messages in order until the disk refuses one (the caller holds the
+        held lock); past ``_HELD_MAX`` the oldest is lost."""
+        while self._held:
+            item = self._held[0]
+            try:
+                self.outbox.put(
+                    item.kind, item.topic, item.payload, item.qos, item.retain, track=item.track
+                )
+            except (sqlite3.Error, OSError) as exc:
+                if not self._holding:
+                    logger.error(
+                        "mqtt: could not queue a %s (%s); holding messages in memory until the "
+                        "disk takes them",
+                        item.kind,
+                        exc,
+                    )
+                self._holding = True
+                while len(self._held) > _HELD_MAX:
+                    lost = self._held.popleft()
+                    self._failures += 1
+                    logger.error("mqtt: %d messages held; lost the oldest %s", _HELD_MAX, lost.kind)
+                return
+            self._held.popleft()
+        if self._holding:
+            logger.warning("mqtt: the held messages are queued")
+            self._holding = False
 
     # -- the publisher thread ----------------------------------------------------------------
 
@@ -297,38 +366,69 @@ class MqttSink:
         inflight: dict[int, int] = {}  # paho mid -> outbox seq
         last = 0  # highest seq handed to paho by this process
         limiter = _RateLimiter(self.config.replay_rate)
+        trouble = ""  # the outbox's error, said once (a full disk fails every second)
         while not self._stop.is_set():
             try:
-                self._settle_acks(inflight)
-                if not self._connected.is_set() or len(inflight) >= _WINDOW:
-                    self._wait()
-                    continue
-                rows = self.outbox.peek(_WINDOW - len(inflight), after=last)
-                if not rows:
-                    self._wait()
-                    continue
-                for row in rows:
-                    pause = limiter.delay()
-                    if pause and self._stop.wait(pause):
-                        break
-                    info = self._client.publish(row.topic, row.payload, row.qos, row.retain)
-                    if row.qos == 0 and info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                        break  # not connected any more: QoS 0 was not kept, retry the row later
-                    if row.qos > 0 and info.rc not in (
-                        MQTTErrorCode.MQTT_ERR_SUCCESS,
-                        MQTTErrorCode.MQTT_ERR_NO_CONN,  # paho keeps QoS>0 and sends on reconnect
-                    ):
-                        logger.warning("mqtt: paho refused row %d: %s", row.seq, info.rc)
-                        break
-                    last = row.seq
-                    if row.qos == 0:
-                        self.outbox.ack(row.seq)
-                    else:
-                        inflight[info.mid] = row.seq
+                last = self._drain_once(inflight, last, limiter)
+            except (sqlite3.Error, OSError) as exc:
+                if str(exc) != trouble:
+                    logger.error("mqtt: the outbox cannot be used (%s); retrying every second", exc)
+                trouble = str(exc)
+                self._stop.wait(1.0)
+                continue
             except Exception:
                 logger.exception("mqtt: outbox publisher failed; retrying")
                 self._stop.wait(1.0)
-        self._settle_acks(inflight)
+                continue
+            if trouble:
+                logger.warning("mqtt: the outbox is usable again")
+                trouble = ""
+        with suppress(sqlite3.Error, OSError):
+            self._settle_acks(inflight)
+
+    def _drain_once(self, inflight: dict[int, int], last: int, limiter: _RateLimiter) -> int:
+        """Store what the disk refused before, settle the acks, then publish what the window
+        allows (or wait); the new ``last``."""
+        if self._held:
+            with self._held_lock:
+                self._store_held()
+        try:
+            self._settle_acks(inflight)
+        except (sqlite3.Error, OSError) as exc:
+            refused: Exception | None = exc  # the rows stay; what is stored still goes out
+        else:
+            refused = None
+        if not self._connected.is_set() or len(inflight) >= _WINDOW:
+            self._wait()
+            rows = []
+        else:
+            rows = self.outbox.peek(_WINDOW - len(inflight), after=last)
+        if not rows:
+            if refused is not None:
+                raise refused
+            self._wait()
+            return last
+        for row in rows:
+            pause = limiter.delay()
+            if pause and self._stop.wait(pause):
+                break
+            info = self._client.publish(row.topic, row.payload, row.qos, row.retain)
+            if row.qos == 0 and info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                break  # not connected any more: QoS 0 was not kept, retry the row later
+            if row.qos > 0 and info.rc not in (
+                MQTTErrorCode.MQTT_ERR_SUCCESS,
+                MQTTErrorCode.MQTT_ERR_NO_CONN,  # paho keeps QoS>0 and sends on reconnect
+            ):
+                logger.warning("mqtt: paho refused row %d: %s", row.seq, info.rc)
+                break
+            last = row.seq
+            if row.qos == 0:
+                self.outbox.ack(row.seq)
+            else:
+                inflight[info.mid] = row.seq
+        if refused is not None:
+            raise refused
+        return last
 
     def _wait(self) -> None:
         """Sleep until something changes (a put, an ack, a connect) or a second passes."""
@@ -350,8 +450,10 @@ class MqttSink:
                 # A broker that refuses a message (MQTT 5 reason) would refuse it forever.
                 logger.warning("mqtt: broker refused row %d (%s); dropping it", seq, reason)
             done.append(seq)
-        if done:
-            self.outbox.ack_many(done)
+        self._acked.extend(done)
+        if self._acked:  # kept until they are deleted: a full disk fails the delete
+            self.outbox.ack_many(self._acked)
+            self._acked.clear()
 
     # -- paho callbacks (paho's network thread) ----------------------------------------------
 

@@ -22,9 +22,11 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
@@ -51,6 +53,8 @@ _RANKS: Final[tuple[tuple[str, ...], ...]] = (
 )
 _RANK: Final[dict[str, int]] = {kind: i for i, kinds in enumerate(_RANKS) for kind in kinds}
 _SUPERSEDED: Final = frozenset({"state"})
+_WAL_PAGES: Final = 64  # checkpoint the WAL at this many pages (256 KiB at 4 KiB pages)
+_WAL_LIMIT: Final = 1 << 20  # bytes the WAL file keeps after a checkpoint, at most
 # The first 16 bytes of every SQLite 3 database file.
 _SQLITE_MAGIC: Final = b"SQLite format 3\x00"
 
@@ -162,16 +166,10 @@ class Outbox:
             raise ValueError(f"unknown outbox kind {kind!r} (valid: {', '.join(KINDS)})")
         size = len(payload)
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction():
                 if track is not None:
                     self._track(track, payload)
                 seq = self._insert(kind, topic, payload, qos, retain)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                self._reload_counts()
-                raise
-            self._db.execute("COMMIT")
             if seq == 0:
                 self._dropped[kind] += 1
                 # Stats are expected to go during a long outage: one warning per interval
@@ -188,23 +186,44 @@ class Outbox:
         """The last event payload of every detection that was open when it was written."""
         with self._lock:
             rows = self._db.execute("SELECT detection, payload FROM open_detections").fetchall()
-        return {str(d): bytes(p) for d, p in rows}
+        found: dict[str, bytes] = {}
+        for detection, payload in rows:
+            if isinstance(detection, str) and isinstance(payload, bytes):
+                found[detection] = payload
+            else:  # a flipped bit can turn a BLOB into TEXT and pass the integrity check
+                logger.error("outbox: an open detection's record is damaged; skipped")
+        return found
 
     def last_event(self) -> bytes | None:
         """The payload of the last tracked event (any type), None before the first one."""
         with self._lock:
             row = self._db.execute("SELECT value FROM memo WHERE key = 'last_event'").fetchone()
-        return None if row is None else bytes(row[0])
+        if row is not None and not isinstance(row[0], bytes):
+            logger.error("outbox: the last event's record is damaged; skipped")
+            return None
+        return None if row is None else row[0]
 
     def peek(self, n: int, after: int = 0) -> list[Row]:
-        """The oldest ``n`` rows with ``seq > after``, in order (nothing is removed)."""
+        """The oldest ``n`` rows with ``seq > after``, in order (nothing is removed but a
+        damaged row, which is dropped, counted under its kind and said in one line)."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT seq, kind, topic, payload, qos, retain, created FROM outbox "
                 "WHERE seq > ? ORDER BY seq LIMIT ?",
                 (after, n),
             ).fetchall()
-        return [Row(s, k, t, bytes(p), q, bool(r), c) for s, k, t, p, q, r, c in rows]
+            found = [Row(s, k, t, p, q, bool(r), c) for s, k, t, p, q, r, c in rows]
+            damaged = [row for row in found if _damage(row)]
+            for row in damaged:
+                logger.error("outbox: row %s is damaged (%s); dropped", row.seq, _damage(row))
+                if row.kind in self._dropped:
+                    self._dropped[row.kind] += 1
+            if damaged:
+                with self._transaction():
+                    for row in damaged:
+                        self._db.execute("DELETE FROM outbox WHERE seq = ?", (row.seq,))
+                self._reload_counts()
+        return [row for row in found if row not in damaged]
 
     def ack(self, seq: int) -> None:
         """Remove a row the broker has acknowledged (a no-op when already dropped)."""
@@ -213,20 +232,14 @@ class Outbox:
     def ack_many(self, seqs: Iterable[int]) -> None:
         """Remove several acknowledged rows in one transaction (one fsync, not one per row)."""
         seqs = tuple(seqs)  # materialise before taking the lock
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for seq in seqs:
-                    row = self._db.execute(
-                        "DELETE FROM outbox WHERE seq = ? RETURNING length(payload)", (seq,)
-                    ).fetchone()
-                    if row is not None:
-                        self._count -= 1
-                        self._bytes -= row[0]
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self._lock, self._transaction():
+            for seq in seqs:
+                row = self._db.execute(
+                    "DELETE FROM outbox WHERE seq = ? RETURNING length(payload)", (seq,)
+                ).fetchone()
+                if row is not None:
+                    self._count -= 1
+                    self._bytes -= row[0]
 
     def depth(self) -> int:
         """How many messages wait for the broker."""
@@ -307,12 +320,74 @@ class Outbox:
                 logger.debug("outbox: full, dropped the oldest %s", kind)
         return bool(rows)
 
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction (the caller holds the lock). When any part fails, COMMIT too
+        (a full disk fails it, not the statements before), it is rolled back and the cached
+        counts and drop counts are what the file holds again: a put that never landed must not
+        count toward the cap, or a full SD card would leave the outbox "full" of nothing."""
+        dropped = dict(self._dropped)
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self._db.execute("COMMIT")
+        except BaseException:
+            # SQLite rolls back on its own what it could not commit
+            if self._db.in_transaction:
+                with suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+            self._dropped = dropped
+            self._reload_counts()
+            if _is_full(sys.exc_info()[1]):
+                # The WAL itself may hold the space: below SQLite's checkpoint size (4 MB) on a
+                # nearly full card no commit would ever reach a checkpoint to give it back.
+                with suppress(sqlite3.Error):
+                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            raise
+
     def _reload_counts(self) -> None:
         """Re-read the cached counts after a rolled-back transaction."""
         count, size = self._db.execute(
             "SELECT count(*), coalesce(sum(length(payload)), 0) FROM outbox"
         ).fetchone()
         self._count, self._bytes = int(count), int(size)
+
+
+def _damage(row: Row) -> str:
+    """Why a stored row cannot be published as it is ("" when it can): a flipped bit can turn
+    a BLOB into TEXT or a topic's "/" into a wildcard and still pass SQLite's integrity check."""
+    if row.kind not in KINDS:
+        return "unknown kind"
+    if not isinstance(row.payload, bytes):
+        return "payload not bytes"
+    if not isinstance(row.topic, str) or not row.topic or "+" in row.topic or "#" in row.topic:
+        return "topic"
+    if row.qos not in (0, 1, 2):
+        return "qos"
+    return ""
+
+
+def _is_full(exc: BaseException | None) -> bool:
+    """An SQLite error that says the disk (or the database's size limit) is full."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.Error) and (code or 0) & 0xFF == sqlite3.SQLITE_FULL
+
+
+def _probe_write(db: sqlite3.Connection) -> None:
+    """Write once: a file SQLite can only read (its ``-shm`` a directory, say) opens and reads
+    fine, and would then refuse every event. A full disk is let through (what is queued can
+    still be sent, and the caps hold what fits once there is room)."""
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("INSERT OR REPLACE INTO memo (key, value) VALUES ('opened', ?)", (b"",))
+        db.execute("COMMIT")
+    except sqlite3.OperationalError as exc:
+        if db.in_transaction:
+            with suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+        if not _is_full(exc):
+            raise
+        logger.warning("outbox: the disk is full; queued messages are still sent")
 
 
 class _Corrupt(Exception):
@@ -374,7 +449,13 @@ def _open(path: Path) -> tuple[sqlite3.Connection, int, int]:
         # detection must survive a gateway losing power on an SD card, and events are a few per
         # minute (stats one per interval), so one fsync per commit costs nothing that matters.
         db.execute("PRAGMA synchronous=FULL")
+        # A small WAL, given back after each checkpoint: at SQLite's default (1000 pages, 4 MB,
+        # kept at its largest) a card with less free space fills with the WAL alone, and a full
+        # disk fails every commit, so none reaches the checkpoint that would free it.
+        db.execute(f"PRAGMA wal_autocheckpoint={_WAL_PAGES}")
+        db.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT}")
         db.executescript(_SCHEMA)
+        _probe_write(db)
         count, size = db.execute(
             "SELECT count(*), coalesce(sum(length(payload)), 0) FROM outbox"
         ).fetchone()
