@@ -144,6 +144,8 @@ def saved_calibration(state_dir: str | Path, model: str) -> cal.SiteCalibration 
     """The calibration kept for ``model``, None when there is none or it is unreadable."""
     path = cal.state_path(state_dir, model)
     if not path.is_file():
+        if path.exists() or path.is_symlink():  # a directory, a dangling link: say so
+            logger.warning("%s: ignored (not a regular file)", path)
         return None
     try:
         return cal.load(path)

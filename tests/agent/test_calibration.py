@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +163,19 @@ def test_a_calibration_file_round_trips_atomically_and_bad_files_are_one_line(
             cal.load(path)
         # the agent's saved state: unreadable is ignored (calibrate again), never a crash
         assert saved_calibration(path.parent, "cnn") is None
+
+
+def test_a_saved_calibration_that_is_a_directory_is_ignored_in_one_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cal.state_path(tmp_path, "cnn").mkdir()
+    with caplog.at_level(logging.WARNING):
+        assert saved_calibration(tmp_path, "cnn") is None
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{cal.state_path(tmp_path, 'cnn')}: ignored (not a regular file)"
+    ]
+    assert saved_calibration(tmp_path, "other") is None  # none at all: nothing to say
+    assert len(caplog.records) == 1
 
 
 @pytest.mark.parametrize(
