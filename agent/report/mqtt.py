@@ -77,7 +77,7 @@ from agent.mqtt_client import (
 )
 from agent.report import homeassistant
 from agent.report.detections import Detections, event_payload
-from agent.report.outbox import Kind, Outbox, Track
+from agent.report.outbox import Kind, Outbox, Row, Track
 
 logger = logging.getLogger(__name__)
 
@@ -369,7 +369,9 @@ class MqttSink:
         trouble = ""  # the outbox's error, said once (a full disk fails every second)
         while not self._stop.is_set():
             try:
-                last = self._drain_once(inflight, last, limiter)
+                last, refused = self._drain_once(inflight, last, limiter)
+                if refused is not None:
+                    raise refused
             except (sqlite3.Error, OSError) as exc:
                 if str(exc) != trouble:
                     logger.error("mqtt: the outbox cannot be used (%s); retrying every second", exc)
@@ -386,28 +388,27 @@ class MqttSink:
         with suppress(sqlite3.Error, OSError):
             self._settle_acks(inflight)
 
-    def _drain_once(self, inflight: dict[int, int], last: int, limiter: _RateLimiter) -> int:
+    def _drain_once(
+        self, inflight: dict[int, int], last: int, limiter: _RateLimiter
+    ) -> tuple[int, Exception | None]:
         """Store what the disk refused before, settle the acks, then publish what the window
-        allows (or wait); the new ``last``."""
+        allows (or wait); the new ``last``, and the error deleting acknowledged rows raised (they
+        stay, and what is stored still goes out)."""
         if self._held:
             with self._held_lock:
                 self._store_held()
+        refused: Exception | None = None
         try:
             self._settle_acks(inflight)
         except (sqlite3.Error, OSError) as exc:
-            refused: Exception | None = exc  # the rows stay; what is stored still goes out
-        else:
-            refused = None
-        if not self._connected.is_set() or len(inflight) >= _WINDOW:
-            self._wait()
-            rows = []
-        else:
+            refused = exc
+        rows: list[Row] = []
+        if self._connected.is_set() and len(inflight) < _WINDOW:
             rows = self.outbox.peek(_WINDOW - len(inflight), after=last)
         if not rows:
-            if refused is not None:
-                raise refused
-            self._wait()
-            return last
+            if refused is None:
+                self._wait()
+            return last, refused
         for row in rows:
             pause = limiter.delay()
             if pause and self._stop.wait(pause):
@@ -426,9 +427,7 @@ class MqttSink:
                 self.outbox.ack(row.seq)
             else:
                 inflight[info.mid] = row.seq
-        if refused is not None:
-            raise refused
-        return last
+        return last, refused
 
     def _wait(self) -> None:
         """Sleep until something changes (a put, an ack, a connect) or a second passes."""
