@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from agent.signals import SignalLatch  # standard library only
+
 if TYPE_CHECKING:
     from agent.inference import Debounce
     from agent.signature import ChildVerifier
@@ -94,9 +96,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Dispatch to the chosen action; returns the exit code."""
     verify = None
+    starting = SignalLatch()
     if args.agent_command == "run":
         from agent.malloc import limit_arenas
 
+        # a stop asked for while bundles load is honoured once the agent runs: exit 0, as later
+        starting.install()
         limit_arenas()  # before any thread starts: threads take arenas when they first allocate
         verify = _preverified(args.config)
     from agent.bundle import BundleError
@@ -104,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     from agent.config import ConfigError
 
     actions = {
-        "run": lambda a: _run(a, verify),
+        "run": lambda a: _run(a, verify, starting),
         "validate-config": _validate,
         "replay": _replay,
         "calibrate": calibrate,
@@ -128,7 +133,11 @@ def _preverified(config: str) -> ChildVerifier:
     return verify
 
 
-def _run(args: argparse.Namespace, verify: ChildVerifier | None = None) -> int:
+def _run(
+    args: argparse.Namespace,
+    verify: ChildVerifier | None = None,
+    starting: SignalLatch | None = None,
+) -> int:
     from agent.app import App
     from agent.config import load_config
     from agent.config_checks import check_deployment
@@ -146,7 +155,7 @@ def _run(args: argparse.Namespace, verify: ChildVerifier | None = None) -> int:
     use_kernels(config.agent.kernels)
     app = App(config, verify=verify)
     settle()
-    return app.run()
+    return app.run(starting)
 
 
 def settle() -> None:

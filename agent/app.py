@@ -236,8 +236,14 @@ class App:
 
     # -- running ------------------------------------------------------------------------------
 
-    def run(self) -> int:
-        """Start everything, wait for the stop Event (or the end of every file), shut down."""
+    def run(self, stopping: SignalLatch | None = None) -> int:
+        """Start everything, wait for the stop Event (or the end of every file), shut down.
+
+        ``stopping``: the latch that took SIGTERM/SIGINT while the agent was loading; a signal
+        it caught stops this run as one arriving now would (a clean shutdown, exit 0)."""
+        if stopping is not None:
+            stopping.restore()
+            self._signals.received = stopping.received
         self._signals.install()
         for sink in self.pipeline.sinks:
             sink.start()

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 
 from agent.signals import SignalLatch, stop_on_signals
+from tests.agent import agent_run
+from tests.agent.flood_bundle import flood_kit
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -65,3 +67,33 @@ def test_a_process_spinning_on_the_event_stops_on_every_sigterm() -> None:
             proc.kill()
         assert proc.returncode == 0
         assert out.strip() == "stopped"
+
+
+# The agent itself, with SIGTERM arriving while it loads (inside App(), before its run loop
+# takes the signals): sent by the process to itself, so it lands there every time.
+TERM_WHILE_LOADING = """
+import os, runpy, signal, sys
+import agent.app
+real_init = agent.app.App.__init__
+def loading(self, *args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)
+    real_init(self, *args, **kwargs)
+agent.app.App.__init__ = loading
+sys.argv = ["agent", "run", "--config", sys.argv[1]]
+runpy.run_module("agent", run_name="__main__")
+"""
+
+
+def test_a_sigterm_while_the_agent_loads_is_a_clean_stop_with_exit_0(tmp_path: Path) -> None:
+    config = agent_run.agent_toml(flood_kit(tmp_path), tmp_path)
+    proc = agent_run.start(TERM_WHILE_LOADING, config)
+    try:
+        proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    log = proc.log()
+    assert proc.returncode == 0, log[-3000:]  # was -15: killed by the signal, not stopped
+    assert "signal SIGTERM: stopping" in log
+    assert "Traceback" not in log
