@@ -77,7 +77,7 @@ from agent.mqtt_client import (
 )
 from agent.report import homeassistant
 from agent.report.detections import Detections, event_payload
-from agent.report.outbox import Kind, Outbox, Row, Track
+from agent.report.outbox import KINDS, Kind, Outbox, Row, Track
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ _EVENT_KINDS: Final[Mapping[str, Kind]] = {
 }
 # Kept in memory, in order, while the disk refuses them (full): everything but stats, whose
 # next one says the same. About 10 MB at most; past that the oldest is lost, said in a line.
-_HELD_KINDS: Final = frozenset({"event_new", "event_update", "event_end", "model", "state"})
+_HELD_KINDS: Final = frozenset(KINDS) - {"stats"}
 _HELD_MAX: Final = 10_000
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -213,17 +212,20 @@ class Outbox:
                 (after, n),
             ).fetchall()
             found = [Row(s, k, t, p, q, bool(r), c) for s, k, t, p, q, r, c in rows]
-            damaged = [row for row in found if _damage(row)]
-            for row in damaged:
-                logger.error("outbox: row %s is damaged (%s); dropped", row.seq, _damage(row))
-                if row.kind in self._dropped:
-                    self._dropped[row.kind] += 1
+            damaged = {row.seq: why for row in found if (why := _damage(row))}
             if damaged:
+                for row in found:
+                    if row.seq in damaged:
+                        logger.error(
+                            "outbox: row %s is damaged (%s); dropped", row.seq, damaged[row.seq]
+                        )
+                        if row.kind in self._dropped:
+                            self._dropped[row.kind] += 1
                 with self._transaction():
-                    for row in damaged:
-                        self._db.execute("DELETE FROM outbox WHERE seq = ?", (row.seq,))
+                    for seq in damaged:
+                        self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
                 self._reload_counts()
-        return [row for row in found if row not in damaged]
+        return [row for row in found if row.seq not in damaged]
 
     def ack(self, seq: int) -> None:
         """Remove a row the broker has acknowledged (a no-op when already dropped)."""
@@ -331,14 +333,14 @@ class Outbox:
         try:
             yield
             self._db.execute("COMMIT")
-        except BaseException:
+        except BaseException as exc:
             # SQLite rolls back on its own what it could not commit
             if self._db.in_transaction:
                 with suppress(sqlite3.Error):
                     self._db.execute("ROLLBACK")
             self._dropped = dropped
             self._reload_counts()
-            if _is_full(sys.exc_info()[1]):
+            if _is_full(exc):
                 # The WAL itself may hold the space: below SQLite's checkpoint size (4 MB) on a
                 # nearly full card no commit would ever reach a checkpoint to give it back.
                 with suppress(sqlite3.Error):

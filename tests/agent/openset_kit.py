@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from agent import calibration as cal
 from agent.bundle import Scaler
 from agent.features.traffic import TRAFFIC_V1
 from agent.openset import OpenSetSpec, summarize
@@ -129,3 +130,20 @@ def calibrating_config(
         "models": [{"name": "cnn", "bundle": str(pairs.paired), "source": "lan"}],
         "calibration": calibration,
     }
+
+
+def compute_site(probabilities: Any, anomaly: Any = None, **kw: Any) -> cal.SiteCalibration:
+    """``calibration.compute`` on a two-label site (``flood`` watched, signed at 0.5; a benign
+    model's signed floor 1 when ``anomaly`` is given); ``kw`` overrides any argument."""
+    args: dict[str, Any] = {
+        "bundle_id": "b",
+        "labels": ("benign", "flood"),
+        "watched": (1,),
+        "signed": (0.5, 0.5),
+        "probabilities": probabilities,
+        "anomaly": anomaly,
+        "anomaly_floor": None if anomaly is None else 1.0,
+        "seconds": float(len(probabilities)),
+        "target_per_day": 1.0,
+    }
+    return cal.compute(**(args | kw))

@@ -21,7 +21,7 @@ from agent.report.memory import MemorySink
 from agent.site import saved_calibration
 from agent.sources import StepBatch
 from tests.agent.flood_bundle import FloodKit, flood_kit
-from tests.agent.openset_kit import PairKit, calibrating_config, pair_kit
+from tests.agent.openset_kit import PairKit, calibrating_config, compute_site, pair_kit
 from tests.agent.run_app import run_to_end
 
 
@@ -54,25 +54,10 @@ def test_the_tail_threshold_ignores_a_contaminated_top_percent() -> None:
     assert cal.tail_threshold(clean, 0.1) == pytest.approx(np.quantile(clean, 0.9))
 
 
-def _compute(probabilities: Any, anomaly: Any, **kw: Any) -> cal.SiteCalibration:
-    args: dict[str, Any] = {
-        "bundle_id": "b",
-        "labels": ("benign", "flood"),
-        "watched": (1,),
-        "signed": (0.5, 0.5),
-        "probabilities": probabilities,
-        "anomaly": anomaly,
-        "anomaly_floor": 1.0,
-        "seconds": float(len(probabilities)),
-        "target_per_day": 1.0,
-    }
-    return cal.compute(**(args | kw))
-
-
 def test_calibration_never_goes_below_the_signed_floor() -> None:
     n = 5000
     probabilities = np.column_stack((np.full(n, 0.99), np.full(n, 0.01)))
-    found = _compute(probabilities, np.full(n, 0.01))
+    found = compute_site(probabilities, np.full(n, 0.01))
     assert found.thresholds == {"flood": 0.5}
     assert found.anomaly_threshold == 1.0
 
@@ -84,7 +69,7 @@ def test_a_noisy_site_raises_thresholds_and_rare_flags_are_left_out() -> None:
     anomaly = rng.lognormal(0.5, 0.6, n)
     flood[:100] = anomaly[:100] = 0.999  # 0.5 % confident and far: flagged
     anomaly[:100] = 500.0
-    found = _compute(np.column_stack((1 - flood, flood)), anomaly)
+    found = compute_site(np.column_stack((1 - flood, flood)), anomaly)
     assert found.excluded == 100
     assert found.flagged_fraction == pytest.approx(0.005)
     assert 0.5 < found.thresholds["flood"] < 0.999
@@ -94,7 +79,7 @@ def test_a_noisy_site_raises_thresholds_and_rare_flags_are_left_out() -> None:
 def test_a_site_flagged_most_of_the_time_is_calibrated_on_and_says_so() -> None:
     n = 2000
     probabilities = np.column_stack((np.full(n, 0.2), np.linspace(0.6, 0.9, n)))
-    found = _compute(probabilities, np.full(n, 5.0))
+    found = compute_site(probabilities, np.full(n, 5.0))
     assert found.flagged_fraction == 1.0
     assert found.excluded == 0
     assert found.thresholds["flood"] > 0.9
@@ -108,7 +93,7 @@ def test_an_int8_label_that_is_almost_always_zero_keeps_its_signed_threshold() -
     flood = np.where(rng.random(n) < 0.95, 0.0, 1 / 256) + np.where(
         rng.random(n) < 0.001, 2 / 256, 0
     )
-    found = _compute(np.column_stack((1 - flood, flood)), np.full(n, 0.01))
+    found = compute_site(np.column_stack((1 - flood, flood)), np.full(n, 0.01))
     assert found.thresholds["flood"] == 0.5
 
 
@@ -119,7 +104,7 @@ def test_a_site_read_as_one_class_at_the_int8_top_silences_it() -> None:
     n = 3000
     top = 255 / 256
     flood = np.where(rng.random(n) < 0.6, top, rng.uniform(0.0, 0.3, n))
-    found = _compute(np.column_stack((1 - flood, flood)), None, anomaly_floor=None)
+    found = compute_site(np.column_stack((1 - flood, flood)), None, anomaly_floor=None)
     assert found.thresholds["flood"] == cal.SILENCED > top
     assert cal.silenced({**found.thresholds, "scan": 0.9, "odd": True}) == ["flood"]
     assert cal.effects(found.thresholds, 10) == [
@@ -131,19 +116,19 @@ def test_a_site_read_as_one_class_at_the_int8_top_silences_it() -> None:
     # a pile on a lower step with a few windows above it: the next score above the pile
     flood = np.where(rng.random(n) < 0.6, 128 / 256, rng.uniform(0.0, 0.3, n))
     flood[:10] = 200 / 256
-    found = _compute(np.column_stack((1 - flood, flood)), None, anomaly_floor=None)
+    found = compute_site(np.column_stack((1 - flood, flood)), None, anomaly_floor=None)
     assert found.thresholds["flood"] == 200 / 256
 
 
 def test_too_few_windows_is_an_error() -> None:
     with pytest.raises(cal.CalibrationError, match="need at least"):
-        _compute(np.zeros((10, 2)), np.zeros(10))
+        compute_site(np.zeros((10, 2)), np.zeros(10))
 
 
 def test_a_calibration_file_round_trips_atomically_and_bad_files_are_one_line(
     tmp_path: Path,
 ) -> None:
-    found = _compute(np.column_stack((np.full(500, 0.9), np.full(500, 0.1))), np.ones(500))
+    found = compute_site(np.column_stack((np.full(500, 0.9), np.full(500, 0.1))), np.ones(500))
     path = tmp_path / "state" / "calibration-cnn.json"
     cal.save(found, path)
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary left behind
@@ -234,7 +219,7 @@ def test_offline_calibration_keeps_the_attack_it_was_made_during(
 def test_replay_refuses_a_calibration_made_for_another_bundle(
     kit: FloodKit, pairs: PairKit, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    other = _compute(np.column_stack((np.full(500, 0.9), np.full(500, 0.1))), np.ones(500))
+    other = compute_site(np.column_stack((np.full(500, 0.9), np.full(500, 0.1))), np.ones(500))
     cal.save(other, tmp_path / "other.json")
     code = iotids(
         [

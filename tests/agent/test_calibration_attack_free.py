@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -17,23 +16,8 @@ from agent.cli import main as iotids
 from agent.config import ConfigError, parse_config
 from agent.stream_start import START_MARGIN
 from tests.agent.flood_bundle import FloodKit, flood_kit
-from tests.agent.openset_kit import PairKit, calibrating_config, pair_kit
+from tests.agent.openset_kit import PairKit, calibrating_config, compute_site, pair_kit
 from tests.agent.run_app import run_to_end
-
-
-def _compute(probabilities: Any, anomaly: Any = None, **kw: Any) -> cal.SiteCalibration:
-    args: dict[str, Any] = {
-        "bundle_id": "b",
-        "labels": ("benign", "flood"),
-        "watched": (1,),
-        "signed": (0.5, 0.5),
-        "probabilities": probabilities,
-        "anomaly": anomaly,
-        "anomaly_floor": None if anomaly is None else 1.0,
-        "seconds": float(len(probabilities)),
-        "target_per_day": 1.0,
-    }
-    return cal.compute(**(args | kw))
 
 
 def _odds_past(p: float) -> float:
@@ -55,12 +39,12 @@ def _site_with_a_rare_event(n: int = 20_000) -> tuple[np.ndarray, np.ndarray]:
 
 def test_the_rare_event_is_guarded_against_by_default_and_learned_when_vouched() -> None:
     probabilities, anomaly = _site_with_a_rare_event()
-    guarded = _compute(probabilities, anomaly)
+    guarded = compute_site(probabilities, anomaly)
     assert guarded.excluded == 100
     assert not guarded.attack_free
     assert guarded.thresholds["flood"] < 0.9  # the event would still be raised
     assert (guarded.anomaly_threshold or 0) < 40.0
-    vouched = _compute(probabilities, anomaly, attack_free=True)
+    vouched = compute_site(probabilities, anomaly, attack_free=True)
     assert vouched.excluded == 0
     assert vouched.attack_free
     assert vouched.windows == len(probabilities)
@@ -74,7 +58,7 @@ def test_the_rare_event_is_guarded_against_by_default_and_learned_when_vouched()
 def test_a_vouched_period_still_never_lowers_a_threshold_below_the_signed_one() -> None:
     n = 2000
     probabilities = np.column_stack((np.full(n, 0.99), np.full(n, 0.01)))
-    found = _compute(probabilities, np.full(n, 0.01), attack_free=True)
+    found = compute_site(probabilities, np.full(n, 0.01), attack_free=True)
     assert found.thresholds == {"flood": 0.5}
     assert found.anomaly_threshold == 1.0
 
@@ -84,7 +68,7 @@ def test_the_stream_start_keeps_its_own_rules_when_vouched() -> None:
     probabilities[:10] = (0.01, 0.99)  # the site's boot read as a flood
     steady = np.ones(len(probabilities), bool)
     steady[:10] = False
-    found = _compute(
+    found = compute_site(
         probabilities,
         attack_free=True,
         steady=steady,
@@ -100,11 +84,11 @@ def test_a_label_at_the_int8_top_in_a_vouched_period_is_silenced_and_says_so() -
     n = 500
     flood = np.full(n, 0.1)
     flood[7] = 255 / 256
-    found = _compute(np.column_stack((1 - flood, flood)), attack_free=True)
+    found = compute_site(np.column_stack((1 - flood, flood)), attack_free=True)
     assert found.thresholds["flood"] == cal.SILENCED
     assert cal.silenced(found.thresholds) == ["flood"]
     flood[7] = 254 / 256  # one int8 step under the top: the margin leaves only the top above
-    near = _compute(np.column_stack((1 - flood, flood)), attack_free=True)
+    near = compute_site(np.column_stack((1 - flood, flood)), attack_free=True)
     assert 254 / 256 < near.thresholds["flood"] < 255 / 256
 
 
@@ -116,8 +100,8 @@ def test_grouped_edges_sit_past_each_groups_highest_ratio() -> None:
     ratios[100, 1] = 7.0  # one group reached 7 times its signed edge once
     anomaly = np.column_stack((raw, ratios))
     probabilities = np.column_stack((np.full(n, 0.9), np.full(n, 0.1)))
-    guarded = _compute(probabilities, anomaly)
-    vouched = _compute(probabilities, anomaly, attack_free=True)
+    guarded = compute_site(probabilities, anomaly)
+    vouched = compute_site(probabilities, anomaly, attack_free=True)
     assert guarded.group_thresholds is not None
     assert vouched.group_thresholds is not None
     assert guarded.group_thresholds[1] < 7.0
@@ -126,7 +110,7 @@ def test_grouped_edges_sit_past_each_groups_highest_ratio() -> None:
 
 
 def test_the_flag_round_trips_and_a_bad_one_is_refused() -> None:
-    found = _compute(np.column_stack((np.full(500, 0.9), np.full(500, 0.1))), attack_free=True)
+    found = compute_site(np.column_stack((np.full(500, 0.9), np.full(500, 0.1))), attack_free=True)
     assert cal.SiteCalibration.from_dict(found.to_dict()) == found
     older = {k: v for k, v in found.to_dict().items() if k != "attack_free"}
     assert cal.SiteCalibration.from_dict(older).attack_free is False
