@@ -6,7 +6,8 @@ capture's ground truth:
 
 * a folder of captures named as ``iotids train --dataset captures`` expects: the class is the
   file name before the first ``-``; a benign file is benign throughout, any other file is one
-  attack from its first packet to its last;
+  attack from its first packet to its last (or from the packet the folder's ``onsets.json``
+  names, when the capture opens with traffic that is not yet the attack);
 * a folder written by ``iotids synth traffic`` (``traffic.pcap`` + ``packets.csv``): every
   packet is labelled, and each label's packets form attack intervals (a pause of more than
   ``SPLIT_GAP_S`` starts a new one).
@@ -48,6 +49,8 @@ SPLIT_GAP_S = 10.0  # synthetic labels: a pause this long between one label's pa
 DENSE_PACKETS = 40  # the target: a dense attack's first alarm within 40 packets ...
 DENSE_SECONDS = 1.0  # ... or 1 s of its start
 MAX_DETECTIONS = 2  # ... and at most 2 detections per attack
+ONSETS_FILE = "onsets.json"  # a captures folder's packets before each attack (read_onsets)
+MAX_ONSETS_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -108,13 +111,51 @@ def is_benign(label: str) -> bool:
     return label.lower() in BENIGN_NAMES
 
 
-def truth_of_capture(path: Path, ts_ns: I64) -> Truth:
-    """A captures-folder file: benign throughout, or one attack over the whole capture."""
+def truth_of_capture(path: Path, ts_ns: I64, onset: int = 0) -> Truth:
+    """A captures-folder file: benign throughout, or one attack from packet ``onset`` on.
+
+    ``onset`` (from the folder's ``ONSETS_FILE``) counts the packets, in time order, that
+    come before the attack itself; they are benign time, and the attack's clock starts after.
+    """
     first, last = (int(ts_ns.min()), int(ts_ns.max())) if len(ts_ns) else (0, 0)
     label = label_from_name(path)
     if is_benign(label) or not len(ts_ns):
         return Truth(path, [], {}, first, last)
-    return Truth(path, [(label, first, last)], {label: np.sort(ts_ns)}, first, last)
+    if not 0 <= onset < len(ts_ns):
+        raise ValueError(
+            f"{ONSETS_FILE}: {path.name}: onset {onset} is not under its {len(ts_ns)} packets"
+        )
+    mine = np.sort(ts_ns)[onset:]
+    return Truth(path, [(label, int(mine[0]), last)], {label: mine}, first, last)
+
+
+def read_onsets(root: Path) -> dict[str, int]:
+    """A captures folder's ``ONSETS_FILE`` (none: every attack starts at its first packet).
+
+    A labelled capture may open with traffic that is not yet the attack: a fuzzer's tool
+    connecting and subscribing before its first malformed packet. The file maps a capture's
+    name to how many packets precede the attack, so time to the first alarm is counted from
+    the attack's own first packet, as the target says.
+    """
+    from agent import json_bounded
+
+    path = root / ONSETS_FILE
+    if not path.is_file():
+        return {}
+    if path.stat().st_size > MAX_ONSETS_BYTES:
+        raise ValueError(f"{ONSETS_FILE}: larger than {MAX_ONSETS_BYTES} bytes")
+    try:
+        data = json_bounded.loads(path.read_bytes())
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"{ONSETS_FILE}: not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{ONSETS_FILE}: must map capture names to packet counts")
+    onsets = {}
+    for name, value in data.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{ONSETS_FILE}: {name}: must be a packet count >= 0, got {value!r}")
+        onsets[name] = value
+    return onsets
 
 
 def truth_of_synthetic(folder: Path) -> Truth:
@@ -292,9 +333,15 @@ def truths(path: str | Path) -> list[Truth]:
                 found.append(truth_of_synthetic(sub))
         if found and not any(root.glob("*.pcap*")):
             return found
-    for file in capture_files(root):
+    onsets = read_onsets(root) if root.is_dir() else {}
+    files = capture_files(root)
+    unknown = sorted(set(onsets) - {file.name for file in files})
+    if unknown:  # a misspelt name would silently count that attack from its first packet
+        raise ValueError(f"{ONSETS_FILE}: no capture named {', '.join(unknown)}")
+    for file in files:
         packets = read_capture(file, progress=True).packets
-        found.append(truth_of_capture(file, packets.ts_ns.astype(np.int64)))
+        ts = packets.ts_ns.astype(np.int64)
+        found.append(truth_of_capture(file, ts, onsets.get(file.name, 0)))
     return found
 
 

@@ -87,6 +87,33 @@ def test_evaluate_events_cli_writes_json_markdown_and_timeline(
     assert run(missing) == 2
 
 
+def test_onsets_count_the_first_alarm_from_the_attack_s_own_first_packet(
+    tmp_path: Path, model: bytes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from training.cli_evaluate import configure, run
+    from training.events import ONSETS_FILE
+
+    data = _captures(tmp_path / "captures")
+    # the flood capture's first packet is a benign one at 0 s; the flood starts at 0.01 s
+    (data / ONSETS_FILE).write_text(json.dumps({"flood-a.pcap": 1}), encoding="utf-8")
+    bundle, public = padded_bundle(tmp_path, "zeros", model)
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    given = [*("--events", "--bundle", str(bundle), "--trust-key", str(public))]
+    given += [*("--path", str(data), "--json")]
+    assert run(parser.parse_args(given)) == 0
+    (flood,) = [a for c in json.loads(capsys.readouterr().out)["captures"] for a in c["attacks"]]
+    assert flood["start_s"] == pytest.approx(0.01)
+    assert (flood["packets"], flood["packets_to_alarm"]) == (1009, 79)  # 80 from the capture's
+    (data / ONSETS_FILE).write_text(json.dumps({"flood-a.pcap": 5000}), encoding="utf-8")
+    assert run(parser.parse_args(given)) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err
+        == "iotids evaluate: onsets.json: flood-a.pcap: onset 5000 is not under its 1010 packets"
+    )
+
+
 def test_evaluate_events_with_a_site_calibration_in_force(
     tmp_path: Path, model: bytes, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1,0 +1,78 @@
+"""An attack capture that opens with traffic that is not yet the attack: ``onsets.json``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.agent.bundles import flood_frames, pcap_bytes
+from training.events import ONSETS_FILE, read_onsets, truth_of_capture, truths
+
+S = 1_000_000_000
+
+
+def _ns(seconds: list[float]) -> np.ndarray:
+    return (np.asarray(seconds) * S).astype(np.int64)
+
+
+def test_an_onset_starts_the_attack_at_its_own_first_packet() -> None:
+    # 16 packets of the attacker's own session over 1 s, a pause, then the fuzzer
+    ts = _ns([i * 0.06 for i in range(16)] + [2.76 + i * 0.001 for i in range(100)])
+    whole = truth_of_capture(Path("malformed-a.pcap"), ts)
+    late = truth_of_capture(Path("malformed-a.pcap"), ts, onset=16)
+    assert whole.intervals == [("malformed", int(ts[0]), int(ts[-1]))]
+    assert late.intervals == [("malformed", int(ts[16]), int(ts[-1]))]
+    assert len(late.attack_ts["malformed"]) == 100
+    assert (late.first_ns, late.last_ns) == (whole.first_ns, whole.last_ns)  # benign before
+
+
+def test_an_onset_past_the_last_packet_is_refused_naming_the_file() -> None:
+    with pytest.raises(ValueError, match=r"onsets.json: flood-a.pcap: onset 3 is not under its 3"):
+        truth_of_capture(Path("flood-a.pcap"), _ns([0.0, 0.1, 0.2]), onset=3)
+
+
+def test_no_onsets_file_is_every_attack_from_its_first_packet(tmp_path: Path) -> None:
+    assert read_onsets(tmp_path) == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("[16]", "must map capture names to packet counts"),
+        ('{"a.pcap": -1}', "a.pcap: must be a packet count >= 0"),
+        ('{"a.pcap": true}', "a.pcap: must be a packet count >= 0"),
+        ('{"a.pcap": 1.5}', "a.pcap: must be a packet count >= 0"),
+        ('{"a.pcap": ' + "9" * 40 + "}", "not JSON"),
+        ("{", "not JSON"),
+    ],
+)
+def test_a_hostile_onsets_file_is_one_line_naming_what(
+    tmp_path: Path, text: str, said: str
+) -> None:
+    (tmp_path / ONSETS_FILE).write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError, match=said):
+        read_onsets(tmp_path)
+
+
+def test_an_oversized_or_binary_onsets_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / ONSETS_FILE
+    path.write_bytes(b"\xff\xfe\x00" * 10)
+    with pytest.raises(ValueError, match="not JSON"):
+        read_onsets(tmp_path)
+    path.write_bytes(b" " * (1 << 20) + b"{}")
+    with pytest.raises(ValueError, match="larger than"):
+        read_onsets(tmp_path)
+
+
+def test_a_folder_s_onsets_apply_by_name_and_a_misspelt_name_is_refused(tmp_path: Path) -> None:
+    frames, _ = flood_frames(calm_s=1, flood_s=1, calm_after_s=0, flood_rate=100)
+    (tmp_path / "flood-a.pcap").write_bytes(pcap_bytes(frames))
+    (tmp_path / ONSETS_FILE).write_text(json.dumps({"flood-a.pcap": 5}), encoding="utf-8")
+    (truth,) = truths(tmp_path)
+    assert len(truth.attack_ts["flood"]) == len(frames) - 5
+    (tmp_path / ONSETS_FILE).write_text(json.dumps({"flod-a.pcap": 5}), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"no capture named flod-a\.pcap"):
+        truths(tmp_path)
