@@ -85,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results.json"))
     args = parser.parse_args(argv)
+    known = [name.rsplit(".", 1)[-1] for name in MODULES]
+    unknown = [name for name in args.only if name not in known]
+    if unknown:  # a misspelt name would run nothing and print an empty table
+        parser.error(f"--only: no benchmark {', '.join(unknown)}; one of {', '.join(known)}")
     rows: list[dict[str, Any]] = []
     failed: list[str] = []
     for name in MODULES:

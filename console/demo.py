@@ -55,6 +55,7 @@ AGENT_STOP_TIMEOUT = 15.0  # seconds between SIGTERM and SIGKILL for the agent s
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``iotids demo``."""
     parser.add_argument(
+        "-o",
         "--out",
         type=Path,
         default=Path("demo-out"),

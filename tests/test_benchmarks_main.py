@@ -87,3 +87,15 @@ def test_cpu_budget_decides_as_the_slot_does(tmp_path: Path) -> None:
     assert found["packets"] == len(frames)
     assert found["windows"] == 3  # 6 one-second steps, windows of 4
     assert all(found[s] > 0 for s in ("decoding", "features", "inference", "decisions"))
+
+
+def test_only_with_a_name_it_does_not_know_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        bench.main(["--only", "incident_hold", "--json", str(tmp_path / "r.json")])
+    assert stopped.value.code == 2
+    assert (
+        "--only: no benchmark incident_hold; one of feature_extraction" in capsys.readouterr().err
+    )
+    assert not (tmp_path / "r.json").exists()

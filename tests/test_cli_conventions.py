@@ -64,8 +64,6 @@ def test_out_has_o_everywhere() -> None:
     parser, _ = build_parser()
     for path, sub in _every_parser(parser):
         options = sub._option_string_actions
-        if path == ("demo",):
-            continue  # the demo's folder option is its own, with a default
         if "--out" in options:
             assert options["-o"] is options["--out"], path
 

@@ -100,7 +100,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--worker-index", type=int, help="this worker's index in the cluster spec")
     parser.add_argument(
-        "--cluster-timeout", type=float, help="seconds without the other workers: exit 1 (300)"
+        "--cluster-timeout",
+        type=float,
+        help="seconds without the other workers: one line, then killed, status 137 (300)",
     )
     parser.add_argument("--json", action="store_true", help="print metrics as JSON")
 

@@ -81,7 +81,7 @@ class TrainConfig:
     # the data is a folder of `iotids features --out` recordings (dataset "features")
     cluster_spec: str | None = None
     worker_index: int | None = None
-    cluster_timeout: float = 300.0  # seconds without progress of the workers before exit 1
+    cluster_timeout: float = 300.0  # seconds without the workers' progress: killed, 137
     representative: int = 300
     baseline_trees: int = 100
     verbose: int = 2

@@ -304,6 +304,18 @@ def test_examples_in_firmware_configs_validate() -> None:
         load_config(path)
 
 
+def test_the_example_door_sensor_reads_its_texts_as_numbers() -> None:
+    # a text payload without a values mapping is refused as not_a_number on every message
+    from agent.config import load_config
+    from agent.sources.sensors_payload import reading_value
+
+    config = load_config(REPO / "firmware_configs" / "examples" / "traffic-telemetry.toml")
+    topics = [t for source in config.sources for t in getattr(source.options, "topics", ())]
+    (door,) = [t for t in topics if t.sensor == "door"]
+    assert reading_value(b"open", door.field, door.values) == 1.0
+    assert reading_value(b"closed", door.field, door.values) == 0.0
+
+
 def test_agent_run_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     config = tmp_path / "agent.toml"
     config.write_text(
