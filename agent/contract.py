@@ -35,6 +35,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from agent import json_bounded
+
 DEFAULT_PREFIX: Final = "iotids"
 
 EVENT_SCHEMA: Final = "iotids.event/1"
@@ -151,12 +153,19 @@ def encode(payload: Mapping[str, object]) -> bytes:
 
 
 def decode(payload: bytes) -> dict[str, Any] | None:
-    """A JSON object payload, or None for anything else (too big, not JSON, not an object)."""
+    """A JSON object payload, or None for anything else (too big, not JSON, not an object).
+
+    Also None for what JSON allows and no reader downstream survives: an integer wider than an
+    int64 (no float holds it) and a lone surrogate escape such as ``"\\ud800"`` (a str that
+    cannot be written as UTF-8 to a database, a terminal or a log).
+    """
     if len(payload) > MAX_PAYLOAD_BYTES:
         return None
     try:
-        body = json.loads(payload)
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        body = json_bounded.loads(payload)
+        if isinstance(body, dict) and b"\\u" in payload:
+            json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except (UnicodeError, ValueError, RecursionError):
         return None
     return body if isinstance(body, dict) else None
 

@@ -32,7 +32,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from agent.contract import Deduplicator, fleet_filters
 from agent.mqtt_client import make_client
 from console.collector.metrics import FleetMetrics
-from console.collector.rows import Bad, Parser
+from console.collector.rows import CONSUMED, Bad, Parser
 from console.collector.store import EventRow, StatusRow, Store, StoreError
 
 logger = logging.getLogger(__name__)
@@ -183,7 +183,21 @@ class Collector:
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         if self._store_failed.is_set():
             return  # not acknowledged: the broker redelivers it after the reconnect
-        if self.handle(message.topic, bytes(message.payload), message.retain):
+        try:
+            done = self.handle(message.topic, bytes(message.payload), message.retain)
+        except Exception as exc:  # paho's network thread must outlive any one message
+            # A message that breaks its handler would break it again on every redelivery:
+            # skipped and acknowledged, counted and said, so the rest of the fleet goes on.
+            logger.error(
+                "collector: skipped a message on %s that failed: %s: %s",
+                message.topic[:200],
+                type(exc).__name__,
+                str(exc)[:200],
+            )
+            kind = message.topic.rsplit("/", 1)[-1]
+            self._skip(kind if kind in CONSUMED else "other", "failed to handle", message.topic)
+            done = True
+        if done:
             client.ack(message.mid, message.qos)
 
     # -- one message -------------------------------------------------------------------------

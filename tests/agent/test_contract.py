@@ -37,10 +37,19 @@ def test_encode_handles_numpy_like_values() -> None:
 
 @pytest.mark.parametrize(
     "payload",
-    [b"", b"not json", b"[1, 2]", b"\xff\xfe", b"[" * 100_000, b'"' + b"x" * (1 << 20) + b'"'],
+    [
+        *(b"", b"not json", b"[1, 2]", b"\xff\xfe", b"[" * 100_000),
+        b'"' + b"x" * (1 << 20) + b'"',
+        b'{"time": 1' + b"0" * 400 + b"}",  # no float holds it: OverflowError downstream
+        b'{"label": "\\ud800"}',  # a str no database, terminal or log can write as UTF-8
+    ],
 )
 def test_decode_refuses_hostile_payloads(payload: bytes) -> None:
     assert contract.decode(payload) is None
+
+
+def test_decode_keeps_escapes_that_make_whole_characters() -> None:
+    assert contract.decode(b'{"label": "\\ud83d\\ude00 \\u00e9"}') == {"label": "\U0001f600 \u00e9"}
 
 
 def test_schema_major_version_is_checked() -> None:

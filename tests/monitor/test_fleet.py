@@ -139,6 +139,7 @@ def test_model_lines_name_the_labels_a_site_calibration_silenced() -> None:
         ("iotids/gw/events", b'{"type": "new"}'),
         ("iotids/gw/events", b'{"id": "x", "type": "started"}'),
         ("iotids/gw/stats", b"\xff\xfe"),
+        ("iotids/gw/events", b'{"id": "x", "type": "new", "label": "\\ud800"}'),
     ],
 )
 def test_malformed_payloads_are_counted_not_applied(topic: str, payload: bytes) -> None:

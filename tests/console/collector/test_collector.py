@@ -144,6 +144,12 @@ HOSTILE: dict[str, bytes] = {
     "huge id": json.dumps(
         {"schema": "iotids.event/1", "id": "x" * 100_000, "type": "new", "time": 1.0}
     ).encode(),
+    # both stopped paho's network thread: the collector ran on and stored nothing more
+    "integer no float holds": b'{"schema":"iotids.event/1","id":"b","type":"new","time":1'
+    + b"0" * 400
+    + b"}",
+    "lone surrogate": b'{"schema":"iotids.event/1","id":"s","type":"new","time":1,'
+    b'"label":"\\ud800"}',
 }
 
 
@@ -168,6 +174,37 @@ def test_hostile_payloads_are_counted_and_skipped_never_stored_half(
     assert bad == len(HOSTILE) + 2
     assert count(store, "SELECT count(*) FROM stats") == 0
     assert count(store, "SELECT count(*) FROM devices") == 1  # only the good event's device
+
+
+def test_a_message_that_breaks_its_handler_is_skipped_and_the_rest_goes_on(
+    mosquitto: Broker,
+    collectors: Callable[..., Collector],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = open_store(str(tmp_path / "fleet.db"))
+    add = store.add
+
+    def add_or_break(row: Any) -> bool:
+        if getattr(row, "id", "") == "boom":
+            raise RuntimeError("a bug no payload check foresaw")
+        return add(row)
+
+    monkeypatch.setattr(store, "add", add_or_break)
+    collector = collectors(mosquitto, store)
+    with Probe(mosquitto, client_id="gw") as gateway:
+        gateway.publish("iotids/gw-1/events", event("gw-1", event_id="boom"))
+        gateway.publish("iotids/gw-1/events", event("gw-1", event_id="after"))
+    assert wait_until(lambda: count(store, "SELECT count(*) FROM events") == 1)
+    assert 'iotids_collector_bad_payloads_total{reason="failed to handle"} 1' in (
+        collector.metrics.render()
+    )
+    said = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
+    assert said == [
+        "collector: skipped a message on iotids/gw-1/events that failed: RuntimeError: "
+        "a bug no payload check foresaw"
+    ]
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

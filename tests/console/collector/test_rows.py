@@ -72,6 +72,17 @@ def test_an_event_names_its_incident_and_whether_it_opens_one(
         ("iotids/gw-1/events", _event(device="gw-2"), "device differs from topic"),
         ("iotids/gw-1/stats", _event(), "schema"),
         ("iotids/gw-1/status", b"rebooting", "status value"),
+        (
+            "iotids/gw-1/events",
+            b'{"id":"e","type":"new","time":1' + b"0" * 30 + b"}",
+            "not a JSON object",
+        ),
+        (
+            "iotids/gw-1/stats",
+            b'{"time":1,"cpu_percent":1' + b"0" * 400 + b"}",
+            "not a JSON object",
+        ),
+        ("iotids/gw-1/events", b'{"id":"\\udc00","type":"new","time":1}', "not a JSON object"),
     ],
 )
 def test_what_cannot_be_stored_is_a_reason(topic: str, payload: bytes, reason: str) -> None:
