@@ -49,7 +49,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="MQTT 5 shared-subscription group: collectors in one group split the fleet",
     )
     parser.add_argument("--prefix", default="iotids", help="the gateways' mqtt.topic_prefix")
-    parser.add_argument("--client-id", default="", help="MQTT client id (default: random)")
+    parser.add_argument(
+        "--client-id",
+        default="",
+        help="MQTT client id, the name of its durable session "
+        "(default: iotids-collector-<host>-<hash of --share and --prefix>)",
+    )
     parser.add_argument("--ca-file", help="CA file for an mqtts:// broker (default: system)")
 
 

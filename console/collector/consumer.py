@@ -16,11 +16,14 @@ database by a bounded in-memory window of recent ids.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import math
+import socket
 import ssl
 import threading
 import time
-import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -39,6 +42,9 @@ logger = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 3600
 RETRY_AFTER_STORE_ERROR_S = 5.0
+FLAP_LOSSES = 5  # connections lost within FLAP_AFTER_CONNECT_S of being made, in a minute
+FLAP_AFTER_CONNECT_S = 10.0
+FLAP_SAY_EVERY_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,19 @@ class CollectorOptions:
         return [(topic, 1) for topic in [*shared, *fleet_filters(self.prefix, ("status",))]]
 
 
+def default_client_id(options: CollectorOptions, host: str | None = None) -> str:
+    """The same id on every start of the same collector: its session is durable.
+
+    The session holds this collector's share of the group's messages while it is away (up to
+    ``SESSION_EXPIRY_S``); a new random id on each start left them there, never delivered.
+    The host, share group and prefix tell collectors apart; two on one host in one group need
+    ``--client-id`` each (one id holds one session; see ``_note_loss``).
+    """
+    name = (host if host is not None else socket.gethostname()) or "host"
+    digest = hashlib.sha256(f"{options.share_group}\0{options.prefix}".encode()).hexdigest()
+    return f"iotids-collector-{name[:40]}-{digest[:8]}"
+
+
 class Collector:
     """Consumes a fleet into a :class:`Store` and a :class:`FleetMetrics`."""
 
@@ -80,8 +99,11 @@ class Collector:
         self._subscribed = threading.Event()
         self._store_failed = threading.Event()
         self.stored = 0  # messages this instance committed (not duplicates)
-        self._client_id = options.client_id or f"iotids-collector-{uuid.uuid4().hex[:10]}"
+        self._client_id = options.client_id or default_client_id(options)
         self._client: mqtt.Client | None = None
+        self._connected_at = 0.0  # monotonic time of the last CONNACK
+        self._early_losses: deque[float] = deque(maxlen=FLAP_LOSSES)
+        self._flap_said = -math.inf
 
     def _new_client(self) -> mqtt.Client:
         """A fresh paho client per connection: paho leaks its wake-up socket pair when one
@@ -153,6 +175,7 @@ class Collector:
             logger.error("collector: the broker refused the connection: %s", reason)
             return
         logger.info("collector: connected (session present: %s)", flags.session_present)
+        self._connected_at = time.monotonic()
         client.subscribe(self.options.subscriptions())
 
     def _on_subscribe(
@@ -179,6 +202,28 @@ class Collector:
     ) -> None:
         if reason.is_failure:
             logger.warning("collector: disconnected (%s); reconnecting", reason)
+            self._note_loss(time.monotonic())
+
+    def _note_loss(self, now: float) -> None:
+        """Say so when connections keep dying right after they are made.
+
+        Two collectors with one client id take the session from each other at every reconnect
+        (Mosquitto 2.0 closes the older connection without a reason code); nothing is lost, as
+        each acknowledges only what it stored, but the operator has to give each its own id.
+        """
+        if now - self._connected_at > FLAP_AFTER_CONNECT_S:
+            return
+        self._early_losses.append(now)
+        recent = len(self._early_losses) == FLAP_LOSSES and now - self._early_losses[0] < 60
+        if recent and now - self._flap_said > FLAP_SAY_EVERY_S:
+            self._flap_said = now
+            logger.error(
+                "collector: the connection was lost %d times in a minute, each right after it "
+                "was made: is another collector using client id %s? Give each its own "
+                "--client-id",
+                FLAP_LOSSES,
+                self._client_id,
+            )
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         if self._store_failed.is_set():

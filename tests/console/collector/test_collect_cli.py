@@ -97,3 +97,45 @@ def test_bad_arguments_are_one_line_naming_the_option_and_exit_2(
     assert process.returncode == 2, err
     assert names in err
     assert len(err.strip().splitlines()) == 1, err
+
+
+def _wait_for(process: subprocess.Popen[str], db: Path, table: str, rows: int) -> bool:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and process.poll() is None:
+        if db.exists() and _rows(db, table) >= rows:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.broker
+@pytest.mark.slow
+def test_a_collector_killed_and_started_again_gets_what_came_meanwhile(
+    mosquitto: Broker, tmp_path: Path
+) -> None:
+    # the default client id is the same on every start: the broker kept its share in its session
+    db = tmp_path / "fleet.sqlite"
+    broker = f"mqtt://{mosquitto.host}:{mosquitto.port}"
+    args = ("--broker", broker, "--db", str(db), "--metrics-port", "0")
+    first = _collect(*args)
+    try:
+        time.sleep(2.0)  # connected and subscribed
+        with Probe(mosquitto, client_id="gw") as gateway:
+            gateway.publish("iotids/gw-7/events", event("gw-7", "new", uuid.uuid4().hex))
+            assert _wait_for(first, db, "events", 1)
+            first.kill()
+            first.communicate()
+            for _ in range(5):  # while no collector runs
+                gateway.publish("iotids/gw-7/events", event("gw-7", "new", uuid.uuid4().hex))
+        again = _collect(*args)
+        try:
+            assert _wait_for(again, db, "events", 6)
+        finally:
+            again.send_signal(signal.SIGTERM)
+            _, err = again.communicate(timeout=15)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+    assert again.returncode == 0, err
+    assert _rows(db, "events") == 6

@@ -207,6 +207,40 @@ def test_a_message_that_breaks_its_handler_is_skipped_and_the_rest_goes_on(
     ]
 
 
+def test_two_collectors_with_one_client_id_are_told_apart_in_one_line(
+    mosquitto: Broker,
+    collectors: Callable[..., Collector],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # each takes the session from the other at every reconnect; Mosquitto 2.0 gives no reason
+    collectors(mosquitto, open_store(str(tmp_path / "a.db")), name="same")
+    second = Collector(
+        CollectorOptions(mosquitto.host, mosquitto.port, share_group="g", client_id="same"),
+        open_store(str(tmp_path / "b.db")),
+        FleetMetrics(),
+    )
+    second.start()
+    try:
+        said = "is another collector using client id same? Give each its own --client-id"
+        assert wait_until(lambda: said in caplog.text, 30.0)
+        assert caplog.text.count(said) == 1
+    finally:
+        second.stop()
+        second.store.close()
+
+
+def test_the_default_client_id_is_the_same_on_every_start() -> None:
+    from console.collector.consumer import default_client_id
+
+    options = CollectorOptions("broker", 1883)
+    assert default_client_id(options, "gw-ops") == default_client_id(options, "gw-ops")
+    assert default_client_id(options, "gw-ops").startswith("iotids-collector-gw-ops-")
+    other = CollectorOptions("broker", 1883, share_group="other")
+    assert default_client_id(other, "gw-ops") != default_client_id(options, "gw-ops")
+    assert len(default_client_id(options, "h" * 300)) == len("iotids-collector-") + 40 + 9
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
