@@ -18,6 +18,7 @@ import sys
 import threading
 
 from agent.broker_url import BrokerUrlError, parse_broker_url
+from agent.config_loader import MAX_CLIENT_ID_BYTES, utf8_len, valid_topic_prefix
 from agent.signals import stop_on_signals
 
 logger = logging.getLogger(__name__)
@@ -80,6 +81,18 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"--ca-file needs an mqtts:// broker URL, got {url}")
     if not 0 <= args.metrics_port <= 65535:
         return _fail(f"--metrics-port: must be 0..65535, got {args.metrics_port}")
+    if not valid_topic_prefix(args.prefix):
+        return _fail(
+            f"--prefix: a topic without '+', '#', NUL or a leading '$', got {args.prefix[:40]!r}"
+        )
+    if utf8_len(args.client_id) > MAX_CLIENT_ID_BYTES or set(args.client_id) & _BAD_GROUP_CHARS:
+        return _fail(
+            f"--client-id: at most {MAX_CLIENT_ID_BYTES} bytes without NUL, '+', '#' or '/', "
+            f"got {args.client_id[:40]!r}"
+        )
+    if args.db.removeprefix("sqlite://") in ("", ":memory:") or args.db.startswith("file:"):
+        # SQLite's private temporary database: gone at exit with every message it acknowledged
+        return _fail(f"--db: a database file path or a postgresql:// URL, got {args.db!r}")
     try:
         store = open_store(args.db)
     except StoreError as exc:
@@ -92,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
             server = serve(metrics, args.metrics_host, args.metrics_port)
         except OSError as exc:
             store.close()
-            return _fail(f"--metrics-port {args.metrics_port}: {exc.strerror or exc}")
+            where = f"--metrics-host {args.metrics_host} --metrics-port {args.metrics_port}"
+            return _fail(f"{where}: {exc.strerror or exc}")
     try:
         tls = url_tls_context(args.ca_file) if url.tls else None
     except (OSError, ssl.SSLError) as exc:

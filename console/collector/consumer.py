@@ -98,6 +98,7 @@ class Collector:
         self._clock = clock
         self._subscribed = threading.Event()
         self._store_failed = threading.Event()
+        self._store_down = False  # said once until a message is stored again
         self.stored = 0  # messages this instance committed (not duplicates)
         self._client_id = options.client_id or default_client_id(options)
         self._client: mqtt.Client | None = None
@@ -270,9 +271,20 @@ class Collector:
             self.metrics.store_up(False)
             # The redelivery of this message must not look like a duplicate of itself.
             self.parser.seen = Deduplicator()
-            logger.error("collector: could not store a %s message: %s", kind, exc)
+            # one line when the database fails, not one per retry while it stays down
+            say = logger.debug if self._store_down else logger.error
+            say(
+                "collector: could not store a %s message: %s (retried every %g s)",
+                kind,
+                exc,
+                RETRY_AFTER_STORE_ERROR_S,
+            )
+            self._store_down = True
             self._store_failed.set()
             return False
+        if self._store_down:
+            self._store_down = False
+            logger.warning("collector: the database takes messages again")
         self.metrics.store_up(True)
         self.metrics.message(kind, "stored" if stored else "duplicate")
         if stored:

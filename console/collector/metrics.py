@@ -20,6 +20,9 @@ logger = logging.getLogger(__name__)
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 MAX_DEVICES: Final = 20_000
+# Families are a small taxonomy, but a payload may name any: past this many, "other"
+MAX_CATEGORIES: Final = 64
+OTHER_CATEGORY: Final = "other"
 # Per-gateway figures from the stats payload that dashboards plot, with their metric names.
 GATEWAY_GAUGES: Final[Mapping[str, str]] = {
     "packets_per_s": "iotids_gateway_packets_per_second",
@@ -66,6 +69,7 @@ class FleetMetrics:
         self._bad: dict[str, int] = {}  # reason -> count
         self._events: dict[tuple[str, str], int] = {}  # (type, category) -> count
         self._incidents: dict[str, int] = {}  # category -> incidents opened
+        self._categories: set[str] = set()  # the label values in use, at most MAX_CATEGORIES
         self._gateways: dict[str, _Gateway] = {}
         self._untracked = 0
         self._store_up = True
@@ -89,13 +93,23 @@ class FleetMetrics:
     def event(self, event_type: str, category: str) -> None:
         """Count one stored event by lifecycle step and attack family."""
         with self._lock:
-            key = (event_type, category)
+            key = (event_type, self._category(category))
             self._events[key] = self._events.get(key, 0) + 1
 
     def incident(self, category: str) -> None:
         """Count one incident opened (a new detection that recurs none), by attack family."""
         with self._lock:
+            category = self._category(category)
             self._incidents[category] = self._incidents.get(category, 0) + 1
+
+    def _category(self, category: str) -> str:
+        """``category`` as a label value: each new one past MAX_CATEGORIES is ``other``."""
+        if category in self._categories:
+            return category
+        if len(self._categories) >= MAX_CATEGORIES:
+            return OTHER_CATEGORY
+        self._categories.add(category)
+        return category
 
     def heard(
         self,

@@ -19,7 +19,9 @@ migration.
 from __future__ import annotations
 
 import logging
+import random
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -238,35 +240,50 @@ class SqlStore:
         connect: Callable[[], Any],
         dialect: _Dialect,
         errors: tuple[type[BaseException], ...],
-        transient: tuple[type[BaseException], ...],
+        refusals: tuple[type[BaseException], ...],
+        same_file: Callable[[], bool] = lambda: True,
     ) -> None:
         self._connect = connect
         self._dialect = dialect
         self._errors = errors
-        self._transient = transient
+        # what the database says of one message's content; any other error is the database
+        # failing (down, locked, full, a damaged file): retried, never acknowledged as stored
+        self._refusals = refusals
+        self._same_file = same_file
         self._conn: Any = None
         self._event_sql = _event_sql(dialect)
         self._stats_sql = _stats_sql(dialect)
         self._seen_sql = _seen_sql(dialect)
         self._status_sql = _status_sql(dialect)
-        with self._transaction() as cur:
-            for statement in _tables(dialect):
+        with self._transaction():
+            pass  # connects, and makes or upgrades the tables
+
+    def _prepare(self, cur: _Cursor) -> None:
+        """The tables on every new connection: the file may be new since the last one."""
+        for statement in _tables(self._dialect):
+            cur.execute(statement)
+        cur.execute("SELECT * FROM events LIMIT 0")
+        if "incident" not in {column[0] for column in cur.description}:
+            for statement in _add_incident(self._dialect):
                 cur.execute(statement)
-            cur.execute("SELECT * FROM events LIMIT 0")
-            if "incident" not in {column[0] for column in cur.description}:
-                for statement in _add_incident(dialect):
-                    cur.execute(statement)
-            for statement in INDEXES:
-                cur.execute(statement)
+        for statement in INDEXES:
+            cur.execute(statement)
 
     @contextmanager
     def _transaction(self) -> Iterator[_Cursor]:
         """One transaction: commit on success, roll back and raise StoreError on failure."""
+        if self._conn is not None and not self._same_file():
+            self._drop_connection()
+            logger.warning("store: the database file was removed or replaced; opening it anew")
+            raise StoreError("the database file was removed or replaced")
         try:
+            fresh = self._conn is None
             if self._conn is None:
                 self._conn = self._connect()
             cur = self._conn.cursor()
             try:
+                if fresh:
+                    self._prepare(cur)
                 yield cur
                 self._conn.commit()
             finally:
@@ -274,7 +291,7 @@ class SqlStore:
         except self._errors as exc:
             self._drop_connection()
             text = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-            raise StoreError(text, retryable=isinstance(exc, self._transient)) from exc
+            raise StoreError(text, retryable=not isinstance(exc, self._refusals)) from exc
 
     def _drop_connection(self) -> None:
         """Roll back and forget the connection; the next write reconnects."""
@@ -323,16 +340,67 @@ class SqlStore:
             self._conn = None
 
 
-def sqlite_store(path: str | Path) -> SqlStore:
-    """The embedded default: one SQLite file (WAL, so readers never block the collector)."""
+WAL_CHECKPOINT_PAGES: Final = 256
+WAL_KEEP_BYTES: Final = 1 << 20
+OPEN_RETRY_S: Final = 10.0  # collectors starting together on one new file wait their turn
 
-    def connect() -> sqlite3.Connection:
-        conn = sqlite3.connect(str(path), timeout=10.0, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
+
+class _SqliteFile:
+    """Connections to one SQLite file, and whether the path still names the file they opened.
+
+    A connection keeps writing to a file deleted or moved away under it: every message would
+    be acknowledged into a file no one can read again.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._identity: tuple[int, int] | None = None
+
+    def connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=10.0, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            # a WAL kept small: left at SQLite's default it held ~4 MB of commits, enough to
+            # fill a small volume before any reached the database file
+            conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+            conn.execute(f"PRAGMA journal_size_limit={WAL_KEEP_BYTES}")
+            stat = self.path.stat()
+        except (sqlite3.Error, OSError):
+            conn.close()
+            raise
+        self._identity = (stat.st_dev, stat.st_ino)
         return conn
 
-    return SqlStore(connect, _SQLITE, (sqlite3.Error,), (sqlite3.OperationalError,))
+    def same(self) -> bool:
+        try:
+            stat = self.path.stat()
+        except OSError:
+            return False
+        return (stat.st_dev, stat.st_ino) == self._identity
+
+
+def sqlite_store(path: str | Path) -> SqlStore:
+    """The embedded default: one SQLite file (WAL, so readers never block the collector)."""
+    if str(path) in ("", ":memory:") or str(path).startswith("file:"):
+        # SQLite's private temporary or in-memory database: gone at exit, with all it acked
+        raise StoreError(f"a database file path is needed, got {str(path)!r}", retryable=False)
+    file = _SqliteFile(path)
+    refusals = (
+        sqlite3.IntegrityError,
+        sqlite3.DataError,
+        sqlite3.InterfaceError,
+        sqlite3.ProgrammingError,
+    )
+    deadline = time.monotonic() + OPEN_RETRY_S
+    while True:
+        try:
+            return SqlStore(file.connect, _SQLITE, (sqlite3.Error, OSError), refusals, file.same)
+        except StoreError as exc:
+            # a new file's schema is made under a lock SQLite does not wait for
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05 + 0.1 * random.random())  # noqa: S311 - jitter, not a secret
 
 
 def postgres_store(url: str) -> SqlStore:
@@ -345,8 +413,8 @@ def postgres_store(url: str) -> SqlStore:
     def connect() -> Any:
         return psycopg.connect(url, connect_timeout=10)
 
-    transient = (psycopg.OperationalError, psycopg.InterfaceError)
-    return SqlStore(connect, _POSTGRES, (psycopg.Error,), transient)
+    refusals = (psycopg.DataError, psycopg.IntegrityError)  # a dropped table is not one
+    return SqlStore(connect, _POSTGRES, (psycopg.Error,), refusals)
 
 
 def open_store(url: str) -> SqlStore:

@@ -87,12 +87,22 @@ def test_collect_stores_serves_metrics_and_stops_on_sigterm(
         (["--broker", "mqtt://x", "--share", "a/b"], "--share"),
         (["--broker", "mqtt://x", "--metrics-port", "70000"], "--metrics-port"),
         (["--broker", "mqtt://x", "--ca-file", "/nonexistent"], "--ca-file"),
+        # the two below hung for ever with a traceback in paho's thread
+        (["--broker", "mqtt://x", "--prefix", "#"], "--prefix"),
+        (["--broker", "mqtt://x", "--client-id", "x" * 70_000], "--client-id"),
+        # SQLite's private temporary database: every message acknowledged, then gone at exit
+        (["--broker", "mqtt://x", "--db", ""], "--db"),
+        (["--broker", "mqtt://x", "--db", "sqlite://"], "--db"),
+        (["--broker", "mqtt://x", "--db", ":memory:"], "--db"),
+        (["--broker", "mqtt://x", "--metrics-host", "no such host"], "--metrics-host"),
     ],
 )
 def test_bad_arguments_are_one_line_naming_the_option_and_exit_2(
     args: list[str], names: str, tmp_path: Path
 ) -> None:
-    process = _collect(*args, "--db", str(tmp_path / "x.sqlite"))
+    if "--db" not in args:
+        args = [*args, "--db", str(tmp_path / "x.sqlite")]
+    process = _collect(*args)
     _, err = process.communicate(timeout=30)
     assert process.returncode == 2, err
     assert names in err

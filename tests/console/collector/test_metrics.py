@@ -57,6 +57,26 @@ def test_hostile_device_ids_are_escaped_and_bounded() -> None:
     assert not any("cpu_percent" in name for name in samples)  # NaN figures are not kept
 
 
+def test_invented_categories_cannot_grow_the_series_without_bound() -> None:
+    from console.collector.metrics import MAX_CATEGORIES
+
+    metrics = FleetMetrics()
+    metrics.event("new", "flood")
+    for i in range(10_000):
+        metrics.event("new", f"made-up-{i}")
+        metrics.incident(f"made-up-{i}")
+    metrics.event("end", "flood")  # a family already in use keeps its own series
+    samples = _samples(metrics.render())
+    events = {k: v for k, v in samples.items() if k.startswith("iotids_events_total{")}
+    assert len(events) == MAX_CATEGORIES + 2  # new per category, other, end flood
+    assert (
+        samples['iotids_events_total{type="new",category="other"}'] == 10_000 - MAX_CATEGORIES + 1
+    )
+    assert samples['iotids_events_total{type="end",category="flood"}'] == 1
+    incidents = [k for k in samples if k.startswith("iotids_incidents_total{")]
+    assert len(incidents) == MAX_CATEGORIES
+
+
 def test_served_over_http_at_metrics_only() -> None:
     metrics = FleetMetrics()
     metrics.message("stats", "stored")
