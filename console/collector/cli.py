@@ -3,7 +3,7 @@
 Run one (or several, in one ``--share`` group) beside the broker::
 
     iotids collect --broker mqtt://broker:1883 --db postgresql://iotids@db/iotids \\
-        --metrics-port 9108 --share iotids-collectors
+        --metrics-port 9108 [--share iotids-collectors]
 
 Credentials come from ``IOTIDS_MQTT_USERNAME`` / ``IOTIDS_MQTT_PASSWORD``, never the URL.
 Runs until SIGTERM / SIGINT; exit 2 on bad arguments, 1 when the database cannot be opened.
@@ -45,9 +45,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics-host", default="127.0.0.1", help="address to serve /metrics on")
     parser.add_argument(
         "--share",
-        default="iotids-collectors",
         metavar="GROUP",
-        help="MQTT 5 shared-subscription group: collectors in one group split the fleet",
+        help="MQTT 5 shared-subscription group: collectors in one group split the fleet "
+        "(default: none, this collector takes every message)",
     )
     parser.add_argument("--prefix", default="iotids", help="the gateways' mqtt.topic_prefix")
     parser.add_argument(
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         url = parse_broker_url(args.broker)
     except BrokerUrlError as exc:
         return _fail(f"--broker: {exc}")
-    if not args.share or _BAD_GROUP_CHARS & set(args.share):
+    if args.share is not None and (not args.share or _BAD_GROUP_CHARS & set(args.share)):
         return _fail(f"--share: a group name without '/', '+', '#', got {args.share!r}")
     if args.ca_file and not url.tls:
         return _fail(f"--ca-file needs an mqtts:// broker URL, got {url}")
@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         host=url.host,
         port=url.port,
         prefix=args.prefix,
-        share_group=args.share,
+        share_group=args.share or "",
         client_id=args.client_id,
         username=username,
         password=password,
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     logger.info(
         "collect: %s (group %s) -> %s; metrics on %s",
         url,
-        args.share,
+        args.share or "none",
         "PostgreSQL" if args.db.startswith("postgres") else args.db,
         f"{args.metrics_host}:{args.metrics_port}/metrics" if server else "no port",
     )

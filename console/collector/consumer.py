@@ -54,7 +54,10 @@ class CollectorOptions:
     host: str
     port: int
     prefix: str = "iotids"
-    share_group: str = "iotids-collectors"
+    # "": plain subscriptions, one collector takes the whole fleet. A group splits the fleet
+    # between collectors, but Mosquitto 2.0 does not keep a session's shared subscriptions
+    # over a broker restart: what comes before the collector is back is not kept for it.
+    share_group: str = ""
     client_id: str = ""
     username: str | None = None
     password: str | None = None
@@ -62,8 +65,8 @@ class CollectorOptions:
     keepalive: int = 30
 
     def subscriptions(self) -> list[tuple[str, int]]:
-        """Shared events and stats, plain status."""
-        shared = fleet_filters(self.prefix, ("events", "stats"), share=self.share_group)
+        """Events and stats (shared in a group), status plain."""
+        shared = fleet_filters(self.prefix, ("events", "stats"), share=self.share_group or None)
         return [(topic, 1) for topic in [*shared, *fleet_filters(self.prefix, ("status",))]]
 
 

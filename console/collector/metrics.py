@@ -14,12 +14,14 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Final
+from typing import Any, Final
 
 logger = logging.getLogger(__name__)
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 MAX_DEVICES: Final = 20_000
+MAX_HTTP_CLIENTS: Final = 16  # /metrics connections served at once (a scraper needs one)
+HTTP_TIMEOUT_S: Final = 10.0
 # Families are a small taxonomy, but a payload may name any: past this many, "other"
 MAX_CATEGORIES: Final = 64
 OTHER_CATEGORY: Final = "other"
@@ -228,6 +230,7 @@ def _family(
 
 class _Handler(BaseHTTPRequestHandler):
     metrics: FleetMetrics  # set on the subclass made per server
+    timeout = HTTP_TIMEOUT_S  # an idle or trickling client is dropped, not held for ever
 
     def do_GET(self) -> None:
         if self.path.split("?", 1)[0] != "/metrics":
@@ -244,10 +247,38 @@ class _Handler(BaseHTTPRequestHandler):
         logger.debug("metrics http: %s", format % args)
 
 
+class _BoundedServer(ThreadingHTTPServer):
+    """At most ``MAX_HTTP_CLIENTS`` at once: past that a connection is closed at once.
+
+    Each client is a thread and a descriptor; idle connections held by the hundred used up
+    the collector's descriptors, and then it could not open a socket to its broker.
+    """
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(MAX_HTTP_CLIENTS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
 def serve(metrics: FleetMetrics, host: str, port: int) -> ThreadingHTTPServer:
     """Serve ``/metrics`` on ``host:port`` from a daemon thread; ``shutdown()`` stops it."""
     handler = type("MetricsHandler", (_Handler,), {"metrics": metrics})
-    server = ThreadingHTTPServer((host, port), handler)
+    server = _BoundedServer((host, port), handler)
     server.daemon_threads = True
     thread = threading.Thread(
         target=server.serve_forever, name="iotids-collector-metrics", daemon=True

@@ -241,6 +241,28 @@ def test_the_default_client_id_is_the_same_on_every_start() -> None:
     assert len(default_client_id(options, "h" * 300)) == len("iotids-collector-") + 40 + 9
 
 
+def test_without_a_group_what_came_over_a_broker_restart_waits_for_the_collector(
+    collectors: Callable[..., Collector], tmp_path: Path
+) -> None:
+    # Mosquitto 2.0 restores a session's plain subscriptions after a restart, not shared ones
+    broker = Broker(tmp_path / "persistent", persistence=True)
+    broker.start()
+    try:
+        store = open_store(str(tmp_path / "fleet.db"))
+        collector = collectors(broker, store, group="")
+        assert collector.options.subscriptions()[0] == ("iotids/+/events", 1)
+        collector.stop()
+        broker.restart()
+        sent = [uuid.uuid4().hex for _ in range(5)]
+        with Probe(broker, client_id="gw") as gateway:
+            for event_id in sent:
+                gateway.publish("iotids/gw-1/events", event("gw-1", "new", event_id))
+        collector.start()
+        assert wait_until(lambda: count(store, "SELECT count(*) FROM events") == len(sent))
+    finally:
+        broker.kill()
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":

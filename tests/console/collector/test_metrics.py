@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import urllib.error
 import urllib.request
 
@@ -92,6 +93,38 @@ def test_served_over_http_at_metrics_only() -> None:
         assert caught.value.code == 404
         caught.value.close()
     finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_idle_clients_are_bounded_and_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    # idle connections held by the hundred used up the collector's file descriptors
+    import socket
+    import threading
+
+    from console.collector import metrics as module
+
+    monkeypatch.setattr(module._Handler, "timeout", 1.0)
+    port = free_port()
+    server = serve(FleetMetrics(), HOST, port)
+    idle = []
+    try:
+        before = threading.active_count()
+        for _ in range(module.MAX_HTTP_CLIENTS + 10):
+            idle.append(socket.create_connection((HOST, port), timeout=5))
+        time.sleep(0.3)
+        assert threading.active_count() - before <= module.MAX_HTTP_CLIENTS
+        refused = idle[-1]
+        assert refused.recv(1) == b""  # closed at once, past the bound
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and threading.active_count() > before:
+            time.sleep(0.1)
+        assert threading.active_count() == before  # the idle ones timed out
+        with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=5) as reply:
+            assert reply.status == 200
+    finally:
+        for conn in idle:
+            conn.close()
         server.shutdown()
         server.server_close()
 
