@@ -59,6 +59,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ca-file", help="CA file for an mqtts:// broker (default: system)")
 
 
+def _utf8(text: str) -> bool:
+    """An argument that is UTF-8 (argv bytes that are not arrive as lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _fail(message: str) -> int:
     print(f"iotids collect: {message}", file=sys.stderr)  # noqa: T201 - the CLI's error line
     return 2
@@ -85,7 +94,11 @@ def run(args: argparse.Namespace) -> int:
         return _fail(
             f"--prefix: a topic without '+', '#', NUL or a leading '$', got {args.prefix[:40]!r}"
         )
-    if utf8_len(args.client_id) > MAX_CLIENT_ID_BYTES or set(args.client_id) & _BAD_GROUP_CHARS:
+    if (
+        not _utf8(args.client_id)
+        or utf8_len(args.client_id) > MAX_CLIENT_ID_BYTES
+        or (set(args.client_id) & _BAD_GROUP_CHARS)
+    ):
         return _fail(
             f"--client-id: at most {MAX_CLIENT_ID_BYTES} bytes without NUL, '+', '#' or '/', "
             f"got {args.client_id[:40]!r}"

@@ -108,6 +108,8 @@ class Collector:
         self._connected_at = 0.0  # monotonic time of the last CONNACK
         self._early_losses: deque[float] = deque(maxlen=FLAP_LOSSES)
         self._flap_said = -math.inf
+        self._quiet_connect = False  # a reconnect of our own for redelivery: not news
+        self._unreachable = False  # said the broker cannot be reached, until it can
 
     def _new_client(self) -> mqtt.Client:
         """A fresh paho client per connection: paho leaks its wake-up socket pair when one
@@ -124,6 +126,7 @@ class Collector:
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
         return client
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -152,7 +155,9 @@ class Collector:
         self.start()
         while not stop.wait(0.5):
             if self._store_failed.is_set() and not stop.wait(RETRY_AFTER_STORE_ERROR_S):
-                logger.warning("collector: reconnecting so the broker redelivers what failed")
+                # said once with the failure; a retry every few seconds is not news
+                logger.debug("collector: reconnecting so the broker redelivers what failed")
+                self._quiet_connect = True
                 self._store_failed.clear()
                 self.stop()
                 self.start()
@@ -178,7 +183,12 @@ class Collector:
         if reason.is_failure:
             logger.error("collector: the broker refused the connection: %s", reason)
             return
-        logger.info("collector: connected (session present: %s)", flags.session_present)
+        say = logger.debug if self._quiet_connect else logger.info
+        self._quiet_connect = False
+        if self._unreachable:
+            say = logger.warning
+            self._unreachable = False
+        say("collector: connected (session present: %s)", flags.session_present)
         self._connected_at = time.monotonic()
         client.subscribe(self.options.subscriptions())
 
@@ -195,6 +205,16 @@ class Collector:
             logger.error("collector: subscriptions refused: %s", ", ".join(refused))
             return
         self._subscribed.set()
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
+        """The broker cannot be reached: one line until a connection is made (paho retries)."""
+        if not self._unreachable:
+            self._unreachable = True
+            logger.warning(
+                "collector: cannot reach the broker at %s:%d; retrying",
+                self.options.host,
+                self.options.port,
+            )
 
     def _on_disconnect(
         self,
@@ -277,7 +297,7 @@ class Collector:
             # one line when the database fails, not one per retry while it stays down
             say = logger.debug if self._store_down else logger.error
             say(
-                "collector: could not store a %s message: %s (retried every %g s)",
+                "collector: could not store a message on %s: %s (retried every %g s)",
                 kind,
                 exc,
                 RETRY_AFTER_STORE_ERROR_S,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -267,6 +268,10 @@ class _BoundedServer(ThreadingHTTPServer):
         except BaseException:
             self._slots.release()
             raise
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # a scraper that hangs up mid-reply is not worth a traceback on stderr
+        logger.debug("metrics http: a client at %s failed: %s", client_address, sys.exc_info()[1])
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:

@@ -149,3 +149,20 @@ def test_a_collector_killed_and_started_again_gets_what_came_meanwhile(
             first.communicate()
     assert again.returncode == 0, err
     assert _rows(db, "events") == 6
+
+
+def test_a_client_id_that_is_not_utf8_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    command: list[str | bytes] = [sys.executable, "-m", "agent.cli", "collect"]
+    command += ["--broker", "mqtt://x", "--db", str(tmp_path / "x.sqlite")]
+    command += ["--client-id", b"gw-\xff"]  # argv bytes that are not UTF-8
+    process = subprocess.Popen(
+        command,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 2, err
+    assert err.startswith("iotids collect: --client-id:")
+    assert len(err.strip().splitlines()) == 1, err

@@ -263,6 +263,30 @@ def test_without_a_group_what_came_over_a_broker_restart_waits_for_the_collector
         broker.kill()
 
 
+def test_a_broker_that_cannot_be_reached_is_said_once_and_when_it_is_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    broker = Broker(tmp_path / "later", persistence=False)
+    collector = Collector(
+        CollectorOptions(broker.host, broker.port, client_id="c-late"),
+        open_store(str(tmp_path / "fleet.db")),
+        FleetMetrics(),
+    )
+    collector.start()
+    try:
+        unreachable = f"cannot reach the broker at {broker.host}:{broker.port}; retrying"
+        assert wait_until(lambda: unreachable in caplog.text, 10.0)
+        time.sleep(3.5)  # paho retries every 1-2 s here: still the one line
+        assert caplog.text.count(unreachable) == 1
+        broker.start()
+        assert collector.wait_subscribed(15.0)
+        assert "collector: connected (session present: False)" in caplog.text
+    finally:
+        collector.stop()
+        collector.store.close()
+        broker.kill()
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
