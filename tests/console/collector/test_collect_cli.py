@@ -10,6 +10,8 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,18 @@ def _collect(*args: str) -> subprocess.Popen[str]:
     )
 
 
+@contextmanager
+def _collecting(*args: str) -> Iterator[subprocess.Popen[str]]:
+    """``iotids collect`` running; killed on the way out if the test left it running."""
+    process = _collect(*args)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
 def _scrape(port: int) -> str:
     with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=2) as reply:
         return str(reply.read().decode())
@@ -47,8 +61,7 @@ def test_collect_stores_serves_metrics_and_stops_on_sigterm(
 ) -> None:
     db, port = tmp_path / "fleet.sqlite", free_port()
     broker = f"mqtt://{mosquitto.host}:{mosquitto.port}"
-    process = _collect("--broker", broker, "--db", str(db), "--metrics-port", str(port))
-    try:
+    with _collecting("--broker", broker, "--db", str(db), "--metrics-port", str(port)) as process:
         deadline = time.monotonic() + 30
         text = ""
         while time.monotonic() < deadline and "iotids_collector_store_up" not in text:
@@ -69,10 +82,6 @@ def test_collect_stores_serves_metrics_and_stops_on_sigterm(
         assert 'iotids_gateway_packets_per_second{device="gw-7"} 120.0' in text
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=15)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
     assert process.returncode == 0, err
     assert "Traceback" not in err
     assert _rows(db, "events") == 1
@@ -127,8 +136,7 @@ def test_a_collector_killed_and_started_again_gets_what_came_meanwhile(
     db = tmp_path / "fleet.sqlite"
     broker = f"mqtt://{mosquitto.host}:{mosquitto.port}"
     args = ("--broker", broker, "--db", str(db), "--metrics-port", "0")
-    first = _collect(*args)
-    try:
+    with _collecting(*args) as first:
         time.sleep(2.0)  # connected and subscribed
         with Probe(mosquitto, client_id="gw") as gateway:
             gateway.publish("iotids/gw-7/events", event("gw-7", "new", uuid.uuid4().hex))
@@ -137,16 +145,10 @@ def test_a_collector_killed_and_started_again_gets_what_came_meanwhile(
             first.communicate()
             for _ in range(5):  # while no collector runs
                 gateway.publish("iotids/gw-7/events", event("gw-7", "new", uuid.uuid4().hex))
-        again = _collect(*args)
-        try:
-            assert _wait_for(again, db, "events", 6)
-        finally:
-            again.send_signal(signal.SIGTERM)
-            _, err = again.communicate(timeout=15)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.communicate()
+    with _collecting(*args) as again:
+        assert _wait_for(again, db, "events", 6)
+        again.send_signal(signal.SIGTERM)
+        _, err = again.communicate(timeout=15)
     assert again.returncode == 0, err
     assert _rows(db, "events") == 6
 
