@@ -15,7 +15,9 @@ The recipe under test is ``--step 20p/1s --padding zeros --window 8 --partial-wi
 captures); the full run then trains the same folds with the recipe before it (``--step 20p``,
 no padding) and prints its totals.
 Run: ``python -m benchmarks.events [--quick] [--step 20p] [--padding none] [--partial-windows S]
-[--seed N]`` (``--seed``: the models' training seed, for the spread over seeds).
+[--seed N] [--after-benign S]`` (``--seed``: the models' training seed, for the spread over
+seeds; ``--after-benign``: each attack spliced after S s of the fold's benign capture, so it
+starts mid-stream as on a gateway).
 """
 
 from __future__ import annotations
@@ -132,13 +134,14 @@ def run(
     padding: str | None = None,
     partial: float | None = None,
     seed: int = 0,
+    after_benign: float = 0.0,
 ) -> list[dict[str, object]]:
     """The recipe under test per fold; the full run also measures the recipe before it."""
     if not shared_captures():
         return [_row("shared captures", "skipped", f"{DATASETS} absent", "")]
-    if step is not None or padding is not None or partial is not None:
+    if step is not None or padding is not None or partial is not None or after_benign > 0:
         share = PARTIAL if partial is None else partial
-        return run_recipe(quick, step or STEP, padding or PADDING, share, seed)
+        return run_recipe(quick, step or STEP, padding or PADDING, share, seed, after_benign)
     rows = run_recipe(quick, STEP, PADDING, PARTIAL, seed)
     if not quick:  # the same folds with the recipe before: totals only, for comparison
         before = run_recipe(quick, BEFORE_STEP, "none", 0.0, seed)
@@ -147,8 +150,29 @@ def run(
     return rows
 
 
+def spliced_captures(held: list[Path], folder: Path, seconds: float) -> tuple[Path, dict[str, int]]:
+    """Each held-out attack after ``seconds`` of the fold's benign capture, and their onsets.
+
+    The attack then starts mid-stream, as on a gateway, not at a stream's padded start. The
+    benign capture is not replayed on its own as well: its first ``seconds`` are in every file.
+    """
+    from benchmarks.capture_splice import splice
+    from training.datasets.captures import label_from_name
+    from training.events import is_benign
+
+    folder.mkdir(parents=True)
+    (benign,) = [p for p in held if is_benign(label_from_name(p))]
+    onsets = {}
+    for attack in held:
+        if attack == benign:
+            continue
+        name = f"{label_from_name(attack)}-after-benign.pcapng"
+        onsets[name] = splice(benign, seconds, attack, folder / name) + ONSETS.get(attack.name, 0)
+    return folder, onsets
+
+
 def run_recipe(
-    quick: bool, step: str, padding: str, partial: float, seed: int = 0
+    quick: bool, step: str, padding: str, partial: float, seed: int = 0, after_benign: float = 0.0
 ) -> list[dict[str, object]]:
     """Train per fold, replay the held-out captures, return the event-level figures."""
     from agent.bundle import load_bundle, load_public_key
@@ -159,6 +183,7 @@ def run_recipe(
     recipe = f"cnn {step} window {WINDOW} padding {padding}"
     recipe += f" partial {partial:g}" if padding == "zeros" else ""
     recipe += f" seed {seed}" if seed else ""
+    recipe += f" after {after_benign:g} s of benign" if after_benign > 0 else ""
     attacks: list[dict[str, Any]] = []
     benign_s, alarms = 0.0, 0
     began = time.perf_counter()
@@ -174,8 +199,11 @@ def run_recipe(
             for warning in summary.get("warnings", []):
                 rows.append(_row(f"fold {i} training", "warning", warning, ""))
             loaded = load_bundle(bundle, [load_public_key(public)])
-            held_folder = link_captures(held_paths, folder / "held")
-            onsets = {name: n for name, n in ONSETS.items() if name in held}
+            if after_benign > 0:
+                held_folder, onsets = spliced_captures(held_paths, folder / "held", after_benign)
+            else:
+                held_folder = link_captures(held_paths, folder / "held")
+                onsets = {name: n for name, n in ONSETS.items() if name in held}
             (held_folder / ONSETS_FILE).write_text(json.dumps(onsets), encoding="utf-8")
             result = evaluate_events(loaded, held_folder)
             for c in result["captures"]:
@@ -261,8 +289,18 @@ def main() -> None:
         "--partial-windows", type=float, help=f"only with this share (default {PARTIAL})"
     )
     parser.add_argument("--seed", type=int, default=0, help="the models' training seed (0)")
+    parser.add_argument(
+        "--after-benign",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="each attack after S s of the fold's benign capture: mid-stream, not a stream start",
+    )
     args = parser.parse_args()
-    for row in run(args.quick, args.step, args.padding, args.partial_windows, args.seed):
+    rows = run(
+        args.quick, args.step, args.padding, args.partial_windows, args.seed, args.after_benign
+    )
+    for row in rows:
         value = row["value"]
         text = f"{value:.3f}" if isinstance(value, float) else str(value)
         print(f"{row['case']:<50} {row['metric']:<32} {text} {row['unit']} {row['target']}")
