@@ -95,6 +95,7 @@ def train_fold(
     epochs: int,
     partial: float = 0.0,
     seed: int = 0,
+    transition: float = 0.0,
 ) -> tuple[Path, Path, dict[str, Any]]:
     """CNN on ``train`` captures -> signed int8 bundle; (bundle, public key, metrics)."""
     from agent.quiet import quiet_tensorflow
@@ -114,6 +115,7 @@ def train_fold(
         "window": WINDOW,
         "padding": padding,
         "partial_windows": partial if padding == "zeros" else 0.0,
+        "transition_windows": transition,
         "epochs": epochs,
         "seed": seed,
         "units": 16,
@@ -135,13 +137,17 @@ def run(
     partial: float | None = None,
     seed: int = 0,
     after_benign: float = 0.0,
+    transition: float = 0.0,
 ) -> list[dict[str, object]]:
     """The recipe under test per fold; the full run also measures the recipe before it."""
     if not shared_captures():
         return [_row("shared captures", "skipped", f"{DATASETS} absent", "")]
-    if step is not None or padding is not None or partial is not None or after_benign > 0:
+    given = (step, padding, partial)
+    if any(v is not None for v in given) or after_benign > 0 or transition > 0:
         share = PARTIAL if partial is None else partial
-        return run_recipe(quick, step or STEP, padding or PADDING, share, seed, after_benign)
+        return run_recipe(
+            quick, step or STEP, padding or PADDING, share, seed, after_benign, transition
+        )
     rows = run_recipe(quick, STEP, PADDING, PARTIAL, seed)
     if not quick:  # the same folds with the recipe before: totals only, for comparison
         before = run_recipe(quick, BEFORE_STEP, "none", 0.0, seed)
@@ -172,7 +178,13 @@ def spliced_captures(held: list[Path], folder: Path, seconds: float) -> tuple[Pa
 
 
 def run_recipe(
-    quick: bool, step: str, padding: str, partial: float, seed: int = 0, after_benign: float = 0.0
+    quick: bool,
+    step: str,
+    padding: str,
+    partial: float,
+    seed: int = 0,
+    after_benign: float = 0.0,
+    transition: float = 0.0,
 ) -> list[dict[str, object]]:
     """Train per fold, replay the held-out captures, return the event-level figures."""
     from agent.bundle import load_bundle, load_public_key
@@ -184,6 +196,7 @@ def run_recipe(
     recipe += f" partial {partial:g}" if padding == "zeros" else ""
     recipe += f" seed {seed}" if seed else ""
     recipe += f" after {after_benign:g} s of benign" if after_benign > 0 else ""
+    recipe += f" transitions {transition:g}" if transition > 0 else ""
     attacks: list[dict[str, Any]] = []
     benign_s, alarms = 0.0, 0
     began = time.perf_counter()
@@ -194,7 +207,7 @@ def run_recipe(
             train = [p for n, p in captures.items() if n not in held]
             folder = Path(tmp) / f"fold{i}"
             epochs = 8 if quick else 15
-            trained = train_fold(train, folder, step, padding, epochs, partial, seed)
+            trained = train_fold(train, folder, step, padding, epochs, partial, seed, transition)
             bundle, public, summary = trained
             for warning in summary.get("warnings", []):
                 rows.append(_row(f"fold {i} training", "warning", warning, ""))
@@ -296,9 +309,22 @@ def main() -> None:
         metavar="S",
         help="each attack after S s of the fold's benign capture: mid-stream, not a stream start",
     )
+    parser.add_argument(
+        "--transition-windows",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="train with this share of transition copies (iotids train --transition-windows)",
+    )
     args = parser.parse_args()
     rows = run(
-        args.quick, args.step, args.padding, args.partial_windows, args.seed, args.after_benign
+        args.quick,
+        args.step,
+        args.padding,
+        args.partial_windows,
+        args.seed,
+        args.after_benign,
+        args.transition_windows,
     )
     for row in rows:
         value = row["value"]

@@ -39,6 +39,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="share S of windows near a stream's start copied with padded first steps (0)",
     )
     parser.add_argument(
+        "--transition-windows",
+        type=float,
+        help="share S of attack windows near a run's start copied with benign first steps: "
+        "an attack after the site's traffic (0)",
+    )
+    parser.add_argument(
         "--onset-weight",
         type=float,
         help="weight x on windows ending in an attack's first 2 steps: decide early (1)",

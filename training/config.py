@@ -76,6 +76,8 @@ class TrainConfig:
     # share of the training windows near a recording's or attack's start that get a copy with
     # their first k steps padded as the gateway pads a new stream (0: off)
     partial_windows: float = 0.0
+    # a share of near-start attack windows copied with benign steps first (mid-stream starts)
+    transition_windows: float = 0.0
     strict: bool = False  # a class with too few windows is an error, not a warning
     # multi-worker training: JSON cluster spec (a file, or inline) and this worker's index;
     # the data is a folder of `iotids features --out` recordings (dataset "features")
@@ -196,6 +198,11 @@ def _check_partial(config: TrainConfig) -> None:
         raise ConfigError("train.partial_windows: needs padding = 'zeros' (the gateway pads then)")
     if share > 0 and (config.stream or config.dataset == "features"):
         raise ConfigError("train.partial_windows: only the in-memory trainer adds padded copies")
+    share = config.transition_windows
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
+        raise ConfigError(f"train.transition_windows: must be in [0, 1], got {share!r}")
+    if share > 0 and (config.stream or config.dataset == "features"):
+        raise ConfigError("train.transition_windows: only the in-memory trainer adds copies")
 
 
 def _check_mapping(path: str) -> None:

@@ -40,6 +40,8 @@ class Partial:
     horizon_steps: int
     candidates: int
     copies: int
+    transition_share: float = 0.0
+    transitions: int = 0  # attack windows whose first steps were taken from benign windows
 
     def to_dict(self) -> dict[str, float | int | str]:
         return {
@@ -48,6 +50,8 @@ class Partial:
             "candidates": self.candidates,
             "copies": self.copies,
             "pad": "the agent's lead_in rows (scaled image of an all-zero step)",
+            "transition_share": self.transition_share,
+            "transitions": self.transitions,
         }
 
 
@@ -89,20 +93,67 @@ def augment(
     return chosen, copies, Partial(share, horizon, len(near), len(chosen))
 
 
-def apply(prepared: Prepared, share: float, seed: int) -> Partial:
-    """Append padded copies to the training split of ``prepared`` (its other splits untouched)."""
+def transitions(
+    x: npt.NDArray[np.float32],
+    position: npt.NDArray[np.int64],
+    y: npt.NDArray[np.int64],
+    benign: int,
+    share: float,
+    seed: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """Copies of a share of the near-start attack windows whose first k steps are benign.
+
+    On a gateway an attack starts after the site's own traffic: its first windows hold the
+    last benign steps and then the attack's. Recordings of one class each never show that, so
+    a copy takes its first k steps (k from 1..T-1) from the end of a random benign window.
+    """
+    length = x.shape[1]
+    near = np.flatnonzero((position >= 0) & (position < HORIZON_WINDOWS * length) & (y != benign))
+    sources = np.flatnonzero(y == benign)
+    if length < 2 or not len(sources):
+        near = near[:0]
+    rng = np.random.default_rng([seed, 0x7A])
+    chosen = np.sort(rng.permutation(near)[: round(share * len(near))]).astype(np.int64)
+    copies = np.empty((len(chosen), *x.shape[1:]), x.dtype)
+    for i, row in enumerate(chosen.tolist()):
+        k = int(rng.integers(1, length))
+        source = x[int(rng.choice(sources))]
+        copies[i] = np.concatenate((source[length - k :], x[row][k:]), axis=0)
+    return chosen, copies
+
+
+def apply(prepared: Prepared, share: float, seed: int, transition_share: float = 0.0) -> Partial:
+    """Append padded (and transition) copies to the training split; other splits untouched."""
     x = prepared.x["train"]
     n, length, width = len(x), prepared.spec.window, prepared.spec.features
     fill = prepared.scaler.transform(np.zeros((1, width), np.float32))[0]
     windows = x.reshape(n, length, width)  # cnn inputs carry a channel axis, the others not
     chosen, copies, account = augment(windows, prepared.position["train"], share, fill, seed)
+    if transition_share > 0 and prepared.benign is not None:
+        y = prepared.y["train"]
+        labels = y if y.ndim == 1 else np.argmax(y, axis=1)
+        more, extra = transitions(
+            windows, prepared.position["train"], labels, prepared.benign, transition_share, seed
+        )
+        chosen, copies = np.concatenate((chosen, more)), np.concatenate((copies, extra))
+        account = Partial(
+            share,
+            account.horizon_steps,
+            account.candidates,
+            account.copies,
+            transition_share,
+            len(more),
+        )
     prepared.x["train"] = np.concatenate((x, copies.reshape(len(copies), *x.shape[1:])))
     for field in (prepared.y, prepared.block, prepared.position):
         field["train"] = np.concatenate((field["train"], field["train"][chosen]))
     logger.info(
-        "partial windows: %d padded copies of %d training windows near a run's start (share %g)",
+        "partial windows: %d padded copies of %d training windows near a run's start (share %g)"
+        "; %d with benign steps first (share %g)",
         account.copies,
         account.candidates,
         share,
+        account.transitions,
+        transition_share,
     )
     return account

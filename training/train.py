@@ -201,8 +201,11 @@ def prepare(
         windows_of(prepared, x_scaled, y_all, ranges, the_split.rows[name], name)
     prepared.counts = {n: split.per_class_counts(prepared.y[n], labels) for n in split.SPLITS}
     prepared.too_few = split.warn_small(prepared.counts)
-    if config.partial_windows > 0 and dataset.sequential:  # after the counts: real windows only
-        prepared.partial = partial.apply(prepared, config.partial_windows, config.seed).to_dict()
+    extra = config.partial_windows > 0 or config.transition_windows > 0
+    if extra and dataset.sequential:  # after the counts: real windows only
+        prepared.partial = partial.apply(
+            prepared, config.partial_windows, config.seed, config.transition_windows
+        ).to_dict()
     _log_split(prepared)
     return prepared
 
