@@ -33,6 +33,7 @@ MODULES = (
     "benchmarks.openset",
     "benchmarks.events",
     "benchmarks.partial_windows",
+    "benchmarks.transition_windows",
     "benchmarks.unknown_edge",
     "benchmarks.cross_site",
     "benchmarks.training_quality",
