@@ -114,11 +114,16 @@ def run(args: argparse.Namespace) -> int:
         "replay": _replay,
         "calibrate": calibrate,
     }
+    from agent.config_loader import SourceUnavailable
+
     try:
         result: int = actions[args.agent_command](args)
     except (ConfigError, BundleError) as exc:
         print(f"iotids agent: {exc}", file=sys.stderr)  # noqa: T201 - the CLI talks to its user
         return EXIT_USAGE
+    except SourceUnavailable as exc:
+        print(f"iotids agent: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
     return result
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from agent.bundle import Bundle, BundleError
 from agent.config import AgentConfig, ConfigError, ModelConfig
+from agent.config_loader import DEVICE_AWAY, SourceUnavailable
 from agent.health import Health
 from agent.inference import (
     Debounce,
@@ -134,9 +135,13 @@ class App:
         for i, source in enumerate(self.config.sources):
             try:
                 sources[source.name] = open_source(source, self.config)
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, OverflowError, TypeError) as exc:
                 for opened in sources.values():
                     opened.close()
+                if isinstance(exc, OSError) and exc.errno in DEVICE_AWAY:
+                    # the interface may come back (a USB NIC, a bridge made later): exit 1 so
+                    # a service manager starts the agent again, not 2, which it is told not to
+                    raise SourceUnavailable(f"sources[{i}] ({source.name}): {exc}") from None
                 raise ConfigError(f"sources[{i}] ({source.name}): {exc}") from None
         return sources
 

@@ -9,6 +9,7 @@ a bad one must be refused at load, not by the broker after the agent has started
 from __future__ import annotations
 
 import dataclasses
+import errno
 import math
 import types
 import typing
@@ -22,6 +23,14 @@ T = TypeVar("T")
 # below that (and short enough for log lines and Home Assistant's entity ids).
 MAX_TOPIC_BYTES = 1024
 MAX_CLIENT_ID_BYTES = 256
+
+
+# an interface that is missing or down now: a runtime condition, not a mistake in the config
+DEVICE_AWAY = frozenset({errno.ENODEV, errno.ENXIO, errno.ENETDOWN})
+
+
+class SourceUnavailable(RuntimeError):
+    """A source's device is missing or down at start (exit 1, so it is started again)."""
 
 
 class ConfigError(ValueError):

@@ -18,6 +18,10 @@ _NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 MAX_MAPPED_VALUES = 64
 
 
+# the kernel pins a live-ring buffer in RAM: 256 MiB is far past a gateway's need (8 MiB)
+MAX_BUFFER_BYTES = 256 * 1024 * 1024
+
+
 @dataclass(frozen=True)
 class PcapOptions:
     """``kind = "pcap"``: replay a pcap/pcapng file, as fast as possible or paced by timestamps."""
@@ -59,9 +63,9 @@ class LiveOptions:
             f"must be in (0, 10] seconds, got {self.batch_timeout}",
         )
         check(
-            self.buffer_bytes >= 65536,
+            65536 <= self.buffer_bytes <= MAX_BUFFER_BYTES,
             "buffer_bytes",
-            f"must be >= 65536, got {self.buffer_bytes}",
+            f"must be 65536..{MAX_BUFFER_BYTES}, got {self.buffer_bytes}",
         )
 
 

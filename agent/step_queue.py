@@ -32,16 +32,21 @@ class DropOldestQueue(Generic[T]):
         self.dropped = 0
 
     def put(self, item: T) -> int:
-        """Add ``item``; returns how many old items were dropped to make room."""
+        """Add ``item``; returns the weight of the old items dropped to make room.
+
+        For steps queued in batches that is the steps dropped, as the stats say, not batches.
+        """
         weight = self._weigh(item)
         with self._cond:
-            dropped = 0
+            dropped = dropped_weight = 0
             while self._items and self._weight + weight > self.maxsize:
-                self._weight -= self._items.popleft()[1]
+                old = self._items.popleft()[1]
+                self._weight -= old
                 dropped += 1
+                dropped_weight += old
             self.dropped += dropped
             self._append(item, weight)
-            return dropped
+            return dropped_weight
 
     def put_wait(self, item: T, stop: threading.Event) -> bool:
         """Add ``item`` once there is room (file replay never drops); False if stopped first."""

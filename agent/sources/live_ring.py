@@ -12,8 +12,10 @@ soon as their frames are decoded; drops still come from ``PACKET_STATISTICS``.
 from __future__ import annotations
 
 import ctypes
+import errno
 import logging
 import mmap
+import os
 import select
 import socket
 import struct
@@ -132,6 +134,16 @@ class RingSource(LiveSource):
                 self._u32[(base + 8) >> 2] = TP_STATUS_KERNEL
             self._held.clear()
 
+    def _raise_socket_error(self) -> None:
+        """The socket's pending error as OSError: the link went down or its device is gone.
+
+        ``poll`` reports it at once on every call until it is read, so leaving it there spun a
+        core for as long as the link stayed down; raised, the source is restarted (or the agent
+        stops) as the ``live`` source's errors are.
+        """
+        code = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        raise OSError(code or errno.ENETDOWN, os.strerror(code or errno.ENETDOWN))
+
     def _receive(  # type: ignore[override]
         self, deadline: float
     ) -> tuple[
@@ -146,8 +158,14 @@ class RingSource(LiveSource):
                 if parts:
                     break  # decode what is here rather than wait for more
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self._poll.poll(max(1, int(remaining * 1000))):
+                ready = self._poll.poll(max(1, int(remaining * 1000))) if remaining > 0 else []
+                if not ready:
                     break
+                if any(
+                    event & (select.POLLERR | select.POLLHUP | select.POLLNVAL)
+                    for _, event in ready
+                ):
+                    self._raise_socket_error()
                 continue
             count = int(self._u32[(base + 12) >> 2])
             pos = base + int(self._u32[(base + 16) >> 2])

@@ -247,9 +247,11 @@ def test_the_step_queue_is_bounded_by_steps_not_batches() -> None:
     q: DropOldestQueue[list[int]] = DropOldestQueue(10, weigh=len)
     assert q.put([1] * 4) == 0
     assert q.put([2] * 4) == 0
-    assert q.put([3] * 4) == 1  # 12 steps > 10: the oldest batch goes
+    # the steps dropped come back (the stats count steps): 12 steps > 10, the oldest batch goes
+    assert q.put([3] * 4) == 4
     assert q.weight == 8
-    assert q.put([4] * 30) == 2  # heavier than the capacity: accepted alone
+    assert q.put([4] * 30) == 8  # heavier than the capacity: accepted alone
+    assert q.dropped == 3  # batches
     assert q.weight == 30
     assert q.get(0.01) == [4] * 30
 

@@ -158,6 +158,16 @@ def test_defaults_fill_absent_tables() -> None:
             "sources[0].interface: must be an interface name",
         ),
         (
+            # setsockopt and the ring's struct failed with a traceback past these
+            _base(
+                sources=[
+                    {"name": "r", "kind": "live-ring", "interface": "eth0"}
+                    | {"buffer_bytes": 2**31}
+                ]
+            ),
+            "sources[0].buffer_bytes: must be 65536..268435456, got 2147483648",
+        ),
+        (
             _base(sources=[{"name": "m", "kind": "mqtt-sensors", "topics": [{"topic": "t"}]}]),
             "sources[0].topics[0].sensor: required",
         ),

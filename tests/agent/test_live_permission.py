@@ -1,4 +1,4 @@
-"""Live capture without CAP_NET_RAW: one line saying so and how to grant it, exit 2.
+"""Live capture that cannot start: no CAP_NET_RAW (exit 2, how to grant it), no interface (exit 1).
 
 The agent runs as a real subprocess with the capability dropped from its bounding set by
 ``capsh`` (as a user without the capability would run it), not with a mocked socket.
@@ -45,3 +45,28 @@ def test_live_capture_without_cap_net_raw_says_how_to_grant_it(tmp_path: Path) -
     assert "iotids-agent.service" in line
     assert f"sudo setcap cap_net_raw+ep {os.path.realpath(sys.executable)}" in line
     assert "Errno" not in line
+
+
+def test_an_interface_missing_at_start_exits_1_so_it_is_started_again(tmp_path: Path) -> None:
+    # exit 2 is a config error the unit never restarts on; a USB NIC or a bridge may come later
+    if os.geteuid() != 0:
+        pytest.skip("opening a packet socket needs root here")
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        f'[agent]\ndevice_id = "gw"\nstate_dir = "{tmp_path / "state"}"\n'
+        '[mqtt]\nenabled = false\n[[sources]]\nname = "lan"\nkind = "live"\n'
+        'interface = "ivnone0"\n'
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "agent", "run", "--config", str(config)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("iotids agent: sources[0] (lan): ")
+    assert "No such device" in lines[0]

@@ -77,3 +77,25 @@ def test_ring_source_takes_a_burst_of_mixed_sizes_without_loss(
     assert not source.stats.malformed
     udp = values[:, TRAFFIC_V1.index("udp")].sum()
     assert arrived - 10 <= udp <= 5001  # a few received frames are ARP / neighbour discovery
+
+
+def test_a_link_that_goes_down_raises_rather_than_spinning(veth_pair: tuple[str, str]) -> None:
+    # poll reports the socket's pending error at once on every call: unread, it spun a core
+    _ns, host_if = veth_pair
+    config = _config({"name": "lan", "kind": "live-ring", "interface": host_if, "step": "0.5s"})
+    source = open_source(config.sources[0], config)
+    try:
+        subprocess.run(["ip", "link", "set", host_if, "down"], check=True, timeout=10)
+        began = time.process_time()
+        raised = None
+        for _ in range(20):
+            try:
+                source.read(timeout=0.1)
+            except OSError as exc:
+                raised = exc
+                break
+        assert raised is not None
+        assert time.process_time() - began < 1.0
+    finally:
+        source.close()
+        subprocess.run(["ip", "link", "set", host_if, "up"], check=False, timeout=10)

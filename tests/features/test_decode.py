@@ -142,6 +142,18 @@ def test_ipv6_extension_chain_is_walked_to_the_transport_header() -> None:
     assert r["frag"] == 0
 
 
+def test_a_chain_longer_than_the_walk_is_still_counted_at_the_ip_layer() -> None:
+    # hosts deliver a datagram behind 9 destination-options headers; skipping the packet whole
+    # hid that traffic from every feature
+    extensions = [craft.destination_options()] * 9
+    packet = craft.ipv6(PROTO_UDP, craft.udp(546, 547, b"d" * 12), extensions=extensions)
+    table, malformed = craft.decode([(229, packet)])
+    assert malformed == {}
+    r = craft.row(table)
+    assert r["ip_len"] == len(packet)
+    assert (r["sport"], r["dport"]) == (0, 0)  # the transport header is not reached
+
+
 def test_ipv6_fragments_with_hop_by_hop_and_routing() -> None:
     segment = craft.tcp(2000, 443, TCP_SYN, b"s" * 40)
     head = [craft.hop_by_hop(16), craft.routing(2)]
