@@ -10,6 +10,7 @@ bounded under floods; the decider merges steps' summaries when it emits an event
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import ipaddress
 from collections import Counter
@@ -150,13 +151,22 @@ class StepEvidence(Sequence[Evidence | None]):
     dropped once every step is summarised.
     """
 
-    __slots__ = ("_columns", "_ends", "_found", "_k", "_missing")
+    __slots__ = ("_columns", "_ends", "_exact", "_found", "_k", "_missing")
 
-    def __init__(self, table: PacketTable, ends: npt.NDArray[np.int64], k: int = TOP_K) -> None:
+    def __init__(
+        self,
+        table: PacketTable,
+        ends: npt.NDArray[np.int64],
+        k: int = TOP_K,
+        exact: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None,
+    ) -> None:
         count = int(ends[-1]) if len(ends) else 0
         self._columns: _EvidenceColumns | None = _EvidenceColumns.of(table, slice(0, count)).copy()
         self._ends = np.asarray(ends, np.int64)
         self._k = k
+        # per step packets and bytes counted by the featurizer, when ``table`` holds only part of
+        # the steps' packets (a long step under a flood): the top lists come from that part
+        self._exact = exact
         self._found: list[Evidence | None] = [None] * len(ends)
         self._missing = np.ones(len(ends), bool)
 
@@ -199,10 +209,18 @@ class StepEvidence(Sequence[Evidence | None]):
         found = _columns_evidence(self._columns.rows(first, last), step, stop - start, self._k)
         for offset, evidence in enumerate(found):
             if self._missing[start + offset]:
-                self._found[start + offset] = evidence
+                self._found[start + offset] = self._counted(start + offset, evidence)
         self._missing[start:stop] = False
         if not self._missing.any():
             self._columns = None  # every step summarised: the packets can go
+
+    def _counted(self, index: int, evidence: Evidence | None) -> Evidence | None:
+        if self._exact is None:
+            return evidence
+        packets, byte_count = int(self._exact[0][index]), int(self._exact[1][index])
+        if not packets:
+            return evidence
+        return dataclasses.replace(evidence or Evidence(), packets=packets, bytes=byte_count)
 
 
 class EvidenceChain(Sequence[Evidence | None]):

@@ -20,6 +20,9 @@ from agent.sources import StepBatch
 
 logger = logging.getLogger(__name__)
 
+# packets of unfinished time steps held for their evidence (~70 bytes each: ~18 MiB)
+MAX_OPEN_PACKETS = 1 << 18
+
 
 class TrafficStepper:
     """Feeds packet tables to a TrafficFeaturizer and pairs every finished step with evidence."""
@@ -31,11 +34,26 @@ class TrafficStepper:
         self.feature_set = TRAFFIC_V1
         self._featurizer = TrafficFeaturizer(step)
         self._pending: list[PacketTable] = []  # packets of steps not finished yet
+        self._held = 0  # packets in _pending
+        self._trimmed = False  # some packets of the pending steps are not held (too many)
+        self._trim_end_ns = 0  # the time of the last packet left out
+        self.trimmed_packets = 0  # packets counted in features but left out of evidence
 
     def push(self, table: PacketTable) -> StepBatch:
         """Add decoded packets (time-ordered); returns the steps they finished."""
-        if len(table):
-            self._pending.append(table)
+        kept = table
+        if self.step.kind == "time" and self._held + len(table) > MAX_OPEN_PACKETS:
+            # A long time step under a flood held every packet for its evidence (~70 bytes
+            # each, without bound): past the cap the features still count every packet, the
+            # evidence's top lists come from the first MAX_OPEN_PACKETS and its counts from
+            # the featurizer.
+            kept = table.take(slice(0, max(MAX_OPEN_PACKETS - self._held, 0)))
+            self.trimmed_packets += len(table) - len(kept)
+            self._trimmed = True
+            self._trim_end_ns = int(table.ts_ns[-1])
+        if len(kept):
+            self._pending.append(kept)
+            self._held += len(kept)
         return self._batch(self._featurizer.push(table))
 
     def advance(self, now_ns: int) -> StepBatch:
@@ -52,11 +70,20 @@ class TrafficStepper:
         values = np.asarray(steps.values, np.float32)
         if starts.shape[0] == 0:
             return StepBatch(starts, values)
-        evidence = self._evidence(starts, np.asarray(steps.packets, np.int64))
+        counts = np.asarray(steps.packets, np.int64)
+        exact = None
+        if self._trimmed:
+            byte_counts = np.rint(values[:, self.feature_set.index("bytes")]).astype(np.int64)
+            exact = (counts, byte_counts)
+        evidence = self._evidence(starts, counts, exact)
         return StepBatch(starts, values, evidence)
 
-    def _evidence(self, starts: Any, counts: Any) -> Sequence[Evidence | None]:
+    def _evidence(
+        self, starts: Any, counts: Any, exact: tuple[Any, Any] | None = None
+    ) -> Sequence[Evidence | None]:
         """Evidence per finished step; the packets of those steps leave the pending list."""
+        if not self._pending:
+            self._pending = [PacketTable.empty()]
         table = PacketTable.concat(self._pending) if len(self._pending) != 1 else self._pending[0]
         if self.step.kind == "time":
             bounds = np.searchsorted(table.ts_ns, starts + self.step.size_ns, side="left")
@@ -65,7 +92,10 @@ class TrafficStepper:
             # an idle step holds none: the counts alone cut the pending packets
             bounds = np.minimum(np.cumsum(counts), len(table))
         ends = np.maximum.accumulate(bounds)
-        found = StepEvidence(table, ends)
+        found = StepEvidence(table, ends, exact=exact)
         rest = table.take(slice(int(ends[-1]), None))
         self._pending = [rest] if len(rest) else []
+        self._held = len(rest)
+        if self._trimmed and int(starts[-1]) + self.step.size_ns > self._trim_end_ns:
+            self._trimmed = False  # the step that held the last packet left out has closed
         return found

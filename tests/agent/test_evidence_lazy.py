@@ -97,9 +97,11 @@ def _strip(events: list[Any]) -> list[dict[str, Any]]:
     return comparable(e.to_dict() for e in events)
 
 
-def _eager(self: TrafficStepper, starts: Any, counts: Any) -> tuple[Evidence | None, ...]:
+def _eager(
+    self: TrafficStepper, starts: Any, counts: Any, exact: Any = None
+) -> tuple[Evidence | None, ...]:
     """Every step summarised as soon as it closes (how the stepper worked before)."""
-    return tuple(_lazy_evidence(self, starts, counts))
+    return tuple(_lazy_evidence(self, starts, counts, exact))
 
 
 _lazy_evidence = TrafficStepper._evidence
