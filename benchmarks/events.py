@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.rows import print_rows
 from benchmarks.rows import row as table_row
 
 REPO = Path(__file__).resolve().parents[1]
@@ -326,10 +327,7 @@ def main() -> None:
         args.after_benign,
         args.transition_windows,
     )
-    for row in rows:
-        value = row["value"]
-        text = f"{value:.3f}" if isinstance(value, float) else str(value)
-        print(f"{row['case']:<50} {row['metric']:<32} {text} {row['unit']} {row['target']}")
+    print_rows(rows)
 
 
 if __name__ == "__main__":

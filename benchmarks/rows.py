@@ -15,3 +15,12 @@ def row(
         "unit": unit,
         "target": target,
     }
+
+
+def print_rows(rows: list[dict[str, object]], case_width: int = 50, metric_width: int = 32) -> None:
+    """A benchmark's rows as aligned lines (``python -m benchmarks.<name>`` run alone)."""
+    for r in rows:
+        value = r["value"]
+        text = f"{value:.3f}" if isinstance(value, float) else str(value)
+        case, metric = f"{r['case']:<{case_width}}", f"{r['metric']:<{metric_width}}"
+        print(f"{case} {metric} {text} {r['unit']} {r['target']}")

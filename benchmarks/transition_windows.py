@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.rows import print_rows
 from benchmarks.rows import row as table_row
 
 NAME = "transition_windows"
@@ -147,10 +148,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one fold, one seed, fewer epochs")
     args = parser.parse_args()
-    for row in run(args.quick):
-        value = row["value"]
-        text = f"{value:.3f}" if isinstance(value, float) else str(value)
-        print(f"{row['case']:<28} {row['metric']:<44} {text} {row['unit']} {row['target']}")
+    print_rows(run(args.quick), 28, 44)
 
 
 if __name__ == "__main__":
