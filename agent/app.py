@@ -135,7 +135,7 @@ class App:
         for i, source in enumerate(self.config.sources):
             try:
                 sources[source.name] = open_source(source, self.config)
-            except (OSError, ValueError, OverflowError, TypeError) as exc:
+            except (OSError, ValueError) as exc:
                 for opened in sources.values():
                     opened.close()
                 if isinstance(exc, OSError) and exc.errno in DEVICE_AWAY:
