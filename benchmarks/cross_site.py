@@ -61,6 +61,9 @@ SITE_SEEDS = {"demo network": (463, 464), "other site": (473, 474)}
 TARGET = "<= 1 /day"
 
 
+TRANSITION = 0.0  # transition copies in the recipe (--transition-windows; not the default)
+
+
 def _row(case: str, metric: str, value: object, unit: str, target: str = "") -> dict[str, object]:
     return table_row(NAME, case, metric, value, unit, target)
 
@@ -131,6 +134,7 @@ def run(quick: bool = False) -> list[dict[str, object]]:
                 )
                 one_model(tally, folder, train, attacks, stretches, seed)
     recipe = f"cnn {STEP} window {WINDOW} partial {PARTIAL:g}, {len(seeds) * len(folds)} models"
+    recipe += f", transitions {TRANSITION:g}" if TRANSITION else ""
     rows = [r for name in SITE_SEEDS for r in site_rows(tally, name, f"{name}, {recipe}")]
     rows.append(_row(recipe, "held-out attacks, signed", *_tally(tally.attacks["signed"])))
     rows.append(_row(recipe, "train+replay", time.perf_counter() - began, "s"))
@@ -230,7 +234,7 @@ def _trained(train: list[Path], folder: Path, seed: int) -> Bundle:
     from agent.bundle import load_bundle, load_public_key
     from benchmarks.events import PARTIAL, STEP, train_fold
 
-    path, key, _ = train_fold(train, folder, STEP, "zeros", 15, PARTIAL, seed)
+    path, key, _ = train_fold(train, folder, STEP, "zeros", 15, PARTIAL, seed, TRANSITION)
     return load_bundle(path, [load_public_key(key)])
 
 
@@ -292,7 +296,16 @@ def main() -> None:
     quiet_tensorflow()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one fold, one seed, 10 min sites")
+    parser.add_argument(
+        "--transition-windows",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="train the recipe with this share of transition copies (0: the recipe as it is)",
+    )
     args = parser.parse_args()
+    global TRANSITION  # a measurement of the recipe with them, before it is the default
+    TRANSITION = args.transition_windows
     print_table(run(args.quick))
 
 
