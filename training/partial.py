@@ -130,10 +130,13 @@ def apply(prepared: Prepared, share: float, seed: int, transition_share: float =
     windows = x.reshape(n, length, width)  # cnn inputs carry a channel axis, the others not
     chosen, copies, account = augment(windows, prepared.position["train"], share, fill, seed)
     if transition_share > 0 and prepared.benign is not None:
-        y = prepared.y["train"]
-        labels = y if y.ndim == 1 else np.argmax(y, axis=1)
         more, extra = transitions(
-            windows, prepared.position["train"], labels, prepared.benign, transition_share, seed
+            windows,
+            prepared.position["train"],
+            prepared.y["train"],  # class indexes
+            prepared.benign,
+            transition_share,
+            seed,
         )
         chosen, copies = np.concatenate((chosen, more)), np.concatenate((copies, extra))
         account = Partial(

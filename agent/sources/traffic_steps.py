@@ -82,8 +82,6 @@ class TrafficStepper:
         self, starts: Any, counts: Any, exact: tuple[Any, Any] | None = None
     ) -> Sequence[Evidence | None]:
         """Evidence per finished step; the packets of those steps leave the pending list."""
-        if not self._pending:
-            self._pending = [PacketTable.empty()]
         table = PacketTable.concat(self._pending) if len(self._pending) != 1 else self._pending[0]
         if self.step.kind == "time":
             bounds = np.searchsorted(table.ts_ns, starts + self.step.size_ns, side="left")

@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from agent.mqtt_client import env_credentials, url_tls_context
     from console.collector.consumer import Collector, CollectorOptions
     from console.collector.metrics import FleetMetrics, serve
-    from console.collector.store import StoreError, open_store
+    from console.collector.store import StoreError, open_store, vanishes
 
     try:
         url = parse_broker_url(args.broker)
@@ -103,8 +103,7 @@ def run(args: argparse.Namespace) -> int:
             f"--client-id: at most {MAX_CLIENT_ID_BYTES} bytes without NUL, '+', '#' or '/', "
             f"got {args.client_id[:40]!r}"
         )
-    if args.db.removeprefix("sqlite://") in ("", ":memory:") or args.db.startswith("file:"):
-        # SQLite's private temporary database: gone at exit with every message it acknowledged
+    if vanishes(args.db):
         return _fail(f"--db: a database file path or a postgresql:// URL, got {args.db!r}")
     try:
         store = open_store(args.db)

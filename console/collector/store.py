@@ -380,10 +380,16 @@ class _SqliteFile:
         return (stat.st_dev, stat.st_ino) == self._identity
 
 
+def vanishes(url: str) -> bool:
+    """A ``--db`` that SQLite opens as its private temporary or in-memory database: gone at
+    exit with every message the collector acknowledged into it."""
+    path = url.removeprefix("sqlite://")
+    return path in ("", ":memory:") or path.startswith("file:")
+
+
 def sqlite_store(path: str | Path) -> SqlStore:
     """The embedded default: one SQLite file (WAL, so readers never block the collector)."""
-    if str(path) in ("", ":memory:") or str(path).startswith("file:"):
-        # SQLite's private temporary or in-memory database: gone at exit, with all it acked
+    if vanishes(str(path)):
         raise StoreError(f"a database file path is needed, got {str(path)!r}", retryable=False)
     file = _SqliteFile(path)
     refusals = (
