@@ -10,14 +10,15 @@ attack's start; at most 2 detections per attack capture); a miss says so. An att
 its capture's first packet, or the packet ``ONSETS`` names when the capture opens with traffic
 that is not yet the attack.
 
-The recipe under test is ``--step 20p/1s --padding zeros --window 8 --partial-windows 1``
-(the share chosen on generated traffic by ``benchmarks.partial_windows``, never on these
-captures); the full run then trains the same folds with the recipe before it (``--step 20p``,
-no padding) and prints its totals.
+The recipe under test is ``--step 20p/1s --padding zeros --window 8 --partial-windows 1
+--transition-windows 1`` (each share chosen on generated traffic, by
+``benchmarks.partial_windows`` and ``benchmarks.transition_windows``, never on these captures);
+the full run then trains the same folds with the recipe before it (``--step 20p``, no padding)
+and prints its totals.
 Run: ``python -m benchmarks.events [--quick] [--step 20p] [--padding none] [--partial-windows S]
-[--seed N] [--after-benign S]`` (``--seed``: the models' training seed, for the spread over
-seeds; ``--after-benign``: each attack spliced after S s of the fold's benign capture, so it
-starts mid-stream as on a gateway).
+[--transition-windows S] [--seed N] [--after-benign S]`` (``--seed``: the models' training
+seed, for the spread over seeds; ``--after-benign``: each attack spliced after S s of the fold's
+benign capture, so it starts mid-stream as on a gateway).
 """
 
 from __future__ import annotations
@@ -61,6 +62,9 @@ ONSETS = {"malformed-train.pcap": 16}
 STEP, PADDING, WINDOW = "20p/1s", "zeros", 8
 # padded copies of windows near a run's start; chosen on generated traffic (partial_windows.py)
 PARTIAL = 1.0
+# attack windows whose first steps are benign ones; chosen on generated traffic
+# (transition_windows.py)
+TRANSITION = 1.0
 BEFORE_STEP = "20p"  # the recipe before time-limited steps and padded windows (no padding)
 
 
@@ -138,18 +142,19 @@ def run(
     partial: float | None = None,
     seed: int = 0,
     after_benign: float = 0.0,
-    transition: float = 0.0,
+    transition: float | None = None,
 ) -> list[dict[str, object]]:
     """The recipe under test per fold; the full run also measures the recipe before it."""
     if not shared_captures():
         return [_row("shared captures", "skipped", f"{DATASETS} absent", "")]
-    given = (step, padding, partial)
-    if any(v is not None for v in given) or after_benign > 0 or transition > 0:
+    given = (step, padding, partial, transition)
+    if any(v is not None for v in given) or after_benign > 0:
         share = PARTIAL if partial is None else partial
+        copies = TRANSITION if transition is None else transition
         return run_recipe(
-            quick, step or STEP, padding or PADDING, share, seed, after_benign, transition
+            quick, step or STEP, padding or PADDING, share, seed, after_benign, copies
         )
-    rows = run_recipe(quick, STEP, PADDING, PARTIAL, seed)
+    rows = run_recipe(quick, STEP, PADDING, PARTIAL, seed, 0.0, TRANSITION)
     if not quick:  # the same folds with the recipe before: totals only, for comparison
         before = run_recipe(quick, BEFORE_STEP, "none", 0.0, seed)
         per_capture = ("opening", "first alarm", "detections", "incidents", "warning")
@@ -313,9 +318,8 @@ def main() -> None:
     parser.add_argument(
         "--transition-windows",
         type=float,
-        default=0.0,
         metavar="S",
-        help="train with this share of transition copies (iotids train --transition-windows)",
+        help=f"only with this share of transition copies (default {TRANSITION})",
     )
     args = parser.parse_args()
     rows = run(
