@@ -16,6 +16,8 @@ import threading
 import time
 from typing import Final, TextIO
 
+from agent.printable import printable
+
 FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 ROOM: Final = 10_000  # lines; a few MB at most
 
@@ -44,6 +46,16 @@ class _DroppingHandler(logging.Handler):
             self.lines.put_nowait(line)
         except queue.Full:
             self.dropped += 1
+
+
+class _OneLineFormatter(logging.Formatter):
+    """A message is one line of printable text: a logged value from the network (a topic, a
+    pushed bundle's claimed key) could otherwise forge a line in journald or act on a terminal.
+    A traceback, appended after the message, keeps its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = printable(record.message)
+        return super().formatMessage(record)
 
 
 _active: queue.Queue[str | None] | None = None  # the queue configure_logging set up
@@ -79,7 +91,7 @@ def configure_logging(level: int) -> None:
         return
     lines: queue.Queue[str | None] = queue.Queue(ROOM)
     handler = _DroppingHandler(lines)
-    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.setFormatter(_OneLineFormatter(FORMAT))
     root.addHandler(handler)
     root.setLevel(level)
     global _active

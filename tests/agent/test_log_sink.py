@@ -72,3 +72,32 @@ def test_drain_writes_every_queued_line_before_the_caller_speaks() -> None:
     lines = done.stderr.splitlines()
     assert lines[-1] == "DONE"
     assert sum("line " in line for line in lines) == 2000
+
+
+def test_a_logged_value_cannot_forge_a_line_or_reach_the_terminal_raw() -> None:
+    # a topic or a pushed bundle's field, logged as a value: one line, its controls escaped;
+    # a traceback still has its lines
+    code = (
+        "import logging\n"
+        "from agent.log_sink import configure_logging, drain\n"
+        "configure_logging(logging.INFO)\n"
+        "log = logging.getLogger('t')\n"
+        "log.warning('refused: %s', 'x\\n2026-01-01 00:00:00,000 INFO forged\\x1b]0;t\\x07')\n"
+        "try:\n"
+        "    raise ValueError('boom')\n"
+        "except ValueError:\n"
+        "    log.exception('failed')\n"
+        "drain(timeout=10.0)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    lines = done.stderr.splitlines()
+    assert lines[0].endswith(
+        "WARNING t: refused: x\\x0a2026-01-01 00:00:00,000 INFO forged\\x1b]0;t\\x07"
+    )
+    assert not any(line.startswith("2026-01-01") for line in lines)
+    assert "\x1b" not in done.stderr
+    assert lines[1].endswith("ERROR t: failed")
+    assert lines[2] == "Traceback (most recent call last):"
+    assert lines[-1] == "ValueError: boom"
