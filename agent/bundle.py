@@ -433,12 +433,20 @@ def check_signature(
 
 
 def _claimed_key_id(manifest_bytes: bytes) -> str:
-    """The key id an (unverified) manifest claims, for error messages only."""
+    """The key id an (unverified) manifest claims, for error messages only.
+
+    Whoever pushed the bundle wrote it, and the refusal goes to the log and the retained model
+    topic: only the shape of a real key id (16 hex digits, ``agent.keys.key_id``) is repeated.
+    """
     try:
         claimed = json.loads(manifest_bytes).get("key_id")
     except (ValueError, AttributeError, RecursionError):  # unsigned bytes: anything goes
         return "unknown (manifest unreadable)"
-    return claimed if isinstance(claimed, str) else "unknown"
+    if not isinstance(claimed, str):
+        return "unknown"
+    if len(claimed) != 16 or any(c not in "0123456789abcdef" for c in claimed):
+        return "unknown (not a key id)"
+    return claimed
 
 
 def check_model_hash(manifest: Manifest, model_content: bytes) -> None:

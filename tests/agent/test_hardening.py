@@ -228,6 +228,31 @@ def test_a_deeply_nested_unsigned_manifest_is_refused_in_one_line(tmp_path: Path
         load_bundle(out.getvalue(), [public.read_bytes()])
 
 
+@pytest.mark.parametrize(
+    "claimed",
+    ["x" * 5000 + "\n2026-12-07 12:00:00,000 INFO forged\x1b]0;t\x07", "ABCDEF0123456789"],
+)
+def test_an_unsigned_manifest_claiming_a_key_id_that_is_not_one_is_not_repeated(
+    tmp_path: Path, claimed: str
+) -> None:
+    # whoever pushed the bundle wrote key_id; the refusal reaches the log and the model topic
+    import io
+    import json
+    import zipfile
+
+    from tests.agent.bundles import new_key
+
+    _, public = new_key(tmp_path)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("manifest.json", json.dumps({"key_id": claimed}))
+        archive.writestr("model.tflite", b"TFL3")
+        archive.writestr("manifest.sig", bytes(64))
+    with pytest.raises(BundleError) as refused:
+        load_bundle(out.getvalue(), [public.read_bytes()])
+    assert str(refused.value) == "bundle signature: signed by untrusted key unknown (not a key id)"
+
+
 def test_a_broken_configured_bundle_with_a_good_saved_one_resumes_the_saved(
     kit: FloodKit, tmp_path: Path
 ) -> None:
