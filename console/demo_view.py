@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, TextIO
 
 from agent.contract import Deduplicator, Topics, decode
+from agent.printable import printable
 
 logger = logging.getLogger(__name__)
 
@@ -249,8 +250,10 @@ class LiveView:
         when = event.get("start") if event.get("type") == "new" else event.get("end")
         lag_ms = (time.time() - float(event.get("time", time.time()))) * 1000
         line = (
-            f"  {_clock(float(when or 0))}  {event['type']:<4} {event.get('source', '?'):<10} "
-            f"{event.get('label', '?'):<20} score {float(event.get('score', 0)):.3f} "
+            f"  {_clock(float(when or 0))}  {event['type']:<4} "
+            f"{printable(str(event.get('source', '?')), 64):<10} "
+            f"{printable(str(event.get('label', '?')), 64):<20} "
+            f"score {float(event.get('score', 0)):.3f} "
             f"(delivered in {lag_ms:.0f} ms)"
         )
         self._write(line)
@@ -289,7 +292,7 @@ def _cell(value: Any, digits: int = 2) -> str:
         return "-"
     if isinstance(value, float):
         return f"{value:.{digits}f}"
-    return str(value)
+    return printable(str(value), 64)  # labels and sources came over MQTT
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:

@@ -31,8 +31,18 @@ from agent.contract import (
     parse_status,
     split_topic,
 )
+from agent.printable import printable
 
-__all__ = ["DEFAULT_PREFIX", "SEEN_IDS", "Detection", "Fleet", "Gateway", "describe", "fmt"]
+__all__ = [
+    "DEFAULT_PREFIX",
+    "SEEN_IDS",
+    "Detection",
+    "Fleet",
+    "Gateway",
+    "describe",
+    "fmt",
+    "shown",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +51,14 @@ OTHER_LABELS_SHOWN: Final = 3
 SILENCED_SHOWN: Final = 6
 # what a label may look like on the operator's screen; anything else is not echoed
 _LABEL: Final = re.compile(r"[\w.+:/-]{1,64}")
+NAME_SHOWN: Final = 64  # characters of a device id, label, category or bundle id on screen
+REASON_SHOWN: Final = 160  # of a model update's result and reason
+
+
+def shown(value: object, limit: int = NAME_SHOWN) -> str:
+    """A publisher's string as the screen and the change lines show it: control characters
+    escaped (``agent.printable``), at most ``limit`` characters."""
+    return printable(str(value), limit)
 
 
 def _number(value: object) -> float | None:
@@ -231,7 +249,7 @@ class Fleet:
         if status == gateway.status:
             return []
         gateway.status = status
-        return [f"{gateway.device} {status}"]
+        return [f"{shown(gateway.device)} {shown(status)}"]
 
     def _event(self, gateway: Gateway, event: dict[str, Any]) -> list[str]:
         """Open, refresh or close a detection; a repeated message id changes nothing."""
@@ -264,7 +282,7 @@ class Fleet:
             gateway.active.pop(key, None)
         else:
             gateway.active[key] = detection
-        return [f"{gateway.device} detection {phase} {describe(detection)}"]
+        return [f"{shown(gateway.device)} detection {phase} {describe(detection)}"]
 
     def _stats(self, gateway: Gateway, stats: dict[str, Any]) -> list[str]:
         """Latest figures; the outbox depth comes nested from the MQTT sink."""
@@ -274,7 +292,7 @@ class Fleet:
         if figures == gateway.stats:
             return []
         gateway.stats = figures
-        return [f"{gateway.device} stats {_stats_text(figures)}"]
+        return [f"{shown(gateway.device)} stats {_stats_text(figures)}"]
 
     def _model(self, gateway: Gateway, model: dict[str, Any]) -> list[str]:
         """The active bundle and the result of the last update attempt (retained)."""
@@ -290,14 +308,14 @@ class Fleet:
         if summary == gateway.model:
             return []
         gateway.model = summary
-        line = f"{gateway.device} model {summary['bundle_id']}"
+        line = f"{shown(gateway.device)} model {shown(summary['bundle_id'])}"
         if summary["kernels"]:
             line += f" on {summary['kernels']} kernels"
         if summary["calibration"]:
             line += f", {summary['calibration']}"
         if isinstance(last, dict):
-            line += f" (last update {last.get('result', '?')}"
-            line += f": {last['reason']})" if last.get("reason") else ")"
+            line += f" (last update {shown(last.get('result', '?'), REASON_SHOWN)}"
+            line += f": {shown(last['reason'], REASON_SHOWN)})" if last.get("reason") else ")"
         return [line]
 
 
@@ -335,13 +353,14 @@ def describe(detection: Detection) -> str:
     recurrence says so: ``... [detection id] back, 3rd time (incident first id)``."""
     score = "?" if detection.score is None else f"{detection.score:.2f}"
     others = [name for name in detection.labels if name != detection.label][:OTHER_LABELS_SHOWN]
-    also = f" (also {', '.join(others)})" if others else ""
+    also = f" (also {', '.join(map(shown, others))})" if others else ""
     text = (
-        f"{detection.category}: {detection.label}{also} score {score} [{detection.detection[:12]}]"
+        f"{shown(detection.category)}: {shown(detection.label)}{also} score {score}"
+        f" [{shown(detection.detection, 12)}]"
     )
     if detection.recurrence > 0:
         time = ordinal(detection.recurrence + 1)
-        text += f" back, {time} time (incident {detection.incident[:12]})"
+        text += f" back, {time} time (incident {shown(detection.incident, 12)})"
     return text
 
 

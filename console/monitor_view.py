@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Final, Protocol, TextIO
 
-from console.monitor_state import Fleet, describe, fmt
+from console.monitor_state import Fleet, describe, fmt, shown
 
 ACTIVITY_LINES: Final = 8
 
@@ -53,12 +53,12 @@ def render(fleet: Fleet, now: float, header: str, colour: bool = False) -> str:
     ]
     for name in sorted(fleet.gateways):
         gateway = fleet.gateways[name]
-        status = f"{gateway.status:<8}"
+        status = f"{shown(gateway.status, 8):<8}"
         if gateway.status in ("online", "offline"):
             status = _paint(status, _GREEN if gateway.status == "online" else _RED, colour)
-        model = (gateway.model or {}).get("bundle_id") or "-"
+        model = shown((gateway.model or {}).get("bundle_id") or "-")
         lines.append(
-            f"{name[:20]:<20} {status} {_ago(gateway.last_seen, now):>5}"
+            f"{shown(name, 20):<20} {status} {_ago(gateway.last_seen, now):>5}"
             f" {fmt(gateway.stats.get('packets_per_s')):>9}"
             f" {fmt(gateway.stats.get('latency_ms_p50'), 2):>7}"
             f" {fmt(gateway.stats.get('latency_ms_p99'), 2):>7}"
@@ -69,7 +69,7 @@ def render(fleet: Fleet, now: float, header: str, colour: bool = False) -> str:
     for device, detection in sorted(active, key=lambda item: item[1].start or 0.0):
         lines.append(
             _paint(
-                f"  {device:<20} since {clock(detection.start)}  {describe(detection)}",
+                f"  {shown(device):<20} since {clock(detection.start)}  {describe(detection)}",
                 _YELLOW,
                 colour,
             )
@@ -80,7 +80,7 @@ def render(fleet: Fleet, now: float, header: str, colour: bool = False) -> str:
     for device, detection in recent[: fleet.recent]:
         ended = "active" if detection.end is None else f"ended {clock(detection.end)}"
         when = clock(detection.start or detection.end)
-        lines.append(f"  {when}  {device:<20} {describe(detection)}  {ended}")
+        lines.append(f"  {when}  {shown(device):<20} {describe(detection)}  {ended}")
     return "\n".join(lines)
 
 

@@ -177,3 +177,23 @@ def test_the_agent_config_the_demo_writes_is_valid(tmp_path: Path) -> None:
     assert config.mqtt.tls is not None
     assert config.agent.state_dir == str(tmp_path / "agent-state")
     assert config.agent.trusted_keys == (str(tmp_path / "keys" / "demo.pub"),)
+
+
+def test_the_live_view_and_the_summary_show_a_publishers_label_escaped() -> None:
+    # the demo's broker is anonymous on loopback: any local client may publish an event
+    import io
+
+    from console.demo_view import LiveView, _table
+
+    out = io.StringIO()
+    view = LiveView("127.0.0.1", 1, "gw", out=out)
+    hostile = "syn\x1b]52;c;aWQ=\x07\x1b[2J" + "x" * 500
+    view._event(_event("new", "a", hostile, T0, source="t\nforged line"))
+    printed = out.getvalue()
+    assert printed.count("\n") == 1
+    assert printed[:-1].isprintable()
+    assert "syn\\x1b]52;c;aWQ=\\x07\\x1b[2J" in printed
+    assert len(printed) < 200
+    table = "\n".join(_table(["source", "label"], [("traffic", hostile)]))  # the summary's
+    assert "\x1b" not in table
+    assert len(table) < 300
