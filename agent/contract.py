@@ -61,6 +61,11 @@ PUBLISHED_KINDS: Final[tuple[Kind, ...]] = ("status", "events", "stats", "model"
 MAX_PAYLOAD_BYTES: Final = 1 << 20
 # Bounded memory for de-duplication: far more ids than a fleet sends between two replays.
 SEEN_IDS: Final = 50_000
+# What a consumer keeps of a publisher's strings: ids (device, event, detection, incident) and
+# names (labels, categories). The agent's own are far shorter; a consumer refuses or cuts longer
+# ones, so one payload cannot make it hold (or remember SEEN_IDS times) a megabyte.
+MAX_ID_CHARS: Final = 128
+MAX_NAME_CHARS: Final = 200
 
 
 @dataclass(frozen=True)

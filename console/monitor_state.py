@@ -22,6 +22,8 @@ from agent.calibration import silenced as calibration_silenced
 from agent.contract import (
     DEFAULT_PREFIX,
     KERNELS,
+    MAX_ID_CHARS,
+    MAX_NAME_CHARS,
     SEEN_IDS,
     Deduplicator,
     Kind,
@@ -53,12 +55,20 @@ SILENCED_SHOWN: Final = 6
 _LABEL: Final = re.compile(r"[\w.+:/-]{1,64}")
 NAME_SHOWN: Final = 64  # characters of a device id, label, category or bundle id on screen
 REASON_SHOWN: Final = 160  # of a model update's result and reason
+# Open detections kept per gateway: one publisher inventing detection ids must not grow the
+# monitor (or its screen) without bound; past it the oldest leaves the active list.
+MAX_ACTIVE: Final = 256
 
 
 def shown(value: object, limit: int = NAME_SHOWN) -> str:
     """A publisher's string as the screen and the change lines show it: control characters
     escaped (``agent.printable``), at most ``limit`` characters."""
     return printable(str(value), limit)
+
+
+def _kept(value: object, limit: int = MAX_NAME_CHARS) -> str:
+    """A publisher's string as the monitor keeps it: at most ``limit`` characters."""
+    return str(value)[:limit]
 
 
 def _number(value: object) -> float | None:
@@ -95,20 +105,20 @@ class Detection:
 
     def refresh(self, event: Mapping[str, Any]) -> None:
         """Take the newer figures of an ``update`` / ``end`` message."""
-        self.label = str(event.get("label", self.label))
-        self.category = str(event.get("category", self.category))
+        self.label = _kept(event.get("label", self.label))
+        self.category = _kept(event.get("category", self.category))
         labels = event.get("labels")
         if isinstance(labels, Mapping):
             # hostile input: only label -> count pairs, and only a few of them
             counts = {
-                str(k): int(n)
+                _kept(k): int(n)
                 for k, n in ((k, _number(v)) for k, v in labels.items())
                 if n is not None and math.isfinite(n)
             }
             self.labels = dict(sorted(counts.items(), key=lambda kv: -kv[1])[:16])
         recurrence, incident = _number(event.get("recurrence")), event.get("incident")
         if recurrence is not None and 0 < recurrence < 1e9 and isinstance(incident, str):
-            self.recurrence, self.incident = int(recurrence), incident[:64]
+            self.recurrence, self.incident = int(recurrence), incident[:MAX_ID_CHARS]
         score, start = _number(event.get("score")), _number(event.get("start"))
         self.score = self.score if score is None else score
         self.start = self.start if start is None else start
@@ -259,19 +269,22 @@ class Fleet:
             logger.debug("monitor: event without id or type from %s", gateway.device)
             return []
         message_id, phase = key_phase
+        if len(message_id) > MAX_ID_CHARS:  # remembered SEEN_IDS times: bounded, as the collector
+            self.malformed += 1
+            return []
         if not self._seen.first_time(f"{gateway.device}/{message_id}"):
             gateway.duplicates += 1
             return []
         gateway.events += 1
-        key = str(event.get("detection") or message_id)
+        key = _kept(event.get("detection") or message_id, MAX_ID_CHARS)
         detection = gateway.active.get(key) or gateway.recent.get(key)
         if detection is None:
             detection = Detection(
                 key,
-                label=str(event.get("label", "?")),
-                category=str(event.get("category", "?")),
-                source=str(event.get("source", "")),
-                model=str(event.get("model", "")),
+                label=_kept(event.get("label", "?")),
+                category=_kept(event.get("category", "?")),
+                source=_kept(event.get("source", "")),
+                model=_kept(event.get("model", "")),
                 score=_number(event.get("score")),
                 start=_number(event.get("start")),
             )
@@ -282,6 +295,8 @@ class Fleet:
             gateway.active.pop(key, None)
         else:
             gateway.active[key] = detection
+            while len(gateway.active) > MAX_ACTIVE:
+                gateway.active.pop(next(iter(gateway.active)))
         return [f"{shown(gateway.device)} detection {phase} {describe(detection)}"]
 
     def _stats(self, gateway: Gateway, stats: dict[str, Any]) -> list[str]:
@@ -297,9 +312,14 @@ class Fleet:
     def _model(self, gateway: Gateway, model: dict[str, Any]) -> list[str]:
         """The active bundle and the result of the last update attempt (retained)."""
         last = model.get("last_update")
+        if isinstance(last, dict):  # what the screen shows of it, bounded
+            last = {
+                k: _kept(v) if isinstance(v, str) else v for k, v in last.items() if k in _UPDATE
+            }
         kernels = model.get("kernels")
+        bundle_id = model.get("bundle_id")
         summary = {
-            "bundle_id": model.get("bundle_id"),
+            "bundle_id": _kept(bundle_id) if isinstance(bundle_id, str) else bundle_id,
             "feature_set": model.get("feature_set"),
             "kernels": kernels if kernels in KERNELS else None,
             "last_update": last if isinstance(last, dict) else None,
@@ -317,6 +337,9 @@ class Fleet:
             line += f" (last update {shown(last.get('result', '?'), REASON_SHOWN)}"
             line += f": {shown(last['reason'], REASON_SHOWN)})" if last.get("reason") else ")"
         return [line]
+
+
+_UPDATE: Final = ("result", "reason", "time")  # the model topic's last_update keys
 
 
 def _calibration(field: object) -> str | None:

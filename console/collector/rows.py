@@ -18,6 +18,8 @@ from typing import Any, Final
 
 from agent.contract import (
     EVENT_SCHEMA,
+    MAX_ID_CHARS,
+    MAX_NAME_CHARS,
     STATS_SCHEMA,
     Deduplicator,
     decode,
@@ -27,10 +29,9 @@ from agent.contract import (
     schema_matches,
     split_topic,
 )
-from console.collector.store import MAX_ID_CHARS, EventRow, Row, StatsRow, StatusRow
+from console.collector.store import EventRow, Row, StatsRow, StatusRow
 
 CONSUMED: Final = ("events", "stats", "status")
-MAX_NAME_CHARS: Final = 200  # labels, categories
 # Figures from a stats payload kept as per-gateway gauges (metric key -> payload key path).
 STATS_GAUGES: Final[Mapping[str, tuple[str, ...]]] = {
     "packets_per_s": ("packets_per_s",),

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
 
+from agent.contract import MAX_ID_CHARS
+
 logger = logging.getLogger(__name__)
 
 POSTGRES_SCHEMES: Final = ("postgresql://", "postgres://")
@@ -137,7 +139,6 @@ _POSTGRES: Final = _Dialect(
         "CASE jsonb_typeof(payload->'incident') WHEN 'string' THEN payload->>'incident' END"
     ),
 )
-MAX_ID_CHARS: Final = 128  # device ids, event, detection and incident ids are cut to this
 
 
 def _tables(d: _Dialect) -> list[str]:

@@ -75,3 +75,36 @@ def test_the_screen_and_the_snapshot_show_no_control_character_of_a_publisher() 
     snapshot = render(fleet, NOW, "HEADER")
     assert _raw_controls(snapshot) == []
     assert max(len(line) for line in snapshot.splitlines()) < 400
+
+
+def test_what_one_publisher_makes_the_monitor_keep_is_bounded() -> None:
+    from console.monitor_state import MAX_ACTIVE
+
+    fleet = Fleet()
+    huge = "x" * 400_000  # two of them fit the contract's 1 MiB payload
+    for n in range(MAX_ACTIVE + 10):
+        body = {
+            "id": f"e{n}",
+            "type": "new",
+            "detection": f"d{n}",
+            "label": huge,
+            "labels": {huge: 1},
+        }
+        fleet.apply("iotids/gw/events", json.dumps(body).encode(), NOW + n)
+    gateway = fleet.gateways["gw"]
+    assert len(gateway.active) == MAX_ACTIVE
+    assert "d0" not in gateway.active  # the oldest left the active list
+    assert f"d{MAX_ACTIVE + 9}" in gateway.active
+    kept = gateway.active[f"d{MAX_ACTIVE + 9}"]
+    assert len(kept.label) == 200
+    assert [len(k) for k in kept.labels] == [200]
+    # an id the de-duplicator would have to remember, a megabyte long: refused
+    body = {"id": huge, "type": "new", "detection": "d", "label": "scan"}
+    assert fleet.apply("iotids/gw/events", json.dumps(body).encode(), NOW) == []
+    assert fleet.malformed == 1
+    model = {"bundle_id": huge, "last_update": {"result": "refused", "reason": huge, "x": 1}}
+    fleet.apply("iotids/gw/model", json.dumps(model).encode(), NOW)
+    assert gateway.model is not None
+    assert len(gateway.model["bundle_id"]) == 200
+    assert set(gateway.model["last_update"]) == {"result", "reason"}
+    assert len(gateway.model["last_update"]["reason"]) == 200
