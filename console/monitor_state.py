@@ -58,6 +58,7 @@ REASON_SHOWN: Final = 160  # of a model update's result and reason
 # Open detections kept per gateway: one publisher inventing detection ids must not grow the
 # monitor (or its screen) without bound; past it the oldest leaves the active list.
 MAX_ACTIVE: Final = 256
+_UPDATE: Final = ("result", "reason", "time")  # the model topic's last_update keys
 
 
 def shown(value: object, limit: int = NAME_SHOWN) -> str:
@@ -337,9 +338,6 @@ class Fleet:
             line += f" (last update {shown(last.get('result', '?'), REASON_SHOWN)}"
             line += f": {shown(last['reason'], REASON_SHOWN)})" if last.get("reason") else ")"
         return [line]
-
-
-_UPDATE: Final = ("result", "reason", "time")  # the model topic's last_update keys
 
 
 def _calibration(field: object) -> str | None:
