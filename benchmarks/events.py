@@ -54,7 +54,8 @@ FOLDS = (
         "amp.TCP.syn.optionallyACK.optionallysamePort.pcapng",
     ),
 )
-# Packets that precede the attack in a capture labelled as one (training.events.read_onsets),
+# Packets that precede the attack in a capture labelled as one (``onsets.json``: training
+# labels their steps benign, the evaluation counts the attack's clock from there),
 # read off the capture with tcpdump: malformed's packets 1-16 are the attacker's MQTT session
 # (CONNECT, SUBSCRIBE, then 1.76 s idle); the fuzzer's first connection is packet 17. Every
 # other attack capture's first packet is already the attack's (flood's CONNECT is its own).
@@ -110,7 +111,12 @@ def train_fold(
     from training.train import train as train_model
 
     quiet_tensorflow()
+    from training.datasets.captures import ONSETS_FILE
+
     data = link_captures(train, folder / "train")
+    onsets = {p.name: ONSETS[p.name] for p in train if p.name in ONSETS}
+    if onsets:
+        (data / ONSETS_FILE).write_text(json.dumps(onsets), encoding="utf-8")
     overrides: dict[str, Any] = {
         "dataset": "captures",
         "path": str(data),
@@ -194,7 +200,8 @@ def run_recipe(
 ) -> list[dict[str, object]]:
     """Train per fold, replay the held-out captures, return the event-level figures."""
     from agent.bundle import load_bundle, load_public_key
-    from training.events import ONSETS_FILE, evaluate_events
+    from training.datasets.captures import ONSETS_FILE
+    from training.events import evaluate_events
 
     captures = shared_captures()
     folds = FOLDS[:1] if quick else FOLDS

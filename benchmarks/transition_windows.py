@@ -81,7 +81,8 @@ def _one(
     from benchmarks.capture_splice import splice
     from benchmarks.events import link_captures, train_fold
     from benchmarks.partial_windows import STEP, folds
-    from training.events import ONSETS_FILE, evaluate_events
+    from training.datasets.captures import ONSETS_FILE
+    from training.events import evaluate_events
 
     found: dict[str, Any] = {"start": [], "mid": [], "alarms": 0, "benign_s": 0.0}
     kinds = tuple(k for k in train if k != "benign")

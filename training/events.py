@@ -33,7 +33,12 @@ import numpy as np
 import numpy.typing as npt
 
 from training.datasets.base import BENIGN_NAMES
-from training.datasets.captures import capture_files, label_from_name
+from training.datasets.captures import (
+    capture_files,
+    folder_onsets,
+    label_from_name,
+    onset_time,
+)
 
 if TYPE_CHECKING:
     from agent.bundle import Bundle
@@ -49,8 +54,6 @@ SPLIT_GAP_S = 10.0  # synthetic labels: a pause this long between one label's pa
 DENSE_PACKETS = 40  # the target: a dense attack's first alarm within 40 packets ...
 DENSE_SECONDS = 1.0  # ... or 1 s of its start
 MAX_DETECTIONS = 2  # ... and at most 2 detections per attack
-ONSETS_FILE = "onsets.json"  # a captures folder's packets before each attack (read_onsets)
-MAX_ONSETS_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -121,41 +124,9 @@ def truth_of_capture(path: Path, ts_ns: I64, onset: int = 0) -> Truth:
     label = label_from_name(path)
     if is_benign(label) or not len(ts_ns):
         return Truth(path, [], {}, first, last)
-    if not 0 <= onset < len(ts_ns):
-        raise ValueError(
-            f"{ONSETS_FILE}: {path.name}: onset {onset} is not under its {len(ts_ns)} packets"
-        )
+    onset_time(path.name, ts_ns, onset)  # refuses an onset past the last packet
     mine = np.sort(ts_ns)[onset:]
     return Truth(path, [(label, int(mine[0]), last)], {label: mine}, first, last)
-
-
-def read_onsets(root: Path) -> dict[str, int]:
-    """A captures folder's ``ONSETS_FILE`` (none: every attack starts at its first packet).
-
-    A labelled capture may open with traffic that is not yet the attack: a fuzzer's tool
-    connecting and subscribing before its first malformed packet. The file maps a capture's
-    name to how many packets precede the attack, so time to the first alarm is counted from
-    the attack's own first packet, as the target says.
-    """
-    from agent import json_bounded
-
-    path = root / ONSETS_FILE
-    if not path.is_file():
-        return {}
-    if path.stat().st_size > MAX_ONSETS_BYTES:
-        raise ValueError(f"{ONSETS_FILE}: larger than {MAX_ONSETS_BYTES} bytes")
-    try:
-        data = json_bounded.loads(path.read_bytes())
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ValueError(f"{ONSETS_FILE}: not JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{ONSETS_FILE}: must map capture names to packet counts")
-    onsets = {}
-    for name, value in data.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"{ONSETS_FILE}: {name}: must be a packet count >= 0, got {value!r}")
-        onsets[name] = value
-    return onsets
 
 
 def truth_of_synthetic(folder: Path) -> Truth:
@@ -333,11 +304,8 @@ def truths(path: str | Path) -> list[Truth]:
                 found.append(truth_of_synthetic(sub))
         if found and not any(root.glob("*.pcap*")):
             return found
-    onsets = read_onsets(root) if root.is_dir() else {}
     files = capture_files(root)
-    unknown = sorted(set(onsets) - {file.name for file in files})
-    if unknown:  # a misspelt name would silently count that attack from its first packet
-        raise ValueError(f"{ONSETS_FILE}: no capture named {', '.join(unknown)}")
+    onsets = folder_onsets(root, files)
     for file in files:
         packets = read_capture(file, progress=True).packets
         ts = packets.ts_ns.astype(np.int64)

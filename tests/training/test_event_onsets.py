@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from tests.agent.bundles import flood_frames, pcap_bytes
-from training.events import ONSETS_FILE, read_onsets, truth_of_capture, truths
+from training.datasets.captures import ONSETS_FILE, read_onsets
+from training.events import truth_of_capture, truths
 
 S = 1_000_000_000
 
@@ -76,3 +77,45 @@ def test_a_folder_s_onsets_apply_by_name_and_a_misspelt_name_is_refused(tmp_path
     (tmp_path / ONSETS_FILE).write_text(json.dumps({"flod-a.pcap": 5}), encoding="utf-8")
     with pytest.raises(ValueError, match=r"no capture named flod-a\.pcap"):
         truths(tmp_path)
+
+
+def test_training_labels_the_steps_before_an_onset_with_the_folder_s_benign_label(
+    tmp_path: Path,
+) -> None:
+    from training.datasets.captures import load
+
+    t0 = 1_700_000_000.0
+    frames, flood_start = flood_frames(t0=t0, calm_s=4, flood_s=2, calm_after_s=0)
+    data = tmp_path / "captures"
+    data.mkdir()
+    (data / "flood-a.pcap").write_bytes(pcap_bytes(frames))
+    (data / "normal-b.pcap").write_bytes(pcap_bytes(frames[:20]))  # the folder names it "normal"
+    onset = sum(1 for ts, _ in frames if ts < flood_start)
+    assert onset == 21  # calm telemetry 5 a second, the flood from +4.01 s
+
+    def flood_labels() -> list[str]:
+        dataset = load(str(data), step="1s")
+        mine = dataset.groups == dataset.group_names.index("flood-a.pcap")
+        return [str(label) for label in dataset.label_names[mine]]
+
+    assert set(flood_labels()) == {"flood"}  # without the file: the whole capture
+    (data / ONSETS_FILE).write_text(json.dumps({"flood-a.pcap": onset}), encoding="utf-8")
+    labels = flood_labels()
+    # steps [t0, t0+1) ... [t0+3, t0+4) end before the flood; [t0+4, t0+5) holds its start
+    assert labels[:4] == ["normal"] * 4
+    assert set(labels[4:]) == {"flood"}
+    assert len(labels) >= 6
+    assert load(str(data), step="1s").options["onsets"] == {"flood-a.pcap": 21}
+
+
+def test_training_refuses_an_onsets_file_naming_no_capture(tmp_path: Path) -> None:
+    from training.datasets.captures import load
+
+    frames, _ = flood_frames(calm_s=1, flood_s=1, calm_after_s=0)
+    (tmp_path / "flood-a.pcap").write_bytes(pcap_bytes(frames))
+    (tmp_path / ONSETS_FILE).write_text(json.dumps({"flod-a.pcap": 3}), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"onsets.json: no capture named flod-a.pcap"):
+        load(str(tmp_path), step="1s")
+    (tmp_path / ONSETS_FILE).write_text(json.dumps({"flood-a.pcap": 10**6}), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"flood-a.pcap: onset 1000000 is not under its"):
+        load(str(tmp_path), step="1s")

@@ -91,7 +91,7 @@ def test_onsets_count_the_first_alarm_from_the_attack_s_own_first_packet(
     tmp_path: Path, model: bytes, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from training.cli_evaluate import configure, run
-    from training.events import ONSETS_FILE
+    from training.datasets.captures import ONSETS_FILE
 
     data = _captures(tmp_path / "captures")
     # the flood capture's first packet is a benign one at 0 s; the flood starts at 0.01 s

@@ -11,6 +11,11 @@ optional ``start`` / ``end`` (epoch seconds) and ``address`` (an IPv4/IPv6 addre
 destination). A rule without an address labels the steps that start inside its time range;
 address rules label packets, and a step holding packets of such rules takes the rule label
 with most packets (mixed captures: mark the attacker, the rest keeps the file's label).
+
+A capture labelled as an attack may open with traffic that is not yet the attack (a fuzzer's
+tool connecting and subscribing first). The folder's ``onsets.json`` names how many packets
+precede each such attack: the steps wholly before it are labelled benign (rules still
+override), and ``iotids evaluate --events`` counts the attack's clock from it.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import numpy.typing as npt
 
 from agent.features.packets import PacketTable
 from agent.features.steps import StepSpec
-from training.datasets.base import Dataset
+from training.datasets.base import BENIGN_NAMES, Dataset
 
 if TYPE_CHECKING:
     from agent.features.packets import Capture
@@ -37,6 +42,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PATTERNS = ("*.pcap", "*.pcapng", "*.cap")
+ONSETS_FILE = "onsets.json"  # a captures folder's packets before each attack (read_onsets)
+MAX_ONSETS_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -93,11 +100,65 @@ def capture_files(path: str | Path) -> list[Path]:
     return files
 
 
+def read_onsets(root: Path) -> dict[str, int]:
+    """A captures folder's ``ONSETS_FILE``: capture name -> packets before its attack (none:
+    every attack starts at its capture's first packet). Hostile input: bounded, counts only."""
+    from agent import json_bounded
+
+    path = root / ONSETS_FILE
+    if not path.is_file():
+        return {}
+    if path.stat().st_size > MAX_ONSETS_BYTES:
+        raise ValueError(f"{ONSETS_FILE}: larger than {MAX_ONSETS_BYTES} bytes")
+    try:
+        data = json_bounded.loads(path.read_bytes())
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"{ONSETS_FILE}: not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{ONSETS_FILE}: must map capture names to packet counts")
+    onsets = {}
+    for name, value in data.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{ONSETS_FILE}: {name}: must be a packet count >= 0, got {value!r}")
+        onsets[name] = value
+    return onsets
+
+
+def folder_onsets(path: str | Path, files: list[Path]) -> dict[str, int]:
+    """``read_onsets`` of a folder, each name one of its ``files``: a misspelt name would
+    silently leave that attack starting at its first packet."""
+    root = Path(path)
+    onsets = read_onsets(root) if root.is_dir() else {}
+    unknown = sorted(set(onsets) - {file.name for file in files})
+    if unknown:
+        raise ValueError(f"{ONSETS_FILE}: no capture named {', '.join(unknown)}")
+    return onsets
+
+
+def onset_time(name: str, ts_ns: npt.NDArray[np.int64], onset: int) -> int:
+    """The attack's first packet time: packet ``onset`` in time order (0: the first)."""
+    if not 0 <= onset < len(ts_ns):
+        raise ValueError(
+            f"{ONSETS_FILE}: {name}: onset {onset} is not under its {len(ts_ns)} packets"
+        )
+    return int(np.partition(ts_ns, onset)[onset])
+
+
 def step_labels(
-    file: Path, start_ns: npt.NDArray[np.int64], rules: list[Rule]
+    file: Path,
+    start_ns: npt.NDArray[np.int64],
+    rules: list[Rule],
+    benign_before: tuple[str, int] | None = None,
 ) -> npt.NDArray[np.str_]:
-    """Each step's label: the name label, overridden by matching rules in order."""
+    """Each step's label: the name label, overridden by matching rules in order.
+
+    ``benign_before`` (benign label, the attack's first packet time): a step that ends by then
+    holds none of the attack and takes the benign label, before any rule.
+    """
     labels = np.full(len(start_ns), label_from_name(file), dtype=object)
+    if benign_before is not None and len(start_ns):
+        ends = np.append(start_ns[1:], np.iinfo(np.int64).max)
+        labels[ends <= benign_before[1]] = benign_before[0]
     seconds = start_ns / 1e9
     for rule in rules:
         if rule.address is not None or not fnmatch.fnmatch(file.name, rule.glob):
@@ -169,6 +230,8 @@ def load(
     recordings: dict[str, dict[str, float]] = {}
     malformed = 0
     files = capture_files(path)
+    onsets = folder_onsets(path, files)
+    benign = next((n for n in map(label_from_name, files) if n.lower() in BENIGN_NAMES), "benign")
     with Progress("reading captures", sum(f.stat().st_size for f in files), "B") as bar:
         for g, file in enumerate(files):
             capture = _read(file, bar)  # one capture held at a time
@@ -176,7 +239,11 @@ def load(
             steps = featurize(capture.packets, spec)
             values = steps.values[:max_rows]
             xs.append(values)
-            labels = step_labels(file, steps.start_ns, rules)
+            before = None
+            if onsets.get(file.name):  # the attacker's tool before its attack: not the attack
+                onset_ns = onset_time(file.name, capture.packets.ts_ns, onsets[file.name])
+                before = (benign, onset_ns)
+            labels = step_labels(file, steps.start_ns, rules, before)
             labels = address_labels(file, capture.packets, steps.start_ns, spec, labels, rules)
             ys.append(labels[: len(values)])
             gs.append(np.full(len(values), g, np.int64))
@@ -186,6 +253,8 @@ def load(
     options: dict[str, Any] = {"step": step}
     if mapping:
         options["mapping"] = mapping
+    if onsets:
+        options["onsets"] = onsets
     dataset = Dataset(
         kind="captures",
         name=TRAFFIC_V1.name,
