@@ -63,6 +63,8 @@ class _Incident:
     # the detection another label raised on its targets while it was dormant: until that one
     # is quiet too, the hits are that attack's, not a resumption of this one
     superseded_by: _Incident | None = None
+    # when the merge horizon began: ``started_ns`` on the stream clock as it is now
+    horizon_ns: int = 0
     incident: str = ""  # the first detection of the incident it belongs to (agent.recurrence)
     recurrence: int = 0  # detections of that incident before this one
 
@@ -148,6 +150,7 @@ class Decider:
         if flat.shape[0] != len(self.policy.labels):
             raise ValueError(f"expected {len(self.policy.labels)} scores, got {flat.shape[0]}")
         hits = flat >= self._thresholds  # NaN compares False: a NaN score never hits
+        self._follow_clock(time_ns)
         self.last_window_ns = time_ns
         loose: list[int] = []  # labels that hit and belong to no open incident
         for i in self._watched:
@@ -189,6 +192,8 @@ class Decider:
         flat = np.asarray(scores, np.float64).reshape(len(times_ns), -1)
         if flat.shape[1] != len(self.policy.labels):
             raise ValueError(f"expected {len(self.policy.labels)} scores, got {flat.shape[1]}")
+        if len(times_ns):
+            self._follow_clock(int(times_ns[0]))
         watched = self._watched
         hits = flat[:, watched] >= self._thresholds[watched]
         hit = np.asarray(hits.any(axis=1), bool)
@@ -214,6 +219,25 @@ class Decider:
             events += self.observe(int(times_ns[k]), flat[k], evidence_at(k))
             k += 1
         return events, busy
+
+    def _follow_clock(self, time_ns: int) -> None:
+        """Carry the timers over a stream clock that went back (a live source's steps restart
+        when NTP or an admin steps the wall clock back).
+
+        Every timer compares a window's time with a past one: left on the old clock, a dormant
+        detection's hold and an active one's quiet would not run out, nor updates come due,
+        until the clock caught up again (an hour, or months on a Pi without RTC), the state
+        topic showing the attack open all the while. Their ages are kept instead; the times a
+        detection already published (its ``start``) stay as they were.
+        """
+        if self.last_window_ns is None or time_ns >= self.last_window_ns:
+            return
+        shift = time_ns - self.last_window_ns
+        for inc in self._incidents:
+            inc.last_hit_ns += shift
+            inc.last_update_ns += shift
+            inc.horizon_ns += shift
+        self._ended.shift(shift)
 
     def _calm_until(
         self, k: int, times_ns: npt.NDArray[np.int64], loud: npt.NDArray[np.intp]
@@ -411,7 +435,7 @@ class Decider:
         young = [
             inc
             for inc in self._incidents
-            if not inc.dormant and time_ns - inc.started_ns <= horizon_ns
+            if not inc.dormant and time_ns - inc.horizon_ns <= horizon_ns
         ]
         if young:
             shown = window_evidence()
@@ -442,6 +466,7 @@ class Decider:
             here,
             last_hit_ns=time_ns,
             last_update_ns=time_ns,
+            horizon_ns=time_ns,
             latest=here,
             incident=first.incident if first else new_id,
             recurrence=first.recurrence + 1 if first else 0,

@@ -14,7 +14,7 @@ within the hour is the same matter.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from agent.evidence import Targets
 
@@ -44,6 +44,13 @@ class Recurrences:
     def remember(self, ended: Ended) -> None:
         if self._recur_ns > 0:
             self._ended.append(ended)
+
+    def shift(self, delta_ns: int) -> None:
+        """Move every last hit by ``delta_ns``: the stream clock went back (``Decider``)."""
+        self._ended = deque(
+            (replace(e, last_hit_ns=e.last_hit_ns + delta_ns) for e in self._ended),
+            maxlen=MAX_ENDED,
+        )
 
     def find(self, label: int, here: Targets, time_ns: int) -> Ended | None:
         """The newest ended detection a raise of ``label`` on ``here`` at ``time_ns`` recurs."""
