@@ -37,6 +37,7 @@ PACKET_ADD_MEMBERSHIP = 1
 PACKET_MR_PROMISC = 1
 PACKET_STATISTICS = 6
 PACKET_OUTGOING = 4
+CLOCK_JUMP_NS = 2_000_000_000  # the wall clock running this much ahead of monotonic time
 SNAPLEN = 256  # headers only: the decoder reads no payload past MQTT's first byte
 ARPHRD_ETHER = 1
 ARPHRD_LOOPBACK = 772
@@ -83,6 +84,7 @@ class LiveSource:
         self.feature_set = self._stepper.feature_set
         self._clock = clock
         self._latest_ns = 0  # newest time stamped so far: a clock that goes back is caught
+        self._last_clock = (clock(), time.monotonic_ns())  # and one that leaps ahead
         self.stats = SourceStats()
         self._batch_frames = options.batch_frames
         self._batch_timeout = options.batch_timeout
@@ -120,6 +122,8 @@ class LiveSource:
         if now + self.step.size_ns < self._latest_ns:
             self._clock_went_back(now)
             stamps = [min(t, now) for t in stamps]
+        elif self._clock_leapt(now):
+            stamps = [max(t, now - self.step.limit_ns) for t in stamps]
         self._latest_ns = max(now, self._latest_ns)
         n = len(offsets)
         if n:
@@ -160,6 +164,29 @@ class LiveSource:
         )
         self._stepper = TrafficStepper(self.step)
         self._latest_ns = now
+        self._last_clock = (now, time.monotonic_ns())
+
+    def _clock_leapt(self, now: int) -> bool:
+        """Restart the steps when the wall clock ran ahead of monotonic time (NTP setting a
+        Pi's clock that fake-hwclock left days behind); True when it did.
+
+        Left alone, the featurizer closed every step of the leap as an idle one (up to 3,600
+        at once): windows of silence nobody saw, scored in a burst, ending an attack under
+        way and filling a site calibration's period with them.
+        """
+        mono = time.monotonic_ns()
+        last_wall, last_mono = self._last_clock
+        self._last_clock = (now, mono)
+        ahead = (now - last_wall) - (mono - last_mono)
+        if ahead <= max(CLOCK_JUMP_NS, self.step.limit_ns):
+            return False
+        logger.warning(
+            "live source %s: the clock jumped ahead %.1f s; steps restart from now",
+            self.name,
+            ahead / 1e9,
+        )
+        self._stepper = TrafficStepper(self.step)
+        return True
 
     def _receive(self, deadline: float) -> tuple[list[int], list[int], list[int], list[int]]:
         """Frames into the buffer until it is full or the deadline passes."""

@@ -342,6 +342,32 @@ def test_live_capture_keeps_stepping_when_the_clock_goes_back(
     assert udp_after >= 20  # the packets sent after the jump were counted in closed steps
 
 
+def test_live_capture_restarts_its_steps_when_the_clock_leaps_ahead(
+    veth_pair: tuple[str, str],
+) -> None:
+    from agent.sources.live import LiveSource
+
+    ns, host_if = veth_pair
+    clock = _Clock()
+    config = _config({"name": "lan", "kind": "live", "interface": host_if, "step": "0.2s"})
+    source = LiveSource(config.sources[0], config, clock=clock)
+    send = ["ip", "netns", "exec", ns, "python3", "-c", SENDER]
+    try:
+        subprocess.run(send, check=True, timeout=20)
+        assert _read_for(source, 0.8)
+        clock.offset_ns = HOUR_NS  # NTP setting a clock fake-hwclock left an hour behind
+        subprocess.run(send, check=True, timeout=20)
+        after = _read_for(source, 1.5)
+    finally:
+        source.close()
+    rows = sum(len(b) for b in after)
+    # steps of the 1.5 s read, not the 3,600 idle ones the featurizer filled the hour with
+    assert 0 < rows <= 20, rows
+    starts = np.concatenate([b.start_ns for b in after])
+    assert abs(int(starts[-1]) - clock()) < 2 * 10**9
+    assert sum(b.values[:, TRAFFIC_V1.index("udp")].sum() for b in after) >= 20
+
+
 def _sensor_config(broker: Broker, **mqtt: object):  # type: ignore[no-untyped-def]
     return parse_config(
         {
