@@ -17,8 +17,17 @@ from agent.stream_start import START_LIMIT, START_WINDOWS
 class Collector:
     """Bounded memory for a calibration period: a uniform reservoir of window scores."""
 
-    def __init__(self, labels: int, capacity: int = MAX_WINDOWS, seed: int = 0) -> None:
+    def __init__(
+        self, labels: int, capacity: int = MAX_WINDOWS, seed: int = 0, max_gap_ns: int = 0
+    ) -> None:
         self.capacity = capacity
+        # The most one gap between two windows adds to the period (0: no bound). A live
+        # source's clock is the wall clock, which NTP or an admin may step by hours or months:
+        # the period counts the windows' own steps, not the distance between the first and
+        # the last window (a day's step forward ended a 24-h calibration at once, one back
+        # held it for as long as the step).
+        self.max_gap_ns = max_gap_ns
+        self._spanned_ns = 0
         self.probabilities = np.zeros((capacity, labels), np.float32)
         self.anomaly: npt.NDArray[np.floating[Any]] = np.zeros(capacity, np.float64)
         self.in_detection = np.zeros(capacity, bool)
@@ -66,9 +75,16 @@ class Collector:
             if anomaly is not None:
                 self.start_anomaly[at[held]] = np.asarray(anomaly, np.float64)[held]
                 self.start_ends[at[held]] = np.asarray(ends_ns, np.int64)[held]
+        ends = np.asarray(ends_ns, np.int64)
+        gaps = np.maximum(
+            np.diff(ends, prepend=ends[0] if self.last_ns is None else self.last_ns), 0
+        )
+        if self.max_gap_ns > 0:
+            gaps = np.minimum(gaps, self.max_gap_ns)
+        self._spanned_ns += int(gaps.sum())
         if self.first_ns is None:
-            self.first_ns = int(ends_ns[0])
-        self.last_ns = int(ends_ns[-1])
+            self.first_ns = int(ends[0])
+        self.last_ns = int(ends[-1])
         for j in range(len(probabilities)):
             slot = self.seen
             if slot >= self.capacity:
@@ -87,7 +103,6 @@ class Collector:
 
     @property
     def seconds(self) -> float:
-        """Traffic time spanned so far."""
-        if self.first_ns is None or self.last_ns is None:
-            return 0.0
-        return (self.last_ns - self.first_ns) / 1e9
+        """Traffic time spanned so far: the gaps between consecutive windows, none negative
+        and each at most ``max_gap_ns``."""
+        return self._spanned_ns / 1e9

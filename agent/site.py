@@ -55,7 +55,10 @@ class SiteCalibrator:
 
     def _start(self) -> None:
         self.bundle_id = self.slot.bundle_id
-        self.collector = Collector(len(self.slot.bundle.manifest.labels))
+        # steps with a time limit are at most that far apart, idle ones included: a longer gap
+        # is the wall clock stepping (packet-count steps have no such bound)
+        limit = self.slot.step.limit_ns
+        self.collector = Collector(len(self.slot.bundle.manifest.labels), max_gap_ns=2 * limit)
         self._pending = None
         logger.info(
             "%s: calibrating on site traffic for %.0f s (bundle %s)",
