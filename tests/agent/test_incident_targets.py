@@ -51,9 +51,9 @@ def _decider(hold: float = 0.0) -> Decider:
     return Decider(policy, "m-1", "lan")
 
 
-def _run(decider: Decider, plan: list[tuple[str | None, Evidence]]) -> list[Event]:
+def _run(decider: Decider, plan: list[tuple[str | None, Evidence]], t0: int = 0) -> list[Event]:
     events: list[Event] = []
-    for t, (label, evidence) in enumerate(plan):
+    for t, (label, evidence) in enumerate(plan, start=t0):
         row = np.zeros(len(LABELS))
         row[LABELS.index(label or "benign")] = 0.9
         events += decider.observe(t * SECOND, row, evidence)
@@ -114,7 +114,7 @@ def test_an_attack_after_a_dormant_unknown_on_other_targets_is_new() -> None:
     assert news[1].time_ns == 14 * SECOND  # debounced on its own: two hits
     assert all(e.id == news[1].id for e in events if e.kind == "update")
     # the download's detection is not resumed; it ends when its hold runs out, at its last hit
-    later = _run(decider, [(None, SLOW)] * 40)
+    later = _run(decider, [(None, SLOW)] * 40, t0=len(plan))  # the stream goes on
     first_end = [e for e in later if e.id == news[0].id]
     assert [(e.kind, e.ended_ns) for e in first_end] == [("end", 2 * SECOND)]
 
