@@ -1,15 +1,18 @@
 """Live capture with a Linux AF_PACKET raw socket: no libpcap, only CAP_NET_RAW.
 
-Frames are received straight into one preallocated buffer and decoded a batch at a time by
-the same vectorized decoder the file reader uses. Promiscuous mode is a socket membership
-(it ends with the socket, leaving the interface as it was), and the kernel's drop count comes
-from ``PACKET_STATISTICS``, so health can report what was lost before decoding.
+Frames are received straight into one preallocated buffer, each with the time the kernel
+received it (``SO_TIMESTAMPNS``), and decoded a batch at a time by the same vectorized decoder
+the file reader uses. Promiscuous mode is a socket membership (it ends with the socket, leaving
+the interface as it was), and the kernel's drop count comes from ``PACKET_STATISTICS``, so
+health can report what was lost before decoding.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
+import select
 import socket
 import struct
 import sys
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 
 from agent.evidence import join_evidence
 from agent.features.decode import decode_frames
@@ -44,6 +48,9 @@ ARPHRD_LOOPBACK = 772
 ARPHRD_NONE = 0xFFFE
 LINKTYPE_ETHERNET = 1
 LINKTYPE_RAW = 101
+SO_TIMESTAMPNS_OLD = 35  # struct timespec: two C longs (32-bit seconds on a 32-bit Pi OS)
+SO_TIMESTAMPNS_NEW = 64  # __kernel_timespec: two int64 on every architecture (Linux >= 5.1)
+STAMP_SPACE = socket.CMSG_SPACE(16)
 
 
 def linktype_of(interface: str) -> int:
@@ -92,16 +99,28 @@ class LiveSource:
         self._skip_outgoing = options.interface == "lo"  # lo shows every packet twice
         self._buf = np.zeros(options.batch_frames * SNAPLEN, np.uint8)
         self._view = memoryview(self._buf)  # type: ignore[arg-type]
+        self._stamp_dtype = np.dtype(np.int64)  # seconds and nanoseconds of a kernel stamp
         self._sock = self._open(options.interface, options.promiscuous, options.buffer_bytes)
+        self._poll = select.poll()
+        self._poll.register(self._sock.fileno(), select.POLLIN | select.POLLERR)
 
-    @staticmethod
-    def _open(interface: str, promiscuous: bool, buffer_bytes: int) -> socket.socket:
-        """A bound AF_PACKET socket (OSError names the interface when it cannot be opened)."""
+    def _open(self, interface: str, promiscuous: bool, buffer_bytes: int) -> socket.socket:
+        """A bound, non-blocking AF_PACKET socket that gives each frame its kernel receive time.
+
+        OSError names the interface when it cannot be opened. Non-blocking: ``read`` waits in
+        ``poll`` only when the queue is empty, not before every frame.
+        """
         try:
             sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
         except PermissionError as exc:
             raise PermissionError(needs_cap_net_raw(interface)) from exc
         try:
+            sock.setblocking(False)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS_NEW, 1)
+            except OSError:  # a kernel before 5.1
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS_OLD, 1)
+                self._stamp_dtype = np.dtype(np.int_)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer_bytes)
             sock.bind((interface, 0))
             if promiscuous:
@@ -121,9 +140,9 @@ class LiveSource:
         now = self._clock()
         if now + self.step.size_ns < self._latest_ns:
             self._clock_went_back(now)
-            stamps = [min(t, now) for t in stamps]
+            stamps = np.minimum(stamps, now)
         elif self._clock_leapt(now):
-            stamps = [max(t, now - self.step.limit_ns) for t in stamps]
+            stamps = np.maximum(stamps, now - self.step.limit_ns)
         self._latest_ns = max(now, self._latest_ns)
         n = len(offsets)
         if n:
@@ -188,33 +207,55 @@ class LiveSource:
         self._stepper = TrafficStepper(self.step)
         return True
 
-    def _receive(self, deadline: float) -> tuple[list[int], list[int], list[int], list[int]]:
-        """Frames into the buffer until it is full or the deadline passes."""
+    def _receive(
+        self, deadline: float
+    ) -> tuple[list[int], list[int], list[int], npt.NDArray[np.int64]]:
+        """Frames into the buffer until it is full or the deadline passes, with kernel stamps.
+
+        The stamp is when the kernel received the frame, not when it was read: a backlog read
+        after a stall keeps the times its frames arrived.
+        """
         offsets: list[int] = []
         caplens: list[int] = []
         wires: list[int] = []
-        stamps: list[int] = []
+        stamps: list[bytes] = []
         pos = 0
-        sock = self._sock
+        recv = self._sock.recvmsg_into
+        view = self._view
+        skip_outgoing = self._skip_outgoing
         while len(offsets) < self._batch_frames:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            sock.settimeout(remaining)
             try:
-                wire, address = sock.recvfrom_into(self._view[pos:], SNAPLEN, socket.MSG_TRUNC)
-            except TimeoutError:
-                break
-            except InterruptedError:
-                continue
-            if self._skip_outgoing and address[2] == PACKET_OUTGOING:
+                wire, anc, _flags, address = recv(
+                    [view[pos : pos + SNAPLEN]], STAMP_SPACE, socket.MSG_TRUNC
+                )
+            except BlockingIOError:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._poll.poll(math.ceil(remaining * 1000)):
+                    break
+                continue  # a POLLERR is raised by the next recvmsg
+            if skip_outgoing and address[2] == PACKET_OUTGOING:
                 continue
             offsets.append(pos)
             caplens.append(min(wire, SNAPLEN))
             wires.append(wire)
-            stamps.append(self._clock())
+            stamps.append(anc[0][2] if anc else self._clock_stamp())
             pos += SNAPLEN
-        return offsets, caplens, wires, stamps
+            if time.monotonic() >= deadline:
+                break
+        return offsets, caplens, wires, self._stamps(stamps)
+
+    def _clock_stamp(self) -> bytes:
+        """The clock as a kernel stamp, for a frame that came without one."""
+        return np.array(divmod(self._clock(), 1_000_000_000), self._stamp_dtype).tobytes()
+
+    def _stamps(self, raw: list[bytes]) -> npt.NDArray[np.int64]:
+        """Kernel stamps in nanoseconds, never ahead of the clock the steps close on."""
+        size = 2 * self._stamp_dtype.itemsize
+        if any(len(r) != size for r in raw):  # never seen: each cmsg is one whole timespec
+            raw = [r if len(r) == size else self._clock_stamp() for r in raw]
+        pairs = np.frombuffer(b"".join(raw), self._stamp_dtype).reshape(-1, 2).astype(np.int64)
+        stamps: npt.NDArray[np.int64] = pairs[:, 0] * 1_000_000_000 + pairs[:, 1]
+        return np.minimum(stamps, self._clock())
 
     def _kernel_drops(self) -> None:
         """Add the kernel's drop count since the last call (reading the counters resets them)."""

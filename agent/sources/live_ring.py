@@ -97,7 +97,7 @@ class RingSource(LiveSource):
         self._poll = select.poll()
         self._poll.register(self._sock.fileno(), select.POLLIN | select.POLLERR)
 
-    def _open(self, interface: str, promiscuous: bool, buffer_bytes: int) -> socket.socket:  # type: ignore[override]
+    def _open(self, interface: str, promiscuous: bool, buffer_bytes: int) -> socket.socket:
         """An AF_PACKET socket with a V3 receive ring, bound to ``interface``."""
         self._ring_bytes = buffer_bytes
         blocks = max(2, buffer_bytes // BLOCK_BYTES)
