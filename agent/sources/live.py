@@ -9,6 +9,7 @@ health can report what was lost before decoding.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import math
 import os
@@ -16,6 +17,7 @@ import select
 import socket
 import struct
 import sys
+import termios
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -100,6 +102,7 @@ class LiveSource:
         self._buf = np.zeros(options.batch_frames * SNAPLEN, np.uint8)
         self._view = memoryview(self._buf)  # type: ignore[arg-type]
         self._stamp_dtype = np.dtype(np.int64)  # seconds and nanoseconds of a kernel stamp
+        self._behind = False  # the last read left frames in the socket's queue
         self._sock = self._open(options.interface, options.promiscuous, options.buffer_bytes)
         self._poll = select.poll()
         self._poll.register(self._sock.fileno(), select.POLLIN | select.POLLERR)
@@ -166,8 +169,14 @@ class LiveSource:
         return merged if len(merged) else None
 
     def _caught_up(self) -> bool:
-        """Steps may close on the wall clock after this read (so a quiet link ends its steps)."""
-        return True
+        """The socket's queue was drained: only then do steps close on the wall clock.
+
+        After a stall (the agent paused or busy) the queued frames span several reads. They
+        carry the kernel's receive times; had the steps closed on the wall clock after the
+        first of those reads, the steps the rest belong to would close empty and the rest join
+        the step then open (a false flood). A quiet link is drained, so its steps still close.
+        """
+        return not self._behind
 
     def _clock_went_back(self, now: int) -> None:
         """Restart the steps at ``now``: the featurizer never steps back in time.
@@ -242,6 +251,7 @@ class LiveSource:
             pos += SNAPLEN
             if time.monotonic() >= deadline:
                 break
+        self._behind = self._queued()
         return offsets, caplens, wires, self._stamps(stamps)
 
     def _clock_stamp(self) -> bytes:
@@ -256,6 +266,14 @@ class LiveSource:
         pairs = np.frombuffer(b"".join(raw), self._stamp_dtype).reshape(-1, 2).astype(np.int64)
         stamps: npt.NDArray[np.int64] = pairs[:, 0] * 1_000_000_000 + pairs[:, 1]
         return np.minimum(stamps, self._clock())
+
+    def _queued(self) -> bool:
+        """A frame waits in the socket's queue (``SIOCINQ`` gives the next frame's length)."""
+        try:
+            raw = fcntl.ioctl(self._sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+        except OSError:
+            return False
+        return int.from_bytes(raw, sys.byteorder) > 0
 
     def _kernel_drops(self) -> None:
         """Add the kernel's drop count since the last call (reading the counters resets them)."""
