@@ -66,6 +66,9 @@ SEEN_IDS: Final = 50_000
 # ones, so one payload cannot make it hold (or remember SEEN_IDS times) a megabyte.
 MAX_ID_CHARS: Final = 128
 MAX_NAME_CHARS: Final = 200
+# Gateways a consumer keeps apart: far more than a fleet, few enough that a publisher inventing
+# device ids (a broker without ACLs) cannot grow its memory without bound.
+MAX_GATEWAYS: Final = 20_000
 
 
 @dataclass(frozen=True)

@@ -298,7 +298,7 @@ def _cell(value: Any, digits: int = 2) -> str:
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     """A Markdown table (also readable in a terminal)."""
     cells = [[_cell(v) for v in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(header)]
     lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |"]
     lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     lines += [

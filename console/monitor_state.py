@@ -22,6 +22,7 @@ from agent.calibration import silenced as calibration_silenced
 from agent.contract import (
     DEFAULT_PREFIX,
     KERNELS,
+    MAX_GATEWAYS,
     MAX_ID_CHARS,
     MAX_NAME_CHARS,
     SEEN_IDS,
@@ -199,6 +200,7 @@ class Fleet:
         self.recent = recent
         self.gateways: dict[str, Gateway] = {}
         self.malformed = 0
+        self.untracked = 0  # messages of gateways past MAX_GATEWAYS, or with an id too long
         # One de-duplicator for the whole session: it outlives reconnects, so an event the
         # broker delivers again after a reconnect (or a shared-subscription hand-over) counts once.
         self._seen = Deduplicator(SEEN_IDS)
@@ -215,6 +217,9 @@ class Fleet:
         device, kind = parsed
         gateway = self.gateways.get(device)
         if gateway is None:
+            if len(device) > MAX_ID_CHARS or len(self.gateways) >= MAX_GATEWAYS:
+                self.untracked += 1
+                return []
             gateway = self.gateways[device] = Gateway(device, self.recent)
         if kind == "status":
             return self._status(gateway, payload, now, retained)
@@ -236,6 +241,7 @@ class Fleet:
             "time": now,
             "prefix": self.prefix,
             "malformed_messages": self.malformed,
+            "untracked_messages": self.untracked,
             "gateways": {name: self.gateways[name].as_dict() for name in sorted(self.gateways)},
         }
 

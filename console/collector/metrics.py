@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 
+from agent.contract import MAX_GATEWAYS
+
 logger = logging.getLogger(__name__)
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
-MAX_DEVICES: Final = 20_000
+MAX_DEVICES: Final = MAX_GATEWAYS
 MAX_HTTP_CLIENTS: Final = 16  # /metrics connections served at once (a scraper needs one)
 HTTP_TIMEOUT_S: Final = 10.0
 # Families are a small taxonomy, but a payload may name any: past this many, "other"

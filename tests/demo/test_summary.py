@@ -197,3 +197,9 @@ def test_the_live_view_and_the_summary_show_a_publishers_label_escaped() -> None
     table = "\n".join(_table(["source", "label"], [("traffic", hostile)]))  # the summary's
     assert "\x1b" not in table
     assert len(table) < 300
+
+
+def test_a_summary_table_without_rows_is_its_header() -> None:
+    from console.demo_view import _table
+
+    assert _table(["source", "label"], []) == ["| source | label |", "|--------|-------|"]

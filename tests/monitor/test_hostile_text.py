@@ -36,7 +36,7 @@ def _hostile_fleet() -> tuple[Fleet, list[str]]:
         *fleet.apply("iotids/gw-1/status", b"online\x1b]0;t\x07", NOW),
         *fleet.apply("iotids/gw-1/events", json.dumps(event).encode(), NOW),
         *fleet.apply("iotids/gw-1/model", json.dumps(model).encode(), NOW),
-        *fleet.apply("iotids/" + "g\u202e" * 3000 + "/status", b"online", NOW),
+        *fleet.apply("iotids/" + "g\u202e" * 64 + "/status", b"online", NOW),
     ]
     return fleet, lines
 
@@ -108,3 +108,16 @@ def test_what_one_publisher_makes_the_monitor_keep_is_bounded() -> None:
     assert len(gateway.model["bundle_id"]) == 200
     assert set(gateway.model["last_update"]) == {"result", "reason"}
     assert len(gateway.model["last_update"]["reason"]) == 200
+
+
+def test_a_publisher_inventing_gateways_cannot_grow_the_monitor(monkeypatch) -> None:
+    import console.monitor_state as state
+
+    monkeypatch.setattr(state, "MAX_GATEWAYS", 5)
+    fleet = Fleet()
+    for i in range(50):
+        fleet.apply(f"iotids/gw-{i}/status", b"online", NOW)
+    fleet.apply("iotids/" + "g" * 129 + "/status", b"online", NOW)
+    assert sorted(fleet.gateways) == [f"gw-{i}" for i in range(5)]
+    assert fleet.snapshot(NOW)["untracked_messages"] == 46
+    assert fleet.apply("iotids/gw-4/status", b"offline", NOW) == ["gw-4 offline"]  # kept ones live
