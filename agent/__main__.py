@@ -176,13 +176,20 @@ def settle() -> None:
 def _validate(args: argparse.Namespace) -> int:
     from agent.bundle import BundleError
     from agent.config import ConfigError, load_config
-    from agent.config_checks import check_contents, check_deployment, model_steps
+    from agent.config_checks import (
+        check_calibration_period,
+        check_contents,
+        check_deployment,
+        model_steps,
+    )
 
     try:
         config = load_config(args.config)
+        check_calibration_period(config)
         if not args.file_only:
             check_deployment(config)
             config = model_steps(config)
+            check_calibration_period(config)
             check_contents(config)
     except (ConfigError, BundleError) as exc:
         if args.json:

@@ -87,13 +87,14 @@ class App:
         sinks: Sequence[Sink] | None = None,
         verify: ChildVerifier | None = None,
     ) -> None:
-        from agent.config_checks import model_steps
+        from agent.config_checks import check_calibration_period, model_steps
 
         # signatures are checked in a child: this long-running process never loads cryptography
         self.verify = verify or ChildVerifier()
         self.config = config = model_steps(
             config, self.verify
         )  # a source without ``step``: its bundle's
+        check_calibration_period(config)  # before anything starts: exit 2, as validate-config
         self.stop = threading.Event()
         self._signals = SignalLatch()  # SIGTERM/SIGINT, acted on by the run loop
         self.health = Health()

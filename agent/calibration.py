@@ -76,6 +76,7 @@ import numpy.typing as npt
 
 from agent import classifier_unknown, json_bounded
 from agent.benign_groups import MAX_GROUPS
+from agent.config_calibration import MIN_WINDOWS
 from agent.stream_start import (
     START_MARGIN,
     START_SECONDS,
@@ -87,7 +88,6 @@ from agent.stream_start import (
 CALIBRATION_SCHEMA = "iotids.calibration/1"
 CONTAMINATION = 0.01  # the top fraction of collected windows that never sets a threshold
 MAX_EXCLUDED = 0.05  # flagged windows are excluded while they are at most this fraction
-MIN_WINDOWS = 100  # fewer windows say nothing about a tail
 MAX_WINDOWS = 200_000  # collected windows kept (reservoir): bounded memory for any duration
 EPS = 1e-6
 # An int8 classifier's probabilities move in steps of 1/256: below one step a probability is

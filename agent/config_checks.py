@@ -184,6 +184,22 @@ def model_steps(config: AgentConfig, verify: Verifier | None = None) -> AgentCon
     return dataclasses.replace(config, sources=tuple(sources))
 
 
+def check_calibration_period(config: AgentConfig) -> None:
+    """``[calibration] duration`` must hold enough windows for every calibrated model whose
+    source steps by time (packet steps come as fast as the traffic: no bound to check); a
+    source without a ``step`` yet is checked once ``model_steps`` has given it its bundle's."""
+    if config.calibration is None:
+        return
+    by_name = {source.name: source for source in config.sources}
+    for i, model in enumerate(config.models):
+        source = by_name.get(model.source)
+        if not model.enabled or source is None or not source.step:
+            continue
+        spec = source.step_spec
+        if spec.kind == "time":
+            config.calibration.check_step(spec.size_ns / 1e9, f"models[{i}] ({model.name})")
+
+
 def _check_outbox_file(config: AgentConfig) -> None:
     """An outbox file already there must be one the agent can open (a directory is not)."""
     path = Path(config.outbox.resolved_path(config.agent.state_dir))
