@@ -60,9 +60,13 @@ HOST_V1 = register(
 
 @dataclass(frozen=True)
 class HostSnapshot:
-    """One psutil reading: gauges as they are, counters as running totals."""
+    """One psutil reading: gauges as they are, counters as running totals.
 
-    time_ns: int
+    ``monotonic_ns`` is when it was taken on the monotonic clock: rates divide by it, and the
+    wall clock of a Pi without RTC steps (NTP, an admin) by hours between two readings.
+    """
+
+    monotonic_ns: int
     cpu_percent: float
     memory_percent: float
     swap_percent: float
@@ -90,7 +94,7 @@ def take_snapshot() -> HostSnapshot:
         else:
             udp += 1
     return HostSnapshot(
-        time_ns=time.time_ns(),
+        monotonic_ns=time.monotonic_ns(),
         cpu_percent=float(psutil.cpu_percent(interval=None)),
         memory_percent=float(psutil.virtual_memory().percent),
         swap_percent=float(psutil.swap_memory().percent),
@@ -108,7 +112,7 @@ def host_row(previous: HostSnapshot | None, current: HostSnapshot) -> npt.NDArra
     if previous is None:
         rates = [0.0] * len(NET_COUNTERS)
     else:
-        seconds = max((current.time_ns - previous.time_ns) / 1e9, 1e-3)
+        seconds = max((current.monotonic_ns - previous.monotonic_ns) / 1e9, 1e-3)
         # A counter that went backwards (interface reset, 32-bit wrap) gives 0, not a spike.
         rates = [max(c - p, 0) / seconds for c, p in zip(current.net, previous.net, strict=True)]
     row = [

@@ -16,7 +16,7 @@ from agent.sources.host import HostSource
 
 def _snap(t_s: float, net: int, syn_recv: int = 0) -> HostSnapshot:
     return HostSnapshot(
-        time_ns=int(t_s * 1e9),
+        monotonic_ns=int(t_s * 1e9),
         cpu_percent=12.5,
         memory_percent=40.0,
         swap_percent=0.0,
@@ -51,6 +51,32 @@ def test_a_real_snapshot_reads_this_machine() -> None:
     assert 0 <= snap.memory_percent <= 100
     assert snap.net[0] >= 0
     assert np.isfinite(host_row(None, snap)).all()
+
+
+@pytest.mark.parametrize("step_s", [-3600.0, 200 * 86400.0])
+def test_rates_do_not_follow_a_wall_clock_step_between_two_readings(
+    monkeypatch: pytest.MonkeyPatch, step_s: float
+) -> None:
+    # 2,000 bytes a second for one monotonic second, while NTP or an admin steps the wall
+    # clock: back, a rate by wall time is clamped to 1 ms (1000x, an attack-sized spike);
+    # forward, it vanishes into 200 days
+    import psutil
+
+    clock = {"wall": 1_700_000_000.0, "mono": 50.0}
+    sent = {"bytes": 10_000}
+    monkeypatch.setattr(time, "time_ns", lambda: int(clock["wall"] * 1e9))
+    monkeypatch.setattr(time, "monotonic_ns", lambda: int(clock["mono"] * 1e9))
+    monkeypatch.setattr(
+        psutil,
+        "net_io_counters",
+        lambda: type("Io", (), dict.fromkeys(NET_COUNTERS, 0) | {"bytes_sent": sent["bytes"]}),
+    )
+    first = take_snapshot()
+    clock["mono"] += 1.0
+    clock["wall"] += 1.0 + step_s
+    sent["bytes"] += 2_000
+    row = host_row(first, take_snapshot())
+    assert row[HOST_V1.index("net_bytes_sent_per_s")] == pytest.approx(2000.0)
 
 
 def test_host_source_emits_one_step_per_interval() -> None:
