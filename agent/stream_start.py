@@ -39,12 +39,16 @@ def starting(
     seconds: float,
 ) -> npt.NDArray[np.bool_]:
     """Which windows are in a stream's start period: its first ``windows``, and those whose last
-    step began less than ``seconds`` after its first step (``elapsed_ns``), at most START_LIMIT."""
+    step began less than ``seconds`` after its first step (``elapsed_ns``, never negative: the
+    clock went back), at most START_LIMIT."""
     at = np.asarray(numbers, np.int64)
     early = at < windows
     if seconds > 0 and elapsed_ns is not None:
         late = np.asarray(elapsed_ns, np.int64)
-        early |= (at < START_LIMIT) & (late < int(seconds * 1e9))
+        # A live stream's clock is the wall clock: stepped back (NTP, an admin), a window
+        # seems to end before the stream began. That is not its start: counted as one, every
+        # window up to START_LIMIT would be judged at the lenient start edge again.
+        early |= (at < START_LIMIT) & (late >= 0) & (late < int(seconds * 1e9))
     return early
 
 

@@ -1,12 +1,22 @@
 """A live stream's clock is the wall clock, which NTP or an admin may step by hours or months
-while the agent runs (a Pi has no RTC): detections and site calibration keep real ages."""
+while the agent runs (a Pi has no RTC): detections, site calibration and the stream's start
+period keep real ages."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
+from agent.bundle import load_bundle, load_public_key
 from agent.calibration_collect import Collector
 from agent.decide import Decider, DecisionPolicy, Event, Evidence
+from agent.features.capture import read_capture
+from agent.features.traffic import TRAFFIC_V1, featurize
+from agent.inference import Debounce, ModelSlot
+from agent.sources import StepBatch
+from tests.agent.bundles import flood_frames, pcap_bytes
+from tests.agent.flood_bundle import flood_kit
 
 LABELS = ("benign", "syn_flood")
 SECOND = 1_000_000_000
@@ -84,3 +94,24 @@ def test_calibration_counts_the_period_it_saw_whatever_the_clock_did() -> None:
     assert collector.seconds == 28.0
     add(day)  # and ahead a hundred days: one step at most, not a finished 24-h period
     assert collector.seconds == 39.0
+
+
+def test_a_step_back_after_the_start_period_does_not_start_it_again(tmp_path: Path) -> None:
+    # a minute in, the clock goes back an hour: the windows after it seemed to end before the
+    # stream began, and each up to the 1,000th was judged at the lenient start edge again (and
+    # learnt by a calibration as the site's boot)
+    kit = flood_kit(tmp_path / "kit")
+    bundle = load_bundle(kit.bundle, [load_public_key(kit.public_key)])
+    frames, _ = flood_frames(calm_s=120, flood_s=0, calm_after_s=0)
+    capture = tmp_path / "calm.pcap"
+    capture.write_bytes(pcap_bytes(frames))
+    steps = featurize(read_capture(capture).packets, bundle.manifest.step)
+    slot = ModelSlot("m", "lan", TRAFFIC_V1, bundle.manifest.step, bundle, Debounce())
+    early: list[int] = []
+    slot.on_scores = lambda ends, p, a, busy, numbers, start: early.extend(numbers[start].tolist())
+    start_ns = np.asarray(steps.start_ns, np.int64).copy()
+    start_ns[60:] -= HOUR
+    for i in range(0, len(start_ns), 10):
+        slot.push(StepBatch(start_ns[i : i + 10], steps.values[i : i + 10]))
+    assert len(start_ns) > 100
+    assert early == list(range(10))

@@ -114,6 +114,9 @@ def test_the_start_period_is_its_first_windows_or_seconds_whichever_last_longer(
     assert stream_start.starting(numbers, elapsed, 10, 10.0).tolist() == [1, 1, 1, 1, 0, 0]
     slow = np.array([0, 5, 9]), np.array([0, 50, 90]) * second  # 10-s steps: windows hold
     assert stream_start.starting(*slow, 10, 10.0).all()
+    # the wall clock stepped back an hour after window 12: past the first 10, none is early
+    back = np.array([5, 12, 13, 500]), np.array([5, 12, 13 - 3600, 500 - 3600]) * second
+    assert stream_start.starting(*back, 10, 10.0).tolist() == [1, 0, 0, 0]
     collector = Collector(2)
     early = stream_start.starting(numbers, elapsed, 10, 10.0)
     scores = np.arange(len(numbers), dtype=np.float64)
