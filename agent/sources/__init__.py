@@ -100,3 +100,16 @@ def open_source(config: SourceConfig, agent: AgentConfig) -> FeatureSource:
 def empty_batch(width: int) -> StepBatch:
     """A batch of zero steps of ``width`` features."""
     return StepBatch(np.zeros(0, np.int64), np.zeros((0, width), np.float32))
+
+
+def longest_wait_ns(step: StepSpec) -> int:
+    """The longest gap of a recording a realtime replay waits out, in recorded time.
+
+    The featurizers keep at most ``MAX_IDLE_STEPS`` empty steps of a gap (steps of the time
+    limit; 1 s for packet-count steps, which have none): waiting longer shows the agent nothing
+    more, and one stamp far ahead (days, a clock set wrong when it was recorded) would stall
+    the replay that long.
+    """
+    from agent.features.traffic import MAX_IDLE_STEPS
+
+    return MAX_IDLE_STEPS * (step.limit_ns or 1_000_000_000)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from agent.sources import SourceStats, StepBatch
+from agent.sources import SourceStats, StepBatch, longest_wait_ns
 from agent.sources.traffic_steps import TrafficStepper
 
 if TYPE_CHECKING:
@@ -132,6 +132,10 @@ class PcapSource:
         now_ts = self._first_ts + int((time.monotonic() - self._wall0) * self.speed * 1e9)
         due = int(np.searchsorted(held.ts_ns, now_ts, side="right"))
         if due == 0:
+            skip = int(held.ts_ns[0]) - now_ts - longest_wait_ns(self.step)
+            if skip > 0:  # the replay's clock jumps the part of the gap no step would show
+                self._first_ts += skip
+                now_ts += skip
             wait = (int(held.ts_ns[0]) - now_ts) / 1e9 / self.speed
             time.sleep(max(min(wait, deadline - time.monotonic()), 0.0))
             return self._stepper.advance(now_ts)

@@ -97,6 +97,52 @@ def test_pcap_realtime_speed_divides_the_pacing(tmp_path: Path) -> None:
     assert 0.9 <= elapsed < 6.0  # about 1 s of wall time, far from the capture's 8 s
 
 
+def test_a_realtime_replay_waits_out_no_more_of_a_gap_than_its_steps_show(
+    tmp_path: Path,
+) -> None:
+    # a packet ten days after the rest: the featurizer keeps 3,600 empty 1-s steps of such a
+    # gap, which at speed 2,000 is 1.8 s of waiting; the whole gap would be 432 s
+    packet = ethernet(ipv4("10.0.0.1", "10.0.0.2", 17, udp(1, 2)))
+    path = tmp_path / "gap.pcap"
+    stamps = [1000.0, 1000.1, 1000.0 + 10 * 86400]
+    path.write_bytes(pcap_bytes([(t, packet) for t in stamps]))
+    config = _config(
+        {"name": "cap", "kind": "pcap", "path": str(path), "realtime": True, "speed": 2000.0}
+    )
+    source = open_source(config.sources[0], config)
+    began = time.monotonic()
+    batches = _drain(source, limit_s=20.0)
+    assert source.finished
+    assert 1.5 <= time.monotonic() - began < 10.0
+    assert source.stats.packets == 3
+    starts = np.concatenate([b.start_ns for b in batches])
+    assert starts[-1] == 1000 * 10**9 + 10 * 86400 * 10**9  # the last packet's own step
+
+
+def test_a_realtime_csv_replay_waits_out_no_more_of_a_gap_than_its_steps_show(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "gap.csv"
+    path.write_text("timestamp,temp\n1700000000,20\n1700000001,21\n1700864000,22\n")
+    config = _config(
+        {
+            "name": "plant",
+            "kind": "csv",
+            "path": str(path),
+            "sensors": ["temp"],
+            "realtime": True,
+            "speed": 2000.0,
+            "step": "1s",
+        }
+    )
+    source = open_source(config.sources[0], config)
+    began = time.monotonic()
+    _drain(source, limit_s=20.0)
+    assert source.finished
+    assert 1.5 <= time.monotonic() - began < 10.0  # the day's gap at speed 2,000 is 432 s
+    assert source.stats.readings == 3
+
+
 def test_pcap_loop_keeps_time_moving_forward(tmp_path: Path) -> None:
     packet = ethernet(ipv4("10.0.0.1", "10.0.0.2", 17, udp(1, 2)))
     path = tmp_path / "short.pcap"
