@@ -12,6 +12,7 @@ MQTT never maps OpenSSL (see ``agent.deferred``).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import socket
@@ -172,3 +173,38 @@ def is_ssl_error(exc: BaseException | None) -> bool:
     """
     ssl = sys.modules.get("ssl")
     return ssl is not None and isinstance(exc, ssl.SSLError)
+
+
+class FailureLog:
+    """One client's connection failures: each said once at ERROR, identical repeats at DEBUG,
+    so a broker that stays away (or a TLS handshake that keeps failing) is one line, not one
+    per backoff, and never silence."""
+
+    def __init__(self, log: logging.Logger, who: str) -> None:
+        self._log = log
+        self.who = who  # "mqtt", "sensor source plant": each line's prefix
+        self._last = ""
+
+    def say(self, what: str) -> None:
+        message = f"{self.who}: {what}"
+        if message == self._last:
+            self._log.debug("%s", message)
+            return
+        self._last = message
+        self._log.error("%s", message)
+
+    def connected(self) -> bool:
+        """Forget the last failure; True when there was one (the caller may say it is back)."""
+        failed, self._last = bool(self._last), ""
+        return failed
+
+    def connect_failed(self, host: str, port: int, backoff_max: float) -> None:
+        """Why the TCP or TLS connection failed: paho's ``on_connect_fail`` calls this inside
+        its except block, where the exception is still at hand."""
+        exc = sys.exc_info()[1]
+        where = f"{host}:{port}"
+        if is_ssl_error(exc):
+            what = f"TLS handshake with {where} failed: {exc}"
+        else:
+            what = f"cannot connect to {where}: {exc}"
+        self.say(f"{what}; retrying with backoff up to {backoff_max:g} s")

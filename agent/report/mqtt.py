@@ -42,7 +42,6 @@ from __future__ import annotations
 import logging
 import queue
 import sqlite3
-import sys
 import threading
 import time
 from collections import deque
@@ -68,8 +67,8 @@ from agent.contract import (
     stamp,
 )
 from agent.mqtt_client import (
+    FailureLog,
     is_auth_refused,
-    is_ssl_error,
     make_client,
     resolve_credentials,
     set_backoff,
@@ -163,7 +162,7 @@ class MqttSink:
         self._holding = False
         self._detections = Detections(outbox.open_detections(), outbox.last_event())
         self._events_lock = threading.Lock()  # an event and the state after it stay in order
-        self._last_failure = ""
+        self._failure_log = FailureLog(logger, "mqtt")
         self._in_auth_backoff = False
         self._online_mid = -1
         self._failures = 0
@@ -471,7 +470,7 @@ class MqttSink:
         if self._in_auth_backoff:
             set_backoff(client, self.config.backoff_min, self.config.backoff_max)
             self._in_auth_backoff = False
-        self._last_failure = ""
+        self._failure_log.connected()
         logger.info(
             "mqtt: connected to %s:%d as %r", self.config.host, self.config.port, self._client_id
         )
@@ -490,35 +489,20 @@ class MqttSink:
             backoff = self.config.auth_backoff
             set_backoff(client, backoff, backoff)
             self._in_auth_backoff = True
-            self._report_failure(
-                f"mqtt: broker refused the credentials for user {self._username!r} ({reason}); "
+            self._failure_log.say(
+                f"broker refused the credentials for user {self._username!r} ({reason}); "
                 f"retrying in {backoff:g} s"
             )
         else:
-            self._report_failure(
-                f"mqtt: broker {self.config.host}:{self.config.port} refused the connection "
+            self._failure_log.say(
+                f"broker {self.config.host}:{self.config.port} refused the connection "
                 f"({reason}); retrying with backoff up to {self.config.backoff_max:g} s"
             )
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
-        """Say why the TCP or TLS connection failed (paho calls this inside its except block)."""
-        exc = sys.exc_info()[1]
-        where = f"{self.config.host}:{self.config.port}"
-        if is_ssl_error(exc):
-            what = f"TLS handshake with {where} failed: {exc}"
-        else:
-            what = f"cannot connect to {where}: {exc}"
-        self._report_failure(
-            f"mqtt: {what}; retrying with backoff up to {self.config.backoff_max:g} s"
+        self._failure_log.connect_failed(
+            self.config.host, self.config.port, self.config.backoff_max
         )
-
-    def _report_failure(self, message: str) -> None:
-        """Log a connection failure at ERROR once; identical repeats go to DEBUG."""
-        if message == self._last_failure:
-            logger.debug("%s", message)
-            return
-        self._last_failure = message
-        logger.error("%s", message)
 
     def _on_disconnect(
         self,

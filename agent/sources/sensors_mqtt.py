@@ -60,11 +60,12 @@ class MqttSensorSource:
         self._buffer: deque[tuple[int, int, float]] = deque(maxlen=BUFFER)
         self._lock = threading.Lock()
         self._clock = clock
+        self._closing = False  # a disconnect we asked for is not worth a line
         self._last_clock = (clock(), time.monotonic_ns())
         self._client = self._connect(agent)
 
     def _connect(self, agent: AgentConfig) -> Any:
-        from agent.mqtt_client import make_client, resolve_credentials, tls_context
+        from agent.mqtt_client import FailureLog, make_client, resolve_credentials, tls_context
 
         host = self.options.host or agent.mqtt.host
         port = self.options.port or agent.mqtt.port
@@ -89,7 +90,12 @@ class MqttSensorSource:
             tls=tls,
             backoff=(agent.mqtt.backoff_min, agent.mqtt.backoff_max),
         )
+        # a broker away, a TLS handshake or credentials refused: one line each, never silence
+        self._failures = FailureLog(logger, f"sensor source {self.name}")
+        where = (host, port, agent.mqtt.backoff_max)
         client.on_connect = self._on_connect
+        client.on_connect_fail = lambda _client, _userdata: self._failures.connect_failed(*where)
+        client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.connect_async(
             host,
@@ -102,10 +108,18 @@ class MqttSensorSource:
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
-            logger.error("sensor source %s: broker refused the connection: %s", self.name, reason)
+            self._failures.say(f"broker refused the connection: {reason}")
             return
+        if self._failures.connected():
+            logger.warning("sensor source %s: connected again", self.name)
         client.subscribe([(t.topic, 1) for t in self.options.topics])
         logger.info("sensor source %s subscribed to %d topics", self.name, len(self.options.topics))
+
+    def _on_disconnect(
+        self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
+        if not self._closing:
+            self._failures.say(f"lost the broker ({reason}); no readings until it is back")
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         # paho's network thread: an exception escaping here would end that thread for good
@@ -186,6 +200,7 @@ class MqttSensorSource:
 
     def close(self) -> None:
         """Disconnect from the broker."""
+        self._closing = True
         self._client.disconnect()
         self._client.loop_stop()
 

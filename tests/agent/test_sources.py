@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import shutil
 import subprocess
@@ -488,3 +489,36 @@ def test_mqtt_sensor_source_keeps_stepping_when_the_clock_jumps(mosquitto: Broke
     rows = sum(len(b) for b in after)
     assert 0 < rows <= 10  # steps of the last two seconds, not 7,200 of the jumped hour
     assert after[-1].values[-1, source.feature_set.index("temp.value")] == 40.0
+
+
+def test_mqtt_sensor_source_says_once_that_its_broker_is_away(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from tests.broker import free_port
+
+    port = free_port()  # nothing listens: every connect is refused, again and again
+    config = parse_config(
+        {
+            "agent": {"device_id": "gw"},
+            "mqtt": {"host": "127.0.0.1", "port": port, "backoff_min": 0.1, "backoff_max": 0.2},
+            "sources": [
+                {
+                    "name": "plant",
+                    "kind": "mqtt-sensors",
+                    "step": "0.5s",
+                    "topics": [{"topic": "plant/temp", "sensor": "temp"}],
+                }
+            ],
+        }
+    )
+    with caplog.at_level(logging.DEBUG, logger="agent.sources.sensors_mqtt"):
+        source = open_source(config.sources[0], config)
+        try:
+            time.sleep(4.0)
+        finally:
+            source.close()
+    said = [r for r in caplog.records if f"cannot connect to 127.0.0.1:{port}" in r.getMessage()]
+    assert [r.levelno for r in said][:1] == [logging.ERROR]
+    assert said[0].getMessage().startswith("sensor source plant: cannot connect to")
+    assert len(said) >= 2  # it kept trying ...
+    assert all(r.levelno == logging.DEBUG for r in said[1:])  # ... and said so once
