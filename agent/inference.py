@@ -476,7 +476,10 @@ class ModelSlot:
             staged, self._staged = self._staged, None
         if staged is None:
             return []
-        when = int(batch.start_ns[0]) if len(batch) else time.time_ns()
+        if len(batch):
+            when = int(batch.start_ns[0])
+        else:  # the stream's clock (a replay's is the capture's), not the wall's: its last window
+            when = self.decider.last_window_ns or time.time_ns()
         ended = self.decider.close(when)
         old = self.bundle_id
         self._activate(staged, keep_tail=True)

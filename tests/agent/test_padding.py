@@ -79,3 +79,27 @@ def test_manifest_padding_and_step_kinds_parse_old_and_new(model: bytes) -> None
     ):
         with pytest.raises(BundleError, match=why):
             Manifest.from_json(json.dumps({**raw, key: value}).encode())
+
+
+def test_a_swap_between_batches_ends_detections_on_the_stream_s_clock(
+    tmp_path: Path, model: bytes
+) -> None:
+    # a replayed capture from 2001: the old model's open detection ends at its last window,
+    # not at today's wall clock, when the swap comes with no steps
+    slot = ModelSlot(
+        "cnn",
+        "lan",
+        TRAFFIC_V1,
+        STEP,
+        load_padded(tmp_path / "a", "zeros", model),
+        Debounce(1, 1, 3),
+    )
+    values = np.zeros((4, TRAFFIC_V1.width), np.float32)
+    values[:, 0] = 20
+    starts = 1_000_000_000 * 10**9 + np.arange(4, dtype=np.int64) * 10**9
+    assert [e.kind for e in slot.push(StepBatch(starts, values))] == ["new"]
+    slot.stage(load_padded(tmp_path / "b", "zeros", model))
+    empty = StepBatch(np.zeros(0, np.int64), np.zeros((0, TRAFFIC_V1.width), np.float32))
+    (ended,) = slot.push(empty)
+    assert ended.kind == "end"
+    assert ended.time_ns == int(starts[-1])
