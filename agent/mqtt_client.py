@@ -17,6 +17,7 @@ import math
 import os
 import socket
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
@@ -205,6 +206,9 @@ class FailureLog:
         where = f"{host}:{port}"
         if is_ssl_error(exc):
             what = f"TLS handshake with {where} failed: {exc}"
+            if any(word in str(exc) for word in ("not yet valid", "expired")):
+                # a Pi has no real-time clock: before NTP its date may be months behind
+                what += f" (this gateway's clock says {time.strftime('%Y-%m-%d')})"
         else:
             what = f"cannot connect to {where}: {exc}"
         self.say(f"{what}; retrying with backoff up to {backoff_max:g} s")

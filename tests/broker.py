@@ -84,8 +84,10 @@ def make_pki(
     dns_names: Iterable[str] = ("localhost",),
     ips: Iterable[str] = (HOST,),
     ca_name: str = "iotids test CA",
+    server_valid_in: dt.timedelta = dt.timedelta(0),
 ) -> Pki:
-    """Generate a CA and a server certificate for ``dns_names`` / ``ips`` into ``directory``."""
+    """Generate a CA and a server certificate for ``dns_names`` / ``ips`` into ``directory``
+    (the server's valid from ``server_valid_in`` from now: a clock behind it refuses it)."""
     directory.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -125,8 +127,8 @@ def make_pki(
         .issuer_name(ca_subject)
         .public_key(server_key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
+        .not_valid_before(now + server_valid_in - dt.timedelta(minutes=5))
+        .not_valid_after(now + server_valid_in + dt.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)

@@ -522,3 +522,26 @@ def test_mqtt_sensor_source_says_once_that_its_broker_is_away(
     assert said[0].getMessage().startswith("sensor source plant: cannot connect to")
     assert len(said) >= 2  # it kept trying ...
     assert all(r.levelno == logging.DEBUG for r in said[1:])  # ... and said so once
+
+
+@pytest.mark.broker
+def test_a_broker_certificate_not_yet_valid_is_said_with_the_gateway_s_date(
+    broker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    import datetime as dt
+
+    pki = make_pki(tmp_path / "pki", server_valid_in=dt.timedelta(days=30))
+    tls_broker = broker(tls=pki)
+    config = _sensor_config(tls_broker, tls={"ca_file": str(pki.ca_cert)})
+    with caplog.at_level(logging.ERROR, logger="agent.sources.sensors_mqtt"):
+        source = open_source(config.sources[0], config)
+        try:
+            began = time.monotonic()
+            while time.monotonic() - began < 5 and not caplog.records:
+                time.sleep(0.1)
+        finally:
+            source.close()
+    (said,) = [r.getMessage() for r in caplog.records]
+    assert said.startswith("sensor source plant: TLS handshake with")
+    assert "not yet valid" in said
+    assert f"(this gateway's clock says {time.strftime('%Y-%m-%d')})" in said
