@@ -363,9 +363,10 @@ def test_host_source_keeps_stepping_when_the_clock_goes_back() -> None:
     assert abs(int(after[-1].start_ns[-1]) - clock()) < 2 * 10**9
 
 
-def test_live_capture_keeps_stepping_when_the_clock_goes_back(
-    veth_pair: tuple[str, str],
-) -> None:
+def _live_across_a_clock_jump(
+    veth_pair: tuple[str, str], offset_ns: int
+) -> tuple[list[StepBatch], list[StepBatch], _Clock]:
+    """A live source's steps of a burst, then of another after its clock moved ``offset_ns``."""
     from agent.sources.live import LiveSource
 
     ns, host_if = veth_pair
@@ -376,11 +377,18 @@ def test_live_capture_keeps_stepping_when_the_clock_goes_back(
     try:
         subprocess.run(send, check=True, timeout=20)
         before = _read_for(source, 0.8)
-        clock.offset_ns = -HOUR_NS
+        clock.offset_ns = offset_ns
         subprocess.run(send, check=True, timeout=20)
         after = _read_for(source, 1.5)
     finally:
         source.close()
+    return before, after, clock
+
+
+def test_live_capture_keeps_stepping_when_the_clock_goes_back(
+    veth_pair: tuple[str, str],
+) -> None:
+    before, after, clock = _live_across_a_clock_jump(veth_pair, -HOUR_NS)
     assert sum(b.values[:, TRAFFIC_V1.index("udp")].sum() for b in before) >= 20
     assert after, "no step for as long as the clock jump: every packet joined one open step"
     starts = np.concatenate([b.start_ns for b in after])
@@ -392,21 +400,9 @@ def test_live_capture_keeps_stepping_when_the_clock_goes_back(
 def test_live_capture_restarts_its_steps_when_the_clock_leaps_ahead(
     veth_pair: tuple[str, str],
 ) -> None:
-    from agent.sources.live import LiveSource
-
-    ns, host_if = veth_pair
-    clock = _Clock()
-    config = _config({"name": "lan", "kind": "live", "interface": host_if, "step": "0.2s"})
-    source = LiveSource(config.sources[0], config, clock=clock)
-    send = ["ip", "netns", "exec", ns, "python3", "-c", SENDER]
-    try:
-        subprocess.run(send, check=True, timeout=20)
-        assert _read_for(source, 0.8)
-        clock.offset_ns = HOUR_NS  # NTP setting a clock fake-hwclock left an hour behind
-        subprocess.run(send, check=True, timeout=20)
-        after = _read_for(source, 1.5)
-    finally:
-        source.close()
+    # NTP setting a clock fake-hwclock left an hour behind
+    before, after, clock = _live_across_a_clock_jump(veth_pair, HOUR_NS)
+    assert before
     rows = sum(len(b) for b in after)
     # steps of the 1.5 s read, not the 3,600 idle ones the featurizer filled the hour with
     assert 0 < rows <= 20, rows
