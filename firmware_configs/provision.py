@@ -45,6 +45,10 @@ HERE = Path(__file__).resolve().parent
 ETC = PurePosixPath("/etc/iotids")
 STATE_DIR = "/var/lib/iotids"
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+# DOS device names: FAT (mtools) refuses a file called so, half-way through writing an image.
+_DOS_DEVICE = re.compile(r"(CON|PRN|AUX|NUL|COM[0-9]|LPT[0-9])(\..*)?", re.IGNORECASE)
+# Wheel names cannot be changed (pip reads them); these are the ones FAT and the shell hold as is.
+_WHEEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+!-]*\.whl")
 
 
 class ProvisionError(Exception):
@@ -153,6 +157,10 @@ def read_wheelhouse(folder: Path | None) -> tuple[Path, ...]:
     if not folder.is_dir():
         raise ProvisionError(f"--wheelhouse: {folder} is not a directory")
     wheels = tuple(sorted(folder.glob("*.whl")))
+    odd = [w.name for w in wheels if not _WHEEL_NAME.fullmatch(w.name)]
+    if odd:
+        raise ProvisionError(f"--wheelhouse: {', '.join(odd)} in {folder}: not a wheel file name")
+    check_fat_names("--wheelhouse", [w.name for w in wheels])
     unreadable = [w.name for w in wheels if not (w.is_file() and os.access(w, os.R_OK))]
     if unreadable:
         raise ProvisionError(f"--wheelhouse: cannot read {', '.join(unreadable)} in {folder}")
@@ -164,16 +172,29 @@ def read_wheelhouse(folder: Path | None) -> tuple[Path, ...]:
 
 
 def safe_name(name: str) -> str:
-    """A file name that FAT and the shell take as is."""
-    return _SAFE_NAME.sub("_", name)
+    """A file name that FAT, the shell and the gateway take as is.
+
+    FAT drops a trailing dot, install.sh's ``"$from"/*`` skips a leading one and mtools refuses
+    DOS device names: each would leave agent.toml naming a file the gateway does not have.
+    """
+    name = _SAFE_NAME.sub("_", name) or "_"
+    if name.startswith("."):
+        name = "_" + name[1:]
+    if name.endswith("."):
+        name = name[:-1] + "_"
+    return "_" + name if _DOS_DEVICE.fullmatch(name) else name
+
+
+def check_fat_names(option: str, names: list[str]) -> None:
+    """FAT names are case-insensitive: two names one folder cannot hold would overwrite."""
+    if len({name.casefold() for name in names}) != len(names):
+        raise ProvisionError(f"{option}: two files share a name on FAT (case-insensitive): {names}")
 
 
 def read_keys(paths: list[Path]) -> tuple[tuple[str, bytes], ...]:
     """The trusted signing keys, each under a distinct safe file name."""
     keys = tuple((safe_name(p.name), read_input("--trust-key", p)) for p in paths)
-    names = [name for name, _ in keys]
-    if len(set(names)) != len(names):
-        raise ProvisionError(f"--trust-key: two keys share a file name: {names}")
+    check_fat_names("--trust-key", [name for name, _ in keys])
     return keys
 
 

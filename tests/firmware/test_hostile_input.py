@@ -1,0 +1,103 @@
+"""Hostile values handed to ``iotids provision``: refused in one line, or rendered harmlessly."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from agent.cli import main
+from firmware_configs.provision import safe_name
+from tests.firmware.fixtures import Inputs, make_boot_image, mdir, stub_iotids_wheel
+
+
+def argv(inputs: Inputs, out: Path, *extra: str, broker: str = "mqtt://broker.lan") -> list[str]:
+    return [
+        "provision", "--profile", "pi4", "--device-id", "gw-01", "--broker", broker,
+        "--bundle", str(inputs.bundle), "--trust-key", str(inputs.key), "--out", str(out),
+        *extra,
+    ]  # fmt: skip
+
+
+def refused(args: list[str], capsys: pytest.CaptureFixture[str], pattern: str) -> None:
+    """Exit 2 with one line on stderr matching ``pattern``."""
+    assert main(args) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert re.search(pattern, line), line
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        (".release.pub", "_release.pub"),  # install.sh's "$from"/* skips dot files
+        ("release.", "release_"),  # FAT drops a trailing dot
+        ("..", "__"),
+        ("con", "_con"),  # mtools refuses DOS device names
+        ("LPT1.pub", "_LPT1.pub"),
+        ("a b;$(x).pub", "a_b___x_.pub"),
+        ("release.pub", "release.pub"),
+    ],
+)
+def test_safe_names_reach_the_gateway_as_named(name: str, expected: str) -> None:
+    assert safe_name(name) == expected
+
+
+def test_a_dot_key_is_installed_under_the_name_agent_toml_gives(
+    inputs: Inputs, tmp_path: Path
+) -> None:
+    hidden = tmp_path / ".release.pub"
+    shutil.copy(inputs.key, hidden)
+    out = tmp_path / "gw"
+    args = argv(inputs, out)
+    args[args.index("--trust-key") + 1] = str(hidden)
+    assert main(args) == 0
+    keys = tomllib.loads((out / "iotids/agent.toml").read_text())["agent"]["trusted_keys"]
+    assert keys == ["/etc/iotids/keys/_release.pub"]
+    copied = subprocess.run(
+        ["bash", "-c", 'for f in "$1"/*; do basename "$f"; done', "_", str(out / "iotids/keys")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert copied == ["_release.pub"]
+
+
+def test_keys_whose_names_differ_only_in_case_are_refused(
+    inputs: Inputs, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    upper = tmp_path / "k" / "Release.pub"
+    upper.parent.mkdir()
+    shutil.copy(inputs.key, upper)
+    args = argv(inputs, tmp_path / "gw", "--trust-key", str(upper))
+    refused(args, capsys, r"^iotids provision: --trust-key: two files share a name on FAT")
+    assert not (tmp_path / "gw").exists()
+
+
+@pytest.mark.parametrize(
+    ("names", "pattern"),
+    [
+        (("Dup-1.0-py3-none-any.whl", "dup-1.0-py3-none-any.whl"), "share a name on FAT"),
+        (("x:y-1.0-py3-none-any.whl",), r"x:y-1\.0-py3-none-any\.whl .*not a wheel file name"),
+        ((".hidden-1.0-py3-none-any.whl",), "not a wheel file name"),
+    ],
+)
+def test_wheel_names_fat_cannot_hold_are_refused_before_the_image_is_touched(
+    inputs: Inputs,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    names: tuple[str, ...],
+    pattern: str,
+) -> None:
+    wheel = stub_iotids_wheel(tmp_path / "wheels")
+    for name in names:
+        shutil.copy(wheel, wheel.parent / name)
+    image = make_boot_image(tmp_path / "pi.img", 32, "console=tty1 rootwait\n")
+    before = image.read_bytes()
+    args = argv(inputs, tmp_path / "gw", "--wheelhouse", str(wheel.parent), "--image", str(image))
+    refused(args, capsys, rf"^iotids provision: --wheelhouse: .*{pattern}")
+    assert image.read_bytes() == before
+    assert "iotids" not in mdir(image)
