@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import stat
 import struct
 import subprocess
 import tempfile
@@ -67,7 +68,15 @@ class Partition:
 
 def read_partitions(image: Path) -> tuple[Partition, ...]:
     """The non-empty primary partitions of an MBR disk image, in table order."""
+    if "@@" in str(image):
+        # mtools splits FILE@@OFFSET at the first "@@": it would open (and write) another file.
+        raise ImageError(
+            f"{image}: an image path must not contain '@@' (mtools reads it as an offset)"
+        )
     try:
+        if not stat.S_ISREG(image.stat().st_mode):
+            # A FIFO would block open() for ever; a device is not what the README takes.
+            raise ImageError(f"{image}: not a regular file (an image file, not a device or pipe)")
         with image.open("rb") as fh:
             mbr = fh.read(SECTOR)
             size = os.fstat(fh.fileno()).st_size

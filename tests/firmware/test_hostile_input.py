@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import shutil
 import subprocess
+import threading
 import tomllib
 from pathlib import Path
 
@@ -101,3 +104,36 @@ def test_wheel_names_fat_cannot_hold_are_refused_before_the_image_is_touched(
     refused(args, capsys, rf"^iotids provision: --wheelhouse: .*{pattern}")
     assert image.read_bytes() == before
     assert "iotids" not in mdir(image)
+
+
+def test_an_image_path_with_two_ats_is_refused_not_read_as_another_file(
+    inputs: Inputs, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = tmp_path / "a"  # a FAT file system that mtools would open for "a@@x.img"
+    subprocess.run(["mkfs.vfat", "-C", str(other), "8192"], check=True, capture_output=True)
+    before = other.read_bytes()
+    image = make_boot_image(tmp_path / "plain.img", 32, "console=tty1 rootwait\n")
+    image = image.rename(tmp_path / "a@@x.img")
+    args = argv(inputs, tmp_path / "gw", "--image", str(image))
+    refused(args, capsys, r"a@@x\.img: an image path must not contain '@@'")
+    assert other.read_bytes() == before
+    assert not (tmp_path / "gw").exists()
+
+
+def test_an_image_that_is_a_pipe_is_refused_not_waited_for(
+    inputs: Inputs, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fifo = tmp_path / "disk.img"
+    os.mkfifo(fifo)
+    unblock = threading.Timer(10, _open_for_writing, [fifo])  # a failure, not a hang
+    unblock.start()
+    try:
+        args = argv(inputs, tmp_path / "gw", "--image", str(fifo))
+        refused(args, capsys, r"disk\.img: not a regular file")
+    finally:
+        unblock.cancel()
+
+
+def _open_for_writing(fifo: Path) -> None:
+    with contextlib.suppress(OSError):  # ENXIO: nobody is reading, nothing to unblock
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
