@@ -40,6 +40,9 @@ FIRSTRUN_MARKER = b"iotids-provision"  # in our firstrun.sh; Imager's has no suc
 # Where a firstrun.sh found in the image (Raspberry Pi Imager's settings: user, SSH, Wi-Fi)
 # is kept; our firstrun.sh runs it first.
 CHAINED_FIRSTRUN = "iotids/imager-firstrun.sh"
+# The firstrun.sh paths a hook may already run: Imager's, and ours. Any other script of that name
+# is not one our firstrun.sh replaces: the install would never run.
+FIRSTRUN_PATHS = ("/boot/firstrun.sh", "/boot/firmware/firstrun.sh")
 OPERATOR_DIR = "operator"  # the operator's files: rendered beside, never written to the card
 
 
@@ -169,15 +172,15 @@ def copy_tree(
 def hook_firstrun(cmdline: str) -> str | None:
     """``cmdline.txt`` hooked to run ``firstrun.sh`` once; None when another script is hooked.
 
-    Already hooked to a ``firstrun.sh`` (ours, or Raspberry Pi Imager's ``/boot/firstrun.sh``,
-    which ours then replaces and chains): returned unchanged. Hooked to any other script: None,
-    since one kernel command line runs one script.
+    Already hooked to the boot partition's ``firstrun.sh`` (ours, or Raspberry Pi Imager's
+    ``/boot/firstrun.sh``, which ours then replaces and chains): returned unchanged. Hooked to
+    any other script: None, since one kernel command line runs one script.
     """
     line = cmdline.strip()
     hooked = [w.split("=", 1)[1] for w in line.split() if w.startswith("systemd.run=")]
     if not hooked:
         return f"{line} {FIRSTRUN_HOOK}\n"
-    if all(PurePosixPath(path).name == "firstrun.sh" for path in hooked):
+    if all(path in FIRSTRUN_PATHS for path in hooked):
         return line + "\n"
     return None
 

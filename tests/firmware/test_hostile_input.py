@@ -137,3 +137,16 @@ def test_an_image_that_is_a_pipe_is_refused_not_waited_for(
 def _open_for_writing(fifo: Path) -> None:
     with contextlib.suppress(OSError):  # ENXIO: nobody is reading, nothing to unblock
         os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+
+@pytest.mark.parametrize(
+    "script", ["/usr/local/sbin/firstrun.sh", "/boot/firmware/iotids/firstrun.sh", "firstrun.sh"]
+)
+def test_a_hook_to_another_firstrun_sh_is_refused_untouched(
+    inputs: Inputs, tmp_path: Path, capsys: pytest.CaptureFixture[str], script: str
+) -> None:
+    image = make_boot_image(tmp_path / "pi.img", 32, f"console=tty1 systemd.run={script}\n")
+    before = image.read_bytes()
+    args = argv(inputs, tmp_path / "gw", "--image", str(image))
+    refused(args, capsys, rf"cmdline\.txt already runs another script at first boot \({script}\)")
+    assert image.read_bytes() == before
