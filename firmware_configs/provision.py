@@ -44,6 +44,8 @@ logger = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 ETC = PurePosixPath("/etc/iotids")
 STATE_DIR = "/var/lib/iotids"
+# Keys, a CA file and a password are small; a bundle has its own cap (MAX_BUNDLE_BYTES).
+MAX_INPUT_BYTES = 1024 * 1024
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 # DOS device names: FAT (mtools) refuses a file called so, half-way through writing an image.
 _DOS_DEVICE = re.compile(r"(CON|PRN|AUX|NUL|COM[0-9]|LPT[0-9])(\..*)?", re.IGNORECASE)
@@ -114,14 +116,20 @@ def check_device_id(device_id: str) -> str:
     return device_id
 
 
-def read_input(option: str, path: Path) -> bytes:
-    """A file the user named, whole; ProvisionError names the option when it cannot be read."""
+def read_input(option: str, path: Path, limit: int = MAX_INPUT_BYTES) -> bytes:
+    """A file the user named, whole; ProvisionError names the option when it cannot be read.
+
+    At most ``limit`` bytes are read: /dev/zero or a wrong file must not exhaust memory.
+    """
     try:
-        data = path.read_bytes()
+        with path.open("rb") as fh:
+            data = fh.read(limit + 1)
     except OSError as exc:
         raise ProvisionError(f"{option}: cannot read {path}: {exc.strerror or exc}") from None
     if not data:
         raise ProvisionError(f"{option}: {path} is empty")
+    if len(data) > limit:
+        raise ProvisionError(f"{option}: {path} is larger than {limit:,} bytes")
     return data
 
 
@@ -491,6 +499,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def build_request(args: argparse.Namespace) -> Request:
     """Check and read every input; nothing is written here."""
+    from agent.bundle_archive import MAX_BUNDLE_BYTES
     from agent.config import ConfigError
     from firmware_configs.profiles import load_profile
 
@@ -507,7 +516,7 @@ def build_request(args: argparse.Namespace) -> Request:
     if args.ca_file is not None and not broker.tls:
         raise ProvisionError("--ca-file: only an mqtts:// broker uses a CA certificate")
     interface = args.interface or profile.capture.interface
-    bundle = read_input("--bundle", args.bundle)
+    bundle = read_input("--bundle", args.bundle, MAX_BUNDLE_BYTES)
     keys = read_keys(args.trust_key)
     facts = inspect_bundle(bundle, keys)
     if facts.quantization != profile.model.bundle_variant:

@@ -150,3 +150,15 @@ def test_a_hook_to_another_firstrun_sh_is_refused_untouched(
     args = argv(inputs, tmp_path / "gw", "--image", str(image))
     refused(args, capsys, rf"cmdline\.txt already runs another script at first boot \({script}\)")
     assert image.read_bytes() == before
+
+
+@pytest.mark.parametrize("option", ["--ca-file", "--password-file", "--trust-key", "--bundle"])
+def test_an_endless_input_file_is_refused_not_read_whole(
+    inputs: Inputs, tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str
+) -> None:
+    args = argv(inputs, tmp_path / "gw", broker="mqtts://broker.lan")
+    if option in args:
+        args[args.index(option) + 1] = "/dev/zero"
+    else:
+        args += [option, "/dev/zero"]
+    refused(args, capsys, rf"^iotids provision: {option}: /dev/zero is larger than [0-9,]+ bytes$")
