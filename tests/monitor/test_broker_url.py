@@ -14,6 +14,9 @@ from agent.broker_url import BrokerUrl, BrokerUrlError, parse_broker_url
         ("mqtt://broker.lan", BrokerUrl("mqtt", "broker.lan", 1883)),
         ("mqtts://broker.example.com", BrokerUrl("mqtts", "broker.example.com", 8883)),
         ("MQTTS://[::1]:9000/", BrokerUrl("mqtts", "::1", 9000)),
+        ("mqtt://[fe80::1%eth0]", BrokerUrl("mqtt", "fe80::1%eth0", 1883)),
+        ("mqtt://mqtt_1.lan.", BrokerUrl("mqtt", "mqtt_1.lan.", 1883)),
+        ("mqtt://bröker.example", BrokerUrl("mqtt", "bröker.example", 1883)),
     ],
 )
 def test_valid_urls(text: str, expected: BrokerUrl) -> None:
@@ -40,6 +43,14 @@ def test_round_trip_and_tls_flag() -> None:
         ("mqtt://h?x=1", "only scheme://host:port"),
         ("mqtt://[::1", "Invalid IPv6 URL"),  # urlsplit's own ValueError, one line too
         ("mqtt://[zz]:1", "IPv6"),
+        # urlsplit drops tabs and newlines: the host would silently become "broker.lan"
+        ("mqtt://broker\n.lan", "must not contain spaces or control characters"),
+        ("mqtt://bro\tker.lan", "must not contain spaces or control characters"),
+        ("mqtt://bro ker.lan", "must not contain spaces or control characters"),
+        ('mqtt://a"b;$(id)', "is not a host name or an IP address"),
+        ("mqtt://a%2fb", "is not a host name or an IP address"),
+        ("mqtt://-a.lan", "is not a host name or an IP address"),
+        ("mqtt://a..lan", "is not a host name or an IP address"),
     ],
 )
 def test_invalid_urls_say_why(text: str, message: str) -> None:
