@@ -28,10 +28,16 @@ class CaptureProfile:
     promiscuous: bool = False
 
     def __post_init__(self) -> None:
+        # Linux refuses "." and ".." as interface names too.
+        valid = _INTERFACE.fullmatch(self.interface) is not None and self.interface not in (
+            ".",
+            "..",
+        )
         check(
-            _INTERFACE.fullmatch(self.interface) is not None,
+            valid,
             "interface",
-            f"must be an interface name (1..15 of [A-Za-z0-9._-]), got {self.interface!r}",
+            "must be an interface name (1..15 of [A-Za-z0-9._-], not . or ..), "
+            f"got {self.interface!r}",
         )
 
 

@@ -105,6 +105,18 @@ def parse_broker(url: str) -> BrokerUrl:
         raise ProvisionError(f"--broker: {exc}") from None
 
 
+def check_interface(interface: str) -> str:
+    """``--interface``, held to the rule the board profiles' interfaces are."""
+    from agent.config import FieldError
+    from firmware_configs.profiles import CaptureProfile
+
+    try:
+        CaptureProfile(interface)
+    except FieldError as exc:
+        raise ProvisionError(f"--interface: {exc}") from None
+    return interface
+
+
 def check_device_id(device_id: str) -> str:
     """The device id, checked by the agent's own rule (one MQTT topic level)."""
     from agent.config import AgentSection, FieldError
@@ -142,6 +154,11 @@ def read_credentials(
     each gateway a user named after it, so the ACL's ``%u`` is its topic level.
     """
     user = username or os.environ.get(USERNAME_ENV, "")
+    if any(not c.isprintable() for c in user):
+        # Brokers refuse control characters in a user name (Mosquitto closes the connection),
+        # and the agent strips a trailing newline off the credential file.
+        source = "--username" if username else USERNAME_ENV
+        raise ProvisionError(f"{source}: the MQTT user name must not contain control characters")
     password: str | None = os.environ.get(PASSWORD_ENV) or None
     if password_file is not None:
         try:
@@ -515,7 +532,8 @@ def build_request(args: argparse.Namespace) -> Request:
     broker = parse_broker(args.broker)
     if args.ca_file is not None and not broker.tls:
         raise ProvisionError("--ca-file: only an mqtts:// broker uses a CA certificate")
-    interface = args.interface or profile.capture.interface
+    interface = profile.capture.interface if args.interface is None else args.interface
+    check_interface(interface)
     bundle = read_input("--bundle", args.bundle, MAX_BUNDLE_BYTES)
     keys = read_keys(args.trust_key)
     facts = inspect_bundle(bundle, keys)

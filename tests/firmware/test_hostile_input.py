@@ -162,3 +162,35 @@ def test_an_endless_input_file_is_refused_not_read_whole(
     else:
         args += [option, "/dev/zero"]
     refused(args, capsys, rf"^iotids provision: {option}: /dev/zero is larger than [0-9,]+ bytes$")
+
+
+@pytest.mark.parametrize("interface", ["eth0\nx", 'a"b$(id)', "eth 0", "..", "", "a" * 16])
+def test_an_interface_is_held_to_the_profiles_rule(
+    inputs: Inputs, tmp_path: Path, capsys: pytest.CaptureFixture[str], interface: str
+) -> None:
+    args = argv(inputs, tmp_path / "gw", "--interface", interface)
+    refused(args, capsys, r"^iotids provision: --interface: must be an interface name")
+
+
+@pytest.mark.parametrize(
+    ("flag", "env", "source"),
+    [
+        ("gw-01\n", None, "--username"),
+        ("gw\x1b[2J", None, "--username"),
+        (None, "gw-01\r\n", "IOTIDS_MQTT_USERNAME"),
+    ],
+)
+def test_a_user_name_with_control_characters_is_refused(
+    inputs: Inputs,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    flag: str | None,
+    env: str | None,
+    source: str,
+) -> None:
+    if env is not None:
+        monkeypatch.setenv("IOTIDS_MQTT_USERNAME", env)
+    extra = () if flag is None else ("--username", flag)
+    args = argv(inputs, tmp_path / "gw", *extra)
+    refused(args, capsys, rf"^iotids provision: {source}: the MQTT user name must not contain")
