@@ -175,6 +175,18 @@ def read_credentials(
     return Credentials(user, password)
 
 
+def read_ca(path: Path) -> bytes:
+    """``--ca-file``: PEM certificates, as the gateway's TLS loads them (cafile= takes only PEM)."""
+    import ssl
+
+    data = read_input("--ca-file", path)
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=data.decode("ascii"))
+    except (UnicodeDecodeError, ssl.SSLError, ValueError):
+        raise ProvisionError(f"--ca-file: {path} holds no PEM certificate") from None
+    return data
+
+
 def read_wheelhouse(folder: Path | None) -> tuple[Path, ...]:
     """The wheels to ship on the boot partition; the iotids wheel itself must be one of them."""
     if folder is None:
@@ -553,7 +565,7 @@ def build_request(args: argparse.Namespace) -> Request:
         bundle=(safe_name(args.bundle.name), bundle),
         facts=facts,
         trust_keys=keys,
-        ca=None if args.ca_file is None else read_input("--ca-file", args.ca_file),
+        ca=None if args.ca_file is None else read_ca(args.ca_file),
         wheels=read_wheelhouse(args.wheelhouse),
         credentials=read_credentials(args.password_file, args.username, args.device_id),
         interface=interface,

@@ -12,6 +12,7 @@ import pytest
 from agent.cli import main
 from firmware_configs.image import FIRSTRUN_HOOK
 from firmware_configs.provision import HERE
+from tests.broker import make_pki
 from tests.firmware.fixtures import Inputs, imager_firstrun
 
 SCRIPTS = (HERE / "firstboot/install.sh", HERE / "firstboot/firstrun.sh")
@@ -39,8 +40,7 @@ def test_user_data_runs_the_installer() -> None:
 
 
 def test_installer_reads_only_files_the_render_makes(inputs: Inputs, tmp_path: Path) -> None:
-    ca = tmp_path / "ca.crt"
-    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    ca = make_pki(tmp_path / "pki").ca_cert
     wheels = tmp_path / "wheels"
     wheels.mkdir()
     (wheels / "iotids-0.1.0-py3-none-any.whl").write_bytes(b"PK")

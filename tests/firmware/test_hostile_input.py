@@ -15,6 +15,7 @@ import pytest
 
 from agent.cli import main
 from firmware_configs.provision import safe_name
+from tests.broker import make_pki
 from tests.firmware.fixtures import Inputs, make_boot_image, mdir, stub_iotids_wheel
 
 
@@ -194,3 +195,20 @@ def test_a_user_name_with_control_characters_is_refused(
     extra = () if flag is None else ("--username", flag)
     args = argv(inputs, tmp_path / "gw", *extra)
     refused(args, capsys, rf"^iotids provision: {source}: the MQTT user name must not contain")
+
+
+@pytest.mark.parametrize("content", [b"-----BEGIN CERTIFICATE-----\n", b"\x30\x82\x01\x00", b"ca"])
+def test_a_ca_file_without_a_pem_certificate_is_refused(
+    inputs: Inputs, tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes
+) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(content)
+    args = argv(inputs, tmp_path / "gw", "--ca-file", str(ca), broker="mqtts://broker.lan")
+    refused(args, capsys, r"^iotids provision: --ca-file: .*ca\.pem holds no PEM certificate$")
+
+
+def test_a_pem_ca_is_shipped_as_given(inputs: Inputs, tmp_path: Path) -> None:
+    ca = make_pki(tmp_path / "pki").ca_cert
+    out = tmp_path / "gw"
+    assert main(argv(inputs, out, "--ca-file", str(ca), broker="mqtts://broker.lan")) == 0
+    assert (out / "iotids/ca.crt").read_bytes() == ca.read_bytes()

@@ -22,6 +22,7 @@ from agent.features.schema import FeatureSet
 from agent.features.steps import StepSpec
 from firmware_configs.profiles import available_profiles, load_profile
 from firmware_configs.provision import FileSpec, write_tree
+from tests.broker import make_pki
 from tests.firmware.fixtures import Inputs, signed_bundle
 
 EXPECTED = {
@@ -240,8 +241,7 @@ def test_plain_mqtt_with_a_ca_file_and_a_wheelhouse(inputs: Inputs, tmp_path: Pa
     wheels.mkdir()
     (wheels / "iotids-0.1.0-py3-none-any.whl").write_bytes(b"PK\x05\x06" + bytes(18))
     (wheels / "paho_mqtt-2.2.0-py3-none-any.whl").write_bytes(b"PK\x05\x06" + bytes(18))
-    ca = tmp_path / "ca.crt"
-    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    ca = make_pki(tmp_path / "pki").ca_cert
     out = tmp_path / "gw"
     args = argv(inputs, out, "--ca-file", str(ca), "--wheelhouse", str(wheels))
     assert main(args) == 0
