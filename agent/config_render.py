@@ -29,7 +29,7 @@ def render_config(
     """The TOML text of ``config``; ``header`` lines are written first as comments."""
     out = _Writer(comments or {})
     for line in header:
-        out.lines.append(f"# {line}" if line else "#")
+        out.lines.extend(_comment(line))
     out.table(config, "", array=False)
     return "\n".join(out.lines).strip("\n") + "\n"
 
@@ -61,6 +61,16 @@ def _string(value: str) -> str:
     return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
+def _comment(text: str) -> list[str]:
+    """Comment lines for ``text``: a line break cannot end the comment and start a key.
+
+    TOML allows no control character but tab in a comment: any other shows as "?".
+    """
+    lines = text.splitlines() or [""]
+    clean = ("".join(c if c.isprintable() or c == "\t" else "?" for c in line) for line in lines)
+    return [f"# {line}" if line else "#" for line in clean]
+
+
 def _key(name: str) -> str:
     return name if _BARE_KEY.fullmatch(name) else _string(name)
 
@@ -86,7 +96,7 @@ class _Writer:
 
     def comment(self, path: str) -> None:
         if path in self.comments:
-            self.lines.append(f"# {self.comments[path]}")
+            self.lines.extend(_comment(self.comments[path]))
 
     def table(self, obj: Any, path: str, *, array: bool, force: bool = False) -> None:
         """Write ``obj``'s keys under ``[path]`` (``[[path]]`` for an array element)."""

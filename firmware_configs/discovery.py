@@ -20,7 +20,13 @@ SCRIPT = "publish-discovery.sh"
 def render_publish_script(
     device_id: str, topic_prefix: str = "iotids", discovery_prefix: str = "homeassistant"
 ) -> str:
-    """A POSIX shell script publishing ``device_id``'s discovery configs, retained, at QoS 1."""
+    """A POSIX shell script publishing ``device_id``'s discovery configs, retained, at QoS 1.
+
+    The CLI has checked ``device_id``; it is quoted here anyway, and refused where a comment
+    would have to hold a line break (ValueError).
+    """
+    if any(not c.isprintable() for c in device_id):
+        raise ValueError(f"device id {device_id!r}: a control character cannot go in a script")
     lines = [
         "#!/bin/sh",
         f"# Home Assistant discovery for iotids gateway {device_id} (from `iotids provision`).",
@@ -39,5 +45,6 @@ def render_publish_script(
     ]
     for topic, payload in discovery_messages(device_id, topic_prefix, discovery_prefix):
         lines.append(f'publish {shlex.quote(topic)} {shlex.quote(payload.decode())} "$@"')
-    lines.append(f'echo "published {device_id}\'s Home Assistant discovery" >&2')
+    done = shlex.quote(f"published {device_id}'s Home Assistant discovery")
+    lines.append(f"echo {done} >&2")
     return "\n".join(lines) + "\n"

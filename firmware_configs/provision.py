@@ -385,6 +385,18 @@ def render_agent_config(request: Request) -> str:
     return render_config(agent_config(request), header=header, comments=AGENT_TOML_COMMENTS)
 
 
+def unit_value(value: object) -> str:
+    """Text as a systemd unit or drop-in line holds it: ``%`` escaped, never a second line.
+
+    A line break would start a new directive (``ExecStartPre=``), and a trailing backslash
+    would join the next line: both are refused (ProvisionError).
+    """
+    text = str(value)
+    if any(not c.isprintable() for c in text) or text.endswith("\\"):
+        raise ProvisionError(f"{text!r} cannot be written into a systemd unit")
+    return text.replace("%", "%%")
+
+
 def _template(name: str, values: Mapping[str, object]) -> str:
     """Fill a shipped template; a missing value is a bug here, so KeyError propagates."""
     text = (HERE / name).read_text(encoding="utf-8")
@@ -402,9 +414,9 @@ def render_unit(request: Request) -> str:
     return _template(
         "systemd/iotids-agent.service",
         {
-            "device_id": request.device_id,
-            "profile": profile.name,
-            "board": profile.board,
+            "device_id": unit_value(request.device_id),
+            "profile": unit_value(profile.name),
+            "board": unit_value(profile.board),
             "restart_sec": "5s",
             "credentials": "\n".join(credentials) or "# no MQTT credentials: anonymous broker",
             "capabilities": capabilities(request),
@@ -421,7 +433,7 @@ def render_journald(profile: BoardProfile) -> str:
     return _template(
         "journald/iotids.conf",
         {
-            "profile": profile.name,
+            "profile": unit_value(profile.name),
             "system_max_mb": journal.system_max_mb,
             "system_max_file_mb": max(1, journal.system_max_mb // 8),
             "runtime_max_mb": journal.runtime_max_mb,

@@ -14,7 +14,10 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main
-from firmware_configs.provision import safe_name
+from agent.config import parse_config
+from agent.config_render import render_config
+from firmware_configs.discovery import render_publish_script
+from firmware_configs.provision import ProvisionError, safe_name, unit_value
 from tests.broker import make_pki
 from tests.firmware.fixtures import Inputs, make_boot_image, mdir, stub_iotids_wheel
 
@@ -212,3 +215,37 @@ def test_a_pem_ca_is_shipped_as_given(inputs: Inputs, tmp_path: Path) -> None:
     out = tmp_path / "gw"
     assert main(argv(inputs, out, "--ca-file", str(ca), broker="mqtts://broker.lan")) == 0
     assert (out / "iotids/ca.crt").read_bytes() == ca.read_bytes()
+
+
+# Defence in depth: the renderers quote for their target even what the CLI has already checked.
+
+
+def test_the_discovery_script_quotes_the_device_id(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    script = tmp_path / "publish.sh"
+    script.write_text(render_publish_script(f"gw$(touch {marker})`touch {marker}`"))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "mosquitto_pub").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "mosquitto_pub").chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    result = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert not marker.exists()
+    with pytest.raises(ValueError, match="control character"):
+        render_publish_script("gw\nrm -rf /")
+
+
+def test_a_unit_value_cannot_add_a_directive() -> None:
+    assert unit_value("gw-%n") == "gw-%%n"  # no specifier expansion
+    for hostile in ("gw\nExecStartPre=/bin/sh -c id", "gw\\"):
+        with pytest.raises(ProvisionError, match="cannot be written into a systemd unit"):
+            unit_value(hostile)
+
+
+def test_a_toml_comment_cannot_add_a_key() -> None:
+    config = parse_config({"agent": {"device_id": "gw-01"}})
+    text = render_config(config, header=["for gw\n[mqtt]\nhost = 'evil'", "bell\x07"])
+    assert tomllib.loads(text) == tomllib.loads(render_config(config))
+    assert "# [mqtt]" in text
+    assert "# bell?" in text
