@@ -174,14 +174,18 @@ def hook_firstrun(cmdline: str) -> str | None:
 
     Already hooked to the boot partition's ``firstrun.sh`` (ours, or Raspberry Pi Imager's
     ``/boot/firstrun.sh``, which ours then replaces and chains): returned unchanged. Hooked to
-    any other script: None, since one kernel command line runs one script.
+    any other script: None, since one kernel command line runs one script. The command line
+    is the file's first line (the firmware reads no further): the hook goes there, and any
+    later lines are kept as they are.
     """
-    line = cmdline.strip()
+    first, _, rest = cmdline.strip().partition("\n")
+    line = first.strip()
+    rest = f"{rest}\n" if rest else ""
     hooked = [w.split("=", 1)[1] for w in line.split() if w.startswith("systemd.run=")]
     if not hooked:
-        return f"{line} {FIRSTRUN_HOOK}\n"
+        return f"{line} {FIRSTRUN_HOOK}\n{rest}"
     if all(path in FIRSTRUN_PATHS for path in hooked):
-        return line + "\n"
+        return f"{line}\n{rest}"
     return None
 
 

@@ -17,6 +17,7 @@ from agent.cli import main
 from agent.config import parse_config
 from agent.config_render import render_config
 from firmware_configs.discovery import render_publish_script
+from firmware_configs.image import FIRSTRUN_HOOK, hook_firstrun
 from firmware_configs.provision import ProvisionError, safe_name, unit_value
 from tests.broker import make_pki
 from tests.firmware.fixtures import Inputs, make_boot_image, mdir, stub_iotids_wheel
@@ -249,3 +250,13 @@ def test_a_toml_comment_cannot_add_a_key() -> None:
     assert tomllib.loads(text) == tomllib.loads(render_config(config))
     assert "# [mqtt]" in text
     assert "# bell?" in text
+
+
+def test_the_hook_goes_on_the_first_line_of_a_multi_line_cmdline() -> None:
+    cmdline = "console=tty1 root=PARTUUID=x-02 rootwait\nquiet splash\n"
+    hooked = hook_firstrun(cmdline)
+    assert hooked is not None
+    first, second = hooked.splitlines()
+    assert first.endswith(FIRSTRUN_HOOK)
+    assert second == "quiet splash"
+    assert hook_firstrun(hooked) == hooked
