@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import stat
 import struct
@@ -160,6 +161,45 @@ def write_file(image: Path, part: Partition, name: str, data: bytes) -> None:
         _mtools(image, part, "mcopy", "-o", str(local), f"::/{name}")
 
 
+def cluster_bytes(image: Path, part: Partition) -> int:
+    """The partition's cluster size in bytes, from ``minfo``'s boot sector."""
+    info = _mtools(image, part, "minfo", "::").stdout.decode("utf-8", "replace")
+    sector = re.search(r"sector size: (\d+) bytes", info)
+    per = re.search(r"cluster size: (\d+) sectors", info)
+    if sector is None or per is None:
+        raise ImageError(f"{image}: minfo did not say the partition's cluster size")
+    return int(sector.group(1)) * int(per.group(1))
+
+
+def free_bytes(image: Path, part: Partition) -> int:
+    """Free bytes in the partition, as ``mdir`` counts them (its last line)."""
+    listing = _mtools(image, part, "mdir", "::/").stdout.decode("utf-8", "replace")
+    for line in reversed(listing.splitlines()):
+        if "bytes free" in line:
+            return int("".join(c for c in line.split("bytes free")[0] if c.isdigit()) or 0)
+    raise ImageError(f"{image}: mdir did not say how much of the partition is free")
+
+
+def used_bytes(image: Path, part: Partition, path: str, cluster: int) -> int:
+    """Bytes ``path`` (a folder in the partition) takes, in whole clusters (``mdu``)."""
+    total = _mtools(image, part, "mdu", "-s", path).stdout.decode("utf-8", "replace").split()
+    return int(total[-1]) * cluster if total and total[-1].isdigit() else 0
+
+
+def needed_bytes(folder: Path, skip: frozenset[str], cluster: int) -> int:
+    """What copying ``folder``'s entries (but ``skip``) takes: each file and folder in whole
+    clusters, and a cluster of directory entries per folder."""
+    total = 0
+    for entry in folder.iterdir():
+        if entry.name in skip:
+            continue
+        paths = [entry, *entry.rglob("*")] if entry.is_dir() else [entry]
+        for path in paths:
+            size = path.stat().st_size if path.is_file() else 0
+            total += max(-(-size // cluster), 1) * cluster
+    return total
+
+
 def copy_tree(
     image: Path, part: Partition, folder: Path, skip: frozenset[str] = frozenset()
 ) -> None:
@@ -243,16 +283,28 @@ def install_into_image(image: Path, rendered: Path) -> None:
     first_boot = plan_first_boot(image, part)
     chained = first_boot.chained
     names = root_names(image, part)
+    existing = read_file(image, part, "user-data")
+    keep_user_data = existing is not None and USER_DATA_MARKER.encode() not in existing
+    skip = frozenset({OPERATOR_DIR, *(["user-data"] if keep_user_data else [])})
+    # Room first: the old iotids/ is removed before the copy, and a copy that runs out of
+    # space leaves a boot partition that boots into half an install.
+    cluster = cluster_bytes(image, part)
+    room = free_bytes(image, part)
+    if "iotids" in names:
+        room += used_bytes(image, part, "::/iotids", cluster)
+    need = needed_bytes(rendered, skip, cluster)
+    if need > room:
+        raise ImageError(
+            f"{image}: the boot partition has room for {room:,} bytes of ours, the gateway's "
+            f"files take {need:,}: nothing written"
+        )
     if "iotids" in names:
         # Keep an Imager script chained by an earlier provisioning: it has not run yet.
         if chained is None and read_dir_file(image, part, CHAINED_FIRSTRUN) is not None:
             chained = read_dir_file(image, part, CHAINED_FIRSTRUN)
         # A previous device's keys, bundle or credentials must not linger beside the new ones.
         _mtools(image, part, "mdeltree", "::/iotids")
-    existing = read_file(image, part, "user-data")
-    keep_user_data = existing is not None and USER_DATA_MARKER.encode() not in existing
-    skip = {OPERATOR_DIR, *(["user-data"] if keep_user_data else [])}
-    copy_tree(image, part, rendered, frozenset(skip))
+    copy_tree(image, part, rendered, skip)
     if chained is not None:
         write_file(image, part, CHAINED_FIRSTRUN, chained)
         logger.warning(

@@ -230,3 +230,21 @@ def test_mbr_entries_after_an_empty_slot_are_found(tmp_path: Path) -> None:
     (part,) = read_partitions(image)
     assert part.number == 2
     assert struct.unpack("<I", entry[8:12])[0] == part.start_lba
+
+
+def test_a_boot_partition_without_room_is_refused_untouched(
+    inputs: Inputs, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from firmware_configs.image import free_bytes
+
+    image = make_boot_image(tmp_path / "pi.img", 32, CMDLINE)
+    filler = tmp_path / "filler.bin"
+    with filler.open("wb") as fh:  # all but 8 KiB of the partition taken
+        fh.truncate(free_bytes(image, boot_partition(image)) - 8192)
+    mcopy(image, str(filler), "::/filler.bin")
+    before = image.read_bytes()
+    assert provision(inputs, tmp_path / "gw", image) == 2
+    err = capsys.readouterr().err
+    assert "the boot partition has room for" in err
+    assert "nothing written" in err
+    assert image.read_bytes() == before
