@@ -11,7 +11,6 @@ directory.
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from agent.config_loader import (
     FieldError,
     build,
     check,
+    read_toml,
     utf8_len,
     valid_topic_prefix,
 )
@@ -442,21 +442,7 @@ class AgentConfig:
 
 def load_config(path: str | Path) -> AgentConfig:
     """Read and validate a TOML file; every problem is a one-line ConfigError."""
-    path = Path(path)
-    try:
-        with path.open("rb") as fh:
-            raw = fh.read(MAX_CONFIG_BYTES + 1)
-        if len(raw) > MAX_CONFIG_BYTES:
-            raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes; not a config file")
-        data = tomllib.loads(raw.decode("utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: not UTF-8 at byte {exc.start}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    except RecursionError:  # tomllib recurses once per nested array or inline table
-        raise ConfigError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
+    data = read_toml(path, MAX_CONFIG_BYTES)
     return parse_config(data, source=str(path))
 
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 import dataclasses
 import errno
 import math
+import tomllib
 import types
 import typing
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 T = TypeVar("T")
@@ -35,6 +37,25 @@ class SourceUnavailable(RuntimeError):
 
 class ConfigError(ValueError):
     """A bad configuration: one line that names the key path and what is wrong."""
+
+
+def read_toml(path: str | Path, max_bytes: int) -> dict[str, Any]:
+    """A TOML file as a dict; anything else (unreadable, too large, not UTF-8, not TOML, nested
+    too deeply) is one ConfigError line naming the file."""
+    try:
+        with Path(path).open("rb") as fh:
+            raw = fh.read(max_bytes + 1)
+        if len(raw) > max_bytes:
+            raise ConfigError(f"{path}: larger than {max_bytes} bytes; not a config file")
+        return tomllib.loads(raw.decode("utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: not UTF-8 at byte {exc.start}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise ConfigError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
 
 
 class FieldError(ValueError):

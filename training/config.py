@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-import tomllib
-from dataclasses import dataclass, fields, replace
+import math
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from agent import config_loader
 from agent.scaling import KINDS as SCALERS
 from training.models import MODEL_TYPES
 
 MAX_AUGMENT = 10  # augmented rows per training row: more only costs time
 SPLIT_METHODS = ("auto", "time-block", "blocks", "stratified", "by-file")
+MAX_CONFIG_BYTES = 1 << 20  # a [train] file is a few hundred bytes
+# Sizes past which a run only exhausts memory or never ends (a typo, or a hostile config):
+# far above anything the README's recipes or the gateway use.
+MAX_SIZES = {"window": 4096, "units": 4096, "members": 64, "seeds": 1000, "epochs": 100_000}
+MAX_SEED = 2**32 - 1  # numpy's and TensorFlow's seeds are unsigned 32-bit
 
 
-class ConfigError(ValueError):
+class ConfigError(config_loader.ConfigError):
     """A bad configuration value; the message names the key."""
 
 
@@ -110,6 +116,10 @@ class TrainConfig:
                 raise ConfigError(
                     f"train.{key}: must be a whole number >= 1, got {getattr(self, key)!r}"
                 )
+        for key, most in MAX_SIZES.items():
+            if getattr(self, key) > most:
+                raise ConfigError(f"train.{key}: at most {most}, got {getattr(self, key)!r}")
+        _check_numbers(self)
         if not 0 < self.target_fpr < 1:
             raise ConfigError(f"train.target_fpr: must be in (0, 1), got {self.target_fpr!r}")
         if not isinstance(self.false_alarms_per_day, int | float) or not (
@@ -189,6 +199,29 @@ class TrainConfig:
         return options
 
 
+def _check_numbers(config: TrainConfig) -> None:
+    """The keys the checks above leave: seeds, learning rate, patience, rows, step."""
+    from agent.features.steps import StepSpec
+
+    if not 0 <= config.seed <= MAX_SEED - (config.seeds - 1):
+        raise ConfigError(
+            f"train.seed: must be in 0..{MAX_SEED - config.seeds + 1} "
+            f"(seeds = {config.seeds}), got {config.seed!r}"
+        )
+    if not math.isfinite(config.learning_rate) or config.learning_rate <= 0:
+        raise ConfigError(f"train.learning_rate: must be > 0, got {config.learning_rate!r}")
+    if not math.isfinite(config.onset_weight):
+        raise ConfigError(f"train.onset_weight: must be finite, got {config.onset_weight!r}")
+    if config.patience < 0:
+        raise ConfigError(f"train.patience: must be >= 0, got {config.patience!r}")
+    if config.max_rows is not None and config.max_rows < 1:
+        raise ConfigError(f"train.max_rows: must be >= 1, got {config.max_rows!r}")
+    try:
+        StepSpec.parse(config.step)
+    except ValueError as exc:
+        raise ConfigError(f"train.step: {exc}") from None
+
+
 def _check_partial(config: TrainConfig) -> None:
     """Padded copies need a padding model and the in-memory trainer."""
     share = config.partial_windows
@@ -207,13 +240,15 @@ def _check_partial(config: TrainConfig) -> None:
 
 def _check_mapping(path: str) -> None:
     """A mapping file's families are checked before training, not after it."""
+    from training.datasets.captures import read_rules
     from training.label_families import mapping_families
 
     if not Path(path).is_file():
         raise ConfigError(f"train.mapping: no such file {path!r}")
     try:
         mapping_families(path)
-    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        read_rules(path)
+    except ValueError as exc:
         raise ConfigError(f"train.mapping: {exc}") from None
 
 
@@ -221,9 +256,13 @@ def load_config(path: str | Path | None, overrides: dict[str, Any]) -> TrainConf
     """Values from the ``[train]`` table of a TOML file, then the flags that were given."""
     values: dict[str, Any] = {}
     if path is not None:
-        with Path(path).open("rb") as handle:
-            data = tomllib.load(handle)
+        try:
+            data = config_loader.read_toml(path, MAX_CONFIG_BYTES)
+        except config_loader.ConfigError as exc:
+            raise ConfigError(f"train.config: {exc}") from None
         values = data.get("train", data)
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: [train] must be a table")
         unknown = set(data) - {"train"} if "train" in data else set()
         if unknown:
             raise ConfigError(f"{path}: unknown tables {sorted(unknown)} (only [train])")
@@ -235,9 +274,8 @@ def load_config(path: str | Path | None, overrides: dict[str, Any]) -> TrainConf
     for key in ("dataset", "path", "model", "out"):
         if key not in values:
             raise ConfigError(f"train.{key}: required (flag --{key.replace('_', '-')})")
-    for key in ("test_files", "val_files", "drop_columns"):
-        if key in values:
-            values[key] = tuple(values[key])
-    return replace(
-        TrainConfig(**{k: values[k] for k in ("dataset", "path", "model", "out")}), **values
-    )
+    # each value's type from the dataclass's hints (the agent's loader): one line naming the key
+    try:
+        return config_loader.build(TrainConfig, values, "train")
+    except config_loader.ConfigError as exc:
+        raise exc if isinstance(exc, ConfigError) else ConfigError(str(exc)) from None

@@ -10,20 +10,26 @@ the operator can name its family in the mapping file and retrain.
 from __future__ import annotations
 
 import logging
-import tomllib
 from pathlib import Path
+from typing import Any
 
+from agent.config_loader import read_toml
 from agent.families import BENIGN, UNKNOWN, builtin_family, check_family
 
 logger = logging.getLogger(__name__)
 
 MAPPING_TABLES = ("rule", "families")
+MAX_MAPPING_BYTES = 1 << 20  # rules for a folder of captures: a few KB
+
+
+def read_mapping(path: str | Path) -> dict[str, Any]:
+    """A mapping file's TOML, bounded; a bad file is a ValueError naming it."""
+    return read_toml(path, MAX_MAPPING_BYTES)
 
 
 def mapping_families(path: str | Path) -> dict[str, str]:
     """label -> family named by a mapping file; ValueError names a bad table, key or family."""
-    with Path(path).open("rb") as handle:
-        data = tomllib.load(handle)
+    data = read_mapping(path)
     unknown = set(data) - set(MAPPING_TABLES)
     if unknown:
         raise ValueError(f"{path}: unknown tables {sorted(unknown)} (only [[rule]], [families])")

@@ -23,7 +23,6 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import logging
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from agent.config_loader import FieldError
 from agent.features.packets import PacketTable
 from agent.features.steps import StepSpec
 from training.datasets.base import BENIGN_NAMES, Dataset
@@ -57,6 +57,13 @@ class Rule:
     address: str | None = None
     family: str | None = None  # the label's attack family (training.label_families reads it)
 
+    def __post_init__(self) -> None:
+        if self.address is not None:
+            try:
+                ipaddress.ip_address(self.address)
+            except ValueError:
+                raise FieldError("address", f"not an IP address: {self.address[:60]!r}") from None
+
     def address_words(self) -> tuple[int, int] | None:
         """The address as the packet table's (hi, lo) 64-bit words, IPv4 mapped to ::ffff:."""
         if self.address is None:
@@ -68,16 +75,22 @@ class Rule:
 
 def read_rules(path: str | Path) -> list[Rule]:
     """``[[rule]]`` tables of a TOML mapping file; an unknown key names the rule."""
-    with Path(path).open("rb") as handle:
-        data = tomllib.load(handle)
+    from agent.config_loader import build
+    from training.label_families import read_mapping
+
+    tables = read_mapping(path).get("rule", [])
+    if not isinstance(tables, list):
+        raise ValueError(f"{path}: rule must be [[rule]] tables")
     rules = []
-    for i, table in enumerate(data.get("rule", [])):
+    for i, table in enumerate(tables):
+        if not isinstance(table, dict):
+            raise ValueError(f"rule[{i}]: must be a table")
         unknown = set(table) - {"glob", "label", "start", "end", "address", "family"}
         if unknown:
             raise ValueError(f"rule[{i}]: unknown keys {sorted(unknown)}")
         if "glob" not in table or "label" not in table:
             raise ValueError(f"rule[{i}]: needs glob and label")
-        rules.append(Rule(**table))
+        rules.append(build(Rule, table, f"rule[{i}]"))  # each key's type, one line naming it
     return rules
 
 
