@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
             summary = train_seeds(config, runner)
         else:
             summary = runner(config)
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, OSError, ValueError) as exc:  # OSError: --out a file, unwritable
         print(f"iotids train: {exc}", file=sys.stderr)  # noqa: T201 - the CLI talks to its user
         return 2
     except RuntimeError as exc:

@@ -24,6 +24,7 @@ import numpy.typing as npt
 from training import evaluate, partial, shortfall, split
 from training.config import ConfigError, TrainConfig
 from training.datasets import Dataset, load
+from training.datasets.base import check_label
 from training.fit import MIN_CALIBRATION_NORMALS, fit_anomaly, fit_classifier, stop_monitor
 from training.models import (
     RECURRENT,
@@ -125,7 +126,20 @@ def _encode(dataset: Dataset, labels: list[str], anomaly: bool) -> npt.NDArray[n
 
 def model_labels(dataset: Dataset, model_type: str) -> list[str]:
     """Output classes: the dataset's, or benign / attack for the anomaly model."""
+    if not len(dataset.label_names):
+        dropped = ", ".join(f"{n} {reason}" for reason, n in dataset.dropped.items())
+        raise ConfigError(f"train.path: no rows to train on (dropped: {dropped or 'none'})")
+    try:
+        for label in dataset.labels:
+            check_label(label)
+    except ValueError as exc:
+        raise ConfigError(f"train.path: {exc}") from None
     if model_type not in ("gru-anomaly", "gru-forecast"):
+        if len(dataset.labels) < 2:
+            raise ConfigError(
+                f"train.path: one class only ({dataset.labels[0]!r}): a classifier needs "
+                "two or more"
+            )
         return dataset.labels
     if dataset.benign is None:
         raise ConfigError(f"train.model: {model_type} needs a benign/normal class to learn")

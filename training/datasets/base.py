@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 import logging
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from agent.contract import MAX_NAME_CHARS
 from agent.features.schema import FeatureSet
+from agent.printable import printable
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +95,25 @@ class Dataset:
         return self
 
 
+def check_label(label: str) -> str:
+    """``label`` as a class name, or ValueError naming it: a label reaches reports, plots, the
+    bundle's manifest and the gateway's events, Home Assistant and the monitor, so it is
+    printable (no newline or terminal escape), not blank, and within what a consumer of the
+    gateway's events keeps of a name (``MAX_NAME_CHARS``)."""
+    shown = printable(label, 60)
+    if not label.strip():
+        return _bad_label("a class with no name (an empty label)")
+    if not label.isprintable():
+        return _bad_label(f"label '{shown}' has control characters")
+    if len(label) > MAX_NAME_CHARS:
+        return _bad_label(f"label '{shown}' is {len(label)} characters")
+    return label
+
+
+def _bad_label(problem: str) -> str:
+    raise ValueError(f"{problem}: a class name must be printable, 1..{MAX_NAME_CHARS} characters")
+
+
 def parse_number(text: str) -> float:
     """A float from a CSV cell; ``0x``-prefixed hex integers too; NaN when it is neither."""
     text = text.strip()
@@ -107,13 +129,38 @@ def parse_number(text: str) -> float:
     return float("nan")
 
 
+@contextmanager
+def reading_csv(path: Path) -> Iterator[None]:
+    """A file that is not a readable UTF-8 CSV (a gzip, a field over csv's limit, a folder) is
+    one ValueError line naming it, never a traceback."""
+    try:
+        yield
+    except csv.Error as exc:
+        raise ValueError(f"{path}: not a readable UTF-8 CSV ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{path}: not a readable UTF-8 CSV (not UTF-8 at byte {exc.start})"
+        ) from None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def check_header(path: Path, header: Sequence[str]) -> list[str]:
+    """``header`` stripped; a name twice would make two features (or labels) of one name."""
+    names = [h.strip() for h in header]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"{path}: column {twice[0][:60]!r} appears twice in the header")
+    return names
+
+
 def read_rows(path: Path, header: bool = True) -> tuple[list[str], list[list[str]]]:
     """Header and rows of a CSV file (UTF-8 with or without BOM, any newline style)."""
-    with path.open(newline="", encoding="utf-8-sig") as handle:
+    with reading_csv(path), path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle, skipinitialspace=True)
         head = next(reader, []) if header else []
         rows = list(reader)
-    return [h.strip() for h in head], rows
+    return check_header(path, head), rows
 
 
 def csv_files(path: str | Path, pattern: str = "*.csv") -> list[Path]:
@@ -125,7 +172,8 @@ def csv_files(path: str | Path, pattern: str = "*.csv") -> list[Path]:
         raise FileNotFoundError(
             f"--path {root}: no such file or folder; give the dataset's file or folder"
         )
-    files = sorted(root.glob(pattern))
+    # only regular files: a FIFO named *.csv would block the read forever, a folder fail it
+    files = sorted(f for f in root.glob(pattern) if f.is_file())
     if not files:
         raise FileNotFoundError(f"no {pattern} files in {root}")
     return files

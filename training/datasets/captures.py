@@ -33,7 +33,7 @@ import numpy.typing as npt
 from agent.config_loader import FieldError
 from agent.features.packets import PacketTable
 from agent.features.steps import StepSpec
-from training.datasets.base import BENIGN_NAMES, Dataset
+from training.datasets.base import BENIGN_NAMES, Dataset, check_label
 
 if TYPE_CHECKING:
     from agent.features.packets import Capture
@@ -58,6 +58,10 @@ class Rule:
     family: str | None = None  # the label's attack family (training.label_families reads it)
 
     def __post_init__(self) -> None:
+        try:
+            check_label(self.label)
+        except ValueError as exc:
+            raise FieldError("label", str(exc)) from None
         if self.address is not None:
             try:
                 ipaddress.ip_address(self.address)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from training.datasets.base import Dataset, csv_files, numeric_matrix
+from training.datasets.base import Dataset, check_header, csv_files, numeric_matrix, reading_csv
 
 logger = logging.getLogger(__name__)
 
@@ -67,9 +67,9 @@ def chunks(
     if label_mode not in LABEL_MODES:
         raise ValueError(f"label_mode: must be one of {LABEL_MODES}, got {label_mode!r}")
     for file in csv_files(path):
-        with file.open(newline="", encoding="utf-8-sig") as handle:
+        with reading_csv(file), file.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.reader(handle)
-            header = [h.strip() for h in next(reader)]
+            header = check_header(file, next(reader, []))
             features = [i for i, h in enumerate(header) if h not in LABEL_COLUMNS]
             names = [header[i] for i in features]
             batch: list[list[str]] = []

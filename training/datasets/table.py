@@ -17,11 +17,13 @@ import numpy.typing as npt
 
 from training.datasets.base import (
     Dataset,
+    check_header,
     csv_files,
     encode_categorical,
     numeric_matrix,
     parse_number,
     read_rows,
+    reading_csv,
 )
 
 logger = logging.getLogger(__name__)
@@ -56,6 +58,8 @@ def load(
         shifted += sum(1 for r in body if r and len(r) != len(head))
     if label_column not in header:
         raise ValueError(f"label_column: {label_column!r} not in {header}")
+    if not rows:
+        raise ValueError(f"--path {path}: no row with the header's {len(header)} fields")
     unknown = set(drop_columns) - set(header)
     if unknown:
         raise ValueError(f"drop_columns: {sorted(unknown)} not in the header")
@@ -105,9 +109,9 @@ def chunks(
     import csv
 
     for file in csv_files(path):
-        with file.open(newline="", encoding="utf-8-sig") as handle:
+        with reading_csv(file), file.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.reader(handle, skipinitialspace=True)
-            header = [h.strip() for h in next(reader)]
+            header = check_header(file, next(reader, []))
             if label_column not in header:
                 raise ValueError(f"label_column: {label_column!r} not in {header}")
             keep = [i for i, h in enumerate(header) if h != label_column and h not in drop_columns]
