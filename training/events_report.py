@@ -7,6 +7,7 @@ from typing import Any
 
 from agent.calibration import effects
 from training.events import DENSE_PACKETS, DENSE_SECONDS, MAX_DETECTIONS, opening_phrase
+from training.markdown import cell
 
 
 def _fmt(value: object, digits: int = 3) -> str:
@@ -55,16 +56,17 @@ def markdown(result: dict[str, Any], plot: str | None = None) -> str:
         for a in c["attacks"]:
             reported = f"{a['reported_label']} ({a['reported_category']})" if a["detected"] else "-"
             lines.append(
-                f"| {c['capture']} | {a['label']} | {a['start_s']:.2f} | {a['packets']} "
+                f"| {cell(c['capture'])} | {cell(a['label'])} | {a['start_s']:.2f} "
+                f"| {a['packets']} "
                 f"| {opening_phrase(a.get('opening_s'))} "
                 f"| {'yes' if a['detected'] else '**MISSED**'} | {_fmt(a['seconds_to_alarm'], 4)} "
-                f"| {_fmt(a['packets_to_alarm'])} | {reported} | {a['detections']} "
+                f"| {_fmt(a['packets_to_alarm'])} | {cell(reported)} | {a['detections']} "
                 f"({a['incidents']}) |"
             )
     lines += ["", "| capture | benign seconds | false alarms (incidents) |", "|---|---|---|"]
     for c in result["captures"]:
         lines.append(
-            f"| {c['capture']} | {c['benign_seconds']:.1f} | {c['false_alarms']} "
+            f"| {cell(c['capture'])} | {c['benign_seconds']:.1f} | {c['false_alarms']} "
             f"({c['false_alarm_incidents']}) |"
         )
     if plot:

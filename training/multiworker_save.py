@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from training import feature_shards as shards
 from training import split
+from training.markdown import cell
 
 if TYPE_CHECKING:
     from training.multiworker import Run
@@ -143,7 +144,7 @@ def _report(run: Run, summary: dict[str, Any], per_split: dict[str, dict[str, in
     for label in run.labels:
         c = m["per_class"].get(label, {})
         lines.append(
-            f"| {label} | {per_split['train'][label]} | {per_split['val'][label]} | "
+            f"| {cell(label)} | {per_split['train'][label]} | {per_split['val'][label]} | "
             f"{per_split['test'][label]} | {c.get('precision', 0):.4f} | "
             f"{c.get('recall', 0):.4f} | {c.get('f1', 0):.4f} |"
         )

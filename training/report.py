@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from training.markdown import cell
+
 logger = logging.getLogger(__name__)
 
 
@@ -249,10 +251,12 @@ def _table(metrics: dict[str, Any]) -> list[str]:
     ]
     for label, m in metrics["per_class"].items():
         if m.get("absent"):
-            lines.append(f"| {label} | absent from this split (not in macro-F1) | | | | | 0 |")
+            lines.append(
+                f"| {cell(label)} | absent from this split (not in macro-F1) | | | | | 0 |"
+            )
             continue
         lines.append(
-            f"| {label} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} "
+            f"| {cell(label)} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} "
             f"| {m['fpr']:.4f} | {m['fnr']:.4f} | {m['support']} |"
         )
     return lines
@@ -275,7 +279,7 @@ def write_report(
     counts = summary["counts"]
     for label in counts["train"]:
         row = " | ".join(str(counts[name][label]) for name in ("train", "val", "test"))
-        lines.append(f"| {label} | {row} |")
+        lines.append(f"| {cell(label)} | {row} |")
     if summary.get("too_few"):
         lines += ["", f"**Too few samples to measure:** {', '.join(summary['too_few'])}"]
     lines += [
@@ -311,7 +315,7 @@ def write_report(
         lines += ["", "### One-vs-rest curves (test split)", "", "| class | ROC AUC | PR AP |"]
         lines.append("|---|---|---|")
         for label, area in curves.items():
-            lines.append(f"| {label} | {area['roc_auc']:.3f} | {area['pr_auc']:.3f} |")
+            lines.append(f"| {cell(label)} | {area['roc_auc']:.3f} | {area['pr_auc']:.3f} |")
     from training.report_compare import section
 
     lines += section(summary, metrics, baseline)

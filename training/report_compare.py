@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from training.markdown import cell
+
 BINS = 10
 
 
@@ -82,11 +84,11 @@ def side_by_side(model_name: str, metrics: dict[str, Any], forest: dict[str, Any
     for label, m in metrics["per_class"].items():
         f = forest.get("per_class", {}).get(label, {})
         if m.get("absent"):
-            lines.append(f"| {label} | 0 | absent | | | | | | |")
+            lines.append(f"| {cell(label)} | 0 | absent | | | | | | |")
             continue
         delta = m["f1"] - f.get("f1", float("nan"))
         lines.append(
-            f"| {label} | {m['support']} | {m['precision']:.3f} | {m['recall']:.3f} "
+            f"| {cell(label)} | {m['support']} | {m['precision']:.3f} | {m['recall']:.3f} "
             f"| {m['f1']:.3f} | {f.get('precision', float('nan')):.3f} "
             f"| {f.get('recall', float('nan')):.3f} | {f.get('f1', float('nan')):.3f} "
             f"| {delta:+.3f} |"

@@ -39,9 +39,10 @@ def test_only_the_interval_s_own_packets_count() -> None:
     assert opening_seconds(ts, int(ts[0]), int(ts[49])) == 0.039
 
 
-def test_the_report_marks_a_trickle_and_a_short_attack() -> None:
+def _result(malformed: str = "malformed-train.pcap", label: str = "malformed") -> dict:  # type: ignore[type-arg]
+    """A report input: one trickle (``malformed``) and one attack shorter than 40 packets."""
     attack = {
-        "label": "malformed",
+        "label": label,
         "start_s": 0.0,
         "packets": 262,
         "detected": True,
@@ -73,7 +74,7 @@ def test_the_report_marks_a_trickle_and_a_short_attack() -> None:
         },
         "captures": [
             {
-                "capture": "malformed-train.pcap",
+                "capture": malformed,
                 "attacks": [attack | {"opening_s": 2.793}],
                 "benign_seconds": 0.0,
                 "false_alarms": 0,
@@ -88,7 +89,20 @@ def test_the_report_marks_a_trickle_and_a_short_attack() -> None:
             },
         ],
     }
+    return result
+
+
+def test_the_report_marks_a_trickle_and_a_short_attack() -> None:
+    result = _result()
     text = markdown(result)
     assert "first 40 packets over (s)" in text
     assert "| malformed-train.pcap | malformed | 0.00 | 262 | 2.793 (trickle) | yes |" in text
     assert "| flood-train.pcap | flood | 0.00 | 262 | - (under 40) | yes |" in text
+
+
+def test_a_name_with_a_bar_or_an_escape_keeps_the_report_s_rows_whole() -> None:
+    text = markdown(_result("amp|dns-a.pcap", "amp|dns\x1b[2J"))
+    row = next(line for line in text.splitlines() if line.startswith("| amp"))  # the attack's
+    assert row.startswith("| amp\\|dns-a.pcap | amp\\|dns\\x1b[2J | 0.00 |")
+    header = next(line for line in text.splitlines() if line.startswith("| capture | attack"))
+    assert row.replace("\\|", "").count("|") == header.count("|")
