@@ -119,3 +119,17 @@ def test_training_refuses_an_onsets_file_naming_no_capture(tmp_path: Path) -> No
     (tmp_path / ONSETS_FILE).write_text(json.dumps({"flood-a.pcap": 10**6}), encoding="utf-8")
     with pytest.raises(ValueError, match=r"flood-a.pcap: onset 1000000 is not under its"):
         load(str(tmp_path), step="1s")
+
+
+def test_a_mapping_rule_matching_no_capture_is_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from training.datasets.captures import load
+
+    frames, _ = flood_frames(calm_s=1, flood_s=1, calm_after_s=0)
+    (tmp_path / "flood-a.pcap").write_bytes(pcap_bytes(frames))
+    mapping = tmp_path / "map.toml"
+    mapping.write_text('[[rule]]\nglob = "flod-*.pcap"\nlabel = "syn_flood"\n')
+    with caplog.at_level("WARNING", logger="training.datasets.captures"):
+        load(str(tmp_path), step="1s", mapping=str(mapping))
+    assert "mapping rule[0]: glob 'flod-*.pcap' matches no capture" in caplog.text

@@ -247,6 +247,9 @@ def load(
     recordings: dict[str, dict[str, float]] = {}
     malformed = 0
     files = capture_files(path)
+    for i, rule in enumerate(rules):  # a misspelt glob would leave its attack unlabelled
+        if not any(fnmatch.fnmatch(f.name, rule.glob) for f in files):
+            logger.warning("mapping rule[%d]: glob %r matches no capture in %s", i, rule.glob, path)
     onsets = folder_onsets(path, files)
     benign = next((n for n in map(label_from_name, files) if n.lower() in BENIGN_NAMES), "benign")
     with Progress("reading captures", sum(f.stat().st_size for f in files), "B") as bar:
