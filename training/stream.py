@@ -148,7 +148,7 @@ def train_streaming(config: TrainConfig) -> dict[str, Any]:
 
     from training.evaluate import classification_metrics
     from training.fit import training_callbacks
-    from training.train import Prepared, classifier_thresholds, save
+    from training.train import Prepared, check_classes, classifier_thresholds, save
 
     if config.model != "dnn":
         raise ConfigError("train.model: --stream trains the dnn (tables of independent rows)")
@@ -156,6 +156,7 @@ def train_streaming(config: TrainConfig) -> dict[str, Any]:
     Path(config.out, "data").mkdir(parents=True, exist_ok=True)
     names, counts, sample_x, sample_y = survey(config)
     labels = _labels(counts)
+    check_classes(labels, classifier=True)
     index = {label: i for i, label in enumerate(labels)}
     scaler = Scaler.fit(sample_x, kind=config.scaler)
     spec = ModelSpec("dnn", 1, len(names), len(labels), config.units, config.dropout)

@@ -124,22 +124,28 @@ def _encode(dataset: Dataset, labels: list[str], anomaly: bool) -> npt.NDArray[n
     return np.array([index[name] for name in dataset.label_names.tolist()], np.int64)
 
 
+def check_classes(labels: list[str], classifier: bool) -> None:
+    """Each class name one a report, the bundle and the gateway's events can hold, and a
+    classifier two classes at least (the agent refuses a bundle of one): ConfigError."""
+    try:
+        for label in labels:
+            check_label(label)
+    except ValueError as exc:
+        raise ConfigError(f"train.path: {exc}") from None
+    if classifier and len(labels) < 2:
+        raise ConfigError(
+            f"train.path: one class only ({labels[0]!r}): a classifier needs two or more"
+        )
+
+
 def model_labels(dataset: Dataset, model_type: str) -> list[str]:
     """Output classes: the dataset's, or benign / attack for the anomaly model."""
     if not len(dataset.label_names):
         dropped = ", ".join(f"{n} {reason}" for reason, n in dataset.dropped.items())
         raise ConfigError(f"train.path: no rows to train on (dropped: {dropped or 'none'})")
-    try:
-        for label in dataset.labels:
-            check_label(label)
-    except ValueError as exc:
-        raise ConfigError(f"train.path: {exc}") from None
-    if model_type not in ("gru-anomaly", "gru-forecast"):
-        if len(dataset.labels) < 2:
-            raise ConfigError(
-                f"train.path: one class only ({dataset.labels[0]!r}): a classifier needs "
-                "two or more"
-            )
+    classifier = model_type not in ("gru-anomaly", "gru-forecast")
+    check_classes(dataset.labels, classifier)
+    if classifier:
         return dataset.labels
     if dataset.benign is None:
         raise ConfigError(f"train.model: {model_type} needs a benign/normal class to learn")

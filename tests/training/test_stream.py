@@ -62,3 +62,24 @@ def test_streamed_csv_trains_and_writes_the_model_dir(tmp_path: Path) -> None:
     assert metrics["model"]["n"] == sum(counts["test"].values())  # every test row scored
     assert metrics["model"]["macro_f1"] > 0.5  # the classes are separable
     assert (out / "data" / "test.npz").is_file()
+
+
+@pytest.mark.tf
+def test_a_streamed_table_with_a_hostile_or_single_class_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from agent.cli import main
+
+    for name, labels in (("escape", ["benign", "x\x1b[2J"]), ("single", ["benign"])):
+        path = tmp_path / f"{name}.csv"
+        rows = [f"{i % 7},{i % 5},{labels[i % len(labels)]}" for i in range(200)]
+        path.write_text("f0,f1,class\n" + "\n".join(rows) + "\n", encoding="utf-8")
+        code = main(
+            ["train", "--dataset", "csv", "--path", str(path), "--model", "dnn",
+             "--label-column", "class", "--stream", "--epochs", "1",
+             "--out", str(tmp_path / name), "--quiet"]
+        )  # fmt: skip
+        err = capsys.readouterr().err.strip()
+        assert code == 2, err
+        assert len(err.splitlines()) == 1, err
+        assert "control characters" in err if name == "escape" else "one class only" in err
