@@ -102,7 +102,7 @@ class LiveSource:
         self._buf = np.zeros(options.batch_frames * SNAPLEN, np.uint8)
         self._view = memoryview(self._buf)  # type: ignore[arg-type]
         self._stamp_dtype = np.dtype(np.int64)  # seconds and nanoseconds of a kernel stamp
-        self._behind = False  # the last read left frames in the socket's queue
+        self._behind = False  # the last read left frames queued (``_receive`` says)
         self._sock = self._open(options.interface, options.promiscuous, options.buffer_bytes)
         self._poll = select.poll()
         self._poll.register(self._sock.fileno(), select.POLLIN | select.POLLERR)
@@ -164,19 +164,13 @@ class LiveSource:
             batch = self._stepper.push(table)
         else:
             batch = self._stepper.push(PacketTable.empty())
-        merged = _concat(batch, self._stepper.advance(now)) if self._caught_up() else batch
+        # Steps close on the wall clock only once nothing is left queued (socket or ring). After
+        # a stall the backlog spans several reads and its kernel stamps place it; closing on
+        # the wall clock after the first read would close the steps the rest belongs to empty
+        # and pile the rest into the open step (a false flood). A quiet link is drained.
+        merged = batch if self._behind else _concat(batch, self._stepper.advance(now))
         self.stats.steps += len(merged)
         return merged if len(merged) else None
-
-    def _caught_up(self) -> bool:
-        """The socket's queue was drained: only then do steps close on the wall clock.
-
-        After a stall (the agent paused or busy) the queued frames span several reads. They
-        carry the kernel's receive times; had the steps closed on the wall clock after the
-        first of those reads, the steps the rest belong to would close empty and the rest join
-        the step then open (a false flood). A quiet link is drained, so its steps still close.
-        """
-        return not self._behind
 
     def _clock_went_back(self, now: int) -> None:
         """Restart the steps at ``now``: the featurizer never steps back in time.

@@ -93,9 +93,6 @@ class RingSource(LiveSource):
         self._buf = self._u8  # decode_frames reads the frames where the kernel put them
         self._next = 0  # the block the kernel fills next
         self._held: list[int] = []  # blocks decoded this read, returned after decoding
-        self._behind = False  # the last read left ready blocks in the ring
-        self._poll = select.poll()
-        self._poll.register(self._sock.fileno(), select.POLLIN | select.POLLERR)
 
     def _open(self, interface: str, promiscuous: bool, buffer_bytes: int) -> socket.socket:
         """An AF_PACKET socket with a V3 receive ring, bound to ``interface``."""
@@ -134,17 +131,6 @@ class RingSource(LiveSource):
             for base in self._held:
                 self._u32[(base + 8) >> 2] = TP_STATUS_KERNEL
             self._held.clear()
-
-    def _caught_up(self) -> bool:
-        """No ready block is left in the ring: only then do steps close on the wall clock.
-
-        After a stall (the agent paused or busy) the backlog spans several reads. Its frames
-        were received before now, and the kernel's time stamps place them; had the steps
-        closed on the wall clock after the first of those reads, the steps they belong to
-        would close empty and the rest of the backlog join the step then open (a false flood).
-        While behind, the packets read close the steps they pass, in order.
-        """
-        return not self._behind
 
     def _raise_socket_error(self) -> None:
         """The socket's pending error as OSError: the link went down or its device is gone.
@@ -190,7 +176,8 @@ class RingSource(LiveSource):
             frames += count
             self._held.append(base)
             self._next = (self._next + 1) % self._blocks
-        # a held block still reads as the reader's: a ring read whole is behind too
+        # behind while a ready block is left (a held block still reads as the reader's: a ring
+        # read whole is behind too); LiveSource.read then closes no step on the wall clock
         self._behind = bool(self._u32[(self._next * BLOCK_BYTES + 8) >> 2] & TP_STATUS_USER)
         if not parts:
             empty = np.zeros(0, np.int64)
